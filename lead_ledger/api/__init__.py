@@ -1,0 +1,1 @@
+"""HTTP adapters: one module per vendor dialect, plus native, admin and ops routes."""

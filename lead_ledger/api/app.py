@@ -1,0 +1,33 @@
+"""The aiohttp application: `create_app(settings, database_url)`, nothing global."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from lead_ledger.api import ops
+from lead_ledger.api.keys import DATABASE_URL, POOL, SETTINGS
+from lead_ledger.api.middleware import request_context
+from lead_ledger.ledger.database import open_database
+from lead_ledger.settings import Settings
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    pool = await open_database(
+        app[DATABASE_URL], min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    app[POOL] = pool
+    yield
+    await pool.close()
+
+
+def create_app(settings: Settings, database_url: str) -> web.Application:
+    """Build the app; the pool opens (and migrations run) when the app starts."""
+    app = web.Application(middlewares=[request_context], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[DATABASE_URL] = database_url
+    app.cleanup_ctx.append(_database)
+    app.add_routes(ops.routes)
+    return app

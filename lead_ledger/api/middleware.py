@@ -1,0 +1,55 @@
+"""Request context and the one canonical log line per request."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Final
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+REQUEST_ID: Final = "request_id"
+
+log = structlog.get_logger("lead_ledger.request")
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give each request an id, log it once on the way out, never leak a stack trace."""
+    request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+    if len(request_id) > 128:  # an id, not a payload
+        request_id = uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        try:
+            response = await handler(request)
+        except web.HTTPException as http_error:
+            status = http_error.status
+            http_error.headers[REQUEST_ID_HEADER] = request_id
+            raise
+        except Exception:
+            log.exception("unhandled_error", method=request.method, path=request.path)
+            response = web.json_response(
+                {"error": "internal error", "request_id": request_id}, status=500
+            )
+        status = response.status
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+    finally:
+        resource = request.match_info.route.resource
+        log.info(
+            "request",
+            method=request.method,
+            route=resource.canonical if resource is not None else request.path,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            client=request.remote,
+        )
+        structlog.contextvars.unbind_contextvars("request_id")

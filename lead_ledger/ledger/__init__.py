@@ -1,0 +1,1 @@
+"""Domain and event store. Imports nothing from `projections` or `api`, and no aiohttp."""

@@ -1,0 +1,47 @@
+"""Advisory locks: the coordination points that let any number of processes share one database.
+
+Writers to one campaign are serialised by a transaction-scoped advisory lock on the campaign,
+taken before anything is read, so a duplicate check or a safe-delete comparison sees every
+committed lead of the campaign and no other writer can add one until this transaction ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+import asyncpg
+
+# Advisory lock keys are one bigint space shared by every application on the server; the upper
+# 32 bits name what is locked so our keys never collide with each other or with others'.
+_CAMPAIGN_NAMESPACE: Final = 0x4C4C_0001
+_MIGRATION_KEY: Final = 0x4C4C_0000 << 32
+_ID_LIMIT: Final = 1 << 32
+
+LOCK_XACT: Final = "SELECT pg_advisory_xact_lock($1)"
+LOCK_SESSION: Final = "SELECT pg_advisory_lock($1)"
+UNLOCK_SESSION: Final = "SELECT pg_advisory_unlock($1)"
+
+
+def campaign_lock_key(campaign_id: int) -> int:
+    if not 0 <= campaign_id < _ID_LIMIT:
+        raise ValueError(f"campaign id {campaign_id} is outside the lockable range")
+    return (_CAMPAIGN_NAMESPACE << 32) | campaign_id
+
+
+def migration_lock_key() -> int:
+    return _MIGRATION_KEY
+
+
+async def lock_campaigns(conn: asyncpg.Connection, campaign_ids: Iterable[int]) -> list[int]:
+    """Lock campaigns for the rest of the transaction, in ascending id order.
+
+    Ascending order is what makes several multi-campaign writers deadlock-free: all of them
+    wait on the lowest id first. Returns the ids locked, in the order they were taken.
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("campaign locks are transaction-scoped; open a transaction first")
+    ordered = sorted(set(campaign_ids))
+    # One statement per lock, pipelined, so their order is the order we give.
+    await conn.executemany(LOCK_XACT, [(campaign_lock_key(cid),) for cid in ordered])
+    return ordered

@@ -1,0 +1,96 @@
+"""Schema migrations: numbered SQL files shipped in `lead_ledger.migrations`.
+
+Each file runs in its own transaction, under a session advisory lock so that several processes
+starting at once apply each file exactly once. Applied files are recorded with a checksum; a
+file that changed after it was applied stops the start, because the database no longer is what
+the code believes it to be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Final
+
+import asyncpg
+import structlog
+
+from lead_ledger.ledger.errors import MigrationError
+from lead_ledger.ledger.locks import LOCK_SESSION, UNLOCK_SESSION, migration_lock_key
+
+_FILE_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+CREATE_MIGRATIONS_TABLE: Final = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    name       text PRIMARY KEY,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+SELECT_APPLIED: Final = "SELECT name, checksum FROM schema_migrations"
+INSERT_APPLIED: Final = "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)"
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def shipped_migrations() -> list[Migration]:
+    """The SQL files of this version, in order, read through importlib.resources."""
+    package = resources.files("lead_ledger.migrations")
+    found = [
+        Migration(entry.name, entry.read_text(encoding="utf-8"))
+        for entry in package.iterdir()
+        if _FILE_NAME.match(entry.name)
+    ]
+    return sorted(found, key=lambda m: m.name)
+
+
+async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[str]:
+    """Apply the migrations not yet applied; return their names."""
+    migrations = shipped_migrations() if migrations is None else migrations
+    key = migration_lock_key()
+    await conn.execute(LOCK_SESSION, key)
+    try:
+        await conn.execute(CREATE_MIGRATIONS_TABLE)
+        applied = {row["name"]: row["checksum"] for row in await conn.fetch(SELECT_APPLIED)}
+        _check_history(applied, migrations)
+        done = []
+        for migration in migrations:
+            if migration.name in applied:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(INSERT_APPLIED, migration.name, migration.checksum)
+            log.info("migration_applied", migration=migration.name)
+            done.append(migration.name)
+        return done
+    finally:
+        await conn.execute(UNLOCK_SESSION, key)
+
+
+def _check_history(applied: dict[str, str], migrations: list[Migration]) -> None:
+    shipped = {m.name: m for m in migrations}
+    for name, checksum in sorted(applied.items()):
+        migration = shipped.get(name)
+        if migration is None:
+            raise MigrationError(
+                f"the database has migration {name}, which this version of lead-ledger does not "
+                "ship; it was migrated by a newer version"
+            )
+        if migration.checksum != checksum:
+            raise MigrationError(
+                f"migration {name} changed after it was applied (checksum {checksum[:12]} in the "
+                f"database, {migration.checksum[:12]} in the file); refusing to start. "
+                "Add a new migration instead of editing an applied one."
+            )

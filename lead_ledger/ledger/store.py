@@ -1,0 +1,268 @@
+"""The event store: append to streams, read a stream, read the global feed.
+
+Every function takes an asyncpg connection so that callers decide the transaction: an append,
+its campaign locks and the inline projections it feeds all commit or roll back together.
+SQL is named after what it does and lives in module constants with `$n` parameters.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+
+from lead_ledger.ledger.envelope import (
+    ANY_VERSION,
+    METADATA_ENCODER,
+    NO_STREAM,
+    RecordedEvent,
+    StreamAppend,
+)
+from lead_ledger.ledger.errors import ConcurrencyError, LedgerError
+
+_COLUMNS: Final = (
+    "position, event_id, stream_id, stream_version, type, schema_version, data, metadata,"
+    " recorded_at, transaction_id"
+)
+
+SELECT_STREAM_VERSIONS: Final = """
+SELECT stream_id, max(stream_version) AS version
+FROM events
+WHERE stream_id = ANY($1::text[])
+GROUP BY stream_id
+"""
+
+# One statement for any number of events: the arrays travel in asyncpg's binary format and
+# unnest keeps their order, so RETURNING pairs each row with its event_id.
+INSERT_EVENTS: Final = """
+INSERT INTO events (event_id, stream_id, stream_version, account_id, type, schema_version,
+                    data, metadata)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::int2[],
+                     $7::jsonb[], $8::jsonb[])
+RETURNING event_id, position, recorded_at, transaction_id
+"""
+
+SELECT_EVENTS_BY_ID: Final = f"""
+SELECT {_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position
+"""
+
+SELECT_STREAM: Final = f"""
+SELECT {_COLUMNS}
+FROM events
+WHERE stream_id = $1
+  AND stream_version > $2
+  AND ($3::int IS NULL OR stream_version <= $3)
+  AND ($4::bigint IS NULL OR position <= $4)
+  AND ($5::timestamptz IS NULL OR recorded_at <= $5)
+ORDER BY stream_version
+"""
+
+# The visibility fence: only transactions older than the oldest one still running are read, so
+# an event that commits late (lower position, later commit) is never passed over. The cursor is
+# a position; its transaction id is looked up, so (transaction_id, position) order is resumed
+# exactly where the reader left it.
+SELECT_FEED: Final = f"""
+SELECT {_COLUMNS}
+FROM events
+WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND (transaction_id, position) > (
+        COALESCE((SELECT transaction_id FROM events WHERE position = $1), '0'::xid8), $1)
+  AND ($3::bigint IS NULL OR account_id = $3)
+ORDER BY transaction_id, position
+LIMIT $2
+"""
+
+SELECT_HEAD_POSITION: Final = "SELECT coalesce(max(position), 0) FROM events"
+
+
+class DuplicateEventError(LedgerError):
+    """Some, but not all, of an append's event ids are already stored: not a clean retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The recorded events, and whether they were already stored (an idempotent retry)."""
+
+    events: list[RecordedEvent]
+    already_stored: bool = False
+
+
+async def append_events(conn: asyncpg.Connection, appends: Sequence[StreamAppend]) -> AppendResult:
+    """Append events to one or more streams in one statement.
+
+    Raises ConcurrencyError when a stream is not at its expected version. Appending events whose
+    ids are all stored already returns the stored events (`already_stored`), so a retried
+    request records nothing twice.
+    """
+    appends = [a for a in appends if a.events]
+    if not appends:
+        return AppendResult([])
+    next_version = await _next_versions(conn, appends)
+
+    event_ids: list[uuid.UUID] = []
+    stream_ids: list[str] = []
+    versions: list[int] = []
+    accounts: list[int | None] = []
+    types: list[str] = []
+    schema_versions: list[int] = []
+    bodies: list[bytes] = []
+    metadatas: list[bytes] = []
+    for append in appends:
+        metadata = METADATA_ENCODER.encode(append.metadata)
+        version = next_version[append.stream_id]
+        for event in append.events:
+            event_ids.append(event.event_id)
+            stream_ids.append(append.stream_id)
+            versions.append(version)
+            accounts.append(append.account_id)
+            types.append(event.type)
+            schema_versions.append(event.schema_version)
+            bodies.append(event.data)
+            metadatas.append(metadata)
+            version += 1
+        next_version[append.stream_id] = version
+
+    try:
+        # A savepoint (or a transaction, outside one) so a clash leaves the caller's
+        # transaction usable for the idempotency lookup below.
+        async with conn.transaction():
+            rows = await conn.fetch(
+                INSERT_EVENTS,
+                event_ids,
+                stream_ids,
+                versions,
+                accounts,
+                types,
+                schema_versions,
+                bodies,
+                metadatas,
+            )
+    except asyncpg.UniqueViolationError as error:
+        if error.constraint_name == "events_event_id_key":
+            return await _stored_retry(conn, event_ids)
+        raise _clash(appends) from error
+
+    by_id = {row["event_id"]: row for row in rows}
+    recorded = []
+    for i, event_id in enumerate(event_ids):
+        row = by_id[event_id]
+        recorded.append(
+            RecordedEvent(
+                position=row["position"],
+                event_id=event_id,
+                stream_id=stream_ids[i],
+                stream_version=versions[i],
+                type=types[i],
+                schema_version=schema_versions[i],
+                data=bodies[i],
+                metadata=metadatas[i],
+                recorded_at=row["recorded_at"],
+                transaction_id=row["transaction_id"],
+            )
+        )
+    return AppendResult(recorded)
+
+
+async def _next_versions(
+    conn: asyncpg.Connection, appends: Sequence[StreamAppend]
+) -> dict[str, int]:
+    """The first version to write per stream, checking expectations that need a read.
+
+    New streams (NO_STREAM) need no read: the unique (stream_id, stream_version) constraint
+    rejects them if the stream exists. Streams expected at a version are read once, all in one
+    query, so a writer that claims a version the stream never reached is refused too.
+    """
+    seen: set[str] = set()
+    to_read: list[str] = []
+    for append in appends:
+        if append.stream_id in seen:
+            raise ValueError(f"stream {append.stream_id!r} appears twice in one append")
+        seen.add(append.stream_id)
+        if append.expected_version != NO_STREAM:
+            to_read.append(append.stream_id)
+    current: dict[str, int] = {}
+    if to_read:
+        rows = await conn.fetch(SELECT_STREAM_VERSIONS, to_read)
+        current = {row["stream_id"]: row["version"] for row in rows}
+    first: dict[str, int] = {}
+    for append in appends:
+        actual = current.get(append.stream_id, 0)
+        if append.expected_version == ANY_VERSION:
+            first[append.stream_id] = actual + 1
+            continue
+        if append.expected_version not in (NO_STREAM, actual):
+            raise ConcurrencyError(append.stream_id, append.expected_version, actual)
+        first[append.stream_id] = append.expected_version + 1
+    return first
+
+
+def _clash(appends: Sequence[StreamAppend]) -> ConcurrencyError:
+    if len(appends) == 1:
+        return ConcurrencyError(appends[0].stream_id, appends[0].expected_version, None)
+    names = ", ".join(a.stream_id for a in appends[:5])
+    return ConcurrencyError(f"one of {names}", appends[0].expected_version, None)
+
+
+async def _stored_retry(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) -> AppendResult:
+    rows = await conn.fetch(SELECT_EVENTS_BY_ID, event_ids)
+    if len(rows) != len(event_ids):
+        raise DuplicateEventError(
+            f"{len(rows)} of {len(event_ids)} event ids are already stored; "
+            "a retry must resend exactly the events of the original append"
+        )
+    stored = {row["event_id"]: _recorded(row) for row in rows}
+    return AppendResult([stored[i] for i in event_ids], already_stored=True)
+
+
+async def read_stream(
+    conn: asyncpg.Connection,
+    stream_id: str,
+    *,
+    after_version: int = 0,
+    up_to_version: int | None = None,
+    up_to_position: int | None = None,
+    up_to_time: datetime | None = None,
+) -> list[RecordedEvent]:
+    """A stream's events in version order, optionally cut at a version, position or time."""
+    rows = await conn.fetch(
+        SELECT_STREAM, stream_id, after_version, up_to_version, up_to_position, up_to_time
+    )
+    return [_recorded(row) for row in rows]
+
+
+async def read_feed(
+    conn: asyncpg.Connection, *, after: int = 0, limit: int = 1000, account_id: int | None = None
+) -> list[RecordedEvent]:
+    """The next committed events of the global feed after the event at position `after`.
+
+    Safe to follow: an event is returned only once every transaction that could still commit
+    before it in feed order has finished, so resuming from the last position seen never skips
+    one. Order is (transaction_id, position), which is commit-safe, not strictly by position.
+    """
+    rows = await conn.fetch(SELECT_FEED, after, limit, account_id)
+    return [_recorded(row) for row in rows]
+
+
+async def head_position(conn: asyncpg.Connection) -> int:
+    """The highest position stored (0 when the log is empty)."""
+    value: int = await conn.fetchval(SELECT_HEAD_POSITION)
+    return value
+
+
+def _recorded(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        position=row["position"],
+        event_id=row["event_id"],
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        type=row["type"],
+        schema_version=row["schema_version"],
+        data=row["data"],
+        metadata=row["metadata"],
+        recorded_at=row["recorded_at"],
+        transaction_id=row["transaction_id"],
+    )

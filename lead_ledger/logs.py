@@ -1,0 +1,78 @@
+"""Logging, configured once at start: JSON lines in production, the console renderer on a TTY.
+
+Phone numbers are masked before anything is rendered: logs travel further than the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Final
+
+import msgspec
+import structlog
+
+from lead_ledger.settings import LogFormat
+
+# Runs of 7 or more digits, allowing the separators people type in phone numbers.
+_PHONE: Final = re.compile(r"\+?\d[\d\s().-]{5,}\d")
+_PHONE_KEYS: Final = frozenset(
+    {"phone", "phone_number", "phonenumber", "numeric", "alt_numeric", "phone_numbers"}
+)
+
+
+def mask_phone(text: str) -> str:
+    """Keep the last two digits of each phone-like run: enough to correlate, not to dial."""
+
+    def _mask(match: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", match.group())
+        if len(digits) < 7:
+            return match.group()
+        return "*" * (len(digits) - 2) + digits[-2:]
+
+    return _PHONE.sub(_mask, text)
+
+
+def mask_phone_numbers(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in event_dict.items():
+        if isinstance(value, str) and (key.lower() in _PHONE_KEYS or _PHONE.search(value)):
+            event_dict[key] = mask_phone(value)
+        elif isinstance(value, list) and key.lower() in _PHONE_KEYS:
+            event_dict[key] = [mask_phone(str(v)) for v in value]
+    return event_dict
+
+
+def _json_serializer(obj: Any, **_kwargs: Any) -> bytes:
+    return msgspec.json.encode(obj, enc_hook=str)
+
+
+def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> None:
+    console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        mask_phone_numbers,
+    ]
+    if console:
+        processors: list[structlog.types.Processor] = [*shared, structlog.dev.ConsoleRenderer()]
+        factory: Any = structlog.PrintLoggerFactory(file=sys.stderr)
+    else:
+        processors = [
+            *shared,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=_json_serializer),
+        ]
+        factory = structlog.BytesLoggerFactory(file=sys.stderr.buffer)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
