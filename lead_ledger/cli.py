@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from contextlib import aclosing
 
 import msgspec
 import structlog
@@ -118,12 +119,14 @@ async def _tail(settings: Settings, after: int, follow: bool, limit: int | None)
     out = sys.stdout.buffer
     count = 0
     try:
-        async for event in follow_feed(conn, after=after, follow=follow):
-            out.write(encoder.encode(feed_entry(event)) + b"\n")
-            out.flush()
-            count += 1
-            if limit is not None and count >= limit:
-                break
+        # aclosing: stop listening before the connection closes, also on --limit's break.
+        async with aclosing(follow_feed(conn, after=after, follow=follow)) as feed:
+            async for event in feed:
+                out.write(encoder.encode(feed_entry(event)) + b"\n")
+                out.flush()
+                count += 1
+                if limit is not None and count >= limit:
+                    break
     finally:
         await conn.close()
     return 0

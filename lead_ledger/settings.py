@@ -34,9 +34,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raw[field.name] = value
         # strict=False lets "10" become 10 and "1" become True, as environment values are text.
         try:
-            return msgspec.convert(raw, cls, strict=False)
+            return msgspec.convert(raw, cls, strict=False, dec_hook=_decode_path)
         except msgspec.ValidationError as error:
             raise SettingsError(f"invalid setting: {error} (from LEDGER_* variables)") from error
+
+
+def _decode_path(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str):
+        return Path(value).expanduser()
+    raise NotImplementedError(f"cannot read {kind} from an environment variable")
 
 
 class SettingsError(ValueError):

@@ -8,6 +8,7 @@ makes in tens of milliseconds.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
@@ -17,15 +18,14 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
-import asyncio
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
 
 from lead_ledger.api.app import create_app
 from lead_ledger.ledger.database import connect, create_pool, with_database
 from lead_ledger.ledger.migrate import migrate
 from lead_ledger.settings import Settings
+from tests.support import Client
 
 ADMIN_TOKEN = "test-admin-token"
 _counter = itertools.count()
@@ -146,7 +146,11 @@ def settings() -> Settings:
 
 @pytest.fixture
 async def client(
-    aiohttp_client: Callable[..., Awaitable[TestClient]], settings: Settings, database_url: str
-) -> TestClient:
-    """The real aiohttp app, on its own fresh database, through the aiohttp test client."""
+    database_url: str, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> Client:
+    """The real aiohttp app, on its own fresh database, through the aiohttp test client.
+
+    `database_url` comes first so that it is torn down last: the app closes its pool before
+    the database is dropped.
+    """
     return await aiohttp_client(create_app(settings, database_url))

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
-REQUEST_ID: Final = "request_id"
+REQUEST_ID: Final = web.RequestKey("request_id", str)
 
 log = structlog.get_logger("lead_ledger.request")
 

@@ -27,7 +27,7 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             async with request.app[POOL].acquire() as conn:
                 await conn.fetchval("SELECT 1")
-    except (TimeoutError, OSError, asyncpg.PostgresError) as error:
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         return web.json_response(
             {"status": "unavailable", "database": type(error).__name__}, status=503
         )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Final
 
-import asyncpg
 import msgspec
 
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.store import read_feed
 
@@ -49,14 +49,18 @@ def feed_entry(event: RecordedEvent) -> FeedEntry:
 
 
 async def follow_feed(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     after: int = 0,
     account_id: int | None = None,
     batch_size: int = 1000,
     follow: bool = True,
-) -> AsyncIterator[RecordedEvent]:
-    """Yield every committed event after `after`, exactly once; keep following if asked."""
+) -> AsyncGenerator[RecordedEvent, None]:
+    """Yield every committed event after `after`, exactly once; keep following if asked.
+
+    Iterate it inside `contextlib.aclosing` when you may stop early, so the listener is removed
+    before the connection is released.
+    """
     woken = asyncio.Event()
 
     def _wake(*_args: object) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-import asyncpg
+from lead_ledger.ledger.connection import Connection
 
 # Advisory lock keys are one bigint space shared by every application on the server; the upper
 # 32 bits name what is locked so our keys never collide with each other or with others'.
@@ -33,7 +33,7 @@ def migration_lock_key() -> int:
     return _MIGRATION_KEY
 
 
-async def lock_campaigns(conn: asyncpg.Connection, campaign_ids: Iterable[int]) -> list[int]:
+async def lock_campaigns(conn: Connection, campaign_ids: Iterable[int]) -> list[int]:
     """Lock campaigns for the rest of the transaction, in ascending id order.
 
     Ascending order is what makes several multi-campaign writers deadlock-free: all of them

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Final
 
-import asyncpg
 import structlog
 
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.errors import MigrationError
 from lead_ledger.ledger.locks import LOCK_SESSION, UNLOCK_SESSION, migration_lock_key
 
@@ -56,7 +56,7 @@ def shipped_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.name)
 
 
-async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[str]:
+async def migrate(conn: Connection, migrations: list[Migration] | None = None) -> list[str]:
     """Apply the migrations not yet applied; return their names."""
     migrations = shipped_migrations() if migrations is None else migrations
     key = migration_lock_key()

@@ -15,6 +15,7 @@ from typing import Final
 
 import asyncpg
 
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import (
     ANY_VERSION,
     METADATA_ENCODER,
@@ -91,7 +92,7 @@ class AppendResult:
     already_stored: bool = False
 
 
-async def append_events(conn: asyncpg.Connection, appends: Sequence[StreamAppend]) -> AppendResult:
+async def append_events(conn: Connection, appends: Sequence[StreamAppend]) -> AppendResult:
     """Append events to one or more streams in one statement.
 
     Raises ConcurrencyError when a stream is not at its expected version. Appending events whose
@@ -167,9 +168,7 @@ async def append_events(conn: asyncpg.Connection, appends: Sequence[StreamAppend
     return AppendResult(recorded)
 
 
-async def _next_versions(
-    conn: asyncpg.Connection, appends: Sequence[StreamAppend]
-) -> dict[str, int]:
+async def _next_versions(conn: Connection, appends: Sequence[StreamAppend]) -> dict[str, int]:
     """The first version to write per stream, checking expectations that need a read.
 
     New streams (NO_STREAM) need no read: the unique (stream_id, stream_version) constraint
@@ -207,7 +206,7 @@ def _clash(appends: Sequence[StreamAppend]) -> ConcurrencyError:
     return ConcurrencyError(f"one of {names}", appends[0].expected_version, None)
 
 
-async def _stored_retry(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) -> AppendResult:
+async def _stored_retry(conn: Connection, event_ids: list[uuid.UUID]) -> AppendResult:
     rows = await conn.fetch(SELECT_EVENTS_BY_ID, event_ids)
     if len(rows) != len(event_ids):
         raise DuplicateEventError(
@@ -219,7 +218,7 @@ async def _stored_retry(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) ->
 
 
 async def read_stream(
-    conn: asyncpg.Connection,
+    conn: Connection,
     stream_id: str,
     *,
     after_version: int = 0,
@@ -235,7 +234,7 @@ async def read_stream(
 
 
 async def read_feed(
-    conn: asyncpg.Connection, *, after: int = 0, limit: int = 1000, account_id: int | None = None
+    conn: Connection, *, after: int = 0, limit: int = 1000, account_id: int | None = None
 ) -> list[RecordedEvent]:
     """The next committed events of the global feed after the event at position `after`.
 
@@ -247,7 +246,7 @@ async def read_feed(
     return [_recorded(row) for row in rows]
 
 
-async def head_position(conn: asyncpg.Connection) -> int:
+async def head_position(conn: Connection) -> int:
     """The highest position stored (0 when the log is empty)."""
     value: int = await conn.fetchval(SELECT_HEAD_POSITION)
     return value

