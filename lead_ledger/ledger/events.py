@@ -1,0 +1,315 @@
+"""Every domain event: tagged, frozen msgspec Structs, one Union per stream kind.
+
+Rules that keep the log readable forever: a type never changes meaning; new fields get
+defaults; a breaking change is a new schema_version with an upcaster in `decode_event`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Final, Literal, TypeAlias
+
+import msgspec
+
+from lead_ledger.ledger.envelope import NewEvent, RecordedEvent
+
+# A lead field's value as it travels in a diff: text, a number, a flag, a list of numbers, a map.
+FieldValue: TypeAlias = (
+    str | int | float | bool | list[str] | dict[str, str | int | float | bool | None] | None
+)
+ExtraValue: TypeAlias = str | int | float | bool | None
+
+Dialect = Literal["flexydial", "ozonetel", "vicidial", "jtel", "native"]
+DIALECTS: Final[tuple[Dialect, ...]] = ("flexydial", "ozonetel", "vicidial", "jtel", "native")
+Direction = Literal["outbound", "inbound"]
+Assignment = Literal["none", "agentwise", "skillwise"]
+DialMode = Literal["Progressive", "Predictive", "Preview", "IVR"]
+CampaignState = Literal["running", "stopped"]
+ApiAuthentication = Literal["BASIC_AUTH", "TOKEN_AUTH", "NONE"]
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    pass
+
+
+# --- lead fields --------------------------------------------------------------------------------
+
+
+class LeadFields(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The canonical lead: every dialect maps its names onto these (docs/mapping.md)."""
+
+    phone_numbers: list[str] = []
+    name: str | None = None
+    first_name: str | None = None
+    middle_initial: str | None = None
+    last_name: str | None = None
+    title: str | None = None
+    salutation: str | None = None
+    company: str | None = None
+    address1: str | None = None
+    address2: str | None = None
+    address3: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+    email: str | None = None
+    comments: str | None = None
+    user_data: str | None = None
+    reference_number: str | None = None
+    crm: dict[str, str] = {}
+    agent: str | None = None
+    skill: str | None = None
+    priority: int = 1
+    expires_at: datetime | None = None
+    status: str = "new"
+    extra: dict[str, ExtraValue] = {}
+
+
+FIELD_NAMES: Final = tuple(f.name for f in msgspec.structs.fields(LeadFields))
+
+
+class FieldChange(msgspec.Struct, frozen=True, array_like=True):
+    """One field's old and new value; `field` is a LeadFields name."""
+
+    field: str
+    old: FieldValue
+    new: FieldValue
+
+
+# --- lead events (stream lead-<id>) -------------------------------------------------------------
+
+
+class LeadInserted(_Event, frozen=True, kw_only=True, tag="LeadInserted"):
+    lead_id: int
+    account_id: int
+    campaign_id: int
+    fields: LeadFields
+    # Decided at insert with the account's region then; replay never re-normalises.
+    dedupe_keys: list[str]
+
+
+class LeadUpdated(_Event, frozen=True, kw_only=True, tag="LeadUpdated"):
+    lead_id: int
+    changes: list[FieldChange]
+    dedupe_keys: list[str] | None = None  # set when phone_numbers changed
+
+
+class LeadReassigned(_Event, frozen=True, kw_only=True, tag="LeadReassigned"):
+    lead_id: int
+    from_agent: str | None
+    to_agent: str | None
+
+
+class _ArchiveCopy(_Event, frozen=True, kw_only=True):
+    """The live row as archived: fields, keys and times, and the version it was taken at."""
+
+    lead_id: int
+    account_id: int
+    campaign_id: int
+    snapshot: LeadFields
+    dedupe_keys: list[str]
+    source_version: int  # the lead stream version the snapshot was taken at
+    entry_at: datetime | None = None
+    modified_at: datetime | None = None
+
+
+class LeadArchived(_ArchiveCopy, frozen=True, kw_only=True, tag="LeadArchived"):
+    pass
+
+
+class LeadArchiveSynced(_ArchiveCopy, frozen=True, kw_only=True, tag="LeadArchiveSynced"):
+    pass
+
+
+DeleteReason = Literal["archived", "api"]
+
+
+class LeadDeleted(_Event, frozen=True, kw_only=True, tag="LeadDeleted"):
+    lead_id: int
+    reason: DeleteReason
+    archive_version: int | None = None  # for archive deletes: the archive compared with
+
+
+class LeadRestored(_Event, frozen=True, kw_only=True, tag="LeadRestored"):
+    lead_id: int
+    account_id: int
+    campaign_id: int
+    snapshot: LeadFields
+    dedupe_keys: list[str]
+    archive_version: int
+    entry_at: datetime | None = None  # the archived entry time, kept across the round trip
+
+
+class LeadArchiveRemoved(_Event, frozen=True, kw_only=True, tag="LeadArchiveRemoved"):
+    """Dearchive's safe delete: the archive row equalled the live lead, so it was dropped."""
+
+    lead_id: int
+    live_version: int
+
+
+LeadEvent: TypeAlias = (
+    LeadInserted
+    | LeadUpdated
+    | LeadReassigned
+    | LeadArchived
+    | LeadArchiveSynced
+    | LeadDeleted
+    | LeadRestored
+    | LeadArchiveRemoved
+)
+
+
+# --- refusals (stream request-<id> or job-<id>) -------------------------------------------------
+
+
+class LeadRejected(_Event, frozen=True, kw_only=True, tag="LeadRejected"):
+    """A row or request that was refused, with why: the audit trail of what did not happen."""
+
+    account_id: int
+    campaign_id: int | None
+    reason: str
+    row: dict[str, ExtraValue] = {}
+    row_number: int | None = None
+    existing_lead_ids: list[int] = []
+
+
+# --- account configuration (stream account-<id>) ------------------------------------------------
+
+
+class OfficeHours(msgspec.Struct, frozen=True, kw_only=True):
+    timezone: str
+    days: list[int]  # ISO weekdays, 1 = Monday
+    start: str  # "HH:MM"
+    end: str  # "HH:MM"
+
+
+class RateLimits(msgspec.Struct, frozen=True, kw_only=True):
+    ozonetel_bulk_per_minute: int = 1
+    ozonetel_add_per_minute: int = 100
+
+
+class AccountSettings(msgspec.Struct, frozen=True, kw_only=True):
+    api_authentication: ApiAuthentication = "BASIC_AUTH"
+    default_region: str | None = None
+    office_hours: OfficeHours | None = None
+    rate_limits: RateLimits = RateLimits()
+
+
+class AccountCreated(_Event, frozen=True, kw_only=True, tag="AccountCreated"):
+    account_id: int
+    name: str
+    settings: AccountSettings
+
+
+class SettingsChanged(_Event, frozen=True, kw_only=True, tag="SettingsChanged"):
+    account_id: int
+    settings: AccountSettings  # the whole settings after the change
+    changed: list[str]
+
+
+class CredentialIssued(_Event, frozen=True, kw_only=True, tag="CredentialIssued"):
+    account_id: int
+    credential_id: str
+    dialect: Dialect
+    key_sha256: str  # the key itself is shown once and never stored
+
+
+class CredentialRevoked(_Event, frozen=True, kw_only=True, tag="CredentialRevoked"):
+    account_id: int
+    credential_id: str
+
+
+class UserCreated(_Event, frozen=True, kw_only=True, tag="UserCreated"):
+    account_id: int
+    username: str
+    password_hash: str
+
+
+class AgentAdded(_Event, frozen=True, kw_only=True, tag="AgentAdded"):
+    account_id: int
+    agent_id: str
+    name: str | None = None
+
+
+class SkillAdded(_Event, frozen=True, kw_only=True, tag="SkillAdded"):
+    account_id: int
+    name: str
+
+
+class CampaignConfig(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    direction: Direction = "outbound"
+    assignment: Assignment = "none"
+    dial_mode: DialMode = "Progressive"
+    state: CampaignState = "stopped"
+    crm_fields: list[str] | None = None
+
+
+class CampaignCreated(_Event, frozen=True, kw_only=True, tag="CampaignCreated"):
+    account_id: int
+    campaign_id: int
+    config: CampaignConfig
+
+
+class CampaignUpdated(_Event, frozen=True, kw_only=True, tag="CampaignUpdated"):
+    account_id: int
+    campaign_id: int
+    config: CampaignConfig  # the whole configuration after the change
+    changed: list[str]
+
+
+class CampaignStarted(_Event, frozen=True, kw_only=True, tag="CampaignStarted"):
+    account_id: int
+    campaign_id: int
+
+
+class CampaignStopped(_Event, frozen=True, kw_only=True, tag="CampaignStopped"):
+    account_id: int
+    campaign_id: int
+
+
+AccountEvent: TypeAlias = (
+    AccountCreated
+    | SettingsChanged
+    | CredentialIssued
+    | CredentialRevoked
+    | UserCreated
+    | AgentAdded
+    | SkillAdded
+    | CampaignCreated
+    | CampaignUpdated
+    | CampaignStarted
+    | CampaignStopped
+)
+
+DomainEvent: TypeAlias = LeadEvent | AccountEvent | LeadRejected
+
+# Built once: decoding dispatches on the "type" tag inside the body.
+_DECODER: Final = msgspec.json.Decoder(DomainEvent)
+_ENCODER: Final = msgspec.json.Encoder()
+SCHEMA_VERSION: Final = 1
+
+
+def encode_event(event: DomainEvent, event_id: uuid.UUID) -> NewEvent:
+    return NewEvent(
+        event_id=event_id,
+        type=type(event).__name__,
+        data=_ENCODER.encode(event),
+        schema_version=SCHEMA_VERSION,
+    )
+
+
+def decode_event(recorded: RecordedEvent) -> DomainEvent:
+    """The typed event of a stored one. Upcasters for older schema versions go here."""
+    event: DomainEvent = _DECODER.decode(recorded.data)
+    return event
+
+
+def stream_of_lead(lead_id: int) -> str:
+    return f"lead-{lead_id}"
+
+
+def stream_of_account(account_id: int) -> str:
+    return f"account-{account_id}"

@@ -1,0 +1,286 @@
+"""The lead aggregate: `decide` turns a command and the current state into events, `evolve`
+folds events into state. Pure: no I/O, no clock, no random ids; ids and facts read from the
+database (duplicates found under the campaign lock) are passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+import msgspec
+
+from lead_ledger.ledger.events import (
+    FIELD_NAMES,
+    FieldChange,
+    FieldValue,
+    LeadArchived,
+    LeadArchiveRemoved,
+    LeadArchiveSynced,
+    LeadDeleted,
+    LeadEvent,
+    LeadFields,
+    LeadInserted,
+    LeadReassigned,
+    LeadRestored,
+    LeadUpdated,
+)
+from lead_ledger.ledger.phones import dedupe_keys
+
+
+class ArchiveCopy(msgspec.Struct, frozen=True, kw_only=True):
+    snapshot: LeadFields
+    source_version: int  # the lead version the snapshot was taken from
+    archive_version: int  # the stream version of the event that wrote this copy
+
+
+class LeadState(msgspec.Struct, frozen=True, kw_only=True):
+    lead_id: int
+    account_id: int
+    campaign_id: int
+    version: int
+    fields: LeadFields | None  # None while the lead is not live (deleted or archived away)
+    dedupe_keys: list[str]
+    archive: ArchiveCopy | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.fields is not None
+
+
+class LeadError(ValueError):
+    """A command that cannot apply to the lead as it is (not live, not archived, ...)."""
+
+
+# --- evolve ---------------------------------------------------------------------------------------
+
+
+def evolve(state: LeadState | None, event: LeadEvent) -> LeadState:  # noqa: PLR0911
+    """The state after one more event. Versions count events, so they match the stream's."""
+    if isinstance(event, LeadInserted):
+        return LeadState(
+            lead_id=event.lead_id,
+            account_id=event.account_id,
+            campaign_id=event.campaign_id,
+            version=1,
+            fields=event.fields,
+            dedupe_keys=event.dedupe_keys,
+        )
+    if state is None:
+        raise LeadError(f"{type(event).__name__} before LeadInserted for lead {event.lead_id}")
+    version = state.version + 1
+    match event:
+        case LeadUpdated():
+            fields = apply_changes(_live_fields(state), event.changes)
+            keys = state.dedupe_keys if event.dedupe_keys is None else event.dedupe_keys
+            return msgspec.structs.replace(state, version=version, fields=fields, dedupe_keys=keys)
+        case LeadReassigned():
+            fields = msgspec.structs.replace(_live_fields(state), agent=event.to_agent)
+            return msgspec.structs.replace(state, version=version, fields=fields)
+        case LeadArchived() | LeadArchiveSynced():
+            copy = ArchiveCopy(
+                snapshot=event.snapshot,
+                source_version=event.source_version,
+                archive_version=version,
+            )
+            return msgspec.structs.replace(state, version=version, archive=copy)
+        case LeadDeleted():
+            return msgspec.structs.replace(state, version=version, fields=None)
+        case LeadRestored():
+            return msgspec.structs.replace(
+                state, version=version, fields=event.snapshot, dedupe_keys=event.dedupe_keys
+            )
+        case LeadArchiveRemoved():
+            return msgspec.structs.replace(state, version=version, archive=None)
+    raise LeadError(f"unknown lead event {type(event).__name__}")
+
+
+def fold(events: Iterable[LeadEvent], state: LeadState | None = None) -> LeadState | None:
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+def apply_changes(fields: LeadFields, changes: Iterable[FieldChange]) -> LeadFields:
+    """Fields with the diff's new values; converting back through msgspec restores types
+    (an expiry travels as ISO text in the diff and comes back a datetime)."""
+    data = msgspec.to_builtins(fields)
+    for change in changes:
+        data[change.field] = change.new
+    return msgspec.convert(data, LeadFields)
+
+
+def _live_fields(state: LeadState) -> LeadFields:
+    if state.fields is None:
+        raise LeadError(f"lead {state.lead_id} is not live")
+    return state.fields
+
+
+# --- decide ---------------------------------------------------------------------------------------
+
+
+def decide_insert(
+    *,
+    lead_id: int,
+    account_id: int,
+    campaign_id: int,
+    fields: LeadFields,
+    default_region: str | None,
+) -> LeadInserted:
+    return LeadInserted(
+        lead_id=lead_id,
+        account_id=account_id,
+        campaign_id=campaign_id,
+        fields=fields,
+        dedupe_keys=dedupe_keys(fields.phone_numbers, default_region),
+    )
+
+
+def decide_update(
+    state: LeadState, patch: Mapping[str, object], default_region: str | None
+) -> list[LeadEvent]:
+    """Only what changes: LeadUpdated for field changes, LeadReassigned for a new agent.
+
+    `patch` maps LeadFields names to new values; `crm` and `extra` are merged, not replaced,
+    since vendors send only the CRM fields they update.
+    """
+    current = _live_fields(state)
+    unknown = set(patch) - set(FIELD_NAMES)
+    if unknown:
+        raise LeadError(f"unknown lead fields: {', '.join(sorted(unknown))}")
+    events: list[LeadEvent] = []
+    changes: list[FieldChange] = []
+    for name, value in patch.items():
+        old = getattr(current, name)
+        new = {**old, **value} if name in ("crm", "extra") and isinstance(value, dict) else value
+        if name == "agent":
+            if new != old:
+                events.append(
+                    LeadReassigned(lead_id=state.lead_id, from_agent=old, to_agent=_opt_str(new))
+                )
+            continue
+        if new != old:
+            changes.append(FieldChange(name, _wire(old), _wire(new)))
+    if changes:
+        keys = None
+        if any(c.field == "phone_numbers" for c in changes):
+            phones = patch["phone_numbers"]
+            keys = dedupe_keys(list(phones) if isinstance(phones, list) else [], default_region)
+        events.insert(0, LeadUpdated(lead_id=state.lead_id, changes=changes, dedupe_keys=keys))
+    return events
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _wire(value: object) -> FieldValue:
+    return msgspec.to_builtins(value)  # type: ignore[no-any-return]
+
+
+def decide_delete(state: LeadState) -> LeadDeleted:
+    _live_fields(state)
+    return LeadDeleted(lead_id=state.lead_id, reason="api")
+
+
+class ArchiveOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    events: list[LeadEvent]
+    inserted: bool = False
+    synced: bool = False  # an archive copy that existed before was re-synced
+    deleted: bool = False
+
+
+class RowTimes(msgspec.Struct, frozen=True, kw_only=True):
+    """Entry and modify times of the live row, read from the projection and passed in."""
+
+    entry_at: datetime | None = None
+    modified_at: datetime | None = None
+
+
+def decide_archive(
+    state: LeadState,
+    *,
+    insert: bool,
+    update: bool,
+    delete: bool,
+    times: RowTimes | None = None,
+) -> ArchiveOutcome:
+    """The Vicidial archive order: insert into the archive, re-sync it, then safe-delete.
+
+    The delete compares the archive copy with the live lead field for field and happens only
+    when they are equal, so a lead changed after archiving and not re-synced stays live.
+    """
+    fields = _live_fields(state)
+    times = times or RowTimes()
+
+    def copy(kind: type[LeadArchived | LeadArchiveSynced]) -> LeadArchived | LeadArchiveSynced:
+        return kind(
+            lead_id=state.lead_id,
+            account_id=state.account_id,
+            campaign_id=state.campaign_id,
+            snapshot=fields,
+            dedupe_keys=state.dedupe_keys,
+            source_version=state.version,
+            entry_at=times.entry_at,
+            modified_at=times.modified_at,
+        )
+
+    events: list[LeadEvent] = []
+    inserted = synced = deleted = False
+    current = state
+    if insert and current.archive is None:
+        event: LeadEvent = copy(LeadArchived)
+        events.append(event)
+        current = evolve(current, event)
+        inserted = True
+    elif update and current.archive is not None and current.archive.snapshot != fields:
+        event = copy(LeadArchiveSynced)
+        events.append(event)
+        current = evolve(current, event)
+        synced = True
+    if delete and current.archive is not None and current.archive.snapshot == fields:
+        events.append(
+            LeadDeleted(
+                lead_id=state.lead_id,
+                reason="archived",
+                archive_version=current.archive.archive_version,
+            )
+        )
+        deleted = True
+    return ArchiveOutcome(events=events, inserted=inserted, synced=synced, deleted=deleted)
+
+
+def decide_dearchive(
+    state: LeadState,
+    *,
+    insert: bool,
+    delete: bool,
+    default_region: str | None,
+    entry_at: datetime | None = None,
+) -> ArchiveOutcome:
+    """The reverse: restore the archived lead into live, then drop archive copies equal to live."""
+    if state.archive is None:
+        raise LeadError(f"lead {state.lead_id} is not archived")
+    events: list[LeadEvent] = []
+    inserted = deleted = False
+    current = state
+    if insert and not current.live:
+        snapshot = state.archive.snapshot
+        event: LeadEvent = LeadRestored(
+            lead_id=state.lead_id,
+            account_id=state.account_id,
+            campaign_id=state.campaign_id,
+            entry_at=entry_at,
+            snapshot=snapshot,
+            dedupe_keys=dedupe_keys(snapshot.phone_numbers, default_region)
+            if not state.dedupe_keys
+            else state.dedupe_keys,
+            archive_version=state.archive.archive_version,
+        )
+        events.append(event)
+        current = evolve(current, event)
+        inserted = True
+    if delete and current.fields is not None and current.fields == state.archive.snapshot:
+        events.append(LeadArchiveRemoved(lead_id=state.lead_id, live_version=current.version))
+        deleted = True
+    return ArchiveOutcome(events=events, inserted=inserted, deleted=deleted)

@@ -1,0 +1,62 @@
+"""Phone numbers: the dedupe key that makes `+919876543210` and `098765 43210` one contact."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import phonenumbers
+
+_NON_DIGITS: Final = re.compile(r"\D")
+
+
+def digits_only(phone: str) -> str:
+    return _NON_DIGITS.sub("", phone)
+
+
+def dedupe_key(phone: str, default_region: str | None) -> str:
+    """E.164 when the number parses as possible for the account's region, else its digits.
+
+    Without a default region only numbers written with a leading + can be placed; the rest fall
+    back to digits, so `9876543210` and `98765-43210` still match each other.
+    """
+    text = phone.strip()
+    if not text:
+        return ""
+    region = default_region.upper() if default_region else None
+    if region or text.startswith("+"):
+        try:
+            parsed = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            parsed = None
+        if parsed is None and region and not text.startswith("+"):
+            # Numbers stored with their country code but without "+" (919876543210).
+            try:
+                parsed = phonenumbers.parse("+" + digits_only(text), None)
+            except phonenumbers.NumberParseException:
+                parsed = None
+        if parsed is not None and phonenumbers.is_possible_number(parsed):
+            if region and not phonenumbers.is_valid_number(parsed) and not text.startswith("+"):
+                with_plus = _parse_with_plus(text)
+                if with_plus is not None:
+                    parsed = with_plus
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return digits_only(text)
+
+
+def _parse_with_plus(text: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        parsed = phonenumbers.parse("+" + digits_only(text), None)
+    except phonenumbers.NumberParseException:
+        return None
+    return parsed if phonenumbers.is_valid_number(parsed) else None
+
+
+def dedupe_keys(phones: list[str], default_region: str | None) -> list[str]:
+    """Keys of all numbers, first (primary) first, without repeats or blanks."""
+    seen: dict[str, None] = {}
+    for phone in phones:
+        key = dedupe_key(phone, default_region)
+        if key:
+            seen.setdefault(key, None)
+    return list(seen)

@@ -1,0 +1,62 @@
+"""The one way events are written: append, then update every inline projection, in the
+caller's transaction, so a request reads its own writes and duplicate checks see every commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import msgspec
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.envelope import Actor, EventMetadata, StreamAppend
+from lead_ledger.ledger.events import DomainEvent, encode_event
+from lead_ledger.ledger.store import AppendResult, append_events
+from lead_ledger.projections.registry import apply_inline
+
+
+class Context(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is asking and through what: becomes every written event's metadata."""
+
+    actor: Actor
+    request_id: str | None = None
+    job_id: str | None = None
+    correlation_id: str | None = None
+    client_address: str | None = None
+
+    def metadata(self) -> EventMetadata:
+        return EventMetadata(
+            actor=self.actor,
+            request_id=self.request_id,
+            job_id=self.job_id,
+            correlation_id=self.correlation_id or self.request_id,
+            client_address=self.client_address,
+        )
+
+
+def stream_append(
+    ctx: Context,
+    stream_id: str,
+    expected_version: int,
+    events: Sequence[DomainEvent],
+    *,
+    account_id: int | None,
+) -> StreamAppend:
+    """Encode domain events for one stream. Event ids are random here, never in the domain."""
+    return StreamAppend(
+        stream_id=stream_id,
+        expected_version=expected_version,
+        events=[encode_event(event, uuid.uuid4()) for event in events],
+        metadata=ctx.metadata(),
+        account_id=account_id,
+    )
+
+
+async def record(conn: Connection, appends: Sequence[StreamAppend]) -> AppendResult:
+    """Append and project. Must run inside the caller's transaction (and its locks)."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("record() must run inside a transaction")
+    result = await append_events(conn, appends)
+    if not result.already_stored:
+        await apply_inline(conn, result.events)
+    return result
