@@ -1,4 +1,4 @@
-"""Dependencies point one way: api -> projections -> ledger; the ledger imports no aiohttp."""
+"""Dependencies point one way: api -> service -> projections -> ledger; no aiohttp below api."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "lead_ledger"
+_ABOVE_LEDGER = ("lead_ledger.projections", "lead_ledger.service", "lead_ledger.api")
 FORBIDDEN = {
-    "ledger": ("lead_ledger.projections", "lead_ledger.api", "lead_ledger.cli", "aiohttp"),
-    "projections": ("lead_ledger.api", "lead_ledger.cli", "aiohttp"),
+    "ledger": (*_ABOVE_LEDGER, "lead_ledger.cli", "aiohttp"),
+    "projections": ("lead_ledger.service", "lead_ledger.api", "lead_ledger.cli", "aiohttp"),
+    "service": ("lead_ledger.api", "lead_ledger.cli", "aiohttp"),
     "api": ("lead_ledger.cli",),
 }
 

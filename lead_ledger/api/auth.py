@@ -1,0 +1,70 @@
+"""Credentials: per account and per dialect, stored as SHA-256, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+import msgspec
+from aiohttp import web
+
+from lead_ledger.api.keys import POOL, SETTINGS
+from lead_ledger.ledger.events import Dialect
+
+SELECT_CREDENTIAL = """
+SELECT c.account_id, c.credential_id, c.key_sha256, a.name AS account_name
+FROM credentials c JOIN accounts a USING (account_id)
+WHERE c.key_sha256 = $1 AND c.dialect = $2 AND NOT c.revoked
+"""
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """The caller a credential names: its account, the credential and the dialect spoken."""
+
+    account_id: int
+    account_name: str
+    credential_id: str
+    dialect: Dialect
+
+
+def new_key() -> str:
+    """A fresh credential key: 256 bits, URL-safe, shown once to the admin."""
+    return secrets.token_urlsafe(32)
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def find_principal(request: web.Request, key: str, dialect: Dialect) -> Principal | None:
+    """The principal of a key of `dialect`, or None. A key of another dialect is no key."""
+    if not key:
+        return None
+    digest = key_digest(key)
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow(SELECT_CREDENTIAL, digest, dialect)
+    # The lookup is by hash; the comparison below keeps the final check constant-time anyway.
+    if row is None or not hmac.compare_digest(row["key_sha256"], digest):
+        return None
+    return Principal(
+        account_id=row["account_id"],
+        account_name=row["account_name"],
+        credential_id=row["credential_id"],
+        dialect=dialect,
+    )
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def is_admin(request: web.Request) -> bool:
+    """True when the bearer token is LEDGER_ADMIN_TOKEN (the admin API is off without one)."""
+    expected = request.app[SETTINGS].admin_token
+    token = bearer_token(request)
+    return bool(expected) and token is not None and hmac.compare_digest(token, expected or "")
