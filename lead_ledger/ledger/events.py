@@ -6,6 +6,7 @@ defaults; a breaking change is a new schema_version with an upcaster in `decode_
 
 from __future__ import annotations
 
+import typing
 import uuid
 from datetime import datetime
 from typing import Final, Literal, TypeAlias
@@ -285,6 +286,7 @@ AccountEvent: TypeAlias = (
 )
 
 DomainEvent: TypeAlias = LeadEvent | AccountEvent | LeadRejected
+LEAD_EVENT_TYPES: Final = typing.get_args(LeadEvent)
 
 # Built once: decoding dispatches on the "type" tag inside the body.
 _DECODER: Final = msgspec.json.Decoder(DomainEvent)

@@ -127,13 +127,26 @@ def decide_insert(
     fields: LeadFields,
     default_region: str | None,
 ) -> LeadInserted:
+    keys = dedupe_keys(fields.phone_numbers, default_region)
+    _check_phones(fields.phone_numbers, keys)
     return LeadInserted(
         lead_id=lead_id,
         account_id=account_id,
         campaign_id=campaign_id,
         fields=fields,
-        dedupe_keys=dedupe_keys(fields.phone_numbers, default_region),
+        dedupe_keys=keys,
     )
+
+
+MAX_PHONES = 6
+
+
+def _check_phones(phones: list[str], keys: list[str]) -> None:
+    """A lead is dialable: 1 to 6 numbers, at least one with digits in it."""
+    if not keys:
+        raise LeadError("a lead needs at least one phone number")
+    if len(phones) > MAX_PHONES:
+        raise LeadError(f"a lead has at most {MAX_PHONES} phone numbers, not {len(phones)}")
 
 
 def decide_update(
@@ -165,7 +178,9 @@ def decide_update(
         keys = None
         if any(c.field == "phone_numbers" for c in changes):
             phones = patch["phone_numbers"]
-            keys = dedupe_keys(list(phones) if isinstance(phones, list) else [], default_region)
+            numbers = [str(p) for p in phones] if isinstance(phones, list) else []
+            keys = dedupe_keys(numbers, default_region)
+            _check_phones(numbers, keys)
         events.insert(0, LeadUpdated(lead_id=state.lead_id, changes=changes, dedupe_keys=keys))
     return events
 

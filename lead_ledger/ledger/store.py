@@ -77,6 +77,13 @@ ORDER BY transaction_id, position
 LIMIT $2
 """
 
+SELECT_STREAMS: Final = f"""
+SELECT {_COLUMNS}
+FROM events
+WHERE stream_id = ANY($1::text[])
+ORDER BY stream_id, stream_version
+"""
+
 SELECT_HEAD_POSITION: Final = "SELECT coalesce(max(position), 0) FROM events"
 
 
@@ -231,6 +238,16 @@ async def read_stream(
         SELECT_STREAM, stream_id, after_version, up_to_version, up_to_position, up_to_time
     )
     return [_recorded(row) for row in rows]
+
+
+async def read_streams(
+    conn: Connection, stream_ids: Sequence[str]
+) -> dict[str, list[RecordedEvent]]:
+    """Several whole streams in one query (archive requests load up to 500 leads at once)."""
+    streams: dict[str, list[RecordedEvent]] = {}
+    for row in await conn.fetch(SELECT_STREAMS, list(stream_ids)):
+        streams.setdefault(row["stream_id"], []).append(_recorded(row))
+    return streams
 
 
 async def read_feed(

@@ -1,0 +1,316 @@
+"""Lead commands: every dialect writes through these, under the same campaign locks.
+
+Each function runs inside the caller's transaction. It takes the campaign locks first (ascending
+ids), reads what it must decide on (duplicates, current state) while holding them, and writes
+with `record`, so duplicate checks and safe deletes are exact across processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final, cast
+
+import msgspec
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM, StreamAppend
+from lead_ledger.ledger.events import (
+    LEAD_EVENT_TYPES,
+    DomainEvent,
+    LeadEvent,
+    LeadFields,
+    LeadInserted,
+    LeadRejected,
+    decode_event,
+    stream_of_lead,
+)
+from lead_ledger.ledger.lead import (
+    LeadError,
+    LeadState,
+    RowTimes,
+    decide_archive,
+    decide_dearchive,
+    decide_delete,
+    decide_insert,
+    decide_update,
+    fold,
+)
+from lead_ledger.ledger.locks import lock_campaigns
+from lead_ledger.ledger.store import read_streams
+from lead_ledger.service.writer import Context, record, stream_append
+
+SELECT_REGION: Final = "SELECT default_region FROM settings WHERE account_id = $1"
+NEXT_LEAD_IDS: Final = "SELECT nextval('lead_ids') FROM generate_series(1, $1)"
+SELECT_PHONE_OWNERS: Final = """
+SELECT value, lead_id FROM contacts
+WHERE campaign_id = $1 AND kind = 'phone' AND value = ANY($2::text[])
+ORDER BY lead_id
+"""
+SELECT_LIVE_CAMPAIGNS: Final = """
+SELECT lead_id, campaign_id FROM leads WHERE account_id = $1 AND lead_id = ANY($2::bigint[])
+"""
+SELECT_ARCHIVED: Final = """
+SELECT lead_id, campaign_id, entry_at FROM lead_archive
+WHERE account_id = $1 AND lead_id = ANY($2::bigint[])
+"""
+SELECT_LIVE_TIMES: Final = """
+SELECT lead_id, entry_at, modified_at FROM leads WHERE lead_id = ANY($1::bigint[])
+"""
+
+
+class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Per input row (by index): the new lead id, or the leads it duplicates."""
+
+    inserted: dict[int, int]
+    duplicates: dict[int, list[int]]
+
+
+class ArchiveCounts(msgspec.Struct, frozen=True, kw_only=True):
+    select_count: int
+    insert_count: int
+    update_count: int
+    delete_count: int
+
+
+async def default_region(conn: Connection, account_id: int) -> str | None:
+    region: str | None = await conn.fetchval(SELECT_REGION, account_id)
+    return region
+
+
+async def insert_leads(
+    conn: Connection,
+    ctx: Context,
+    *,
+    account_id: int,
+    campaign_id: int,
+    rows: Sequence[LeadFields],
+    check_duplicates: bool,
+    rejections_stream: str | None = None,
+) -> InsertResult:
+    """Insert leads into one campaign; with `check_duplicates`, refuse rows whose phone dedupe
+    key is already live in the campaign or appeared in an earlier row of the same batch."""
+    await lock_campaigns(conn, [campaign_id])
+    region = await default_region(conn, account_id)
+    ids = [r[0] for r in await conn.fetch(NEXT_LEAD_IDS, len(rows))] if rows else []
+    decided = [
+        decide_insert(
+            lead_id=lead_id,
+            account_id=account_id,
+            campaign_id=campaign_id,
+            fields=fields,
+            default_region=region,
+        )
+        for lead_id, fields in zip(ids, rows, strict=True)
+    ]
+    duplicates: dict[int, list[int]] = {}
+    if check_duplicates:
+        duplicates = await _duplicates(conn, campaign_id, decided)
+    appends: list[StreamAppend] = [
+        stream_append(ctx, stream_of_lead(e.lead_id), NO_STREAM, [e], account_id=account_id)
+        for i, e in enumerate(decided)
+        if i not in duplicates
+    ]
+    if duplicates and rejections_stream:
+        refusals: list[DomainEvent] = [
+            LeadRejected(
+                account_id=account_id,
+                campaign_id=campaign_id,
+                reason="duplicate phone number in campaign",
+                row={"phone_numbers": ", ".join(decided[i].fields.phone_numbers)},
+                row_number=i + 1,
+                existing_lead_ids=owners,
+            )
+            for i, owners in sorted(duplicates.items())
+        ]
+        appends.append(
+            stream_append(ctx, rejections_stream, ANY_VERSION, refusals, account_id=account_id)
+        )
+    await record(conn, appends)
+    inserted = {i: e.lead_id for i, e in enumerate(decided) if i not in duplicates}
+    return InsertResult(inserted=inserted, duplicates=duplicates)
+
+
+async def _duplicates(
+    conn: Connection, campaign_id: int, decided: Sequence[LeadInserted]
+) -> dict[int, list[int]]:
+    keys = sorted({key for e in decided for key in e.dedupe_keys})
+    owners: dict[str, list[int]] = {}
+    for row in await conn.fetch(SELECT_PHONE_OWNERS, campaign_id, keys):
+        owners.setdefault(row["value"], []).append(row["lead_id"])
+    duplicates: dict[int, list[int]] = {}
+    seen_in_batch: dict[str, int] = {}
+    for i, event in enumerate(decided):
+        found = sorted({lead for key in event.dedupe_keys for lead in owners.get(key, [])})
+        earlier = [seen_in_batch[key] for key in event.dedupe_keys if key in seen_in_batch]
+        if found or earlier:
+            duplicates[i] = found or sorted(set(earlier))
+            continue
+        for key in event.dedupe_keys:
+            seen_in_batch[key] = event.lead_id
+    return duplicates
+
+
+async def lock_live_leads(conn: Connection, account_id: int, lead_ids: Iterable[int]) -> set[int]:
+    """Lock the campaigns of this account's live leads among `lead_ids`; return those ids.
+
+    A lead's campaign never changes, so reading it before the lock is safe; the state itself
+    is read after the lock. Foreign and missing ids are simply absent from the result.
+    """
+    rows = await conn.fetch(SELECT_LIVE_CAMPAIGNS, account_id, list(lead_ids))
+    await lock_campaigns(conn, {row["campaign_id"] for row in rows})
+    return {row["lead_id"] for row in rows}
+
+
+async def load_leads(conn: Connection, lead_ids: Iterable[int]) -> dict[int, LeadState]:
+    """Current states folded from the streams (one query for all of them)."""
+    streams = await read_streams(conn, [stream_of_lead(i) for i in lead_ids])
+    states: dict[int, LeadState] = {}
+    for events in streams.values():
+        state = fold(_lead_events(decode_event(e) for e in events))
+        if state is not None:
+            states[state.lead_id] = state
+    return states
+
+
+def _lead_events(events: Iterable[DomainEvent]) -> Iterable[LeadEvent]:
+    return (cast("LeadEvent", e) for e in events if isinstance(e, LEAD_EVENT_TYPES))
+
+
+async def update_leads(
+    conn: Connection, ctx: Context, *, account_id: int, patches: Mapping[int, Mapping[str, object]]
+) -> dict[int, list[LeadEvent]]:
+    """Apply field patches to live leads; only real changes become events. Unknown or foreign
+    lead ids are skipped (absent from the result)."""
+    live = await lock_live_leads(conn, account_id, patches)
+    states = await load_leads(conn, live)
+    region = await default_region(conn, account_id)
+    written: dict[int, list[LeadEvent]] = {}
+    appends = []
+    for lead_id in sorted(live):
+        state = states[lead_id]
+        events = decide_update(state, patches[lead_id], region)
+        written[lead_id] = events
+        if events:
+            appends.append(
+                stream_append(
+                    ctx, stream_of_lead(lead_id), state.version, events, account_id=account_id
+                )
+            )
+    await record(conn, appends)
+    return written
+
+
+async def delete_leads(
+    conn: Connection, ctx: Context, *, account_id: int, lead_ids: Sequence[int]
+) -> list[int]:
+    """Delete live leads (reason api); returns the ids deleted."""
+    live = await lock_live_leads(conn, account_id, lead_ids)
+    states = await load_leads(conn, live)
+    appends = [
+        stream_append(
+            ctx,
+            stream_of_lead(lead_id),
+            states[lead_id].version,
+            [decide_delete(states[lead_id])],
+            account_id=account_id,
+        )
+        for lead_id in sorted(live)
+    ]
+    await record(conn, appends)
+    return sorted(live)
+
+
+async def archive_leads(
+    conn: Connection,
+    ctx: Context,
+    *,
+    account_id: int,
+    lead_ids: Sequence[int],
+    insert: bool,
+    update: bool,
+    delete: bool,
+) -> ArchiveCounts:
+    """The Vicidial archive: insert, re-sync, then safe-delete, per lead, in one transaction."""
+    live = await lock_live_leads(conn, account_id, lead_ids)
+    states = await load_leads(conn, live)
+    times = {
+        row["lead_id"]: RowTimes(entry_at=row["entry_at"], modified_at=row["modified_at"])
+        for row in await conn.fetch(SELECT_LIVE_TIMES, list(live))
+    }
+    appends = []
+    inserted = synced = deleted = 0
+    for lead_id in sorted(live):
+        state = states[lead_id]
+        outcome = decide_archive(
+            state, insert=insert, update=update, delete=delete, times=times.get(lead_id)
+        )
+        inserted += outcome.inserted
+        synced += outcome.synced
+        deleted += outcome.deleted
+        if outcome.events:
+            appends.append(
+                stream_append(
+                    ctx,
+                    stream_of_lead(lead_id),
+                    state.version,
+                    outcome.events,
+                    account_id=account_id,
+                )
+            )
+    await record(conn, appends)
+    return ArchiveCounts(
+        select_count=len(live),
+        insert_count=inserted,
+        update_count=synced,
+        delete_count=deleted,
+    )
+
+
+async def dearchive_leads(
+    conn: Connection,
+    ctx: Context,
+    *,
+    account_id: int,
+    lead_ids: Sequence[int],
+    insert: bool,
+    delete: bool,
+) -> ArchiveCounts:
+    """The reverse: restore archived leads into live, then drop archive rows equal to live."""
+    rows = await conn.fetch(SELECT_ARCHIVED, account_id, list(lead_ids))
+    await lock_campaigns(conn, {row["campaign_id"] for row in rows})
+    archived = {row["lead_id"]: row["entry_at"] for row in rows}
+    states = await load_leads(conn, archived)
+    region = await default_region(conn, account_id)
+    appends = []
+    inserted = deleted = 0
+    for lead_id in sorted(archived):
+        state = states[lead_id]
+        try:
+            outcome = decide_dearchive(
+                state,
+                insert=insert,
+                delete=delete,
+                default_region=region,
+                entry_at=archived[lead_id],
+            )
+        except LeadError:
+            continue  # the archive row vanished between read and lock: nothing to do
+        inserted += outcome.inserted
+        deleted += outcome.deleted
+        if outcome.events:
+            appends.append(
+                stream_append(
+                    ctx,
+                    stream_of_lead(lead_id),
+                    state.version,
+                    outcome.events,
+                    account_id=account_id,
+                )
+            )
+    await record(conn, appends)
+    return ArchiveCounts(
+        select_count=len(archived),
+        insert_count=inserted,
+        update_count=0,
+        delete_count=deleted,
+    )

@@ -1,0 +1,238 @@
+"""Lead commands through the real store: inline projections, duplicates, archive round trips."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+import pytest
+
+from lead_ledger.ledger.events import LeadFields, LeadReassigned, LeadUpdated
+from lead_ledger.ledger.lead import LeadError
+from lead_ledger.ledger.store import read_stream
+from lead_ledger.service.leads import (
+    archive_leads,
+    dearchive_leads,
+    delete_leads,
+    insert_leads,
+    update_leads,
+)
+from tests.factories import NATIVE, make_account, make_campaign
+
+
+async def _insert(
+    pool: asyncpg.Pool, account: int, campaign: int, *rows: LeadFields, check: bool = True
+) -> dict[int, int]:
+    async with pool.acquire() as conn, conn.transaction():
+        result = await insert_leads(
+            conn,
+            NATIVE,
+            account_id=account,
+            campaign_id=campaign,
+            rows=list(rows),
+            check_duplicates=check,
+            rejections_stream="request-test",
+        )
+    return result.inserted
+
+
+async def test_e164_spellings_of_one_number_are_one_contact(pool: asyncpg.Pool) -> None:
+    """With region IN, four spellings of one number: the first is inserted, the rest refused."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    spellings = ["+919876543210", "919876543210", "09876543210", "98765 43210"]
+    inserted = await _insert(
+        pool, account, campaign, *(LeadFields(phone_numbers=[p]) for p in spellings)
+    )
+    assert list(inserted) == [0]
+    async with pool.acquire() as conn:
+        contacts = await conn.fetch("SELECT kind, value FROM contacts")
+        refusals = await read_stream(conn, "request-test")
+        lead = await conn.fetchrow("SELECT * FROM leads")
+    assert [(r["kind"], r["value"]) for r in contacts] == [("phone", "+919876543210")]
+    assert len(refusals) == 3
+    assert [msgspec.json.decode(r.data)["row_number"] for r in refusals] == [2, 3, 4]
+    assert lead is not None
+    assert lead["dedupe_keys"] == ["+919876543210"]
+    assert lead["version"] == 1
+    # A different campaign is a different contact space.
+    other = await make_campaign(pool, account, "retention")
+    assert list(await _insert(pool, account, other, LeadFields(phone_numbers=spellings[1:2]))) == [
+        0
+    ]
+
+
+async def test_update_writes_only_changes_and_reindexes_contacts(pool: asyncpg.Pool) -> None:
+    """A patch yields LeadUpdated with changed fields only; agent changes are reassignments."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    lead_id = (
+        await _insert(
+            pool,
+            account,
+            campaign,
+            LeadFields(phone_numbers=["9876543210"], name="Asha", crm={"customer:id": "C1"}),
+        )
+    )[0]
+    expires = datetime(2027, 1, 1, tzinfo=UTC)
+    async with pool.acquire() as conn, conn.transaction():
+        written = await update_leads(
+            conn,
+            NATIVE,
+            account_id=account,
+            patches={
+                lead_id: {
+                    "name": "Asha",  # unchanged: not in the diff
+                    "city": "Pune",
+                    "crm": {"customer:tier": "gold"},
+                    "phone_numbers": ["9123456780"],
+                    "agent": "agent-7",
+                    "expires_at": expires,
+                }
+            },
+        )
+    events = written[lead_id]
+    assert [type(e) for e in events] == [LeadUpdated, LeadReassigned]
+    update = events[0]
+    assert isinstance(update, LeadUpdated)
+    assert {c.field for c in update.changes} == {"city", "crm", "phone_numbers", "expires_at"}
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM leads WHERE lead_id = $1", lead_id)
+        contacts = await conn.fetch(
+            "SELECT kind, value FROM contacts WHERE lead_id = $1 ORDER BY kind, value", lead_id
+        )
+    assert row is not None
+    assert (row["city"], row["agent"], row["version"], row["expires_at"]) == (
+        "Pune",
+        "agent-7",
+        3,
+        expires,
+    )
+    assert msgspec.json.decode(row["crm"]) == {"customer:id": "C1", "customer:tier": "gold"}
+    assert [(r["kind"], r["value"]) for r in contacts] == [
+        ("crm:customer:id", "C1"),
+        ("crm:customer:tier", "gold"),
+        ("phone", "+919123456780"),
+    ]
+
+
+async def test_lead_without_a_phone_is_refused(pool: asyncpg.Pool) -> None:
+    """The domain keeps every lead dialable."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    with pytest.raises(LeadError, match="phone"):
+        await _insert(pool, account, campaign, LeadFields(phone_numbers=[" "]))
+
+
+async def test_archive_refuses_to_delete_a_lead_changed_after_archiving(
+    pool: asyncpg.Pool,
+) -> None:
+    """Safe delete compares archive and live field for field; re-sync makes them equal."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    ids = await _insert(pool, account, campaign, LeadFields(phone_numbers=["9000000001"], name="A"))
+    lead_id = ids[0]
+
+    async def archive(*, insert: bool, update: bool, delete: bool) -> tuple[int, int, int, int]:
+        async with pool.acquire() as conn, conn.transaction():
+            counts = await archive_leads(
+                conn,
+                NATIVE,
+                account_id=account,
+                lead_ids=[lead_id, 999_999],
+                insert=insert,
+                update=update,
+                delete=delete,
+            )
+        return (counts.select_count, counts.insert_count, counts.update_count, counts.delete_count)
+
+    assert await archive(insert=True, update=True, delete=False) == (1, 1, 0, 0)
+    async with pool.acquire() as conn, conn.transaction():
+        await update_leads(conn, NATIVE, account_id=account, patches={lead_id: {"name": "B"}})
+    assert await archive(insert=True, update=False, delete=True) == (1, 0, 0, 0)
+    assert await archive(insert=True, update=True, delete=True) == (1, 0, 1, 1)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM leads") == 0
+        archived = await conn.fetchrow("SELECT * FROM lead_archive")
+    assert archived is not None
+    assert (archived["name"], archived["source_version"], archived["archive_version"]) == (
+        "B",
+        3,
+        4,
+    )
+
+
+async def test_dearchive_restores_the_same_lead_and_drops_equal_archive_rows(
+    pool: asyncpg.Pool,
+) -> None:
+    """Archive+delete then dearchive: same id, same entry time, archive row gone."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    lead_id = (await _insert(pool, account, campaign, LeadFields(phone_numbers=["9000000002"])))[0]
+    async with pool.acquire() as conn:
+        entry_at = await conn.fetchval("SELECT entry_at FROM leads")
+    async with pool.acquire() as conn, conn.transaction():
+        await archive_leads(
+            conn,
+            NATIVE,
+            account_id=account,
+            lead_ids=[lead_id],
+            insert=True,
+            update=True,
+            delete=True,
+        )
+    async with pool.acquire() as conn, conn.transaction():
+        counts = await dearchive_leads(
+            conn, NATIVE, account_id=account, lead_ids=[lead_id], insert=True, delete=True
+        )
+    assert (counts.select_count, counts.insert_count, counts.delete_count) == (1, 1, 1)
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT lead_id, entry_at FROM leads")
+        assert await conn.fetchval("SELECT count(*) FROM lead_archive") == 0
+        assert await conn.fetchval("SELECT count(*) FROM contacts WHERE lead_id = $1", lead_id) == 1
+    assert row is not None
+    assert (row["lead_id"], row["entry_at"]) == (lead_id, entry_at)
+
+
+async def test_delete_and_foreign_leads(pool: asyncpg.Pool) -> None:
+    """A lead of another account is invisible to delete, exactly like a missing one."""
+    mine, theirs = await make_account(pool, "mine"), await make_account(pool, "theirs")
+    my_campaign, their_campaign = await make_campaign(pool, mine), await make_campaign(pool, theirs)
+    my_lead = (await _insert(pool, mine, my_campaign, LeadFields(phone_numbers=["9000000003"])))[0]
+    their_lead = (
+        await _insert(pool, theirs, their_campaign, LeadFields(phone_numbers=["9000000003"]))
+    )[0]
+    async with pool.acquire() as conn, conn.transaction():
+        deleted = await delete_leads(
+            conn, NATIVE, account_id=mine, lead_ids=[my_lead, their_lead, 424242]
+        )
+    assert deleted == [my_lead]
+    async with pool.acquire() as conn:
+        assert [r["lead_id"] for r in await conn.fetch("SELECT lead_id FROM leads")] == [their_lead]
+
+
+async def test_fifty_thousand_inserts_take_a_constant_number_of_queries(
+    pool: asyncpg.Pool,
+) -> None:
+    """Projections are set-based: the statement count does not grow with the batch."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    rows = [LeadFields(phone_numbers=[f"+9198{n:08d}"], name=f"n{n}") for n in range(50_000)]
+    queries: list[str] = []
+    async with pool.acquire() as conn:
+        conn.add_query_logger(lambda record: queries.append(record.query))
+        async with conn.transaction():
+            result = await insert_leads(
+                conn,
+                NATIVE,
+                account_id=account,
+                campaign_id=campaign,
+                rows=rows,
+                check_duplicates=True,
+            )
+    assert len(result.inserted) == 50_000
+    assert len(queries) < 25, queries
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM leads") == 50_000
+        assert await conn.fetchval("SELECT count(*) FROM contacts") == 50_000
