@@ -24,6 +24,7 @@ from pathlib import Path
 
 import asyncpg
 
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.database import embedded_server_url, with_database
 from lead_ledger.ledger.migrate import migrate
 from lead_ledger.logs import configure_logging
@@ -108,7 +109,7 @@ async def bench_database(server_url: str, prefix: str = "bench") -> AsyncIterato
         await admin.close()
 
 
-async def checkpoint(conn: asyncpg.Connection) -> bool:
+async def checkpoint(conn: Connection) -> bool:
     """Flush dirty pages now, so a measurement does not pay for the writes of the one before.
 
     Needs superuser or pg_checkpoint; returns False when the role may not, and the caller says

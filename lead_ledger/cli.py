@@ -12,7 +12,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from lead_ledger import __version__
+from lead_ledger import __version__, cli_admin
 from lead_ledger.api.app import create_app
 from lead_ledger.ledger import database
 from lead_ledger.ledger.errors import LedgerError
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--after", type=int, default=0, metavar="POSITION", help="start after it")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     tail.add_argument("--limit", type=int, default=None, help="stop after this many events")
+    cli_admin.add_commands(commands)
     return parser
 
 
@@ -80,6 +81,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         case "events":
             return asyncio.run(_tail(settings, args.after, args.follow, args.limit))
+        case "admin" | "demo":
+            return asyncio.run(cli_admin.run(args, settings))
     return 2
 
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from lead_ledger.api import ops
+from lead_ledger.api import admin, native, openapi, ops
 from lead_ledger.api.keys import DATABASE_URL, POOL, SETTINGS
 from lead_ledger.api.middleware import request_context
 from lead_ledger.ledger.database import open_database
@@ -30,4 +30,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     app[DATABASE_URL] = database_url
     app.cleanup_ctx.append(_database)
     app.add_routes(ops.routes)
+    app.add_routes(admin.routes)
+    native.setup(app)  # native routes, and an on_shutdown hook that ends open SSE streams
+    app.add_routes(openapi.routes)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Final
@@ -32,6 +33,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         except web.HTTPException as http_error:
             status = http_error.status
             http_error.headers[REQUEST_ID_HEADER] = request_id
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away (nginx's convention); not a server error
             raise
         except Exception:
             log.exception("unhandled_error", method=request.method, path=request.path)

@@ -8,7 +8,7 @@ SQL is named after what it does and lives in module constants with `$n` paramete
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -71,7 +71,11 @@ SELECT {_COLUMNS}
 FROM events
 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
   AND (transaction_id, position) > (
-        COALESCE((SELECT transaction_id FROM events WHERE position = $1), '0'::xid8), $1)
+        COALESCE((SELECT transaction_id FROM events WHERE position = $1),
+                 -- a cursor that names no event (past the head): resume after the last before it
+                 (SELECT transaction_id FROM events WHERE position < $1
+                  ORDER BY position DESC LIMIT 1),
+                 '0'::xid8), $1)
   AND ($3::bigint IS NULL OR account_id = $3)
 ORDER BY transaction_id, position
 LIMIT $2
@@ -100,7 +104,7 @@ class AppendResult:
 
 
 async def append_events(conn: Connection, appends: Sequence[StreamAppend]) -> AppendResult:
-    """Append events to one or more streams in one statement.
+    """Append events to one or more streams in one statement (INSERT, or COPY when large).
 
     Raises ConcurrencyError when a stream is not at its expected version. Appending events whose
     ids are all stored already returns the stored events (`already_stored`), so a retried
@@ -134,45 +138,129 @@ async def append_events(conn: Connection, appends: Sequence[StreamAppend]) -> Ap
             version += 1
         next_version[append.stream_id] = version
 
+    rows = _Rows(
+        event_ids, stream_ids, versions, accounts, types, schema_versions, bodies, metadatas
+    )
     try:
         # A savepoint (or a transaction, outside one) so a clash leaves the caller's
         # transaction usable for the idempotency lookup below.
         async with conn.transaction():
-            rows = await conn.fetch(
-                INSERT_EVENTS,
-                event_ids,
-                stream_ids,
-                versions,
-                accounts,
-                types,
-                schema_versions,
-                bodies,
-                metadatas,
-            )
+            if len(event_ids) >= COPY_THRESHOLD:
+                recorded = await _copy_events(conn, rows)
+            else:
+                recorded = await _insert_events(conn, rows)
     except asyncpg.UniqueViolationError as error:
         if error.constraint_name == "events_event_id_key":
             return await _stored_retry(conn, event_ids)
         raise _clash(appends) from error
+    return AppendResult(recorded)
 
-    by_id = {row["event_id"]: row for row in rows}
+
+# Appends of at least this many events go by binary COPY: the INSERT's parameter arrays are
+# encoded, sent and its RETURNING rows decoded in series with the server, while COPY streams
+# rows as they are built. Below it, COPY's extra round trip costs more than it saves.
+COPY_THRESHOLD: Final = 256
+
+# Positions are drawn before the COPY so the client knows them without RETURNING. Identity
+# values supplied by COPY are used as given; recorded_at and transaction_id still come from
+# the column defaults, which equal now() and pg_current_xact_id() of this same transaction.
+DRAW_POSITIONS: Final = """
+SELECT now() AS recorded_at,
+       pg_current_xact_id() AS transaction_id,
+       array(SELECT nextval(pg_get_serial_sequence('events', 'position'))
+             FROM generate_series(1, $1) ORDER BY 1) AS positions
+"""
+COPY_COLUMNS: Final = [
+    "position",
+    "event_id",
+    "stream_id",
+    "stream_version",
+    "account_id",
+    "type",
+    "schema_version",
+    "data",
+    "metadata",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """An append flattened into columns, in order."""
+
+    event_ids: list[uuid.UUID]
+    stream_ids: list[str]
+    versions: list[int]
+    accounts: list[int | None]
+    types: list[str]
+    schema_versions: list[int]
+    bodies: list[bytes]
+    metadatas: list[bytes]
+
+    def recorded(
+        self, i: int, position: int, recorded_at: datetime, transaction_id: int
+    ) -> RecordedEvent:
+        return RecordedEvent(
+            position=position,
+            event_id=self.event_ids[i],
+            stream_id=self.stream_ids[i],
+            stream_version=self.versions[i],
+            type=self.types[i],
+            schema_version=self.schema_versions[i],
+            data=self.bodies[i],
+            metadata=self.metadatas[i],
+            recorded_at=recorded_at,
+            transaction_id=transaction_id,
+        )
+
+
+async def _insert_events(conn: Connection, rows: _Rows) -> list[RecordedEvent]:
+    returned = await conn.fetch(
+        INSERT_EVENTS,
+        rows.event_ids,
+        rows.stream_ids,
+        rows.versions,
+        rows.accounts,
+        rows.types,
+        rows.schema_versions,
+        rows.bodies,
+        rows.metadatas,
+    )
+    by_id = {row["event_id"]: row for row in returned}
     recorded = []
-    for i, event_id in enumerate(event_ids):
+    for i, event_id in enumerate(rows.event_ids):
         row = by_id[event_id]
         recorded.append(
-            RecordedEvent(
-                position=row["position"],
-                event_id=event_id,
-                stream_id=stream_ids[i],
-                stream_version=versions[i],
-                type=types[i],
-                schema_version=schema_versions[i],
-                data=bodies[i],
-                metadata=metadatas[i],
-                recorded_at=row["recorded_at"],
-                transaction_id=row["transaction_id"],
-            )
+            rows.recorded(i, row["position"], row["recorded_at"], row["transaction_id"])
         )
-    return AppendResult(recorded)
+    return recorded
+
+
+async def _copy_events(conn: Connection, rows: _Rows) -> list[RecordedEvent]:
+    header = await conn.fetchrow(DRAW_POSITIONS, len(rows.event_ids))
+    assert header is not None  # noqa: S101 - a SELECT without FROM returns one row
+    positions: list[int] = header["positions"]
+    recorded_at: datetime = header["recorded_at"]
+    transaction_id: int = header["transaction_id"]
+    recorded: list[RecordedEvent] = []
+
+    def records() -> Iterator[tuple[object, ...]]:
+        # A generator: each row is built while COPY streams the previous ones to the server.
+        for i, position in enumerate(positions):
+            recorded.append(rows.recorded(i, position, recorded_at, transaction_id))
+            yield (
+                position,
+                rows.event_ids[i],
+                rows.stream_ids[i],
+                rows.versions[i],
+                rows.accounts[i],
+                rows.types[i],
+                rows.schema_versions[i],
+                rows.bodies[i],
+                rows.metadatas[i],
+            )
+
+    await conn.copy_records_to_table("events", records=records(), columns=COPY_COLUMNS)
+    return recorded
 
 
 async def _next_versions(conn: Connection, appends: Sequence[StreamAppend]) -> dict[str, int]:

@@ -20,6 +20,7 @@ import pytest
 
 from lead_ledger.ledger.database import connect
 from lead_ledger.ledger.envelope import NO_STREAM, NewEvent, StreamAppend
+from lead_ledger.ledger.migrate import shipped_migrations
 from lead_ledger.ledger.store import append_events
 
 CLI = str(Path(sys.executable).parent / "lead-ledger")
@@ -146,7 +147,10 @@ async def test_migrate_and_events_tail_against_a_configured_database(
         assert process.returncode == 0, err.decode()
         return out.decode()
 
-    assert (await run("migrate")).startswith("applied 1 migration(s): 0001_events.sql")
+    names = ", ".join(m.name for m in shipped_migrations())
+    assert (
+        await run("migrate")
+    ).strip() == f"applied {len(shipped_migrations())} migration(s): {names}"
     assert (await run("migrate")).strip() == "applied 0 migration(s)"
     await _seed(url, 3)
     lines = [msgspec.json.decode(line) for line in (await run("events", "tail")).splitlines()]

@@ -134,3 +134,14 @@ async def test_reader_sees_every_event_once_under_concurrent_writers(pool: async
         assert got == list(range(1, len(got) + 1)), stream
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM events") == expected
+
+
+async def test_a_cursor_past_the_head_does_not_replay_the_feed(pool: asyncpg.Pool) -> None:
+    """A stale or made-up position resumes after the last event before it, not from zero."""
+    async with pool.acquire() as conn, conn.transaction():
+        await append_events(
+            conn, [StreamAppend(stream_id="s-1", expected_version=0, events=[event(), event()])]
+        )
+    async with pool.acquire() as conn:
+        everything = await _read_at_least(conn, 2)
+        assert await read_feed(conn, after=everything[-1].position + 1000) == []

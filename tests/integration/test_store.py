@@ -21,6 +21,7 @@ from lead_ledger.ledger.envelope import (
 )
 from lead_ledger.ledger.errors import ConcurrencyError
 from lead_ledger.ledger.store import (
+    COPY_THRESHOLD,
     DuplicateEventError,
     append_events,
     head_position,
@@ -190,3 +191,26 @@ async def test_one_stream_twice_in_an_append_is_refused(pool: asyncpg.Pool) -> N
                     StreamAppend(stream_id="lead-7", expected_version=0, events=[event()]),
                 ],
             )
+
+
+async def test_large_appends_go_by_copy_with_the_same_guarantees(pool: asyncpg.Pool) -> None:
+    """Above the COPY threshold: positions, times and retries behave exactly as with INSERT."""
+    events = [event(n=n) for n in range(COPY_THRESHOLD + 10)]
+    async with pool.acquire() as conn, conn.transaction():
+        first = await append_events(
+            conn, [StreamAppend(stream_id="big", expected_version=NO_STREAM, events=events)]
+        )
+    async with pool.acquire() as conn:
+        stored = await read_stream(conn, "big")
+    assert [_comparable(e) for e in stored] == [_comparable(e) for e in first.events]
+    assert len({e.recorded_at for e in stored}) == 1
+    async with pool.acquire() as conn, conn.transaction():
+        retry = await append_events(
+            conn, [StreamAppend(stream_id="big", expected_version=NO_STREAM, events=events)]
+        )
+    assert retry.already_stored is True
+    others = [event() for _ in range(COPY_THRESHOLD)]
+    with pytest.raises(ConcurrencyError):
+        await append(pool, "big", NO_STREAM, *others)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM events") == len(events)

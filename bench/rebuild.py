@@ -1,0 +1,253 @@
+"""Projection rebuild throughput: replay a log of 1,000,000 lead events into every projection.
+
+Run it from the repository root:
+
+    .venv/bin/python bench/rebuild.py
+    .venv/bin/python bench/rebuild.py --inserts 200000 --updates 50000 --rounds 1
+    LEDGER_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \
+        .venv/bin/python bench/rebuild.py
+
+The log (LeadInserted over 4 campaigns in 2 accounts, then LeadUpdated of distinct leads) is
+COPYed straight into `events` of a scratch database: seeding is not what is measured. Each round
+is a full `rebuild` of all projections: read + decode, fold, COPY, indexes, catch-up and swap.
+The first round swaps out empty live tables, later ones full ones. Target: >= 100,000 events/s.
+Exit status 0 either way: a measurement to read, not a test to gate on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import random
+import time
+import uuid
+from typing import TYPE_CHECKING, Final
+
+from lead_ledger.ledger.database import create_pool
+from lead_ledger.ledger.envelope import METADATA_ENCODER, Actor, EventMetadata
+from lead_ledger.ledger.events import (
+    AccountCreated,
+    AccountSettings,
+    CampaignConfig,
+    CampaignCreated,
+    DomainEvent,
+    FieldChange,
+    LeadFields,
+    LeadInserted,
+    LeadUpdated,
+    encode_event,
+    stream_of_account,
+    stream_of_lead,
+)
+from lead_ledger.projections.rebuild import RebuildReport, rebuild
+
+if TYPE_CHECKING:
+    # mypy checks bench/ as the namespace package `bench`; run as a script, bench/ itself is on
+    # sys.path. Both name the same file.
+    from bench._support import (
+        bench_database,
+        bench_server,
+        checkpoint,
+        machine_description,
+        print_pairs,
+        print_table,
+        quiet_logs,
+        server_description,
+    )
+else:
+    from _support import (
+        bench_database,
+        bench_server,
+        checkpoint,
+        machine_description,
+        print_pairs,
+        print_table,
+        quiet_logs,
+        server_description,
+    )
+
+TARGET: Final = 100_000  # events/s
+CHUNK: Final = 100_000  # events per seeding transaction
+COPY_COLUMNS: Final = (
+    "event_id",
+    "stream_id",
+    "stream_version",
+    "account_id",
+    "type",
+    "schema_version",
+    "data",
+    "metadata",
+)
+CITIES: Final = ("Pune", "Delhi", "Mumbai", "Chennai", None)
+
+EventRow = tuple[uuid.UUID, str, int, int, str, int, bytes, bytes]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--inserts", type=int, default=800_000, help="LeadInserted events")
+    parser.add_argument("--updates", type=int, default=200_000, help="LeadUpdated events")
+    parser.add_argument("--rounds", type=int, default=2, help="rebuilds to run")
+    parser.add_argument("--batch", type=int, default=20_000, help="events per keyset read")
+    return parser.parse_args()
+
+
+def event_rows(inserts: int, updates: int, seed: int = 1) -> list[EventRow]:
+    """The whole log in append order: two accounts with two campaigns each, then the leads."""
+    rng = random.Random(seed)
+    metadata = METADATA_ENCODER.encode(EventMetadata(actor=Actor(dialect="native")))
+    rows: list[EventRow] = []
+
+    def add(stream: str, version: int, account: int, event: DomainEvent) -> None:
+        new = encode_event(event, uuid.uuid4())
+        rows.append((new.event_id, stream, version, account, new.type, 1, new.data, metadata))
+
+    campaigns = []
+    for account in (1, 2):
+        add(
+            stream_of_account(account),
+            1,
+            account,
+            AccountCreated(
+                account_id=account,
+                name=f"bench-{account}",
+                settings=AccountSettings(default_region="IN"),
+            ),
+        )
+        for version, campaign in enumerate((account * 10 + 1, account * 10 + 2), start=2):
+            config = CampaignConfig(name=f"c{campaign}", crm_fields=["crm:plan"])
+            add(
+                stream_of_account(account),
+                version,
+                account,
+                CampaignCreated(account_id=account, campaign_id=campaign, config=config),
+            )
+            campaigns.append((account, campaign))
+    for lead_id in range(1, inserts + 1):
+        account, campaign = campaigns[lead_id % len(campaigns)]
+        phone = f"9{lead_id:09d}"
+        fields = LeadFields(
+            phone_numbers=[phone],
+            first_name=f"First{lead_id}",
+            last_name=f"Last{rng.randrange(10_000)}",
+            city=rng.choice(CITIES),
+            email=f"lead{lead_id}@example.com",
+            user_data=f"u{lead_id}" if rng.random() < 0.3 else None,
+            crm={"crm:plan": rng.choice(("gold", "silver", "bronze"))},
+            extra={"score": rng.randrange(100)},
+        )
+        inserted = LeadInserted(
+            lead_id=lead_id,
+            account_id=account,
+            campaign_id=campaign,
+            fields=fields,
+            dedupe_keys=[f"+91{phone}"],
+        )
+        add(stream_of_lead(lead_id), 1, account, inserted)
+    for lead_id in rng.sample(range(1, inserts + 1), min(updates, inserts)):
+        account, _ = campaigns[lead_id % len(campaigns)]
+        if rng.random() < 0.25:
+            phone = f"8{lead_id:09d}"
+            changes = [FieldChange("phone_numbers", [f"9{lead_id:09d}"], [phone])]
+            updated = LeadUpdated(lead_id=lead_id, changes=changes, dedupe_keys=[f"+91{phone}"])
+        else:
+            changes = [
+                FieldChange("city", None, rng.choice(CITIES)),
+                FieldChange("status", "new", "called"),
+            ]
+            updated = LeadUpdated(lead_id=lead_id, changes=changes)
+        add(stream_of_lead(lead_id), 2, account, updated)
+    return rows
+
+
+async def seed(url: str, rows: list[EventRow], inserts: int) -> float:
+    started = time.perf_counter()
+    pool = await create_pool(url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            for i in range(0, len(rows), CHUNK):
+                async with conn.transaction():
+                    await conn.copy_records_to_table(
+                        "events", records=rows[i : i + CHUNK], columns=list(COPY_COLUMNS)
+                    )
+            # The sequences the services draw ids from, past the ids used here.
+            await conn.execute("SELECT setval('lead_ids', $1)", inserts)
+            await conn.execute("SELECT setval('campaign_ids', 100)")
+            await conn.execute("SELECT setval('account_ids', 10)")
+            await conn.execute("VACUUM ANALYZE events")
+            await checkpoint(conn)
+    finally:
+        await pool.close()
+    return time.perf_counter() - started
+
+
+async def measure(url: str, batch: int) -> RebuildReport:
+    pool = await create_pool(url, min_size=1, max_size=2)
+    try:
+        gc.collect()
+        return await rebuild(pool, batch=batch)
+    finally:
+        await pool.close()
+
+
+def figure(value: float, unit: str = "") -> str:
+    return f"{value:,.0f}{unit}" if value >= 100 else f"{value:.2f}{unit}"
+
+
+async def run(args: argparse.Namespace) -> None:
+    quiet_logs()
+    started = time.perf_counter()
+    rows = event_rows(args.inserts, args.updates)
+    generated = time.perf_counter() - started
+    async with bench_server() as server:
+        print("Projection rebuild benchmark")
+        print_pairs([*machine_description(), *await server_description(server.url)])
+        print_pairs([("server", server.source)])
+        async with bench_database(server.url, "bench_rebuild") as url:
+            seeded = await seed(url, rows, args.inserts)
+            others = len(rows) - args.inserts - args.updates
+            log = (
+                f"{len(rows):,} events ({args.inserts:,} LeadInserted, "
+                f"{args.updates:,} LeadUpdated, {others} account events)"
+            )
+            print_pairs(
+                [
+                    ("log", log),
+                    ("seeding", f"{generated:.1f} s to encode, {seeded:.1f} s to COPY"),
+                ]
+            )
+            del rows
+            reports = [await measure(url, args.batch) for _ in range(args.rounds)]
+    phases = ["read+decode", "fold", "copy", "index", "catch-up", "swap"]
+    table = [["round", "events", "seconds", "events/s", *[f"{p} s" for p in phases]]]
+    for i, r in enumerate(reports, start=1):
+        table.append(
+            [
+                str(i),
+                f"{r.events + r.caught_up:,}",
+                f"{r.seconds:.2f}",
+                figure(r.events_per_second),
+                *[f"{r.timings.get(p, 0.0):.2f}" for p in phases],
+            ]
+        )
+    print()
+    print_table(table)
+    print()
+    rows_copied = ", ".join(f"{k}={v:,}" for k, v in reports[-1].rows.items() if v)
+    best = max(r.events_per_second for r in reports)
+    print_pairs(
+        [
+            ("rows", rows_copied),
+            ("target", f">= {TARGET:,} events/s"),
+            ("result", f"{'PASS' if best >= TARGET else 'FAIL'} (best {best:,.0f} events/s)"),
+        ]
+    )
+
+
+def main() -> None:
+    asyncio.run(run(parse_args()))
+
+
+if __name__ == "__main__":
+    main()

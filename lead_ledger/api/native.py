@@ -1,0 +1,393 @@
+"""The native API: leads, their past and history, the audit trail and the event feed.
+
+Every route takes `Authorization: Bearer <native key>` and sees only the key's account; errors
+are RFC 9457 problem+json. Handlers decode the query into a Struct, call one read, encode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Final, TypeVar
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from lead_ledger.api import openapi
+from lead_ledger.api.auth import Principal, bearer_token, find_principal
+from lead_ledger.api.keys import POOL
+from lead_ledger.api.middleware import REQUEST_ID, REQUEST_ID_HEADER
+from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
+from lead_ledger.api.problems import problem
+from lead_ledger.ledger.envelope import RecordedEvent
+from lead_ledger.ledger.feed import FeedEntry, follow_feed
+from lead_ledger.service import reads
+
+log = structlog.get_logger(__name__)
+
+routes = web.RouteTableDef()
+S = TypeVar("S", bound=msgspec.Struct)
+NativeHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
+
+# Set on shutdown so open event streams end cleanly instead of being cancelled mid-write.
+STREAMS_CLOSING: Final = web.AppKey("native_streams_closing", asyncio.Event)
+HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies from closing idle streams
+STREAM_BUFFER: Final = 1000  # events read ahead of a slow client before the reader waits
+_MAX_ID: Final = 2**63 - 1  # bigint: larger ids cannot exist, and PostgreSQL would refuse them
+
+Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+Cursor = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _Problem(Exception):  # noqa: N818 - it carries a response, it is not an error type
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.text)
+        self.response = response
+
+
+def setup(app: web.Application) -> None:
+    """Register the routes and the shutdown hook that ends open event streams."""
+    app[STREAMS_CLOSING] = asyncio.Event()
+    app.on_shutdown.append(_close_streams)
+    app.add_routes(routes)
+
+
+async def _close_streams(app: web.Application) -> None:
+    app[STREAMS_CLOSING].set()
+
+
+def _native(handler: NativeHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Authenticate with a native key and turn raised problems into responses."""
+
+    async def authenticated(request: web.Request) -> web.StreamResponse:
+        principal = await find_principal(request, bearer_token(request) or "", "native")
+        if principal is None:
+            return problem(
+                401,
+                "send Authorization: Bearer <key> with a native key",
+                headers={"WWW-Authenticate": 'Bearer realm="lead-ledger"'},
+            )
+        try:
+            return await handler(request, principal)
+        except _Problem as raised:
+            return raised.response
+
+    authenticated.__name__ = handler.__name__
+    authenticated.__doc__ = handler.__doc__
+    return authenticated
+
+
+def _query(request: web.Request, kind: type[S]) -> S:
+    # strict=False turns query text into ints and times; unknown parameters are refused, so a
+    # misspelt filter is an error rather than a silently unfiltered page.
+    try:
+        return msgspec.convert(dict(request.query), kind, strict=False)
+    except msgspec.ValidationError as error:
+        message = str(error)
+        name = message.rsplit("`$.", 1)[1].rstrip("`") if "`$." in message else None
+        if name is None and "unknown field `" in message:
+            name = message.split("unknown field `", 1)[1].rstrip("`")
+        raise _Problem(
+            problem(400, message, title="Invalid query parameter", parameter=name)
+        ) from error
+
+
+def _lead_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    # Not a possible id is reported like any missing lead.
+    if not text.isdigit() or not 0 < int(text) <= _MAX_ID:
+        raise _Problem(_no_lead(text))
+    return int(text)
+
+
+def _no_lead(lead_id: object) -> web.Response:
+    return problem(404, f"no lead {lead_id}")
+
+
+def _json(value: object) -> web.Response:
+    return web.Response(body=msgspec.json.encode(value), content_type="application/json")
+
+
+# --- leads ----------------------------------------------------------------------------------------
+
+
+class LeadsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    campaign: str | None = None
+    phone: str | None = None
+    user_data: str | None = None
+    limit: Limit = 100
+    after: Cursor = 0
+
+
+class AsOfQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    as_of: datetime | None = None
+    as_of_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class History(msgspec.Struct, frozen=True, kw_only=True):
+    lead_id: int
+    events: list[reads.EventView]
+
+
+NOT_FOUND: Final = problem_response("No such lead in this account")
+
+
+@routes.get("/v1/leads")
+@openapi.operation(
+    summary="List leads, filtered, in lead_id order",
+    description="Keyset paging: pass `next_after` back as `after` until it is null.",
+    tags=("native",),
+    security="nativeKey",
+    query=LeadsQuery,
+    responses={
+        200: Response("A page of leads", reads.LeadPage),
+        400: BAD_REQUEST,
+        401: UNAUTHORIZED,
+        404: problem_response("The campaign filter names no campaign of this account"),
+    },
+)
+@_native
+async def list_leads(request: web.Request, principal: Principal) -> web.StreamResponse:
+    params = _query(request, LeadsQuery)
+    query = reads.LeadQuery(**msgspec.structs.asdict(params))
+    async with request.app[POOL].acquire() as conn:
+        try:
+            page = await reads.find_leads(conn, principal.account_id, query)
+        except reads.UnknownCampaignError:
+            return problem(404, f"no campaign {params.campaign!r}", parameter="campaign")
+    return _json(page)
+
+
+@routes.get("/v1/leads/{id}")
+@openapi.operation(
+    summary="One lead: now, or as it was at a time or version",
+    description=(
+        "Without `as_of`/`as_of_version` the live lead; with one of them the state then, folded"
+        " from the lead's events. A time without an offset is UTC."
+    ),
+    tags=("native",),
+    security="nativeKey",
+    path={"id": int},
+    query=AsOfQuery,
+    responses={
+        200: Response("The lead", reads.LeadView),
+        400: BAD_REQUEST,
+        401: UNAUTHORIZED,
+        404: NOT_FOUND,
+    },
+)
+@_native
+async def get_lead(request: web.Request, principal: Principal) -> web.StreamResponse:
+    lead_id = _lead_id(request)
+    params = _query(request, AsOfQuery)
+    if params.as_of is not None and params.as_of_version is not None:
+        return problem(400, "give as_of or as_of_version, not both", parameter="as_of_version")
+    at = params.as_of
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    async with request.app[POOL].acquire() as conn:
+        if at is None and params.as_of_version is None:
+            lead = await reads.get_lead(conn, principal.account_id, lead_id)
+        else:
+            lead = await reads.lead_as_of(
+                conn, principal.account_id, lead_id, at=at, version=params.as_of_version
+            )
+    return _no_lead(lead_id) if lead is None else _json(lead)
+
+
+@routes.get("/v1/leads/{id}/history")
+@openapi.operation(
+    summary="Every event of a lead, with actor and field-level changes",
+    tags=("native",),
+    security="nativeKey",
+    path={"id": int},
+    responses={200: Response("The history", History), 401: UNAUTHORIZED, 404: NOT_FOUND},
+)
+@_native
+async def lead_history(request: web.Request, principal: Principal) -> web.StreamResponse:
+    lead_id = _lead_id(request)
+    async with request.app[POOL].acquire() as conn:
+        events = await reads.lead_history(conn, principal.account_id, lead_id)
+    return _no_lead(lead_id) if events is None else _json(History(lead_id=lead_id, events=events))
+
+
+# --- audit and feed -------------------------------------------------------------------------------
+
+
+class AuditParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    dialect: str | None = None
+    actor: str | None = None  # a credential id or a username
+    type: str | None = None  # one event type, or several separated by commas
+    from_: datetime | None = msgspec.field(name="from", default=None)  # inclusive
+    to: datetime | None = None  # exclusive
+    after: Cursor = 0
+    limit: Limit = 100
+
+
+class FeedQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    after: Cursor = 0
+    limit: Limit = 100
+
+
+class StreamQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    after: Cursor = 0
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+@routes.get("/v1/audit")
+@openapi.operation(
+    summary="The account's events, filtered by actor, dialect, type and time",
+    description="Keyset paging by position: pass `next_after` back as `after`.",
+    tags=("native",),
+    security="nativeKey",
+    query=AuditParams,
+    responses={
+        200: Response("A page of events", reads.EventPage),
+        400: BAD_REQUEST,
+        401: UNAUTHORIZED,
+    },
+)
+@_native
+async def audit(request: web.Request, principal: Principal) -> web.StreamResponse:
+    params = _query(request, AuditParams)
+    types = [t.strip() for t in params.type.split(",") if t.strip()] if params.type else None
+    query = reads.AuditQuery(
+        dialect=params.dialect,
+        actor=params.actor,
+        types=types,
+        from_=_utc(params.from_),
+        to=_utc(params.to),
+        after=params.after,
+        limit=params.limit,
+    )
+    async with request.app[POOL].acquire() as conn:
+        page = await reads.audit_events(conn, principal.account_id, query)
+    return _json(page)
+
+
+@routes.get("/v1/events")
+@openapi.operation(
+    summary="The account's safe global feed",
+    description="Committed events only, never skipping a late commit; resume with `after`.",
+    tags=("native",),
+    security="nativeKey",
+    query=FeedQuery,
+    responses={
+        200: Response("The next events", reads.FeedPage),
+        400: BAD_REQUEST,
+        401: UNAUTHORIZED,
+    },
+)
+@_native
+async def events(request: web.Request, principal: Principal) -> web.StreamResponse:
+    params = _query(request, FeedQuery)
+    async with request.app[POOL].acquire() as conn:
+        page = await reads.feed_page(
+            conn, principal.account_id, after=params.after, limit=params.limit
+        )
+    return _json(page)
+
+
+@routes.get("/v1/events/stream")
+@openapi.operation(
+    summary="The account's feed as server-sent events",
+    description=(
+        "Each event is `id: <position>`, `event: <type>`, `data: <feed entry JSON>`. Resume with"
+        " the Last-Event-ID header (or `after`); a comment line arrives every 15 s."
+    ),
+    tags=("native",),
+    security="nativeKey",
+    query=StreamQuery,
+    headers={"Last-Event-ID": "The last position received; wins over `after`."},
+    responses={
+        200: Response("An endless event stream", str, "text/event-stream"),
+        400: BAD_REQUEST,
+        401: UNAUTHORIZED,
+    },
+)
+@_native
+async def event_stream(request: web.Request, principal: Principal) -> web.StreamResponse:
+    after = _query(request, StreamQuery).after
+    last_id = request.headers.get("Last-Event-ID", "").strip()
+    if last_id:
+        # A reconnecting EventSource keeps its first URL, so the header is the newer cursor.
+        if not last_id.isdigit() or int(last_id) > _MAX_ID:
+            return problem(400, "Last-Event-ID must be a position", parameter="Last-Event-ID")
+        after = int(last_id)
+
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # nginx would otherwise hold events back
+            REQUEST_ID_HEADER: request[REQUEST_ID],
+        }
+    )
+    await response.prepare(request)
+    queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=STREAM_BUFFER)
+    pump = asyncio.create_task(_pump(request.app, principal.account_id, after, queue))
+    closing = request.app.get(STREAMS_CLOSING) or asyncio.Event()
+    try:
+        await _relay(request, response, queue, pump, closing)
+    except ConnectionResetError:
+        pass  # the client went away mid-write: nothing left to tell it
+    finally:
+        pump.cancel()
+        await asyncio.wait([pump])
+        if not pump.cancelled() and (error := pump.exception()) is not None:
+            log.error("event_stream_failed", error=repr(error), account_id=principal.account_id)
+    return response
+
+
+async def _pump(
+    app: web.Application, account_id: int, after: int, queue: asyncio.Queue[RecordedEvent]
+) -> None:
+    # A connection of its own for as long as the stream lasts: follow_feed LISTENs on it.
+    async with (
+        app[POOL].acquire() as conn,
+        contextlib.aclosing(follow_feed(conn, after=after, account_id=account_id)) as feed,
+    ):
+        async for event in feed:
+            await queue.put(event)
+
+
+async def _relay(
+    request: web.Request,
+    response: web.StreamResponse,
+    queue: asyncio.Queue[RecordedEvent],
+    pump: asyncio.Task[None],
+    closing: asyncio.Event,
+) -> None:
+    """Write queued events and heartbeats until the client, the reader or the app stops.
+
+    Waits in short slices so a disconnect or shutdown is noticed within a second even when no
+    event arrives (aiohttp does not cancel handlers when a client disconnects).
+    """
+    loop = asyncio.get_running_loop()
+    last_write = loop.time()
+    while not closing.is_set() and not (pump.done() and queue.empty()):
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        try:
+            async with asyncio.timeout(min(1.0, HEARTBEAT_SECONDS)):
+                event = await queue.get()
+        except TimeoutError:
+            if loop.time() - last_write >= HEARTBEAT_SECONDS:
+                await response.write(b": heartbeat\n\n")
+                last_write = loop.time()
+            continue
+        await response.write(sse_message(reads.shown_entry(event)))
+        last_write = loop.time()
+
+
+def sse_message(entry: FeedEntry) -> bytes:
+    # JSON from msgspec and jsonb is one line, so `data:` needs no splitting.
+    data = msgspec.json.encode(entry)
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (entry.position, entry.type.encode(), data)

@@ -1,0 +1,297 @@
+"""OpenAPI 3.1 for every route the app registers, built from what each handler declares.
+
+A handler documents itself where it is defined, so its path and method are never written twice:
+
+    @routes.get("/v1/things/{id}")
+    @openapi.operation(
+        summary="One thing",
+        security="nativeKey",
+        path={"id": int},
+        query=ThingQuery,                       # a msgspec Struct: one parameter per field
+        responses={200: openapi.Response("The thing", Thing), 404: openapi.NOT_FOUND},
+    )
+    async def thing(request: web.Request) -> web.Response: ...
+
+Handlers defined elsewhere (ops) are described with `describe(handler, Operation(...))`. The
+document walks `app.router` at request time, so it shows exactly the routes registered; a route
+without an operation is left out, and tests/api/test_openapi.py fails on it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from lead_ledger.api import ops
+from lead_ledger.api.auth import bearer_token, find_principal, is_admin
+from lead_ledger.api.problems import PROBLEM_JSON, problem
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Handler)
+
+_REF_TEMPLATE: Final = "#/components/schemas/{name}"
+_PATH_PARAMETER: Final = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+
+# Schemes other modules add to with `security_scheme` (a vendor dialect's header, for example).
+SECURITY_SCHEMES: Final[dict[str, dict[str, Any]]] = {
+    "nativeKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A credential of dialect `native`, issued by the admin API.",
+    },
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "LEDGER_ADMIN_TOKEN; the admin API is off without one.",
+    },
+}
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
+    """RFC 9457 problem details; some problems add members such as `parameter` or `field`."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+    database: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    description: str
+    schema: Any = None  # any type msgspec can describe; None for a body-less response
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    summary: str
+    responses: Mapping[int, Response]
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    security: str | None = None  # a name in SECURITY_SCHEMES; None for a public route
+    path: Mapping[str, Any] = field(default_factory=dict)  # path parameter -> type (default str)
+    query: type[msgspec.Struct] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)  # request header -> description
+    body: Any = None
+    body_content_type: str = "application/json"
+
+
+_OPERATIONS: Final[dict[Handler, Operation]] = {}
+
+
+def problem_response(description: str) -> Response:
+    return Response(description, Problem, PROBLEM_JSON)
+
+
+UNAUTHORIZED: Final = problem_response("Missing, unknown or revoked key")
+NOT_FOUND: Final = problem_response("No such resource in this account")
+BAD_REQUEST: Final = problem_response("A parameter is invalid; `parameter` names it")
+
+
+def describe(handler: Handler, op: Operation) -> None:
+    """Document a handler (a route registered with it anywhere gets this operation)."""
+    _OPERATIONS[handler] = op
+
+
+def operation(  # noqa: PLR0913 - one keyword per part of an OpenAPI operation
+    *,
+    summary: str,
+    responses: Mapping[int, Response],
+    description: str | None = None,
+    tags: tuple[str, ...] = (),
+    security: str | None = None,
+    path: Mapping[str, Any] | None = None,
+    query: type[msgspec.Struct] | None = None,
+    headers: Mapping[str, str] | None = None,
+    body: object = None,
+    body_content_type: str = "application/json",
+) -> Callable[[H], H]:
+    """Decorator form of `describe`; returns the handler unchanged."""
+    op = Operation(
+        summary=summary,
+        responses=responses,
+        description=description,
+        tags=tags,
+        security=security,
+        path=path or {},
+        query=query,
+        headers=headers or {},
+        body=body,
+        body_content_type=body_content_type,
+    )
+
+    def register(handler: H) -> H:
+        describe(handler, op)
+        return handler
+
+    return register
+
+
+def security_scheme(name: str, scheme: Mapping[str, Any]) -> None:
+    SECURITY_SCHEMES[name] = dict(scheme)
+
+
+# --- the document -------------------------------------------------------------------------------
+
+
+def build_document(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the documented routes `app` has registered."""
+    documented: list[tuple[str, str, Operation]] = []
+    for route in app.router.routes():
+        op = _OPERATIONS.get(route.handler)
+        canonical = route.resource.canonical if route.resource is not None else None
+        if op is None or canonical is None or route.method in ("HEAD", "*"):
+            continue
+        documented.append((canonical, route.method.lower(), op))
+
+    types = _types(op for _, _, op in documented)
+    refs, components = msgspec.json.schema_components(types, ref_template=_REF_TEMPLATE)
+    schema_of = dict(zip(types, refs, strict=True))
+
+    paths: dict[str, dict[str, Any]] = {}
+    for canonical, method, op in documented:
+        paths.setdefault(canonical, {})[method] = _operation(canonical, op, schema_of, components)
+    used = {op.security for _, _, op in documented if op.security}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "lead-ledger",
+            "version": "1",
+            "description": "An event-sourced ledger of outbound-dialer leads.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": components,
+            "securitySchemes": {name: SECURITY_SCHEMES[name] for name in sorted(used)},
+        },
+    }
+
+
+def _types(ops_: Iterable[Operation]) -> list[object]:
+    seen: list[object] = []
+    for op in ops_:
+        candidates = [op.query, op.body, *(r.schema for r in op.responses.values())]
+        candidates += list(op.path.values())
+        seen.extend(t for t in candidates if t is not None and t not in seen)
+    return seen
+
+
+def _operation(
+    canonical: str, op: Operation, schema_of: Mapping[Any, Any], components: Mapping[str, Any]
+) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": schema_of[op.path[name]] if name in op.path else {"type": "string"},
+        }
+        for name in _PATH_PARAMETER.findall(canonical)
+    ]
+    if op.query is not None:
+        parameters += _query_parameters(schema_of[op.query], components)
+    parameters += [
+        {"name": name, "in": "header", "required": False, "description": text}
+        | {"schema": {"type": "string"}}
+        for name, text in op.headers.items()
+    ]
+    doc: dict[str, Any] = {"summary": op.summary, "responses": {}}
+    if op.description:
+        doc["description"] = op.description
+    if op.tags:
+        doc["tags"] = list(op.tags)
+    if parameters:
+        doc["parameters"] = parameters
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {op.body_content_type: {"schema": schema_of[op.body]}},
+        }
+    doc["security"] = [{op.security: []}] if op.security else []
+    for status, response in sorted(op.responses.items()):
+        entry: dict[str, Any] = {"description": response.description}
+        if response.schema is not None:
+            entry["content"] = {response.content_type: {"schema": schema_of[response.schema]}}
+        doc["responses"][str(status)] = entry
+    return doc
+
+
+def _query_parameters(
+    ref: Mapping[str, Any], components: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    # A query Struct's schema is a $ref to its component: one parameter per property.
+    schema = components[ref["$ref"].rsplit("/", 1)[1]]
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema.get("properties", {}).items():
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": prop,
+        }
+        if "description" in prop:
+            parameter["description"] = prop["description"]
+        parameters.append(parameter)
+    return parameters
+
+
+# --- the route ----------------------------------------------------------------------------------
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/openapi.json")
+async def openapi_json(request: web.Request) -> web.Response:
+    """The document. Any native key or the admin token may read it (DESIGN.md 6)."""
+    token = bearer_token(request)
+    if not is_admin(request) and await find_principal(request, token or "", "native") is None:
+        return problem(
+            401,
+            "a native key or the admin token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return web.Response(
+        body=msgspec.json.encode(build_document(request.app)), content_type="application/json"
+    )
+
+
+describe(
+    openapi_json,
+    Operation(
+        summary="This OpenAPI document",
+        tags=("native",),
+        security="nativeKey",
+        responses={
+            200: Response("OpenAPI 3.1 document", dict[str, Any]),
+            401: UNAUTHORIZED,
+        },
+    ),
+)
+describe(
+    ops.healthz,
+    Operation(
+        summary="Liveness: the process serves HTTP",
+        tags=("ops",),
+        responses={200: Response("Up", Health)},
+    ),
+)
+describe(
+    ops.readyz,
+    Operation(
+        summary="Readiness: the database answers within 2 s",
+        tags=("ops",),
+        responses={200: Response("Ready", Health), 503: Response("Not ready", Health)},
+    ),
+)

@@ -1,0 +1,161 @@
+"""`lead-ledger projections status|rebuild|verify`: the read models, from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from lead_ledger.ledger.database import open_database, resolve_database_url
+from lead_ledger.projections import rebuild as projections
+from lead_ledger.settings import Settings
+
+# Inline projections commit with their events; say so, so that "lag 0" is not read as a claim
+# that a rebuild ran recently.
+LAG_NOTE = (
+    "Projections are inline: they commit in the same transaction as their events, so the live "
+    "tables are never behind the log (lag 0). The checkpoint is the last position folded by the "
+    "last rebuild; head is the newest position in the log."
+)
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `projections` and its actions to the main parser's subcommands."""
+    parser = subparsers.add_parser("projections", help="inspect, rebuild or verify read models")
+    actions = parser.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
+    actions.add_parser("status", help="rows, last rebuild and log head per projection")
+    for name, text in (
+        ("rebuild", "replay the log into shadow tables and swap them in (service keeps running)"),
+        ("verify", "replay into shadow tables and compare with the live ones; exit 1 if differ"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("names", nargs="*", metavar="NAME", help="projections (default all)")
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    url = await resolve_database_url(settings.database_url, settings.data_dir)
+    pool = await open_database(url, min_size=1, max_size=2)
+    console = Console()
+    try:
+        match args.projections_command:
+            case "status":
+                return await _status(pool, console)
+            case "rebuild":
+                return await _rebuild(pool, console, args.names)
+            case "verify":
+                return await _verify(pool, console, args.names)
+    except projections.RebuildError as error:
+        Console(stderr=True).print(f"lead-ledger: {error}", style="red", highlight=False)
+        return 1
+    finally:
+        await pool.close()
+    return 2
+
+
+class EventsPerSecondColumn(ProgressColumn):
+    """Like rich's TransferSpeedColumn, in events."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} events/s" if speed else "", style="progress.data.speed")
+
+
+@contextmanager
+def progress_bar(console: Console) -> Iterator[projections.Progress]:
+    """A rich progress bar fed by rebuild's (phase, done, total) callback; silent off a TTY."""
+    bar = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        EventsPerSecondColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            for task_id in tasks.values():  # earlier phases are over
+                bar.update(task_id, completed=bar.tasks[task_id].total)
+            label = {"read": "read and fold", "copy": "copy tables", "swap": "catch up and swap"}
+            tasks[phase] = bar.add_task(label.get(phase, phase), total=total or None)
+        bar.update(tasks[phase], completed=done, total=total or None)
+
+    with bar:
+        yield update
+
+
+async def _rebuild(pool: asyncpg.Pool, console: Console, names: list[str]) -> int:
+    with progress_bar(console) as progress:
+        report = await projections.rebuild(pool, names or None, progress=progress)
+    rows = ", ".join(f"{name}={count:,}" for name, count in report.rows.items())
+    console.print(
+        f"rebuilt {len(report.names)} projection(s): {report.events + report.caught_up:,} events "
+        f"in {report.seconds:.2f} s ({report.events_per_second:,.0f} events/s), "
+        f"{report.caught_up:,} of them caught up during the rebuild; position "
+        f"{report.position:,}; rows {rows}",
+        highlight=False,
+    )
+    return 0
+
+
+async def _verify(pool: asyncpg.Pool, console: Console, names: list[str]) -> int:
+    with progress_bar(console) as progress:
+        report = await projections.verify(pool, names or None, progress=progress)
+    for check in report.tables:
+        if check.ok:
+            console.print(f"{check.name}: ok", highlight=False)
+            continue
+        console.print(
+            f"{check.name}: DIFFERENT ({check.only_live:,} row(s) only live, "
+            f"{check.only_rebuilt:,} only rebuilt)",
+            style="red",
+            highlight=False,
+        )
+        for diff in check.differences:
+            where = "live only" if diff.side == "live" else "rebuilt only"
+            console.print(f"  {check.table} key {diff.key}: {where} ({diff.digest})")
+    verdict = "live equals rebuilt" if report.ok else "live differs from rebuilt"
+    console.print(
+        f"verified {len(report.tables)} projection(s) against {report.events:,} events "
+        f"in {report.seconds:.2f} s: {verdict}",
+        highlight=False,
+    )
+    return 0 if report.ok else 1
+
+
+async def _status(pool: asyncpg.Pool, console: Console) -> int:
+    statuses = await projections.status(pool)
+    table = Table("projection", "rows", "checkpoint", "rebuilt at", "head", "lag")
+    for s in statuses:
+        table.add_row(
+            s.name,
+            f"{s.rows:,}",
+            "-" if s.checkpoint_position is None else f"{s.checkpoint_position:,}",
+            "never" if s.rebuilt_at is None else s.rebuilt_at.isoformat(timespec="seconds"),
+            f"{s.head:,}",
+            str(s.lag),
+        )
+    console.print(table)
+    console.print(LAG_NOTE, highlight=False)
+    if statuses and statuses[0].rebuilding:
+        console.print("A rebuild or verify is running now (it writes shadow tables only).")
+    return 0
