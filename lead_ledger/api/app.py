@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from lead_ledger.api import admin, native, openapi, ops
-from lead_ledger.api.keys import DATABASE_URL, POOL, SETTINGS
+from lead_ledger.api.keys import CLOCK, DATABASE_URL, POOL, SETTINGS
 from lead_ledger.api.middleware import request_context
 from lead_ledger.ledger.database import open_database
 from lead_ledger.settings import Settings
@@ -23,11 +24,16 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def create_app(settings: Settings, database_url: str) -> web.Application:
     """Build the app; the pool opens (and migrations run) when the app starts."""
     app = web.Application(middlewares=[request_context], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
+    app[CLOCK] = _utc_now
     app.cleanup_ctx.append(_database)
     app.add_routes(ops.routes)
     app.add_routes(admin.routes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Final
 
 import asyncpg
@@ -12,3 +14,5 @@ from lead_ledger.settings import Settings
 SETTINGS: Final = web.AppKey("settings", Settings)
 DATABASE_URL: Final = web.AppKey("database_url", str)
 POOL: Final = web.AppKey("pool", asyncpg.Pool)
+# The time, as the handlers see it: injectable so office hours and expiry checks are testable.
+CLOCK: Final[web.AppKey[Callable[[], datetime]]] = web.AppKey("clock")

@@ -25,6 +25,9 @@ Pair = tuple[RecordedEvent, DomainEvent]
 
 _JSON: Final = msgspec.json.Encoder()
 SHADOW_SCHEMA: Final = "ledger_shadow"
+# Up to this many rows go by a prepared INSERT (one round trip for a single-lead request);
+# more go by binary COPY, whose extra round trips pay off only for larger batches.
+SMALL_WRITE: Final = 16
 
 
 class Rows:
@@ -86,6 +89,10 @@ class Projection(ABC):
             f"WHERE {self.key} = ANY($1::bigint[])"
         )
 
+    def insert_sql(self) -> str:
+        values = ", ".join(f"${i}" for i in range(1, len(self.columns) + 1))
+        return f"INSERT INTO {self.table} ({', '.join(self.columns)}) VALUES ({values})"
+
     def delete_sql(self) -> str:
         return f"DELETE FROM {self.table} WHERE {self.key} = ANY($1::bigint[])"
 
@@ -134,10 +141,12 @@ class Projection(ABC):
         if delete_keys:
             await conn.execute(self.delete_sql(), list(delete_keys))
         records = [self.to_record(row) for row in rows.all_rows(rows.touched)]
-        if records:
+        if len(records) > SMALL_WRITE:
             await conn.copy_records_to_table(
                 self.table, records=records, columns=list(self.columns)
             )
+        elif records:
+            await conn.executemany(self.insert_sql(), records)
 
     # --- rebuild path ----------------------------------------------------------------------
 

@@ -1,0 +1,31 @@
+"""Rate limits hold across connections (and so across server processes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from lead_ledger.service.rate_limits import take
+
+
+async def test_limit_is_shared_by_every_connection(pool: asyncpg.Pool) -> None:
+    """Ten concurrent requests on different connections against a limit of 6: exactly 6 pass."""
+
+    async def one() -> bool:
+        async with pool.acquire() as conn:
+            return await take(conn, 1, "ozonetel_add", 6)
+
+    results = await asyncio.gather(*(one() for _ in range(10)))
+    assert sorted(results) == [False] * 4 + [True] * 6
+    async with pool.acquire() as conn:
+        assert await take(conn, 2, "ozonetel_add", 6) is True  # another account: its own window
+        assert await take(conn, 1, "ozonetel_bulk", 1) is True  # another bucket too
+
+
+async def test_limits_refuse_to_run_inside_a_transaction(pool: asyncpg.Pool) -> None:
+    """Inside a request's transaction the window row would stay locked for the whole request."""
+    async with pool.acquire() as conn, conn.transaction():
+        with pytest.raises(RuntimeError, match="outside a transaction"):
+            await take(conn, 1, "x", 1)
