@@ -28,7 +28,7 @@ from lead_ledger.ledger.events import (
     DialMode,
     Direction,
 )
-from lead_ledger.service import accounts
+from lead_ledger.service import account_reads, accounts
 from lead_ledger.service.errors import Conflict, Invalid, ServiceError
 from lead_ledger.service.writer import Context
 from lead_ledger.settings import Settings
@@ -164,8 +164,8 @@ _COMMANDS: Final[dict[tuple[str, str], Command]] = {
         ctx,
         msgspec.convert(_given(args, "name", "default_region"), accounts.NewAccount),
     ),
-    ("accounts", "list"): lambda conn, _ctx, _args: accounts.list_accounts(conn),
-    ("accounts", "show"): lambda conn, _ctx, args: accounts.get_account(conn, args.account),
+    ("accounts", "list"): lambda conn, _ctx, _args: account_reads.list_accounts(conn),
+    ("accounts", "show"): lambda conn, _ctx, args: account_reads.get_account(conn, args.account),
     ("credentials", "issue"): lambda conn, ctx, args: accounts.issue_credential(
         conn, ctx, args.account, accounts.NewCredential(api=args.api)
     ),
@@ -189,8 +189,12 @@ _COMMANDS: Final[dict[tuple[str, str], Command]] = {
         msgspec.convert(_given(args, "name", *_CAMPAIGN_FIELDS), accounts.NewCampaign),
     ),
     ("campaigns", "update"): _update_campaign,
-    ("campaigns", "list"): lambda conn, _ctx, args: accounts.list_campaigns(conn, args.account),
-    ("settings", "show"): lambda conn, _ctx, args: accounts.account_settings(conn, args.account),
+    ("campaigns", "list"): lambda conn, _ctx, args: account_reads.list_campaigns(
+        conn, args.account
+    ),
+    ("settings", "show"): lambda conn, _ctx, args: account_reads.account_settings(
+        conn, args.account
+    ),
     ("settings", "set"): _set_settings,
 }
 
@@ -276,7 +280,7 @@ async def demo(conn: Connection, ctx: Context, base_url: str) -> str:
         DEMO_ACCOUNT,
         accounts.NewUser(username=f"demo-flexydial-{secrets.token_hex(3)}", password=password),
     )
-    detail = await accounts.get_account(conn, DEMO_ACCOUNT)
+    detail = await account_reads.get_account(conn, DEMO_ACCOUNT)
     return _demo_text(detail, keys, user.username, password, base_url.rstrip("/"))
 
 
@@ -319,7 +323,7 @@ curl -s $base/v1/leads -H 'Authorization: Bearer $native'
 
 
 def _demo_text(
-    account: accounts.AccountDetail,
+    account: account_reads.AccountDetail,
     keys: dict[str, str],
     username: str,
     password: str,

@@ -7,19 +7,30 @@ API answers 401 to everyone. `{account}` in a path is the account's name or its 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import Annotated, Final, TypeVar
 
 import msgspec
 from aiohttp import web
 
+from lead_ledger.api import openapi
 from lead_ledger.api.auth import is_admin
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.middleware import REQUEST_ID
+from lead_ledger.api.openapi import Response, problem_response
 from lead_ledger.api.problems import problem, validation_problem
 from lead_ledger.ledger.envelope import Actor
-from lead_ledger.service import accounts
+from lead_ledger.ledger.events import AccountSettings
+from lead_ledger.service import account_reads, accounts
+from lead_ledger.service.account_reads import (
+    Account,
+    AccountDetail,
+    Agent,
+    Campaign,
+    IssuedCredential,
+    Skill,
+    User,
+)
 from lead_ledger.service.errors import Conflict, Invalid, NotFound
 from lead_ledger.service.writer import Context
 
@@ -31,6 +42,38 @@ ADMIN: Final = Actor(dialect="admin")
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AccountList(msgspec.Struct, frozen=True, kw_only=True):
+    accounts: list[Account]
+
+
+class CampaignList(msgspec.Struct, frozen=True, kw_only=True):
+    campaigns: list[Campaign]
+
+
+# --- what the OpenAPI document says of every route (the answers _admin gives on refusals) -------
+
+TAGS: Final = ("admin",)
+AccountName = Annotated[
+    str, msgspec.Meta(description="The account's name (any case) or its numeric id")
+]
+ACCOUNT_PATH: Final = {"account": AccountName}
+CAMPAIGN_PATH: Final = ACCOUNT_PATH | {
+    "campaign": Annotated[str, msgspec.Meta(description="The campaign's name (exact case)")]
+}
+CREDENTIAL_PATH: Final = ACCOUNT_PATH | {
+    "credential_id": Annotated[str, msgspec.Meta(description="The credential's `id`")]
+}
+UNAUTHORIZED: Final = problem_response(
+    "Missing or wrong admin token, or no LEDGER_ADMIN_TOKEN configured"
+)
+INVALID: Final = problem_response(
+    "Malformed JSON, an unknown field, a wrong type or a refused value; `field` names it"
+)
+NO_ACCOUNT: Final = problem_response("No such account")
+NO_CAMPAIGN: Final = problem_response("No such account, or no such campaign in it")
+CAMPAIGN_TAKEN: Final = problem_response("The account has a campaign with this name")
 
 
 class _BadBody(Exception):  # noqa: N818 - carries the ready 400 answer, not an error state
@@ -63,26 +106,11 @@ def _admin(handler: Handler) -> Handler:
     return wrapper
 
 
-_UNKNOWN_FIELD: Final = re.compile(
-    r"^Object contains unknown field `([^`]*)`(?: - at `\$\.?(.*)`)?$"
-)
-
-
-def _bad_body(error: msgspec.DecodeError) -> web.Response:
-    # msgspec names an unknown field in the message but not in its path; name it in `field`.
-    unknown = _UNKNOWN_FIELD.match(str(error))
-    if isinstance(error, msgspec.ValidationError) and unknown:
-        name, parent = unknown.groups()
-        field = f"{parent}.{name}" if parent else name
-        return problem(400, str(error), title="Invalid request body", field=field)
-    return validation_problem(error)
-
-
 async def _body(request: web.Request, kind: type[T]) -> T:
     try:
         decoded: T = msgspec.json.decode(await request.read(), type=kind)
     except msgspec.DecodeError as error:  # also ValidationError: malformed or mistyped
-        raise _BadBody(_bad_body(error)) from error
+        raise _BadBody(validation_problem(error)) from error
     return decoded
 
 
@@ -101,6 +129,19 @@ def _account(request: web.Request) -> str:
 
 
 @routes.post(f"{PREFIX}/accounts")
+@openapi.operation(
+    summary="Create an account",
+    description="Its name must not be all digits: `{account}` in paths is a name or an id.",
+    tags=TAGS,
+    security="adminToken",
+    body=accounts.NewAccount,
+    responses={
+        201: Response("The account, with default settings", Account),
+        400: INVALID,
+        401: UNAUTHORIZED,
+        409: problem_response("An account has this name (in any case)"),
+    },
+)
 @_admin
 async def create_account(request: web.Request) -> web.StreamResponse:
     new = await _body(request, accounts.NewAccount)
@@ -109,20 +150,52 @@ async def create_account(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get(f"{PREFIX}/accounts")
+@openapi.operation(
+    summary="List the accounts, in id order",
+    tags=TAGS,
+    security="adminToken",
+    responses={200: Response("The accounts", AccountList), 401: UNAUTHORIZED},
+)
 @_admin
 async def list_accounts(request: web.Request) -> web.StreamResponse:
     async with request.app[POOL].acquire() as conn:
-        return _json({"accounts": await accounts.list_accounts(conn)})
+        return _json(AccountList(accounts=await account_reads.list_accounts(conn)))
 
 
 @routes.get(ACCOUNT)
+@openapi.operation(
+    summary="One account with its campaigns, agents, skills, users and credentials",
+    description="Never a password hash, a key or a key's hash.",
+    tags=TAGS,
+    security="adminToken",
+    path=ACCOUNT_PATH,
+    responses={
+        200: Response("The account", AccountDetail),
+        401: UNAUTHORIZED,
+        404: NO_ACCOUNT,
+    },
+)
 @_admin
 async def show_account(request: web.Request) -> web.StreamResponse:
     async with request.app[POOL].acquire() as conn:
-        return _json(await accounts.get_account(conn, _account(request)))
+        return _json(await account_reads.get_account(conn, _account(request)))
 
 
 @routes.post(f"{ACCOUNT}/credentials")
+@openapi.operation(
+    summary="Issue a credential for one API dialect",
+    description="The key is in this answer only: the ledger stores its SHA-256.",
+    tags=TAGS,
+    security="adminToken",
+    path=ACCOUNT_PATH,
+    body=accounts.NewCredential,
+    responses={
+        201: Response("The credential and its key, shown once", IssuedCredential),
+        400: INVALID,
+        401: UNAUTHORIZED,
+        404: NO_ACCOUNT,
+    },
+)
 @_admin
 async def issue_credential(request: web.Request) -> web.StreamResponse:
     new = await _body(request, accounts.NewCredential)
@@ -132,6 +205,17 @@ async def issue_credential(request: web.Request) -> web.StreamResponse:
 
 
 @routes.delete(f"{ACCOUNT}/credentials/{{credential_id}}")
+@openapi.operation(
+    summary="Revoke a credential",
+    tags=TAGS,
+    security="adminToken",
+    path=CREDENTIAL_PATH,
+    responses={
+        204: Response("Revoked (also when it already was)"),
+        401: UNAUTHORIZED,
+        404: problem_response("No such account, or no such credential in it"),
+    },
+)
 @_admin
 async def revoke_credential(request: web.Request) -> web.StreamResponse:
     credential_id = request.match_info["credential_id"]
@@ -141,6 +225,20 @@ async def revoke_credential(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post(f"{ACCOUNT}/users")
+@openapi.operation(
+    summary="Create a user (a Flexydial login)",
+    tags=TAGS,
+    security="adminToken",
+    path=ACCOUNT_PATH,
+    body=accounts.NewUser,
+    responses={
+        201: Response("The user (never the password nor its hash)", User),
+        400: INVALID,
+        401: UNAUTHORIZED,
+        404: NO_ACCOUNT,
+        409: problem_response("The username is taken (usernames are unique across accounts)"),
+    },
+)
 @_admin
 async def create_user(request: web.Request) -> web.StreamResponse:
     new = await _body(request, accounts.NewUser)
@@ -150,6 +248,20 @@ async def create_user(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post(f"{ACCOUNT}/agents")
+@openapi.operation(
+    summary="Add an agent",
+    tags=TAGS,
+    security="adminToken",
+    path=ACCOUNT_PATH,
+    body=accounts.NewAgent,
+    responses={
+        201: Response("The agent", Agent),
+        400: INVALID,
+        401: UNAUTHORIZED,
+        404: NO_ACCOUNT,
+        409: problem_response("The account has an agent with this id"),
+    },
+)
 @_admin
 async def add_agent(request: web.Request) -> web.StreamResponse:
     new = await _body(request, accounts.NewAgent)
@@ -159,6 +271,20 @@ async def add_agent(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post(f"{ACCOUNT}/skills")
+@openapi.operation(
+    summary="Add a skill",
+    tags=TAGS,
+    security="adminToken",
+    path=ACCOUNT_PATH,
+    body=accounts.NewSkill,
+    responses={
+        201: Response("The skill", Skill),
+        400: INVALID,
+        401: UNAUTHORIZED,
+        404: NO_ACCOUNT,
+        409: problem_response("The account has a skill with this name"),
+    },
+)
 @_admin
 async def add_skill(request: web.Request) -> web.StreamResponse:
     new = await _body(request, accounts.NewSkill)
@@ -168,6 +294,21 @@ async def add_skill(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post(f"{ACCOUNT}/campaigns")
+@openapi.operation(
+    summary="Create a campaign",
+    description="Its `id` is global, from a sequence; jtel calls it DiallerCampaignsID.",
+    tags=TAGS,
+    security="adminToken",
+    path=ACCOUNT_PATH,
+    body=accounts.NewCampaign,
+    responses={
+        201: Response("The campaign", Campaign),
+        400: INVALID,
+        401: UNAUTHORIZED,
+        404: NO_ACCOUNT,
+        409: CAMPAIGN_TAKEN,
+    },
+)
 @_admin
 async def create_campaign(request: web.Request) -> web.StreamResponse:
     new = await _body(request, accounts.NewCampaign)
@@ -177,21 +318,63 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get(f"{ACCOUNT}/campaigns")
+@openapi.operation(
+    summary="List the account's campaigns, in id order",
+    tags=TAGS,
+    security="adminToken",
+    path=ACCOUNT_PATH,
+    responses={
+        200: Response("The campaigns", CampaignList),
+        401: UNAUTHORIZED,
+        404: NO_ACCOUNT,
+    },
+)
 @_admin
 async def list_campaigns(request: web.Request) -> web.StreamResponse:
     async with request.app[POOL].acquire() as conn:
-        return _json({"campaigns": await accounts.list_campaigns(conn, _account(request))})
+        campaigns = await account_reads.list_campaigns(conn, _account(request))
+    return _json(CampaignList(campaigns=campaigns))
 
 
 @routes.get(f"{ACCOUNT}/campaigns/{{campaign}}")
+@openapi.operation(
+    summary="One campaign, by name",
+    tags=TAGS,
+    security="adminToken",
+    path=CAMPAIGN_PATH,
+    responses={
+        200: Response("The campaign", Campaign),
+        401: UNAUTHORIZED,
+        404: NO_CAMPAIGN,
+    },
+)
 @_admin
 async def show_campaign(request: web.Request) -> web.StreamResponse:
     name = request.match_info["campaign"]
     async with request.app[POOL].acquire() as conn:
-        return _json(await accounts.get_campaign(conn, _account(request), name))
+        return _json(await account_reads.get_campaign(conn, _account(request), name))
 
 
 @routes.patch(f"{ACCOUNT}/campaigns/{{campaign}}")
+@openapi.operation(
+    summary="Change a campaign",
+    description=(
+        "Fields left out keep their value; `crm_fields: null` clears them; `name` renames. A"
+        " change of `state` alone records CampaignStarted or CampaignStopped, any other change"
+        " CampaignUpdated; a PATCH that changes nothing records nothing."
+    ),
+    tags=TAGS,
+    security="adminToken",
+    path=CAMPAIGN_PATH,
+    body=accounts.CampaignChanges,
+    responses={
+        200: Response("The campaign after the change", Campaign),
+        400: INVALID,
+        401: UNAUTHORIZED,
+        404: NO_CAMPAIGN,
+        409: CAMPAIGN_TAKEN,
+    },
+)
 @_admin
 async def update_campaign(request: web.Request) -> web.StreamResponse:
     changes = await _body(request, accounts.CampaignChanges)
@@ -204,13 +387,41 @@ async def update_campaign(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get(f"{ACCOUNT}/settings")
+@openapi.operation(
+    summary="The account's settings",
+    tags=TAGS,
+    security="adminToken",
+    path=ACCOUNT_PATH,
+    responses={
+        200: Response("All settings", AccountSettings),
+        401: UNAUTHORIZED,
+        404: NO_ACCOUNT,
+    },
+)
 @_admin
 async def show_settings(request: web.Request) -> web.StreamResponse:
     async with request.app[POOL].acquire() as conn:
-        return _json(await accounts.account_settings(conn, _account(request)))
+        return _json(await account_reads.account_settings(conn, _account(request)))
 
 
 @routes.patch(f"{ACCOUNT}/settings")
+@openapi.operation(
+    summary="Change the account's settings",
+    description=(
+        "Fields left out keep their value; null clears `default_region` and `office_hours`;"
+        " `rate_limits` merges (a limit left out keeps its value)."
+    ),
+    tags=TAGS,
+    security="adminToken",
+    path=ACCOUNT_PATH,
+    body=accounts.SettingsChanges,
+    responses={
+        200: Response("All settings after the change", AccountSettings),
+        400: INVALID,
+        401: UNAUTHORIZED,
+        404: NO_ACCOUNT,
+    },
+)
 @_admin
 async def change_settings(request: web.Request) -> web.StreamResponse:
     changes = await _body(request, accounts.SettingsChanges)
@@ -219,7 +430,3 @@ async def change_settings(request: web.Request) -> web.StreamResponse:
             conn, _context(request), _account(request), changes
         )
     return _json(settings)
-
-
-def add_routes(app: web.Application) -> None:
-    app.add_routes(routes)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 
 import msgspec
 from aiohttp import web
 
 from lead_ledger.api.keys import POOL, SETTINGS
+from lead_ledger.ledger.credentials import key_digest as key_digest  # noqa: PLC0414 - re-exported
+from lead_ledger.ledger.credentials import new_key as new_key  # noqa: PLC0414 - re-exported
 from lead_ledger.ledger.events import Dialect
 
 SELECT_CREDENTIAL = """
@@ -26,15 +26,6 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     account_name: str
     credential_id: str
     dialect: Dialect
-
-
-def new_key() -> str:
-    """A fresh credential key: 256 bits, URL-safe, shown once to the admin."""
-    return secrets.token_urlsafe(32)
-
-
-def key_digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 async def find_principal(request: web.Request, key: str, dialect: Dialect) -> Principal | None:

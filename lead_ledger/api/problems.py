@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import msgspec
@@ -50,10 +51,29 @@ def problem(
     )
 
 
-def validation_problem(error: msgspec.ValidationError | msgspec.DecodeError) -> web.Response:
-    """400 naming what is wrong, from msgspec's message (`... - at `$.field``)."""
-    message = str(error)
-    field = None
+# msgspec names an unknown field in its message, not in the path (which is the object holding it;
+# at the top level there is no path at all).
+_UNKNOWN_FIELD: Final = re.compile(
+    r"Object contains unknown field `(.*?)`(?: - at `\$([^`]*)`)?", re.DOTALL
+)
+
+
+def error_field(message: str) -> str | None:
+    """The field a msgspec error message names (`office_hours.days[0]`), or None.
+
+    Wrong values name it in the path (`... - at `$.office_hours.days[0]``); unknown fields name it
+    in the message, with the path of the object holding it.
+    """
+    unknown = _UNKNOWN_FIELD.fullmatch(message)
+    if unknown:
+        name, parent = unknown.group(1), (unknown.group(2) or "").removeprefix(".")
+        return f"{parent}.{name}" if parent else name
     if " - at `$." in message:
-        field = message.rsplit(" - at `$.", 1)[1].rstrip("`")
-    return problem(400, message, title="Invalid request body", field=field)
+        return message.rsplit(" - at `$.", 1)[1].rstrip("`")
+    return None
+
+
+def validation_problem(error: msgspec.ValidationError | msgspec.DecodeError) -> web.Response:
+    """400 naming what is wrong in a `field` member (None when the body is no JSON at all)."""
+    message = str(error)
+    return problem(400, message, title="Invalid request body", field=error_field(message))

@@ -4,25 +4,24 @@ Every write is one transaction: take the advisory locks, check the projection ta
 `record()` the events on `account-<id>`. The locks make the checks exact under concurrency, and
 they also serialise appends to one account stream, which are made at ANY_VERSION.
 Lock order is always the global names lock first, then the account's, so writers never deadlock.
+The SQL, the views writes answer with and the reads are in account_reads.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import re
 import secrets
 import zoneinfo
 from collections.abc import Sequence
 from typing import Annotated, Final
 
-import asyncpg
 import msgspec
 import phonenumbers
 from msgspec import UNSET, Meta, UnsetType
 
 from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.credentials import key_digest, new_key
 from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM
 from lead_ledger.ledger.events import (
     AccountCreated,
@@ -43,16 +42,34 @@ from lead_ledger.ledger.events import (
     DialMode,
     Direction,
     OfficeHours,
-    RateLimits,
     SettingsChanged,
     SkillAdded,
     UserCreated,
     stream_of_account,
 )
 from lead_ledger.ledger.locks import LOCK_XACT
+from lead_ledger.service.account_reads import (
+    NEXT_ACCOUNT_ID,
+    NEXT_CAMPAIGN_ID,
+    SELECT_ACCOUNT_NAME_TAKEN,
+    SELECT_AGENT_TAKEN,
+    SELECT_CAMPAIGN_NAME_TAKEN,
+    SELECT_SKILL_TAKEN,
+    SELECT_USERNAME_TAKEN,
+    Account,
+    AccountRef,
+    Agent,
+    Campaign,
+    IssuedCredential,
+    Skill,
+    User,
+    credential_revoked,
+    get_campaign,
+    get_settings,
+    require_account,
+)
 from lead_ledger.service.errors import Conflict, Invalid, NotFound
 from lead_ledger.service.passwords import hash_password
-from lead_ledger.service.passwords import verify_password as verify_password  # noqa: PLC0414 - re-exported for generate-token
 from lead_ledger.service.writer import Context, record, stream_append
 
 # Advisory lock keys share one bigint space with every other user of the server: the upper 32
@@ -74,111 +91,6 @@ async def lock_global_names(conn: Connection) -> None:
 
 async def lock_account(conn: Connection, account_id: int) -> None:
     await conn.execute(LOCK_XACT, account_lock_key(account_id))
-
-
-# --- SQL: the projection tables of projections/config.py ----------------------------------------
-
-NEXT_ACCOUNT_ID: Final = "SELECT nextval('account_ids')"
-NEXT_CAMPAIGN_ID: Final = "SELECT nextval('campaign_ids')"
-SELECT_ACCOUNT_BY_ID: Final = "SELECT account_id, name FROM accounts WHERE account_id = $1"
-# Account names are unique case-insensitively (the accounts_name_key index is on lower(name)).
-SELECT_ACCOUNT_BY_NAME: Final = (
-    "SELECT account_id, name FROM accounts WHERE lower(name) = lower($1)"
-)
-SELECT_ACCOUNT_NAME_TAKEN: Final = "SELECT true FROM accounts WHERE lower(name) = lower($1)"
-SELECT_ACCOUNTS: Final = "SELECT account_id, name FROM accounts ORDER BY account_id"
-SELECT_SETTINGS: Final = """
-SELECT account_id, api_authentication, default_region, office_hours, rate_limits
-FROM settings WHERE account_id = ANY($1::bigint[])
-"""
-_CAMPAIGN_COLUMNS: Final = "campaign_id, name, direction, assignment, dial_mode, state, crm_fields"
-SELECT_CAMPAIGNS: Final = (
-    f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE account_id = $1 ORDER BY campaign_id"
-)
-SELECT_CAMPAIGN: Final = (
-    f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE account_id = $1 AND name = $2"
-)
-SELECT_CAMPAIGN_NAME_TAKEN: Final = "SELECT true FROM campaigns WHERE account_id = $1 AND name = $2"
-SELECT_AGENTS: Final = "SELECT agent_id, name FROM agents WHERE account_id = $1 ORDER BY agent_id"
-SELECT_AGENT_TAKEN: Final = "SELECT true FROM agents WHERE account_id = $1 AND agent_id = $2"
-SELECT_SKILLS: Final = "SELECT name FROM skills WHERE account_id = $1 ORDER BY name"
-SELECT_SKILL_TAKEN: Final = "SELECT true FROM skills WHERE account_id = $1 AND name = $2"
-SELECT_USERS: Final = "SELECT username FROM users WHERE account_id = $1 ORDER BY username"
-SELECT_USERNAME_TAKEN: Final = "SELECT true FROM users WHERE username = $1"
-SELECT_USER_LOGIN: Final = """
-SELECT u.password_hash, a.name AS account_name
-FROM users u JOIN accounts a USING (account_id)
-WHERE u.username = $1
-"""
-SELECT_CREDENTIALS: Final = """
-SELECT credential_id, dialect, revoked FROM credentials WHERE account_id = $1 ORDER BY issued_at
-"""
-SELECT_CREDENTIAL_REVOKED: Final = (
-    "SELECT revoked FROM credentials WHERE account_id = $1 AND credential_id = $2"
-)
-
-
-# --- views: what reads return, encoded as is by the admin API and the CLI ---------------------
-
-
-class AccountRef(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    name: str
-
-
-class Account(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    name: str
-    settings: AccountSettings
-
-
-class Campaign(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    name: str
-    direction: Direction
-    assignment: Assignment
-    dial_mode: DialMode
-    state: CampaignState
-    crm_fields: list[str] | None
-
-    @classmethod
-    def of(cls, campaign_id: int, config: CampaignConfig) -> Campaign:
-        return cls(id=campaign_id, **msgspec.structs.asdict(config))
-
-    def config(self) -> CampaignConfig:
-        fields = msgspec.structs.asdict(self)
-        del fields["id"]
-        return CampaignConfig(**fields)
-
-
-class Agent(msgspec.Struct, frozen=True, kw_only=True):
-    agent_id: str
-    name: str | None
-
-
-class Skill(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-
-
-class User(msgspec.Struct, frozen=True, kw_only=True):
-    username: str
-    account: str
-
-
-class Credential(msgspec.Struct, frozen=True, kw_only=True):
-    """A credential as listed: never its key, nor the key's hash."""
-
-    id: str
-    api: Dialect
-    revoked: bool
-
-
-class AccountDetail(Account, frozen=True, kw_only=True):
-    campaigns: list[Campaign]
-    agents: list[Agent]
-    skills: list[Skill]
-    users: list[User]
-    credentials: list[Credential]
 
 
 # --- commands: typed inputs, decoded from JSON by the API and built by the CLI ------------------
@@ -259,21 +171,11 @@ class SettingsChanges(_Input, frozen=True):
     rate_limits: RateLimitsInput | UnsetType = UNSET
 
 
-class IssuedCredential(msgspec.Struct, frozen=True, kw_only=True):
-    """The one place a key appears in plain text: the answer to issuing it."""
-
-    id: str
-    api: Dialect
-    key: str
-
-
 # --- validation the types cannot express --------------------------------------------------------
 
 # Names appear in URL paths and vendor payloads: no slashes, no control characters.
 _NAME_CHARS: Final = re.compile(r"[^/\x00-\x1f\x7f]+")
 _CRM_FIELD: Final = re.compile(r"[^:\s\x00-\x1f\x7f]+:[^:\s\x00-\x1f\x7f]+")
-# PostgreSQL text cannot hold NUL: a looked-up name containing one names nothing.
-_NUL: Final = "\x00"
 
 
 def _check_name(field: str, value: str) -> str:
@@ -359,9 +261,9 @@ async def create_account(conn: Connection, ctx: Context, new: NewAccount) -> Acc
 async def issue_credential(
     conn: Connection, ctx: Context, account: str | int, new: NewCredential
 ) -> IssuedCredential:
-    # Same key shape and digest as lead_ledger.api.auth (new_key, key_digest); only the digest
-    # is stored, so the key is shown here once and never again.
-    key = secrets.token_urlsafe(32)
+    # Only the digest is stored (lead_ledger.api.auth finds keys by it), so the key is shown here
+    # once and never again.
+    key = new_key()
     credential_id = f"cred_{secrets.token_hex(8)}"
     async with conn.transaction():
         ref = await _locked_account(conn, account)
@@ -369,7 +271,7 @@ async def issue_credential(
             account_id=ref.id,
             credential_id=credential_id,
             dialect=new.api,
-            key_sha256=hashlib.sha256(key.encode()).hexdigest(),
+            key_sha256=key_digest(key),
         )
         await _append(conn, ctx, ref.id, [issued])
     return IssuedCredential(id=credential_id, api=new.api, key=key)
@@ -381,9 +283,7 @@ async def revoke_credential(
     """Revoke; revoking a revoked credential again records nothing (a retry is harmless)."""
     async with conn.transaction():
         ref = await _locked_account(conn, account)
-        revoked = None
-        if _NUL not in credential_id:
-            revoked = await conn.fetchval(SELECT_CREDENTIAL_REVOKED, ref.id, credential_id)
+        revoked = await credential_revoked(conn, ref.id, credential_id)
         if revoked is None:
             raise NotFound(f"account {ref.name!r} has no credential {credential_id!r}")
         if not revoked:
@@ -506,135 +406,3 @@ async def change_settings(
             event = SettingsChanged(account_id=ref.id, settings=new, changed=changed)
             await _append(conn, ctx, ref.id, [event])
     return new
-
-
-# --- reads --------------------------------------------------------------------------------------
-
-
-async def find_account(conn: Connection, name_or_id: str | int) -> AccountRef | None:
-    """The account a path names: digits are an id, anything else a name (case-insensitive)."""
-    if isinstance(name_or_id, int) or (name_or_id.isascii() and name_or_id.isdigit()):
-        account_id = int(name_or_id)
-        if account_id >= 1 << 63:  # beyond bigint: no such account, not a database error
-            return None
-        row = await conn.fetchrow(SELECT_ACCOUNT_BY_ID, account_id)
-    elif _NUL in name_or_id:
-        return None
-    else:
-        row = await conn.fetchrow(SELECT_ACCOUNT_BY_NAME, name_or_id)
-    return None if row is None else AccountRef(id=row["account_id"], name=row["name"])
-
-
-async def require_account(conn: Connection, name_or_id: str | int) -> AccountRef:
-    ref = await find_account(conn, name_or_id)
-    if ref is None:
-        raise NotFound(f"no account {str(name_or_id)!r}")
-    return ref
-
-
-def _settings(row: asyncpg.Record) -> AccountSettings:
-    # jsonb arrives as raw JSON (see ledger/database.py init_connection); msgspec types it.
-    office_hours = row["office_hours"]
-    return AccountSettings(
-        api_authentication=row["api_authentication"],
-        default_region=row["default_region"],
-        office_hours=None
-        if office_hours is None
-        else msgspec.json.decode(office_hours, type=OfficeHours | None),
-        rate_limits=msgspec.json.decode(row["rate_limits"], type=RateLimits),
-    )
-
-
-async def _settings_of(conn: Connection, account_ids: list[int]) -> dict[int, AccountSettings]:
-    rows = await conn.fetch(SELECT_SETTINGS, account_ids)
-    return {row["account_id"]: _settings(row) for row in rows}
-
-
-async def get_settings(conn: Connection, account_id: int) -> AccountSettings:
-    settings = (await _settings_of(conn, [account_id])).get(account_id)
-    if settings is None:
-        raise NotFound(f"no account {account_id}")
-    return settings
-
-
-async def account_settings(conn: Connection, account: str | int) -> AccountSettings:
-    return await get_settings(conn, (await require_account(conn, account)).id)
-
-
-async def list_accounts(conn: Connection) -> list[Account]:
-    rows = await conn.fetch(SELECT_ACCOUNTS)
-    settings = await _settings_of(conn, [row["account_id"] for row in rows])
-    return [
-        Account(id=row["account_id"], name=row["name"], settings=settings[row["account_id"]])
-        for row in rows
-    ]
-
-
-def _campaign(row: asyncpg.Record) -> Campaign:
-    return Campaign(
-        id=row["campaign_id"],
-        name=row["name"],
-        direction=row["direction"],
-        assignment=row["assignment"],
-        dial_mode=row["dial_mode"],
-        state=row["state"],
-        crm_fields=row["crm_fields"],
-    )
-
-
-async def list_campaigns(conn: Connection, account: str | int) -> list[Campaign]:
-    ref = await require_account(conn, account)
-    return [_campaign(row) for row in await conn.fetch(SELECT_CAMPAIGNS, ref.id)]
-
-
-async def get_campaign(conn: Connection, account: str | int, name: str) -> Campaign:
-    ref = await require_account(conn, account)
-    row = None if _NUL in name else await conn.fetchrow(SELECT_CAMPAIGN, ref.id, name)
-    if row is None:
-        raise NotFound(f"account {ref.name!r} has no campaign {name!r}")
-    return _campaign(row)
-
-
-async def get_account(conn: Connection, account: str | int) -> AccountDetail:
-    ref = await require_account(conn, account)
-    return AccountDetail(
-        id=ref.id,
-        name=ref.name,
-        settings=await get_settings(conn, ref.id),
-        campaigns=[_campaign(row) for row in await conn.fetch(SELECT_CAMPAIGNS, ref.id)],
-        agents=[
-            Agent(agent_id=r["agent_id"], name=r["name"])
-            for r in await conn.fetch(SELECT_AGENTS, ref.id)
-        ],
-        skills=[Skill(name=r["name"]) for r in await conn.fetch(SELECT_SKILLS, ref.id)],
-        users=[
-            User(username=r["username"], account=ref.name)
-            for r in await conn.fetch(SELECT_USERS, ref.id)
-        ],
-        credentials=[
-            Credential(id=r["credential_id"], api=r["dialect"], revoked=r["revoked"])
-            for r in await conn.fetch(SELECT_CREDENTIALS, ref.id)
-        ],
-    )
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    """A valid hash of a random password, made once on first use (not at import: scrypt is slow)."""
-    return hash_password(secrets.token_urlsafe(16))
-
-
-def _password_matches(password: str, encoded: str | None) -> bool:
-    # An unknown user is checked against the dummy hash, so that refusing them takes as long as
-    # refusing a wrong password and timing does not reveal which usernames exist.
-    return verify_password(password, _dummy_hash() if encoded is None else encoded)
-
-
-async def authenticate_user(conn: Connection, username: str, password: str) -> User | None:
-    """The user when the password is theirs, else None (Flexydial's generate-token uses it)."""
-    row = await conn.fetchrow(SELECT_USER_LOGIN, username)
-    encoded = None if row is None else row["password_hash"]
-    matches = await asyncio.to_thread(_password_matches, password, encoded)
-    if row is None or not matches:
-        return None
-    return User(username=username, account=row["account_name"])

@@ -10,7 +10,6 @@ import asyncpg
 import msgspec
 import pytest
 
-from lead_ledger.api import admin as admin_api
 from lead_ledger.api.app import create_app
 from lead_ledger.api.auth import SELECT_CREDENTIAL, key_digest
 from lead_ledger.ledger.events import DIALECTS
@@ -33,10 +32,8 @@ DEFAULT_SETTINGS = {
 async def admin(
     database_url: str, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> Client:
-    """The app with the admin routes added (database_url first: it is torn down last)."""
-    app = create_app(settings, database_url)
-    admin_api.add_routes(app)
-    return await aiohttp_client(app)
+    """The real app, admin routes included (database_url first: it is torn down last)."""
+    return await aiohttp_client(create_app(settings, database_url))
 
 
 async def call(
@@ -90,7 +87,6 @@ async def test_admin_api_is_off_without_a_configured_token(
 ) -> None:
     """With LEDGER_ADMIN_TOKEN unset no token gets in, not even an empty one."""
     app = create_app(Settings(admin_token=None, db_pool_min=1, db_pool_max=2), database_url)
-    admin_api.add_routes(app)
     client = await aiohttp_client(app)
     for header in (f"Bearer {ADMIN_TOKEN}", "Bearer ", "Bearer None"):
         response = await client.post(
@@ -451,6 +447,19 @@ async def test_settings_patch_changes_only_the_fields_given(
         ({"api_authentication": "OAUTH"}, "api_authentication"),
         ({"default_region": "ZZ"}, "default_region"),
         ({"timezone": "UTC"}, "timezone"),
+        (
+            {
+                "office_hours": {
+                    "timezone": "UTC",
+                    "days": [1],
+                    "start": "09:00",
+                    "end": "17:00",
+                    "lunch": "13:00",
+                }
+            },
+            "office_hours.lunch",
+        ),
+        ({"rate_limits": {"per_hour": 5}}, "rate_limits.per_hour"),
     ],
 )
 async def test_bad_settings_are_400_naming_the_field(
@@ -533,3 +542,51 @@ async def test_nul_characters_are_refused_or_not_found_never_500(admin: Client) 
     ]
     statuses = [(await call(admin, method, path, body))[0] for method, path, body in cases]
     assert statuses == [404, 404, 404, 400, 400, 400, 201]
+
+
+# --- the OpenAPI document -----------------------------------------------------------------------
+
+
+async def test_every_admin_route_is_documented_with_its_body_answers_and_refusals(
+    admin: Client,
+) -> None:
+    """/openapi.json has each admin route behind the admin token, with its request body, its
+    answer's schema and the problems it answers with (400 only where there is a body)."""
+    response = await admin.get("/openapi.json", headers=AUTH)
+    document = await response.json()
+    operations = {
+        f"{method.upper()} {path}": op
+        for path, methods in document["paths"].items()
+        if path.startswith("/v1/admin/")
+        for method, op in methods.items()
+    }
+    assert len(operations) == 14
+    for name, op in operations.items():
+        assert op["security"] == [{"adminToken": []}], name
+        assert op["tags"] == ["admin"], name
+        assert ("requestBody" in op) == ("400" in op["responses"]), name
+        for status, answer in op["responses"].items():
+            if int(status) >= 400:
+                assert PROBLEM in answer["content"], name
+    schemas = document["components"]["schemas"]
+    create = operations["POST /v1/admin/accounts"]
+    assert create["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/NewAccount"
+    }
+    assert set(create["responses"]) == {"201", "400", "401", "409"}
+    assert schemas["NewAccount"]["additionalProperties"] is False
+    issued = operations["POST /v1/admin/accounts/{account}/credentials"]["responses"]["201"]
+    assert issued["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/IssuedCredential"
+    }
+    listed = operations["GET /v1/admin/accounts"]["responses"]["200"]["content"]
+    assert schemas["AccountList"]["properties"]["accounts"]["items"] == {
+        "$ref": "#/components/schemas/Account"
+    }
+    assert listed["application/json"]["schema"] == {"$ref": "#/components/schemas/AccountList"}
+    revoke = operations["DELETE /v1/admin/accounts/{account}/credentials/{credential_id}"]
+    assert ("content" not in revoke["responses"]["204"], {"401", "404"}) == (
+        True,
+        set(revoke["responses"]) - {"204"},
+    )
+    assert [p["name"] for p in revoke["parameters"]] == ["account", "credential_id"]

@@ -19,7 +19,7 @@ import pytest
 from lead_ledger import cli_admin
 from lead_ledger.api.auth import SELECT_CREDENTIAL, key_digest
 from lead_ledger.ledger.events import DIALECTS
-from lead_ledger.service.accounts import authenticate_user
+from lead_ledger.service.account_reads import authenticate_user
 from lead_ledger.settings import Settings
 
 CLI = str(Path(sys.executable).parent / "lead-ledger")
