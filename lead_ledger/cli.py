@@ -12,7 +12,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from lead_ledger import __version__, cli_admin
+from lead_ledger import __version__, cli_admin, cli_projections
 from lead_ledger.api.app import create_app
 from lead_ledger.ledger import database
 from lead_ledger.ledger.errors import LedgerError
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     tail.add_argument("--limit", type=int, default=None, help="stop after this many events")
     cli_admin.add_commands(commands)
+    cli_projections.add_commands(commands)
     return parser
 
 
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+def _run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911 - one per command
     match args.command:
         case "serve":
             return _serve(settings, args.host, args.port)
@@ -81,6 +82,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         case "events":
             return asyncio.run(_tail(settings, args.after, args.follow, args.limit))
+        case "projections":
+            return asyncio.run(cli_projections.run(args, settings))
         case "admin" | "demo":
             return asyncio.run(cli_admin.run(args, settings))
     return 2

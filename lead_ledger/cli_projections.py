@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 
 import asyncpg
 from rich.console import Console
@@ -30,8 +31,8 @@ from lead_ledger.settings import Settings
 # that a rebuild ran recently.
 LAG_NOTE = (
     "Projections are inline: they commit in the same transaction as their events, so the live "
-    "tables are never behind the log (lag 0). The checkpoint is the last position folded by the "
-    "last rebuild; head is the newest position in the log."
+    "tables are never behind the log (lag 0). The checkpoint is the head of the log when the "
+    "last rebuild swapped its tables in; head is the newest position in the log now."
 )
 
 
@@ -51,7 +52,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     url = await resolve_database_url(settings.database_url, settings.data_dir)
     pool = await open_database(url, min_size=1, max_size=2)
-    console = Console()
+    console = Console(soft_wrap=True)  # summary lines stay whole in logs and pipes
     try:
         match args.projections_command:
             case "status":
@@ -61,7 +62,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             case "verify":
                 return await _verify(pool, console, args.names)
     except projections.RebuildError as error:
-        Console(stderr=True).print(f"lead-ledger: {error}", style="red", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"lead-ledger: {error}", style="red", highlight=False
+        )
         return 1
     finally:
         await pool.close()
@@ -144,13 +147,15 @@ async def _verify(pool: asyncpg.Pool, console: Console, names: list[str]) -> int
 
 async def _status(pool: asyncpg.Pool, console: Console) -> int:
     statuses = await projections.status(pool)
-    table = Table("projection", "rows", "checkpoint", "rebuilt at", "head", "lag")
+    table = Table("projection", "rows", "checkpoint", "rebuilt at (UTC)", "head", "lag")
     for s in statuses:
         table.add_row(
             s.name,
             f"{s.rows:,}",
             "-" if s.checkpoint_position is None else f"{s.checkpoint_position:,}",
-            "never" if s.rebuilt_at is None else s.rebuilt_at.isoformat(timespec="seconds"),
+            "never"
+            if s.rebuilt_at is None
+            else f"{s.rebuilt_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
             f"{s.head:,}",
             str(s.lag),
         )

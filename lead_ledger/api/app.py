@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from lead_ledger.api import admin, native, openapi, ops
+from lead_ledger.api import admin, jtel, native, openapi, ops, ozonetel_add
 from lead_ledger.api.keys import CLOCK, DATABASE_URL, POOL, SETTINGS
 from lead_ledger.api.middleware import request_context
 from lead_ledger.ledger.database import open_database
@@ -38,5 +38,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     app.add_routes(ops.routes)
     app.add_routes(admin.routes)
     native.setup(app)  # native routes, and an on_shutdown hook that ends open SSE streams
+    app.add_routes(ozonetel_add.routes)
+    app.add_routes(jtel.routes)
     app.add_routes(openapi.routes)
     return app

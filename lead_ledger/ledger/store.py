@@ -103,12 +103,16 @@ class AppendResult:
     already_stored: bool = False
 
 
-async def append_events(conn: Connection, appends: Sequence[StreamAppend]) -> AppendResult:
+async def append_events(
+    conn: Connection, appends: Sequence[StreamAppend], *, detect_retries: bool = True
+) -> AppendResult:
     """Append events to one or more streams in one statement (INSERT, or COPY when large).
 
     Raises ConcurrencyError when a stream is not at its expected version. Appending events whose
     ids are all stored already returns the stored events (`already_stored`), so a retried
-    request records nothing twice.
+    request records nothing twice. Callers whose event ids are fresh random ones cannot be
+    retrying and pass `detect_retries=False`, which saves the savepoint's two round trips; a
+    clash then aborts their transaction, as any error would.
     """
     appends = [a for a in appends if a.events]
     if not appends:
@@ -141,16 +145,16 @@ async def append_events(conn: Connection, appends: Sequence[StreamAppend]) -> Ap
     rows = _Rows(
         event_ids, stream_ids, versions, accounts, types, schema_versions, bodies, metadatas
     )
+    write = _copy_events if len(event_ids) >= COPY_THRESHOLD else _insert_events
     try:
+        if not detect_retries:
+            return AppendResult(await write(conn, rows))
         # A savepoint (or a transaction, outside one) so a clash leaves the caller's
         # transaction usable for the idempotency lookup below.
         async with conn.transaction():
-            if len(event_ids) >= COPY_THRESHOLD:
-                recorded = await _copy_events(conn, rows)
-            else:
-                recorded = await _insert_events(conn, rows)
+            recorded = await write(conn, rows)
     except asyncpg.UniqueViolationError as error:
-        if error.constraint_name == "events_event_id_key":
+        if detect_retries and error.constraint_name == "events_event_id_key":
             return await _stored_retry(conn, event_ids)
         raise _clash(appends) from error
     return AppendResult(recorded)

@@ -46,6 +46,7 @@ from lead_ledger.projections.registry import BY_NAME, PROJECTIONS
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 BATCH_SIZE: Final = 20_000
+TABLE_LOCK_TIMEOUT_MS: Final = 500
 
 SELECT_FENCE: Final = "SELECT pg_snapshot_xmin(pg_current_snapshot())"
 COUNT_BULK: Final = "SELECT count(*) FROM events WHERE transaction_id < $1 AND type = ANY($2)"
@@ -111,7 +112,7 @@ class RebuildReport:
     names: list[str]
     events: int = 0  # folded in bulk
     caught_up: int = 0  # events read by the catch-up passes
-    position: int = 0  # the highest position folded
+    position: int = 0  # the highest position folded; after a swap, the head it reflects
     rows: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
@@ -290,6 +291,14 @@ class Shadow:
     report: RebuildReport
     cursor: tuple[int, int] = (0, 0)  # (transaction_id, position)
 
+    def save(self) -> tuple[tuple[int, int], int, int, dict[str, int]]:
+        r = self.report
+        return self.cursor, r.caught_up, r.position, dict(r.rows)
+
+    def restore(self, saved: tuple[tuple[int, int], int, int, dict[str, int]]) -> None:
+        r = self.report
+        self.cursor, r.caught_up, r.position, r.rows = saved
+
 
 async def build_shadow(
     conns: Sequence[Connection],
@@ -414,7 +423,13 @@ async def catch_up(conn: Connection, shadow: Shadow, *, final: bool, batch: int)
                 refolded = Rows()
                 p.fold_all(refolded, relevant)
                 keys = {p.key_of(e)[0] for _, e in relevant}
+                # Row counts follow along, so the swap need not count whole tables.
+                before: int = await conn.fetchval(
+                    f"SELECT count(*) FROM {p.table} WHERE {p.key} = ANY($1::bigint[])", list(keys)
+                )
                 await p.write(conn, refolded, delete_keys=keys)
+                after = sum(map(len, refolded.groups.values()))
+                shadow.report.rows[p.name] = shadow.report.rows.get(p.name, 0) + after - before
         await conn.execute("SET LOCAL search_path = public")
         return len(feed)
     return 0  # pragma: no cover - the context manager above always returns
@@ -426,10 +441,15 @@ async def gate_closed(
 ) -> AsyncIterator[None]:
     """A transaction in which no writer is in flight and the shadow tables are fully caught up."""
     async with conn.transaction():
-        # A swap that waits for a lock makes every later reader of that table wait behind it;
-        # give up quickly instead, and let the caller retry.
+        # A swap waiting for a lock makes every later writer or reader wait behind it: give up
+        # soon instead, and let the caller retry.
         await conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
         await close_write_gate(conn)
+        # Shorter for the tables than PostgreSQL's deadlock_timeout (1 s): a writer that read a
+        # projection before entering the gate waits for us while we wait for its table lock;
+        # the swap should be the one to give up, not the writer's request.
+        table_timeout = min(lock_timeout_ms, TABLE_LOCK_TIMEOUT_MS)
+        await conn.execute(f"SET LOCAL lock_timeout = {int(table_timeout)}")
         # Writers that skip the gate: SHARE waits for every transaction that inserted events
         # and holds new inserts until commit, so the unfenced read below misses nothing.
         await conn.execute("LOCK TABLE events IN SHARE MODE")
@@ -441,8 +461,12 @@ async def gate_closed(
 async def swap(conn: Connection, shadow: Shadow, *, lock_timeout_ms: int, attempts: int) -> None:
     """Step 4, retried when a lock is not granted within the timeout."""
     for attempt in range(1, attempts + 1):
+        saved = shadow.save()
         try:
             async with gate_closed(conn, shadow, lock_timeout_ms):
+                # Nothing can commit now: the tables reflect the log up to its head, including
+                # events of types these projections ignore. That is the checkpoint.
+                shadow.report.position = await conn.fetchval(SELECT_HEAD)
                 old = f"ledger_old_{secrets.token_hex(4)}"
                 await conn.execute(f"CREATE SCHEMA {old}")
                 for p in shadow.projections:
@@ -450,11 +474,12 @@ async def swap(conn: Connection, shadow: Shadow, *, lock_timeout_ms: int, attemp
                     await conn.execute(f"ALTER TABLE {SHADOW_SCHEMA}.{p.table} SET SCHEMA public")
                     # No CASCADE: if something depends on the old table, fail and roll back.
                     await conn.execute(f"DROP TABLE {old}.{p.table}")
-                    rows = await conn.fetchval(f"SELECT count(*) FROM public.{p.table}")
-                    shadow.report.rows[p.name] = rows
+                    rows = shadow.report.rows[p.name]
                     await conn.execute(UPSERT_CHECKPOINT, p.name, shadow.report.position, rows)
                 await conn.execute(f"DROP SCHEMA {old}")
         except asyncpg.LockNotAvailableError:
+            # The attempt's catch-up was rolled back with it: so must its progress be.
+            shadow.restore(saved)
             if attempt == attempts:
                 raise RebuildError(
                     f"swap gave up after {attempts} attempts: a lock was not granted within "
@@ -624,7 +649,7 @@ class ProjectionStatus:
     name: str
     table: str
     rows: int
-    checkpoint_position: int | None  # the last position folded by the last rebuild
+    checkpoint_position: int | None  # the log head the last rebuild's tables reflected
     rebuilt_at: datetime | None
     head: int  # the highest position in the log
     # Inline projections commit with their events, so the live tables are never behind: 0.

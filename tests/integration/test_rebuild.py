@@ -38,7 +38,7 @@ from lead_ledger.ledger.lead import (
 )
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.projections.base import SHADOW_SCHEMA
-from lead_ledger.projections.gate import enter_write_gate
+from lead_ledger.projections.gate import REBUILD_LOCK_KEY, WRITE_GATE_KEY, enter_write_gate
 from lead_ledger.projections.rebuild import RebuildError, rebuild, status, verify
 from lead_ledger.service.writer import Context, record, stream_append
 from lead_ledger.settings import Settings
@@ -247,6 +247,15 @@ async def test_rebuild_restores_a_corrupted_row_and_records_a_checkpoint(
     assert statuses["leads"].checkpoint_position == head
     assert statuses["leads"].rows == report.rows["leads"]
     assert statuses["leads"].lag == 0
+    assert not statuses["leads"].rebuilding
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", REBUILD_LOCK_KEY)
+        try:
+            assert all(s.rebuilding for s in await status(pool))
+            with pytest.raises(RebuildError, match="another projection rebuild"):
+                await rebuild(pool)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", REBUILD_LOCK_KEY)
 
 
 async def test_interrupted_rebuild_leaves_live_tables_and_no_shadow(pool: asyncpg.Pool) -> None:
@@ -257,16 +266,16 @@ async def test_interrupted_rebuild_leaves_live_tables_and_no_shadow(pool: asyncp
         # A stale shadow table from an earlier crash: the rebuild must drop it first.
         await conn.execute(f"CREATE TABLE {SHADOW_SCHEMA}.leads (junk int)")
 
-    class Interrupted(Exception):
+    class StopRebuildError(Exception):
         pass
 
     def stop_at_copy(phase: str, _done: int, _total: int) -> None:
         if phase == "copy":
-            raise Interrupted
+            raise StopRebuildError
 
     with pytest.raises(ExceptionGroup) as raised:
         await rebuild(pool, ["leads", "contacts"], progress=stop_at_copy)
-    assert raised.group_contains(Interrupted)
+    assert raised.group_contains(StopRebuildError)
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT name FROM leads WHERE lead_id = $1", ids[1]) == "x"
         assert (
@@ -363,3 +372,98 @@ async def test_cli_verify_exits_non_zero_on_a_difference(
     assert await run(parser.parse_args(["projections", "verify", "leads"]), settings) == 1
     assert await run(parser.parse_args(["projections", "rebuild", "leads"]), settings) == 0
     assert await run(parser.parse_args(["projections", "verify"]), settings) == 0
+
+
+async def test_streams_out_of_feed_order_fold_in_stream_order(pool: asyncpg.Pool) -> None:
+    """An older transaction appending after a younger one (feed order != stream order) folds
+    right, in the bulk read and in the fence-free catch-up under the gate."""
+    rng = random.Random(3)  # noqa: S311 - reproducible test data
+    async with pool.acquire() as conn:
+        account_id, campaigns = await create_account(conn, "order", 1)
+        lead = await insert_lead(conn, account_id, campaigns[0], fields_for(rng, 1))
+    async with pool.acquire() as old, pool.acquire() as young, pool.acquire() as fence:
+        # An open transaction with an xid holds the visibility fence below everything after it,
+        # so the rebuild's bulk read and fenced catch-up see none of what follows.
+        holder = fence.transaction()
+        await holder.start()
+        await fence.fetchval("SELECT pg_current_xact_id()")
+        async with old.transaction():
+            await insert_lead(old, account_id, campaigns[0], fields_for(rng, 2))
+            await change_lead(young, lead, update({"city": "young"}))  # version 2, commits
+            await change_lead(old, lead, update({"city": "old"}))  # version 3, older xid
+        versions = await young.fetch(
+            "SELECT stream_version FROM events WHERE stream_id = $1 "
+            "ORDER BY transaction_id, position",
+            stream_of_lead(lead),
+        )
+        assert [r["stream_version"] for r in versions] == [1, 3, 2]
+        assert (await verify(pool)).ok  # re-checked under the gate, fence-free
+        report = await rebuild(pool)
+        await holder.rollback()
+    assert report.caught_up >= 3
+    assert (await verify(pool)).ok
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT city FROM leads WHERE lead_id = $1", lead) == "old"
+
+
+async def test_blocked_swap_times_out_retries_and_loses_nothing(pool: asyncpg.Pool) -> None:
+    """A reader holding `leads` makes swap attempts time out; a lead written between attempts
+    is still in the swapped-in tables, and a swap that never gets its locks changes nothing."""
+    async with pool.acquire() as conn:
+        account_id, campaigns = await create_account(conn, "blocked", 1)
+        rng = random.Random(5)  # noqa: S311 - reproducible test data
+        for n in range(5):
+            await insert_lead(conn, account_id, campaigns[0], fields_for(rng, n))
+    async with pool.acquire() as reader, pool.acquire() as writer:
+        async with reader.transaction():
+            await reader.fetchval("SELECT count(*) FROM leads")  # holds ACCESS SHARE
+            with pytest.raises(RebuildError, match="swap gave up"):
+                await rebuild(pool, lock_timeout_ms=100, attempts=2)
+        shadow = "SELECT count(*) FROM pg_tables WHERE schemaname = $1"
+        assert await writer.fetchval(shadow, SHADOW_SCHEMA) == 0
+
+        holder = reader.transaction()
+        await holder.start()
+        await reader.fetchval("SELECT count(*) FROM leads")
+        task = asyncio.create_task(rebuild(pool, lock_timeout_ms=100, attempts=100))
+        await asyncio.sleep(0.5)  # attempts are failing now
+        late = await insert_lead(writer, account_id, campaigns[0], fields_for(rng, 99))
+        await asyncio.sleep(0.3)  # and fail again after catching up the late lead
+        await holder.rollback()
+        report = await task
+    assert report.caught_up >= 1
+    assert (await verify(pool)).ok
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM leads WHERE lead_id = $1", late) == 1
+        assert report.rows["leads"] == await conn.fetchval("SELECT count(*) FROM leads")
+        assert report.rows["contacts"] == await conn.fetchval("SELECT count(*) FROM contacts")
+
+
+async def test_writer_entering_the_gate_late_is_not_the_deadlock_victim(
+    pool: asyncpg.Pool,
+) -> None:
+    """A writer that read `leads` before entering the gate blocks the swap, which gives up
+    first and retries: the writer commits and the rebuild still completes."""
+    async with pool.acquire() as conn:
+        account_id, campaigns = await create_account(conn, "late", 1)
+        rng = random.Random(9)  # noqa: S311 - reproducible test data
+        await insert_lead(conn, account_id, campaigns[0], fields_for(rng, 1))
+    gate_held = """
+        SELECT count(*) FROM pg_locks
+        WHERE locktype = 'advisory' AND mode = 'ExclusiveLock' AND granted
+          AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 1
+    """
+    async with pool.acquire() as writer, pool.acquire() as observer:
+        async with writer.transaction():
+            await writer.fetchval("SELECT count(*) FROM leads")  # reads first, gate later
+            task = asyncio.create_task(rebuild(pool))
+            async with asyncio.timeout(30):
+                while not await observer.fetchval(  # noqa: ASYNC110 - polling pg_locks
+                    gate_held, WRITE_GATE_KEY >> 32, WRITE_GATE_KEY & 0xFFFF_FFFF
+                ):
+                    await asyncio.sleep(0.005)
+            lead = await insert_lead(writer, account_id, campaigns[0], fields_for(rng, 2))
+        await task
+    assert (await verify(pool)).ok
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM leads WHERE lead_id = $1", lead) == 1

@@ -32,7 +32,7 @@ _accounts = itertools.count()
 # Text PostgreSQL accepts (no NUL), with some non-ASCII to exercise encoding end to end.
 text = st.text(alphabet="abcXYZ019 -éü", max_size=6)
 optional_text = st.none() | text
-phones = st.lists(st.from_regex(r"\+?[0-9]{7,12}", fullmatch=True), max_size=2)
+phones = st.lists(st.from_regex(r"\+?[0-9]{7,12}", fullmatch=True), min_size=1, max_size=2)
 crm = st.dictionaries(st.sampled_from(["crm:plan", "crm:tier", "crm:zone"]), text, max_size=2)
 # Hypothesis takes naive bounds; `timezones` makes the drawn values aware.
 expiry = st.none() | st.datetimes(

@@ -1,0 +1,424 @@
+"""Ozonetel AddCampaignData under load: two real servers, 32 clients, one number per request.
+
+Run it from the repository root:
+
+    .venv/bin/python bench/add_data.py
+    .venv/bin/python bench/add_data.py --seconds 20 --clients 32 --profile /tmp/prof
+    LEDGER_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \
+        .venv/bin/python bench/add_data.py
+
+Two `lead-ledger serve` processes (the console script beside this interpreter) run on free ports
+against one scratch database (LEDGER_DATABASE_URL, LEDGER_LOG_LEVEL=warning). The load generator
+is one aiohttp ClientSession in this process: half the clients on each server, every request a
+new random number with checkDuplicate true, so each one takes the campaign lock, runs the exact
+duplicate check and appends. The account's ozonetel_add_per_minute is set to its maximum so the
+limit is counted (one UPDATE per request) but never reached. Target: >= 800 requests/s with
+p99 <= 50 ms. With --profile DIR, py-spy records the first server while the load runs.
+The exit status is 0 whether or not the target is met: this is a measurement to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import aiohttp
+
+from lead_ledger.api import ozonetel_add
+from lead_ledger.api.app import create_app
+from lead_ledger.ledger.database import connect
+from lead_ledger.ledger.envelope import Actor
+from lead_ledger.service import accounts
+from lead_ledger.service.writer import Context
+from lead_ledger.settings import Settings
+
+if TYPE_CHECKING:
+    # mypy checks bench/ as the namespace package `bench`; run as a script, bench/ itself is on
+    # sys.path. Both name the same file.
+    from bench._support import (
+        bench_database,
+        bench_server,
+        machine_description,
+        print_notes,
+        print_pairs,
+        print_table,
+        quiet_logs,
+        server_description,
+    )
+else:
+    from _support import (
+        bench_database,
+        bench_server,
+        machine_description,
+        print_notes,
+        print_pairs,
+        print_table,
+        quiet_logs,
+        server_description,
+    )
+
+TARGET_RATE: Final = 800.0
+TARGET_P99_MS: Final = 50.0
+ACCOUNT: Final = "bench"
+CAMPAIGN: Final = "bench"
+EXPECTED: Final = "Please pass the valid Campaign action SuccessFully Updated {} Campaign Data"
+CONSOLE_SCRIPT: Final = Path(sys.executable).parent / "lead-ledger"
+
+# Until lead_ledger/api/app.py registers the route, the servers run the same CLI `main` with
+# the route added to the app it builds; once it does, the console script itself runs.
+_WITH_ROUTE: Final = """
+import sys
+from lead_ledger import cli
+from lead_ledger.api import ozonetel_add
+
+_create_app = cli.create_app
+
+def create_app(settings, url):
+    app = _create_app(settings, url)
+    app.add_routes(ozonetel_add.routes)
+    return app
+
+cli.create_app = create_app
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_error: str | None = None
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured duration")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured load first")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients in all")
+    parser.add_argument("--servers", type=int, default=2, help="server processes")
+    parser.add_argument(
+        "--campaigns",
+        type=int,
+        default=1,
+        help="campaigns the clients spread over (1: all serialise on one campaign lock)",
+    )
+    parser.add_argument("--pool", type=int, default=None, help="LEDGER_DB_POOL_MAX per server")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
+    parser.add_argument(
+        "--waits", action="store_true", help="sample pg_stat_activity wait events during the load"
+    )
+    return parser.parse_args()
+
+
+def route_registered() -> bool:
+    app = create_app(Settings(), "postgresql://unused")
+    return any(
+        r.resource and r.resource.canonical == ozonetel_add.PATH for r in app.router.routes()
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def campaign_name(index: int) -> str:
+    return CAMPAIGN if index == 0 else f"{CAMPAIGN}-{index}"
+
+
+async def seed(database_url: str, campaigns: int) -> str:
+    """The account, its ozonetel key and campaign, and a limit that is counted but never hit."""
+    ctx = Context(actor=Actor(dialect="admin"), request_id="bench")
+    conn = await connect(database_url)
+    try:
+        await accounts.create_account(
+            conn, ctx, accounts.NewAccount(name=ACCOUNT, default_region="IN")
+        )
+        issued = await accounts.issue_credential(
+            conn, ctx, ACCOUNT, accounts.NewCredential(api="ozonetel")
+        )
+        for index in range(campaigns):
+            new = accounts.NewCampaign(name=campaign_name(index))
+            await accounts.create_campaign(conn, ctx, ACCOUNT, new)
+        limits = accounts.RateLimitsInput(ozonetel_add_per_minute=100_000)
+        await accounts.change_settings(
+            conn, ctx, ACCOUNT, accounts.SettingsChanges(rate_limits=limits)
+        )
+    finally:
+        await conn.close()
+    return issued.key
+
+
+@contextlib.asynccontextmanager
+async def servers(
+    database_url: str, count: int, pool_max: int | None
+) -> AsyncIterator[list[tuple[str, int]]]:
+    """`count` serve processes on free ports; yields (base URL, pid) once all answer /healthz."""
+    env = os.environ | {"LEDGER_DATABASE_URL": database_url, "LEDGER_LOG_LEVEL": "warning"}
+    if pool_max is not None:
+        env["LEDGER_DB_POOL_MAX"] = str(pool_max)
+    command = [str(CONSOLE_SCRIPT)] if route_registered() else [sys.executable, "-c", _WITH_ROUTE]
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        for _ in range(count):
+            port = free_port()
+            # Started once, before anything is measured: blocking here costs nothing.
+            process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own console script
+                [*command, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env
+            )
+            processes.append((f"http://127.0.0.1:{port}", process))
+        async with aiohttp.ClientSession() as session:
+            for base, process in processes:
+                await wait_ready(session, base, process)
+        yield [(base, process.pid) for base, process in processes]
+    finally:
+        for _, process in processes:
+            process.send_signal(signal.SIGTERM)
+        for _, process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def wait_ready(
+    session: aiohttp.ClientSession, base: str, process: subprocess.Popen[bytes]
+) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server for {base} exited with {process.returncode}")
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.get(f"{base}/healthz") as response:
+                if response.status == 200:
+                    return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the server for {base} did not answer within 60 s")
+
+
+class Phones:
+    """Random 10-digit Indian mobile numbers, never the same one twice."""
+
+    def __init__(self) -> None:
+        self.used: set[int] = set()
+        self.random = random.Random(20240601)
+
+    def next(self) -> str:
+        while True:
+            number = self.random.randrange(6_000_000_000, 10_000_000_000)
+            if number not in self.used:
+                self.used.add(number)
+                return str(number)
+
+
+async def client(
+    session: aiohttp.ClientSession,
+    url: str,
+    key: str,
+    campaign: str,
+    phones: Phones,
+    stop_at: float,
+    measure_from: float,
+    tally: Tally,
+) -> None:
+    headers = {"apiKey": key}
+    expected = EXPECTED.format(campaign)
+    while (started := time.perf_counter()) < stop_at:
+        payload = {
+            "userName": ACCOUNT,
+            "campaignName": campaign,
+            "phoneNumber": phones.next(),
+            "Name": "Bench Lead",
+            "checkDuplicate": True,
+        }
+        try:
+            async with session.post(url, json=payload, headers=headers) as response:
+                answer = await response.json(content_type=None)
+                ok = response.status == 200 and answer.get("message") == expected
+                problem = f"{response.status} {answer}"
+        except aiohttp.ClientError as error:
+            ok, problem = False, repr(error)
+        elapsed = time.perf_counter() - started
+        if started < measure_from:
+            continue
+        tally.latencies.append(elapsed)
+        if not ok:
+            tally.errors += 1
+            tally.first_error = tally.first_error or problem
+
+
+async def load(bases: Sequence[str], key: str, args: argparse.Namespace) -> tuple[Tally, float]:
+    tally = Tally()
+    phones = Phones()
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        now = time.perf_counter()
+        measure_from = now + args.warmup
+        stop_at = measure_from + args.seconds
+        tasks = [
+            client(
+                session,
+                f"{bases[i % len(bases)]}{ozonetel_add.PATH}",
+                key,
+                campaign_name(i % args.campaigns),
+                phones,
+                stop_at,
+                measure_from,
+                tally,
+            )
+            for i in range(args.clients)
+        ]
+        await asyncio.gather(*tasks)
+    return tally, args.seconds
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float:
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+async def profile(pid: int, directory: Path, seconds: float) -> subprocess.Popen[bytes]:
+    directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before the load
+    py_spy = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen(  # noqa: S603, ASYNC220 - py-spy from this virtualenv
+        [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--format",
+            "raw",
+            "--output",
+            str(directory / "server-0.txt"),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def run(args: argparse.Namespace) -> None:
+    quiet_logs()
+    print("AddCampaignData load: two lead-ledger serve processes, one database")
+    async with bench_server() as server, bench_database(server.url, "bench_add") as url:
+        print_pairs([("server", server.source), *await server_description(server.url)])
+        print_pairs(machine_description())
+        key = await seed(url, args.campaigns)
+        async with servers(url, args.servers, args.pool) as running:
+            bases = [base for base, _ in running]
+            launcher = "console script" if route_registered() else "CLI main + route (app.py)"
+            print_pairs(
+                [
+                    ("servers", f"{len(bases)} ({launcher}), LEDGER_DB_POOL_MAX={args.pool}"),
+                    (
+                        "load",
+                        (
+                            f"{args.clients} clients on {args.campaigns} campaign(s),"
+                            f" {args.warmup:g} s warm-up + {args.seconds:g} s"
+                        ),
+                    ),
+                ]
+            )
+            spy = None
+            if args.profile is not None:
+                spy = await profile(running[0][1], args.profile, args.warmup + args.seconds)
+            sampler = asyncio.create_task(sample_waits(url)) if args.waits else None
+            tally, seconds = await load(bases, key, args)
+            if sampler is not None:
+                sampler.cancel()
+                waits = await sampler
+            if spy is not None:
+                spy.wait(timeout=60)
+    report(tally, seconds)
+    if args.waits:
+        print()
+        print("  what server backends were doing (pg_stat_activity samples, every 20 ms):")
+        total = sum(waits.values()) or 1
+        rows = [["state / wait", "share"]]
+        rows += [[name, f"{n / total:.0%}"] for name, n in waits.most_common(12)]
+        print_table(rows)
+
+
+SAMPLE_WAITS: Final = """
+SELECT state, coalesce(wait_event_type || ':' || wait_event, 'on CPU') AS wait, query
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+"""
+
+
+async def sample_waits(url: str) -> Counter[str]:
+    """Counts of (state, wait event, statement) over the load: where the time goes in SQL."""
+    waits: Counter[str] = Counter()
+    conn = await connect(url)
+    try:
+        while True:
+            for row in await conn.fetch(SAMPLE_WAITS):
+                if row["state"] == "idle":
+                    waits["idle (between statements: client side)"] += 1
+                    continue
+                query = " ".join(row["query"].split())[:60]
+                waits[f"{row['state']} {row['wait']} {query}"] += 1
+            await asyncio.sleep(0.02)
+    except asyncio.CancelledError:
+        return waits
+    finally:
+        await conn.close()
+
+
+def report(tally: Tally, seconds: float) -> None:
+    ordered = sorted(tally.latencies)
+    rate = len(ordered) / seconds
+    p50, p90, p99 = (percentile(ordered, f) * 1000 for f in (0.50, 0.90, 0.99))
+    peak = ordered[-1] * 1000 if ordered else float("nan")
+    passed = rate >= TARGET_RATE and p99 <= TARGET_P99_MS and tally.errors == 0
+    print()
+    print_table(
+        [
+            ["requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"],
+            [
+                f"{len(ordered):,}",
+                f"{tally.errors:,}",
+                f"{rate:,.0f}",
+                f"{p50:.1f}",
+                f"{p90:.1f}",
+                f"{p99:.1f}",
+                f"{peak:.1f}",
+            ],
+        ]
+    )
+    print()
+    print_pairs(
+        [
+            ("target", f">= {TARGET_RATE:,.0f} req/s, p99 <= {TARGET_P99_MS:.0f} ms, no errors"),
+            ("result", "PASS" if passed else "FAIL"),
+        ]
+    )
+    if tally.first_error:
+        print_notes([f"first error: {tally.first_error}"])
+
+
+def main() -> None:
+    asyncio.run(run(parse_args()))
+
+
+if __name__ == "__main__":
+    main()

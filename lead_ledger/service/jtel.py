@@ -1,0 +1,400 @@
+"""jtel ACD dialler contacts: the field mapping, and import/list/get/delete on the ledger.
+
+A jtel contact is a lead. Its mapped fields (docs/jtel.md) are canonical LeadFields; every other
+jtel field lives in `extra` under its jtel name. Every write goes through service.leads under
+the campaign lock, so a contact is deduplicated, archived and audited like any other lead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal, NamedTuple
+
+import asyncpg
+import msgspec
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.envelope import ANY_VERSION
+from lead_ledger.ledger.events import ExtraValue, LeadFields, LeadRejected
+from lead_ledger.ledger.lead import LeadError
+from lead_ledger.ledger.locks import lock_campaigns
+from lead_ledger.projections.leads import LEAD_COLUMNS
+from lead_ledger.service.errors import NotFound
+from lead_ledger.service.leads import delete_leads, insert_leads, update_leads
+from lead_ledger.service.writer import Context, record, stream_append
+
+Kind = Literal["text", "phone", "int", "number", "datetime"]
+
+
+class FieldSpec(NamedTuple):
+    """One jtel contact field: its type, its length limit and the LeadFields name it maps to."""
+
+    name: str
+    kind: Kind
+    max_length: int | None = None
+    canonical: str | None = None  # None: kept in `extra` under the jtel name
+
+
+PHONE_SLOTS: Final = 6
+# The import fields in the vendor's order (seed 004), DiallerCampaignsID/Name aside.
+IMPORT_FIELDS: Final[tuple[FieldSpec, ...]] = (
+    FieldSpec("RandomSortOrder", "int"),
+    FieldSpec("UserData", "text", 64, "user_data"),
+    FieldSpec("Client", "text", 64),
+    FieldSpec("Service", "text", 64),
+    FieldSpec("ReferenceNumber", "text", 64, "reference_number"),
+    FieldSpec("Name", "text", 64, "name"),
+    FieldSpec("FirstName", "text", 64, "first_name"),
+    FieldSpec("Salutation", "text", 16, "salutation"),
+    FieldSpec("Title", "text", 16, "title"),
+    FieldSpec("Company", "text", 64, "company"),
+    FieldSpec("Address", "text", 256, "address1"),
+    FieldSpec("PostalCode", "text", 10, "postal_code"),
+    FieldSpec("City", "text", 64, "city"),
+    FieldSpec("Country", "text", 64, "country"),
+    FieldSpec("AccountOwner", "text", 64),
+    FieldSpec("AccountBank", "text", 64),
+    FieldSpec("AccountNationalBankCode", "text", 64),
+    FieldSpec("AccountBIC", "text", 11),
+    FieldSpec("AccountNumber", "text", 64),
+    FieldSpec("AccountIBAN", "text", 34),
+    FieldSpec("Amount", "number"),
+    *(FieldSpec(f"PhoneNumber{n}", "phone", 32) for n in range(1, PHONE_SLOTS + 1)),
+    FieldSpec("FaxNumber", "text", 32),
+    FieldSpec("Email", "text", 256, "email"),
+    FieldSpec("Website", "text", 256),
+    FieldSpec("Comment", "text", 4000, "comments"),
+    FieldSpec("ReservedUsersUID", "text", 64),
+    FieldSpec("FollowUpUsersUID", "text", 64),
+    FieldSpec("FollowUpDateTime", "datetime"),
+    FieldSpec("dtBeginDate", "datetime"),
+    FieldSpec("dtEndDate", "datetime"),
+    FieldSpec("Manufacturer", "text", 64),
+    FieldSpec("Model", "text", 64),
+    FieldSpec("Tag", "text", 64),
+    FieldSpec("ExternalSystemLink", "text", 1024),
+)
+CANONICAL: Final = {f.name: f.canonical for f in IMPORT_FIELDS if f.canonical}
+EXTRA_NAMES: Final = tuple(f.name for f in IMPORT_FIELDS if not f.canonical and f.kind != "phone")
+PHONE_NAMES: Final = tuple(f"PhoneNumber{n}" for n in range(1, PHONE_SLOTS + 1))
+# Where the numbers sat when the slots were not 1..n ("3" or "2,5"): phone_numbers is compact,
+# so the primary number is the first one given, and this key puts each back in its slot.
+SLOTS_KEY: Final = "PhoneNumberSlots"
+
+# Dialler run-time fields: the ledger dials nothing, so they keep their never-dialled values.
+RUNTIME_FIELDS: Final[dict[str, object]] = {
+    "dtNextTry": None,
+    "LastAcdAgentEndReasonsID": None,
+    "bLastResultMailbox": None,
+    **{f"bPhoneNumber{n}Invalid": None for n in range(1, PHONE_SLOTS + 1)},
+    **{f"nTriesPhoneNumber{n}": 0 for n in range(1, PHONE_SLOTS + 1)},
+    **{f"PhoneNumber{n}LastAcdAgentEndReasonsID": None for n in range(1, PHONE_SLOTS + 1)},
+    **{f"nPhoneNumber{n}LastCause": None for n in range(1, PHONE_SLOTS + 1)},
+}
+
+_COLUMNS: Final = ", ".join(LEAD_COLUMNS)
+SELECT_CAMPAIGN_BY_ID: Final = """
+SELECT campaign_id FROM campaigns WHERE account_id = $1 AND campaign_id = $2
+"""
+SELECT_CAMPAIGN_BY_NAME: Final = """
+SELECT campaign_id FROM campaigns WHERE account_id = $1 AND name = $2
+"""
+SELECT_BY_USER_DATA: Final = """
+SELECT lead_id FROM contacts
+WHERE campaign_id = $1 AND kind = 'user_data' AND value = $2
+ORDER BY lead_id LIMIT 1
+"""
+SELECT_FIRST_BY_USER_DATA: Final = """
+SELECT c.lead_id FROM contacts c JOIN campaigns k USING (campaign_id)
+WHERE k.account_id = $1 AND c.kind = 'user_data' AND c.value = $2
+  AND c.lead_id <> ALL($3::bigint[])
+ORDER BY c.lead_id LIMIT 1
+"""
+SELECT_EXTRA: Final = "SELECT extra FROM leads WHERE lead_id = $1"
+SELECT_CONTACT: Final = f"SELECT {_COLUMNS} FROM leads WHERE account_id = $1 AND lead_id = $2"
+COUNT_CONTACTS: Final = "SELECT count(*) FROM leads WHERE account_id = $1 AND campaign_id = $2"
+# LIMIT NULL is LIMIT ALL: jtel's limitPageSize -1 (everything) is passed as NULL.
+SELECT_CONTACTS: Final = f"""
+SELECT {_COLUMNS} FROM leads
+WHERE account_id = $1 AND campaign_id = $2
+ORDER BY name NULLS LAST, lead_id
+OFFSET $3 LIMIT $4
+"""
+
+
+class ContactInput(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated import body: the campaign named, and each given field's value."""
+
+    campaign_id: int | None = None
+    campaign_name: str | None = None
+    values: dict[str, ExtraValue] = {}
+
+
+class ContactPage(NamedTuple):
+    total: int  # every contact of the campaign
+    rows: list[asyncpg.Record]  # the requested page
+
+
+def campaign_not_found() -> NotFound:
+    return NotFound("Dialler campaign not found")
+
+
+# --- shapes (the OpenAPI document's view of the records below) -----------------------------------
+
+_KIND_TYPES: Final[dict[str, Any]] = {
+    "text": str | None,
+    "phone": str | None,
+    "int": int | None,
+    "number": float | None,
+    "datetime": str | None,
+}
+
+
+def _import_type(spec: FieldSpec) -> object:
+    if spec.max_length is None:
+        return _KIND_TYPES[spec.kind]
+    return Annotated[str, msgspec.Meta(max_length=spec.max_length)] | None
+
+
+def _runtime_type(name: str) -> object:
+    if name.startswith("nTries"):
+        return int
+    return bool | None if name.startswith("b") else int | str | None
+
+
+DiallerContact: Final = msgspec.defstruct(
+    "DiallerContact",
+    [
+        ("ID", int),
+        ("DiallerCampaignsID", int),
+        *((s.name, _KIND_TYPES[s.kind]) for s in IMPORT_FIELDS),
+        *((name, _runtime_type(name)) for name in RUNTIME_FIELDS),
+        ("dtImported", str),
+    ],
+)
+ImportContact: Final = msgspec.defstruct(
+    "ImportDiallerContact",
+    [
+        ("DiallerCampaignsID", int | None, None),
+        ("DiallerCampaignsName", str | None, None),
+        *((s.name, _import_type(s), None) for s in IMPORT_FIELDS),
+    ],
+)
+ContactRecords: Final = msgspec.defstruct(
+    "DiallerContactRecords",
+    [("records", list[DiallerContact]), ("count", int), ("status", int)],  # type: ignore[valid-type]
+)
+ContactsPage: Final = msgspec.defstruct(
+    "DiallerContactsPage",
+    [
+        ("filter", str),
+        ("limitStart", int),
+        ("limitPageSize", int),
+        ("records", list[DiallerContact]),  # type: ignore[valid-type]
+        ("count", int),
+        ("orderBy", str),
+        ("ascending", bool),
+        ("status", int),
+    ],
+)
+
+
+# --- mapping --------------------------------------------------------------------------------------
+
+
+def lead_fields(values: Mapping[str, ExtraValue]) -> LeadFields:
+    """The canonical lead of a validated jtel contact; empty phone slots are left out."""
+    phones: list[str] = []
+    slots: list[int] = []
+    for slot, name in enumerate(PHONE_NAMES, start=1):
+        number = values.get(name)
+        if isinstance(number, str) and number.strip():
+            phones.append(number)
+            slots.append(slot)
+    canonical = {field: values.get(name) for name, field in CANONICAL.items()}
+    extra = {name: values[name] for name in EXTRA_NAMES if values.get(name) is not None}
+    if slots != list(range(1, len(slots) + 1)):
+        extra[SLOTS_KEY] = ",".join(str(slot) for slot in slots)
+    return msgspec.convert({**canonical, "phone_numbers": phones, "extra": extra}, LeadFields)
+
+
+def overwrite_patch(new: LeadFields, current_extra: Mapping[str, object]) -> dict[str, object]:
+    """The patch that makes a lead's jtel fields those of `new` (absent ones become null).
+
+    `extra` is merged by decide_update, so only keys whose value differs are sent: a key set
+    to None where it was missing would otherwise show as a change that changed nothing.
+    """
+    patch: dict[str, object] = {field: getattr(new, field) for field in CANONICAL.values()}
+    patch["phone_numbers"] = new.phone_numbers
+    extra = {
+        name: new.extra.get(name)
+        for name in (*EXTRA_NAMES, SLOTS_KEY)
+        if new.extra.get(name) != current_extra.get(name)
+    }
+    if extra:
+        patch["extra"] = extra
+    return patch
+
+
+def _slots(phones: Sequence[str], extra: Mapping[str, object]) -> list[int]:
+    saved = extra.get(SLOTS_KEY)
+    if isinstance(saved, str):
+        parts = saved.split(",")
+        if len(parts) == len(phones) and all(p.isdigit() for p in parts):
+            slots = [int(p) for p in parts]
+            # Another dialect may have rewritten the numbers: trust only a consistent map.
+            if len(set(slots)) == len(slots) and all(1 <= s <= PHONE_SLOTS for s in slots):
+                return slots
+    return list(range(1, min(len(phones), PHONE_SLOTS) + 1))
+
+
+def contact_record(row: asyncpg.Record) -> dict[str, object]:
+    """A leads projection row as a jtel DiallerContacts record."""
+    extra_raw = row["extra"]
+    extra: dict[str, object] = (
+        msgspec.json.decode(extra_raw) if isinstance(extra_raw, bytes | str) else dict(extra_raw)
+    )
+    phones: list[str] = list(row["phone_numbers"])
+    by_slot = dict(zip(_slots(phones, extra), phones, strict=False))
+    record: dict[str, object] = {"ID": row["lead_id"], "DiallerCampaignsID": row["campaign_id"]}
+    for spec in IMPORT_FIELDS:
+        if spec.kind == "phone":
+            record[spec.name] = by_slot.get(int(spec.name.removeprefix("PhoneNumber")))
+        elif spec.canonical:
+            record[spec.name] = row[spec.canonical]
+        else:
+            record[spec.name] = extra.get(spec.name)
+    record.update(RUNTIME_FIELDS)
+    record["dtImported"] = jtel_time(row["entry_at"])
+    return record
+
+
+def jtel_time(at: datetime) -> str:
+    """jtel's timestamp text: ISO, seconds, no offset (UTC)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# --- commands and reads ---------------------------------------------------------------------------
+
+
+async def find_campaign(
+    conn: Connection, account_id: int, campaign_id: int | None, campaign_name: str | None
+) -> int:
+    """The campaign of this account named by id (which wins) or by name; NotFound otherwise."""
+    found: int | None
+    if campaign_id is not None:
+        found = await conn.fetchval(SELECT_CAMPAIGN_BY_ID, account_id, campaign_id)
+    else:
+        found = await conn.fetchval(SELECT_CAMPAIGN_BY_NAME, account_id, campaign_name)
+    if found is None:
+        raise campaign_not_found()
+    return found
+
+
+class Imported(NamedTuple):
+    record: dict[str, object] | None  # the contact as stored, or None when refused
+    rejected: str | None = None  # why the ledger refused it (recorded as LeadRejected)
+
+
+async def import_contact(
+    conn: Connection, ctx: Context, *, account_id: int, contact: ContactInput, overwrite: bool
+) -> Imported:
+    """Insert the contact, or with `overwrite` update the campaign's contact with its UserData.
+
+    The lookup by UserData happens under the campaign lock, so two imports of one UserData
+    never both insert. A contact the domain refuses (no dialable number) is recorded as
+    LeadRejected on the request's stream. Raises NotFound for an unknown campaign.
+    """
+    campaign_id = await find_campaign(conn, account_id, contact.campaign_id, contact.campaign_name)
+    fields = lead_fields(contact.values)
+    await lock_campaigns(conn, [campaign_id])
+    lead_id: int | None = None
+    if overwrite and fields.user_data:
+        lead_id = await conn.fetchval(SELECT_BY_USER_DATA, campaign_id, fields.user_data)
+    try:
+        if lead_id is None:
+            result = await insert_leads(
+                conn,
+                ctx,
+                account_id=account_id,
+                campaign_id=campaign_id,
+                rows=[fields],
+                check_duplicates=False,
+            )
+            lead_id = result.inserted[0]
+        else:
+            current = msgspec.json.decode(await conn.fetchval(SELECT_EXTRA, lead_id))
+            patch = overwrite_patch(fields, current)
+            await update_leads(conn, ctx, account_id=account_id, patches={lead_id: patch})
+    except LeadError as error:
+        # Decided before anything was written, so the transaction is clean for the refusal.
+        await _reject(conn, ctx, account_id, campaign_id, contact, str(error), lead_id)
+        return Imported(record=None, rejected=str(error))
+    row = await conn.fetchrow(SELECT_CONTACT, account_id, lead_id)
+    if row is None:  # written above in this transaction: only a bug gets here
+        raise RuntimeError(f"contact {lead_id} vanished inside its own transaction")
+    return Imported(record=contact_record(row))
+
+
+async def _reject(
+    conn: Connection,
+    ctx: Context,
+    account_id: int,
+    campaign_id: int,
+    contact: ContactInput,
+    reason: str,
+    lead_id: int | None,
+) -> None:
+    refusal = LeadRejected(
+        account_id=account_id,
+        campaign_id=campaign_id,
+        reason=reason,
+        row={name: value for name, value in contact.values.items() if value is not None},
+        existing_lead_ids=[] if lead_id is None else [lead_id],
+    )
+    stream = f"request-{ctx.request_id or uuid.uuid4().hex}"
+    await record(conn, [stream_append(ctx, stream, ANY_VERSION, [refusal], account_id=account_id)])
+
+
+async def list_contacts(
+    conn: Connection, account_id: int, campaign_id: int, *, start: int, size: int | None
+) -> ContactPage:
+    """One page of a campaign's contacts by Name, then ID; `size` None is everything."""
+    await find_campaign(conn, account_id, campaign_id, None)
+    # One snapshot for the count and the page, so they agree.
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        count: int = await conn.fetchval(COUNT_CONTACTS, account_id, campaign_id)
+        rows = await conn.fetch(SELECT_CONTACTS, account_id, campaign_id, start, size)
+    return ContactPage(total=count, rows=rows)
+
+
+async def get_contact(conn: Connection, account_id: int, lead_id: int) -> dict[str, object] | None:
+    row = await conn.fetchrow(SELECT_CONTACT, account_id, lead_id)
+    return None if row is None else contact_record(row)
+
+
+async def delete_contact(conn: Connection, ctx: Context, *, account_id: int, lead_id: int) -> bool:
+    """Delete a live contact of this account (LeadDeleted, reason api); False when none."""
+    return bool(await delete_leads(conn, ctx, account_id=account_id, lead_ids=[lead_id]))
+
+
+async def delete_contact_by_user_data(
+    conn: Connection, ctx: Context, *, account_id: int, user_data: str
+) -> int | None:
+    """Delete the account's first contact (lowest ID) with this UserData; its ID, or None.
+
+    The candidate is read before its campaign is locked; if another writer deleted it in
+    between, the next candidate is taken, so the call deletes one contact whenever one exists.
+    """
+    tried: list[int] = []
+    while True:
+        lead_id: int | None = await conn.fetchval(
+            SELECT_FIRST_BY_USER_DATA, account_id, user_data, tried
+        )
+        if lead_id is None:
+            return None
+        if await delete_contact(conn, ctx, account_id=account_id, lead_id=lead_id):
+            return lead_id
+        tried.append(lead_id)

@@ -1,0 +1,337 @@
+"""Ozonetel CloudAgent AddCampaignData: one number into an outbound campaign (seed 002).
+
+The vendor checks a request in a fixed order and answers every refusal with HTTP 200 and its own
+status/message pair; `add_campaign_data` replays that order exactly (docs/ozonetel.md lists it).
+It is on a hot path, so everything it must know before writing (the credential, its account,
+the settings, the campaign, whether the agent and skill exist) comes from one query, and the
+whole request uses one pooled connection: that read, the rate-limit hit (outside any
+transaction), then the insert and the campaign action in one transaction.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import zoneinfo
+from datetime import UTC, date, datetime, time
+from typing import Final
+
+import asyncpg
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.credentials import key_digest
+from lead_ledger.ledger.envelope import Actor
+from lead_ledger.ledger.events import LeadFields, OfficeHours, RateLimits
+from lead_ledger.ledger.locks import lock_campaigns
+from lead_ledger.service import rate_limits
+from lead_ledger.service.accounts import CampaignChanges, lock_account, update_campaign
+from lead_ledger.service.leads import insert_leads
+from lead_ledger.service.transactions import write_transaction
+from lead_ledger.service.writer import Context
+
+BUCKET: Final = "ozonetel_add"
+
+# Everything the checks need, in one round trip. The campaign, agent and skill are looked up in
+# the key's own account only, so another account's names behave exactly like missing ones.
+SELECT_REQUEST_CONTEXT: Final = """
+SELECT c.account_id, c.credential_id, c.key_sha256, a.name AS account_name,
+       s.api_authentication, s.office_hours, s.rate_limits,
+       k.campaign_id, k.name AS campaign_name, k.direction, k.assignment, k.dial_mode,
+       EXISTS (SELECT 1 FROM agents g
+               WHERE g.account_id = c.account_id AND g.agent_id = $3) AS agent_known,
+       EXISTS (SELECT 1 FROM skills l
+               WHERE l.account_id = c.account_id AND l.name = $4) AS skill_known
+FROM credentials c
+JOIN accounts a ON a.account_id = c.account_id
+JOIN settings s ON s.account_id = c.account_id
+LEFT JOIN campaigns k ON k.account_id = c.account_id AND k.name = $2
+WHERE c.key_sha256 = $1 AND c.dialect = 'ozonetel' AND NOT c.revoked
+"""
+# Read again under the account lock: the state decides what `action` does, and a rename may
+# have happened since the first read (the campaign lock does not stop renames).
+SELECT_CAMPAIGN_STATE: Final = "SELECT name, dial_mode, state FROM campaigns WHERE campaign_id = $1"
+
+# The vendor's phone rule: 3 to 16 ASCII digits, optionally after one "+".
+_PHONE: Final = re.compile(r"\+?[0-9]{3,16}")
+# Java's Integer.parseInt syntax (an optional sign, ASCII digits): "5" is a priority like 5.
+_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
+_DATE: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_DATE_TIME: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
+# PostgreSQL text and jsonb cannot hold NUL: a name containing one names nothing.
+_NUL: Final = "\x00"
+
+# A JSON scalar as the vendor's Jackson would bind it to a String field.
+Scalar = str | int | float | bool | None
+
+
+class AddCampaignData(msgspec.Struct, frozen=True, kw_only=True):
+    """The JSON body. Every field is optional here: the checks decide, in the vendor's order."""
+
+    campaignName: Scalar = None  # noqa: N815 - the vendor's field names
+    phoneNumber: Scalar = None  # noqa: N815
+    Name: Scalar = None
+    action: Scalar = None
+    skill: Scalar = None
+    priority: Scalar = None
+    agentId: Scalar = None  # noqa: N815
+    expiryDate: Scalar = None  # noqa: N815
+    checkDuplicate: Scalar = None  # noqa: N815
+    userName: Scalar = None  # noqa: N815
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True):
+    """The vendor's answer; `data: null` appears on the authentication answers only."""
+
+    status: str
+    message: str
+    data: UnsetType | None = UNSET
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    http_status: int
+    reply: Reply
+
+
+def _auth(message: str) -> Outcome:
+    return Outcome(http_status=200, reply=Reply(status="false", message=message, data=None))
+
+
+def _ok(status: str, message: str) -> Outcome:
+    return Outcome(http_status=200, reply=Reply(status=status, message=message))
+
+
+NO_API_KEY: Final = _auth("Api Key Should Not be Null or Empty.")
+INVALID_USER: Final = _auth("Invalid User Details")
+NO_USERNAME: Final = _auth("Username Should Not be Null or Empty.")
+INVALID_ACTION: Final = _auth("Invalid action.")
+NO_CAMPAIGN: Final = _ok("Error", "Please provide campaign details")
+UNKNOWN_CAMPAIGN: Final = _ok("FAIL", "No User Found or Campaign Name is Invalid")
+NOT_OUTBOUND: Final = _ok("Fail", "The selected campaign is not outbound")
+BAD_PHONE: Final = _ok(
+    "error", "phone number should be numeric and must be between 3 to 16 digits and allows prefix +"
+)
+BAD_PRIORITY: Final = _ok("Error", "The priority value must be numeric and range from 0 to 99.")
+BAD_DATE: Final = _ok(
+    "Error", "Invalid date format. Please pass date in format yyyy-MM-dd HH:mm:ss or yyyy-MM-dd"
+)
+PAST_DATE: Final = _ok("Error", "The expiry date and time must be in the future")
+NO_AGENT: Final = _ok("FAIL", "Agent Is Empty!")
+UNKNOWN_AGENT: Final = _ok("FAIL", "Agent is not correctly mapped!")
+BAD_SKILL: Final = _ok("FAIL", "Please provide valid skill")
+RATE_LIMITED: Final = Outcome(
+    http_status=429, reply=Reply(status="error", message="Request limit exhausted")
+)
+ALREADY_EXISTS: Final = _ok("SUCCESS", "Number Already Exist")
+
+
+def _text(value: Scalar) -> str | None:
+    """The value as the vendor's String field holds it; None when missing or null."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
+def _given(value: Scalar) -> str | None:
+    """The text of a name-like field, or None when it is missing, empty or blank."""
+    text = _text(value)
+    return text if text is not None and text.strip() else None
+
+
+def _lookup(text: str | None) -> str | None:
+    return None if text is None or _NUL in text else text
+
+
+def _stored(text: str | None) -> str | None:
+    # Event bodies are jsonb, which cannot hold NUL: free text loses it rather than the lead.
+    return text.replace(_NUL, "") or None if text is not None else None
+
+
+def parse_priority(value: Scalar) -> int | None:
+    """1 when absent; the number when it is an integer 0-99 (JSON or text); else None."""
+    if value is None:
+        return 1
+    if isinstance(value, (bool, float)):
+        return None
+    text = str(value)
+    if not _INTEGER.fullmatch(text):
+        return None
+    number = int(text)
+    return number if 0 <= number <= 99 else None
+
+
+def parse_expiry(text: str, timezone: str | None) -> datetime | None:
+    """The moment `yyyy-MM-dd HH:mm:ss` or `yyyy-MM-dd` (midnight) names, in UTC; None if
+    neither format fits or the date does not exist. The wall time is in `timezone`."""
+    match = _DATE_TIME.fullmatch(text) or _DATE.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day_, *hms = (int(p) for p in match.groups())
+    try:
+        day = date(year, month, day_)
+        clock = time(hms[0], hms[1], hms[2]) if hms else time()
+    except ValueError:
+        return None
+    zone = zoneinfo.ZoneInfo(timezone) if timezone else UTC
+    return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
+
+
+def wants_duplicate_check(value: Scalar) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+async def add_campaign_data(
+    pool: asyncpg.Pool,
+    *,
+    api_key: str,
+    body: AddCampaignData,
+    now: datetime,
+    request_id: str,
+    client_address: str | None,
+) -> Outcome:
+    """Run the vendor's checks in order, then add the number and apply `action`."""
+    if not api_key:
+        return NO_API_KEY
+    digest = key_digest(api_key)
+    lookups = (_lookup(_given(body.campaignName)), _lookup(_given(body.agentId)))
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            SELECT_REQUEST_CONTEXT, digest, *lookups, _lookup(_given(body.skill))
+        )
+        # The lookup is by hash; compare_digest keeps the final check constant-time anyway.
+        if row is None or not hmac.compare_digest(row["key_sha256"], digest):
+            return INVALID_USER
+        refused = _check_caller(row, body) or _check_campaign(row, body)
+        if refused is not None:
+            return refused
+        fields = lead_fields(row, body, now)
+        if isinstance(fields, Outcome):
+            return fields
+        limits = msgspec.json.decode(row["rate_limits"], type=RateLimits)
+        account_id: int = row["account_id"]
+        if not await rate_limits.take(conn, account_id, BUCKET, limits.ozonetel_add_per_minute):
+            return RATE_LIMITED
+        actor = Actor(dialect="ozonetel", account_id=account_id, credential_id=row["credential_id"])
+        ctx = Context(actor=actor, request_id=request_id, client_address=client_address)
+        # Locks released at commit, answered once durable: see service/transactions.py.
+        async with write_transaction(conn):
+            if (_text(body.action) or "").lower() in ("start", "stop"):
+                # Every lock before the first write: the feed orders events by transaction id,
+                # which is taken at the first write, so a stream's writers must hold its lock
+                # from before then (docs/decisions.md, "Locks before the first write").
+                await lock_campaigns(conn, [row["campaign_id"]])
+                await lock_account(conn, account_id)
+            result = await insert_leads(
+                conn,
+                ctx,
+                account_id=account_id,
+                campaign_id=row["campaign_id"],
+                rows=[fields],
+                check_duplicates=wants_duplicate_check(body.checkDuplicate),
+                # The refusal is audited on the request's own stream (DESIGN.md 4).
+                rejections_stream=f"request-{request_id}",
+            )
+            if result.duplicates:
+                outcome = ALREADY_EXISTS
+            else:
+                campaign = (row["campaign_id"], row["campaign_name"])
+                outcome = await _apply_action(conn, ctx, account_id, campaign, _text(body.action))
+        return outcome
+
+
+def _check_caller(row: asyncpg.Record, body: AddCampaignData) -> Outcome | None:
+    """Checks 3-5: the userName names the key's account, which allows this API."""
+    username = _given(body.userName)
+    if username is None:
+        return NO_USERNAME
+    # Account names are unique case-insensitively (lower(name)), so compare the same way.
+    if username.lower() != row["account_name"].lower():
+        return INVALID_USER
+    if row["api_authentication"] != "BASIC_AUTH":
+        return INVALID_ACTION
+    return None
+
+
+def _check_campaign(row: asyncpg.Record, body: AddCampaignData) -> Outcome | None:
+    """Checks 6-8: a campaign is named, exists in the account and is outbound."""
+    if _given(body.campaignName) is None:
+        return NO_CAMPAIGN
+    if row["campaign_id"] is None:
+        return UNKNOWN_CAMPAIGN
+    if row["direction"] != "outbound":
+        return NOT_OUTBOUND
+    return None
+
+
+def lead_fields(  # noqa: PLR0911 - a return per documented answer
+    row: asyncpg.Record, body: AddCampaignData, now: datetime
+) -> LeadFields | Outcome:
+    """Checks 9-13 (phone, priority, expiry, agent, skill), then the canonical lead."""
+    phone = _text(body.phoneNumber)
+    if phone is None or not _PHONE.fullmatch(phone):
+        return BAD_PHONE
+    priority = parse_priority(body.priority)
+    if priority is None:
+        return BAD_PRIORITY
+    expires_at = None
+    expiry = _text(body.expiryDate)
+    if expiry is not None:
+        hours = row["office_hours"]
+        office = None if hours is None else msgspec.json.decode(hours, type=OfficeHours | None)
+        expires_at = parse_expiry(expiry, office.timezone if office else None)
+        if expires_at is None:
+            return BAD_DATE
+        if expires_at <= now:
+            return PAST_DATE
+    agent_id, skill = _given(body.agentId), _given(body.skill)
+    if row["assignment"] == "agentwise":
+        if agent_id is None:
+            return NO_AGENT
+        if not row["agent_known"]:
+            return UNKNOWN_AGENT
+    if row["assignment"] == "skillwise" and not row["skill_known"]:
+        return BAD_SKILL
+    return LeadFields(
+        phone_numbers=[phone],
+        name=_stored(_given(body.Name)),
+        agent=_stored(agent_id),
+        skill=_stored(skill),
+        priority=priority,
+        expires_at=expires_at,
+    )
+
+
+async def _apply_action(
+    conn: Connection,
+    ctx: Context,
+    account_id: int,
+    campaign: tuple[int, str],
+    action: str | None,
+) -> Outcome:
+    """Start or stop the campaign, in the insert's transaction; any other action adds only."""
+    campaign_id, name = campaign
+    verb = (action or "").lower()
+    if verb not in ("start", "stop"):
+        return _ok(
+            "Success",
+            f"Please pass the valid Campaign action SuccessFully Updated {name} Campaign Data",
+        )
+    # Both locks were taken before the insert (campaign first, then account: lead writers take
+    # campaign locks first, configuration writers none, so this order cannot deadlock); taking
+    # the account lock again here is free and keeps this function safe on its own.
+    await lock_account(conn, account_id)
+    current = await conn.fetchrow(SELECT_CAMPAIGN_STATE, campaign_id)
+    assert current is not None  # noqa: S101 - campaigns are never deleted
+    name, dial_mode, state = current["name"], current["dial_mode"], current["state"]
+    if verb == "start":
+        if state == "running":
+            return _ok("Success", f"Campaign {name} Is Already Started")
+        await update_campaign(conn, ctx, account_id, name, CampaignChanges(state="running"))
+        return _ok("SUCCESS", f"SuccessFully Updated, {dial_mode} was started")
+    if state == "running":
+        await update_campaign(conn, ctx, account_id, name, CampaignChanges(state="stopped"))
+    # Stopping a stopped campaign records nothing and answers like a stop (docs/ozonetel.md).
+    return _ok("Success", f"SuccessFully Updated {dial_mode} Campaign Stoped")

@@ -1,0 +1,39 @@
+"""Write transactions: locks released at commit, the reply only after the WAL is flushed."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.service.transactions import write_transaction
+
+
+async def test_commit_is_durable_when_the_block_exits(pool: asyncpg.Pool) -> None:
+    """The flush LSN has passed the transaction's own WAL by the time the block returns."""
+    async with pool.acquire() as conn:
+        async with write_transaction(conn):
+            await conn.execute("CREATE TABLE t (x int)")
+            await conn.execute("INSERT INTO t VALUES (1)")
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+            written = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
+        flushed = await conn.fetchval("SELECT pg_current_wal_flush_lsn()")
+        assert await conn.fetchval("SELECT $1::pg_lsn >= $2::pg_lsn", flushed, written)
+        # SET LOCAL ended with the transaction: the session is back to synchronous commits.
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        assert await conn.fetchval("SELECT count(*) FROM t") == 1
+
+
+async def _insert_then_fail(conn: Connection) -> None:
+    async with write_transaction(conn):
+        await conn.execute("INSERT INTO u VALUES (1)")
+        raise RuntimeError
+
+
+async def test_an_error_rolls_back_and_skips_the_barrier(pool: asyncpg.Pool) -> None:
+    """Nothing of a failed block is kept."""
+    async with pool.acquire() as conn:
+        await conn.execute("CREATE TABLE u (x int)")
+        with pytest.raises(RuntimeError):
+            await _insert_then_fail(conn)
+        assert await conn.fetchval("SELECT count(*) FROM u") == 0
