@@ -24,6 +24,7 @@ import pytest
 from lead_ledger.api.app import create_app
 from lead_ledger.ledger.database import connect, create_pool, with_database
 from lead_ledger.ledger.migrate import migrate
+from lead_ledger.projections.rebuild import verify
 from lead_ledger.settings import Settings
 from tests.support import Client
 
@@ -98,9 +99,14 @@ def template_database(postgres_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def database_factory(
-    postgres_server_url: str, template_database: str
+    request: pytest.FixtureRequest, postgres_server_url: str, template_database: str
 ) -> AsyncIterator[Callable[..., Awaitable[str]]]:
-    """Makes fresh databases: migrated clones of the template, or empty ones."""
+    """Makes fresh databases: migrated clones of the template, or empty ones.
+
+    Every scenario ends with `projections verify`: after the test, each database it wrote to is
+    rebuilt from its log into shadow tables and compared with the live projections, row by row.
+    A test that leaves drift on purpose says so with `@pytest.mark.projections_diverge`.
+    """
     created: list[str] = []
 
     async def make(*, migrated: bool = True) -> str:
@@ -116,12 +122,34 @@ async def database_factory(
 
     yield make
 
+    if request.node.get_closest_marker("projections_diverge") is None:
+        for name in created:
+            await _verify_projections(postgres_server_url, name)
     admin = await asyncpg.connect(postgres_server_url)
     try:
         for name in created:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+async def _verify_projections(server_url: str, name: str) -> None:
+    """Live projections equal a rebuild from the log (skipped for databases the test dropped,
+    left unmigrated, or never wrote an event to)."""
+    try:
+        conn = await connect(with_database(server_url, name))
+    except (asyncpg.InvalidCatalogNameError, OSError):
+        return
+    try:
+        if not await conn.fetchval("SELECT to_regclass('projection_checkpoints') IS NOT NULL"):
+            return
+        if not await conn.fetchval("SELECT EXISTS (SELECT FROM events)"):
+            return
+        report = await verify(conn)
+    finally:
+        await conn.close()
+    differing = [check for check in report.tables if not check.ok]
+    assert differing == [], f"projections differ from a rebuild of the log: {differing}"
 
 
 @pytest.fixture

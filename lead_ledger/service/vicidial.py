@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import asyncpg
 import msgspec
@@ -107,12 +107,11 @@ def parse_request(body: bytes, flags: Sequence[str]) -> ArchiveRequest | Refusal
     problem = _lead_ids_problem(ids)
     if problem is not None:
         return Refusal(400, problem)
-    assert isinstance(ids, list)  # noqa: S101 - _lead_ids_problem accepted only a list of ints
     return ArchiveRequest(
         insert_leads=data["insert_leads"],
-        update_leads=bool(data.get("update_leads", False)),
+        update_leads=data.get("update_leads") is True,  # dearchive neither needs nor reads it
         delete_leads=data["delete_leads"],
-        lead_ids=ids,
+        lead_ids=cast("list[int]", ids),  # _lead_ids_problem accepted only a list of ints
     )
 
 
