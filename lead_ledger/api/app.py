@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from lead_ledger.api import admin, jtel, native, openapi, ops, ozonetel_add
+from lead_ledger.api import admin, jtel, native, openapi, ops, ozonetel_add, vicidial
 from lead_ledger.api.keys import CLOCK, DATABASE_URL, POOL, SETTINGS
 from lead_ledger.api.middleware import request_context
 from lead_ledger.ledger.database import open_database
@@ -40,5 +40,6 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     native.setup(app)  # native routes, and an on_shutdown hook that ends open SSE streams
     app.add_routes(ozonetel_add.routes)
     app.add_routes(jtel.routes)
+    app.add_routes(vicidial.routes)
     app.add_routes(openapi.routes)
     return app

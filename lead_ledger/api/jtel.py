@@ -26,6 +26,7 @@ from lead_ledger.ledger.events import ExtraValue
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.service import jtel
 from lead_ledger.service.errors import NotFound
+from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context
 
 log = structlog.get_logger(__name__)
@@ -266,7 +267,7 @@ _DOC: Final[dict[str, Any]] = {"tags": ("jtel",), "security": "jtelKey", "path":
 async def import_contact(request: web.Request, principal: Principal) -> web.Response:
     overwrite = _flag(request, "overwriteDuplicates", default=False)
     contact = parse_contact(await request.read())
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with request.app[POOL].acquire() as conn, write_transaction(conn):
         imported = await jtel.import_contact(
             conn,
             _context(request, principal),
@@ -378,7 +379,7 @@ async def delete_contact(request: web.Request, principal: Principal) -> web.Resp
     lead_id = _id(request.match_info["ID"])
     deleted = False
     if lead_id is not None:
-        async with request.app[POOL].acquire() as conn, conn.transaction():
+        async with request.app[POOL].acquire() as conn, write_transaction(conn):
             deleted = await jtel.delete_contact(
                 conn, _context(request, principal), account_id=principal.account_id, lead_id=lead_id
             )
@@ -404,7 +405,7 @@ async def delete_contact_by_user_data(request: web.Request, principal: Principal
     user_data = request.query.get("userData", "")
     if not user_data:
         raise _missing("userData")
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with request.app[POOL].acquire() as conn, write_transaction(conn):
         deleted = await jtel.delete_contact_by_user_data(
             conn, _context(request, principal), account_id=principal.account_id, user_data=user_data
         )

@@ -13,9 +13,18 @@ from typing import Final
 from lead_ledger.ledger.connection import Connection
 
 # Advisory lock keys are one bigint space shared by every application on the server; the upper
-# 32 bits name what is locked so our keys never collide with each other or with others'.
-_CAMPAIGN_NAMESPACE: Final = 0x4C4C_0001
+# 32 bits name what is locked, the lower the id. Every namespace of lead-ledger is listed here,
+# so two kinds of lock can never share a key.
 _MIGRATION_KEY: Final = 0x4C4C_0000 << 32
+_CAMPAIGN_NAMESPACE: Final = 0x4C4C_0001
+_ACCOUNT_NAMESPACE: Final = 0x4C4C_0002
+# Account names and usernames are unique across accounts, so their checks share one key.
+GLOBAL_NAMES_KEY: Final = 0x4C4C_0003 << 32
+_PROJECTIONS_NAMESPACE: Final = 0x4C4C_0004 << 32
+# Writers hold it shared for their whole transaction; a projection swap holds it alone.
+WRITE_GATE_KEY: Final = _PROJECTIONS_NAMESPACE | 0
+# Held (session-scoped) for a whole rebuild or verify: two of them would share shadow tables.
+REBUILD_KEY: Final = _PROJECTIONS_NAMESPACE | 1
 _ID_LIMIT: Final = 1 << 32
 
 LOCK_XACT: Final = "SELECT pg_advisory_xact_lock($1)"
@@ -27,6 +36,12 @@ def campaign_lock_key(campaign_id: int) -> int:
     if not 0 <= campaign_id < _ID_LIMIT:
         raise ValueError(f"campaign id {campaign_id} is outside the lockable range")
     return (_CAMPAIGN_NAMESPACE << 32) | campaign_id
+
+
+def account_lock_key(account_id: int) -> int:
+    if not 0 <= account_id < _ID_LIMIT:
+        raise ValueError(f"account id {account_id} is outside the lockable range")
+    return (_ACCOUNT_NAMESPACE << 32) | account_id
 
 
 def migration_lock_key() -> int:

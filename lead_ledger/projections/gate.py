@@ -15,13 +15,10 @@ from __future__ import annotations
 from typing import Final
 
 from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.locks import REBUILD_KEY, WRITE_GATE_KEY
 
-# The bigint advisory-lock space is shared by everything on the server; lead_ledger.ledger.locks
-# uses 0x4C4C_0000 and 0x4C4C_0001 in the upper 32 bits, projections use 0x4C4C_0002.
-_PROJECTION_NAMESPACE: Final = 0x4C4C_0002 << 32
-WRITE_GATE_KEY: Final = _PROJECTION_NAMESPACE | 0
-# Held for a whole rebuild or verify (session-scoped): two of them would share shadow tables.
-REBUILD_LOCK_KEY: Final = _PROJECTION_NAMESPACE | 1
+# The keys live with every other advisory-lock key in ledger/locks.py, so none can collide.
+REBUILD_LOCK_KEY: Final = REBUILD_KEY
 
 ENTER_GATE: Final = "SELECT pg_advisory_xact_lock_shared($1)"
 CLOSE_GATE: Final = "SELECT pg_advisory_xact_lock($1)"

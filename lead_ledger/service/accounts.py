@@ -47,7 +47,7 @@ from lead_ledger.ledger.events import (
     UserCreated,
     stream_of_account,
 )
-from lead_ledger.ledger.locks import LOCK_XACT
+from lead_ledger.ledger.locks import GLOBAL_NAMES_KEY, LOCK_XACT, account_lock_key
 from lead_ledger.service.account_reads import (
     NEXT_ACCOUNT_ID,
     NEXT_CAMPAIGN_ID,
@@ -70,23 +70,13 @@ from lead_ledger.service.account_reads import (
 )
 from lead_ledger.service.errors import Conflict, Invalid, NotFound
 from lead_ledger.service.passwords import hash_password
+from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, record, stream_append
 
-# Advisory lock keys share one bigint space with every other user of the server: the upper 32
-# bits say what is locked (0x4C4C_0001 is campaigns, in ledger/locks.py), the lower the id.
-_ACCOUNT_CONFIG_NAMESPACE: Final = 0x4C4C_0002
-# Account names and usernames are unique across accounts, so their checks share one key.
-GLOBAL_NAMES_LOCK_KEY: Final = 0x4C4C_0003 << 32
 
-
-def account_lock_key(account_id: int) -> int:
-    if not 0 <= account_id < 1 << 32:
-        raise ValueError(f"account id {account_id} is outside the lockable range")
-    return (_ACCOUNT_CONFIG_NAMESPACE << 32) | account_id
-
-
+# Lock keys (and their namespaces) all live in ledger/locks.py, so none can collide.
 async def lock_global_names(conn: Connection) -> None:
-    await conn.execute(LOCK_XACT, GLOBAL_NAMES_LOCK_KEY)
+    await conn.execute(LOCK_XACT, GLOBAL_NAMES_KEY)
 
 
 async def lock_account(conn: Connection, account_id: int) -> None:
@@ -248,7 +238,7 @@ async def create_account(conn: Connection, ctx: Context, new: NewAccount) -> Acc
         # `{account}` in paths is a name or an id; an all-digit name would be ambiguous.
         raise Invalid("name", "must not be all digits")
     settings = AccountSettings(default_region=_region(new.default_region))
-    async with conn.transaction():
+    async with write_transaction(conn):
         await lock_global_names(conn)
         if await conn.fetchval(SELECT_ACCOUNT_NAME_TAKEN, name):
             raise Conflict(f"an account named {name!r} exists")
@@ -265,7 +255,7 @@ async def issue_credential(
     # once and never again.
     key = new_key()
     credential_id = f"cred_{secrets.token_hex(8)}"
-    async with conn.transaction():
+    async with write_transaction(conn):
         ref = await _locked_account(conn, account)
         issued = CredentialIssued(
             account_id=ref.id,
@@ -281,7 +271,7 @@ async def revoke_credential(
     conn: Connection, ctx: Context, account: str | int, credential_id: str
 ) -> None:
     """Revoke; revoking a revoked credential again records nothing (a retry is harmless)."""
-    async with conn.transaction():
+    async with write_transaction(conn):
         ref = await _locked_account(conn, account)
         revoked = await credential_revoked(conn, ref.id, credential_id)
         if revoked is None:
@@ -295,7 +285,7 @@ async def create_user(conn: Connection, ctx: Context, account: str | int, new: N
     username = _check_name("username", new.username)
     # scrypt takes tens of milliseconds: off the event loop, and before any lock is held.
     password_hash = await asyncio.to_thread(hash_password, new.password)
-    async with conn.transaction():
+    async with write_transaction(conn):
         await lock_global_names(conn)
         ref = await _locked_account(conn, account)
         if await conn.fetchval(SELECT_USERNAME_TAKEN, username):
@@ -309,7 +299,7 @@ async def add_agent(conn: Connection, ctx: Context, account: str | int, new: New
     agent_id = _check_name("agent_id", new.agent_id)
     if new.name is not None and not new.name.isprintable():
         raise Invalid("name", "must not contain control characters")
-    async with conn.transaction():
+    async with write_transaction(conn):
         ref = await _locked_account(conn, account)
         if await conn.fetchval(SELECT_AGENT_TAKEN, ref.id, agent_id):
             raise Conflict(f"account {ref.name!r} has an agent {agent_id!r}")
@@ -320,7 +310,7 @@ async def add_agent(conn: Connection, ctx: Context, account: str | int, new: New
 
 async def add_skill(conn: Connection, ctx: Context, account: str | int, new: NewSkill) -> Skill:
     name = _check_name("name", new.name)
-    async with conn.transaction():
+    async with write_transaction(conn):
         ref = await _locked_account(conn, account)
         if await conn.fetchval(SELECT_SKILL_TAKEN, ref.id, name):
             raise Conflict(f"account {ref.name!r} has a skill {name!r}")
@@ -339,7 +329,7 @@ async def create_campaign(
         state=new.state,
         crm_fields=_crm_fields(new.crm_fields),
     )
-    async with conn.transaction():
+    async with write_transaction(conn):
         ref = await _locked_account(conn, account)
         if await conn.fetchval(SELECT_CAMPAIGN_NAME_TAKEN, ref.id, config.name):
             raise Conflict(f"account {ref.name!r} has a campaign {config.name!r}")
@@ -362,7 +352,7 @@ async def update_campaign(
         _check_name("name", given["name"])
     if "crm_fields" in given:
         _crm_fields(given["crm_fields"])
-    async with conn.transaction():
+    async with write_transaction(conn):
         ref = await _locked_account(conn, account)
         current = await get_campaign(conn, ref.id, name)
         old = current.config()
@@ -394,7 +384,7 @@ async def change_settings(
         given["default_region"] = _region(changes.default_region)
     if changes.office_hours is not UNSET:
         given["office_hours"] = _office_hours(changes.office_hours)
-    async with conn.transaction():
+    async with write_transaction(conn):
         ref = await _locked_account(conn, account)
         old = await get_settings(conn, ref.id)
         if changes.rate_limits is not UNSET:

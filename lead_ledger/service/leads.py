@@ -284,8 +284,11 @@ async def dearchive_leads(
     delete: bool,
 ) -> ArchiveCounts:
     """The reverse: restore archived leads into live, then drop archive rows equal to live."""
-    rows = await conn.fetch(SELECT_ARCHIVED, account_id, list(lead_ids))
-    await lock_campaigns(conn, {row["campaign_id"] for row in rows})
+    # A lead's campaign never changes, so it is read before the lock; which leads are archived
+    # (and so what select_count says) is read again under it.
+    before = await conn.fetch(SELECT_ARCHIVED, account_id, list(lead_ids))
+    await lock_campaigns(conn, {row["campaign_id"] for row in before})
+    rows = await conn.fetch(SELECT_ARCHIVED, account_id, [row["lead_id"] for row in before])
     archived = {row["lead_id"]: row["entry_at"] for row in rows}
     states = await load_leads(conn, archived)
     region = await default_region(conn, account_id)

@@ -20,9 +20,13 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.projections.gate import enter_write_gate
+from lead_ledger.ledger.locks import WRITE_GATE_KEY
 
-ASYNC_COMMIT: Final = "SET LOCAL synchronous_commit TO off"
+# One round trip: commit asynchronously (set_config(..., true) is SET LOCAL), and enter the
+# projection write gate first, before any lock or read (see projections/gate.py).
+BEGIN_WRITE: Final = """
+SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock_shared($1)
+"""
 # Runs in its own (autocommit) transaction, where the session's synchronous_commit applies. A
 # transactional logical message takes an xid and writes WAL, so its commit must flush; merely
 # taking an xid (pg_current_xact_id()) writes no WAL, and PostgreSQL then skips the flush.
@@ -33,8 +37,6 @@ FLUSH_BARRIER: Final = "SELECT pg_logical_emit_message(true, 'lead-ledger', '')"
 async def write_transaction(conn: Connection) -> AsyncIterator[None]:
     """A transaction whose commit does not hold locks through the fsync; durable on exit."""
     async with conn.transaction():
-        await conn.execute(ASYNC_COMMIT)
-        # First, before any lock or read: a projection swap waits for writers inside the gate.
-        await enter_write_gate(conn)
+        await conn.execute(BEGIN_WRITE, WRITE_GATE_KEY)
         yield
     await conn.fetchval(FLUSH_BARRIER)

@@ -20,6 +20,7 @@ from lead_ledger.ledger.events import OfficeHours
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.office_hours import within_office_hours
 from lead_ledger.service.leads import ArchiveCounts, archive_leads, dearchive_leads, lock_live_leads
+from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context
 
 SELECT_OFFICE_HOURS: Final = "SELECT office_hours FROM settings WHERE account_id = $1"
@@ -240,7 +241,7 @@ async def archive(
             return request
         ids = request.lead_ids
         try:
-            async with conn.transaction():
+            async with write_transaction(conn):
                 # Existence is decided under the campaign locks, by the same read the archive
                 # then acts on, so a lead deleted concurrently is refused rather than skipped.
                 live = await lock_live_leads(conn, account_id, _possible(ids))
@@ -272,7 +273,7 @@ async def dearchive(
             return request
         ids = request.lead_ids
         try:
-            async with conn.transaction():
+            async with write_transaction(conn):
                 # A lead's campaign never changes, so it may be read before the lock; which
                 # leads are archived is read again after it.
                 campaigns = await conn.fetch(SELECT_ARCHIVED_CAMPAIGNS, account_id, _possible(ids))

@@ -12,7 +12,6 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor, EventMetadata, StreamAppend
 from lead_ledger.ledger.events import DomainEvent, encode_event
 from lead_ledger.ledger.store import AppendResult, append_events
-from lead_ledger.projections.gate import enter_write_gate
 from lead_ledger.projections.registry import apply_inline
 
 
@@ -56,16 +55,14 @@ def stream_append(
 async def record(
     conn: Connection, appends: Sequence[StreamAppend], *, detect_retries: bool = False
 ) -> AppendResult:
-    """Append and project. Must run inside the caller's transaction (and its locks).
+    """Append and project. Must run inside the caller's transaction (and its locks), which
+    should be a `service.transactions.write_transaction` so that it holds the write gate.
 
     `stream_append` gives every event a fresh random id, so such appends cannot be retries;
     pass `detect_retries=True` only for events with ids derived from something replayable.
     """
     if not conn.is_in_transaction():
         raise RuntimeError("record() must run inside a transaction")
-    # Usually a no-op: write transactions enter the gate first (write_transaction); this
-    # catches those that did not, so a projection swap never runs beside a writer.
-    await enter_write_gate(conn)
     result = await append_events(conn, appends, detect_retries=detect_retries)
     if not result.already_stored:
         await apply_inline(conn, result.events)

@@ -7,7 +7,15 @@ import asyncio
 import asyncpg
 import pytest
 
-from lead_ledger.ledger.locks import campaign_lock_key, lock_campaigns
+from lead_ledger.ledger.locks import (
+    GLOBAL_NAMES_KEY,
+    REBUILD_KEY,
+    WRITE_GATE_KEY,
+    account_lock_key,
+    campaign_lock_key,
+    lock_campaigns,
+    migration_lock_key,
+)
 
 
 async def _lock_and_note(pool: asyncpg.Pool, campaigns: list[int], notes: list[str]) -> None:
@@ -48,3 +56,14 @@ def test_lock_keys_do_not_collide_across_campaigns() -> None:
     assert len({campaign_lock_key(i) for i in range(1000)}) == 1000
     with pytest.raises(ValueError, match="lockable range"):
         campaign_lock_key(1 << 32)
+
+
+def test_every_kind_of_lock_has_its_own_keys() -> None:
+    """Campaign, account, names, gate, rebuild and migration keys never coincide."""
+    ids = range(1, 100)
+    kinds = [
+        {campaign_lock_key(i) for i in ids},
+        {account_lock_key(i) for i in ids},
+        {GLOBAL_NAMES_KEY, WRITE_GATE_KEY, REBUILD_KEY, migration_lock_key()},
+    ]
+    assert len(set.union(*kinds)) == sum(len(k) for k in kinds)

@@ -36,9 +36,10 @@ from lead_ledger.ledger.lead import (
     decide_update,
     fold,
 )
+from lead_ledger.ledger.locks import WRITE_GATE_KEY
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.projections.base import SHADOW_SCHEMA
-from lead_ledger.projections.gate import REBUILD_LOCK_KEY, WRITE_GATE_KEY, enter_write_gate
+from lead_ledger.projections.gate import REBUILD_LOCK_KEY, enter_write_gate
 from lead_ledger.projections.rebuild import RebuildError, rebuild, status, verify
 from lead_ledger.service.writer import Context, record, stream_append
 from lead_ledger.settings import Settings
