@@ -89,6 +89,9 @@ ORDER BY stream_id, stream_version
 """
 
 SELECT_HEAD_POSITION: Final = "SELECT coalesce(max(position), 0) FROM events"
+SAVEPOINT: Final = "SAVEPOINT ledger_append"
+ROLLBACK_TO_SAVEPOINT: Final = "ROLLBACK TO SAVEPOINT ledger_append"
+RELEASE_SAVEPOINT: Final = "RELEASE SAVEPOINT ledger_append"
 
 
 class DuplicateEventError(LedgerError):
@@ -150,9 +153,19 @@ async def append_events(
         if not detect_retries:
             return AppendResult(await write(conn, rows))
         # A savepoint (or a transaction, outside one) so a clash leaves the caller's
-        # transaction usable for the idempotency lookup below.
-        async with conn.transaction():
-            recorded = await write(conn, rows)
+        # transaction usable for the idempotency lookup below. Plain SAVEPOINT statements,
+        # since callers may have begun their transaction by hand (service write_transaction).
+        if not conn.is_in_transaction():
+            async with conn.transaction():
+                recorded = await write(conn, rows)
+        else:
+            await conn.execute(SAVEPOINT)
+            try:
+                recorded = await write(conn, rows)
+            except BaseException:
+                await conn.execute(ROLLBACK_TO_SAVEPOINT)
+                raise
+            await conn.execute(RELEASE_SAVEPOINT)
     except asyncpg.UniqueViolationError as error:
         if detect_retries and error.constraint_name == "events_event_id_key":
             return await _stored_retry(conn, event_ids)

@@ -15,28 +15,46 @@ whose own request had not been answered.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
 
+import asyncpg
+
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.locks import WRITE_GATE_KEY
 
-# One round trip: commit asynchronously (set_config(..., true) is SET LOCAL), and enter the
+# Each is one round trip (a simple-protocol script; the only value in them is our own constant).
+# BEGIN_WRITE commits asynchronously (set_config(..., true) is SET LOCAL) and enters the
 # projection write gate first, before any lock or read (see projections/gate.py).
-BEGIN_WRITE: Final = """
-SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock_shared($1)
-"""
-# Runs in its own (autocommit) transaction, where the session's synchronous_commit applies. A
-# transactional logical message takes an xid and writes WAL, so its commit must flush; merely
-# taking an xid (pg_current_xact_id()) writes no WAL, and PostgreSQL then skips the flush.
-FLUSH_BARRIER: Final = "SELECT pg_logical_emit_message(true, 'lead-ledger', '')"
+BEGIN_WRITE: Final = (
+    "BEGIN; SELECT set_config('synchronous_commit', 'off', true), "
+    f"pg_advisory_xact_lock_shared({WRITE_GATE_KEY})"
+)
+# The barrier runs after COMMIT in its own implicit transaction, where the session's
+# synchronous_commit applies. A transactional logical message takes an xid and writes WAL, so
+# its commit must flush, past ours; merely taking an xid (pg_current_xact_id()) writes no WAL,
+# and PostgreSQL then skips the flush.
+COMMIT_DURABLY: Final = "COMMIT; SELECT pg_logical_emit_message(true, 'lead-ledger', '')"
 
 
 @asynccontextmanager
 async def write_transaction(conn: Connection) -> AsyncIterator[None]:
-    """A transaction whose commit does not hold locks through the fsync; durable on exit."""
-    async with conn.transaction():
-        await conn.execute(BEGIN_WRITE, WRITE_GATE_KEY)
+    """A transaction whose commit does not hold locks through the fsync; durable on exit.
+
+    Inside a transaction already open, it joins it: the outer one commits (and flushes).
+    """
+    if conn.is_in_transaction():
         yield
-    await conn.fetchval(FLUSH_BARRIER)
+        return
+    await conn.execute(BEGIN_WRITE)
+    try:
+        yield
+    except BaseException:
+        # If the connection is unusable (cancelled mid-query, closed), the pool's release
+        # resets or discards it; the original error is the one worth raising.
+        with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute(COMMIT_DURABLY)

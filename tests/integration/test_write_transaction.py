@@ -37,3 +37,20 @@ async def test_an_error_rolls_back_and_skips_the_barrier(pool: asyncpg.Pool) -> 
         with pytest.raises(RuntimeError):
             await _insert_then_fail(conn)
         assert await conn.fetchval("SELECT count(*) FROM u") == 0
+
+
+async def test_nested_write_transactions_join_the_outer_one(pool: asyncpg.Pool) -> None:
+    """A service that opens its own write transaction inside another's commits with it."""
+    async with pool.acquire() as conn:
+        await conn.execute("CREATE TABLE v (x int)")
+        with pytest.raises(RuntimeError):
+            await _nested_then_fail(conn)
+        assert await conn.fetchval("SELECT count(*) FROM v") == 0
+
+
+async def _nested_then_fail(conn: Connection) -> None:
+    async with write_transaction(conn):
+        async with write_transaction(conn):
+            await conn.execute("INSERT INTO v VALUES (1)")
+        assert await conn.fetchval("SELECT count(*) FROM v") == 1
+        raise RuntimeError
