@@ -36,12 +36,17 @@ from lead_ledger.ledger.lead import (
     decide_update,
     fold,
 )
-from lead_ledger.ledger.locks import lock_campaigns
+from lead_ledger.ledger.locks import campaign_lock_key, lock_campaigns
 from lead_ledger.ledger.store import read_streams
 from lead_ledger.service.writer import Context, record, stream_append
 
 SELECT_REGION: Final = "SELECT default_region FROM settings WHERE account_id = $1"
-NEXT_LEAD_IDS: Final = "SELECT nextval('lead_ids') FROM generate_series(1, $1)"
+# Ids first, then the campaign lock, in one round trip: the select list is evaluated left to
+# right, and drawing ids needs no lock (sequences are not transactional).
+NEXT_IDS_THEN_LOCK: Final = """
+SELECT array(SELECT nextval('lead_ids') FROM generate_series(1, $1)) AS ids,
+       pg_advisory_xact_lock($2) IS NULL AS locked
+"""
 SELECT_PHONE_OWNERS: Final = """
 SELECT value, lead_id FROM contacts
 WHERE campaign_id = $1 AND kind = 'phone' AND value = ANY($2::text[])
@@ -98,8 +103,8 @@ async def insert_leads(
     # and every round trip inside the lock is one that all writers of the campaign wait for.
     if isinstance(region, UnsetType):
         region = await default_region(conn, account_id)
-    ids = [r[0] for r in await conn.fetch(NEXT_LEAD_IDS, len(rows))] if rows else []
-    await lock_campaigns(conn, [campaign_id])
+    drawn = await conn.fetchrow(NEXT_IDS_THEN_LOCK, len(rows), campaign_lock_key(campaign_id))
+    ids: list[int] = drawn["ids"] if drawn is not None else []
     decided = [
         decide_insert(
             lead_id=lead_id,
