@@ -50,6 +50,10 @@ class Rows:
         self.groups[key] = [row]
         self.touched.add(key)
 
+    def add(self, key: int, row: Row) -> None:
+        """One more row in the key's group (configuration lists: agents, campaigns, ...)."""
+        self.set_group(key, [*self.group(key), row])
+
     def set_group(self, key: int, rows: list[Row]) -> None:
         self.groups[key] = rows
         self.touched.add(key)

@@ -105,7 +105,7 @@ class CredentialsProjection(_AccountKeyed):
                 "revoked": False,
                 "issued_at": recorded.recorded_at,
             }
-            rows.set_group(event.account_id, [*rows.group(event.account_id), row])
+            rows.add(event.account_id, row)
         elif isinstance(event, CredentialRevoked):
             rows.set_group(
                 event.account_id,
@@ -130,7 +130,7 @@ class UsersProjection(_AccountKeyed):
                 "password_hash": event.password_hash,
                 "created_at": recorded.recorded_at,
             }
-            rows.set_group(event.account_id, [*rows.group(event.account_id), row])
+            rows.add(event.account_id, row)
 
 
 class AgentsProjection(_AccountKeyed):
@@ -147,7 +147,7 @@ class AgentsProjection(_AccountKeyed):
                 "name": event.name,
                 "added_at": recorded.recorded_at,
             }
-            rows.set_group(event.account_id, [*rows.group(event.account_id), row])
+            rows.add(event.account_id, row)
 
 
 class SkillsProjection(_AccountKeyed):
@@ -163,7 +163,7 @@ class SkillsProjection(_AccountKeyed):
                 "name": event.name,
                 "added_at": recorded.recorded_at,
             }
-            rows.set_group(event.account_id, [*rows.group(event.account_id), row])
+            rows.add(event.account_id, row)
 
 
 class CampaignsProjection(_AccountKeyed):
@@ -201,7 +201,7 @@ class CampaignsProjection(_AccountKeyed):
                 "created_at": at,
                 "updated_at": at,
             }
-            rows.set_group(event.account_id, [*rows.group(event.account_id), row])
+            rows.add(event.account_id, row)
             return
         if not isinstance(event, CampaignUpdated | CampaignStarted | CampaignStopped):
             return

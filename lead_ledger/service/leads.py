@@ -163,6 +163,13 @@ async def _duplicates(
     return duplicates
 
 
+def lead_append(ctx: Context, state: LeadState, events: Sequence[LeadEvent]) -> StreamAppend:
+    """New events for a lead, expected at the version its state was folded to."""
+    return stream_append(
+        ctx, stream_of_lead(state.lead_id), state.version, events, account_id=state.account_id
+    )
+
+
 async def lock_live_leads(conn: Connection, account_id: int, lead_ids: Iterable[int]) -> set[int]:
     """Lock the campaigns of this account's live leads among `lead_ids`; return those ids.
 
@@ -204,11 +211,7 @@ async def update_leads(
         events = decide_update(state, patches[lead_id], region)
         written[lead_id] = events
         if events:
-            appends.append(
-                stream_append(
-                    ctx, stream_of_lead(lead_id), state.version, events, account_id=account_id
-                )
-            )
+            appends.append(lead_append(ctx, state, events))
     await record(conn, appends)
     return written
 
@@ -220,13 +223,7 @@ async def delete_leads(
     live = await lock_live_leads(conn, account_id, lead_ids)
     states = await load_leads(conn, live)
     appends = [
-        stream_append(
-            ctx,
-            stream_of_lead(lead_id),
-            states[lead_id].version,
-            [decide_delete(states[lead_id])],
-            account_id=account_id,
-        )
+        lead_append(ctx, states[lead_id], [decide_delete(states[lead_id])])
         for lead_id in sorted(live)
     ]
     await record(conn, appends)
@@ -261,15 +258,7 @@ async def archive_leads(
         synced += outcome.synced
         deleted += outcome.deleted
         if outcome.events:
-            appends.append(
-                stream_append(
-                    ctx,
-                    stream_of_lead(lead_id),
-                    state.version,
-                    outcome.events,
-                    account_id=account_id,
-                )
-            )
+            appends.append(lead_append(ctx, state, outcome.events))
     await record(conn, appends)
     return ArchiveCounts(
         select_count=len(live),
@@ -314,15 +303,7 @@ async def dearchive_leads(
         inserted += outcome.inserted
         deleted += outcome.deleted
         if outcome.events:
-            appends.append(
-                stream_append(
-                    ctx,
-                    stream_of_lead(lead_id),
-                    state.version,
-                    outcome.events,
-                    account_id=account_id,
-                )
-            )
+            appends.append(lead_append(ctx, state, outcome.events))
     await record(conn, appends)
     return ArchiveCounts(
         select_count=len(archived),
