@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from lead_ledger.api import admin, jtel, native, openapi, ops, ozonetel_add, vicidial
-from lead_ledger.api.keys import CLOCK, DATABASE_URL, POOL, SETTINGS
+from lead_ledger.api.keys import CLOCK, DATABASE_URL, LEAD_BATCHER, POOL, SETTINGS
 from lead_ledger.api.middleware import request_context
 from lead_ledger.ledger.database import open_database
+from lead_ledger.service.lead_batcher import LeadInsertBatcher
 from lead_ledger.settings import Settings
 
 
@@ -20,7 +21,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[DATABASE_URL], min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )
     app[POOL] = pool
+    app[LEAD_BATCHER] = LeadInsertBatcher(pool)
     yield
+    await app[LEAD_BATCHER].close()
     await pool.close()
 
 

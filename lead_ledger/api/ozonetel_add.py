@@ -13,7 +13,7 @@ import msgspec
 from aiohttp import web
 
 from lead_ledger.api import openapi
-from lead_ledger.api.keys import CLOCK, POOL
+from lead_ledger.api.keys import CLOCK, LEAD_BATCHER, POOL
 from lead_ledger.api.middleware import REQUEST_ID
 from lead_ledger.api.openapi import Response
 from lead_ledger.service import ozonetel
@@ -66,6 +66,7 @@ async def add_campaign_data(request: web.Request) -> web.Response:
         return _reply(MALFORMED, 400)
     outcome = await ozonetel.add_campaign_data(
         request.app[POOL],
+        request.app[LEAD_BATCHER],
         api_key=request.headers.get("apiKey", "").strip(),
         body=body,
         now=request.app[CLOCK](),

@@ -14,6 +14,7 @@ from typing import Final, Literal, TypeAlias
 import msgspec
 
 from lead_ledger.ledger.envelope import NewEvent, RecordedEvent
+from lead_ledger.ledger.job_events import JobEvent
 
 # A lead field's value as it travels in a diff: text, a number, a flag, a list of numbers, a map.
 FieldValue: TypeAlias = (
@@ -285,7 +286,7 @@ AccountEvent: TypeAlias = (
     | CampaignStopped
 )
 
-DomainEvent: TypeAlias = LeadEvent | AccountEvent | LeadRejected
+DomainEvent: TypeAlias = LeadEvent | AccountEvent | LeadRejected | JobEvent
 LEAD_EVENT_TYPES: Final = typing.get_args(LeadEvent)
 
 # Built once: decoding dispatches on the "type" tag inside the body.

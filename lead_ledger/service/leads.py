@@ -83,6 +83,15 @@ async def default_region(conn: Connection, account_id: int) -> str | None:
     return region
 
 
+class NewLead(msgspec.Struct, frozen=True, kw_only=True):
+    """One lead to insert, with the request it came from (its own metadata and refusal stream)."""
+
+    fields: LeadFields
+    ctx: Context
+    check_duplicates: bool = False
+    rejections_stream: str | None = None
+
+
 async def insert_leads(
     conn: Connection,
     ctx: Context,
@@ -94,72 +103,127 @@ async def insert_leads(
     rejections_stream: str | None = None,
     region: str | UnsetType | None = UNSET,
 ) -> InsertResult:
-    """Insert leads into one campaign; with `check_duplicates`, refuse rows whose phone dedupe
-    key is already live in the campaign or appeared in an earlier row of the same batch.
+    """Insert leads of one request into one campaign; with `check_duplicates`, refuse rows whose
+    phone dedupe key is already live in the campaign or in an earlier row of the same batch.
 
     Pass the account's `region` when already read, to keep a round trip out of the locked part.
+    """
+    leads = [
+        NewLead(
+            fields=fields,
+            ctx=ctx,
+            check_duplicates=check_duplicates,
+            rejections_stream=rejections_stream,
+        )
+        for fields in rows
+    ]
+    return await insert_lead_batch(
+        conn, account_id=account_id, campaign_id=campaign_id, leads=leads, region=region
+    )
+
+
+async def insert_lead_batch(
+    conn: Connection,
+    *,
+    account_id: int,
+    campaign_id: int,
+    leads: Sequence[NewLead],
+    region: str | UnsetType | None = UNSET,
+) -> InsertResult:
+    """Insert leads, possibly of several requests, into one campaign under one lock.
+
+    The outcome is what the leads would get one after another in this order: a lead checking
+    duplicates is refused when its key is live in the campaign or belongs to an earlier lead of
+    the batch that was inserted. Refusals go to each lead's own rejections stream.
     """
     # Ids and the region are read before the lock: neither depends on the campaign's leads,
     # and every round trip inside the lock is one that all writers of the campaign wait for.
     if isinstance(region, UnsetType):
         region = await default_region(conn, account_id)
-    drawn = await conn.fetchrow(NEXT_IDS_THEN_LOCK, len(rows), campaign_lock_key(campaign_id))
+    drawn = await conn.fetchrow(NEXT_IDS_THEN_LOCK, len(leads), campaign_lock_key(campaign_id))
     ids: list[int] = drawn["ids"] if drawn is not None else []
     decided = [
         decide_insert(
             lead_id=lead_id,
             account_id=account_id,
             campaign_id=campaign_id,
-            fields=fields,
+            fields=lead.fields,
             default_region=region,
         )
-        for lead_id, fields in zip(ids, rows, strict=True)
+        for lead_id, lead in zip(ids, leads, strict=True)
     ]
-    duplicates: dict[int, list[int]] = {}
-    if check_duplicates:
-        duplicates = await _duplicates(conn, campaign_id, decided)
+    checks = [lead.check_duplicates for lead in leads]
+    duplicates = await _duplicates(conn, campaign_id, decided, checks) if any(checks) else {}
     appends: list[StreamAppend] = [
-        stream_append(ctx, stream_of_lead(e.lead_id), NO_STREAM, [e], account_id=account_id)
+        stream_append(
+            leads[i].ctx, stream_of_lead(e.lead_id), NO_STREAM, [e], account_id=account_id
+        )
         for i, e in enumerate(decided)
         if i not in duplicates
     ]
-    if duplicates and rejections_stream:
+    appends.extend(_refusals(account_id, campaign_id, leads, decided, duplicates))
+    await record(conn, appends)
+    inserted = {i: e.lead_id for i, e in enumerate(decided) if i not in duplicates}
+    return InsertResult(inserted=inserted, duplicates=duplicates)
+
+
+def _refusals(
+    account_id: int,
+    campaign_id: int,
+    leads: Sequence[NewLead],
+    decided: Sequence[LeadInserted],
+    duplicates: Mapping[int, list[int]],
+) -> list[StreamAppend]:
+    """LeadRejected events, one append per rejections stream (one stream per request)."""
+    by_stream: dict[str, list[int]] = {}
+    for i in sorted(duplicates):
+        stream = leads[i].rejections_stream
+        if stream:
+            by_stream.setdefault(stream, []).append(i)
+    appends = []
+    for stream, indexes in by_stream.items():
         refusals: list[DomainEvent] = [
             LeadRejected(
                 account_id=account_id,
                 campaign_id=campaign_id,
                 reason="duplicate phone number in campaign",
                 row={"phone_numbers": ", ".join(decided[i].fields.phone_numbers)},
-                row_number=i + 1,
-                existing_lead_ids=owners,
+                row_number=_row_number(leads, i),
+                existing_lead_ids=duplicates[i],
             )
-            for i, owners in sorted(duplicates.items())
+            for i in indexes
         ]
-        appends.append(
-            stream_append(ctx, rejections_stream, ANY_VERSION, refusals, account_id=account_id)
-        )
-    await record(conn, appends)
-    inserted = {i: e.lead_id for i, e in enumerate(decided) if i not in duplicates}
-    return InsertResult(inserted=inserted, duplicates=duplicates)
+        ctx = leads[indexes[0]].ctx
+        appends.append(stream_append(ctx, stream, ANY_VERSION, refusals, account_id=account_id))
+    return appends
+
+
+def _row_number(leads: Sequence[NewLead], index: int) -> int:
+    """1-based position of the lead among those of its own request (its rejections stream)."""
+    stream = leads[index].rejections_stream
+    return sum(1 for lead in leads[: index + 1] if lead.rejections_stream == stream)
 
 
 async def _duplicates(
-    conn: Connection, campaign_id: int, decided: Sequence[LeadInserted]
+    conn: Connection, campaign_id: int, decided: Sequence[LeadInserted], checks: Sequence[bool]
 ) -> dict[int, list[int]]:
-    keys = sorted({key for e in decided for key in e.dedupe_keys})
+    keys = sorted(
+        {key for e, check in zip(decided, checks, strict=True) if check for key in e.dedupe_keys}
+    )
     owners: dict[str, list[int]] = {}
     for row in await conn.fetch(SELECT_PHONE_OWNERS, campaign_id, keys):
         owners.setdefault(row["value"], []).append(row["lead_id"])
     duplicates: dict[int, list[int]] = {}
     seen_in_batch: dict[str, int] = {}
     for i, event in enumerate(decided):
-        found = sorted({lead for key in event.dedupe_keys for lead in owners.get(key, [])})
-        earlier = [seen_in_batch[key] for key in event.dedupe_keys if key in seen_in_batch]
-        if found or earlier:
-            duplicates[i] = found or sorted(set(earlier))
-            continue
+        if checks[i]:
+            found = sorted({lead for key in event.dedupe_keys for lead in owners.get(key, [])})
+            earlier = [seen_in_batch[key] for key in event.dedupe_keys if key in seen_in_batch]
+            if found or earlier:
+                duplicates[i] = found or sorted(set(earlier))
+                continue
         for key in event.dedupe_keys:
-            seen_in_batch[key] = event.lead_id
+            seen_in_batch.setdefault(key, event.lead_id)
     return duplicates
 
 

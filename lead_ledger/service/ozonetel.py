@@ -27,7 +27,8 @@ from lead_ledger.ledger.events import LeadFields, OfficeHours, RateLimits
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.service import rate_limits
 from lead_ledger.service.accounts import CampaignChanges, lock_account, update_campaign
-from lead_ledger.service.leads import insert_leads
+from lead_ledger.service.lead_batcher import LeadInsertBatcher
+from lead_ledger.service.leads import NewLead, insert_lead_batch
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context
 
@@ -183,8 +184,18 @@ def wants_duplicate_check(value: Scalar) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
+class _Accepted(msgspec.Struct, frozen=True, kw_only=True):
+    """A request that passed every check and the rate limit: what remains is to write it."""
+
+    row: asyncpg.Record
+    ctx: Context
+    lead: NewLead
+    action: str | None
+
+
 async def add_campaign_data(
     pool: asyncpg.Pool,
+    batcher: LeadInsertBatcher,
     *,
     api_key: str,
     body: AddCampaignData,
@@ -193,54 +204,91 @@ async def add_campaign_data(
     client_address: str | None,
 ) -> Outcome:
     """Run the vendor's checks in order, then add the number and apply `action`."""
+    async with pool.acquire() as conn:
+        accepted = await _accept(conn, api_key, body, now, request_id, client_address)
+        if isinstance(accepted, Outcome):
+            return accepted
+        if (accepted.action or "").lower() in ("start", "stop"):
+            return await _add_and_act(conn, accepted)
+    # A plain add goes through the per-campaign batcher, this request's connection released.
+    row = accepted.row
+    inserted = await batcher.insert(
+        account_id=row["account_id"],
+        campaign_id=row["campaign_id"],
+        region=row["default_region"],
+        lead=accepted.lead,
+    )
+    if inserted.lead_id is None:
+        return ALREADY_EXISTS
+    return _ok(
+        "Success",
+        "Please pass the valid Campaign action SuccessFully Updated "
+        f"{row['campaign_name']} Campaign Data",
+    )
+
+
+async def _accept(
+    conn: Connection,
+    api_key: str,
+    body: AddCampaignData,
+    now: datetime,
+    request_id: str,
+    client_address: str | None,
+) -> _Accepted | Outcome:
+    """Checks 1-14, in the vendor's order; the first that fails is the answer."""
     if not api_key:
         return NO_API_KEY
     digest = key_digest(api_key)
     lookups = (_lookup(_given(body.campaignName)), _lookup(_given(body.agentId)))
-    async with pool.acquire() as conn:
-        row = await conn.fetchrow(
-            SELECT_REQUEST_CONTEXT, digest, *lookups, _lookup(_given(body.skill))
+    row = await conn.fetchrow(SELECT_REQUEST_CONTEXT, digest, *lookups, _lookup(_given(body.skill)))
+    # The lookup is by hash; compare_digest keeps the final check constant-time anyway.
+    if row is None or not hmac.compare_digest(row["key_sha256"], digest):
+        return INVALID_USER
+    refused = _check_caller(row, body) or _check_campaign(row, body)
+    if refused is not None:
+        return refused
+    fields = lead_fields(row, body, now)
+    if isinstance(fields, Outcome):
+        return fields
+    limits = msgspec.json.decode(row["rate_limits"], type=RateLimits)
+    if not await rate_limits.take(conn, row["account_id"], BUCKET, limits.ozonetel_add_per_minute):
+        return RATE_LIMITED
+    actor = Actor(
+        dialect="ozonetel", account_id=row["account_id"], credential_id=row["credential_id"]
+    )
+    ctx = Context(actor=actor, request_id=request_id, client_address=client_address)
+    lead = NewLead(
+        fields=fields,
+        ctx=ctx,
+        check_duplicates=wants_duplicate_check(body.checkDuplicate),
+        # The refusal is audited on the request's own stream (DESIGN.md 4).
+        rejections_stream=f"request-{request_id}",
+    )
+    return _Accepted(row=row, ctx=ctx, lead=lead, action=_text(body.action))
+
+
+async def _add_and_act(conn: Connection, accepted: _Accepted) -> Outcome:
+    """Add the number and start or stop the campaign, in one transaction."""
+    row, ctx = accepted.row, accepted.ctx
+    account_id: int = row["account_id"]
+    # Locks released at commit, answered once durable: see service/transactions.py.
+    async with write_transaction(conn):
+        # Every lock before the first write: the feed orders events by transaction id, which
+        # is taken at the first write, so a stream's writers must hold its lock from before
+        # then (docs/decisions.md, "Locks before the first write").
+        await lock_campaigns(conn, [row["campaign_id"]])
+        await lock_account(conn, account_id)
+        result = await insert_lead_batch(
+            conn,
+            account_id=account_id,
+            campaign_id=row["campaign_id"],
+            leads=[accepted.lead],
+            region=row["default_region"],  # already read: one round trip less in the lock
         )
-        # The lookup is by hash; compare_digest keeps the final check constant-time anyway.
-        if row is None or not hmac.compare_digest(row["key_sha256"], digest):
-            return INVALID_USER
-        refused = _check_caller(row, body) or _check_campaign(row, body)
-        if refused is not None:
-            return refused
-        fields = lead_fields(row, body, now)
-        if isinstance(fields, Outcome):
-            return fields
-        limits = msgspec.json.decode(row["rate_limits"], type=RateLimits)
-        account_id: int = row["account_id"]
-        if not await rate_limits.take(conn, account_id, BUCKET, limits.ozonetel_add_per_minute):
-            return RATE_LIMITED
-        actor = Actor(dialect="ozonetel", account_id=account_id, credential_id=row["credential_id"])
-        ctx = Context(actor=actor, request_id=request_id, client_address=client_address)
-        # Locks released at commit, answered once durable: see service/transactions.py.
-        async with write_transaction(conn):
-            if (_text(body.action) or "").lower() in ("start", "stop"):
-                # Every lock before the first write: the feed orders events by transaction id,
-                # which is taken at the first write, so a stream's writers must hold its lock
-                # from before then (docs/decisions.md, "Locks before the first write").
-                await lock_campaigns(conn, [row["campaign_id"]])
-                await lock_account(conn, account_id)
-            result = await insert_leads(
-                conn,
-                ctx,
-                account_id=account_id,
-                campaign_id=row["campaign_id"],
-                rows=[fields],
-                check_duplicates=wants_duplicate_check(body.checkDuplicate),
-                # The refusal is audited on the request's own stream (DESIGN.md 4).
-                rejections_stream=f"request-{request_id}",
-                region=row["default_region"],  # already read: one round trip less in the lock
-            )
-            if result.duplicates:
-                outcome = ALREADY_EXISTS
-            else:
-                campaign = (row["campaign_id"], row["campaign_name"])
-                outcome = await _apply_action(conn, ctx, account_id, campaign, _text(body.action))
-        return outcome
+        if result.duplicates:
+            return ALREADY_EXISTS
+        campaign = (row["campaign_id"], row["campaign_name"])
+        return await _apply_action(conn, ctx, account_id, campaign, accepted.action)
 
 
 def _check_caller(row: asyncpg.Record, body: AddCampaignData) -> Outcome | None:

@@ -1,0 +1,163 @@
+"""Grouped inserts: each lead's outcome is what it would get alone, in arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import msgspec
+import pytest
+
+from lead_ledger.ledger.envelope import Actor
+from lead_ledger.ledger.events import LeadFields
+from lead_ledger.ledger.lead import LeadError
+from lead_ledger.ledger.store import read_stream
+from lead_ledger.service.lead_batcher import LeadInsertBatcher
+from lead_ledger.service.leads import NewLead
+from lead_ledger.service.writer import Context
+from tests.factories import make_account, make_campaign
+
+
+def _lead(phone: str, request: str, *, check: bool = True) -> NewLead:
+    ctx = Context(actor=Actor(dialect="ozonetel"), request_id=request, client_address="10.0.0.9")
+    return NewLead(
+        fields=LeadFields(phone_numbers=[phone]),
+        ctx=ctx,
+        check_duplicates=check,
+        rejections_stream=f"request-{request}",
+    )
+
+
+async def test_concurrent_duplicates_one_wins_each_refusal_on_its_own_stream(
+    pool: asyncpg.Pool,
+) -> None:
+    """20 requests for one number at once: one lead, 19 refusals, each keeps its request id."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    batcher = LeadInsertBatcher(pool)
+    outcomes = await asyncio.gather(
+        *(
+            batcher.insert(
+                account_id=account,
+                campaign_id=campaign,
+                region="IN",
+                lead=_lead("+91 98765 43210" if n % 2 else "09876543210", f"r{n}"),
+            )
+            for n in range(20)
+        )
+    )
+    await batcher.close()
+    winners = [o.lead_id for o in outcomes if o.lead_id is not None]
+    assert len(winners) == 1
+    assert all(o.duplicate_of == winners for o in outcomes if o.lead_id is None)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM leads") == 1
+        requests = await conn.fetch(
+            "SELECT stream_id, metadata->>'request_id' AS request_id, data FROM events "
+            "WHERE stream_id LIKE 'request-%' OR stream_id LIKE 'lead-%' ORDER BY position"
+        )
+    assert len(requests) == 20
+    assert {r["request_id"] for r in requests} == {f"r{n}" for n in range(20)}
+    refusals = [r for r in requests if r["stream_id"].startswith("request-")]
+    assert all(r["stream_id"] == f"request-{r['request_id']}" for r in refusals)
+    assert {msgspec.json.decode(r["data"])["row_number"] for r in refusals} == {1}
+
+
+async def test_unchecked_leads_are_inserted_and_count_for_later_checks(pool: asyncpg.Pool) -> None:
+    """A lead without checkDuplicate is added; a later checking lead sees it as a duplicate."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    batcher = LeadInsertBatcher(pool)
+    first = batcher.insert(
+        account_id=account,
+        campaign_id=campaign,
+        region="IN",
+        lead=_lead("9000000001", "a", check=False),
+    )
+    second = batcher.insert(
+        account_id=account,
+        campaign_id=campaign,
+        region="IN",
+        lead=_lead("9000000001", "b", check=False),
+    )
+    third = batcher.insert(
+        account_id=account, campaign_id=campaign, region="IN", lead=_lead("9000000001", "c")
+    )
+    a, b, c = await asyncio.gather(first, second, third)
+    await batcher.close()
+    assert a.lead_id is not None
+    assert b.lead_id is not None
+    assert c.lead_id is None
+    assert c.duplicate_of == [a.lead_id]  # the first lead holding the key, in arrival order
+
+
+async def test_a_failing_lead_fails_alone(pool: asyncpg.Pool) -> None:
+    """One undialable lead in a group: it gets the error, the others are inserted."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    batcher = LeadInsertBatcher(pool)
+    results = await asyncio.gather(
+        *(
+            batcher.insert(
+                account_id=account,
+                campaign_id=campaign,
+                region="IN",
+                lead=_lead(phone, f"x{n}"),
+            )
+            for n, phone in enumerate(["9000000011", "--", "9000000012"])
+        ),
+        return_exceptions=True,
+    )
+    await batcher.close()
+    assert isinstance(results[1], LeadError)
+    assert all(
+        not isinstance(r, BaseException) and r.lead_id is not None for r in (results[0], results[2])
+    )
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM leads") == 2
+        assert await read_stream(conn, "request-x1") == []
+
+
+async def test_groups_form_under_load(pool: asyncpg.Pool) -> None:
+    """100 concurrent inserts to one campaign take far fewer transactions than requests."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    batcher = LeadInsertBatcher(pool)
+    outcomes = await asyncio.gather(
+        *(
+            batcher.insert(
+                account_id=account,
+                campaign_id=campaign,
+                region="IN",
+                lead=_lead(f"+9198{n:08d}", f"g{n}"),
+            )
+            for n in range(100)
+        )
+    )
+    await batcher.close()
+    assert all(o.lead_id is not None for o in outcomes)
+    async with pool.acquire() as conn:
+        transactions = await conn.fetchval(
+            "SELECT count(DISTINCT transaction_id) FROM events WHERE stream_id LIKE 'lead-%'"
+        )
+    assert transactions <= 10
+
+
+@pytest.mark.parametrize("size", [1, 3])
+async def test_an_idle_campaign_writes_at_once(pool: asyncpg.Pool, size: int) -> None:
+    """Sequential requests each get their own transaction without waiting for company."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    batcher = LeadInsertBatcher(pool)
+    for n in range(size):
+        outcome = await asyncio.wait_for(
+            batcher.insert(
+                account_id=account,
+                campaign_id=campaign,
+                region="IN",
+                lead=_lead(f"+9197{n:08d}", f"s{n}"),
+            ),
+            timeout=5,
+        )
+        assert outcome.lead_id is not None
+    await batcher.close()
