@@ -1,0 +1,224 @@
+"""Flexydial's bulk_data payload: the request-level checks and the per-row mapping to a lead.
+
+Pure code, no I/O. `parse_bulk` returns the request or the vendor's exact error text (seed 000,
+VENDOR-APIS A), which the HTTP layer sends as {"errors": <text>}. `row_to_fields` maps one insert
+row to the canonical lead or to the row-level description Flexydial reports in "improper_data".
+docs/bulk-validation.md lists the rules, their order and every decision.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Final, Literal
+
+import msgspec
+
+from lead_ledger.ledger.events import LeadFields
+
+Kind = Literal["insert", "update"]
+
+OOPS: Final = "Oops Something went wrong, Please contact Administrator"
+INVALID_STRUCTURE: Final = "Invalid request structure"
+NO_REFERENCE_FIELD: Final = "reference_field is missing in the request!"
+NOT_UNIFORM: Final = "All items in bulk_data must have uniform structure"
+NOTHING_TO_UPDATE: Final = (
+    "Please provide the columns data that you want to update along with the reference_field"
+)
+HEADERS_MISMATCH: Final = (
+    "Headers are not matching with Campaign CRM Fields. Please refer to the sample CSV"
+)
+
+ENTER_NUMBER: Final = "Enter Number"
+INVALID_NUMBER: Final = "Enter Valid Number"
+TOO_MANY_ALTERNATES: Final = "More than 5 alternate numbers are not allowed"
+INVALID_PRIORITY: Final = "Enter Valid priority"
+INVALID_EMAIL: Final = "Enter Valid Email Address"
+
+MAX_ALTERNATES: Final = 5
+
+# Flexydial's own contact columns; anything else must be a "section:field" CRM key.
+CONTACT_KEYS: Final = frozenset(
+    {"numeric", "alt_numeric", "first_name", "last_name", "email", "priority", "user"}
+)
+
+# Same number rule as Ozonetel's AddCampaignData: 3 to 16 digits after an optional "+".
+_NUMBER: Final = re.compile(r"\+?[0-9]{3,16}")
+_PRIORITY: Final = re.compile(r"[0-9]{1,9}")
+_EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+_CRM_KEY: Final = re.compile(r"[^:\s][^:]*:[^:]*[^:\s]")
+
+
+def reference_missing(field: str) -> str:
+    return f"reference_field - {field} is missing in some bulk_data item(s)"
+
+
+class BulkRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """An accepted request: every value already text ("" for null), keys as sent."""
+
+    campaign: str
+    kind: Kind
+    reference_field: str | None
+    rows: list[dict[str, str]]
+
+
+class RowProblem(msgspec.Struct, frozen=True):
+    """Why one row is improper; `description` is Flexydial's text."""
+
+    description: str
+
+
+_decode: Final = msgspec.json.Decoder().decode
+
+
+def parse_bulk(body: bytes, *, crm_fields: list[str] | None) -> BulkRequest | str:  # noqa: PLR0911
+    """The request-level checks in order; the first failure's text, else the request."""
+    try:
+        payload: object = _decode(body)
+    except msgspec.DecodeError:
+        return OOPS  # Flexydial's catch-all answers what its view cannot read
+    if not isinstance(payload, dict):
+        return OOPS
+    action = payload.get("action_type")
+    if action not in (None, "insert", "update"):
+        return INVALID_STRUCTURE
+    kind: Kind = "update" if action == "update" else "insert"
+    campaign = _campaign(payload.get("campaign"))
+    items = _items(payload.get("bulk_data"))
+    reference = payload.get("reference_field")
+    if kind == "insert":
+        # Seed 000 answers a reference_field on insert with the structure error (not A3's text).
+        if "reference_field" in payload or campaign is None or items is None:
+            return INVALID_STRUCTURE
+        reference = None
+    else:
+        # Seed 000 type 1: the update path's missing campaign/bulk_data is the catch-all.
+        if campaign is None or items is None:
+            return OOPS
+        if not isinstance(reference, str) or not reference.strip():
+            return NO_REFERENCE_FIELD
+        problem = _update_problem(items, reference)
+        if problem is not None:
+            return problem
+    if not _headers_match(items, crm_fields):
+        return HEADERS_MISMATCH
+    return BulkRequest(campaign=campaign, kind=kind, reference_field=reference, rows=items)
+
+
+def _campaign(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _items(value: object) -> list[dict[str, str]] | None:
+    """bulk_data as rows of text, or None when it is missing, empty or not a list of objects."""
+    if not isinstance(value, list) or not value:
+        return None
+    rows: list[dict[str, str]] = []
+    for item in value:
+        row = _texts(item) if isinstance(item, dict) else None
+        if row is None:
+            return None
+        rows.append(row)
+    return rows
+
+
+def _update_problem(items: list[dict[str, str]], reference: str) -> str | None:
+    """Seed 000 types 3-5, in the seed's order: reference present, uniform keys, something else."""
+    if any(reference not in item for item in items):
+        return reference_missing(reference)
+    first = items[0].keys()
+    if any(item.keys() != first for item in items):
+        return NOT_UNIFORM
+    if set(first) == {reference}:
+        return NOTHING_TO_UPDATE
+    return None
+
+
+def _headers_match(items: list[dict[str, str]], crm_fields: list[str] | None) -> bool:
+    """Every key is a contact column or a CRM key (one the campaign declares, when it does)."""
+    declared = None if crm_fields is None else set(crm_fields)
+    keys: set[str] = set()
+    for item in items:
+        keys.update(item)
+    for key in keys - CONTACT_KEYS:
+        if not _CRM_KEY.fullmatch(key):
+            return False
+        if declared is not None and key not in declared:
+            return False
+    return True
+
+
+def _texts(item: Mapping[str, object]) -> dict[str, str] | None:
+    """Values as text, as they would arrive in Flexydial's CSV; None when one cannot be."""
+    out: dict[str, str] = {}
+    for key, value in item.items():
+        text = _text(value)
+        if text is None:
+            return None
+        out[key] = text
+    return out
+
+
+def _text(value: object) -> str | None:  # noqa: PLR0911 - one branch per JSON type
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, list):
+        # alt_numeric may be sent as a list; it travels as Flexydial's comma-separated text.
+        texts: list[str] = []
+        for part in value:
+            text = None if isinstance(part, list | dict) else _text(part)
+            if text is None:
+                return None
+            if text:
+                texts.append(text)
+        return ",".join(texts)
+    return None  # nested objects have no column to go to
+
+
+def alternates(text: str) -> list[str]:
+    """alt_numeric's numbers: comma-separated, blanks dropped."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def row_to_fields(row: Mapping[str, str]) -> LeadFields | RowProblem:  # noqa: PLR0911
+    """One insert row as a lead, or the first of Flexydial's row descriptions that applies."""
+    numeric = row.get("numeric", "").strip()
+    if not numeric:
+        return RowProblem(ENTER_NUMBER)
+    if not _NUMBER.fullmatch(numeric):
+        return RowProblem(INVALID_NUMBER)
+    alt = alternates(row.get("alt_numeric", ""))
+    if len(alt) > MAX_ALTERNATES:
+        return RowProblem(TOO_MANY_ALTERNATES)
+    if not all(_NUMBER.fullmatch(number) for number in alt):
+        return RowProblem(INVALID_NUMBER)
+    priority_text = row.get("priority", "").strip()
+    if priority_text and not _PRIORITY.fullmatch(priority_text):
+        return RowProblem(INVALID_PRIORITY)
+    email = row.get("email", "").strip()
+    if email and not _EMAIL.fullmatch(email):
+        return RowProblem(INVALID_EMAIL)
+    crm = {key: value for key, value in row.items() if key not in CONTACT_KEYS}
+    return LeadFields(
+        phone_numbers=[numeric, *alt],
+        first_name=_given(row.get("first_name")),
+        last_name=_given(row.get("last_name")),
+        email=email or None,
+        priority=int(priority_text) if priority_text else 1,
+        agent=_given(row.get("user")),
+        crm=crm,
+    )
+
+
+def _given(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value.strip() or None
