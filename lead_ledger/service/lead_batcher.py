@@ -1,10 +1,12 @@
-"""Group single-lead inserts to one campaign that arrive together into one transaction.
+"""Group single-lead inserts of one account that arrive together into one transaction.
 
 Writers to a campaign are serialised by its lock, so under load single-lead requests queue up
 behind it, each about to pay the same round trips (begin, lock, duplicate check, append,
 projections, commit, flush). Here the first request for a campaign writes at once; requests
 that arrive while it is being written wait, and the next transaction takes all of them. An idle
 campaign adds no delay; a busy one pays one transaction per group instead of one per request.
+Groups are per account (one region, one tenant) and may span its campaigns: each campaign's
+leads are decided on their own, under that campaign's lock, all locks taken in id order.
 
 The outcome of each lead is exactly what it would get alone, in arrival order (see
 `insert_lead_batch`), and each keeps its own request id, client address and refusal stream.
@@ -21,7 +23,7 @@ from typing import Final
 import asyncpg
 import msgspec
 
-from lead_ledger.service.leads import NewLead, insert_lead_batch
+from lead_ledger.service.leads import NewLead, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
 
 MAX_GROUP: Final = 64
@@ -36,7 +38,7 @@ class Inserted(msgspec.Struct, frozen=True, kw_only=True):
 
 @dataclass(slots=True)
 class _Waiting:
-    account_id: int
+    campaign_id: int
     region: str | None
     lead: NewLead
     future: asyncio.Future[Inserted] = field(repr=False)
@@ -54,10 +56,10 @@ class LeadInsertBatcher:
         self, *, account_id: int, campaign_id: int, region: str | None, lead: NewLead
     ) -> Inserted:
         future: asyncio.Future[Inserted] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(campaign_id, []).append(_Waiting(account_id, region, lead, future))
-        if campaign_id not in self._writing:
-            self._writing.add(campaign_id)
-            task = asyncio.create_task(self._drain(campaign_id))
+        self._waiting.setdefault(account_id, []).append(_Waiting(campaign_id, region, lead, future))
+        if account_id not in self._writing:
+            self._writing.add(account_id)
+            task = asyncio.create_task(self._drain(account_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         # Shielded: a caller that goes away does not cancel the group its lead is part of.
@@ -68,46 +70,49 @@ class LeadInsertBatcher:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _drain(self, campaign_id: int) -> None:
+    async def _drain(self, account_id: int) -> None:
         try:
-            while group := self._take(campaign_id):
-                await self._write(campaign_id, group)
+            while group := self._take(account_id):
+                await self._write(account_id, group)
         finally:
             # No await between the last empty _take and here: nothing can slip in unserved.
-            self._writing.discard(campaign_id)
+            self._writing.discard(account_id)
 
-    def _take(self, campaign_id: int) -> list[_Waiting]:
-        waiting = self._waiting.get(campaign_id, [])
+    def _take(self, account_id: int) -> list[_Waiting]:
+        waiting = self._waiting.get(account_id, [])
         group, rest = waiting[: self._max_group], waiting[self._max_group :]
         if rest:
-            self._waiting[campaign_id] = rest
+            self._waiting[account_id] = rest
         else:
-            self._waiting.pop(campaign_id, None)
+            self._waiting.pop(account_id, None)
         return group
 
-    async def _write(self, campaign_id: int, group: list[_Waiting]) -> None:
-        first = group[0]
+    async def _write(self, account_id: int, group: list[_Waiting]) -> None:
+        by_campaign: dict[int, list[_Waiting]] = {}
+        for waiting in group:
+            by_campaign.setdefault(waiting.campaign_id, []).append(waiting)
         try:
             async with self._pool.acquire() as conn, write_transaction(conn):
-                result = await insert_lead_batch(
+                results = await insert_lead_groups(
                     conn,
-                    account_id=first.account_id,
-                    campaign_id=campaign_id,
-                    leads=[w.lead for w in group],
-                    region=first.region,
+                    account_id=account_id,
+                    groups={c: [w.lead for w in ws] for c, ws in by_campaign.items()},
+                    region=group[0].region,
                 )
         except Exception as error:  # noqa: BLE001 - handed to the waiting request(s)
             if len(group) == 1:
-                _settle(first.future, error=error)
+                _settle(group[0].future, error=error)
                 return
             for waiting in group:  # isolate the lead that failed
-                await self._write(campaign_id, [waiting])
+                await self._write(account_id, [waiting])
             return
-        for i, waiting in enumerate(group):
-            _settle(
-                waiting.future,
-                Inserted(lead_id=result.inserted.get(i), duplicate_of=result.duplicates.get(i, [])),
-            )
+        for campaign_id, members in by_campaign.items():
+            result = results[campaign_id]
+            for i, waiting in enumerate(members):
+                outcome = Inserted(
+                    lead_id=result.inserted.get(i), duplicate_of=result.duplicates.get(i, [])
+                )
+                _settle(waiting.future, outcome)
 
 
 def _settle(

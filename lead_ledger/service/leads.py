@@ -136,35 +136,62 @@ async def insert_lead_batch(
     duplicates is refused when its key is live in the campaign or belongs to an earlier lead of
     the batch that was inserted. Refusals go to each lead's own rejections stream.
     """
-    # Ids and the region are read before the lock: neither depends on the campaign's leads,
-    # and every round trip inside the lock is one that all writers of the campaign wait for.
+    results = await insert_lead_groups(
+        conn, account_id=account_id, groups={campaign_id: leads}, region=region
+    )
+    return results[campaign_id]
+
+
+async def insert_lead_groups(
+    conn: Connection,
+    *,
+    account_id: int,
+    groups: Mapping[int, Sequence[NewLead]],
+    region: str | UnsetType | None = UNSET,
+) -> dict[int, InsertResult]:
+    """`insert_lead_batch` for several campaigns of one account in one transaction.
+
+    Every campaign is locked, in ascending id order, before anything is written: the order
+    keeps concurrent groups deadlock-free, and locking before the first write keeps the feed in
+    stream order (docs/decisions.md).
+    """
+    # Ids and the region are read before the locks: neither depends on the campaign's leads,
+    # and every round trip inside a lock is one that all writers of the campaign wait for.
     if isinstance(region, UnsetType):
         region = await default_region(conn, account_id)
-    drawn = await conn.fetchrow(NEXT_IDS_THEN_LOCK, len(leads), campaign_lock_key(campaign_id))
-    ids: list[int] = drawn["ids"] if drawn is not None else []
-    decided = [
-        decide_insert(
-            lead_id=lead_id,
-            account_id=account_id,
-            campaign_id=campaign_id,
-            fields=lead.fields,
-            default_region=region,
+    decided: dict[int, list[LeadInserted]] = {}
+    for campaign_id in sorted(groups):
+        leads = groups[campaign_id]
+        drawn = await conn.fetchrow(NEXT_IDS_THEN_LOCK, len(leads), campaign_lock_key(campaign_id))
+        ids: list[int] = drawn["ids"] if drawn is not None else []
+        decided[campaign_id] = [
+            decide_insert(
+                lead_id=lead_id,
+                account_id=account_id,
+                campaign_id=campaign_id,
+                fields=lead.fields,
+                default_region=region,
+            )
+            for lead_id, lead in zip(ids, leads, strict=True)
+        ]
+    appends: list[StreamAppend] = []
+    results: dict[int, InsertResult] = {}
+    for campaign_id in sorted(groups):
+        leads, events = groups[campaign_id], decided[campaign_id]
+        checks = [lead.check_duplicates for lead in leads]
+        duplicates = await _duplicates(conn, campaign_id, events, checks) if any(checks) else {}
+        appends.extend(
+            stream_append(
+                leads[i].ctx, stream_of_lead(e.lead_id), NO_STREAM, [e], account_id=account_id
+            )
+            for i, e in enumerate(events)
+            if i not in duplicates
         )
-        for lead_id, lead in zip(ids, leads, strict=True)
-    ]
-    checks = [lead.check_duplicates for lead in leads]
-    duplicates = await _duplicates(conn, campaign_id, decided, checks) if any(checks) else {}
-    appends: list[StreamAppend] = [
-        stream_append(
-            leads[i].ctx, stream_of_lead(e.lead_id), NO_STREAM, [e], account_id=account_id
-        )
-        for i, e in enumerate(decided)
-        if i not in duplicates
-    ]
-    appends.extend(_refusals(account_id, campaign_id, leads, decided, duplicates))
+        appends.extend(_refusals(account_id, campaign_id, leads, events, duplicates))
+        inserted = {i: e.lead_id for i, e in enumerate(events) if i not in duplicates}
+        results[campaign_id] = InsertResult(inserted=inserted, duplicates=duplicates)
     await record(conn, appends)
-    inserted = {i: e.lead_id for i, e in enumerate(decided) if i not in duplicates}
-    return InsertResult(inserted=inserted, duplicates=duplicates)
+    return results
 
 
 def _refusals(

@@ -161,3 +161,31 @@ async def test_an_idle_campaign_writes_at_once(pool: asyncpg.Pool, size: int) ->
         )
         assert outcome.lead_id is not None
     await batcher.close()
+
+
+async def test_a_group_spans_the_campaigns_of_an_account(pool: asyncpg.Pool) -> None:
+    """Concurrent inserts to 3 campaigns of one account share transactions; each campaign
+    decides its own duplicates."""
+    account = await make_account(pool)
+    campaigns = [await make_campaign(pool, account, f"c{n}") for n in range(3)]
+    batcher = LeadInsertBatcher(pool)
+    outcomes = await asyncio.gather(
+        *(
+            batcher.insert(
+                account_id=account,
+                campaign_id=campaigns[n % 3],
+                region="IN",
+                lead=_lead("9000000077", f"m{n}"),
+            )
+            for n in range(30)
+        )
+    )
+    await batcher.close()
+    assert sum(o.lead_id is not None for o in outcomes) == 3  # one per campaign
+    async with pool.acquire() as conn:
+        per_campaign = await conn.fetch("SELECT campaign_id, count(*) FROM leads GROUP BY 1")
+        transactions = await conn.fetchval(
+            "SELECT count(DISTINCT transaction_id) FROM events WHERE stream_id LIKE 'lead-%'"
+        )
+    assert sorted(r["count"] for r in per_campaign) == [1, 1, 1]
+    assert transactions < 3
