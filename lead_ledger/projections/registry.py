@@ -18,6 +18,7 @@ from lead_ledger.projections.config import (
     SkillsProjection,
     UsersProjection,
 )
+from lead_ledger.projections.jobs import JobsProjection
 from lead_ledger.projections.leads import ArchiveProjection, ContactsProjection, LeadsProjection
 
 PROJECTIONS: Final[tuple[Projection, ...]] = (
@@ -31,6 +32,7 @@ PROJECTIONS: Final[tuple[Projection, ...]] = (
     LeadsProjection(),
     ArchiveProjection(),
     ContactsProjection(),
+    JobsProjection(),
 )
 BY_NAME: Final = {p.name: p for p in PROJECTIONS}
 

@@ -1,0 +1,118 @@
+"""Bulk jobs in the app: the worker and callback dispatcher as background tasks, and
+`GET /v1/jobs/{id}` (native key, account-scoped) to follow a job."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from typing import Final
+
+import aiohttp
+import msgspec
+import structlog
+from aiohttp import web
+
+from lead_ledger.api import openapi
+from lead_ledger.api.auth import bearer_token, find_principal
+from lead_ledger.api.keys import DATABASE_URL, POOL, SETTINGS
+from lead_ledger.api.openapi import UNAUTHORIZED, Response, problem_response
+from lead_ledger.api.problems import problem
+from lead_ledger.service import callbacks, jobs, worker
+
+log = structlog.get_logger(__name__)
+
+routes = web.RouteTableDef()
+CALLBACK_TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
+STOP_GRACE_SECONDS: Final = 15.0
+_MAX_ID: Final = 2**63 - 1
+
+
+def setup(app: web.Application) -> None:
+    """Register the route, and the background worker and dispatcher (after the pool opens)."""
+    app.add_routes(routes)
+    app.cleanup_ctx.append(background)
+
+
+async def background(app: web.Application) -> AsyncIterator[None]:
+    """Run one job worker and one callback dispatcher while the app runs; on shutdown, stop
+    them: a job in flight rolls back and its lease is released for the next worker."""
+    pool = app[POOL]
+    listen_url = app[DATABASE_URL]  # listeners on their own connections, not the pool's
+    stop = asyncio.Event()
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(app):x}"
+    async with aiohttp.ClientSession(timeout=CALLBACK_TIMEOUT) as session:
+        tasks = [
+            asyncio.create_task(
+                worker.run_worker(pool, stop, worker_id=worker_id, listen_url=listen_url)
+            ),
+            asyncio.create_task(
+                callbacks.run_dispatcher(
+                    pool,
+                    stop,
+                    poster(session),
+                    allow_private=app[SETTINGS].callback_allow_private,
+                    listen_url=listen_url,
+                )
+            ),
+        ]
+        try:
+            yield
+        finally:
+            stop.set()
+            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+
+def poster(session: aiohttp.ClientSession) -> callbacks.Post:
+    """POST a JSON body; the receiver's status, or OSError when nothing answered."""
+
+    async def post(url: str, body: bytes) -> int:
+        headers = {"Content-Type": "application/json"}
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                return response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise OSError(str(error) or type(error).__name__) from error
+
+    return post
+
+
+@routes.get("/v1/jobs/{id}")
+@openapi.operation(
+    summary="One bulk job: state, counts, rejected rows, timings and callback attempts",
+    description=(
+        "`state` is queued, running, done or failed. `counts.rejected` rows are listed with"
+        " their 1-based row number and the reason; `callback` is null without a callback URL."
+    ),
+    tags=("native",),
+    security="nativeKey",
+    path={"id": int},
+    responses={
+        200: Response("The job", jobs.JobView),
+        401: UNAUTHORIZED,
+        404: problem_response("No such job in this account"),
+    },
+)
+async def get_job(request: web.Request) -> web.StreamResponse:
+    principal = await find_principal(request, bearer_token(request) or "", "native")
+    if principal is None:
+        return problem(
+            401,
+            "send Authorization: Bearer <key> with a native key",
+            headers={"WWW-Authenticate": 'Bearer realm="lead-ledger"'},
+        )
+    text = request.match_info["id"]
+    if not text.isdigit() or not 0 < int(text) <= _MAX_ID:
+        return problem(404, f"no job {text}")
+    async with request.app[POOL].acquire() as conn:
+        job = await jobs.get_job(conn, principal.account_id, int(text))
+    if job is None:
+        return problem(404, f"no job {text}")
+    return web.Response(body=msgspec.json.encode(job), content_type="application/json")

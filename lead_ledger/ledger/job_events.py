@@ -1,0 +1,75 @@
+"""Job events (stream job-<id>): a bulk job's submission, outcome and callback deliveries.
+
+Standalone (no import of events.py) so that events.py can import these into DomainEvent without
+a cycle; the base has the same tagging as every other event, so one decoder reads them all.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import msgspec
+
+# A rejected row's cells, as the uploader sent them (the same shapes as events.ExtraValue).
+CellValue: TypeAlias = str | int | float | bool | None
+
+
+class _JobEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    pass
+
+
+class RejectedRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One input row the job refused, by its 1-based number in the upload, and why."""
+
+    row_number: int
+    row: dict[str, CellValue]
+    description: str
+
+
+class JobSubmitted(_JobEvent, frozen=True, kw_only=True, tag="JobSubmitted"):
+    job_id: int
+    account_id: int
+    dialect: str
+    kind: str
+    campaign_id: int | None
+    received: int  # rows in the upload
+    callback_url: str | None = None
+    upload_ref: str | None = None  # the uploader's own name for it (Flexydial's phonebook name)
+    options: dict[str, CellValue] = {}
+
+
+class JobCompleted(_JobEvent, frozen=True, kw_only=True, tag="JobCompleted"):
+    job_id: int
+    inserted: int = 0
+    updated: int = 0
+    reassigned: int = 0
+    rejected: int = 0
+    rejected_rows: list[RejectedRow] = []
+
+
+class JobFailed(_JobEvent, frozen=True, kw_only=True, tag="JobFailed"):
+    job_id: int
+    error: str
+
+
+class CallbackAttempted(_JobEvent, frozen=True, kw_only=True, tag="CallbackAttempted"):
+    job_id: int
+    attempt: int
+    url: str
+    status_code: int | None = None
+    error: str | None = None
+    delivered: bool = False
+
+
+class CallbackAbandoned(_JobEvent, frozen=True, kw_only=True, tag="CallbackAbandoned"):
+    job_id: int
+    attempts: int
+
+
+JobEvent: TypeAlias = (
+    JobSubmitted | JobCompleted | JobFailed | CallbackAttempted | CallbackAbandoned
+)
+
+
+def stream_of_job(job_id: int) -> str:
+    return f"job-{job_id}"

@@ -1,0 +1,117 @@
+"""The `jobs` view: one row per bulk job, folded from its stream `job-<id>` (key job_id)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+from lead_ledger.ledger.envelope import RecordedEvent
+from lead_ledger.ledger.events import DomainEvent
+from lead_ledger.ledger.job_events import (
+    CallbackAbandoned,
+    CallbackAttempted,
+    JobCompleted,
+    JobFailed,
+    JobSubmitted,
+)
+from lead_ledger.projections.base import Projection, Rows
+
+_JOB_EVENTS = (JobSubmitted, JobCompleted, JobFailed, CallbackAttempted, CallbackAbandoned)
+
+
+class JobsProjection(Projection):
+    name: ClassVar[str] = "jobs"
+    table: ClassVar[str] = "jobs"
+    key: ClassVar[str] = "job_id"
+    columns: ClassVar[tuple[str, ...]] = (
+        "job_id",
+        "account_id",
+        "dialect",
+        "kind",
+        "campaign_id",
+        "upload_ref",
+        "state",
+        "received",
+        "inserted",
+        "updated",
+        "reassigned",
+        "rejected",
+        "rejected_rows",
+        "error",
+        "callback_url",
+        "callback_state",
+        "submitted_at",
+        "completed_at",
+        "callback_attempts",
+    )
+    jsonb_columns: ClassVar[frozenset[str]] = frozenset({"rejected_rows", "callback_attempts"})
+    handles: ClassVar[frozenset[type]] = frozenset(_JOB_EVENTS)
+
+    def key_of(self, event: DomainEvent) -> tuple[int, bool]:
+        if not isinstance(event, _JOB_EVENTS):
+            raise TypeError(f"{type(event).__name__} is not a job event")
+        return event.job_id, isinstance(event, JobSubmitted)
+
+    def fold(self, rows: Rows, recorded: RecordedEvent, event: DomainEvent) -> None:
+        at = recorded.recorded_at
+        if isinstance(event, JobSubmitted):
+            rows.put(
+                event.job_id,
+                {
+                    "job_id": event.job_id,
+                    "account_id": event.account_id,
+                    "dialect": event.dialect,
+                    "kind": event.kind,
+                    "campaign_id": event.campaign_id,
+                    "upload_ref": event.upload_ref,
+                    "state": "queued",
+                    "received": event.received,
+                    "inserted": 0,
+                    "updated": 0,
+                    "reassigned": 0,
+                    "rejected": 0,
+                    "rejected_rows": [],
+                    "error": None,
+                    "callback_url": event.callback_url,
+                    "callback_state": None,
+                    "submitted_at": at,
+                    "completed_at": None,
+                    "callback_attempts": [],
+                },
+            )
+            return
+        if not isinstance(event, _JOB_EVENTS):
+            return
+        row = rows.get(event.job_id)
+        if row is None:  # a job's stream always starts with JobSubmitted
+            return
+        if isinstance(event, JobCompleted):
+            callback = "pending" if row["callback_url"] else None
+            row = row | {
+                "state": "done",
+                "inserted": event.inserted,
+                "updated": event.updated,
+                "reassigned": event.reassigned,
+                "rejected": event.rejected,
+                "rejected_rows": msgspec.to_builtins(event.rejected_rows),
+                "completed_at": at,
+                "callback_state": callback,
+            }
+        elif isinstance(event, JobFailed):
+            row = row | {"state": "failed", "error": event.error, "completed_at": at}
+        elif isinstance(event, CallbackAttempted):
+            attempt = {
+                "attempt": event.attempt,
+                "url": event.url,
+                "status_code": event.status_code,
+                "error": event.error,
+                "delivered": event.delivered,
+                "at": at.isoformat(),
+            }
+            row = row | {"callback_attempts": [*row["callback_attempts"], attempt]}
+            if event.delivered:
+                row["callback_state"] = "delivered"
+        elif isinstance(event, CallbackAbandoned):
+            row = row | {"callback_state": "abandoned"}
+        rows.put(event.job_id, row)

@@ -1,0 +1,199 @@
+"""The callback outbox dispatcher: deliver each job's callback, with retries and backoff.
+
+A due row is leased by pushing its `next_attempt_at` past the HTTP timeout (SKIP LOCKED, one
+short transaction), so no transaction stays open across a slow receiver. Each attempt is a
+CallbackAttempted event; after the last one, CallbackAbandoned. Delivery is at least once: a
+dispatcher that dies between the POST and the record retries it after the lease.
+
+HTTP is injected (`Post`): aiohttp lives in the api layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Final
+from urllib.parse import urlsplit
+
+import asyncpg
+import msgspec
+import structlog
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.envelope import ANY_VERSION, Actor
+from lead_ledger.ledger.job_events import CallbackAbandoned, CallbackAttempted, stream_of_job
+from lead_ledger.service.jobs import CALLBACK_CHANNEL
+from lead_ledger.service.transactions import write_transaction
+from lead_ledger.service.worker import listening, sleep_until
+from lead_ledger.service.writer import Context, record, stream_append
+
+log = structlog.get_logger(__name__)
+
+# (url, JSON body) -> HTTP status; raises OSError/TimeoutError (or the client's own errors,
+# which the poster should wrap as OSError) when nothing answered.
+Post = Callable[[str, bytes], Awaitable[int]]
+
+MAX_ATTEMPTS: Final = 8
+BACKOFF_SECONDS: Final = 1.0  # 1 s, 2 s, 4 s, ... capped
+MAX_BACKOFF_SECONDS: Final = 600.0
+LEASE_SECONDS: Final = 60.0  # longer than the POST timeout (10 s)
+PRIVATE_TARGET: Final = "callback target is a private address"
+
+CLAIM_DUE: Final = """
+WITH due AS (
+    SELECT job_id FROM callback_outbox
+    WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= now()
+    ORDER BY next_attempt_at, job_id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE callback_outbox o SET next_attempt_at = now() + make_interval(secs => $2)
+FROM due WHERE o.job_id = due.job_id
+RETURNING o.job_id, o.account_id, o.url, o.body, o.attempts
+"""
+DELIVERED: Final = """
+UPDATE callback_outbox SET attempts = $2, delivered_at = now() WHERE job_id = $1
+"""
+RETRY: Final = """
+UPDATE callback_outbox SET attempts = $2, next_attempt_at = now() + make_interval(secs => $3)
+WHERE job_id = $1
+"""
+ABANDONED: Final = """
+UPDATE callback_outbox SET attempts = $2, abandoned_at = now() WHERE job_id = $1
+"""
+
+
+class Due(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: int
+    account_id: int
+    url: str
+    body: bytes
+    attempts: int
+
+
+async def refusal(url: str, *, allow_private: bool) -> str | None:
+    """Why the URL may not be called, or None. Every address the host resolves to is checked."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "callback URL must be http or https with a host"
+    if allow_private:
+        return None
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            parts.hostname, parts.port or 443, type=socket.SOCK_STREAM
+        )
+    except OSError as error:
+        return f"cannot resolve callback host: {error}"
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if (
+            address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_multicast
+            or address.is_unspecified
+            or address.is_reserved
+        ):
+            return PRIVATE_TARGET
+    return None
+
+
+async def dispatch_due(
+    pool: asyncpg.Pool,
+    post: Post,
+    *,
+    allow_private: bool,
+    max_attempts: int = MAX_ATTEMPTS,
+    backoff_seconds: float = BACKOFF_SECONDS,
+    limit: int = 10,
+) -> int:
+    """Attempt every due callback (up to `limit`, concurrently); returns how many."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(CLAIM_DUE, limit, LEASE_SECONDS)
+    due = [Due(**dict(row)) for row in rows]
+    await asyncio.gather(
+        *(_attempt(pool, post, d, allow_private, max_attempts, backoff_seconds) for d in due)
+    )
+    return len(due)
+
+
+async def _attempt(
+    pool: asyncpg.Pool,
+    post: Post,
+    due: Due,
+    allow_private: bool,
+    max_attempts: int,
+    backoff_seconds: float,
+) -> None:
+    attempt = due.attempts + 1
+    status: int | None = None
+    error = await refusal(due.url, allow_private=allow_private)
+    final = error is not None  # a refused target stays refused: no retries
+    if error is None:
+        try:
+            status = await post(due.url, due.body)
+        except (OSError, TimeoutError) as failure:
+            error = str(failure) or type(failure).__name__
+    delivered = status is not None and 200 <= status < 300
+    event = CallbackAttempted(
+        job_id=due.job_id,
+        attempt=attempt,
+        url=due.url,
+        status_code=status,
+        error=error,
+        delivered=delivered,
+    )
+    async with pool.acquire() as conn:
+        await _record(conn, due, event, final or attempt >= max_attempts, backoff_seconds)
+    log.info("callback_attempted", job_id=due.job_id, attempt=attempt, status=status, error=error)
+
+
+async def _record(
+    conn: Connection, due: Due, event: CallbackAttempted, last: bool, backoff_seconds: float
+) -> None:
+    ctx = Context(actor=Actor(dialect="system", account_id=due.account_id), job_id=str(due.job_id))
+    events: list[CallbackAttempted | CallbackAbandoned] = [event]
+    async with write_transaction(conn):
+        if event.delivered:
+            await conn.execute(DELIVERED, due.job_id, event.attempt)
+        elif last:
+            events.append(CallbackAbandoned(job_id=due.job_id, attempts=event.attempt))
+            await conn.execute(ABANDONED, due.job_id, event.attempt)
+        else:
+            delay = min(backoff_seconds * 2 ** (event.attempt - 1), MAX_BACKOFF_SECONDS)
+            await conn.execute(RETRY, due.job_id, event.attempt, delay)
+        stream = stream_of_job(due.job_id)
+        await record(
+            conn, [stream_append(ctx, stream, ANY_VERSION, events, account_id=due.account_id)]
+        )
+
+
+async def run_dispatcher(
+    pool: asyncpg.Pool,
+    stop: asyncio.Event,
+    post: Post,
+    *,
+    allow_private: bool,
+    poll_seconds: float = 1.0,
+    max_attempts: int = MAX_ATTEMPTS,
+    backoff_seconds: float = BACKOFF_SECONDS,
+    listen_url: str | None = None,
+) -> None:
+    """Deliver callbacks until `stop` is set; woken by jobs that complete, polls for retries."""
+    async with listening(pool, CALLBACK_CHANNEL, listen_url) as wake:
+        while not stop.is_set():
+            try:
+                count = await dispatch_due(
+                    pool,
+                    post,
+                    allow_private=allow_private,
+                    max_attempts=max_attempts,
+                    backoff_seconds=backoff_seconds,
+                )
+            except Exception:  # the loop must outlive any one delivery
+                log.exception("callback_dispatcher_error")
+                count = 0
+            if count == 0:
+                await sleep_until(wake, stop, poll_seconds)

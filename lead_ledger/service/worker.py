@@ -1,0 +1,120 @@
+"""The job worker loop: LISTEN wakes it when a job is submitted; polling is the backstop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import structlog
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.service import jobs
+
+log = structlog.get_logger(__name__)
+
+
+@asynccontextmanager
+async def listening(
+    pool: asyncpg.Pool, channel: str, listen_url: str | None = None
+) -> AsyncIterator[asyncio.Event]:
+    """An event set on every NOTIFY on `channel`.
+
+    With `listen_url`, on a connection of its own: a listener holds its connection for good, and
+    the app's pool should stay free for requests (and be seen idle when it is).
+    """
+    wake = asyncio.Event()
+
+    def notified(*_: object) -> None:
+        wake.set()
+
+    async with contextlib.AsyncExitStack() as stack:
+        conn: Connection
+        if listen_url:
+            own = await asyncpg.connect(listen_url)
+            stack.push_async_callback(own.close)
+            conn = own
+        else:
+            conn = await stack.enter_async_context(pool.acquire())
+        await conn.add_listener(channel, notified)
+        try:
+            yield wake
+        finally:
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await conn.remove_listener(channel, notified)
+
+
+async def sleep_until(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
+    """Wait for a notification, a stop or the poll interval, whichever comes first."""
+    waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    wake.clear()
+
+
+async def run_worker(
+    pool: asyncpg.Pool,
+    stop: asyncio.Event,
+    *,
+    worker_id: str,
+    poll_seconds: float = 5.0,
+    lease_seconds: float = 300.0,
+    max_attempts: int = jobs.MAX_ATTEMPTS,
+    retry_seconds: float = jobs.RETRY_SECONDS,
+    listen_url: str | None = None,
+) -> None:
+    """Claim and run jobs until `stop` is set; a job interrupted by the stop is handed back."""
+    async with listening(pool, jobs.CHANNEL, listen_url) as wake:
+        while not stop.is_set():
+            try:
+                ran = await _one(pool, stop, worker_id, lease_seconds, max_attempts, retry_seconds)
+            except Exception:  # the loop must outlive any one job
+                # The database went away or the job's transaction failed outside the handler:
+                # the lease expires and the job is claimed again; back off a poll interval.
+                log.exception("job_worker_error", worker_id=worker_id)
+                ran = False
+            if not ran:
+                await sleep_until(wake, stop, poll_seconds)
+
+
+async def _one(
+    pool: asyncpg.Pool,
+    stop: asyncio.Event,
+    worker_id: str,
+    lease_seconds: float,
+    max_attempts: int,
+    retry_seconds: float,
+) -> bool:
+    """Claim and run one job; False when none was runnable."""
+    async with pool.acquire() as conn:
+        claim = await jobs.claim_next(conn, worker_id, lease_seconds)
+        if claim is None:
+            return False
+        log.info("job_claimed", job_id=claim.job_id, attempt=claim.attempts, worker_id=worker_id)
+        run = asyncio.ensure_future(
+            jobs.run_job(
+                conn, worker_id, claim, max_attempts=max_attempts, retry_seconds=retry_seconds
+            )
+        )
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if run.done():
+            log.info("job_ran", job_id=claim.job_id, state=run.result(), worker_id=worker_id)
+            return True
+        # Stopping: the job's transaction rolls back when cancelled; hand the job back below,
+        # on another connection, as this one may be unusable after the cancellation.
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await run
+    async with pool.acquire() as conn:
+        await jobs.release(conn, claim.job_id, worker_id)
+    log.info("job_released", job_id=claim.job_id, worker_id=worker_id)
+    return True

@@ -1,0 +1,404 @@
+"""Bulk jobs: submit, claim with SKIP LOCKED and a lease, run in one transaction, retry, fail,
+survive a kill -9 mid-job, and deliver callbacks with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import msgspec
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from lead_ledger.api.jobs import poster
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.envelope import Actor
+from lead_ledger.ledger.events import LeadFields
+from lead_ledger.service import callbacks, jobs
+from lead_ledger.service.jobs import Job, JobOutcome
+from lead_ledger.service.transactions import write_transaction
+from lead_ledger.service.worker import run_worker
+from lead_ledger.service.writer import Context
+from tests.factories import make_account, make_campaign
+
+ROOT = Path(__file__).resolve().parents[2]
+CTX = Context(actor=Actor(dialect="native", account_id=None), request_id="test")
+
+AiohttpServer = Callable[..., Awaitable[TestServer]]
+
+
+def phone(i: int) -> str:
+    return f"9{i:09d}"
+
+
+async def submit(
+    pool: asyncpg.Pool,
+    account_id: int,
+    campaign_id: int,
+    rows: list[LeadFields],
+    *,
+    kind: str = "insert_leads",
+    check_duplicates: bool = True,
+    callback_url: str | None = None,
+) -> int:
+    payload = msgspec.json.encode(
+        jobs.InsertLeadsPayload(
+            campaign_id=campaign_id, check_duplicates=check_duplicates, rows=rows
+        )
+    )
+    async with pool.acquire() as conn, write_transaction(conn):
+        return await jobs.submit_job(
+            conn,
+            CTX,
+            account_id=account_id,
+            dialect="native",
+            kind=kind,
+            campaign_id=campaign_id,
+            payload=payload,
+            received=len(rows),
+            callback_url=callback_url,
+            upload_ref="book-1",
+            options={},
+        )
+
+
+@asynccontextmanager
+async def worker(pool: asyncpg.Pool, worker_id: str = "w1", **knobs: Any) -> AsyncIterator[None]:
+    """A worker running in this process for the block's duration."""
+    stop = asyncio.Event()
+    knobs.setdefault("poll_seconds", 0.05)
+    task = asyncio.create_task(run_worker(pool, stop, worker_id=worker_id, **knobs))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def until(pool: asyncpg.Pool, sql: str, *args: object, wait: float = 60) -> None:
+    """Poll until the query returns true."""
+    deadline = time.monotonic() + wait
+    while not await pool.fetchval(sql, *args):
+        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
+        await asyncio.sleep(0.05)
+
+
+FINISHED = "SELECT bool_and(state IN ('done', 'failed')) FROM job_queue"
+# Another session of this database holds a transaction id: it has locked or written rows.
+IN_RUN_TRANSACTION = """
+SELECT EXISTS (
+    SELECT FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL
+)
+"""
+
+
+async def job_events(pool: asyncpg.Pool, job_id: int) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT type FROM events WHERE stream_id = $1 ORDER BY stream_version", f"job-{job_id}"
+    )
+    return [row["type"] for row in rows]
+
+
+@pytest.fixture
+async def campaign(pool: asyncpg.Pool) -> tuple[int, int]:
+    account_id = await make_account(pool)
+    return account_id, await make_campaign(pool, account_id)
+
+
+async def test_worker_completes_insert_leads_job(
+    pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """A submitted job is run by the worker: leads in, duplicates and phoneless rows rejected."""
+    account_id, campaign_id = campaign
+    rows = [
+        LeadFields(phone_numbers=[phone(1)], name="a"),
+        LeadFields(phone_numbers=[phone(1)], name="dup"),
+        LeadFields(name="no phone"),
+        LeadFields(phone_numbers=[phone(2)]),
+    ]
+    job_id = await submit(pool, account_id, campaign_id, rows)
+    assert await pool.fetchval("SELECT state FROM jobs WHERE job_id = $1", job_id) == "queued"
+    async with worker(pool):
+        await until(pool, FINISHED)
+    async with pool.acquire() as conn:
+        view = await jobs.get_job(conn, account_id, job_id)
+    assert view is not None
+    assert view.state == "done"
+    assert (view.counts.received, view.counts.inserted, view.counts.rejected) == (4, 2, 2)
+    assert [(r.row_number, r.description) for r in view.rejected_rows] == [
+        (2, "duplicate phone number in campaign"),
+        (3, "a lead needs at least one phone number"),
+    ]
+    assert view.timings.completed_at is not None
+    assert (
+        await pool.fetchval("SELECT count(*) FROM leads WHERE campaign_id = $1", campaign_id) == 2
+    )
+    assert await job_events(pool, job_id) == ["JobSubmitted", "JobCompleted"]
+    # The outcome is in the log: the payload is not kept.
+    assert await pool.fetchval("SELECT count(*) FROM job_payloads") == 0
+    meta = await pool.fetchval(
+        "SELECT metadata ->> 'job_id' FROM events WHERE type = 'LeadInserted' LIMIT 1"
+    )
+    assert meta == str(job_id)
+
+
+async def test_two_workers_never_run_the_same_job(
+    pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """Two workers on one pool share 20 jobs; every job runs exactly once."""
+    account_id, campaign_id = campaign
+    runs: Counter[int] = Counter()
+
+    async def slow(conn: Connection, ctx: Context, job: Job, payload: bytes) -> JobOutcome:
+        runs[job.job_id] += 1
+        await asyncio.sleep(0.02)
+        return JobOutcome()
+
+    jobs.register("test_slow", slow)
+    ids = [await submit(pool, account_id, campaign_id, [], kind="test_slow") for _ in range(20)]
+    async with worker(pool, "w1"), worker(pool, "w2"):
+        await until(pool, FINISHED)
+    assert runs == Counter(dict.fromkeys(ids, 1))
+    owners = await pool.fetchval(
+        "SELECT count(DISTINCT metadata ->> 'job_id') FROM events WHERE type = 'JobCompleted'"
+    )
+    assert owners == 20
+    assert await pool.fetchval("SELECT max(attempts) FROM job_queue") == 1
+
+
+async def test_failing_handler_is_retried_then_job_failed(
+    pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """A raising handler is retried up to max_attempts, then JobFailed; nothing it wrote stays."""
+    account_id, campaign_id = campaign
+    calls = 0
+
+    async def broken(conn: Connection, ctx: Context, job: Job, payload: bytes) -> JobOutcome:
+        nonlocal calls
+        calls += 1
+        await jobs.insert_leads_job(conn, ctx, job, payload)  # writes, then fails: rolled back
+        raise RuntimeError("vendor file unreadable")
+
+    jobs.register("test_broken", broken)
+    rows = [LeadFields(phone_numbers=[phone(7)])]
+    job_id = await submit(pool, account_id, campaign_id, rows, kind="test_broken")
+    async with worker(pool, max_attempts=3, retry_seconds=0.01):
+        await until(pool, FINISHED)
+    assert calls == 3
+    assert await job_events(pool, job_id) == ["JobSubmitted", "JobFailed"]
+    row = await pool.fetchrow("SELECT state, error FROM jobs WHERE job_id = $1", job_id)
+    assert row is not None
+    assert tuple(row) == ("failed", "RuntimeError: vendor file unreadable")
+    assert await pool.fetchval("SELECT count(*) FROM leads") == 0
+
+
+async def test_graceful_stop_releases_the_lease(
+    pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """A worker stopped mid-job rolls it back and hands it back at once, attempt uncounted."""
+    account_id, campaign_id = campaign
+    started = asyncio.Event()
+
+    async def hangs(conn: Connection, ctx: Context, job: Job, payload: bytes) -> JobOutcome:
+        started.set()
+        await asyncio.Event().wait()
+        return JobOutcome()
+
+    jobs.register("test_hangs", hangs)
+    await submit(pool, account_id, campaign_id, [], kind="test_hangs")
+    async with worker(pool, lease_seconds=3600):
+        await asyncio.wait_for(started.wait(), 10)
+    row = await pool.fetchrow("SELECT state, attempts, lease_until <= now() AS free FROM job_queue")
+    assert row is not None
+    assert tuple(row) == ("running", 0, True)
+    jobs.register("test_hangs", jobs.insert_leads_job)  # the next worker can finish it
+    async with worker(pool, "w2"):
+        await until(pool, FINISHED)
+    assert await pool.fetchval("SELECT state FROM job_queue") == "done"
+
+
+async def test_kill_9_mid_job_leaves_nothing_half_done(
+    database_url: str, pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """A worker killed mid-job (50,000 rows) leaves no lead; the retry inserts each exactly once."""
+    account_id, campaign_id = campaign
+    total = 50_000
+    rows = [LeadFields(phone_numbers=[phone(i)]) for i in range(total)]
+    job_id = await submit(pool, account_id, campaign_id, rows, check_duplicates=False)
+    process = subprocess.Popen(  # noqa: ASYNC220, S603 - our own script; we only kill it
+        [sys.executable, "-m", "tests.integration.job_worker_script", database_url, "doomed", "2"],
+        cwd=ROOT,
+    )
+    try:
+        await until(pool, "SELECT EXISTS (SELECT FROM job_queue WHERE lease_owner = 'doomed')")
+        await until(pool, IN_RUN_TRANSACTION)  # the worker holds the row: its run began
+        await asyncio.sleep(0.3)  # well into the handler's writes
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert await job_events(pool, job_id) == ["JobSubmitted"], "killed too late: job finished"
+    async with worker(pool, "survivor", poll_seconds=0.2):
+        await until(pool, FINISHED, wait=120)
+    assert await job_events(pool, job_id) == ["JobSubmitted", "JobCompleted"]
+    assert await pool.fetchval("SELECT count(*) FROM leads") == total
+    counts = await pool.fetchrow(
+        "SELECT count(*) AS n, count(DISTINCT value) AS d FROM contacts WHERE kind = 'phone'"
+    )
+    assert counts is not None
+    assert (counts["n"], counts["d"]) == (total, total)
+    assert await pool.fetchval("SELECT attempts FROM job_queue") == 2
+
+
+# --- callbacks ------------------------------------------------------------------------------
+
+
+async def completed_job(pool: asyncpg.Pool, campaign: tuple[int, int], url: str) -> int:
+    account_id, campaign_id = campaign
+    rows = [LeadFields(phone_numbers=[phone(3)])]
+    job_id = await submit(pool, account_id, campaign_id, rows, callback_url=url)
+    async with worker(pool):
+        await until(pool, FINISHED)
+    return job_id
+
+
+async def dispatch_until_settled(pool: asyncpg.Pool, *, allow_private: bool) -> None:
+    async with aiohttp.ClientSession() as session:
+        post = poster(session)
+        for _ in range(200):
+            await callbacks.dispatch_due(
+                pool, post, allow_private=allow_private, backoff_seconds=0.01
+            )
+            if await pool.fetchval(
+                "SELECT bool_and(delivered_at IS NOT NULL OR abandoned_at IS NOT NULL)"
+                " FROM callback_outbox"
+            ):
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("callback never settled")
+
+
+async def test_callback_retried_on_500_then_delivered(
+    pool: asyncpg.Pool, campaign: tuple[int, int], aiohttp_server: AiohttpServer
+) -> None:
+    """The callback is POSTed as JSON; two 500s are retried with backoff, the third delivers."""
+    bodies: list[dict[str, Any]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.Response(status=500 if len(bodies) < 3 else 200)
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    server = await aiohttp_server(app)
+    job_id = await completed_job(pool, campaign, str(server.make_url("/hook")))
+    await dispatch_until_settled(pool, allow_private=True)
+    assert len(bodies) == 3
+    assert bodies[0] == {
+        "job_id": job_id,
+        "state": "done",
+        "upload_ref": "book-1",
+        "received": 1,
+        "inserted": 1,
+        "updated": 0,
+        "reassigned": 0,
+        "rejected": 0,
+        "rejected_rows": [],
+    }
+    attempts = msgspec.json.decode(
+        await pool.fetchval("SELECT callback_attempts FROM jobs WHERE job_id = $1", job_id)
+    )
+    assert [(a["status_code"], a["delivered"]) for a in attempts] == [
+        (500, False),
+        (500, False),
+        (200, True),
+    ]
+    assert await pool.fetchval("SELECT callback_state FROM jobs") == "delivered"
+
+
+async def test_callback_to_loopback_refused_when_not_allowed(
+    pool: asyncpg.Pool, campaign: tuple[int, int], aiohttp_server: AiohttpServer
+) -> None:
+    """Without callback_allow_private, 127.0.0.1 is never called: one refused attempt, abandoned."""
+    hits: list[str] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    job_id = await completed_job(pool, campaign, str(server.make_url("/hook")))
+    await dispatch_until_settled(pool, allow_private=False)
+    assert hits == []
+    assert await job_events(pool, job_id) == [
+        "JobSubmitted",
+        "JobCompleted",
+        "CallbackAttempted",
+        "CallbackAbandoned",
+    ]
+    attempts = msgspec.json.decode(
+        await pool.fetchval("SELECT callback_attempts FROM jobs WHERE job_id = $1", job_id)
+    )
+    assert [a["error"] for a in attempts] == ["callback target is a private address"]
+    assert await pool.fetchval("SELECT callback_state FROM jobs") == "abandoned"
+
+
+async def test_callback_abandoned_after_max_attempts(
+    pool: asyncpg.Pool, campaign: tuple[int, int], aiohttp_server: AiohttpServer
+) -> None:
+    """A receiver that always fails gets exactly MAX_ATTEMPTS tries, then CallbackAbandoned."""
+    hits: list[int] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        hits.append(1)
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    server = await aiohttp_server(app)
+    job_id = await completed_job(pool, campaign, str(server.make_url("/hook")))
+    await dispatch_until_settled(pool, allow_private=True)
+    assert len(hits) == callbacks.MAX_ATTEMPTS
+    events = await job_events(pool, job_id)
+    assert events.count("CallbackAttempted") == callbacks.MAX_ATTEMPTS
+    assert events[-1] == "CallbackAbandoned"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.5/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://224.0.0.1/hook",
+        "http://[::1]/hook",
+        "http://[fe80::1]/hook",
+        "http://localhost/hook",
+    ],
+)
+async def test_private_targets_are_refused(url: str) -> None:
+    """Loopback, private, link-local and multicast targets are refused unless allowed."""
+    assert await callbacks.refusal(url, allow_private=False) == callbacks.PRIVATE_TARGET
+    assert await callbacks.refusal(url, allow_private=True) is None
+
+
+async def test_public_target_is_allowed() -> None:
+    """A public address passes; a URL that is not http(s) never does."""
+    assert await callbacks.refusal("https://8.8.8.8/hook", allow_private=False) is None
+    refused = await callbacks.refusal("file:///etc/passwd", allow_private=True)
+    assert refused == "callback URL must be http or https with a host"
