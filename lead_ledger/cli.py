@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from collections.abc import Sequence
 from contextlib import aclosing
@@ -100,11 +101,24 @@ def _database_url(settings: Settings, *, keep_running: bool = False) -> str:
 def _serve(settings: Settings, host: str, port: int) -> int:
     url = _database_url(settings)
     app = create_app(settings, url)
+    _tune_gc()
     log.info("serving", host=host, port=port)
     # run_app turns SIGINT/SIGTERM into a graceful shutdown: in-flight requests finish and the
     # cleanup contexts (pool, worker leases) run before the process exits.
     web.run_app(app, host=host, port=port, print=None, shutdown_timeout=30, access_log=None)
     return 0
+
+
+def _tune_gc() -> None:
+    """Fewer, cheaper cyclic collections: they pause every request in flight.
+
+    Objects alive at start (modules, the app) are frozen out of collection, and the youngest
+    generation is collected after 20,000 allocations instead of 700: a request allocates
+    thousands of short-lived objects that reference counting frees anyway.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 async def _migrate(settings: Settings) -> int:
