@@ -105,8 +105,27 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     log.info("serving", host=host, port=port)
     # run_app turns SIGINT/SIGTERM into a graceful shutdown: in-flight requests finish and the
     # cleanup contexts (pool, worker leases) run before the process exits.
-    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=30, access_log=None)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=None,
+        shutdown_timeout=30,
+        access_log=None,
+        loop=_event_loop(),
+    )
     return 0
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux and macOS): asyncpg and aiohttp spend most of their
+    time in the loop's socket paths, which it runs in C. The standard loop elsewhere."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional, platform-dependent
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 def _tune_gc() -> None:
