@@ -71,6 +71,14 @@ class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
     duplicates: dict[int, list[int]]
 
 
+class LeadsNotFoundError(LeadError):
+    """Some required lead ids were not found (live, or archived); nothing was written."""
+
+    def __init__(self, found: set[int]) -> None:
+        super().__init__("some lead ids do not exist")
+        self.found = found
+
+
 class ArchiveCounts(msgspec.Struct, frozen=True, kw_only=True):
     select_count: int
     insert_count: int
@@ -330,9 +338,16 @@ async def archive_leads(
     insert: bool,
     update: bool,
     delete: bool,
+    required: Sequence[int] | None = None,
 ) -> ArchiveCounts:
-    """The Vicidial archive: insert, re-sync, then safe-delete, per lead, in one transaction."""
+    """The Vicidial archive: insert, re-sync, then safe-delete, per lead, in one transaction.
+
+    With `required`, raises LeadsNotFoundError before writing anything when one of those ids is not
+    live in the account; existence is decided by the same read, under the same locks, that the
+    archive then acts on.
+    """
     live = await lock_live_leads(conn, account_id, lead_ids)
+    _require(required, live)
     states = await load_leads(conn, live)
     times = {
         row["lead_id"]: RowTimes(entry_at=row["entry_at"], modified_at=row["modified_at"])
@@ -359,6 +374,11 @@ async def archive_leads(
     )
 
 
+def _require(required: Sequence[int] | None, found: set[int]) -> None:
+    if required is not None and not found.issuperset(required):
+        raise LeadsNotFoundError(found)
+
+
 async def dearchive_leads(
     conn: Connection,
     ctx: Context,
@@ -367,14 +387,18 @@ async def dearchive_leads(
     lead_ids: Sequence[int],
     insert: bool,
     delete: bool,
+    required: Sequence[int] | None = None,
 ) -> ArchiveCounts:
-    """The reverse: restore archived leads into live, then drop archive rows equal to live."""
+    """The reverse: restore archived leads into live, then drop archive rows equal to live.
+
+    With `required`, raises LeadsNotFoundError before writing when one of them is not archived."""
     # A lead's campaign never changes, so it is read before the lock; which leads are archived
     # (and so what select_count says) is read again under it.
     before = await conn.fetch(SELECT_ARCHIVED, account_id, list(lead_ids))
     await lock_campaigns(conn, {row["campaign_id"] for row in before})
     rows = await conn.fetch(SELECT_ARCHIVED, account_id, [row["lead_id"] for row in before])
     archived = {row["lead_id"]: row["entry_at"] for row in rows}
+    _require(required, set(archived))
     states = await load_leads(conn, archived)
     region = await default_region(conn, account_id)
     appends = []

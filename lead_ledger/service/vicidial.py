@@ -17,20 +17,17 @@ import msgspec
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.events import OfficeHours
-from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.office_hours import within_office_hours
-from lead_ledger.service.leads import ArchiveCounts, archive_leads, dearchive_leads, lock_live_leads
+from lead_ledger.service.leads import (
+    ArchiveCounts,
+    LeadsNotFoundError,
+    archive_leads,
+    dearchive_leads,
+)
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context
 
 SELECT_OFFICE_HOURS: Final = "SELECT office_hours FROM settings WHERE account_id = $1"
-SELECT_ARCHIVED_CAMPAIGNS: Final = """
-SELECT DISTINCT campaign_id FROM lead_archive
-WHERE account_id = $1 AND lead_id = ANY($2::bigint[])
-"""
-SELECT_ARCHIVED_IDS: Final = """
-SELECT lead_id FROM lead_archive WHERE account_id = $1 AND lead_id = ANY($2::bigint[])
-"""
 
 MAX_LEAD_IDS: Final = 500
 _MAX_BIGINT: Final = 2**63 - 1  # larger (or non-positive) ids cannot exist: never sent to SQL
@@ -80,12 +77,6 @@ class ArchiveRequest(msgspec.Struct, frozen=True, kw_only=True):
     update_leads: bool = False
     delete_leads: bool
     lead_ids: list[int]
-
-
-class _Missing(Exception):  # noqa: N818 - control flow out of the transaction, not an error
-    def __init__(self, lead_ids: list[int]) -> None:
-        super().__init__(lead_ids)
-        self.lead_ids = lead_ids
 
 
 # --- decoding and validation (pure) ---------------------------------------------------------------
@@ -243,20 +234,20 @@ async def archive(
         try:
             async with write_transaction(conn):
                 # Existence is decided under the campaign locks, by the same read the archive
-                # then acts on, so a lead deleted concurrently is refused rather than skipped.
-                live = await lock_live_leads(conn, account_id, _possible(ids))
-                _refuse_missing(ids, live)
+                # then acts on, so a lead deleted concurrently is refused rather than skipped;
+                # a refusal leaves the transaction before anything is written.
                 counts = await archive_leads(
                     conn,
                     ctx,
                     account_id=account_id,
-                    lead_ids=ids,
+                    lead_ids=_possible(ids),
                     insert=request.insert_leads,
                     update=request.update_leads,
                     delete=request.delete_leads,
+                    required=ids,
                 )
-        except _Missing as missing:
-            return Refusal(400, LeadErrors(MISSING, len(missing.lead_ids), missing.lead_ids))
+        except LeadsNotFoundError as not_found:
+            return _missing(ids, not_found.found)
     return _processed(counts)
 
 
@@ -274,22 +265,19 @@ async def dearchive(
         ids = request.lead_ids
         try:
             async with write_transaction(conn):
-                # A lead's campaign never changes, so it may be read before the lock; which
-                # leads are archived is read again after it.
-                campaigns = await conn.fetch(SELECT_ARCHIVED_CAMPAIGNS, account_id, _possible(ids))
-                await lock_campaigns(conn, [row["campaign_id"] for row in campaigns])
-                rows = await conn.fetch(SELECT_ARCHIVED_IDS, account_id, _possible(ids))
-                _refuse_missing(ids, {row["lead_id"] for row in rows})
+                # Which leads are archived is decided under their campaigns' locks, by the read
+                # the dearchive then acts on.
                 counts = await dearchive_leads(
                     conn,
                     ctx,
                     account_id=account_id,
-                    lead_ids=ids,
+                    lead_ids=_possible(ids),
                     insert=request.insert_leads,
                     delete=request.delete_leads,
+                    required=ids,
                 )
-        except _Missing as missing:
-            return Refusal(400, LeadErrors(MISSING, len(missing.lead_ids), missing.lead_ids))
+        except LeadsNotFoundError as not_found:
+            return _missing(ids, not_found.found)
     return _processed(counts)
 
 
@@ -297,10 +285,9 @@ def _possible(ids: Sequence[int]) -> list[int]:
     return [i for i in ids if 0 < i <= _MAX_BIGINT]
 
 
-def _refuse_missing(ids: Sequence[int], found: set[int]) -> None:
+def _missing(ids: Sequence[int], found: set[int]) -> Refusal:
     missing = [i for i in ids if i not in found]
-    if missing:
-        raise _Missing(missing)  # leaves the transaction, rolling back the locks taken
+    return Refusal(400, LeadErrors(MISSING, len(missing), missing))
 
 
 def _processed(counts: ArchiveCounts) -> Processed:
