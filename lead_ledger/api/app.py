@@ -7,7 +7,18 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from lead_ledger.api import admin, jobs, jtel, native, openapi, ops, ozonetel_add, vicidial
+from lead_ledger.api import (
+    admin,
+    flexydial,
+    jobs,
+    jtel,
+    native,
+    openapi,
+    ops,
+    ozonetel_add,
+    ozonetel_bulk,
+    vicidial,
+)
 from lead_ledger.api.keys import CLOCK, DATABASE_URL, LEAD_BATCHER, POOL, SETTINGS
 from lead_ledger.api.middleware import request_context
 from lead_ledger.ledger.database import open_database
@@ -44,6 +55,8 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     app.add_routes(ozonetel_add.routes)
     app.add_routes(jtel.routes)
     app.add_routes(vicidial.routes)
+    app.add_routes(flexydial.routes)
+    app.add_routes(ozonetel_bulk.routes)
     jobs.setup(app)  # GET /v1/jobs/{id}, and the job worker and callback dispatcher tasks
     app.add_routes(openapi.routes)
     return app

@@ -115,12 +115,18 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
 
 
 JobHandler = Callable[[Connection, Context, Job, bytes], Awaitable[JobOutcome]]
+# The callback body of a failed job, for dialects whose callback has a shape of its own.
+FailureBody = Callable[[Job, str], dict[str, Any]]
 HANDLERS: Final[dict[str, JobHandler]] = {}
+FAILURE_BODIES: Final[dict[str, FailureBody]] = {}
 
 
-def register(kind: str, handler: JobHandler) -> None:
-    """Route jobs of `kind` to `handler`, which writes through the lead services."""
+def register(kind: str, handler: JobHandler, *, failure_body: FailureBody | None = None) -> None:
+    """Route jobs of `kind` to `handler`, which writes through the lead services; a failed
+    job's callback is `failure_body(job, error)` when given, else the generic failure body."""
     HANDLERS[kind] = handler
+    if failure_body is not None:
+        FAILURE_BODIES[kind] = failure_body
 
 
 async def submit_job(  # noqa: PLR0913 - one keyword per JobSubmitted field
@@ -245,7 +251,11 @@ async def _complete(conn: Connection, ctx: Context, job: Job, outcome: JobOutcom
 
 async def _fail(conn: Connection, ctx: Context, job: Job, error: str) -> None:
     event = JobFailed(job_id=job.job_id, error=error)
-    body = {"job_id": job.job_id, "state": "failed", "upload_ref": job.upload_ref, "error": error}
+    vendor_body = FAILURE_BODIES.get(job.kind)
+    if vendor_body is not None:
+        body = vendor_body(job, error)
+    else:
+        body = {"job_id": job.job_id, "state": "failed", "upload_ref": job.upload_ref, "error": error}
     await _finish(conn, ctx, job, event, "failed", body)
 
 
