@@ -252,10 +252,11 @@ async def _complete(conn: Connection, ctx: Context, job: Job, outcome: JobOutcom
 async def _fail(conn: Connection, ctx: Context, job: Job, error: str) -> None:
     event = JobFailed(job_id=job.job_id, error=error)
     vendor_body = FAILURE_BODIES.get(job.kind)
-    if vendor_body is not None:
-        body = vendor_body(job, error)
-    else:
-        body = {"job_id": job.job_id, "state": "failed", "upload_ref": job.upload_ref, "error": error}
+    body = (
+        vendor_body(job, error)
+        if vendor_body is not None
+        else {"job_id": job.job_id, "state": "failed", "upload_ref": job.upload_ref, "error": error}
+    )
     await _finish(conn, ctx, job, event, "failed", body)
 
 
