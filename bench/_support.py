@@ -7,21 +7,29 @@ server it only ever works in databases it created itself (`bench_database`) and 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
+import random
 import re
 import secrets
 import shutil
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import textwrap
+import time
 import warnings
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 
 from lead_ledger.ledger.connection import Connection
@@ -195,3 +203,75 @@ def print_notes(notes: Sequence[str], indent: int = 2, width: int = 100) -> None
                 subsequent_indent=" " * (indent + 2),
             )
         )
+
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "lead-ledger"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@contextlib.asynccontextmanager
+async def serve_processes(
+    database_url: str, count: int, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[list[tuple[str, int]]]:
+    """`count` `lead-ledger serve` processes (the console script beside this interpreter) on
+    free ports against one database; yields (base URL, pid) once all answer /healthz."""
+    env = os.environ | {"LEDGER_DATABASE_URL": database_url, "LEDGER_LOG_LEVEL": "warning"}
+    env |= extra_env or {}
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        for _ in range(count):
+            port = free_port()
+            # Started once, before anything is measured: blocking here costs nothing.
+            process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own console script
+                [str(CONSOLE_SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+            )
+            processes.append((f"http://127.0.0.1:{port}", process))
+        async with aiohttp.ClientSession() as session:
+            for base, process in processes:
+                await _wait_ready(session, base, process)
+        yield [(base, process.pid) for base, process in processes]
+    finally:
+        for _, process in processes:
+            process.send_signal(signal.SIGTERM)
+        for _, process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def _wait_ready(
+    session: aiohttp.ClientSession, base: str, process: subprocess.Popen[bytes]
+) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server for {base} exited with {process.returncode}")
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.get(f"{base}/healthz") as response:
+                if response.status == 200:
+                    return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the server for {base} did not answer within 60 s")
+
+
+class Phones:
+    """Random 10-digit Indian mobile numbers, never the same one twice."""
+
+    def __init__(self, seed: int = 20240601) -> None:
+        self.used: set[int] = set()
+        self.random = random.Random(seed)
+
+    def next(self) -> str:
+        while True:
+            number = self.random.randrange(6_000_000_000, 10_000_000_000)
+            if number not in self.used:
+                self.used.add(number)
+                return str(number)

@@ -21,16 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import random
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -38,17 +33,16 @@ from typing import TYPE_CHECKING, Final
 import aiohttp
 
 from lead_ledger.api import ozonetel_add
-from lead_ledger.api.app import create_app
 from lead_ledger.ledger.database import connect
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.service import accounts
 from lead_ledger.service.writer import Context
-from lead_ledger.settings import Settings
 
 if TYPE_CHECKING:
     # mypy checks bench/ as the namespace package `bench`; run as a script, bench/ itself is on
     # sys.path. Both name the same file.
     from bench._support import (
+        Phones,
         bench_database,
         bench_server,
         machine_description,
@@ -56,10 +50,12 @@ if TYPE_CHECKING:
         print_pairs,
         print_table,
         quiet_logs,
+        serve_processes,
         server_description,
     )
 else:
     from _support import (
+        Phones,
         bench_database,
         bench_server,
         machine_description,
@@ -67,6 +63,7 @@ else:
         print_pairs,
         print_table,
         quiet_logs,
+        serve_processes,
         server_description,
     )
 
@@ -75,25 +72,6 @@ TARGET_P99_MS: Final = 50.0
 ACCOUNT: Final = "bench"
 CAMPAIGN: Final = "bench"
 EXPECTED: Final = "Please pass the valid Campaign action SuccessFully Updated {} Campaign Data"
-CONSOLE_SCRIPT: Final = Path(sys.executable).parent / "lead-ledger"
-
-# Until lead_ledger/api/app.py registers the route, the servers run the same CLI `main` with
-# the route added to the app it builds; once it does, the console script itself runs.
-_WITH_ROUTE: Final = """
-import sys
-from lead_ledger import cli
-from lead_ledger.api import ozonetel_add
-
-_create_app = cli.create_app
-
-def create_app(settings, url):
-    app = _create_app(settings, url)
-    app.add_routes(ozonetel_add.routes)
-    return app
-
-cli.create_app = create_app
-sys.exit(cli.main(sys.argv[1:]))
-"""
 
 
 @dataclass
@@ -123,20 +101,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def route_registered() -> bool:
-    app = create_app(Settings(), "postgresql://unused")
-    return any(
-        r.resource and r.resource.canonical == ozonetel_add.PATH for r in app.router.routes()
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def campaign_name(index: int) -> str:
     return CAMPAIGN if index == 0 else f"{CAMPAIGN}-{index}"
 
@@ -162,68 +126,6 @@ async def seed(database_url: str, campaigns: int) -> str:
     finally:
         await conn.close()
     return issued.key
-
-
-@contextlib.asynccontextmanager
-async def servers(
-    database_url: str, count: int, pool_max: int | None
-) -> AsyncIterator[list[tuple[str, int]]]:
-    """`count` serve processes on free ports; yields (base URL, pid) once all answer /healthz."""
-    env = os.environ | {"LEDGER_DATABASE_URL": database_url, "LEDGER_LOG_LEVEL": "warning"}
-    if pool_max is not None:
-        env["LEDGER_DB_POOL_MAX"] = str(pool_max)
-    command = [str(CONSOLE_SCRIPT)] if route_registered() else [sys.executable, "-c", _WITH_ROUTE]
-    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
-    try:
-        for _ in range(count):
-            port = free_port()
-            # Started once, before anything is measured: blocking here costs nothing.
-            process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own console script
-                [*command, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env
-            )
-            processes.append((f"http://127.0.0.1:{port}", process))
-        async with aiohttp.ClientSession() as session:
-            for base, process in processes:
-                await wait_ready(session, base, process)
-        yield [(base, process.pid) for base, process in processes]
-    finally:
-        for _, process in processes:
-            process.send_signal(signal.SIGTERM)
-        for _, process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-async def wait_ready(
-    session: aiohttp.ClientSession, base: str, process: subprocess.Popen[bytes]
-) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server for {base} exited with {process.returncode}")
-        with contextlib.suppress(aiohttp.ClientError):
-            async with session.get(f"{base}/healthz") as response:
-                if response.status == 200:
-                    return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"the server for {base} did not answer within 60 s")
-
-
-class Phones:
-    """Random 10-digit Indian mobile numbers, never the same one twice."""
-
-    def __init__(self) -> None:
-        self.used: set[int] = set()
-        self.random = random.Random(20240601)
-
-    def next(self) -> str:
-        while True:
-            number = self.random.randrange(6_000_000_000, 10_000_000_000)
-            if number not in self.used:
-                self.used.add(number)
-                return str(number)
 
 
 async def client(
@@ -323,12 +225,15 @@ async def run(args: argparse.Namespace) -> None:
         print_pairs([("server", server.source), *await server_description(server.url)])
         print_pairs(machine_description())
         key = await seed(url, args.campaigns)
-        async with servers(url, args.servers, args.pool) as running:
+        extra = {} if args.pool is None else {"LEDGER_DB_POOL_MAX": str(args.pool)}
+        async with serve_processes(url, args.servers, extra) as running:
             bases = [base for base, _ in running]
-            launcher = "console script" if route_registered() else "CLI main + route (app.py)"
             print_pairs(
                 [
-                    ("servers", f"{len(bases)} ({launcher}), LEDGER_DB_POOL_MAX={args.pool}"),
+                    (
+                        "servers",
+                        f"{len(bases)} (lead-ledger serve), LEDGER_DB_POOL_MAX={args.pool}",
+                    ),
                     (
                         "load",
                         (

@@ -126,8 +126,11 @@ def decide_insert(
     campaign_id: int,
     fields: LeadFields,
     default_region: str | None,
+    keys: list[str] | None = None,
 ) -> LeadInserted:
-    keys = dedupe_keys(fields.phone_numbers, default_region)
+    """A new lead; `keys` are its numbers' dedupe keys when the caller computed them already."""
+    if keys is None:
+        keys = dedupe_keys(fields.phone_numbers, default_region)
     _check_phones(fields.phone_numbers, keys)
     return LeadInserted(
         lead_id=lead_id,

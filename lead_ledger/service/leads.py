@@ -38,6 +38,7 @@ from lead_ledger.ledger.lead import (
 )
 from lead_ledger.ledger.locks import campaign_lock_key, lock_campaigns
 from lead_ledger.ledger.store import read_streams
+from lead_ledger.service.phone_keys import dedupe_keys_many
 from lead_ledger.service.writer import Context, record, stream_append
 
 SELECT_REGION: Final = "SELECT default_region FROM settings WHERE account_id = $1"
@@ -167,9 +168,14 @@ async def insert_lead_groups(
     # and every round trip inside a lock is one that all writers of the campaign wait for.
     if isinstance(region, UnsetType):
         region = await default_region(conn, account_id)
+    # So are the dedupe keys: the costliest part of a large insert, computed outside the locks.
+    ordered = sorted(groups)
+    phones = [lead.fields.phone_numbers for campaign_id in ordered for lead in groups[campaign_id]]
+    all_keys = iter(await dedupe_keys_many(phones, region))
     decided: dict[int, list[LeadInserted]] = {}
-    for campaign_id in sorted(groups):
+    for campaign_id in ordered:
         leads = groups[campaign_id]
+        keys = [next(all_keys) for _ in leads]
         drawn = await conn.fetchrow(NEXT_IDS_THEN_LOCK, len(leads), campaign_lock_key(campaign_id))
         ids: list[int] = drawn["ids"] if drawn is not None else []
         decided[campaign_id] = [
@@ -179,8 +185,9 @@ async def insert_lead_groups(
                 campaign_id=campaign_id,
                 fields=lead.fields,
                 default_region=region,
+                keys=lead_keys,
             )
-            for lead_id, lead in zip(ids, leads, strict=True)
+            for lead_id, lead, lead_keys in zip(ids, leads, keys, strict=True)
         ]
     appends: list[StreamAppend] = []
     results: dict[int, InsertResult] = {}
