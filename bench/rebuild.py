@@ -221,7 +221,7 @@ async def run(args: argparse.Namespace) -> None:
             )
             del rows
             reports = [await measure(url, args.batch) for _ in range(args.rounds)]
-    phases = ["read+decode", "fold", "copy+index", "catch-up", "swap"]
+    phases = ["sql", "read+decode", "fold", "copy", "index", "catch-up", "swap"]
     table = [["round", "events", "seconds", "events/s", *[f"{p} s" for p in phases]]]
     for i, r in enumerate(reports, start=1):
         table.append(

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import random
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import cast
 
 import asyncpg
@@ -470,3 +471,63 @@ async def test_writer_entering_the_gate_late_is_not_the_deadlock_victim(
     assert (await verify(pool)).ok
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM leads WHERE lead_id = $1", lead) == 1
+
+
+SELECT_SQL_PATH_EVENTS = """
+SELECT count(*) FROM events e
+WHERE e.type IN ('LeadInserted', 'LeadUpdated', 'LeadReassigned')
+  AND NOT EXISTS (
+      SELECT 1 FROM events o
+      WHERE o.stream_id = e.stream_id
+        AND o.type NOT IN ('LeadInserted', 'LeadUpdated', 'LeadReassigned'))
+"""
+
+
+async def test_set_based_path_reproduces_the_fold_for_every_change_it_applies(
+    pool: asyncpg.Pool,
+) -> None:
+    """Inserts, updates and reassignments applied in SQL give exactly the folded rows."""
+    expiry = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    async with pool.acquire() as conn:
+        account_id, (campaign, _) = await create_account(conn, "setbased", 2)
+        fields = LeadFields(
+            phone_numbers=["9876500001", "9876500002"],
+            name="Two phones",
+            user_data="ud",
+            crm={"crm:plan": "gold", "crm:tier": ""},
+            extra={"score": 1.5, "flag": True, "none": None},
+        )
+        many = await insert_lead(conn, account_id, campaign, fields)
+        for patch in (
+            {"phone_numbers": ["9876500003"], "city": "Pune", "expires_at": expiry},
+            {"city": "Delhi", "user_data": None, "priority": 7},  # last value of city wins
+            {"agent": "a1"},  # LeadReassigned
+            {"crm": {"crm:zone": "north"}, "reference_number": "r-1", "status": "called"},
+            {"agent": None, "expires_at": None},
+        ):
+            assert await change_lead(conn, many, update(patch)) >= 1
+        plain = await insert_lead(conn, account_id, campaign, LeadFields(phone_numbers=["9123"]))
+        # A stream with an event the SQL path leaves alone goes to the Python fold whole.
+        await change_lead(conn, plain, update({"name": "archived"}))
+        await change_lead(
+            conn,
+            plain,
+            lambda s, t: decide_archive(s, insert=True, update=False, delete=False, times=t).events,
+        )
+        expected_in_sql: int = await conn.fetchval(SELECT_SQL_PATH_EVENTS)
+    report = await verify(pool)
+    assert [(t.name, t.differences) for t in report.tables if not t.ok] == []
+    rebuilt = await rebuild(pool)
+    assert expected_in_sql == rebuilt.events_in_sql
+    # Only the stream of `many` is in SQL: `plain` has an archive event, accounts are not leads.
+    assert expected_in_sql == await pool.fetchval(
+        "SELECT count(*) FROM events WHERE stream_id = $1", stream_of_lead(many)
+    )
+    row = await pool.fetchrow("SELECT * FROM leads WHERE lead_id = $1", many)
+    assert row is not None
+    assert (row["city"], row["user_data"], row["agent"], row["expires_at"]) == (
+        "Delhi",
+        None,
+        None,
+        None,
+    )

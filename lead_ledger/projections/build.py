@@ -1,0 +1,77 @@
+"""Build shadow tables holding every committed event but the last few (steps 1-3 of a rebuild).
+
+1. Shadow tables are created like the live ones, without indexes.
+2. Bulk, below the fence F (the oldest transaction running when the build began): lead streams
+   the set-based SQL path can apply are applied on the server, partitioned over the lanes
+   (`set_based.py`); every other event is read in keyset batches in position order, folded in
+   memory and COPYed out (`replay.py`). Position order is stream order: an append only claims
+   version n+1 after version n committed, so it gets a higher position. Then the constraints
+   and indexes, on all lanes.
+3. Catch-up of the events from F on (`catch_up.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Final
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.projections.base import Projection
+from lead_ledger.projections.catch_up import catch_up
+from lead_ledger.projections.replay import copy_folded, count_left_to_python, fold_log, gc_paused
+from lead_ledger.projections.set_based import apply_set_based
+from lead_ledger.projections.shadow import (
+    Progress,
+    RebuildReport,
+    Shadow,
+    create_shadow,
+    handled_types,
+    index_shadow,
+)
+
+BATCH_SIZE: Final = 20_000
+SELECT_FENCE: Final = "SELECT pg_snapshot_xmin(pg_current_snapshot())"
+
+
+async def build_shadow(
+    conns: Sequence[Connection],
+    projections: list[Projection],
+    progress: Progress | None,
+    batch: int,
+) -> Shadow:
+    conn = conns[0]
+    report = RebuildReport(names=[p.name for p in projections])
+    shadow = Shadow(projections, handled_types(projections), report)
+    fence: int = await conn.fetchval(SELECT_FENCE)
+    await create_shadow(conn, projections)
+    timings = report.timings
+
+    t0 = time.perf_counter()
+    sql_types = await apply_set_based(conns, shadow, fence)
+    timings["sql"] = time.perf_counter() - t0
+    in_sql = report.events
+    total = in_sql + await count_left_to_python(conn, shadow, fence, sql_types) if progress else 0
+    if progress:
+        progress("read", in_sql, total)
+
+    def folded() -> None:
+        if progress:
+            progress("read", report.events, total)
+
+    with gc_paused():
+        rows = await fold_log(conn, shadow, fence, sql_types, batch, folded if progress else None)
+        t0 = time.perf_counter()
+        await copy_folded(conns, shadow, rows, progress)
+        timings["copy"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await index_shadow(conns, projections, report.rows, progress)
+    timings["index"] = time.perf_counter() - t0
+
+    # Everything below the fence is folded; the feed resumes at the fence's first transaction.
+    shadow.cursor = (fence, 0)
+    t0 = time.perf_counter()
+    while await catch_up(conn, shadow, final=False, batch=batch) >= batch:
+        pass
+    timings["catch-up"] = time.perf_counter() - t0
+    return shadow

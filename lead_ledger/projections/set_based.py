@@ -1,0 +1,228 @@
+"""The set-based rebuild of `leads` and `contacts`: lead streams applied in SQL, on the server.
+
+Most lead streams hold a LeadInserted and then LeadUpdated or LeadReassigned events. Their
+final rows are a function of the events that SQL can compute without the rows ever travelling
+to Python: the inserted fields, overlaid with the last new value of each changed field (by
+version), the last dedupe keys, the last version and time. The contact rows then follow from
+the final lead row. Streams with any other event (archive, delete, restore, ...), a LeadInserted
+that is not their first event, no dedupe keys, or another schema version are left to the
+Python fold (`replay.py`), which stays the definition: this path must reproduce it exactly,
+and the tests hold it to that (docs/decisions.md, "Lead streams rebuilt in SQL").
+
+The work is split by a hash of the stream id into one partition per connection, so that both
+cores of the server run it; each key's rows come from one stream, so the partitions are
+disjoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.events import (
+    FIELD_NAMES,
+    LEAD_EVENT_TYPES,
+    SCHEMA_VERSION,
+    LeadFields,
+    LeadInserted,
+    LeadReassigned,
+    LeadUpdated,
+)
+from lead_ledger.projections.base import SHADOW_SCHEMA
+from lead_ledger.projections.leads import LEAD_COLUMNS
+from lead_ledger.projections.shadow import PYTHON_STREAMS, Shadow, in_lanes
+
+SQL_TYPES: Final = sorted(t.__name__ for t in (LeadInserted, LeadUpdated, LeadReassigned))
+PYTHON_ONLY_TYPES: Final = sorted(
+    t.__name__ for t in LEAD_EVENT_TYPES if t.__name__ not in SQL_TYPES
+)
+
+# Per transaction of the SQL path: room to hash the changed streams and the streams left to
+# Python; UTC so that an expiry written without an offset reads the same wherever this runs;
+# no wait for the WAL flush per statement (the swap's commit flushes everything before it).
+SESSION_SETTINGS: Final = (
+    "SET LOCAL work_mem = '256MB'",
+    "SET LOCAL TimeZone = 'UTC'",
+    "SET LOCAL synchronous_commit = off",
+)
+
+# $1 fence, $2 the lead event types only Python applies, $3 SQL_TYPES, $4 the schema version.
+CLASSIFY_STREAMS: Final = f"""
+WITH left_to_python AS (
+    INSERT INTO {PYTHON_STREAMS}
+    SELECT DISTINCT stream_id FROM events
+    WHERE transaction_id < $1
+      AND (type = ANY($2::text[])
+           OR (type = ANY($3::text[]) AND schema_version <> $4)
+           OR (type = 'LeadInserted'
+               AND (stream_version <> 1 OR jsonb_array_length(data->'dedupe_keys') = 0)))
+    RETURNING stream_id
+)
+SELECT count(*), coalesce(max(position), 0) FROM events
+WHERE transaction_id < $1 AND type = ANY($3::text[])
+  AND stream_id NOT IN (SELECT stream_id FROM left_to_python)
+"""
+
+
+def _text_array(json: str) -> str:
+    # jsonb has no cast to text[], and an ARRAY(subquery) per row costs about a microsecond;
+    # the usual one-element list is built directly.
+    return (
+        f"CASE jsonb_array_length({json}) WHEN 1 THEN ARRAY[{json}->>0] "
+        f"ELSE ARRAY(SELECT jsonb_array_elements_text({json})) END"
+    )
+
+
+# LeadFields as columns, from the merged fields object `f`. Absent keys take the Struct's
+# defaults, as msgspec would give them to the Python fold.
+_FIELD_SQL: Final = {
+    "phone_numbers": _text_array("f->'phone_numbers'"),
+    "crm": "coalesce(f->'crm', '{}')",
+    "priority": "coalesce((f->>'priority')::integer, 1)",
+    "expires_at": "(f->>'expires_at')::timestamptz",
+    "status": "coalesce(f->>'status', 'new')",
+    "extra": "coalesce(f->'extra', '{}')",
+}
+_DEFAULTS: Final = {"crm": {}, "priority": 1, "status": "new", "extra": {}, "phone_numbers": []}
+
+
+def _field_sql(field: msgspec.structs.FieldInfo) -> str:
+    if field.name in _FIELD_SQL:
+        if field.default is not msgspec.NODEFAULT and _DEFAULTS.get(field.name) != field.default:
+            raise RuntimeError(f"LeadFields.{field.name}: default changed, update set_based.py")
+        return _FIELD_SQL[field.name]
+    if field.type != (str | None) or field.default is not None:
+        raise RuntimeError(f"LeadFields.{field.name}: no SQL for its type, update set_based.py")
+    return f"f->>'{field.name}'"
+
+
+_FIELDS: Final = {f.name: f for f in msgspec.structs.fields(LeadFields)}
+_LEAD_VALUES: Final = {
+    "lead_id": "lead_id",
+    "account_id": "account_id",
+    "campaign_id": "campaign_id",
+    "version": "version",
+    "dedupe_keys": _text_array("dedupe_keys"),
+    **{name: _field_sql(_FIELDS[name]) for name in FIELD_NAMES},
+    "entry_at": "entry_at",
+    "modified_at": "modified_at",
+}
+if tuple(_LEAD_VALUES) != LEAD_COLUMNS:
+    raise RuntimeError("set_based.py does not cover the leads columns")
+
+_OF_PARTITION: Final = f"""transaction_id < $1
+      AND abs(hashtext(stream_id) % $2) = $3
+      AND stream_id NOT IN (SELECT stream_id FROM {PYTHON_STREAMS})"""
+# $1 fence, $2 partitions, $3 this partition. `changed`: per stream, the last value of each
+# changed field (jsonb_object_agg keeps the last of equal keys, in the ORDER BY given), the last
+# dedupe keys, version and time. An update with no changes still moves the version and time,
+# hence the LEFT JOIN. `final` has OFFSET 0 so that `f` is computed once per row, not once per
+# column that reads it.
+_FINAL_LEADS: Final = f"""
+WITH inserted AS (
+    SELECT stream_id, stream_version, data, recorded_at FROM events
+    WHERE type = 'LeadInserted' AND {_OF_PARTITION}
+), changed AS (
+    SELECT e.stream_id, max(e.stream_version) AS version,
+           (array_agg(e.recorded_at ORDER BY e.stream_version DESC))[1] AS modified_at,
+           (array_agg(e.data->'dedupe_keys' ORDER BY e.stream_version DESC)
+               FILTER (WHERE e.data->'dedupe_keys' <> 'null'))[1] AS dedupe_keys,
+           jsonb_object_agg(c.field, c.value ORDER BY e.stream_version, c.n)
+               FILTER (WHERE c.field IS NOT NULL) AS fields
+    FROM events e
+    LEFT JOIN LATERAL (
+        SELECT x.change->>0, x.change->2, x.n
+        FROM jsonb_array_elements(e.data->'changes') WITH ORDINALITY AS x(change, n)
+        WHERE e.type = 'LeadUpdated'
+        UNION ALL
+        SELECT 'agent', e.data->'to_agent', 1 WHERE e.type = 'LeadReassigned'
+    ) c(field, value, n) ON true
+    WHERE e.type IN ('LeadUpdated', 'LeadReassigned') AND {_OF_PARTITION}
+    GROUP BY e.stream_id
+), final AS (
+    SELECT (i.data->>'lead_id')::bigint AS lead_id,
+           (i.data->>'account_id')::bigint AS account_id,
+           (i.data->>'campaign_id')::bigint AS campaign_id,
+           coalesce(u.version, i.stream_version) AS version,
+           coalesce(u.dedupe_keys, i.data->'dedupe_keys') AS dedupe_keys,
+           CASE WHEN u.fields IS NULL THEN i.data->'fields'
+                ELSE i.data->'fields' || u.fields END AS f,
+           i.recorded_at AS entry_at,
+           coalesce(u.modified_at, i.recorded_at) AS modified_at
+    FROM inserted i LEFT JOIN changed u USING (stream_id)
+    OFFSET 0
+)"""
+_WRITE_LEADS: Final = f"""
+INSERT INTO {SHADOW_SCHEMA}.leads ({", ".join(_LEAD_VALUES)})
+SELECT {", ".join(_LEAD_VALUES.values())}
+FROM final"""
+INSERT_LEADS: Final = _FINAL_LEADS + _WRITE_LEADS
+# Contacts as ContactsProjection.contact_rows gives them for the final row: every dedupe key,
+# user_data and reference_number when not empty, each non-empty CRM value. Taken from the rows
+# just written (RETURNING) rather than by reading the shadow table again.
+INSERT_LEADS_AND_CONTACTS: Final = f"""{_FINAL_LEADS}, written AS ({_WRITE_LEADS}
+    RETURNING lead_id, campaign_id, dedupe_keys, user_data, reference_number, crm
+), contacts AS (
+    INSERT INTO {SHADOW_SCHEMA}.contacts (lead_id, campaign_id, kind, value)
+    SELECT lead_id, campaign_id, 'phone', unnest(dedupe_keys) FROM written
+    UNION ALL
+    SELECT lead_id, campaign_id, 'user_data', user_data FROM written WHERE user_data <> ''
+    UNION ALL
+    SELECT lead_id, campaign_id, 'reference_number', reference_number
+    FROM written WHERE reference_number <> ''
+    UNION ALL
+    SELECT lead_id, campaign_id, 'crm:' || c.key, c.value
+    FROM written, jsonb_each_text(crm) AS c WHERE c.value <> ''
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM contacts)
+"""
+
+
+def applies(shadow: Shadow) -> bool:
+    """The path builds `leads` (and `contacts` from it); without `leads` it has no rows to
+    derive contacts from, and the Python fold does everything."""
+    return any(p.name == "leads" for p in shadow.projections)
+
+
+async def apply_set_based(conns: Sequence[Connection], shadow: Shadow, fence: int) -> list[str]:
+    """Apply every lead stream it can below the fence; return the event types it applied
+    (empty when it did not run), which the Python fold then reads only for the other streams."""
+    if not applies(shadow):
+        return []
+    report = shadow.report
+    classified = await conns[0].fetchrow(
+        CLASSIFY_STREAMS, fence, PYTHON_ONLY_TYPES, SQL_TYPES, SCHEMA_VERSION
+    )
+    events, position = classified if classified is not None else (0, 0)
+    report.events += events
+    report.events_in_sql = events
+    report.position = max(report.position, position)
+    lanes = len(conns)
+    with_contacts = any(p.name == "contacts" for p in shadow.projections)
+    counts: dict[str, int] = {}
+
+    async def run(conn: Connection, partition: int) -> None:
+        async with conn.transaction():
+            for setting in SESSION_SETTINGS:
+                await conn.execute(setting)
+            if with_contacts:
+                written = await conn.fetchrow(INSERT_LEADS_AND_CONTACTS, fence, lanes, partition)
+                leads, contacts = written if written is not None else (0, 0)
+                _add(counts, "leads", leads)
+                _add(counts, "contacts", contacts)
+            else:
+                status = await conn.execute(INSERT_LEADS, fence, lanes, partition)
+                _add(counts, "leads", int(status.rsplit(" ", 1)[-1]))
+
+    await in_lanes([run(c, i) for i, c in enumerate(conns)])
+    for table, count in counts.items():
+        report.rows[table] = report.rows.get(table, 0) + count
+    return list(SQL_TYPES)
+
+
+def _add(counts: dict[str, int], table: str, count: int) -> None:
+    counts[table] = counts.get(table, 0) + count
