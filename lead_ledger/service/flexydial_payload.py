@@ -1,15 +1,18 @@
 """Flexydial's bulk_data payload: the request-level checks and the per-row mapping to a lead.
 
 Pure code, no I/O. `parse_bulk` returns the request or the vendor's exact error text (seed 000,
-VENDOR-APIS A), which the HTTP layer sends as {"errors": <text>}. `row_to_fields` maps one insert
-row to the canonical lead or to the row-level description Flexydial reports in "improper_data".
-docs/bulk-validation.md lists the rules, their order and every decision.
+VENDOR-APIS A), which the HTTP layer sends as {"errors": <text>}; it is `parse_structure` (checks
+that need nothing but the body) followed by `check_headers` (which needs the campaign's declared
+CRM fields), so a caller can look the campaign up in between. `row_to_fields` maps one insert
+row to the canonical lead, `row_to_patch` one update row to its changes, each or the row-level
+description Flexydial reports in "improper_data"; `merge_patches` applies an update's rows that
+found one lead to it. docs/bulk-validation.md lists the rules, their order and every decision.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final, Literal
 
 import msgspec
@@ -36,6 +39,7 @@ INVALID_PRIORITY: Final = "Enter Valid priority"
 INVALID_EMAIL: Final = "Enter Valid Email Address"
 
 MAX_ALTERNATES: Final = 5
+MAX_PRIORITY: Final = 99
 
 # Flexydial's own contact columns; anything else must be a "section:field" CRM key.
 CONTACT_KEYS: Final = frozenset(
@@ -46,7 +50,9 @@ CONTACT_KEYS: Final = frozenset(
 _NUMBER: Final = re.compile(r"\+?[0-9]{3,16}")
 _PRIORITY: Final = re.compile(r"[0-9]{1,9}")
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
-_CRM_KEY: Final = re.compile(r"[^:\s][^:]*:[^:]*[^:\s]")
+# PostgreSQL's jsonb (event bodies) cannot hold NUL: a key with one is no header we can store.
+_CRM_KEY: Final = re.compile(r"[^:\s\x00][^:\x00]*:[^:\x00]*[^:\s\x00]")
+_NUL: Final = "\x00"
 
 
 def reference_missing(field: str) -> str:
@@ -71,8 +77,16 @@ class RowProblem(msgspec.Struct, frozen=True):
 _decode: Final = msgspec.json.Decoder().decode
 
 
-def parse_bulk(body: bytes, *, crm_fields: list[str] | None) -> BulkRequest | str:  # noqa: PLR0911
+def parse_bulk(body: bytes, *, crm_fields: list[str] | None) -> BulkRequest | str:
     """The request-level checks in order; the first failure's text, else the request."""
+    request = parse_structure(body)
+    if isinstance(request, str):
+        return request
+    return check_headers(request.rows, crm_fields) or request
+
+
+def parse_structure(body: bytes) -> BulkRequest | str:  # noqa: PLR0911
+    """Checks 1-9 (all but the headers); the first failure's text, else the request."""
     try:
         payload: object = _decode(body)
     except msgspec.DecodeError:
@@ -97,12 +111,19 @@ def parse_bulk(body: bytes, *, crm_fields: list[str] | None) -> BulkRequest | st
             return OOPS
         if not isinstance(reference, str) or not reference.strip():
             return NO_REFERENCE_FIELD
+        if reference != "numeric" and not _CRM_KEY.fullmatch(reference):
+            # Leads are found by their number or a CRM field; no other column is indexed.
+            return INVALID_STRUCTURE
         problem = _update_problem(items, reference)
         if problem is not None:
             return problem
-    if not _headers_match(items, crm_fields):
-        return HEADERS_MISMATCH
     return BulkRequest(campaign=campaign, kind=kind, reference_field=reference, rows=items)
+
+
+def check_headers(rows: list[dict[str, str]], crm_fields: list[str] | None) -> str | None:
+    """Check 10: every key is a contact column or a CRM key (one the campaign declares, when it
+    does); the mismatch text, else None."""
+    return None if _headers_match(rows, crm_fields) else HEADERS_MISMATCH
 
 
 def _campaign(value: object) -> str | None:
@@ -163,7 +184,8 @@ def _text(value: object) -> str | None:  # noqa: PLR0911 - one branch per JSON t
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        # Stored in jsonb event bodies, which cannot hold NUL: the text loses it, not the row.
+        return value.replace(_NUL, "") if _NUL in value else value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -188,37 +210,116 @@ def alternates(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def row_to_fields(row: Mapping[str, str]) -> LeadFields | RowProblem:  # noqa: PLR0911
+def row_to_fields(row: Mapping[str, str]) -> LeadFields | RowProblem:
     """One insert row as a lead, or the first of Flexydial's row descriptions that applies."""
     numeric = row.get("numeric", "").strip()
     if not numeric:
         return RowProblem(ENTER_NUMBER)
-    if not _NUMBER.fullmatch(numeric):
-        return RowProblem(INVALID_NUMBER)
     alt = alternates(row.get("alt_numeric", ""))
-    if len(alt) > MAX_ALTERNATES:
-        return RowProblem(TOO_MANY_ALTERNATES)
-    if not all(_NUMBER.fullmatch(number) for number in alt):
-        return RowProblem(INVALID_NUMBER)
-    priority_text = row.get("priority", "").strip()
-    if priority_text and not _PRIORITY.fullmatch(priority_text):
-        return RowProblem(INVALID_PRIORITY)
+    priority = row.get("priority", "").strip()
     email = row.get("email", "").strip()
-    if email and not _EMAIL.fullmatch(email):
-        return RowProblem(INVALID_EMAIL)
+    problem = _value_problem(numeric, alt, priority, email)
+    if problem is not None:
+        return problem
     crm = {key: value for key, value in row.items() if key not in CONTACT_KEYS}
     return LeadFields(
         phone_numbers=[numeric, *alt],
         first_name=_given(row.get("first_name")),
         last_name=_given(row.get("last_name")),
         email=email or None,
-        priority=int(priority_text) if priority_text else 1,
+        priority=int(priority) if priority else 1,
         agent=_given(row.get("user")),
         crm=crm,
     )
+
+
+def _value_problem(numeric: str, alt: list[str], priority: str, email: str) -> RowProblem | None:
+    """The checks inserts and updates share, in order; blank values are not checked."""
+    if numeric and not _NUMBER.fullmatch(numeric):
+        return RowProblem(INVALID_NUMBER)
+    if len(alt) > MAX_ALTERNATES:
+        return RowProblem(TOO_MANY_ALTERNATES)
+    if not all(_NUMBER.fullmatch(number) for number in alt):
+        return RowProblem(INVALID_NUMBER)
+    if priority and not (_PRIORITY.fullmatch(priority) and int(priority) <= MAX_PRIORITY):
+        return RowProblem(INVALID_PRIORITY)
+    if email and not _EMAIL.fullmatch(email):
+        return RowProblem(INVALID_EMAIL)
+    return None
 
 
 def _given(value: str | None) -> str | None:
     if value is None:
         return None
     return value.strip() or None
+
+
+# --- updates ----------------------------------------------------------------------------------
+
+
+class RowPatch(msgspec.Struct, frozen=True, kw_only=True):
+    """What one update row changes on every lead it finds; a blank cell changes nothing."""
+
+    numeric: str | None = None  # the new primary number (only when numeric is not the reference)
+    alternates: list[str] | None = None  # the new numbers after the primary
+    fields: dict[str, str | int] = {}  # first_name, last_name, email, priority
+    crm: dict[str, str] = {}  # merged into the lead's CRM fields
+    agent: str | None = None  # `user`: a reassignment
+
+
+def row_to_patch(row: Mapping[str, str], reference: str) -> RowPatch | RowProblem:
+    """One update row's changes, or the first row description that applies (as for inserts).
+
+    The reference column finds the leads and is not itself changed; the caller checks that it
+    is not blank ("the <field> should not be blank") before it calls this.
+    """
+    numeric = "" if reference == "numeric" else row.get("numeric", "").strip()
+    alt = alternates(row.get("alt_numeric", ""))
+    priority = row.get("priority", "").strip()
+    email = row.get("email", "").strip()
+    problem = _value_problem(numeric, alt, priority, email)
+    if problem is not None:
+        return problem
+    fields: dict[str, str | int] = {}
+    for name in ("first_name", "last_name"):
+        text = _given(row.get(name))
+        if text is not None:
+            fields[name] = text
+    if email:
+        fields["email"] = email
+    if priority:
+        fields["priority"] = int(priority)
+    crm = {
+        key: value
+        for key, value in row.items()
+        if key not in CONTACT_KEYS and key != reference and value.strip()
+    }
+    return RowPatch(
+        numeric=numeric or None,
+        alternates=alt or None,
+        fields=fields,
+        crm=crm,
+        agent=_given(row.get("user")),
+    )
+
+
+def merge_patches(current: LeadFields, patches: Sequence[RowPatch]) -> dict[str, object]:
+    """The update of one lead (LeadFields names, for `decide_update`) that the rows finding it
+    make, applied in row order: a later row wins a field, CRM fields merge."""
+    phones = list(current.phone_numbers)
+    out: dict[str, object] = {}
+    crm: dict[str, str] = {}
+    for patch in patches:
+        if patch.numeric is not None:
+            phones = [patch.numeric, *phones[1:]]
+        if patch.alternates is not None:
+            phones = [*phones[:1], *patch.alternates]
+        out.update(patch.fields)
+        crm.update(patch.crm)
+        if patch.agent is not None:
+            out["agent"] = patch.agent
+    if phones != current.phone_numbers:
+        out["phone_numbers"] = phones
+    if crm:
+        out["crm"] = crm
+    return out

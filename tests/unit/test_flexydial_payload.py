@@ -1,4 +1,5 @@
-"""Flexydial's bulk_data: seed 000's payloads and messages, VENDOR-APIS A inserts, row problems.
+"""Flexydial's bulk_data: seed 000's payloads and messages, VENDOR-APIS A inserts, row problems,
+update rows and how several rows finding one lead combine.
 
 The seed's example bodies are used as written, with their // comments removed and their two
 syntax slips (a missing comma, a trailing comma) repaired so that they are JSON.
@@ -14,9 +15,14 @@ import pytest
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.service.flexydial_payload import (
     BulkRequest,
+    RowPatch,
     RowProblem,
+    check_headers,
+    merge_patches,
     parse_bulk,
+    parse_structure,
     row_to_fields,
+    row_to_patch,
 )
 
 CAMPAIGN = "<flexydial_campaign_name(string)>"
@@ -396,3 +402,123 @@ def test_five_alternates_allowed() -> None:
     result = row_to_fields({"numeric": "9876543210", "alt_numeric": "111,222,333,444,555"})
     assert isinstance(result, LeadFields)
     assert len(result.phone_numbers) == 6
+
+
+def test_priority_above_99() -> None:
+    """Priorities are 0-99, as everywhere in the ledger."""
+    assert row_to_fields({"numeric": "9876543210", "priority": "99"}) == LeadFields(
+        phone_numbers=["9876543210"], priority=99
+    )
+    assert row_to_fields({"numeric": "9876543210", "priority": "100"}) == RowProblem(
+        "Enter Valid priority"
+    )
+
+
+# --- the split around the campaign lookup ------------------------------------------------------
+
+
+def test_structure_then_headers() -> None:
+    """parse_structure leaves the header check to check_headers, which parse_bulk runs last."""
+    payload = {"campaign": "Sales", "bulk_data": [{"numeric": "1", "loan:amount": "5"}]}
+    request = parse_structure(body(payload))
+    assert isinstance(request, BulkRequest)
+    assert check_headers(request.rows, None) is None
+    assert check_headers(request.rows, ["loan:amount"]) is None
+    assert check_headers(request.rows, ["customer_info:customer_id"]) == HEADERS
+    assert check_headers([{"numeric": "1", "mobile": "2"}], None) == HEADERS
+
+
+@pytest.mark.parametrize("reference", ["first_name", "user", "alt_numeric", "customer_id"])
+def test_update_reference_neither_numeric_nor_crm(reference: str) -> None:
+    """Leads are found by number or by a CRM field: any other reference is refused."""
+    payload = update(reference, {reference: "x", "last_name": "y"})
+    assert error(payload) == INVALID_STRUCTURE
+
+
+def test_nul_in_values_is_dropped_and_in_keys_refused() -> None:
+    """jsonb cannot hold NUL: values lose it, a key holding one matches no header."""
+    payload = {
+        "campaign": "Sales",
+        "bulk_data": [{"numeric": "98765\u000043210", "a:b": "x\u0000"}],
+    }
+    assert parsed(payload).rows == [{"numeric": "9876543210", "a:b": "x"}]
+    refused = {"campaign": "Sales", "bulk_data": [{"numeric": "1", "a:\u0000b": "x"}]}
+    assert error(refused) == HEADERS
+
+
+# --- update rows -------------------------------------------------------------------------------
+
+
+def test_row_to_patch_by_numeric() -> None:
+    """Every column but the reference becomes a change; blank cells change nothing."""
+    row = {
+        "numeric": "9876543210",
+        "alt_numeric": "9876543211,9876543212",
+        "first_name": " Asha ",
+        "last_name": "",
+        "email": "asha@example.com",
+        "priority": "5",
+        "user": "agent1",
+        "customer_info:city": "Pune",
+        "customer_info:plan": "",
+    }
+    assert row_to_patch(row, "numeric") == RowPatch(
+        alternates=["9876543211", "9876543212"],
+        fields={"first_name": "Asha", "email": "asha@example.com", "priority": 5},
+        crm={"customer_info:city": "Pune"},
+        agent="agent1",
+    )
+
+
+def test_row_to_patch_by_crm_field() -> None:
+    """With a CRM reference, numeric is the new primary number; the reference is not changed."""
+    row = {"customer_info:customer_id": "C-1", "numeric": "9876543299", "customer_info:city": "X"}
+    assert row_to_patch(row, "customer_info:customer_id") == RowPatch(
+        numeric="9876543299", crm={"customer_info:city": "X"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "reference", "description"),
+    [
+        ({"c:id": "1", "numeric": "12"}, "c:id", "Enter Valid Number"),
+        (
+            {"numeric": "9876543210", "alt_numeric": "1,2,3,4,5,6"},
+            "numeric",
+            "More than 5 alternate numbers are not allowed",
+        ),
+        ({"numeric": "9876543210", "alt_numeric": "123,4"}, "numeric", "Enter Valid Number"),
+        ({"numeric": "9876543210", "priority": "x"}, "numeric", "Enter Valid priority"),
+        ({"numeric": "9876543210", "email": "x"}, "numeric", "Enter Valid Email Address"),
+    ],
+)
+def test_row_to_patch_problems(row: dict[str, str], reference: str, description: str) -> None:
+    """An update row's values get the insert's descriptions; the reference is not checked."""
+    assert row_to_patch(row, reference) == RowProblem(description)
+
+
+def test_reference_number_not_checked_as_a_value() -> None:
+    """The numeric reference only finds leads: its spelling is the lookup's business."""
+    assert row_to_patch({"numeric": "098765 43210", "user": "a"}, "numeric") == RowPatch(agent="a")
+
+
+def test_merge_patches_in_row_order() -> None:
+    """Later rows win a field, CRM fields merge, phone numbers build on each other."""
+    current = LeadFields(phone_numbers=["111", "222", "333"], crm={"c:a": "1"}, agent="x")
+    patches = [
+        RowPatch(numeric="999", fields={"first_name": "A"}, crm={"c:b": "2"}),
+        RowPatch(alternates=["444"], fields={"first_name": "B"}, crm={"c:a": "3"}, agent="y"),
+    ]
+    assert merge_patches(current, patches) == {
+        "phone_numbers": ["999", "444"],
+        "first_name": "B",
+        "crm": {"c:b": "2", "c:a": "3"},
+        "agent": "y",
+    }
+
+
+def test_merge_patches_leaves_unchanged_numbers_out() -> None:
+    """A patch that changes no number does not name phone_numbers at all."""
+    current = LeadFields(phone_numbers=["111", "222"])
+    assert merge_patches(current, [RowPatch(alternates=["222"])]) == {}
+    assert merge_patches(current, [RowPatch(agent="a")]) == {"agent": "a"}

@@ -1,0 +1,232 @@
+"""Flexydial bulk jobs: the row-level checks and writes of an accepted bulk_data upload.
+
+The request was checked as a whole when it was submitted (service/flexydial.py); its rows are
+the job's payload, the `BulkRequest` as msgspec JSON. Each kind runs in the job's single
+transaction (service/jobs.py) and reports every refused row with Flexydial's description,
+which the status route shows as "improper_data". Both kinds are set-based: one query for the
+agents, one for the reference matches, one read of the lead streams, one append.
+
+Registered at import; service/flexydial.py imports this module, so the app and `serve`'s worker
+know both kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+import msgspec
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.events import LeadEvent, LeadFields, LeadReassigned, LeadUpdated
+from lead_ledger.ledger.job_events import RejectedRow
+from lead_ledger.ledger.lead import LeadState, decide_update
+from lead_ledger.ledger.locks import lock_campaigns
+from lead_ledger.ledger.phones import dedupe_key
+from lead_ledger.service.flexydial_payload import (
+    BulkRequest,
+    RowPatch,
+    RowProblem,
+    merge_patches,
+    row_to_fields,
+    row_to_patch,
+)
+from lead_ledger.service.jobs import Job, JobOutcome, register
+from lead_ledger.service.leads import default_region, insert_leads, lead_append, load_leads
+from lead_ledger.service.writer import Context, record
+
+INSERT_KIND: Final = "flexydial_insert"
+UPDATE_KIND: Final = "flexydial_update"
+
+UNKNOWN_USER: Final = "This user is not present in our database"
+DUPLICATE_IN_FILE: Final = "This row is duplicated in file"
+
+SELECT_KNOWN_AGENTS: Final = """
+SELECT agent_id FROM agents WHERE account_id = $1 AND agent_id = ANY($2::text[])
+"""
+# Every live lead of the campaign holding one of the values (contacts holds live leads only).
+SELECT_MATCHES: Final = """
+SELECT value, lead_id FROM contacts
+WHERE campaign_id = $1 AND kind = $2 AND value = ANY($3::text[])
+ORDER BY lead_id
+"""
+
+_decode_request: Final = msgspec.json.Decoder(BulkRequest).decode
+
+
+def already_exists(campaign: str) -> str:
+    """Flexydial's description of a row whose number a live lead of the campaign has."""
+    return f"contact with this numeric value is already exist in {campaign} campaign"
+
+
+def not_blank(field: str) -> str:
+    return f"the {field} should not be blank"
+
+
+def not_found(field: str) -> str:
+    return f"the {field} is not exist in campaign, please insert first"
+
+
+def _campaign_of(job: Job) -> int:
+    if job.campaign_id is None:
+        raise ValueError(f"flexydial job {job.job_id} has no campaign")
+    return job.campaign_id
+
+
+async def _known_agents(conn: Connection, account_id: int, agents: Iterable[str]) -> set[str]:
+    wanted = sorted(set(agents))
+    if not wanted:
+        return set()
+    return {row["agent_id"] for row in await conn.fetch(SELECT_KNOWN_AGENTS, account_id, wanted)}
+
+
+def _rejected(rows: list[dict[str, str]], problems: Mapping[int, str]) -> list[RejectedRow]:
+    """The refused rows as sent (1-based numbers), in upload order."""
+    return [
+        RejectedRow(row_number=n, row=dict(rows[n - 1]), description=problems[n])
+        for n in sorted(problems)
+    ]
+
+
+# --- insert -------------------------------------------------------------------------------------
+
+
+async def insert_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -> JobOutcome:
+    """Insert the valid rows in one call; the others are refused with Flexydial's description.
+
+    Checks per row, the first that applies: the row's values (`row_to_fields`), an unknown
+    `user`, then duplicates (a live lead of the campaign, or an earlier row of this upload).
+    """
+    request = _decode_request(payload)
+    problems: dict[int, str] = {}
+    candidates: list[tuple[int, LeadFields]] = []
+    for number, row in enumerate(request.rows, start=1):
+        fields = row_to_fields(row)
+        if isinstance(fields, RowProblem):
+            problems[number] = fields.description
+        else:
+            candidates.append((number, fields))
+    agents = {fields.agent for _, fields in candidates if fields.agent is not None}
+    known = await _known_agents(conn, job.account_id, agents)
+    valid: list[tuple[int, LeadFields]] = []
+    for number, fields in candidates:
+        if fields.agent is not None and fields.agent not in known:
+            problems[number] = UNKNOWN_USER
+        else:
+            valid.append((number, fields))
+    result = await insert_leads(
+        conn,
+        ctx,
+        account_id=job.account_id,
+        campaign_id=_campaign_of(job),
+        rows=[fields for _, fields in valid],
+        check_duplicates=True,
+    )
+    # A duplicate names live leads of the campaign when there are any, else the leads this
+    # upload inserted from earlier rows: those ids are new, so they tell the two apart.
+    new_ids = set(result.inserted.values())
+    exists = already_exists(request.campaign)
+    for index, owners in result.duplicates.items():
+        in_file = all(owner in new_ids for owner in owners)
+        problems[valid[index][0]] = DUPLICATE_IN_FILE if in_file else exists
+    return JobOutcome(
+        inserted=len(result.inserted), rejected_rows=_rejected(request.rows, problems)
+    )
+
+
+# --- update and reassignment --------------------------------------------------------------------
+
+
+class _Found(msgspec.Struct, frozen=True):
+    number: int
+    key: str  # the reference value as the contacts index holds it
+    patch: RowPatch
+
+
+async def update_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -> JobOutcome:
+    """Apply each row to every live lead of the campaign its reference value finds.
+
+    Checks per row, the first that applies: a blank reference, the row's values
+    (`row_to_patch`), an unknown `user`, no live lead found. A lead found by several rows gets
+    them in row order, as one update.
+    """
+    request = _decode_request(payload)
+    reference = request.reference_field or "numeric"
+    campaign_id = _campaign_of(job)
+    region = await default_region(conn, job.account_id)
+    problems: dict[int, str] = {}
+    parsed = _parse_rows(request.rows, reference, region, problems)
+    agents = (found.patch.agent for found in parsed if found.patch.agent is not None)
+    known = await _known_agents(conn, job.account_id, agents)
+    for found in parsed:
+        if found.patch.agent is not None and found.patch.agent not in known:
+            problems[found.number] = UNKNOWN_USER
+    parsed = [found for found in parsed if found.number not in problems]
+
+    # Which leads a value finds is decided under the campaign's lock, like every other write.
+    await lock_campaigns(conn, [campaign_id])
+    owners, states = await _find(conn, campaign_id, reference, {found.key for found in parsed})
+    by_lead: dict[int, list[RowPatch]] = {}
+    for found in parsed:
+        leads = owners.get(found.key, [])
+        if not leads:
+            problems[found.number] = not_found(reference)
+        for lead in leads:
+            by_lead.setdefault(lead, []).append(found.patch)
+
+    appends = []
+    written: list[LeadEvent] = []
+    for lead_id in sorted(by_lead):
+        state, fields = states[lead_id]
+        events = decide_update(state, merge_patches(fields, by_lead[lead_id]), region)
+        if events:
+            appends.append(lead_append(ctx, state, events))
+            written.extend(events)
+    await record(conn, appends)
+    return JobOutcome(
+        updated=sum(isinstance(event, LeadUpdated) for event in written),
+        reassigned=sum(isinstance(event, LeadReassigned) for event in written),
+        rejected_rows=_rejected(request.rows, problems),
+    )
+
+
+def _parse_rows(
+    rows: list[dict[str, str]], reference: str, region: str | None, problems: dict[int, str]
+) -> list[_Found]:
+    """Each row's patch and lookup key; a row with a problem goes to `problems` instead."""
+    parsed = []
+    for number, row in enumerate(rows, start=1):
+        value = row.get(reference, "")
+        patch = row_to_patch(row, reference) if value.strip() else RowProblem(not_blank(reference))
+        if isinstance(patch, RowProblem):
+            problems[number] = patch.description
+            continue
+        key = dedupe_key(value, region) if reference == "numeric" else value
+        parsed.append(_Found(number, key, patch))
+    return parsed
+
+
+async def _find(
+    conn: Connection, campaign_id: int, reference: str, keys: set[str]
+) -> tuple[dict[str, list[int]], dict[int, tuple[LeadState, LeadFields]]]:
+    """The live leads each key finds (one query on contacts, one read of their streams)."""
+    kind = "phone" if reference == "numeric" else f"crm:{reference}"
+    candidates: dict[str, list[int]] = {}
+    for match in await conn.fetch(SELECT_MATCHES, campaign_id, kind, sorted(keys - {""})):
+        candidates.setdefault(match["value"], []).append(match["lead_id"])
+    loaded = await load_leads(conn, {lead for leads in candidates.values() for lead in leads})
+    # Live per the fold (the truth, not the index) ...
+    states = {i: (state, state.fields) for i, state in loaded.items() if state.fields is not None}
+    owners: dict[str, list[int]] = {}
+    for key, leads in candidates.items():
+        live = [lead for lead in leads if lead in states]
+        if reference == "numeric":
+            # ... and by number only where it is the primary number: `numeric` is Flexydial's
+            # primary number, the others are its `alt_numeric`.
+            live = [lead for lead in live if states[lead][0].dedupe_keys[:1] == [key]]
+        owners[key] = live
+    return owners, states
+
+
+register(INSERT_KIND, insert_job)
+register(UPDATE_KIND, update_job)
