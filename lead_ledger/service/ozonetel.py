@@ -14,7 +14,7 @@ import hmac
 import re
 import zoneinfo
 from datetime import UTC, date, datetime, time
-from typing import Final
+from typing import Final, TypeGuard
 
 import asyncpg
 import msgspec
@@ -23,7 +23,7 @@ from msgspec import UNSET, UnsetType
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.credentials import key_digest
 from lead_ledger.ledger.envelope import Actor
-from lead_ledger.ledger.events import LeadFields, OfficeHours, RateLimits
+from lead_ledger.ledger.events import CampaignState, LeadFields, OfficeHours, RateLimits
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.service import rate_limits
 from lead_ledger.service.accounts import CampaignChanges, lock_account, update_campaign
@@ -142,11 +142,24 @@ def _given(value: Scalar) -> str | None:
     return text if text is not None and text.strip() else None
 
 
-def _lookup(text: str | None) -> str | None:
+def key_matches(row: asyncpg.Record | None, digest: str) -> TypeGuard[asyncpg.Record]:
+    """A credential row was found by the key's digest, and it matches (constant-time)."""
+    # The lookup is by hash; compare_digest keeps the final check constant-time anyway.
+    return row is not None and hmac.compare_digest(str(row["key_sha256"]), digest)
+
+
+def names_account(username: str, row: asyncpg.Record) -> bool:
+    """The username the caller sent names the key's account (`account_name` of `row`)."""
+    # Account names are unique case-insensitively (lower(name)), so compare the same way.
+    return username.lower() == str(row["account_name"]).lower()
+
+
+def lookup(text: str | None) -> str | None:
+    """A name to look up, or None when it can name nothing (PostgreSQL text cannot hold NUL)."""
     return None if text is None or _NUL in text else text
 
 
-def _stored(text: str | None) -> str | None:
+def stored(text: str | None) -> str | None:
     # Event bodies are jsonb, which cannot hold NUL: free text loses it rather than the lead.
     return text.replace(_NUL, "") or None if text is not None else None
 
@@ -239,10 +252,9 @@ async def _accept(
     if not api_key:
         return NO_API_KEY
     digest = key_digest(api_key)
-    lookups = (_lookup(_given(body.campaignName)), _lookup(_given(body.agentId)))
-    row = await conn.fetchrow(SELECT_REQUEST_CONTEXT, digest, *lookups, _lookup(_given(body.skill)))
-    # The lookup is by hash; compare_digest keeps the final check constant-time anyway.
-    if row is None or not hmac.compare_digest(row["key_sha256"], digest):
+    lookups = (lookup(_given(body.campaignName)), lookup(_given(body.agentId)))
+    row = await conn.fetchrow(SELECT_REQUEST_CONTEXT, digest, *lookups, lookup(_given(body.skill)))
+    if not key_matches(row, digest):
         return INVALID_USER
     refused = _check_caller(row, body) or _check_campaign(row, body)
     if refused is not None:
@@ -296,8 +308,7 @@ def _check_caller(row: asyncpg.Record, body: AddCampaignData) -> Outcome | None:
     username = _given(body.userName)
     if username is None:
         return NO_USERNAME
-    # Account names are unique case-insensitively (lower(name)), so compare the same way.
-    if username.lower() != row["account_name"].lower():
+    if not names_account(username, row):
         return INVALID_USER
     if row["api_authentication"] != "BASIC_AUTH":
         return INVALID_ACTION
@@ -345,9 +356,9 @@ def lead_fields(  # noqa: PLR0911 - a return per documented answer
         return BAD_SKILL
     return LeadFields(
         phone_numbers=[phone],
-        name=_stored(_given(body.Name)),
-        agent=_stored(agent_id),
-        skill=_stored(skill),
+        name=stored(_given(body.Name)),
+        agent=stored(agent_id),
+        skill=stored(skill),
         priority=priority,
         expires_at=expires_at,
     )
@@ -368,19 +379,42 @@ async def _apply_action(
             "Success",
             f"Please pass the valid Campaign action SuccessFully Updated {name} Campaign Data",
         )
-    # Both locks were taken before the insert (campaign first, then account: lead writers take
-    # campaign locks first, configuration writers none, so this order cannot deadlock); taking
-    # the account lock again here is free and keeps this function safe on its own.
+    before = await set_campaign_state(
+        conn, ctx, account_id, campaign_id, "running" if verb == "start" else "stopped"
+    )
+    if verb == "start":
+        if before.state == "running":
+            return _ok("Success", f"Campaign {before.name} Is Already Started")
+        return _ok("SUCCESS", f"SuccessFully Updated, {before.dial_mode} was started")
+    # Stopping a stopped campaign records nothing and answers like a stop (docs/ozonetel.md).
+    return _ok("Success", f"SuccessFully Updated {before.dial_mode} Campaign Stoped")
+
+
+class CampaignStateFound(msgspec.Struct, frozen=True, kw_only=True):
+    """A campaign as `set_campaign_state` found it, before any change."""
+
+    name: str
+    dial_mode: str
+    state: CampaignState
+
+
+async def set_campaign_state(
+    conn: Connection, ctx: Context, account_id: int, campaign_id: int, wanted: CampaignState
+) -> CampaignStateFound:
+    """Start or stop the campaign unless it already is; returns what it was before.
+
+    Callers take the campaign lock and then the account lock before their first write (lead
+    writers take campaign locks first, configuration writers none, so this order cannot
+    deadlock); taking the account lock again here is free and keeps this function safe on its
+    own. The state is read under it: it decides whether anything is recorded, and a rename may
+    have happened since the caller's first read (the campaign lock does not stop renames).
+    """
     await lock_account(conn, account_id)
     current = await conn.fetchrow(SELECT_CAMPAIGN_STATE, campaign_id)
     assert current is not None  # noqa: S101 - campaigns are never deleted
-    name, dial_mode, state = current["name"], current["dial_mode"], current["state"]
-    if verb == "start":
-        if state == "running":
-            return _ok("Success", f"Campaign {name} Is Already Started")
-        await update_campaign(conn, ctx, account_id, name, CampaignChanges(state="running"))
-        return _ok("SUCCESS", f"SuccessFully Updated, {dial_mode} was started")
-    if state == "running":
-        await update_campaign(conn, ctx, account_id, name, CampaignChanges(state="stopped"))
-    # Stopping a stopped campaign records nothing and answers like a stop (docs/ozonetel.md).
-    return _ok("Success", f"SuccessFully Updated {dial_mode} Campaign Stoped")
+    before = CampaignStateFound(
+        name=current["name"], dial_mode=current["dial_mode"], state=current["state"]
+    )
+    if before.state != wanted:
+        await update_campaign(conn, ctx, account_id, before.name, CampaignChanges(state=wanted))
+    return before

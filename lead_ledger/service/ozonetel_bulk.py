@@ -1,0 +1,301 @@
+"""Ozonetel CloudAgent bulk file upload (seed 001): check, validate, submit as a job, run it.
+
+The vendor validates a file while it is uploaded and answers at once; the data is then added in
+the background and the result is POSTed to the caller's callBackUrl. Here: the request's checks
+run in a fixed order (docs/ozonetel.md, "Bulk file upload"), the file is parsed and validated
+by `ozonetel_file.parse_upload`, and an accepted file becomes a job of kind `ozonetel_upload`
+whose payload is the parsed rows, so the worker never parses it again. The job inserts the rows
+(no duplicate check: the vendor's file upload has none) and, for `action=start`, starts the
+campaign, in one transaction; its callback carries the vendor's body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final, Literal
+
+import asyncpg
+import msgspec
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.credentials import key_digest
+from lead_ledger.ledger.envelope import Actor
+from lead_ledger.ledger.events import Assignment, LeadFields, RateLimits
+from lead_ledger.ledger.locks import lock_campaigns
+from lead_ledger.service import jobs, rate_limits
+from lead_ledger.service.accounts import lock_account
+from lead_ledger.service.leads import insert_leads
+from lead_ledger.service.ozonetel import (
+    RATE_LIMITED,
+    Outcome,
+    Reply,
+    key_matches,
+    lookup,
+    names_account,
+    set_campaign_state,
+    stored,
+)
+from lead_ledger.service.ozonetel_file import NOT_EXCEL, UploadRefusal, parse_upload, sniff_format
+from lead_ledger.service.transactions import write_transaction
+from lead_ledger.service.writer import Context
+
+KIND: Final = "ozonetel_upload"
+BUCKET: Final = "ozonetel_bulk"
+DIALECT: Final = "ozonetel"
+
+# Everything the checks need, in one round trip. Only outbound campaigns can take data, so an
+# inbound one is "not found" like a missing one; the agents (skills) are read only for an
+# agentwise (skillwise) campaign, the only case where the file's values are checked.
+SELECT_UPLOAD_CONTEXT: Final = """
+SELECT c.account_id, c.credential_id, c.key_sha256, a.name AS account_name, s.rate_limits,
+       k.campaign_id, k.name AS campaign_name, k.assignment, k.state,
+       CASE WHEN k.assignment = 'agentwise' THEN
+           ARRAY(SELECT g.agent_id FROM agents g WHERE g.account_id = c.account_id) END AS agents,
+       CASE WHEN k.assignment = 'skillwise' THEN
+           ARRAY(SELECT l.name FROM skills l WHERE l.account_id = c.account_id) END AS skills,
+       EXISTS (SELECT 1 FROM job_queue q
+               WHERE q.campaign_id = k.campaign_id AND q.kind = $3
+                 AND q.state IN ('queued', 'running')) AS processing
+FROM credentials c
+JOIN accounts a ON a.account_id = c.account_id
+JOIN settings s ON s.account_id = c.account_id
+LEFT JOIN campaigns k ON k.account_id = c.account_id AND k.name = $2 AND k.direction = 'outbound'
+WHERE c.key_sha256 = $1 AND c.dialect = 'ozonetel' AND NOT c.revoked
+"""
+# Read again under the campaign and account locks: what the first read saw may have changed.
+SELECT_CAMPAIGN: Final = "SELECT state FROM campaigns WHERE campaign_id = $1"
+SELECT_PROCESSING: Final = """
+SELECT EXISTS (SELECT 1 FROM job_queue
+               WHERE campaign_id = $1 AND kind = $2 AND state IN ('queued', 'running'))
+"""
+
+Action = Literal["start", "stop"]
+
+
+def _error(message: str) -> Outcome:
+    return Outcome(http_status=200, reply=Reply(status="error", message=message))
+
+
+AUTHENTICATION_FAILED: Final = _error("Authentication failed")
+FILE_MANDATORY: Final = _error("File is mandatory")
+NOT_EXCEL_FILE: Final = _error(NOT_EXCEL)
+CAMPAIGN_NOT_FOUND: Final = _error("Campaign not found")
+CAMPAIGN_RUNNING: Final = _error("Campaign is running")
+ACCEPTED: Final = Outcome(http_status=200, reply=Reply(status="success", message="Data processing"))
+# Far past any file of 50,000 rows; answered before any check, as the body is not read whole.
+TOO_LARGE: Final = Outcome(
+    http_status=413, reply=Reply(status="error", message="Data limit exceeded")
+)
+
+
+def in_progress(campaign_name: str) -> Outcome:
+    """The vendor allows one upload per campaign at a time but documents no message for it."""
+    return _error(f"Upload is in progress for campaign {campaign_name}")
+
+
+class UploadForm(msgspec.Struct, frozen=True, kw_only=True):
+    """The multipart fields as sent (None when a field is missing); `file` is the file's bytes."""
+
+    username: str | None = None
+    api_key: str | None = None
+    campaign_name: str | None = None
+    callback_url: str | None = None
+    action: str | None = None
+    file: bytes | None = None
+    filename: str | None = None
+
+
+class UploadPayload(msgspec.Struct, frozen=True, kw_only=True):
+    """A job's payload: the file's rows, already parsed and validated."""
+
+    rows: list[LeadFields]
+
+
+class _Checked(msgspec.Struct, frozen=True, kw_only=True):
+    """A request that passed the checks before the file's own validation."""
+
+    row: asyncpg.Record
+    file: bytes
+    action: Action | None
+
+
+class _Parsed(msgspec.Struct, frozen=True, kw_only=True):
+    received: int
+    payload: bytes
+
+
+def _text(value: str | None) -> str | None:
+    """The field, or None when it is missing or blank."""
+    return value if value is not None and value.strip() else None
+
+
+def parse_action(value: str | None) -> Action | None:
+    """`start` or `stop` in any case (surrounding spaces ignored); anything else: a plain upload."""
+    verb = (value or "").strip().lower()
+    return verb if verb in ("start", "stop") else None  # type: ignore[return-value]
+
+
+async def upload(
+    pool: asyncpg.Pool, form: UploadForm, *, request_id: str, client_address: str | None
+) -> Outcome:
+    """Run the checks in order, validate the file, take the rate limit, submit the job."""
+    async with pool.acquire() as conn:
+        checked = await _check(conn, form)
+    if isinstance(checked, Outcome):
+        return checked
+    row = checked.row
+    # Parsing 50,000 rows takes a few hundred milliseconds of CPU: off the event loop, so other
+    # requests keep being served meanwhile, and with no pooled connection held.
+    parsed = await asyncio.to_thread(
+        _parse,
+        checked.file,
+        campaign_name=row["campaign_name"],
+        assignment=row["assignment"],
+        agents=set(row["agents"] or ()),
+        skills=set(row["skills"] or ()),
+    )
+    if isinstance(parsed, UploadRefusal):
+        return _error(parsed.message)
+    actor = Actor(dialect=DIALECT, account_id=row["account_id"], credential_id=row["credential_id"])
+    ctx = Context(actor=actor, request_id=request_id, client_address=client_address)
+    limits = msgspec.json.decode(row["rate_limits"], type=RateLimits)
+    async with pool.acquire() as conn:
+        # Taken last, so that a refused request does not use up the account's upload of the
+        # minute; outside the transaction, as rate_limits.take requires.
+        if not await rate_limits.take(
+            conn, row["account_id"], BUCKET, limits.ozonetel_bulk_per_minute
+        ):
+            return RATE_LIMITED
+        return await _submit(conn, ctx, form, checked, parsed)
+
+
+async def _check(  # noqa: PLR0911 - one return per vendor answer, in their order
+    conn: Connection, form: UploadForm
+) -> _Checked | Outcome:
+    """Authentication, file present, format by content, campaign, state, upload in progress."""
+    username, api_key = _text(form.username), _text(form.api_key)
+    if username is None or api_key is None:
+        return AUTHENTICATION_FAILED
+    digest = key_digest(api_key)
+    campaign = lookup(_text(form.campaign_name))
+    row = await conn.fetchrow(SELECT_UPLOAD_CONTEXT, digest, campaign, KIND)
+    if not key_matches(row, digest) or not names_account(username, row):
+        return AUTHENTICATION_FAILED
+    if not form.file:
+        return FILE_MANDATORY
+    if sniff_format(form.file) is None:
+        return NOT_EXCEL_FILE
+    if row["campaign_id"] is None:
+        return CAMPAIGN_NOT_FOUND
+    action = parse_action(form.action)
+    if row["state"] == "running" and action != "stop":
+        return CAMPAIGN_RUNNING
+    if row["processing"]:
+        return in_progress(row["campaign_name"])
+    return _Checked(row=row, file=form.file, action=action)
+
+
+def _parse(
+    data: bytes, *, campaign_name: str, assignment: Assignment, agents: set[str], skills: set[str]
+) -> _Parsed | UploadRefusal:
+    """Validate the file and encode its rows as the job's payload (in a worker thread)."""
+    parsed = parse_upload(
+        data, campaign_name=campaign_name, assignment=assignment, agent_ids=agents, skills=skills
+    )
+    if isinstance(parsed, UploadRefusal):
+        return parsed
+    payload = msgspec.json.encode(UploadPayload(rows=parsed.rows))
+    return _Parsed(received=len(parsed.rows), payload=payload)
+
+
+async def _submit(
+    conn: Connection, ctx: Context, form: UploadForm, checked: _Checked, parsed: _Parsed
+) -> Outcome:
+    """Under the campaign and account locks: check again, stop if asked, store the job."""
+    row = checked.row
+    account_id: int = row["account_id"]
+    campaign_id: int = row["campaign_id"]
+    async with write_transaction(conn):
+        # Every lock before the first write (docs/decisions.md). The campaign lock serialises
+        # uploads to the campaign, so of two at once the second sees the first's queued job;
+        # the account lock is what campaign starts and stops are written under, so the state
+        # read here stays true until commit.
+        await lock_campaigns(conn, [campaign_id])
+        await lock_account(conn, account_id)
+        state = await conn.fetchval(SELECT_CAMPAIGN, campaign_id)
+        if state == "running" and checked.action != "stop":
+            return CAMPAIGN_RUNNING
+        if await conn.fetchval(SELECT_PROCESSING, campaign_id, KIND):
+            return in_progress(row["campaign_name"])
+        if checked.action == "stop":
+            await set_campaign_state(conn, ctx, account_id, campaign_id, "stopped")
+        await jobs.submit_job(
+            conn,
+            ctx,
+            account_id=account_id,
+            dialect=DIALECT,
+            kind=KIND,
+            campaign_id=campaign_id,
+            payload=parsed.payload,
+            received=parsed.received,
+            callback_url=stored(_text(form.callback_url)),
+            upload_ref=stored(form.filename),
+            # What the callback names (the campaign and the username as sent) and what the job
+            # does after the insert; kept on JobSubmitted, where a failure's callback finds them.
+            options={
+                "campaign": row["campaign_name"],
+                "username": form.username,
+                "action": checked.action,
+            },
+        )
+    return ACCEPTED
+
+
+# --- the job ------------------------------------------------------------------------------------
+
+
+def _callback(job: jobs.Job, status: str, message: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "message": message,
+        "campaign": job.options.get("campaign"),
+        "username": job.options.get("username"),
+    }
+
+
+def failure_body(job: jobs.Job, error: str) -> dict[str, Any]:  # noqa: ARG001 - no reason in it
+    """The vendor's callback for an upload that could not be completed."""
+    return _callback(job, "error", "Data upload failed")
+
+
+async def run_upload(
+    conn: Connection, ctx: Context, job: jobs.Job, payload: bytes
+) -> jobs.JobOutcome:
+    """Insert every row (no duplicate check) and, for `action=start`, start the campaign."""
+    upload_payload = msgspec.json.decode(payload, type=UploadPayload)
+    campaign_id = job.campaign_id
+    if campaign_id is None:
+        raise ValueError(f"job {job.job_id} names no campaign")
+    start = job.options.get("action") == "start"
+    if start:
+        # Both locks before the first lead is written (docs/decisions.md, "Locks before the
+        # first write"); insert_leads takes the campaign lock again, which is free.
+        await lock_campaigns(conn, [campaign_id])
+        await lock_account(conn, job.account_id)
+    result = await insert_leads(
+        conn,
+        ctx,
+        account_id=job.account_id,
+        campaign_id=campaign_id,
+        rows=upload_payload.rows,
+        check_duplicates=False,
+    )
+    if start:
+        await set_campaign_state(conn, ctx, job.account_id, campaign_id, "running")
+    return jobs.JobOutcome(
+        inserted=len(result.inserted),
+        callback_body=_callback(job, "success", "Data uploaded successfully"),
+    )
+
+
+jobs.register(KIND, run_upload, failure_body=failure_body)
