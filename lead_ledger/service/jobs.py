@@ -25,6 +25,7 @@ from lead_ledger.ledger.job_events import (
     RejectedRow,
     stream_of_job,
 )
+from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.service.leads import insert_leads
 from lead_ledger.service.transactions import write_transaction
@@ -55,9 +56,10 @@ UPDATE job_queue q
 SET state = 'running', lease_owner = $1, lease_until = now() + make_interval(secs => $2),
     attempts = q.attempts + 1
 FROM next WHERE q.job_id = next.job_id
-RETURNING q.job_id, q.attempts
+RETURNING q.job_id, q.attempts, q.campaign_id
 """
-# Taken first in the run transaction and held to its end: claimers skip the locked row.
+# Taken in the run transaction and held to its end: claimers skip the locked row. A row lock
+# assigns the transaction id, so the job's campaign lock must come before it (see run_job).
 LOCK_CLAIMED: Final = """
 SELECT attempts FROM job_queue
 WHERE job_id = $1 AND lease_owner = $2 AND state = 'running'
@@ -112,6 +114,7 @@ class JobOutcome(msgspec.Struct, frozen=True, kw_only=True):
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
     job_id: int
     attempts: int
+    campaign_id: int | None = None
 
 
 JobHandler = Callable[[Connection, Context, Job, bytes], Awaitable[JobOutcome]]
@@ -171,7 +174,9 @@ async def submit_job(  # noqa: PLR0913 - one keyword per JobSubmitted field
 async def claim_next(conn: Connection, worker_id: str, lease_seconds: float) -> Claim | None:
     """Lease the oldest runnable job (queued, or running with an expired lease), if any."""
     row = await conn.fetchrow(CLAIM_NEXT, worker_id, float(lease_seconds))
-    return None if row is None else Claim(job_id=row["job_id"], attempts=row["attempts"])
+    if row is None:
+        return None
+    return Claim(job_id=row["job_id"], attempts=row["attempts"], campaign_id=row["campaign_id"])
 
 
 async def release(conn: Connection, job_id: int, worker_id: str) -> None:
@@ -204,6 +209,11 @@ async def run_job(
     """Run a claimed job; returns its queue state after (done, failed, queued, or lost)."""
     try:
         async with write_transaction(conn):
+            if claim.campaign_id is not None:
+                # Before the row lock, which takes a transaction id: the feed orders events by
+                # transaction id, so a lead's writers must hold its campaign lock from before
+                # then (docs/decisions.md, "Locks before the first write").
+                await lock_campaigns(conn, [claim.campaign_id])
             if await conn.fetchval(LOCK_CLAIMED, claim.job_id, worker_id) is None:
                 return "lost"  # the lease expired and another worker took the job
             job, ctx = await load_job(conn, claim.job_id, claim.attempts)

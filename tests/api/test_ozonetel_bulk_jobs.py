@@ -315,15 +315,11 @@ async def test_username_echoed_as_sent(
 async def test_fifty_thousand_rows(
     api: Client, acme: Account, receiver: Receiver, tmp_path: Path, pool: asyncpg.Pool
 ) -> None:
-    """The documented data limit, 50,000 rows, is accepted fast and inserted whole."""
+    """The documented data limit, 50,000 rows, is accepted and inserted whole (its speed is
+    bench/bulk_upload.py's to measure)."""
     rows: list[list[str | int | float | None]] = [["PhoneNumber", "Name", "City"]]
     rows += [[f"9{i:09d}", f"Lead {i}", "Pune"] for i in range(50_000)]
     data = write_csv(tmp_path / "big.csv", rows)
-    started = time.perf_counter()
     assert await upload(api, acme, data, callBackUrl=receiver.url) == (200, ACCEPTED)
-    answered = time.perf_counter() - started
     assert await receiver.next() == uploaded(acme)
     assert await pool.fetchval("SELECT count(*) FROM leads") == 50_000
-    # Read, validated and submitted well under a second on a quiet machine; a wide margin
-    # here, as the suite shares its cores.
-    assert answered < 5, answered

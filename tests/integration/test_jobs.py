@@ -26,6 +26,7 @@ from lead_ledger.api.jobs import poster
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
+from lead_ledger.ledger.locks import campaign_lock_key
 from lead_ledger.service import callbacks, jobs
 from lead_ledger.service.jobs import Job, JobOutcome
 from lead_ledger.service.transactions import write_transaction
@@ -153,6 +154,27 @@ async def test_worker_completes_insert_leads_job(
         "SELECT metadata ->> 'job_id' FROM events WHERE type = 'LeadInserted' LIMIT 1"
     )
     assert meta == str(job_id)
+
+
+WAITING_FOR_ADVISORY_LOCK = """
+SELECT backend_xid IS NULL AS no_xid FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'
+"""
+
+
+async def test_job_takes_its_campaign_lock_before_its_transaction_id(
+    pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """A job waits for its campaign lock before it locks a row: the feed orders by transaction
+    id, so a job must not hold one while a writer it waits for commits first."""
+    account_id, campaign_id = campaign
+    await submit(pool, account_id, campaign_id, [LeadFields(phone_numbers=[phone(1)])])
+    async with worker(pool):
+        async with pool.acquire() as holder, holder.transaction():
+            await holder.execute("SELECT pg_advisory_xact_lock($1)", campaign_lock_key(campaign_id))
+            await until(pool, f"SELECT EXISTS ({WAITING_FOR_ADVISORY_LOCK})")
+            assert await pool.fetchval(WAITING_FOR_ADVISORY_LOCK) is True
+        await until(pool, FINISHED)
 
 
 async def test_two_workers_never_run_the_same_job(
