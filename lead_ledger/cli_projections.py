@@ -98,7 +98,12 @@ def progress_bar(console: Console) -> Iterator[projections.Progress]:
         if phase not in tasks:
             for task_id in tasks.values():  # earlier phases are over
                 bar.update(task_id, completed=bar.tasks[task_id].total)
-            label = {"read": "read and fold", "copy": "copy tables", "swap": "catch up and swap"}
+            label = {
+                "read": "apply events",
+                "copy": "copy tables",
+                "index": "build indexes",
+                "swap": "catch up and swap",
+            }
             tasks[phase] = bar.add_task(label.get(phase, phase), total=total or None)
         bar.update(tasks[phase], completed=done, total=total or None)
 

@@ -135,11 +135,23 @@ async def create_shadow(conn: Connection, projections: Sequence[Projection]) -> 
     """Empty copies of the live tables (columns, defaults, checks), dropping stale ones."""
     await drop_shadow(conn, projections)
     for p in projections:
+        # No autovacuum while it is built: a worker vacuuming a freshly filled shadow table holds
+        # a lock the swap needs, and it only yields after deadlock_timeout, longer than the
+        # swap waits. The swap resets the option (`live_options`).
         await conn.execute(
             f"CREATE TABLE {SHADOW_SCHEMA}.{p.table} "
-            f"(LIKE public.{p.table} INCLUDING ALL EXCLUDING INDEXES)"
+            f"(LIKE public.{p.table} INCLUDING ALL EXCLUDING INDEXES) "
+            "WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
         )
     await conn.execute(CREATE_PYTHON_STREAMS)
+
+
+async def live_options(conn: Connection, projection: Projection) -> None:
+    """The storage options the live tables have (none): autovacuum on again."""
+    await conn.execute(
+        f"ALTER TABLE {SHADOW_SCHEMA}.{projection.table} "
+        "RESET (autovacuum_enabled, toast.autovacuum_enabled)"
+    )
 
 
 async def drop_shadow(conn: Connection, projections: Sequence[Projection]) -> None:

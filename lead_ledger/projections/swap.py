@@ -21,9 +21,10 @@ from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.build import BATCH_SIZE
 from lead_ledger.projections.catch_up import catch_up
 from lead_ledger.projections.gate import close_write_gate
-from lead_ledger.projections.shadow import RebuildError, Shadow
+from lead_ledger.projections.shadow import RebuildError, Shadow, live_options
 
 TABLE_LOCK_TIMEOUT_MS: Final = 500
+PATIENT_AFTER: Final = 2  # attempts with the short table timeout before the patient ones
 SELECT_HEAD: Final = "SELECT coalesce(max(position), 0) FROM events"
 UPSERT_CHECKPOINT: Final = """
 INSERT INTO projection_checkpoints (name, position, rows, rebuilt_at)
@@ -35,7 +36,7 @@ SET position = excluded.position, rows = excluded.rows, rebuilt_at = excluded.re
 
 @contextlib.asynccontextmanager
 async def gate_closed(
-    conn: Connection, shadow: Shadow, lock_timeout_ms: int
+    conn: Connection, shadow: Shadow, lock_timeout_ms: int, *, patient: bool = False
 ) -> AsyncIterator[None]:
     """A transaction in which no writer is in flight and the shadow tables are fully caught up."""
     async with conn.transaction():
@@ -46,7 +47,10 @@ async def gate_closed(
         # Shorter for the tables than PostgreSQL's deadlock_timeout (1 s): a writer that read a
         # projection before entering the gate waits for us while we wait for its table lock;
         # the swap should be the one to give up, not the writer's request.
-        table_timeout = min(lock_timeout_ms, TABLE_LOCK_TIMEOUT_MS)
+        # `patient` (the later attempts): wait longer than deadlock_timeout instead. An autovacuum
+        # worker on a table (a live table freshly filled by the last rebuild, say) yields only
+        # to a waiter that has waited deadlock_timeout; PostgreSQL then cancels it for us.
+        table_timeout = lock_timeout_ms if patient else min(lock_timeout_ms, TABLE_LOCK_TIMEOUT_MS)
         await conn.execute(f"SET LOCAL lock_timeout = {int(table_timeout)}")
         # Writers that skip the gate: SHARE waits for every transaction that inserted events
         # and holds new inserts until commit, so the unfenced read below misses nothing.
@@ -61,13 +65,15 @@ async def swap(conn: Connection, shadow: Shadow, *, lock_timeout_ms: int, attemp
     for attempt in range(1, attempts + 1):
         saved = shadow.save()
         try:
-            async with gate_closed(conn, shadow, lock_timeout_ms):
+            patient = attempt > PATIENT_AFTER
+            async with gate_closed(conn, shadow, lock_timeout_ms, patient=patient):
                 # Nothing can commit now: the tables reflect the log up to its head, including
                 # events of types these projections ignore. That is the checkpoint.
                 shadow.report.position = await conn.fetchval(SELECT_HEAD)
                 old = f"ledger_old_{secrets.token_hex(4)}"
                 await conn.execute(f"CREATE SCHEMA {old}")
                 for p in shadow.projections:
+                    await live_options(conn, p)
                     await conn.execute(f"ALTER TABLE public.{p.table} SET SCHEMA {old}")
                     await conn.execute(f"ALTER TABLE {SHADOW_SCHEMA}.{p.table} SET SCHEMA public")
                     # No CASCADE: if something depends on the old table, fail and roll back.
