@@ -19,20 +19,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-import msgspec
-
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.events import (
-    FIELD_NAMES,
     LEAD_EVENT_TYPES,
     SCHEMA_VERSION,
-    LeadFields,
     LeadInserted,
     LeadReassigned,
     LeadUpdated,
 )
 from lead_ledger.projections.base import SHADOW_SCHEMA
-from lead_ledger.projections.leads import LEAD_COLUMNS
+from lead_ledger.projections.lead_rows_sql import (
+    write_leads_and_contacts_sql,
+    write_leads_sql,
+)
 from lead_ledger.projections.shadow import PYTHON_STREAMS, Shadow, in_lanes
 
 SQL_TYPES: Final = sorted(t.__name__ for t in (LeadInserted, LeadUpdated, LeadReassigned))
@@ -66,52 +65,6 @@ WHERE transaction_id < $1 AND type = ANY($3::text[])
   AND stream_id NOT IN (SELECT stream_id FROM left_to_python)
 """
 
-
-def _text_array(json: str) -> str:
-    # jsonb has no cast to text[], and an ARRAY(subquery) per row costs about a microsecond;
-    # the usual one-element list is built directly.
-    return (
-        f"CASE jsonb_array_length({json}) WHEN 1 THEN ARRAY[{json}->>0] "
-        f"ELSE ARRAY(SELECT jsonb_array_elements_text({json})) END"
-    )
-
-
-# LeadFields as columns, from the merged fields object `f`. Absent keys take the Struct's
-# defaults, as msgspec would give them to the Python fold.
-_FIELD_SQL: Final = {
-    "phone_numbers": _text_array("f->'phone_numbers'"),
-    "crm": "coalesce(f->'crm', '{}')",
-    "priority": "coalesce((f->>'priority')::integer, 1)",
-    "expires_at": "(f->>'expires_at')::timestamptz",
-    "status": "coalesce(f->>'status', 'new')",
-    "extra": "coalesce(f->'extra', '{}')",
-}
-_DEFAULTS: Final = {"crm": {}, "priority": 1, "status": "new", "extra": {}, "phone_numbers": []}
-
-
-def _field_sql(field: msgspec.structs.FieldInfo) -> str:
-    if field.name in _FIELD_SQL:
-        if field.default is not msgspec.NODEFAULT and _DEFAULTS.get(field.name) != field.default:
-            raise RuntimeError(f"LeadFields.{field.name}: default changed, update set_based.py")
-        return _FIELD_SQL[field.name]
-    if field.type != (str | None) or field.default is not None:
-        raise RuntimeError(f"LeadFields.{field.name}: no SQL for its type, update set_based.py")
-    return f"f->>'{field.name}'"
-
-
-_FIELDS: Final = {f.name: f for f in msgspec.structs.fields(LeadFields)}
-_LEAD_VALUES: Final = {
-    "lead_id": "lead_id",
-    "account_id": "account_id",
-    "campaign_id": "campaign_id",
-    "version": "version",
-    "dedupe_keys": _text_array("dedupe_keys"),
-    **{name: _field_sql(_FIELDS[name]) for name in FIELD_NAMES},
-    "entry_at": "entry_at",
-    "modified_at": "modified_at",
-}
-if tuple(_LEAD_VALUES) != LEAD_COLUMNS:
-    raise RuntimeError("set_based.py does not cover the leads columns")
 
 _OF_PARTITION: Final = f"""transaction_id < $1
       AND abs(hashtext(stream_id) % $2) = $3
@@ -155,31 +108,10 @@ WITH inserted AS (
     FROM inserted i LEFT JOIN changed u USING (stream_id)
     OFFSET 0
 )"""
-_WRITE_LEADS: Final = f"""
-INSERT INTO {SHADOW_SCHEMA}.leads ({", ".join(_LEAD_VALUES)})
-SELECT {", ".join(_LEAD_VALUES.values())}
-FROM final"""
-INSERT_LEADS: Final = _FINAL_LEADS + _WRITE_LEADS
-# Contacts as ContactsProjection.contact_rows gives them for the final row: every dedupe key,
-# user_data and reference_number when not empty, each non-empty CRM value. Taken from the rows
-# just written (RETURNING) rather than by reading the shadow table again.
-INSERT_LEADS_AND_CONTACTS: Final = f"""{_FINAL_LEADS}, written AS ({_WRITE_LEADS}
-    RETURNING lead_id, campaign_id, dedupe_keys, user_data, reference_number, crm
-), contacts AS (
-    INSERT INTO {SHADOW_SCHEMA}.contacts (lead_id, campaign_id, kind, value)
-    SELECT lead_id, campaign_id, 'phone', unnest(dedupe_keys) FROM written
-    UNION ALL
-    SELECT lead_id, campaign_id, 'user_data', user_data FROM written WHERE user_data <> ''
-    UNION ALL
-    SELECT lead_id, campaign_id, 'reference_number', reference_number
-    FROM written WHERE reference_number <> ''
-    UNION ALL
-    SELECT lead_id, campaign_id, 'crm:' || c.key, c.value
-    FROM written, jsonb_each_text(crm) AS c WHERE c.value <> ''
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM contacts)
-"""
+
+
+INSERT_LEADS: Final = _FINAL_LEADS + write_leads_sql(SHADOW_SCHEMA)
+INSERT_LEADS_AND_CONTACTS: Final = write_leads_and_contacts_sql(_FINAL_LEADS, SHADOW_SCHEMA)
 
 
 def applies(shadow: Shadow) -> bool:

@@ -1,0 +1,131 @@
+"""Large batches of new leads are projected by the server's SQL; the rows are the fold's."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import asyncpg
+import pytest
+
+from lead_ledger.ledger.envelope import RecordedEvent
+from lead_ledger.ledger.events import SCHEMA_VERSION, LeadFields
+from lead_ledger.projections import fresh_inserts
+from lead_ledger.service.leads import insert_leads, update_leads
+from lead_ledger.service.transactions import write_transaction
+from tests.factories import NATIVE, make_account, make_campaign
+
+ROWS = fresh_inserts.SQL_FROM + 44
+LEAD_VALUES = """
+SELECT version, phone_numbers, dedupe_keys, name, first_name, middle_initial, last_name, title,
+       salutation, company, address1, address2, address3, city, state, postal_code, country,
+       email, comments, user_data, reference_number, crm, agent, skill, priority, expires_at,
+       status, extra, entry_at = modified_at AS same_times
+FROM leads WHERE campaign_id = $1 ORDER BY lead_id
+"""
+CONTACTS = """
+SELECT l.rank, c.kind, c.value
+FROM contacts c
+JOIN (SELECT lead_id, rank() OVER (ORDER BY lead_id) AS rank FROM leads WHERE campaign_id = $1) l
+  USING (lead_id)
+ORDER BY l.rank, c.kind, c.value
+"""
+
+
+def varied(i: int) -> LeadFields:
+    """Leads with every kind of field, empty and set, so both paths meet every case."""
+    expiry = [
+        None,
+        datetime(2031, 5, 17, 9, 30, tzinfo=UTC),
+        datetime(2031, 5, 17, 9, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    ][i % 3]
+    return LeadFields(
+        phone_numbers=[f"98{i:08d}", f"+4420794{i:05d}"][: 1 + i % 2],
+        name=None if i % 4 == 0 else f"Lead {i} \u00e9\u4e2d",
+        first_name="" if i % 5 == 0 else f"F{i}",
+        email=f"l{i}@example.com" if i % 2 else None,
+        user_data="" if i % 3 == 0 else f"UD{i}",
+        reference_number=f"R{i}" if i % 7 else None,
+        crm={"customer:id": f"C{i}", "customer:note": "" if i % 2 else "n", "a:b": "x"},
+        agent=f"agent{i % 3}" if i % 2 else None,
+        priority=i % 10,
+        expires_at=expiry,
+        extra={"n": i, "f": 0.5, "flag": i % 2 == 0, "none": None, "s": "t"},
+    )
+
+
+async def insert(pool: asyncpg.Pool, account_id: int, campaign_id: int) -> list[int]:
+    async with pool.acquire() as conn, write_transaction(conn):
+        result = await insert_leads(
+            conn,
+            NATIVE,
+            account_id=account_id,
+            campaign_id=campaign_id,
+            rows=[varied(i) for i in range(ROWS)],
+            check_duplicates=False,
+        )
+    return sorted(result.inserted.values())
+
+
+async def test_sql_path_writes_the_rows_the_fold_writes(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same leads, inserted once through the SQL path and once through the Python fold,
+    give equal lead and contact rows."""
+    account_id = await make_account(pool)
+    by_sql = await make_campaign(pool, account_id, "by-sql")
+    by_fold = await make_campaign(pool, account_id, "by-fold")
+    await insert(pool, account_id, by_sql)
+    monkeypatch.setattr(fresh_inserts, "SQL_FROM", 10**9)
+    await insert(pool, account_id, by_fold)
+    assert await pool.fetchval("SELECT count(*) FROM leads WHERE campaign_id = $1", by_sql) == ROWS
+    assert await pool.fetch(LEAD_VALUES, by_sql) == await pool.fetch(LEAD_VALUES, by_fold)
+    assert await pool.fetch(CONTACTS, by_sql) == await pool.fetch(CONTACTS, by_fold)
+
+
+async def test_updates_in_the_same_write_find_the_new_rows(pool: asyncpg.Pool) -> None:
+    """After a batch projected by SQL, updates of its leads apply to the rows it wrote."""
+    account_id = await make_account(pool)
+    campaign_id = await make_campaign(pool, account_id)
+    async with pool.acquire() as conn, write_transaction(conn):
+        inserted = await insert_leads(
+            conn,
+            NATIVE,
+            account_id=account_id,
+            campaign_id=campaign_id,
+            rows=[varied(i) for i in range(ROWS)],
+            check_duplicates=False,
+        )
+        first = inserted.inserted[0]
+        await update_leads(
+            conn, NATIVE, account_id=account_id, patches={first: {"city": "Pune", "agent": "z"}}
+        )
+    row = await pool.fetchrow("SELECT city, agent, version FROM leads WHERE lead_id = $1", first)
+    assert row is not None
+    assert dict(row) == {"city": "Pune", "agent": "z", "version": 3}
+
+
+def recorded(position: int, kind: str = "LeadInserted", version: int = 1) -> RecordedEvent:
+    return RecordedEvent(
+        position=position,
+        event_id=uuid.uuid4(),
+        stream_id=f"lead-{position}",
+        stream_version=version,
+        type=kind,
+        schema_version=SCHEMA_VERSION,
+        data=b"{}",
+        metadata=b"{}",
+        recorded_at=datetime.now(UTC),
+        transaction_id=1,
+    )
+
+
+def test_only_large_batches_of_first_inserts_go_to_sql() -> None:
+    """Below SQL_FROM nothing is split off; at it, only version-1 LeadInserted events are."""
+    below = [recorded(p) for p in range(fresh_inserts.SQL_FROM - 1)]
+    assert fresh_inserts.split_fresh_inserts(below) == ([], below)
+    others = [recorded(10**6, "LeadUpdated", 2), recorded(10**6 + 1, "LeadInserted", 2)]
+    batch = [recorded(p) for p in range(fresh_inserts.SQL_FROM)] + others
+    positions, rest = fresh_inserts.split_fresh_inserts(batch)
+    assert positions == list(range(fresh_inserts.SQL_FROM))
+    assert rest == others
