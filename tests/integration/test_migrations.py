@@ -7,11 +7,27 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from lead_ledger.ledger import store
 from lead_ledger.ledger.database import connect
 from lead_ledger.ledger.errors import MigrationError
 from lead_ledger.ledger.migrate import Migration, migrate, shipped_migrations
+from lead_ledger.projections import shadow
+from lead_ledger.projections.base import SHADOW_SCHEMA
+from lead_ledger.projections.registry import BY_NAME
+from lead_ledger.service import flexydial_jobs, jtel, leads, reads
 
 DatabaseFactory = Callable[..., Awaitable[str]]
+
+# The key columns that compare bytes (0005_c_collation.sql): (schema, table, column).
+C_COLLATED = [
+    ("public", "contacts", "kind"),
+    ("public", "contacts", "value"),
+    ("public", "events", "stream_id"),
+]
+SELECT_COLLATION = """
+SELECT collation_name FROM information_schema.columns
+WHERE table_schema = $1 AND table_name = $2 AND column_name = $3
+"""
 
 
 def test_shipped_migrations_are_numbered_and_ordered() -> None:
@@ -98,3 +114,53 @@ async def test_concurrent_migrators_do_not_race(database_factory: DatabaseFactor
     assert applied == sorted(m.name for m in shipped_migrations())
     assert count == len(shipped_migrations())
     assert has_events
+
+
+async def test_key_columns_compare_bytes(database_url: str) -> None:
+    """Key columns have collation "C" after migrate, and a rebuild's shadow tables inherit it."""
+    conn = await connect(database_url)
+    try:
+        live = [await conn.fetchval(SELECT_COLLATION, *column) for column in C_COLLATED]
+        await shadow.create_shadow(conn, [BY_NAME["contacts"]])
+        try:
+            copied = await conn.fetchval(SELECT_COLLATION, SHADOW_SCHEMA, "contacts", "value")
+        finally:
+            await shadow.drop_shadow(conn, [BY_NAME["contacts"]])
+    finally:
+        await conn.close()
+    assert live == ["C"] * len(C_COLLATED)
+    assert copied == "C"
+
+
+# Each lookup on a key column, its parameters, and the indexes that can serve it: the parameters
+# carry the database's collation and the columns "C" (the column's wins), so the text indexes
+# stay usable; a mismatch would leave only a sequential scan. Which of the two contacts indexes
+# the planner picks depends on the statistics, so either is accepted.
+CONTACTS_INDEXES = ("contacts_lookup_idx", "contacts_kind_value_idx")
+STREAM_INDEXES = ("events_stream_version_key",)
+INDEXED_LOOKUPS = [
+    (leads.SELECT_PHONE_OWNERS, (1, ["+919876543210"]), CONTACTS_INDEXES),
+    (flexydial_jobs.SELECT_MATCHES, (1, "user_data", ["a", "b"]), CONTACTS_INDEXES),
+    (jtel.SELECT_BY_USER_DATA, (1, "u-1"), CONTACTS_INDEXES),
+    (jtel.SELECT_FIRST_BY_USER_DATA, (1, "u-1", [2]), CONTACTS_INDEXES),
+    (reads.SELECT_LEADS, (1, 0, None, None, "+919876543210", 10), CONTACTS_INDEXES),
+    (store.SELECT_STREAM, ("lead-1", 0, None, None, None), STREAM_INDEXES),
+    (store.SELECT_STREAMS, (["lead-1", "job-7"],), STREAM_INDEXES),
+]
+
+
+@pytest.mark.parametrize(("sql", "args", "indexes"), INDEXED_LOOKUPS)
+async def test_key_lookups_use_their_index(
+    database_url: str, sql: str, args: tuple[object, ...], indexes: tuple[str, ...]
+) -> None:
+    """Each key lookup scans a text index on its key columns, not the whole table."""
+    conn = await connect(database_url)
+    try:
+        # Sequential scans priced out, so the plan shows whether an index is usable at all
+        # (the empty test tables would otherwise be read whole).
+        await conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {sql}", *args))
+    finally:
+        await conn.close()
+    assert any(f" {index} " in plan for index in indexes), plan
+    assert "Seq Scan" not in plan, plan
