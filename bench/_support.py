@@ -34,8 +34,11 @@ import asyncpg
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.database import embedded_server_url, with_database
+from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.migrate import migrate
 from lead_ledger.logs import configure_logging
+from lead_ledger.service import accounts
+from lead_ledger.service.writer import Context
 
 # A figure such as "36,910", "1.53x" or "0.59": aligned right in tables.
 _NUMBER = re.compile(r"^-?[\d,.]+[a-z%]*$")
@@ -275,3 +278,46 @@ class Phones:
             if number not in self.used:
                 self.used.add(number)
                 return str(number)
+
+
+# The columns a writer gives an event row; position, recorded_at and transaction_id come from
+# the table's defaults, so a COPY of these makes the database do the work the store's does.
+COPY_COLUMNS = (
+    "event_id",
+    "stream_id",
+    "stream_version",
+    "account_id",
+    "type",
+    "schema_version",
+    "data",
+    "metadata",
+)
+# Same columns, defaults, identity, constraints and indexes as `events`, but no triggers: a COPY
+# into it is the floor a writer of events is measured against. IDENTITY is needed too, or
+# `position` would be NOT NULL without a value.
+CREATE_COPY_TABLE = """
+CREATE TABLE IF NOT EXISTS events_copy (LIKE events INCLUDING DEFAULTS INCLUDING IDENTITY
+                                        INCLUDING CONSTRAINTS INCLUDING INDEXES)
+"""
+
+
+async def seed_ozonetel_account(
+    conn: Connection,
+    account: str,
+    campaigns: Sequence[str],
+    limits: accounts.RateLimitsInput,
+    user: accounts.NewUser | None = None,
+) -> str:
+    """An account (region IN) with an ozonetel key, the campaigns, the rate limits and an
+    optional Flexydial login, written through the admin services; returns the key."""
+    ctx = Context(actor=Actor(dialect="admin"), request_id="bench")
+    await accounts.create_account(conn, ctx, accounts.NewAccount(name=account, default_region="IN"))
+    issued = await accounts.issue_credential(
+        conn, ctx, account, accounts.NewCredential(api="ozonetel")
+    )
+    if user is not None:
+        await accounts.create_user(conn, ctx, account, user)
+    for name in campaigns:
+        await accounts.create_campaign(conn, ctx, account, accounts.NewCampaign(name=name))
+    await accounts.change_settings(conn, ctx, account, accounts.SettingsChanges(rate_limits=limits))
+    return issued.key

@@ -34,9 +34,7 @@ import aiohttp
 
 from lead_ledger.api import ozonetel_add
 from lead_ledger.ledger.database import connect
-from lead_ledger.ledger.envelope import Actor
 from lead_ledger.service import accounts
-from lead_ledger.service.writer import Context
 
 if TYPE_CHECKING:
     # mypy checks bench/ as the namespace package `bench`; run as a script, bench/ itself is on
@@ -50,6 +48,7 @@ if TYPE_CHECKING:
         print_pairs,
         print_table,
         quiet_logs,
+        seed_ozonetel_account,
         serve_processes,
         server_description,
     )
@@ -63,6 +62,7 @@ else:
         print_pairs,
         print_table,
         quiet_logs,
+        seed_ozonetel_account,
         serve_processes,
         server_description,
     )
@@ -107,25 +107,16 @@ def campaign_name(index: int) -> str:
 
 async def seed(database_url: str, campaigns: int) -> str:
     """The account, its ozonetel key and campaign, and a limit that is counted but never hit."""
-    ctx = Context(actor=Actor(dialect="admin"), request_id="bench")
     conn = await connect(database_url)
     try:
-        await accounts.create_account(
-            conn, ctx, accounts.NewAccount(name=ACCOUNT, default_region="IN")
-        )
-        issued = await accounts.issue_credential(
-            conn, ctx, ACCOUNT, accounts.NewCredential(api="ozonetel")
-        )
-        for index in range(campaigns):
-            new = accounts.NewCampaign(name=campaign_name(index))
-            await accounts.create_campaign(conn, ctx, ACCOUNT, new)
-        limits = accounts.RateLimitsInput(ozonetel_add_per_minute=100_000)
-        await accounts.change_settings(
-            conn, ctx, ACCOUNT, accounts.SettingsChanges(rate_limits=limits)
+        return await seed_ozonetel_account(
+            conn,
+            ACCOUNT,
+            [campaign_name(index) for index in range(campaigns)],
+            accounts.RateLimitsInput(ozonetel_add_per_minute=100_000),
         )
     finally:
         await conn.close()
-    return issued.key
 
 
 async def client(

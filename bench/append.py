@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     # mypy checks bench/ as the namespace package `bench`; run as a script, bench/ itself is on
     # sys.path. Both name the same file.
     from bench._support import (
+        COPY_COLUMNS,
+        CREATE_COPY_TABLE,
         bench_database,
         bench_server,
         checkpoint,
@@ -55,6 +57,8 @@ if TYPE_CHECKING:
     )
 else:
     from _support import (
+        COPY_COLUMNS,
+        CREATE_COPY_TABLE,
         bench_database,
         bench_server,
         checkpoint,
@@ -70,27 +74,6 @@ else:
 TARGET_RATIO: Final = 1.5
 
 Method = Literal["store", "copy"]
-
-# The columns the store's INSERT writes; the rest (position, recorded_at, transaction_id) come
-# from defaults in both tables, so both methods make the database do the same work per row.
-COPY_COLUMNS: Final = (
-    "event_id",
-    "stream_id",
-    "stream_version",
-    "account_id",
-    "type",
-    "schema_version",
-    "data",
-    "metadata",
-)
-
-# Same columns, defaults, identity, CHECK/NOT NULL, primary key, unique constraints and
-# indexes as `events`, but no triggers: COPY into it is the floor the store is measured against.
-# IDENTITY is needed too, or `position` would be NOT NULL without a value.
-CREATE_COPY_TABLE: Final = """
-CREATE TABLE events_copy (LIKE events INCLUDING DEFAULTS INCLUDING IDENTITY
-                          INCLUDING CONSTRAINTS INCLUDING INDEXES)
-"""
 
 # A lead's life in a dialer, in the order a stream records it.
 EVENT_TYPES: Final = (

@@ -37,12 +37,12 @@ import openpyxl
 from aiohttp import web
 
 from lead_ledger.ledger.database import connect
-from lead_ledger.ledger.envelope import Actor
 from lead_ledger.service import accounts
-from lead_ledger.service.writer import Context
 
 if TYPE_CHECKING:
     from bench._support import (
+        COPY_COLUMNS,
+        CREATE_COPY_TABLE,
         Phones,
         bench_database,
         bench_server,
@@ -53,11 +53,14 @@ if TYPE_CHECKING:
         print_pairs,
         print_table,
         quiet_logs,
+        seed_ozonetel_account,
         serve_processes,
         server_description,
     )
 else:
     from _support import (
+        COPY_COLUMNS,
+        CREATE_COPY_TABLE,
         Phones,
         bench_database,
         bench_server,
@@ -68,6 +71,7 @@ else:
         print_pairs,
         print_table,
         quiet_logs,
+        seed_ozonetel_account,
         serve_processes,
         server_description,
     )
@@ -80,20 +84,6 @@ OZONETEL_PATH: Final = "/endpoint/dailer/data/bulk/upload"
 FLEXYDIAL_PATH: Final = "/api/bulkphonebookupload/v1/"
 HEADER: Final = ("PhoneNumber", "Name", "City", "CustomerId")
 CITIES: Final = ("Mumbai", "Bengaluru", "Chennai", "Pune", "Delhi", "Kolkata")
-COPY_COLUMNS: Final = (
-    "event_id",
-    "stream_id",
-    "stream_version",
-    "account_id",
-    "type",
-    "schema_version",
-    "data",
-    "metadata",
-)
-CREATE_COPY_TABLE: Final = """
-CREATE TABLE IF NOT EXISTS events_copy (LIKE events INCLUDING DEFAULTS INCLUDING IDENTITY
-                                        INCLUDING CONSTRAINTS INCLUDING INDEXES)
-"""
 SELECT_CAMPAIGN_EVENTS: Final = """
 SELECT event_id, stream_id, stream_version, account_id, type, schema_version, data, metadata
 FROM events WHERE type = 'LeadInserted' AND (data->>'campaign_id')::bigint = $1
@@ -190,27 +180,17 @@ def flexydial_body(campaign: str, rows: Sequence[Sequence[str]]) -> bytes:
 async def seed(database_url: str, campaigns: Sequence[str]) -> str:
     """The account, its Ozonetel key, a Flexydial login, the campaigns, and a bulk limit that
     is counted but never reached."""
-    ctx = Context(actor=Actor(dialect="admin"), request_id="bench")
     conn = await connect(database_url)
     try:
-        await accounts.create_account(
-            conn, ctx, accounts.NewAccount(name=ACCOUNT, default_region="IN")
-        )
-        issued = await accounts.issue_credential(
-            conn, ctx, ACCOUNT, accounts.NewCredential(api="ozonetel")
-        )
-        await accounts.create_user(
-            conn, ctx, ACCOUNT, accounts.NewUser(username=USERNAME, password=PASSWORD)
-        )
-        for name in campaigns:
-            await accounts.create_campaign(conn, ctx, ACCOUNT, accounts.NewCampaign(name=name))
-        limits = accounts.RateLimitsInput(ozonetel_bulk_per_minute=1_000)
-        await accounts.change_settings(
-            conn, ctx, ACCOUNT, accounts.SettingsChanges(rate_limits=limits)
+        return await seed_ozonetel_account(
+            conn,
+            ACCOUNT,
+            campaigns,
+            accounts.RateLimitsInput(ozonetel_bulk_per_minute=1_000),
+            accounts.NewUser(username=USERNAME, password=PASSWORD),
         )
     finally:
         await conn.close()
-    return issued.key
 
 
 async def ozonetel_upload(

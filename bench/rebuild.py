@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     # mypy checks bench/ as the namespace package `bench`; run as a script, bench/ itself is on
     # sys.path. Both name the same file.
     from bench._support import (
+        COPY_COLUMNS,
         bench_database,
         bench_server,
         checkpoint,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     )
 else:
     from _support import (
+        COPY_COLUMNS,
         bench_database,
         bench_server,
         checkpoint,
@@ -72,16 +74,6 @@ else:
 
 TARGET: Final = 100_000  # events/s
 CHUNK: Final = 100_000  # events per seeding transaction
-COPY_COLUMNS: Final = (
-    "event_id",
-    "stream_id",
-    "stream_version",
-    "account_id",
-    "type",
-    "schema_version",
-    "data",
-    "metadata",
-)
 CITIES: Final = ("Pune", "Delhi", "Mumbai", "Chennai", None)
 
 EventRow = tuple[uuid.UUID, str, int, int, str, int, bytes, bytes]

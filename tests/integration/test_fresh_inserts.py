@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import asyncpg
 import pytest
 
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import SCHEMA_VERSION, LeadFields
 from lead_ledger.projections import fresh_inserts
@@ -54,17 +55,22 @@ def varied(i: int) -> LeadFields:
     )
 
 
+async def insert_in(conn: Connection, account_id: int, campaign_id: int) -> list[int]:
+    """ROWS varied leads into the campaign, in the caller's transaction; their ids in order."""
+    result = await insert_leads(
+        conn,
+        NATIVE,
+        account_id=account_id,
+        campaign_id=campaign_id,
+        rows=[varied(i) for i in range(ROWS)],
+        check_duplicates=False,
+    )
+    return sorted(result.inserted.values())
+
+
 async def insert(pool: asyncpg.Pool, account_id: int, campaign_id: int) -> list[int]:
     async with pool.acquire() as conn, write_transaction(conn):
-        result = await insert_leads(
-            conn,
-            NATIVE,
-            account_id=account_id,
-            campaign_id=campaign_id,
-            rows=[varied(i) for i in range(ROWS)],
-            check_duplicates=False,
-        )
-    return sorted(result.inserted.values())
+        return await insert_in(conn, account_id, campaign_id)
 
 
 async def test_sql_path_writes_the_rows_the_fold_writes(
@@ -88,15 +94,7 @@ async def test_updates_in_the_same_write_find_the_new_rows(pool: asyncpg.Pool) -
     account_id = await make_account(pool)
     campaign_id = await make_campaign(pool, account_id)
     async with pool.acquire() as conn, write_transaction(conn):
-        inserted = await insert_leads(
-            conn,
-            NATIVE,
-            account_id=account_id,
-            campaign_id=campaign_id,
-            rows=[varied(i) for i in range(ROWS)],
-            check_duplicates=False,
-        )
-        first = inserted.inserted[0]
+        first = (await insert_in(conn, account_id, campaign_id))[0]
         await update_leads(
             conn, NATIVE, account_id=account_id, patches={first: {"city": "Pune", "agent": "z"}}
         )

@@ -10,7 +10,7 @@ from lead_ledger.service.phone_keys import PARALLEL_FROM, dedupe_keys_many
 
 def numbers(count: int) -> list[list[str]]:
     """Leads with one to three numbers in the shapes uploads carry."""
-    rng = random.Random(7)
+    rng = random.Random(7)  # noqa: S311 - reproducible test data, not secrets
     shapes = ("{}", "0{}", "+91{}", "91{}", "{} ", "({}) ext")
     return [
         [rng.choice(shapes).format(rng.randrange(6_000_000_000, 10_000_000_000))]
