@@ -8,7 +8,7 @@ than by a typed msgspec decode, whose errors would not match the vendor's messag
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Final, Literal, cast
 
@@ -219,66 +219,74 @@ async def office_hours_refusal(
 # --- the requests -------------------------------------------------------------------------------
 
 
+# Writes one request's leads in the open transaction: archive_leads or dearchive_leads.
+_Write = Callable[[Connection, ArchiveRequest], Awaitable[ArchiveCounts]]
+
+
+async def _handle(
+    pool: asyncpg.Pool,
+    account_id: int,
+    body: bytes,
+    now: datetime,
+    action: Literal["archive", "dearchive"],
+    flags: Sequence[str],
+    write: _Write,
+) -> Processed | Refusal:
+    """Office hours, validation, then the write in one transaction. Existence is decided under
+    the campaign locks, by the same read the write acts on, so a lead deleted concurrently is
+    refused rather than skipped; a refusal leaves the transaction before anything is written."""
+    async with pool.acquire() as conn:
+        refused = await office_hours_refusal(conn, account_id, now, action)
+        if refused is not None:
+            return refused
+        request = parse_request(body, flags)
+        if isinstance(request, Refusal):
+            return request
+        try:
+            async with write_transaction(conn):
+                counts = await write(conn, request)
+        except LeadsNotFoundError as not_found:
+            return _missing(request.lead_ids, not_found.found)
+    return _processed(counts)
+
+
 async def archive(
     pool: asyncpg.Pool, ctx: Context, account_id: int, body: bytes, now: datetime
 ) -> Processed | Refusal:
     """Office hours, validation, then insert/re-sync/safe-delete in one transaction."""
-    async with pool.acquire() as conn:
-        refused = await office_hours_refusal(conn, account_id, now, "archive")
-        if refused is not None:
-            return refused
-        request = parse_request(body, ARCHIVE_FLAGS)
-        if isinstance(request, Refusal):
-            return request
-        ids = request.lead_ids
-        try:
-            async with write_transaction(conn):
-                # Existence is decided under the campaign locks, by the same read the archive
-                # then acts on, so a lead deleted concurrently is refused rather than skipped;
-                # a refusal leaves the transaction before anything is written.
-                counts = await archive_leads(
-                    conn,
-                    ctx,
-                    account_id=account_id,
-                    lead_ids=_possible(ids),
-                    insert=request.insert_leads,
-                    update=request.update_leads,
-                    delete=request.delete_leads,
-                    required=ids,
-                )
-        except LeadsNotFoundError as not_found:
-            return _missing(ids, not_found.found)
-    return _processed(counts)
+
+    async def write(conn: Connection, request: ArchiveRequest) -> ArchiveCounts:
+        return await archive_leads(
+            conn,
+            ctx,
+            account_id=account_id,
+            lead_ids=_possible(request.lead_ids),
+            insert=request.insert_leads,
+            update=request.update_leads,
+            delete=request.delete_leads,
+            required=request.lead_ids,
+        )
+
+    return await _handle(pool, account_id, body, now, "archive", ARCHIVE_FLAGS, write)
 
 
 async def dearchive(
     pool: asyncpg.Pool, ctx: Context, account_id: int, body: bytes, now: datetime
 ) -> Processed | Refusal:
     """Office hours, validation, then restore/drop-archive in one transaction."""
-    async with pool.acquire() as conn:
-        refused = await office_hours_refusal(conn, account_id, now, "dearchive")
-        if refused is not None:
-            return refused
-        request = parse_request(body, DEARCHIVE_FLAGS)
-        if isinstance(request, Refusal):
-            return request
-        ids = request.lead_ids
-        try:
-            async with write_transaction(conn):
-                # Which leads are archived is decided under their campaigns' locks, by the read
-                # the dearchive then acts on.
-                counts = await dearchive_leads(
-                    conn,
-                    ctx,
-                    account_id=account_id,
-                    lead_ids=_possible(ids),
-                    insert=request.insert_leads,
-                    delete=request.delete_leads,
-                    required=ids,
-                )
-        except LeadsNotFoundError as not_found:
-            return _missing(ids, not_found.found)
-    return _processed(counts)
+
+    async def write(conn: Connection, request: ArchiveRequest) -> ArchiveCounts:
+        return await dearchive_leads(
+            conn,
+            ctx,
+            account_id=account_id,
+            lead_ids=_possible(request.lead_ids),
+            insert=request.insert_leads,
+            delete=request.delete_leads,
+            required=request.lead_ids,
+        )
+
+    return await _handle(pool, account_id, body, now, "dearchive", DEARCHIVE_FLAGS, write)
 
 
 def _possible(ids: Sequence[int]) -> list[int]:
