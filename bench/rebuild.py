@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final
 
 from lead_ledger.ledger.database import create_pool
 from lead_ledger.ledger.envelope import METADATA_ENCODER, Actor, EventMetadata
+from lead_ledger.ledger.event_ids import new_event_id
 from lead_ledger.ledger.events import (
     AccountCreated,
     AccountSettings,
@@ -95,7 +96,7 @@ def event_rows(inserts: int, updates: int, seed: int = 1) -> list[EventRow]:
     rows: list[EventRow] = []
 
     def add(stream: str, version: int, account: int, event: DomainEvent) -> None:
-        new = encode_event(event, uuid.uuid4())
+        new = encode_event(event, new_event_id())
         rows.append((new.event_id, stream, version, account, new.type, 1, new.data, metadata))
 
     campaigns = []

@@ -7,6 +7,8 @@ with `record`, so duplicate checks and safe deletes are exact across processes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, cast
 
@@ -37,8 +39,8 @@ from lead_ledger.ledger.lead import (
     fold,
 )
 from lead_ledger.ledger.locks import campaign_lock_key, lock_campaigns
-from lead_ledger.ledger.store import read_streams
-from lead_ledger.service.phone_keys import dedupe_keys_many
+from lead_ledger.ledger.store import AppendResult, read_streams
+from lead_ledger.service.phone_keys import CHUNK_LEADS, KeysAhead
 from lead_ledger.service.writer import Context, record, stream_append
 
 SELECT_REGION: Final = "SELECT default_region FROM settings WHERE account_id = $1"
@@ -168,45 +170,125 @@ async def insert_lead_groups(
     # and every round trip inside a lock is one that all writers of the campaign wait for.
     if isinstance(region, UnsetType):
         region = await default_region(conn, account_id)
-    # So are the dedupe keys: the costliest part of a large insert, computed outside the locks.
     ordered = sorted(groups)
-    phones = [lead.fields.phone_numbers for campaign_id in ordered for lead in groups[campaign_id]]
-    all_keys = iter(await dedupe_keys_many(phones, region))
-    decided: dict[int, list[LeadInserted]] = {}
-    for campaign_id in ordered:
-        leads = groups[campaign_id]
-        keys = [next(all_keys) for _ in leads]
-        drawn = await conn.fetchrow(NEXT_IDS_THEN_LOCK, len(leads), campaign_lock_key(campaign_id))
-        ids: list[int] = drawn["ids"] if drawn is not None else []
-        decided[campaign_id] = [
-            decide_insert(
-                lead_id=lead_id,
-                account_id=account_id,
-                campaign_id=campaign_id,
-                fields=lead.fields,
-                default_region=region,
-                keys=lead_keys,
+    # So are the dedupe keys, the costliest part of a large insert: worker processes compute
+    # them ahead, chunk by chunk, starting now. Without duplicate checks nothing needs the whole
+    # batch's keys at once: each chunk is appended and projected as soon as its keys arrive,
+    # while the workers compute the next (`_insert_as_keys_arrive`).
+    streaming = not any(lead.check_duplicates for leads in groups.values() for lead in leads)
+    keys = KeysAhead(
+        [lead.fields.phone_numbers for campaign_id in ordered for lead in groups[campaign_id]],
+        region,
+        streaming=streaming,
+    )
+    try:
+        ids: dict[int, list[int]] = {}
+        for campaign_id in ordered:
+            # Every lock before the first write; ids and a lock are one round trip.
+            drawn = await conn.fetchrow(
+                NEXT_IDS_THEN_LOCK, len(groups[campaign_id]), campaign_lock_key(campaign_id)
             )
-            for lead_id, lead, lead_keys in zip(ids, leads, keys, strict=True)
-        ]
+            ids[campaign_id] = drawn["ids"] if drawn is not None else []
+        if streaming and keys.chunked:
+            return await _insert_as_keys_arrive(conn, account_id, groups, ids, region, keys)
+        decided: dict[int, list[LeadInserted]] = {}
+        for campaign_id in ordered:
+            leads = groups[campaign_id]
+            lead_keys = await keys.take(len(leads))
+            decided[campaign_id] = _decide(
+                account_id, campaign_id, leads, ids[campaign_id], lead_keys, region
+            )
+    finally:
+        keys.cancel()
     appends: list[StreamAppend] = []
     results: dict[int, InsertResult] = {}
-    for campaign_id in sorted(groups):
+    for campaign_id in ordered:
         leads, events = groups[campaign_id], decided[campaign_id]
         checks = [lead.check_duplicates for lead in leads]
         duplicates = await _duplicates(conn, campaign_id, events, checks) if any(checks) else {}
-        appends.extend(
-            stream_append(
-                leads[i].ctx, stream_of_lead(e.lead_id), NO_STREAM, [e], account_id=account_id
-            )
-            for i, e in enumerate(events)
-            if i not in duplicates
-        )
+        appends.extend(_lead_appends(account_id, leads, events, duplicates))
         appends.extend(_refusals(account_id, campaign_id, leads, events, duplicates))
         inserted = {i: e.lead_id for i, e in enumerate(events) if i not in duplicates}
         results[campaign_id] = InsertResult(inserted=inserted, duplicates=duplicates)
     await record(conn, appends)
     return results
+
+
+async def _insert_as_keys_arrive(
+    conn: Connection,
+    account_id: int,
+    groups: Mapping[int, Sequence[NewLead]],
+    ids: Mapping[int, list[int]],
+    region: str | None,
+    keys: KeysAhead,
+) -> dict[int, InsertResult]:
+    """Append and project leads chunk by chunk (no duplicate checks), in campaign order.
+
+    Each chunk's events are built while the server still writes the previous chunk: its
+    append and projection run as a task, awaited only before the connection is needed again.
+    """
+    results: dict[int, InsertResult] = {}
+    writing: asyncio.Future[AppendResult] | None = None
+    try:
+        for campaign_id in sorted(groups):
+            leads, lead_ids = groups[campaign_id], ids[campaign_id]
+            for start in range(0, len(leads), CHUNK_LEADS):
+                chunk = leads[start : start + CHUNK_LEADS]
+                chunk_ids = lead_ids[start : start + CHUNK_LEADS]
+                chunk_keys = await keys.take(len(chunk))
+                events = _decide(account_id, campaign_id, chunk, chunk_ids, chunk_keys, region)
+                appends = _lead_appends(account_id, chunk, events, {})
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(record(conn, appends))
+            results[campaign_id] = InsertResult(inserted=dict(enumerate(lead_ids)), duplicates={})
+        if writing is not None:
+            await writing
+    finally:
+        if writing is not None and not writing.done():
+            # Failed while a chunk was being written: the connection is the caller's to roll
+            # back, once this write has let go of it.
+            writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writing
+    return results
+
+
+def _decide(
+    account_id: int,
+    campaign_id: int,
+    leads: Sequence[NewLead],
+    lead_ids: Sequence[int],
+    keys: Sequence[list[str]],
+    region: str | None,
+) -> list[LeadInserted]:
+    return [
+        decide_insert(
+            lead_id=lead_id,
+            account_id=account_id,
+            campaign_id=campaign_id,
+            fields=lead.fields,
+            default_region=region,
+            keys=lead_keys,
+        )
+        for lead_id, lead, lead_keys in zip(lead_ids, leads, keys, strict=True)
+    ]
+
+
+def _lead_appends(
+    account_id: int,
+    leads: Sequence[NewLead],
+    events: Sequence[LeadInserted],
+    duplicates: Mapping[int, list[int]],
+) -> list[StreamAppend]:
+    """One new stream per inserted lead, with its own request's metadata."""
+    return [
+        stream_append(
+            leads[i].ctx, stream_of_lead(e.lead_id), NO_STREAM, [e], account_id=account_id
+        )
+        for i, e in enumerate(events)
+        if i not in duplicates
+    ]
 
 
 def _refusals(

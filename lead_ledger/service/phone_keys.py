@@ -1,25 +1,37 @@
 """Dedupe keys for many leads at once, on every core when there are enough of them.
 
-`phonenumbers` spends ~50 µs per number (parse, then validity against the region's metadata),
-so the keys of a 50,000-row upload cost ~2.5 s of one core: the largest single cost of a bulk
-insert, and 2.5 s during which an event loop would answer nothing. The keys depend on nothing
-but the numbers and the region, so a large batch is split across short-lived worker processes
-(`python -m lead_ledger.service.phone_keys`, ~0.1 s to start) while the loop stays free; a small
-one (every interactive request) is computed in place, where starting a process would cost more
-than it saves.
+`phonenumbers` spends ~15 µs per number (parse, then validity against the region's metadata),
+so the keys of a 50,000-row upload cost ~0.75 s of one core: the largest single cost of a bulk
+insert in Python, and time during which an event loop would answer nothing. The keys depend on
+nothing but the numbers and the region, so a large batch is split across worker processes while
+the loop stays free; a small one (every interactive request) is computed in place, where a round
+trip to another process would cost more than it saves.
+
+The workers live as long as this process: starting one (`python -m lead_ledger.service.phone_keys`,
+importing `phonenumbers` and compiling its patterns) takes ~0.15 s, which a one-shot worker paid
+on every upload. `serve` starts them with the app (`warm_workers`); elsewhere the first large
+batch does. A worker reads length-prefixed msgpack batches on stdin and answers each on stdout
+until stdin closes, so it exits with its parent, even one killed with SIGKILL.
 
 Plain subprocesses rather than `multiprocessing`: its spawn and forkserver start methods import
 the parent's main module again in every worker, which runs any script that lacks a
-`__main__` guard a second time, and fork is unsafe in a process with threads.
+`__main__` guard a second time, and fork is unsafe in a process with threads. Each round trip
+runs in a thread (`asyncio.to_thread`), blocking on the pipes there, so the pool belongs to no
+event loop and serves every loop of the process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import gc
 import os
+import subprocess
 import sys
+import threading
 from collections.abc import Sequence
-from typing import Final
+from typing import IO, Final
 
 import msgspec
 import structlog
@@ -30,7 +42,11 @@ log = structlog.get_logger(__name__)
 
 # Below this many numbers the batch stays in this process.
 PARALLEL_FROM: Final = 4_096
+# Leads per chunk sent to a worker: large enough that a chunk's append and projection amortise
+# their round trips, small enough that the first chunk is ready soon.
+CHUNK_LEADS: Final = 4_096
 MAX_WORKERS: Final = 8
+_LENGTH_BYTES: Final = 4
 
 
 class _Batch(msgspec.Struct, frozen=True):
@@ -53,48 +69,247 @@ def _workers() -> int:
 
 
 async def dedupe_keys_many(phones: Sequence[list[str]], region: str | None) -> list[list[str]]:
-    """`dedupe_keys` of each lead's numbers, in order; in parallel processes for large batches."""
-    workers = _workers()
-    if workers == 1 or sum(len(numbers) for numbers in phones) < PARALLEL_FROM:
-        return _keys_of(phones, region)
-    size = -(-len(phones) // workers)
-    chunks = [list(phones[i : i + size]) for i in range(0, len(phones), size)]
+    """`dedupe_keys` of each lead's numbers, in order; in worker processes for large batches."""
+    keys = KeysAhead(phones, region)
     try:
-        results = await asyncio.gather(*(_in_worker(chunk, region) for chunk in chunks))
-    except (OSError, msgspec.DecodeError, _WorkerError) as error:
-        # The keys are still needed: compute them here, slower, rather than fail the write.
-        log.warning("phone key workers failed; computing in process", error=str(error))
-        return _keys_of(phones, region)
-    return [keys for chunk in results for keys in chunk]
+        return await keys.take(len(phones))
+    finally:
+        keys.cancel()
 
 
-class _WorkerError(RuntimeError):
-    pass
+class KeysAhead:
+    """The keys of a batch of leads, computed ahead in chunks while the caller uses earlier ones.
+
+    A large batch is cut into chunks of `CHUNK_LEADS`; one lane per worker process works through
+    every lane-count-th chunk, so the first chunk's keys are ready after ~60 ms and a writer
+    can append and project it while the workers compute the rest (`streaming`: one lane fewer
+    than cores, leaving one to the writer and its database). `take(n)` returns the next
+    `n` leads' keys in order, waiting only for the chunks they fall in. A small batch is
+    computed in place, at once.
+    """
+
+    def __init__(
+        self, phones: Sequence[list[str]], region: str | None, *, streaming: bool = False
+    ) -> None:
+        self._taken = 0
+        self._ready: list[list[str]] = []
+        workers = _workers()
+        loop = asyncio.get_running_loop()
+        if workers == 1 or sum(len(numbers) for numbers in phones) < PARALLEL_FROM:
+            done: asyncio.Future[list[list[str]]] = loop.create_future()
+            done.set_result(_keys_of(phones, region))
+            self._chunks = [done]
+            self._lanes: list[asyncio.Task[None]] = []
+            return
+        batches = [
+            _Batch(region, list(phones[i : i + CHUNK_LEADS]))
+            for i in range(0, len(phones), CHUNK_LEADS)
+        ]
+        self._chunks = [loop.create_future() for _ in batches]
+        # A caller that writes chunks as they arrive needs a core of its own, and so does the
+        # database writing them: one lane fewer than workers (measured: 0.1 s less on 2 cores
+        # for 50,000 leads than two lanes competing with the writer).
+        lanes = min(max(1, workers - 1) if streaming else workers, len(batches))
+        self._lanes = [
+            asyncio.ensure_future(self._lane(batches[lane::lanes], self._chunks[lane::lanes]))
+            for lane in range(lanes)
+        ]
+
+    @property
+    def chunked(self) -> bool:
+        """Whether the keys arrive in several chunks (a large batch, worker processes)."""
+        return len(self._chunks) > 1
+
+    async def take(self, count: int) -> list[list[str]]:
+        """The keys of the next `count` leads, in order."""
+        while len(self._ready) < count:
+            self._ready.extend(await self._chunks[self._taken])
+            self._taken += 1
+        taken, self._ready = self._ready[:count], self._ready[count:]
+        return taken
+
+    def cancel(self) -> None:
+        """Stop computing chunks nobody will take (the caller failed or is done)."""
+        for lane in self._lanes:
+            lane.cancel()
+
+    @staticmethod
+    async def _lane(batches: list[_Batch], chunks: list[asyncio.Future[list[list[str]]]]) -> None:
+        try:
+            for batch, chunk in zip(batches, chunks, strict=True):
+                try:
+                    keys = await asyncio.to_thread(_POOL.run, batch)
+                except (OSError, msgspec.DecodeError, WorkerError) as error:
+                    # The keys are still needed: compute them here, slower, rather than fail.
+                    log.warning("phone key worker failed; computing in process", error=str(error))
+                    keys = await asyncio.to_thread(_keys_of, batch.phones, batch.region)
+                if not chunk.done():
+                    chunk.set_result(keys)
+        except Exception as error:  # noqa: BLE001 - handed to whoever waits for the keys
+            for chunk in chunks:
+                if not chunk.done():
+                    chunk.set_exception(error)
+        finally:
+            for chunk in chunks:  # cancelled: nobody waits any more
+                chunk.cancel()
 
 
-async def _in_worker(phones: list[list[str]], region: str | None) -> list[list[str]]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        __name__,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate(_encode_batch(_Batch(region, phones)))
-    if process.returncode != 0:
-        raise _WorkerError(f"exit {process.returncode}: {err.decode(errors='replace')[-500:]}")
-    keys = _decode_keys(out)
-    if len(keys) != len(phones):
-        raise _WorkerError(f"{len(keys)} results for {len(phones)} leads")
-    return keys
+def warm_workers() -> None:
+    """Start the workers now (they import in the background), so no batch waits for them."""
+    _POOL.warm(_workers() if _workers() > 1 else 0)
 
 
-def _serve_one_batch() -> None:
-    """The worker: one msgpack batch on stdin, its keys as msgpack on stdout."""
-    batch = _decode_batch(sys.stdin.buffer.read())
-    sys.stdout.buffer.write(_encode_keys(_keys_of(batch.phones, batch.region)))
+def worker_pids() -> list[int]:
+    """Process ids of the idle workers alive (for tests and diagnostics)."""
+    return _POOL.pids()
+
+
+class WorkerError(RuntimeError):
+    """A worker died, or answered something other than one key list per lead."""
+
+
+class _Worker:
+    """One long-lived worker process and its pipes. Used by one thread at a time."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
+            [sys.executable, "-m", __name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            # Inherited: a worker's traceback lands in the server's own stderr.
+            stderr=None,
+        )
+
+    def run(self, batch: _Batch) -> list[list[str]]:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        if stdin is None or stdout is None:  # pragma: no cover - both are PIPE
+            raise WorkerError("worker has no pipes")
+        _write_frame(stdin, _encode_batch(batch))
+        frame = _read_frame(stdout)
+        if frame is None:
+            raise WorkerError(f"worker exited with {self.process.poll()}")
+        keys = _decode_keys(frame)
+        if len(keys) != len(batch.phones):
+            raise WorkerError(f"{len(keys)} results for {len(batch.phones)} leads")
+        return keys
+
+    def close(self) -> None:
+        # Closing stdin is the worker's signal to exit; kill only one that does not.
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+class _Pool:
+    """Idle workers, at most `keep` of them kept; more are started when batches overlap."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._keep = 0
+
+    def warm(self, count: int) -> None:
+        with self._lock:
+            self._keep = max(self._keep, count)
+            while len(self._idle) < self._keep:
+                self._idle.append(_Worker())
+
+    def run(self, batch: _Batch) -> list[list[str]]:
+        """One batch on an idle worker (started if none is idle); blocking, for a thread.
+
+        A worker that fails is dropped and the batch tried once more on a fresh one: an idle
+        worker may have been killed since its last batch (out of memory, an operator).
+        """
+        worker = self._idle_worker()
+        try:
+            keys = self._run_on(worker or _Worker(), batch)
+        except (OSError, msgspec.DecodeError, WorkerError):
+            if worker is None:
+                raise
+            keys = self._run_on(_Worker(), batch)
+        return keys
+
+    def _idle_worker(self) -> _Worker | None:
+        with self._lock:
+            self._keep = max(self._keep, _workers())
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.process.poll() is None:
+                    return worker
+                worker.close()
+        return None
+
+    def _run_on(self, worker: _Worker, batch: _Batch) -> list[list[str]]:
+        try:
+            keys = worker.run(batch)
+        except BaseException:
+            # Its state is unknown (dead, or mid-frame): never hand it out again.
+            worker.process.kill()
+            worker.close()
+            raise
+        with self._lock:
+            if len(self._idle) < self._keep:
+                self._idle.append(worker)
+                return keys
+        worker.close()
+        return keys
+
+    def pids(self) -> list[int]:
+        """The idle workers still alive; dead ones are dropped on the way."""
+        with self._lock:
+            alive = [worker for worker in self._idle if worker.process.poll() is None]
+            dead = [worker for worker in self._idle if worker not in alive]
+            self._idle = alive
+        for worker in dead:
+            worker.close()
+        return [worker.process.pid for worker in alive]
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.close()
+
+
+_POOL: Final = _Pool()
+atexit.register(_POOL.close)
+
+
+def _write_frame(out: IO[bytes], payload: bytes) -> None:
+    out.write(len(payload).to_bytes(_LENGTH_BYTES, "big") + payload)
+    out.flush()
+
+
+def _read_frame(source: IO[bytes]) -> bytes | None:
+    """One frame, or None at a clean end of input."""
+    header = source.read(_LENGTH_BYTES)
+    if not header:
+        return None
+    if len(header) < _LENGTH_BYTES:
+        raise WorkerError("truncated frame header")
+    size = int.from_bytes(header, "big")
+    payload = source.read(size)
+    if len(payload) < size:
+        raise WorkerError("truncated frame")
+    return payload
+
+
+def _serve_batches() -> None:
+    """The worker: answer each batch on stdin with its keys on stdout, until stdin closes."""
+    # What was imported stays; the keys are short-lived strings that reference counting frees.
+    gc.freeze()
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while (frame := _read_frame(stdin)) is not None:
+        batch = _decode_batch(frame)
+        _write_frame(stdout, _encode_keys(_keys_of(batch.phones, batch.region)))
 
 
 if __name__ == "__main__":
-    _serve_one_batch()
+    _serve_batches()

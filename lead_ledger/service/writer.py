@@ -3,13 +3,13 @@ caller's transaction, so a request reads its own writes and duplicate checks see
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor, EventMetadata, StreamAppend
+from lead_ledger.ledger.event_ids import new_event_id
 from lead_ledger.ledger.events import DomainEvent, encode_event
 from lead_ledger.ledger.store import AppendResult, append_events
 from lead_ledger.projections.registry import apply_inline
@@ -42,11 +42,12 @@ def stream_append(
     *,
     account_id: int | None,
 ) -> StreamAppend:
-    """Encode domain events for one stream. Event ids are random here, never in the domain."""
+    """Encode domain events for one stream. Event ids are drawn here (UUIDv7, time-ordered with
+    random bits), never in the domain."""
     return StreamAppend(
         stream_id=stream_id,
         expected_version=expected_version,
-        events=[encode_event(event, uuid.uuid4()) for event in events],
+        events=[encode_event(event, new_event_id()) for event in events],
         metadata=ctx.metadata(),
         account_id=account_id,
     )
@@ -58,7 +59,7 @@ async def record(
     """Append and project. Must run inside the caller's transaction (and its locks), which
     should be a `service.transactions.write_transaction` so that it holds the write gate.
 
-    `stream_append` gives every event a fresh random id, so such appends cannot be retries;
+    `stream_append` gives every event a fresh id (UUIDv7), so such appends cannot be retries;
     pass `detect_retries=True` only for events with ids derived from something replayable.
     """
     if not conn.is_in_transaction():

@@ -8,6 +8,7 @@ import asyncpg
 import msgspec
 import pytest
 
+from lead_ledger.ledger.errors import ConcurrencyError
 from lead_ledger.ledger.events import LeadFields, LeadReassigned, LeadUpdated
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.store import read_stream
@@ -18,6 +19,7 @@ from lead_ledger.service.leads import (
     insert_leads,
     update_leads,
 )
+from lead_ledger.service.phone_keys import CHUNK_LEADS
 from tests.factories import NATIVE, make_account, make_campaign
 
 
@@ -236,3 +238,89 @@ async def test_fifty_thousand_inserts_take_a_constant_number_of_queries(
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM leads") == 50_000
         assert await conn.fetchval("SELECT count(*) FROM contacts") == 50_000
+
+
+async def test_large_insert_without_checks_is_written_as_its_keys_arrive(
+    pool: asyncpg.Pool,
+) -> None:
+    """Without duplicate checks a large batch is appended and projected chunk by chunk: a few
+    statements per chunk, never one per lead, and the same leads, contacts and order as one
+    append would give."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    count = 3 * CHUNK_LEADS + 5  # a short last chunk
+    rows = [LeadFields(phone_numbers=[f"98{n:08d}"], name=f"n{n}") for n in range(count)]
+    queries: list[str] = []
+    async with pool.acquire() as conn:
+        conn.add_query_logger(lambda record: queries.append(record.query))
+        async with conn.transaction():
+            result = await insert_leads(
+                conn,
+                NATIVE,
+                account_id=account,
+                campaign_id=campaign,
+                rows=rows,
+                check_duplicates=False,
+            )
+    chunks = -(-count // CHUNK_LEADS)
+    assert len(queries) <= 4 + 8 * chunks, queries
+    assert result.duplicates == {}
+    lead_ids = [result.inserted[i] for i in range(count)]
+    assert lead_ids == sorted(lead_ids)
+    async with pool.acquire() as conn:
+        # Row i became the i-th lead, its stream's only event, appended in row order.
+        stored = await conn.fetch(
+            "SELECT stream_id, event_id, data->'fields'->>'name' AS name FROM events"
+            " WHERE type = 'LeadInserted' ORDER BY position"
+        )
+        assert [row["stream_id"] for row in stored] == [f"lead-{i}" for i in lead_ids]
+        # Time-ordered ids (UUIDv7): the event-id index grows at its right edge too.
+        event_ids = [row["event_id"] for row in stored]
+        assert {event_id.version for event_id in event_ids} == {7}
+        assert event_ids == sorted(event_ids)
+        assert [row["name"] for row in stored] == [f"n{n}" for n in range(count)]
+        contacts = await conn.fetch(
+            "SELECT lead_id, value FROM contacts WHERE kind = 'phone' ORDER BY lead_id"
+        )
+        assert [(row["lead_id"], row["value"]) for row in contacts] == [
+            (lead_id, f"+9198{n:08d}") for n, lead_id in enumerate(lead_ids)
+        ]
+        assert await conn.fetchval("SELECT count(*) FROM leads") == count
+
+
+async def test_large_insert_failing_midway_writes_nothing(pool: asyncpg.Pool) -> None:
+    """A chunked insert whose second chunk fails, after the first was appended and projected,
+    leaves no trace once its transaction rolls back, and its connection stays usable."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    rows = [LeadFields(phone_numbers=[f"98{n:08d}"]) for n in range(2 * CHUNK_LEADS)]
+    queries: list[str] = []
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        # The lead ids the insert will draw follow this one; a stream already holding one of
+        # the second chunk's ids makes that chunk's append clash.
+        taken = await conn.fetchval("SELECT nextval('lead_ids')") + CHUNK_LEADS + 2
+        await conn.execute(
+            "INSERT INTO events (event_id, stream_id, stream_version, account_id, type,"
+            " schema_version, data, metadata)"
+            " VALUES (gen_random_uuid(), $1, 1, $2, 'Marker', 1, '{}', '{}')",
+            f"lead-{taken}",
+            account,
+        )
+        conn.add_query_logger(lambda record: queries.append(record.query))
+        with pytest.raises(ConcurrencyError):
+            await insert_leads(
+                conn,
+                NATIVE,
+                account_id=account,
+                campaign_id=campaign,
+                rows=rows,
+                check_duplicates=False,
+            )
+        await transaction.rollback()
+        # The first chunk had been projected when the second failed.
+        assert any("INSERT INTO public.contacts" in query for query in queries), queries
+        assert await conn.fetchval("SELECT count(*) FROM events WHERE type = 'LeadInserted'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM leads") == 0
+        assert await conn.fetchval("SELECT count(*) FROM contacts") == 0
