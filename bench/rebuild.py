@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         bench_server,
         checkpoint,
         machine_description,
+        median,
         print_pairs,
         print_table,
         quiet_logs,
@@ -67,6 +68,7 @@ else:
         bench_server,
         checkpoint,
         machine_description,
+        median,
         print_pairs,
         print_table,
         quiet_logs,
@@ -231,6 +233,8 @@ async def run(args: argparse.Namespace) -> None:
     print_table(table)
     print()
     rows_copied = ", ".join(f"{k}={v:,}" for k, v in reports[-1].rows.items() if v)
+    # Judged on the median round, not the best: one lucky round on a shared machine proves little.
+    typical = median([r.events_per_second for r in reports])
     best = max(r.events_per_second for r in reports)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print_pairs(
@@ -239,7 +243,8 @@ async def run(args: argparse.Namespace) -> None:
             ("in SQL", f"{reports[-1].events_in_sql:,} events applied by the set-based path"),
             ("peak memory", f"{peak_mib:,.0f} MiB (this process: the log, then the folded rows)"),
             ("target", f">= {TARGET:,} events/s"),
-            ("result", f"{'PASS' if best >= TARGET else 'FAIL'} (best {best:,.0f} events/s)"),
+            ("result", f"{'PASS' if typical >= TARGET else 'FAIL'} (median {typical:,.0f}/s)"),
+            ("best round", f"{best:,.0f} events/s"),
         ]
     )
 

@@ -20,7 +20,7 @@ from lead_ledger.ledger.errors import LedgerError
 from lead_ledger.ledger.feed import feed_entry, follow_feed
 from lead_ledger.ledger.migrate import migrate
 from lead_ledger.logs import configure_logging
-from lead_ledger.service import phone_keys
+from lead_ledger.service import key_workers
 from lead_ledger.settings import Settings, SettingsError
 
 log = structlog.get_logger("lead_ledger.cli")
@@ -103,7 +103,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     url = _database_url(settings)
     app = create_app(settings, url)
     # Started now, importing while the server starts, so the first large upload does not wait.
-    phone_keys.warm_workers()
+    key_workers.warm_workers()
     _tune_gc()
     log.info("serving", host=host, port=port)
     # run_app turns SIGINT/SIGTERM into a graceful shutdown: in-flight requests finish and the

@@ -109,6 +109,63 @@ def test_serve_on_the_embedded_default_answers_and_stops_cleanly(data_dir: Path)
     assert all("request_id" in r and "duration_ms" in r for r in requests)
 
 
+def _key_workers_of(pid: int) -> set[int]:
+    """Live phone key worker processes whose parent is `pid` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            # The fields after the command's closing parenthesis: state, then the parent's pid.
+            state, parent = stat.rsplit(")", 1)[1].split()[:2]
+            cmdline = (entry / "cmdline").read_bytes()
+            if int(parent) == pid and state != "Z" and b"key_workers" in cmdline:
+                found.add(int(entry.name))
+    return found
+
+
+def _gone(pids: set[int], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = {pid for pid in pids if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/stat").exists() or (os.cpu_count() or 1) < 2,
+    reason="reads /proc; one core starts no key workers",
+)
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+def test_serve_starts_key_workers_that_end_with_it(data_dir: Path, stop: signal.Signals) -> None:
+    """`serve` starts its phone key workers at once; they exit when it stops, even by SIGKILL."""
+    port = _free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own console script
+        [CLI, "serve", "--port", str(port)],
+        env=_env(LEDGER_DATA_DIR=str(data_dir)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert _wait_for(f"http://127.0.0.1:{port}/healthz", process) == 200
+        workers = _key_workers_of(process.pid)
+        assert len(workers) == min(os.cpu_count() or 1, 8)
+    finally:
+        process.send_signal(stop)
+        process.wait(timeout=60)
+    assert _gone(workers)
+
+
 def _body(i: int) -> bytes:
     return msgspec.json.encode({"i": i})
 

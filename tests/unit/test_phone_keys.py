@@ -7,13 +7,8 @@ import random
 import signal
 
 from lead_ledger.ledger.phones import dedupe_keys
-from lead_ledger.service.phone_keys import (
-    CHUNK_LEADS,
-    PARALLEL_FROM,
-    KeysAhead,
-    dedupe_keys_many,
-    worker_pids,
-)
+from lead_ledger.service.key_workers import worker_pids
+from lead_ledger.service.phone_keys import CHUNK_LEADS, PARALLEL_FROM, KeysAhead, dedupe_keys_many
 
 
 def numbers(count: int) -> list[list[str]]:

@@ -1,0 +1,217 @@
+"""Worker processes that compute phone dedupe keys, alive as long as this process.
+
+Starting one (`python -m lead_ledger.service.key_workers`, importing `phonenumbers` and
+compiling its patterns) takes ~0.15 s, which a one-shot worker paid on every upload. `serve`
+starts them with the app (`warm_workers`); elsewhere the first large batch does. A worker reads
+length-prefixed msgpack batches on stdin and answers each on stdout until stdin closes, so it
+exits with its parent, even one killed with SIGKILL.
+
+Plain subprocesses rather than `multiprocessing`: its spawn and forkserver start methods import
+the parent's main module again in every worker, which runs any script that lacks a
+`__main__` guard a second time, and fork is unsafe in a process with threads. Each round trip
+runs in a thread (`asyncio.to_thread`), blocking on the pipes there, so the pool belongs to no
+event loop and serves every loop of the process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import gc
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import IO, Final
+
+import msgspec
+
+from lead_ledger.ledger.phones import dedupe_keys
+
+MAX_WORKERS: Final = 8
+_LENGTH_BYTES: Final = 4
+
+
+class Batch(msgspec.Struct, frozen=True):
+    """Leads' numbers (each lead's list) and the account's region."""
+
+    region: str | None
+    phones: list[list[str]]
+
+
+_encode_batch: Final = msgspec.msgpack.Encoder().encode
+_decode_batch: Final = msgspec.msgpack.Decoder(Batch).decode
+_encode_keys: Final = msgspec.msgpack.Encoder().encode
+_decode_keys: Final = msgspec.msgpack.Decoder(list[list[str]]).decode
+
+
+def keys_of(phones: Sequence[list[str]], region: str | None) -> list[list[str]]:
+    """`dedupe_keys` of each lead's numbers, here and now."""
+    return [dedupe_keys(numbers, region) for numbers in phones]
+
+
+def worker_count() -> int:
+    """One worker per core, within MAX_WORKERS."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+def warm_workers() -> None:
+    """Start the workers now (they import in the background), so no batch waits for them."""
+    POOL.warm(worker_count() if worker_count() > 1 else 0)
+
+
+def worker_pids() -> list[int]:
+    """Process ids of the idle workers alive (for tests and diagnostics)."""
+    return POOL.pids()
+
+
+class WorkerError(RuntimeError):
+    """A worker died, or answered something other than one key list per lead."""
+
+
+class _Worker:
+    """One long-lived worker process and its pipes. Used by one thread at a time."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
+            [sys.executable, "-m", __name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            # Inherited: a worker's traceback lands in the server's own stderr.
+            stderr=None,
+        )
+
+    def run(self, batch: Batch) -> list[list[str]]:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        if stdin is None or stdout is None:  # pragma: no cover - both are PIPE
+            raise WorkerError("worker has no pipes")
+        _write_frame(stdin, _encode_batch(batch))
+        frame = _read_frame(stdout)
+        if frame is None:
+            raise WorkerError(f"worker exited with {self.process.poll()}")
+        keys = _decode_keys(frame)
+        if len(keys) != len(batch.phones):
+            raise WorkerError(f"{len(keys)} results for {len(batch.phones)} leads")
+        return keys
+
+    def close(self) -> None:
+        # Closing stdin is the worker's signal to exit; kill only one that does not.
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+class _Pool:
+    """Idle workers, at most `keep` of them kept; more are started when batches overlap."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._keep = 0
+
+    def warm(self, count: int) -> None:
+        with self._lock:
+            self._keep = max(self._keep, count)
+            while len(self._idle) < self._keep:
+                self._idle.append(_Worker())
+
+    def run(self, batch: Batch) -> list[list[str]]:
+        """One batch on an idle worker (started if none is idle); blocking, for a thread.
+
+        A worker that fails is dropped and the batch tried once more on a fresh one: an idle
+        worker may have been killed since its last batch (out of memory, an operator).
+        """
+        worker = self._idle_worker()
+        try:
+            keys = self._run_on(worker or _Worker(), batch)
+        except (OSError, msgspec.DecodeError, WorkerError):
+            if worker is None:
+                raise
+            keys = self._run_on(_Worker(), batch)
+        return keys
+
+    def _idle_worker(self) -> _Worker | None:
+        with self._lock:
+            self._keep = max(self._keep, worker_count())
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.process.poll() is None:
+                    return worker
+                worker.close()
+        return None
+
+    def _run_on(self, worker: _Worker, batch: Batch) -> list[list[str]]:
+        try:
+            keys = worker.run(batch)
+        except BaseException:
+            # Its state is unknown (dead, or mid-frame): never hand it out again.
+            worker.process.kill()
+            worker.close()
+            raise
+        with self._lock:
+            if len(self._idle) < self._keep:
+                self._idle.append(worker)
+                return keys
+        worker.close()
+        return keys
+
+    def pids(self) -> list[int]:
+        """The idle workers still alive; dead ones are dropped on the way."""
+        with self._lock:
+            alive = [worker for worker in self._idle if worker.process.poll() is None]
+            dead = [worker for worker in self._idle if worker not in alive]
+            self._idle = alive
+        for worker in dead:
+            worker.close()
+        return [worker.process.pid for worker in alive]
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.close()
+
+
+POOL: Final = _Pool()
+atexit.register(POOL.close)
+
+
+def _write_frame(out: IO[bytes], payload: bytes) -> None:
+    out.write(len(payload).to_bytes(_LENGTH_BYTES, "big") + payload)
+    out.flush()
+
+
+def _read_frame(source: IO[bytes]) -> bytes | None:
+    """One frame, or None at a clean end of input."""
+    header = source.read(_LENGTH_BYTES)
+    if not header:
+        return None
+    if len(header) < _LENGTH_BYTES:
+        raise WorkerError("truncated frame header")
+    size = int.from_bytes(header, "big")
+    payload = source.read(size)
+    if len(payload) < size:
+        raise WorkerError("truncated frame")
+    return payload
+
+
+def _serve_batches() -> None:
+    """The worker: answer each batch on stdin with its keys on stdout, until stdin closes."""
+    # What was imported stays; the keys are short-lived strings that reference counting frees.
+    gc.freeze()
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while (frame := _read_frame(stdin)) is not None:
+        batch = _decode_batch(frame)
+        _write_frame(stdout, _encode_keys(keys_of(batch.phones, batch.region)))
+
+
+if __name__ == "__main__":
+    _serve_batches()
