@@ -60,6 +60,16 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 90) -
     pytest.fail(f"{url} did not answer within {seconds}s")
 
 
+def _serve(data_dir: Path, port: int, output: int) -> subprocess.Popen[bytes]:
+    """`lead-ledger serve` on the embedded default in `data_dir`; stdout and stderr to `output`."""
+    return subprocess.Popen(  # noqa: S603 - our own console script
+        [CLI, "serve", "--port", str(port)],
+        env=_env(LEDGER_DATA_DIR=str(data_dir)),
+        stdout=output,
+        stderr=output,
+    )
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "data"
@@ -75,12 +85,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 def test_serve_on_the_embedded_default_answers_and_stops_cleanly(data_dir: Path) -> None:
     """`lead-ledger serve` with no database configured: healthz and readyz 200, clean stop."""
     port = _free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own console script
-        [CLI, "serve", "--port", str(port)],
-        env=_env(LEDGER_DATA_DIR=str(data_dir)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    process = _serve(data_dir, port, subprocess.PIPE)
     try:
         assert _wait_for(f"http://127.0.0.1:{port}/healthz", process) == 200
         status, body = _get(f"http://127.0.0.1:{port}/readyz")
@@ -150,12 +155,7 @@ def _zombie(pid: int) -> bool:
 def test_serve_starts_key_workers_that_end_with_it(data_dir: Path, stop: signal.Signals) -> None:
     """`serve` starts its phone key workers at once; they exit when it stops, even by SIGKILL."""
     port = _free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own console script
-        [CLI, "serve", "--port", str(port)],
-        env=_env(LEDGER_DATA_DIR=str(data_dir)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = _serve(data_dir, port, subprocess.DEVNULL)
     try:
         assert _wait_for(f"http://127.0.0.1:{port}/healthz", process) == 200
         workers = _key_workers_of(process.pid)

@@ -13,6 +13,7 @@ from lead_ledger.ledger.events import LeadFields, LeadReassigned, LeadUpdated
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.service.leads import (
+    InsertResult,
     archive_leads,
     dearchive_leads,
     delete_leads,
@@ -214,13 +215,10 @@ async def test_delete_and_foreign_leads(pool: asyncpg.Pool) -> None:
         assert [r["lead_id"] for r in await conn.fetch("SELECT lead_id FROM leads")] == [their_lead]
 
 
-async def test_fifty_thousand_inserts_take_a_constant_number_of_queries(
-    pool: asyncpg.Pool,
-) -> None:
-    """Projections are set-based: the statement count does not grow with the batch."""
-    account = await make_account(pool)
-    campaign = await make_campaign(pool, account)
-    rows = [LeadFields(phone_numbers=[f"+9198{n:08d}"], name=f"n{n}") for n in range(50_000)]
+async def _insert_logging_queries(
+    pool: asyncpg.Pool, account: int, campaign: int, rows: list[LeadFields], *, check: bool
+) -> tuple[InsertResult, list[str]]:
+    """insert_leads in a transaction of its own, with every statement it sent."""
     queries: list[str] = []
     async with pool.acquire() as conn:
         conn.add_query_logger(lambda record: queries.append(record.query))
@@ -231,8 +229,19 @@ async def test_fifty_thousand_inserts_take_a_constant_number_of_queries(
                 account_id=account,
                 campaign_id=campaign,
                 rows=rows,
-                check_duplicates=True,
+                check_duplicates=check,
             )
+    return result, queries
+
+
+async def test_fifty_thousand_inserts_take_a_constant_number_of_queries(
+    pool: asyncpg.Pool,
+) -> None:
+    """Projections are set-based: the statement count does not grow with the batch."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    rows = [LeadFields(phone_numbers=[f"+9198{n:08d}"], name=f"n{n}") for n in range(50_000)]
+    result, queries = await _insert_logging_queries(pool, account, campaign, rows, check=True)
     assert len(result.inserted) == 50_000
     assert len(queries) < 25, queries
     async with pool.acquire() as conn:
@@ -250,18 +259,7 @@ async def test_large_insert_without_checks_is_written_as_its_keys_arrive(
     campaign = await make_campaign(pool, account)
     count = 3 * CHUNK_LEADS + 5  # a short last chunk
     rows = [LeadFields(phone_numbers=[f"98{n:08d}"], name=f"n{n}") for n in range(count)]
-    queries: list[str] = []
-    async with pool.acquire() as conn:
-        conn.add_query_logger(lambda record: queries.append(record.query))
-        async with conn.transaction():
-            result = await insert_leads(
-                conn,
-                NATIVE,
-                account_id=account,
-                campaign_id=campaign,
-                rows=rows,
-                check_duplicates=False,
-            )
+    result, queries = await _insert_logging_queries(pool, account, campaign, rows, check=False)
     chunks = -(-count // CHUNK_LEADS)
     assert len(queries) <= 4 + 8 * chunks, queries
     assert result.duplicates == {}
