@@ -99,6 +99,7 @@ def progress_bar(console: Console) -> Iterator[projections.Progress]:
             for task_id in tasks.values():  # earlier phases are over
                 bar.update(task_id, completed=bar.tasks[task_id].total)
             label = {
+                "sql": "apply lead streams (SQL)",
                 "read": "apply events",
                 "copy": "copy tables",
                 "index": "build indexes",

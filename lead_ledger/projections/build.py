@@ -48,7 +48,7 @@ async def build_shadow(
     timings = report.timings
 
     t0 = time.perf_counter()
-    sql_types = await apply_set_based(conns, shadow, fence)
+    sql_types = await apply_set_based(conns, shadow, fence, progress)
     timings["sql"] = time.perf_counter() - t0
     in_sql = report.events
     total = in_sql + await count_left_to_python(conn, shadow, fence, sql_types) if progress else 0

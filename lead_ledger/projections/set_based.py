@@ -32,7 +32,7 @@ from lead_ledger.projections.lead_rows_sql import (
     write_leads_and_contacts_sql,
     write_leads_sql,
 )
-from lead_ledger.projections.shadow import PYTHON_STREAMS, Shadow, in_lanes
+from lead_ledger.projections.shadow import PYTHON_STREAMS, Progress, Shadow, in_lanes
 
 SQL_TYPES: Final = sorted(t.__name__ for t in (LeadInserted, LeadUpdated, LeadReassigned))
 PYTHON_ONLY_TYPES: Final = sorted(
@@ -120,9 +120,16 @@ def applies(shadow: Shadow) -> bool:
     return any(p.name == "leads" for p in shadow.projections)
 
 
-async def apply_set_based(conns: Sequence[Connection], shadow: Shadow, fence: int) -> list[str]:
+async def apply_set_based(
+    conns: Sequence[Connection], shadow: Shadow, fence: int, progress: Progress | None = None
+) -> list[str]:
     """Apply every lead stream it can below the fence; return the event types it applied
-    (empty when it did not run), which the Python fold then reads only for the other streams."""
+    (empty when it did not run), which the Python fold then reads only for the other streams.
+
+    Progress is reported as phase "sql": nothing done when the statements start, then a
+    partition's share of the events as each one finishes (PostgreSQL reports no progress of an
+    INSERT ... SELECT, so this is as fine as it gets without more, costlier, statements).
+    """
     if not applies(shadow):
         return []
     report = shadow.report
@@ -136,8 +143,12 @@ async def apply_set_based(conns: Sequence[Connection], shadow: Shadow, fence: in
     lanes = len(conns)
     with_contacts = any(p.name == "contacts" for p in shadow.projections)
     counts: dict[str, int] = {}
+    finished = 0
+    if progress:
+        progress("sql", 0, events)
 
     async def run(conn: Connection, partition: int) -> None:
+        nonlocal finished
         async with conn.transaction():
             for setting in SESSION_SETTINGS:
                 await conn.execute(setting)
@@ -149,6 +160,9 @@ async def apply_set_based(conns: Sequence[Connection], shadow: Shadow, fence: in
             else:
                 status = await conn.execute(INSERT_LEADS, fence, lanes, partition)
                 _add(counts, "leads", int(status.rsplit(" ", 1)[-1]))
+        finished += 1
+        if progress:
+            progress("sql", events * finished // lanes, events)
 
     await in_lanes([run(c, i) for i, c in enumerate(conns)])
     for table, count in counts.items():

@@ -534,3 +534,25 @@ async def test_set_based_path_reproduces_the_fold_for_every_change_it_applies(
         None,
         None,
     )
+
+
+async def test_progress_reports_each_phase_in_order(pool: asyncpg.Pool) -> None:
+    """The callback behind the progress bar: the SQL path from nothing to all of its events,
+    then the Python fold up to every event, indexes, and the swap; counts never go back."""
+    async with pool.acquire() as conn:
+        await seed(conn, leads=24)
+    calls: list[tuple[str, int, int]] = []
+    report = await rebuild(pool, progress=lambda *call: calls.append(call))
+    phases = list(dict.fromkeys(phase for phase, _, _ in calls))
+    assert phases[0] == "sql"
+    assert phases[-1] == "swap"
+    assert phases.index("read") < phases.index("index") < phases.index("swap")
+    sql = [(done, total) for phase, done, total in calls if phase == "sql"]
+    assert sql[0] == (0, report.events_in_sql)
+    assert sql[-1] == (report.events_in_sql, report.events_in_sql)
+    assert 0 < report.events_in_sql < report.events
+    read = [(done, total) for phase, done, total in calls if phase == "read"]
+    assert read[-1] == (report.events, report.events)
+    for phase in phases:
+        done = [d for p, d, _ in calls if p == phase]
+        assert done == sorted(done), phase
