@@ -15,22 +15,32 @@ event loop and serves every loop of the process.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import gc
 import os
+import select
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Final
 
 import msgspec
+import structlog
 
 from lead_ledger.ledger.phones import dedupe_keys
 
+log = structlog.get_logger(__name__)
+
 MAX_WORKERS: Final = 8
 _LENGTH_BYTES: Final = 4
+# A chunk of 4,096 leads takes ~60 ms; a worker silent this long is stuck (stopped, or in a
+# pathological pattern match) and is killed, so that no thread waits on it forever.
+ANSWER_DEADLINE_SECONDS: Final = 60.0
 
 
 class Batch(msgspec.Struct, frozen=True):
@@ -52,13 +62,36 @@ def keys_of(phones: Sequence[list[str]], region: str | None) -> list[list[str]]:
 
 
 def worker_count() -> int:
-    """One worker per core, within MAX_WORKERS."""
-    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+    """One worker per core this process may run on (its affinity, which containers narrow),
+    within MAX_WORKERS."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(usable or 1, MAX_WORKERS))
 
 
 def warm_workers() -> None:
-    """Start the workers now (they import in the background), so no batch waits for them."""
-    POOL.warm(worker_count() if worker_count() > 1 else 0)
+    """Start the workers now (they import in the background), so no batch waits for them.
+
+    A worker that cannot start is no reason not to serve: batches start their own, or compute
+    their keys in process.
+    """
+    try:
+        POOL.warm(worker_count() if worker_count() > 1 else 0)
+    except OSError as error:
+        log.warning("phone key workers did not start", error=str(error))
+
+
+async def compute(batch: Batch) -> list[list[str]]:
+    """The batch's keys from a worker, on a thread of the pool's own (never the loop's default
+    executor, where it would queue other blocking work behind key chunks, and start more
+    workers than cores when batches overlap). Cancelled, it kills the worker it was using, so
+    that the thread is free at once."""
+    call = _Call()
+    running = asyncio.get_running_loop().run_in_executor(_EXECUTOR, POOL.run, batch, call)
+    try:
+        return await running
+    except asyncio.CancelledError:
+        call.abort()
+        raise
 
 
 def worker_pids() -> list[int]:
@@ -70,8 +103,38 @@ class WorkerError(RuntimeError):
     """A worker died, or answered something other than one key list per lead."""
 
 
+class _Call:
+    """One batch's round trip, which the event loop may abort from outside its thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._worker: _Worker | None = None
+        self._aborted = False
+
+    def use(self, worker: _Worker) -> _Worker:
+        with self._lock:
+            if self._aborted:
+                worker.process.kill()
+                worker.close()
+                raise WorkerError("the batch was cancelled")
+            self._worker = worker
+        return worker
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted = True
+            if self._worker is not None:
+                # Its pipe then ends, and the thread reading it returns.
+                self._worker.process.kill()
+
+
 class _Worker:
-    """One long-lived worker process and its pipes. Used by one thread at a time."""
+    """One long-lived worker process and its pipes. Used by one thread at a time.
+
+    Its pipes are used through their file descriptors with `select`, the writing end
+    non-blocking, so that a worker that stops reading or answering is noticed at the deadline
+    instead of blocking the thread for good.
+    """
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
@@ -80,16 +143,25 @@ class _Worker:
             stdout=subprocess.PIPE,
             # Inherited: a worker's traceback lands in the server's own stderr.
             stderr=None,
+            bufsize=0,
+            # Its own process group: Ctrl-C in the server's terminal is the server's to handle
+            # (a graceful stop that may still need its workers), not the workers'.
+            process_group=0,
         )
+        if self.process.stdin is None or self.process.stdout is None:  # pragma: no cover
+            raise WorkerError("worker has no pipes")
+        self._to = self.process.stdin.fileno()
+        self._from = self.process.stdout.fileno()
+        os.set_blocking(self._to, False)
 
     def run(self, batch: Batch) -> list[list[str]]:
-        stdin, stdout = self.process.stdin, self.process.stdout
-        if stdin is None or stdout is None:  # pragma: no cover - both are PIPE
-            raise WorkerError("worker has no pipes")
-        _write_frame(stdin, _encode_batch(batch))
-        frame = _read_frame(stdout)
-        if frame is None:
+        deadline = time.monotonic() + ANSWER_DEADLINE_SECONDS
+        payload = _encode_batch(batch)
+        _send(self._to, len(payload).to_bytes(_LENGTH_BYTES, "big") + payload, deadline)
+        header = _receive(self._from, _LENGTH_BYTES, deadline)
+        if not header:
             raise WorkerError(f"worker exited with {self.process.poll()}")
+        frame = _receive(self._from, int.from_bytes(header, "big"), deadline)
         keys = _decode_keys(frame)
         if len(keys) != len(batch.phones):
             raise WorkerError(f"{len(keys)} results for {len(batch.phones)} leads")
@@ -123,19 +195,20 @@ class _Pool:
             while len(self._idle) < self._keep:
                 self._idle.append(_Worker())
 
-    def run(self, batch: Batch) -> list[list[str]]:
+    def run(self, batch: Batch, call: _Call) -> list[list[str]]:
         """One batch on an idle worker (started if none is idle); blocking, for a thread.
 
         A worker that fails is dropped and the batch tried once more on a fresh one: an idle
-        worker may have been killed since its last batch (out of memory, an operator).
+        worker may have been killed since its last batch (out of memory, an operator). A
+        cancelled call is not tried again (`_Call.use` refuses).
         """
         worker = self._idle_worker()
         try:
-            keys = self._run_on(worker or _Worker(), batch)
+            keys = self._run_on(call.use(worker or _Worker()), batch)
         except (OSError, msgspec.DecodeError, WorkerError):
             if worker is None:
                 raise
-            keys = self._run_on(_Worker(), batch)
+            keys = self._run_on(call.use(_Worker()), batch)
         return keys
 
     def _idle_worker(self) -> _Worker | None:
@@ -181,7 +254,51 @@ class _Pool:
 
 
 POOL: Final = _Pool()
+_EXECUTOR: Final = ThreadPoolExecutor(max_workers=worker_count(), thread_name_prefix="key-workers")
 atexit.register(POOL.close)
+
+
+def _send(fd: int, data: bytes, deadline: float) -> None:
+    """All of `data` into a non-blocking pipe, or WorkerError at the deadline."""
+    view = memoryview(data)
+    while view:
+        _wait_for(None, fd, deadline)
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            continue
+        view = view[written:]
+
+
+def _receive(fd: int, size: int, deadline: float) -> bytes:
+    """`size` bytes from a pipe; b"" if it ends before the first; WorkerError if it ends
+    within them or the deadline passes."""
+    received = bytearray()
+    while len(received) < size:
+        _wait_for(fd, None, deadline)
+        chunk = os.read(fd, size - len(received))
+        if not chunk:
+            if received:
+                raise WorkerError("truncated frame")
+            return b""
+        received += chunk
+    return bytes(received)
+
+
+def _wait_for(readable: int | None, writable: int | None, deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    ready = (
+        select.select(
+            [readable] if readable is not None else [],
+            [writable] if writable is not None else [],
+            [],
+            remaining,
+        )
+        if remaining > 0
+        else ([], [], [])
+    )
+    if not ready[0] and not ready[1]:
+        raise WorkerError(f"no answer in {ANSWER_DEADLINE_SECONDS:.0f} s")
 
 
 def _write_frame(out: IO[bytes], payload: bytes) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, cast
 
 import msgspec
+import structlog
 from msgspec import UNSET, UnsetType
 
 from lead_ledger.ledger.connection import Connection
@@ -42,6 +43,8 @@ from lead_ledger.ledger.locks import campaign_lock_key, lock_campaigns
 from lead_ledger.ledger.store import AppendResult, read_streams
 from lead_ledger.service.phone_keys import CHUNK_LEADS, KeysAhead
 from lead_ledger.service.writer import Context, record, stream_append
+
+log = structlog.get_logger(__name__)
 
 SELECT_REGION: Final = "SELECT default_region FROM settings WHERE account_id = $1"
 # Ids first, then the campaign lock, in one round trip: the select list is evaluated left to
@@ -182,24 +185,24 @@ async def insert_lead_groups(
         streaming=streaming,
     )
     try:
-        ids: dict[int, list[int]] = {}
-        for campaign_id in ordered:
-            # Every lock before the first write; ids and a lock are one round trip.
-            drawn = await conn.fetchrow(
-                NEXT_IDS_THEN_LOCK, len(groups[campaign_id]), campaign_lock_key(campaign_id)
-            )
-            ids[campaign_id] = drawn["ids"] if drawn is not None else []
         if streaming and keys.chunked:
+            ids = await _ids_and_locks(conn, groups)
             return await _insert_as_keys_arrive(conn, account_id, groups, ids, region, keys)
-        decided: dict[int, list[LeadInserted]] = {}
-        for campaign_id in ordered:
-            leads = groups[campaign_id]
-            lead_keys = await keys.take(len(leads))
-            decided[campaign_id] = _decide(
-                account_id, campaign_id, leads, ids[campaign_id], lead_keys, region
-            )
+        # Otherwise every key before the locks: a small batch has them at once, and deciding
+        # duplicates needs the whole batch's.
+        all_keys = await keys.take(sum(len(leads) for leads in groups.values()))
     finally:
         keys.cancel()
+    ids = await _ids_and_locks(conn, groups)
+    decided: dict[int, list[LeadInserted]] = {}
+    start = 0
+    for campaign_id in ordered:
+        leads = groups[campaign_id]
+        lead_keys = all_keys[start : start + len(leads)]
+        start += len(leads)
+        decided[campaign_id] = _decide(
+            account_id, campaign_id, leads, ids[campaign_id], lead_keys, region
+        )
     appends: list[StreamAppend] = []
     results: dict[int, InsertResult] = {}
     for campaign_id in ordered:
@@ -212,6 +215,20 @@ async def insert_lead_groups(
         results[campaign_id] = InsertResult(inserted=inserted, duplicates=duplicates)
     await record(conn, appends)
     return results
+
+
+async def _ids_and_locks(
+    conn: Connection, groups: Mapping[int, Sequence[NewLead]]
+) -> dict[int, list[int]]:
+    """Lead ids for every campaign's leads, and its lock, in ascending campaign order: every
+    lock before the first write. Ids and a lock are one round trip."""
+    ids: dict[int, list[int]] = {}
+    for campaign_id in sorted(groups):
+        drawn = await conn.fetchrow(
+            NEXT_IDS_THEN_LOCK, len(groups[campaign_id]), campaign_lock_key(campaign_id)
+        )
+        ids[campaign_id] = drawn["ids"] if drawn is not None else []
+    return ids
 
 
 async def _insert_as_keys_arrive(
@@ -241,16 +258,26 @@ async def _insert_as_keys_arrive(
                 if writing is not None:
                     await writing
                 writing = asyncio.ensure_future(record(conn, appends))
+                # Let the write send its first statement before this task builds the next
+                # chunk: when that chunk's keys are ready, nothing else would yield to it.
+                await asyncio.sleep(0)
             results[campaign_id] = InsertResult(inserted=dict(enumerate(lead_ids)), duplicates={})
         if writing is not None:
             await writing
-    finally:
+    except BaseException as error:
         if writing is not None and not writing.done():
             # Failed while a chunk was being written: the connection is the caller's to roll
             # back, once this write has let go of it.
             writing.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writing
+        elif writing is not None and not writing.cancelled():
+            # A write that failed while this task waited for keys, which then ended otherwise
+            # (cancelled): its error is not the one raised, but it is retrieved and logged.
+            failed = writing.exception()
+            if failed is not None and failed is not error:
+                log.warning("chunk write failed", error=repr(failed))
+        raise
     return results
 
 

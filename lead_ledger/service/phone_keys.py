@@ -17,7 +17,7 @@ from typing import Final
 import msgspec
 import structlog
 
-from lead_ledger.service.key_workers import POOL, Batch, WorkerError, keys_of, worker_count
+from lead_ledger.service.key_workers import Batch, WorkerError, compute, keys_of, worker_count
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +98,7 @@ class KeysAhead:
         try:
             for batch, chunk in zip(batches, chunks, strict=True):
                 try:
-                    keys = await asyncio.to_thread(POOL.run, batch)
+                    keys = await compute(batch)
                 except (OSError, msgspec.DecodeError, WorkerError) as error:
                     # The keys are still needed: compute them here, slower, rather than fail.
                     log.warning("phone key worker failed; computing in process", error=str(error))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import random
 import signal
 
+import pytest
+
 from lead_ledger.ledger.phones import dedupe_keys
-from lead_ledger.service.key_workers import worker_pids
+from lead_ledger.service import key_workers
+from lead_ledger.service.key_workers import Batch, compute, worker_pids
 from lead_ledger.service.phone_keys import CHUNK_LEADS, PARALLEL_FROM, KeysAhead, dedupe_keys_many
 
 
@@ -73,3 +78,59 @@ async def test_keys_ahead_hands_out_chunks_in_order() -> None:
             taken.extend(await keys.take(size))
         keys.cancel()
         assert taken == expected
+
+
+def _dead(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123 - a one-line read
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def _until_dead(pid: int, seconds: float = 5) -> bool:
+    for _ in range(int(seconds / 0.05)):
+        if _dead(pid):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")  # noqa: PTH110
+async def test_a_cancelled_batch_kills_the_worker_it_waited_on() -> None:
+    """A stopped (hung) worker does not hold a thread past its caller's cancellation: the
+    worker is killed, and the next batch gets its keys from a fresh one."""
+    phones = numbers(PARALLEL_FROM)
+    await dedupe_keys_many(phones, "IN")
+    stopped = worker_pids()
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(compute(Batch("IN", phones)), 0.5)
+        assert any([await _until_dead(pid, 0.5) for pid in stopped])
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert await dedupe_keys_many(phones, "IN") == [dedupe_keys(lead, "IN") for lead in phones]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")  # noqa: PTH110
+async def test_a_worker_silent_past_the_deadline_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker that does not answer in time is killed and the batch runs on a fresh one."""
+    phones = numbers(PARALLEL_FROM)
+    await dedupe_keys_many(phones, "IN")
+    monkeypatch.setattr(key_workers, "ANSWER_DEADLINE_SECONDS", 0.5)
+    stopped = worker_pids()
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        assert await dedupe_keys_many(phones, "IN") == [dedupe_keys(p, "IN") for p in phones]
+        assert any([await _until_dead(pid, 1) for pid in stopped])
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
