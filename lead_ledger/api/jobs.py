@@ -10,13 +10,13 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Final
 
-import aiohttp
 import msgspec
 import structlog
 from aiohttp import web
 
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import bearer_token, find_principal
+from lead_ledger.api.callback_http import callback_session, poster
 from lead_ledger.api.keys import DATABASE_URL, POOL, SETTINGS
 from lead_ledger.api.openapi import UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import problem
@@ -25,7 +25,6 @@ from lead_ledger.service import callbacks, jobs, worker
 log = structlog.get_logger(__name__)
 
 routes = web.RouteTableDef()
-CALLBACK_TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
 STOP_GRACE_SECONDS: Final = 15.0
 _MAX_ID: Final = 2**63 - 1
 
@@ -43,7 +42,8 @@ async def background(app: web.Application) -> AsyncIterator[None]:
     listen_url = app[DATABASE_URL]  # listeners on their own connections, not the pool's
     stop = asyncio.Event()
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(app):x}"
-    async with aiohttp.ClientSession(timeout=CALLBACK_TIMEOUT) as session:
+    allow_private = app[SETTINGS].callback_allow_private
+    async with callback_session(allow_private=allow_private) as session:
         tasks = [
             asyncio.create_task(
                 worker.run_worker(pool, stop, worker_id=worker_id, listen_url=listen_url)
@@ -53,7 +53,7 @@ async def background(app: web.Application) -> AsyncIterator[None]:
                     pool,
                     stop,
                     poster(session),
-                    allow_private=app[SETTINGS].callback_allow_private,
+                    allow_private=allow_private,
                     listen_url=listen_url,
                 )
             ),
@@ -68,20 +68,6 @@ async def background(app: web.Application) -> AsyncIterator[None]:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-
-
-def poster(session: aiohttp.ClientSession) -> callbacks.Post:
-    """POST a JSON body; the receiver's status, or OSError when nothing answered."""
-
-    async def post(url: str, body: bytes) -> int:
-        headers = {"Content-Type": "application/json"}
-        try:
-            async with session.post(url, data=body, headers=headers) as response:
-                return response.status
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise OSError(str(error) or type(error).__name__) from error
-
-    return post
 
 
 @routes.get("/v1/jobs/{id}")

@@ -87,17 +87,21 @@ async def refusal(url: str, *, allow_private: bool) -> str | None:
     except OSError as error:
         return f"cannot resolve callback host: {error}"
     for *_, sockaddr in infos:
-        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
-        if (
-            address.is_private
-            or address.is_loopback
-            or address.is_link_local
-            or address.is_multicast
-            or address.is_unspecified
-            or address.is_reserved
-        ):
+        if forbidden_address(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])):
             return PRIVATE_TARGET
     return None
+
+
+def forbidden_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a callback may not reach this address (unless private targets are allowed)."""
+    return (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+    )
 
 
 async def dispatch_due(

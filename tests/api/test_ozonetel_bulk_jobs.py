@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from lead_ledger.api.jobs import poster
+from lead_ledger.api.callback_http import poster
 from lead_ledger.service import callbacks, jobs
 from tests.api.test_ozonetel_bulk import (
     ACCEPTED,

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from lead_ledger.api.jobs import poster
+from lead_ledger.api.callback_http import callback_session, poster
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
@@ -424,3 +424,28 @@ async def test_public_target_is_allowed() -> None:
     assert await callbacks.refusal("https://8.8.8.8/hook", allow_private=False) is None
     refused = await callbacks.refusal("file:///etc/passwd", allow_private=True)
     assert refused == "callback URL must be http or https with a host"
+
+
+async def test_connecting_refuses_a_name_that_resolves_to_a_private_address(
+    aiohttp_server: AiohttpServer,
+) -> None:
+    """The check is made again on the addresses the session connects to: a host name that
+    resolves to loopback is not reached even when nothing checked it first (as when its DNS
+    answer changed after `refusal` looked), unless private targets are allowed."""
+    hits: list[bytes] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        hits.append(await request.read())
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    url = f"http://localhost:{server.port}/hook"
+    async with callback_session(allow_private=False) as session:
+        with pytest.raises(OSError, match=callbacks.PRIVATE_TARGET):
+            await poster(session)(url, b"{}")
+    assert hits == []
+    async with callback_session(allow_private=True) as session:
+        assert await poster(session)(url, b"{}") == 200
+    assert hits == [b"{}"]
