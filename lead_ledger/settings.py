@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 import platformdirs
@@ -23,6 +23,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     max_body_bytes: int = 64 * 1024 * 1024
     callback_allow_private: bool = False
+    # How long a claimed job stays its worker's before another may claim it, should the worker
+    # die between the claim and the run's row lock (which then holds it for the whole run).
+    job_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

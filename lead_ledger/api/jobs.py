@@ -46,7 +46,13 @@ async def background(app: web.Application) -> AsyncIterator[None]:
     async with callback_session(allow_private=allow_private) as session:
         tasks = [
             asyncio.create_task(
-                worker.run_worker(pool, stop, worker_id=worker_id, listen_url=listen_url)
+                worker.run_worker(
+                    pool,
+                    stop,
+                    worker_id=worker_id,
+                    lease_seconds=app[SETTINGS].job_lease_seconds,
+                    listen_url=listen_url,
+                )
             ),
             asyncio.create_task(
                 callbacks.run_dispatcher(

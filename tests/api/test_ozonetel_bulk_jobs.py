@@ -4,6 +4,11 @@ action=start, and POSTs the vendor's callback body (success or failure) to callB
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -323,3 +328,86 @@ async def test_fifty_thousand_rows(
     assert await upload(api, acme, data, callBackUrl=receiver.url) == (200, ACCEPTED)
     assert await receiver.next() == uploaded(acme)
     assert await pool.fetchval("SELECT count(*) FROM leads") == 50_000
+
+
+def _serve(database_url: str) -> subprocess.Popen[bytes]:
+    """A real `lead-ledger serve` on the test's database: its worker claims jobs, its
+    dispatcher sends callbacks (to local addresses), and a job it dies holding is claimable
+    again two seconds after its claim."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    env |= {
+        "LEDGER_DATABASE_URL": database_url,
+        "LEDGER_CALLBACK_ALLOW_PRIVATE": "1",
+        "LEDGER_JOB_LEASE_SECONDS": "2",
+        "LEDGER_LOG_LEVEL": "warning",
+    }
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return subprocess.Popen(  # noqa: S603 - our own console script
+        [str(Path(sys.executable).parent / "lead-ledger"), "serve", "--port", str(port)],
+        env=env,
+    )
+
+
+async def _until(pool: asyncpg.Pool, sql: str, wait: float = 60) -> None:
+    deadline = time.monotonic() + wait
+    while not await pool.fetchval(sql):
+        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_server_killed_mid_upload_loses_nothing_and_another_finishes_it(
+    make_client: Callable[..., Awaitable[Client]],
+    receiver: Receiver,
+    tmp_path: Path,
+    pool: asyncpg.Pool,
+    database_url: str,
+) -> None:
+    """kill -9 of the `serve` running a 50,000-row upload: nothing of it is visible, no
+    callback went out; a second server runs it again, whole, and the callback arrives once."""
+    front = await make_client(worker=False)  # accepts the upload; runs no job itself
+    account = await make_account(front)
+    rows: list[list[str | int | float | None]] = [["PhoneNumber", "Name"]]
+    rows += [[f"9{i:09d}", f"Lead {i}"] for i in range(50_000)]
+    data = write_csv(tmp_path / "big.csv", rows)
+    assert await upload(front, account, data, callBackUrl=receiver.url) == (200, ACCEPTED)
+    job_id = await last_job(pool)
+
+    doomed = _serve(database_url)
+    try:
+        await _until(pool, "SELECT EXISTS (SELECT FROM job_queue WHERE state = 'running')")
+        # Its run transaction has written: the leads are being appended.
+        await _until(
+            pool,
+            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL)",
+        )
+        await asyncio.sleep(0.3)
+    finally:
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+    stream = f"job-{job_id}"
+    types = "SELECT array_agg(type ORDER BY stream_version) FROM events WHERE stream_id = $1"
+    assert await pool.fetchval(types, stream) == ["JobSubmitted"], "killed too late"
+    assert await pool.fetchval("SELECT count(*) FROM leads") == 0
+    assert await pool.fetchval("SELECT count(*) FROM callback_outbox") == 0
+    assert receiver.bodies.empty()
+
+    survivor = _serve(database_url)
+    try:
+        assert await receiver.next() == uploaded(account)
+        await _until(pool, "SELECT bool_and(delivered_at IS NOT NULL) FROM callback_outbox")
+    finally:
+        survivor.send_signal(signal.SIGTERM)
+        survivor.wait(timeout=60)
+    assert await pool.fetchval(types, stream) == [
+        "JobSubmitted",
+        "JobCompleted",
+        "CallbackAttempted",
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM leads") == 50_000
+    assert await pool.fetchval("SELECT count(DISTINCT phone_numbers) FROM leads") == 50_000
+    assert await pool.fetchval("SELECT attempts FROM job_queue") == 2
+    assert await pool.fetchval("SELECT count(*) FROM callback_outbox") == 1
+    assert receiver.bodies.empty()

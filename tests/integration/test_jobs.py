@@ -449,3 +449,34 @@ async def test_connecting_refuses_a_name_that_resolves_to_a_private_address(
     async with callback_session(allow_private=True) as session:
         assert await poster(session)(url, b"{}") == 200
     assert hits == [b"{}"]
+
+
+async def test_retries_back_off_exponentially_up_to_the_cap(
+    pool: asyncpg.Pool, campaign: tuple[int, int], aiohttp_server: AiohttpServer
+) -> None:
+    """Each failed attempt waits twice as long as the one before, from `backoff_seconds`, never
+    longer than MAX_BACKOFF_SECONDS; after the last attempt there is no wait but abandonment."""
+
+    async def refuse(_: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_post("/hook", refuse)
+    server = await aiohttp_server(app)
+    await completed_job(pool, campaign, str(server.make_url("/hook")))
+    wait = "SELECT extract(epoch FROM next_attempt_at - now()) FROM callback_outbox"
+    base = callbacks.MAX_BACKOFF_SECONDS / 5
+    waits = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(5):
+            # Due now: each attempt is made at once instead of after its wait.
+            await pool.execute("UPDATE callback_outbox SET next_attempt_at = now()")
+            attempted = await callbacks.dispatch_due(
+                pool, poster(session), allow_private=True, max_attempts=5, backoff_seconds=base
+            )
+            assert attempted == 1
+            waits.append(await pool.fetchval(wait))
+    expected = [base, 2 * base, 4 * base, callbacks.MAX_BACKOFF_SECONDS]
+    assert [round(float(w)) for w in waits[:4]] == [round(e) for e in expected]
+    assert await pool.fetchval("SELECT abandoned_at IS NOT NULL FROM callback_outbox")
+    assert await pool.fetchval("SELECT attempts FROM callback_outbox") == 5

@@ -43,3 +43,11 @@ def test_bad_value_names_the_setting() -> None:
     """A value of the wrong type is a SettingsError naming the field."""
     with pytest.raises(SettingsError, match="db_pool_max"):
         Settings.from_env({"LEDGER_DB_POOL_MAX": "lots"})
+
+
+def test_job_lease_is_positive_seconds() -> None:
+    """LEDGER_JOB_LEASE_SECONDS: 300 by default, fractions allowed, zero or less refused."""
+    assert Settings.from_env({}).job_lease_seconds == 300.0
+    assert Settings.from_env({"LEDGER_JOB_LEASE_SECONDS": "2.5"}).job_lease_seconds == 2.5
+    with pytest.raises(SettingsError, match="job_lease_seconds"):
+        Settings.from_env({"LEDGER_JOB_LEASE_SECONDS": "0"})
