@@ -361,19 +361,37 @@ async def test_pooled_connection_used_before_the_swap_works_after(database_url: 
 
 
 async def test_cli_verify_exits_non_zero_on_a_difference(
-    database_url: str, pool: asyncpg.Pool
+    database_url: str, pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`projections verify` exits 0 when live equals rebuilt and 1 when a row differs."""
+    """`projections verify` exits 0 when live equals rebuilt and 1 naming the differing row
+    when one differs; `status` lists every projection with its rows, checkpoint and head."""
     async with pool.acquire() as conn:
         ids = await seed(conn, leads=6)
+        leads = await conn.fetchval("SELECT count(*) FROM leads")
+        head = await conn.fetchval("SELECT max(position) FROM events")
     parser = argparse.ArgumentParser()
     add_commands(parser.add_subparsers(dest="command"))
     settings = Settings(database_url=database_url)
     assert await run(parser.parse_args(["projections", "verify"]), settings) == 0
+    assert "live equals rebuilt" in capsys.readouterr().out
     assert await run(parser.parse_args(["projections", "status"]), settings) == 0
+    status = {
+        line.split()[0]: line.split()[1:]
+        for line in capsys.readouterr().out.replace("│", " ").splitlines()
+        if line.split() and line.split()[0] in ("leads", "contacts", "campaigns", "jobs")
+    }
+    assert set(status) == {"leads", "contacts", "campaigns", "jobs"}
+    assert status["leads"][0] == f"{leads:,}"
+    assert status["leads"][1] == "-"  # never rebuilt: no checkpoint
+    assert status["leads"][-2:] == [f"{head:,}", "0"]  # the head of the log; inline, no lag
     async with pool.acquire() as conn:
         await conn.execute("UPDATE leads SET city = 'x' WHERE lead_id = $1", ids[0])
     assert await run(parser.parse_args(["projections", "verify", "leads"]), settings) == 1
+    out = capsys.readouterr().out
+    assert "leads: DIFFERENT (1 row(s) only live, 1 only rebuilt)" in out
+    assert f"leads key {ids[0]}: live only" in out
+    assert f"leads key {ids[0]}: rebuilt only" in out
+    assert "live differs from rebuilt" in out
     assert await run(parser.parse_args(["projections", "rebuild", "leads"]), settings) == 0
     assert await run(parser.parse_args(["projections", "verify"]), settings) == 0
 
