@@ -30,6 +30,8 @@ from lead_ledger.ledger.phones import dedupe_keys
 
 class ArchiveCopy(msgspec.Struct, frozen=True, kw_only=True):
     snapshot: LeadFields
+    # The snapshot's own keys: a restore must not take the keys of numbers changed since.
+    dedupe_keys: list[str]
     source_version: int  # the lead version the snapshot was taken from
     archive_version: int  # the stream version of the event that wrote this copy
 
@@ -80,6 +82,7 @@ def evolve(state: LeadState | None, event: LeadEvent) -> LeadState:  # noqa: PLR
         case LeadArchived() | LeadArchiveSynced():
             copy = ArchiveCopy(
                 snapshot=event.snapshot,
+                dedupe_keys=event.dedupe_keys,
                 source_version=event.source_version,
                 archive_version=version,
             )
@@ -290,9 +293,10 @@ def decide_dearchive(
             campaign_id=state.campaign_id,
             entry_at=entry_at,
             snapshot=snapshot,
-            dedupe_keys=dedupe_keys(snapshot.phone_numbers, default_region)
-            if not state.dedupe_keys
-            else state.dedupe_keys,
+            # The keys archived with the snapshot: the live keys may be of numbers changed
+            # after archiving.
+            dedupe_keys=state.archive.dedupe_keys
+            or dedupe_keys(snapshot.phone_numbers, default_region),
             archive_version=state.archive.archive_version,
         )
         events.append(event)
