@@ -65,6 +65,16 @@ async def events_of(pool: asyncpg.Pool, account_id: int) -> list[tuple[str, Any,
     ]
 
 
+async def refused(client: Client, method: str, path: str, body: object) -> str | None:
+    """Send a body that must be refused: 400 problem+json; the field the problem names."""
+    response = await client.request(method, path, json=body, headers=AUTH)
+    assert (response.status, response.content_type) == (400, PROBLEM), await response.text()
+    problem = await response.json()
+    assert (problem["status"], problem["title"]) == (400, "Invalid request body")
+    field: str | None = problem.get("field")
+    return field
+
+
 # --- auth ---------------------------------------------------------------------------------------
 
 
@@ -159,7 +169,8 @@ async def test_unknown_account_is_404_on_every_account_route(admin: Client) -> N
         (b'{"name": "a/b"}', "name"),
         (b'{"name": "123"}', "name"),
         (b'{"name": "acme", "default_region": "XX"}', "default_region"),
-        (b"{}", None),
+        (b"{}", "name"),
+        (b'{"default_region": "IN"}', "name"),
         (b'{"name": "acme"', None),
         (b"", None),
         (b"[1, 2]", None),
@@ -252,6 +263,50 @@ async def test_short_password_is_400(admin: Client) -> None:
     body = {"username": "asha", "password": "short"}
     status, problem = await call(admin, "POST", "/v1/admin/accounts/acme/users", body)
     assert (status, problem["field"]) == (400, "password")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "agent_id"),
+        ({"name": "Asha"}, "agent_id"),
+        ({"agent_id": 5}, "agent_id"),
+        ({"agent_id": None}, "agent_id"),
+        ({"agent_id": ["a1"]}, "agent_id"),
+        ({"agent_id": "a1", "name": 5}, "name"),
+        ({"agent_id": ""}, "agent_id"),
+        ({"agent_id": "a/1"}, "agent_id"),
+        ({"agent_id": "a1", "skill": "sales"}, "skill"),
+    ],
+)
+async def test_bad_agent_bodies_are_400_naming_the_field(
+    admin: Client, pool: asyncpg.Pool, body: dict[str, object], field: str
+) -> None:
+    """A missing agent_id, a wrong type, a bad name or an unknown field is refused by name."""
+    account = await make_account(admin)
+    assert field == await refused(admin, "POST", "/v1/admin/accounts/acme/agents", body)
+    assert [kind for kind, _, _ in await events_of(pool, account["id"])] == ["AccountCreated"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "name"),
+        ({"name": 5}, "name"),
+        ({"name": None}, "name"),
+        ({"name": ["sales"]}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": " sales"}, "name"),
+        ({"name": "sales", "agent_id": "a1"}, "agent_id"),
+    ],
+)
+async def test_bad_skill_bodies_are_400_naming_the_field(
+    admin: Client, pool: asyncpg.Pool, body: dict[str, object], field: str
+) -> None:
+    """A missing name, a wrong type, a bad name or an unknown field is refused by name."""
+    account = await make_account(admin)
+    assert field == await refused(admin, "POST", "/v1/admin/accounts/acme/skills", body)
+    assert [kind for kind, _, _ in await events_of(pool, account["id"])] == ["AccountCreated"]
 
 
 async def test_agents_and_skills_are_unique_per_account(admin: Client) -> None:
@@ -371,6 +426,41 @@ async def test_patch_campaign_records_the_whole_config_and_what_changed(
     assert started == shown
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"direction": "sideways"}, "direction"),
+        ({"assignment": "teamwise"}, "assignment"),
+        ({"dial_mode": "Manual"}, "dial_mode"),
+        ({"dial_mode": "progressive"}, "dial_mode"),
+        ({"state": "paused"}, "state"),
+        ({"state": True}, "state"),
+        ({"direction": None}, "direction"),
+        ({"name": 5}, "name"),
+        ({"name": None}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "a/b"}, "name"),
+        ({"crm_fields": "a:b"}, "crm_fields"),
+        ({"crm_fields": [1]}, "crm_fields[0]"),
+        ({"crm_fields": ["a:b", "no_section"]}, "crm_fields[1]"),
+        ({"state": "running", "owner": "me"}, "owner"),
+        ({"id": 7}, "id"),
+    ],
+)
+async def test_bad_campaign_patches_are_400_naming_the_field(
+    admin: Client, pool: asyncpg.Pool, body: dict[str, object], field: str
+) -> None:
+    """PATCH campaigns: enum values, types and unknown fields are refused by name; the
+    campaign stays as it was and nothing is recorded."""
+    account = await make_account(admin)
+    _, created = await call(admin, "POST", "/v1/admin/accounts/acme/campaigns", {"name": "Sales"})
+    path = "/v1/admin/accounts/acme/campaigns/Sales"
+    assert field == await refused(admin, "PATCH", path, body)
+    assert (200, created) == await call(admin, "GET", path)
+    kinds = [kind for kind, _, _ in await events_of(pool, account["id"])]
+    assert kinds == ["AccountCreated", "CampaignCreated"]
+
+
 async def test_patch_unknown_campaign_is_404_and_rename_onto_another_is_409(
     admin: Client,
 ) -> None:
@@ -460,6 +550,10 @@ async def test_settings_patch_changes_only_the_fields_given(
             "office_hours.lunch",
         ),
         ({"rate_limits": {"per_hour": 5}}, "rate_limits.per_hour"),
+        (
+            {"office_hours": {"timezone": "UTC", "days": [1], "start": "09:00"}},
+            "office_hours.end",
+        ),
     ],
 )
 async def test_bad_settings_are_400_naming_the_field(

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from lead_ledger.api import ozonetel_add
 from lead_ledger.api.app import create_app
 from lead_ledger.api.keys import POOL
 from lead_ledger.ledger.envelope import Actor
@@ -30,6 +31,7 @@ from tests.api.test_flexydial import (
     F2,
     PENDING,
     Tenant,
+    admin_post,
     leads,
     settled,
     status,
@@ -295,6 +297,58 @@ async def test_type2_update_by_crm_field_applies_to_every_match(api: Client) -> 
     (updated,) = [e for e in (await response.json())["events"] if e["type"] == "LeadUpdated"]
     assert updated["actor"]["dialect"] == "flexydial"
     assert updated["changes"]["crm"]["new"] == {CUSTOMER_ID: "C-1", CITY: "Delhi"}
+
+
+async def test_update_by_numeric_applies_to_every_live_lead_with_the_number(api: Client) -> None:
+    """Two live leads of one campaign with one number (Ozonetel's AddCampaignData adds
+    without a duplicate check): an update and a reassignment by `numeric` change both; the
+    same number in another campaign and another number of the campaign stay untouched."""
+    acme = await tenant(api)
+    key = (await admin_post(api, "/accounts/acme/credentials", {"api": "ozonetel"}))["key"]
+    added = [
+        await api.post(
+            ozonetel_add.PATH,
+            json={"userName": "acme", "campaignName": campaign, "phoneNumber": number},
+            headers={"apiKey": key},
+        )
+        for campaign, number in (
+            ("sales", "9876500001"),
+            ("sales", "09876500001"),
+            ("open", "9876500001"),
+        )
+    ]
+    assert [(r.status, (await r.json())["status"]) for r in added] == [(200, "Success")] * 3
+    assert await insert(api, acme, {"numeric": "9876500002", CITY: "Goa"}) == COMPLETED
+    twins = [lead for lead in await leads(api, acme) if lead["dedupe_keys"] == ["+919876500001"]]
+    assert len(twins) == 2
+
+    changed = update("numeric", {"numeric": "+919876500001", CITY: "Delhi", "first_name": "Asha"})
+    job_id = await upload(api, acme, changed)
+    assert await settled(api, acme, job_id) == COMPLETED
+    reassign = await upload(api, acme, update("numeric", {"numeric": "9876500001", "user": "a2"}))
+    assert await settled(api, acme, reassign) == COMPLETED
+
+    twin_ids = {lead["lead_id"] for lead in twins}
+    after = [(lead["lead_id"] in twin_ids, lead) for lead in await leads(api, acme)]
+    assert [(twin, lead["crm"], lead["first_name"], lead["agent"]) for twin, lead in after] == [
+        (True, {CITY: "Delhi"}, "Asha", "a2"),
+        (True, {CITY: "Delhi"}, "Asha", "a2"),
+        (False, {CITY: "Goa"}, None, None),
+    ]
+    (elsewhere,) = await leads(api, acme, "open")
+    assert (elsewhere["crm"], elsewhere["first_name"], elsewhere["agent"]) == ({}, None, None)
+    histories = [
+        [e["type"] for e in await history(api, acme, lead_id)]
+        for lead_id in [*sorted(twin_ids), elsewhere["lead_id"]]
+    ]
+    changed_twice = ["LeadInserted", "LeadUpdated", "LeadReassigned"]
+    assert histories == [changed_twice, changed_twice, ["LeadInserted"]]
+    counts = []
+    for job in (job_id, reassign):
+        response = await api.get(f"/v1/jobs/{job}", headers=acme.native)
+        view = (await response.json())["counts"]
+        counts.append((view["updated"], view["reassigned"], view["rejected"]))
+    assert counts == [(2, 0, 0), (0, 2, 0)]
 
 
 async def test_update_alternates_priority_email(api: Client) -> None:

@@ -17,12 +17,16 @@ import msgspec
 import pytest
 
 from lead_ledger import cli_admin
+from lead_ledger.api.app import create_app
 from lead_ledger.api.auth import SELECT_CREDENTIAL, key_digest
 from lead_ledger.ledger.events import DIALECTS
 from lead_ledger.service.account_reads import authenticate_user
 from lead_ledger.settings import Settings
+from tests.conftest import ADMIN_TOKEN
+from tests.support import Client
 
 CLI = str(Path(sys.executable).parent / "lead-ledger")
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 Run = Callable[..., Awaitable[tuple[int, str, str]]]
 
 
@@ -146,11 +150,35 @@ async def test_refusals_exit_non_zero_with_one_line(
     assert message in err
 
 
-async def test_demo_is_rerunnable_and_issues_fresh_keys(run: Run, pool: asyncpg.Pool) -> None:
-    """demo sets up one account once; every run prints new working keys and curl examples."""
+async def test_demo_is_rerunnable_and_issues_fresh_keys(
+    run: Run,
+    pool: asyncpg.Pool,
+    database_url: str,
+    settings: Settings,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+) -> None:
+    """demo sets up one account once; every run prints new working keys and curl examples,
+    and its agents and skills, which the database and the admin API hold once."""
     first_code, first, _ = await run("demo", "--base-url", "http://ledger.test:9000/")
     second_code, second, _ = await run("demo")
     assert (first_code, second_code) == (0, 0)
+    agents = [("agent-1", "Asha Rao"), ("agent-2", "Ravi Kumar")]
+    skills = ["sales", "support"]
+    stored = await pool.fetch("SELECT agent_id, name FROM agents ORDER BY agent_id")
+    assert agents == [tuple(row) for row in stored]
+    assert skills == await pool.fetchval("SELECT array_agg(name ORDER BY name) FROM skills")
+    admin = await aiohttp_client(create_app(settings, database_url))
+    response = await admin.get("/v1/admin/accounts/demo", headers=ADMIN)
+    assert response.status == 200
+    shown = await response.json()
+    assert (
+        [(a["agent_id"], a["name"]) for a in shown["agents"]],
+        [s["name"] for s in shown["skills"]],
+    ) == (agents, skills)
+    for output in (first, second):
+        lines = output.splitlines()
+        assert "Agents: agent-1 (Asha Rao), agent-2 (Ravi Kumar)" in lines
+        assert "Skills: sales, support" in lines
     accounts = await pool.fetch("SELECT account_id FROM accounts")
     campaigns = await pool.fetch("SELECT name, direction, assignment FROM campaigns")
     assert len(accounts) == 1
