@@ -7,7 +7,6 @@ API answers 401 to everyone. `{account}` in a path is the account's name or its 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Final, TypeVar
 
@@ -107,29 +106,11 @@ def _admin(handler: Handler) -> Handler:
     return wrapper
 
 
-# msgspec names a missing required field in its message (like an unknown one), with the path of
-# the object that lacks it; validation_problem names no field for it, so it is named here.
-_MISSING_FIELD: Final = re.compile(
-    r"Object missing required field `(.*?)`(?: - at `\$([^`]*)`)?", re.DOTALL
-)
-
-
-def _invalid_body(error: msgspec.DecodeError) -> web.Response:
-    """400 naming the field: also a missing required one (`office_hours.end`)."""
-    message = str(error)
-    missing = _MISSING_FIELD.fullmatch(message)
-    if missing is None:
-        return validation_problem(error)
-    name, parent = missing.group(1), (missing.group(2) or "").removeprefix(".")
-    field = f"{parent}.{name}" if parent else name
-    return problem(400, message, title="Invalid request body", field=field)
-
-
 async def _body(request: web.Request, kind: type[T]) -> T:
     try:
         decoded: T = msgspec.json.decode(await request.read(), type=kind)
     except msgspec.DecodeError as error:  # also ValidationError: malformed or mistyped
-        raise _BadBody(_invalid_body(error)) from error
+        raise _BadBody(validation_problem(error)) from error
     return decoded
 
 

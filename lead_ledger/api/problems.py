@@ -53,20 +53,23 @@ def problem(
 
 # msgspec names an unknown field in its message, not in the path (which is the object holding it;
 # at the top level there is no path at all).
-_UNKNOWN_FIELD: Final = re.compile(
-    r"Object contains unknown field `(.*?)`(?: - at `\$([^`]*)`)?", re.DOTALL
+# Unknown and missing fields are named in the message, with the path of the object that holds
+# (or lacks) them, not in the path itself.
+_NAMED_FIELD: Final = re.compile(
+    r"Object (?:contains unknown|missing required) field `(.*?)`(?: - at `\$([^`]*)`)?",
+    re.DOTALL,
 )
 
 
 def error_field(message: str) -> str | None:
     """The field a msgspec error message names (`office_hours.days[0]`), or None.
 
-    Wrong values name it in the path (`... - at `$.office_hours.days[0]``); unknown fields name it
-    in the message, with the path of the object holding it.
+    Wrong values name it in the path (`... - at `$.office_hours.days[0]``); unknown and missing
+    fields name it in the message, with the path of the object holding or lacking it.
     """
-    unknown = _UNKNOWN_FIELD.fullmatch(message)
-    if unknown:
-        name, parent = unknown.group(1), (unknown.group(2) or "").removeprefix(".")
+    named = _NAMED_FIELD.fullmatch(message)
+    if named:
+        name, parent = named.group(1), (named.group(2) or "").removeprefix(".")
         return f"{parent}.{name}" if parent else name
     if " - at `$." in message:
         return message.rsplit(" - at `$.", 1)[1].rstrip("`")
