@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 import warnings
@@ -33,12 +34,29 @@ _counter = itertools.count()
 
 
 def _docker_answers() -> bool:
+    """Whether a Docker daemon answers. A local socket is probed first, with a socket of our own:
+    docker-py leaves the socket of a failed connection open, and the ResourceWarning its
+    collection raises later fails whichever test happens to be running."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2)
+            try:
+                probe.connect(host.removeprefix("unix://"))
+            except OSError:
+                return False
     try:
         import docker  # noqa: PLC0415 - optional, only to probe for a daemon
 
-        docker.from_env(timeout=2).ping()
+        client = docker.from_env(timeout=2)
     except Exception:  # noqa: BLE001 - any failure means "no usable Docker here"
         return False
+    try:
+        client.ping()
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        client.close()
     return True
 
 
