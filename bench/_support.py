@@ -36,6 +36,7 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.database import embedded_server_url, with_database
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.migrate import migrate
+from lead_ledger.ledger.store import COPY_COLUMNS as STORE_COPY_COLUMNS
 from lead_ledger.logs import configure_logging
 from lead_ledger.service import accounts
 from lead_ledger.service.writer import Context
@@ -280,18 +281,10 @@ class Phones:
                 return str(number)
 
 
-# The columns a writer gives an event row; position, recorded_at and transaction_id come from
-# the table's defaults, so a COPY of these makes the database do the work the store's does.
-COPY_COLUMNS = (
-    "event_id",
-    "stream_id",
-    "stream_version",
-    "account_id",
-    "type",
-    "schema_version",
-    "data",
-    "metadata",
-)
+# The columns the store's COPY writes, less the position it draws first: position, recorded_at
+# and transaction_id come from the table's defaults, so a COPY of these makes the database do
+# the work the store's does.
+COPY_COLUMNS = tuple(column for column in STORE_COPY_COLUMNS if column != "position")
 # Same columns, defaults, identity, constraints and indexes as `events`, but no triggers: a COPY
 # into it is the floor a writer of events is measured against. IDENTITY is needed too, or
 # `position` would be NOT NULL without a value.

@@ -182,17 +182,16 @@ class _Worker:
 
 
 class _Pool:
-    """Idle workers, at most `keep` of them kept; more are started when batches overlap."""
+    """The idle workers. No more than `worker_count()` exist: only that many threads of
+    `_EXECUTOR` ever ask for one at a time."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
-        self._keep = 0
 
     def warm(self, count: int) -> None:
         with self._lock:
-            self._keep = max(self._keep, count)
-            while len(self._idle) < self._keep:
+            while len(self._idle) < count:
                 self._idle.append(_Worker())
 
     def run(self, batch: Batch, call: _Call) -> list[list[str]]:
@@ -213,7 +212,6 @@ class _Pool:
 
     def _idle_worker(self) -> _Worker | None:
         with self._lock:
-            self._keep = max(self._keep, worker_count())
             while self._idle:
                 worker = self._idle.pop()
                 if worker.process.poll() is None:
@@ -230,10 +228,7 @@ class _Pool:
             worker.close()
             raise
         with self._lock:
-            if len(self._idle) < self._keep:
-                self._idle.append(worker)
-                return keys
-        worker.close()
+            self._idle.append(worker)
         return keys
 
     def pids(self) -> list[int]:
