@@ -6,8 +6,6 @@ API answers 401 to everyone. `{account}` in a path is the account's name or its 
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Final, TypeVar
 
 import msgspec
@@ -15,8 +13,8 @@ from aiohttp import web
 
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import is_admin
+from lead_ledger.api.edge import Dialect, Refused, json_response, origin
 from lead_ledger.api.keys import POOL
-from lead_ledger.api.middleware import REQUEST_ID
 from lead_ledger.api.openapi import Response, problem_response
 from lead_ledger.api.problems import problem, validation_problem
 from lead_ledger.ledger.envelope import Actor
@@ -38,10 +36,9 @@ routes = web.RouteTableDef()
 
 PREFIX: Final = "/v1/admin"
 ACCOUNT: Final = f"{PREFIX}/accounts/{{account}}"
-ADMIN: Final = Actor(dialect="admin")
+ADMIN_ACTOR: Final = Actor(dialect="admin")
 
 T = TypeVar("T")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class AccountList(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,52 +73,46 @@ NO_CAMPAIGN: Final = problem_response("No such account, or no such campaign in i
 CAMPAIGN_TAKEN: Final = problem_response("The account has a campaign with this name")
 
 
-class _BadBody(Exception):  # noqa: N818 - carries the ready 400 answer, not an error state
-    def __init__(self, response: web.Response) -> None:
-        self.response = response
-
-
-def _admin(handler: Handler) -> Handler:
-    """Check the admin token, then map service refusals to problem+json (never a 500)."""
-
-    @functools.wraps(handler)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        if not is_admin(request):
-            return problem(
+async def _authenticate(request: web.Request) -> Context:
+    """The admin token; the caller is then the admin, and this its context."""
+    if not is_admin(request):
+        raise Refused(
+            problem(
                 401,
                 "admin API: send Authorization: Bearer <LEDGER_ADMIN_TOKEN>",
                 headers={"WWW-Authenticate": 'Bearer realm="lead-ledger admin"'},
             )
-        try:
-            return await handler(request)
-        except _BadBody as bad:
-            return bad.response
-        except Invalid as error:
-            return problem(400, error.message, title="Invalid request body", field=error.field)
-        except NotFound as error:
-            return problem(404, str(error))
-        except Conflict as error:
-            return problem(409, str(error))
+        )
+    return origin(request).context(ADMIN_ACTOR)
 
-    return wrapper
+
+def _translate(refusal: Exception) -> web.Response | None:
+    """Service refusals as problem+json (never a 500)."""
+    match refusal:
+        case Invalid():
+            return problem(400, refusal.message, title="Invalid request body", field=refusal.field)
+        case NotFound():
+            return problem(404, str(refusal))
+        case Conflict():
+            return problem(409, str(refusal))
+    return None
+
+
+ADMIN: Final = Dialect(
+    name="admin",
+    authenticate=_authenticate,
+    too_large=lambda: problem(413, "the body exceeds LEDGER_MAX_BODY_BYTES"),
+    unexpected=lambda: problem(500, "internal error"),
+    translate=_translate,
+)
 
 
 async def _body(request: web.Request, kind: type[T]) -> T:
     try:
         decoded: T = msgspec.json.decode(await request.read(), type=kind)
     except msgspec.DecodeError as error:  # also ValidationError: malformed or mistyped
-        raise _BadBody(validation_problem(error)) from error
+        raise Refused(validation_problem(error)) from error
     return decoded
-
-
-def _context(request: web.Request) -> Context:
-    return Context(actor=ADMIN, request_id=request.get(REQUEST_ID), client_address=request.remote)
-
-
-def _json(value: object, status: int = 200) -> web.Response:
-    return web.Response(
-        body=msgspec.json.encode(value), status=status, content_type="application/json"
-    )
 
 
 def _account(request: web.Request) -> str:
@@ -142,11 +133,11 @@ def _account(request: web.Request) -> str:
         409: problem_response("An account has this name (in any case)"),
     },
 )
-@_admin
-async def create_account(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def create_account(request: web.Request, ctx: Context) -> web.StreamResponse:
     new = await _body(request, accounts.NewAccount)
     async with request.app[POOL].acquire() as conn:
-        return _json(await accounts.create_account(conn, _context(request), new), 201)
+        return json_response(await accounts.create_account(conn, ctx, new), 201)
 
 
 @routes.get(f"{PREFIX}/accounts")
@@ -156,10 +147,10 @@ async def create_account(request: web.Request) -> web.StreamResponse:
     security="adminToken",
     responses={200: Response("The accounts", AccountList), 401: UNAUTHORIZED},
 )
-@_admin
-async def list_accounts(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def list_accounts(request: web.Request, _ctx: Context) -> web.StreamResponse:
     async with request.app[POOL].acquire() as conn:
-        return _json(AccountList(accounts=await account_reads.list_accounts(conn)))
+        return json_response(AccountList(accounts=await account_reads.list_accounts(conn)))
 
 
 @routes.get(ACCOUNT)
@@ -175,10 +166,10 @@ async def list_accounts(request: web.Request) -> web.StreamResponse:
         404: NO_ACCOUNT,
     },
 )
-@_admin
-async def show_account(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def show_account(request: web.Request, _ctx: Context) -> web.StreamResponse:
     async with request.app[POOL].acquire() as conn:
-        return _json(await account_reads.get_account(conn, _account(request)))
+        return json_response(await account_reads.get_account(conn, _account(request)))
 
 
 @routes.post(f"{ACCOUNT}/credentials")
@@ -196,12 +187,12 @@ async def show_account(request: web.Request) -> web.StreamResponse:
         404: NO_ACCOUNT,
     },
 )
-@_admin
-async def issue_credential(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def issue_credential(request: web.Request, ctx: Context) -> web.StreamResponse:
     new = await _body(request, accounts.NewCredential)
     async with request.app[POOL].acquire() as conn:
-        issued = await accounts.issue_credential(conn, _context(request), _account(request), new)
-    return _json(issued, 201)
+        issued = await accounts.issue_credential(conn, ctx, _account(request), new)
+    return json_response(issued, 201)
 
 
 @routes.delete(f"{ACCOUNT}/credentials/{{credential_id}}")
@@ -216,11 +207,11 @@ async def issue_credential(request: web.Request) -> web.StreamResponse:
         404: problem_response("No such account, or no such credential in it"),
     },
 )
-@_admin
-async def revoke_credential(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def revoke_credential(request: web.Request, ctx: Context) -> web.StreamResponse:
     credential_id = request.match_info["credential_id"]
     async with request.app[POOL].acquire() as conn:
-        await accounts.revoke_credential(conn, _context(request), _account(request), credential_id)
+        await accounts.revoke_credential(conn, ctx, _account(request), credential_id)
     return web.Response(status=204)
 
 
@@ -239,12 +230,12 @@ async def revoke_credential(request: web.Request) -> web.StreamResponse:
         409: problem_response("The username is taken (usernames are unique across accounts)"),
     },
 )
-@_admin
-async def create_user(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def create_user(request: web.Request, ctx: Context) -> web.StreamResponse:
     new = await _body(request, accounts.NewUser)
     async with request.app[POOL].acquire() as conn:
-        user = await accounts.create_user(conn, _context(request), _account(request), new)
-    return _json(user, 201)
+        user = await accounts.create_user(conn, ctx, _account(request), new)
+    return json_response(user, 201)
 
 
 @routes.post(f"{ACCOUNT}/agents")
@@ -262,12 +253,12 @@ async def create_user(request: web.Request) -> web.StreamResponse:
         409: problem_response("The account has an agent with this id"),
     },
 )
-@_admin
-async def add_agent(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def add_agent(request: web.Request, ctx: Context) -> web.StreamResponse:
     new = await _body(request, accounts.NewAgent)
     async with request.app[POOL].acquire() as conn:
-        agent = await accounts.add_agent(conn, _context(request), _account(request), new)
-    return _json(agent, 201)
+        agent = await accounts.add_agent(conn, ctx, _account(request), new)
+    return json_response(agent, 201)
 
 
 @routes.post(f"{ACCOUNT}/skills")
@@ -285,12 +276,12 @@ async def add_agent(request: web.Request) -> web.StreamResponse:
         409: problem_response("The account has a skill with this name"),
     },
 )
-@_admin
-async def add_skill(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def add_skill(request: web.Request, ctx: Context) -> web.StreamResponse:
     new = await _body(request, accounts.NewSkill)
     async with request.app[POOL].acquire() as conn:
-        skill = await accounts.add_skill(conn, _context(request), _account(request), new)
-    return _json(skill, 201)
+        skill = await accounts.add_skill(conn, ctx, _account(request), new)
+    return json_response(skill, 201)
 
 
 @routes.post(f"{ACCOUNT}/campaigns")
@@ -309,12 +300,12 @@ async def add_skill(request: web.Request) -> web.StreamResponse:
         409: CAMPAIGN_TAKEN,
     },
 )
-@_admin
-async def create_campaign(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def create_campaign(request: web.Request, ctx: Context) -> web.StreamResponse:
     new = await _body(request, accounts.NewCampaign)
     async with request.app[POOL].acquire() as conn:
-        campaign = await accounts.create_campaign(conn, _context(request), _account(request), new)
-    return _json(campaign, 201)
+        campaign = await accounts.create_campaign(conn, ctx, _account(request), new)
+    return json_response(campaign, 201)
 
 
 @routes.get(f"{ACCOUNT}/campaigns")
@@ -329,11 +320,11 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
         404: NO_ACCOUNT,
     },
 )
-@_admin
-async def list_campaigns(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def list_campaigns(request: web.Request, _ctx: Context) -> web.StreamResponse:
     async with request.app[POOL].acquire() as conn:
         campaigns = await account_reads.list_campaigns(conn, _account(request))
-    return _json(CampaignList(campaigns=campaigns))
+    return json_response(CampaignList(campaigns=campaigns))
 
 
 @routes.get(f"{ACCOUNT}/campaigns/{{campaign}}")
@@ -348,11 +339,11 @@ async def list_campaigns(request: web.Request) -> web.StreamResponse:
         404: NO_CAMPAIGN,
     },
 )
-@_admin
-async def show_campaign(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def show_campaign(request: web.Request, _ctx: Context) -> web.StreamResponse:
     name = request.match_info["campaign"]
     async with request.app[POOL].acquire() as conn:
-        return _json(await account_reads.get_campaign(conn, _account(request), name))
+        return json_response(await account_reads.get_campaign(conn, _account(request), name))
 
 
 @routes.patch(f"{ACCOUNT}/campaigns/{{campaign}}")
@@ -375,15 +366,13 @@ async def show_campaign(request: web.Request) -> web.StreamResponse:
         409: CAMPAIGN_TAKEN,
     },
 )
-@_admin
-async def update_campaign(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def update_campaign(request: web.Request, ctx: Context) -> web.StreamResponse:
     changes = await _body(request, accounts.CampaignChanges)
     name = request.match_info["campaign"]
     async with request.app[POOL].acquire() as conn:
-        campaign = await accounts.update_campaign(
-            conn, _context(request), _account(request), name, changes
-        )
-    return _json(campaign)
+        campaign = await accounts.update_campaign(conn, ctx, _account(request), name, changes)
+    return json_response(campaign)
 
 
 @routes.get(f"{ACCOUNT}/settings")
@@ -398,10 +387,10 @@ async def update_campaign(request: web.Request) -> web.StreamResponse:
         404: NO_ACCOUNT,
     },
 )
-@_admin
-async def show_settings(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def show_settings(request: web.Request, _ctx: Context) -> web.StreamResponse:
     async with request.app[POOL].acquire() as conn:
-        return _json(await account_reads.account_settings(conn, _account(request)))
+        return json_response(await account_reads.account_settings(conn, _account(request)))
 
 
 @routes.patch(f"{ACCOUNT}/settings")
@@ -422,11 +411,9 @@ async def show_settings(request: web.Request) -> web.StreamResponse:
         404: NO_ACCOUNT,
     },
 )
-@_admin
-async def change_settings(request: web.Request) -> web.StreamResponse:
+@ADMIN.route
+async def change_settings(request: web.Request, ctx: Context) -> web.StreamResponse:
     changes = await _body(request, accounts.SettingsChanges)
     async with request.app[POOL].acquire() as conn:
-        settings = await accounts.change_settings(
-            conn, _context(request), _account(request), changes
-        )
-    return _json(settings)
+        settings = await accounts.change_settings(conn, ctx, _account(request), changes)
+    return json_response(settings)

@@ -10,6 +10,7 @@ from aiohttp import web
 from lead_ledger.api.keys import POOL, SETTINGS
 from lead_ledger.ledger.credentials import key_digest as key_digest  # noqa: PLC0414 - re-exported
 from lead_ledger.ledger.credentials import new_key as new_key  # noqa: PLC0414 - re-exported
+from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import Dialect
 
 SELECT_CREDENTIAL = """
@@ -26,6 +27,13 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     account_name: str
     credential_id: str
     dialect: Dialect
+
+    @property
+    def actor(self) -> Actor:
+        """Who the events this caller causes name."""
+        return Actor(
+            dialect=self.dialect, account_id=self.account_id, credential_id=self.credential_id
+        )
 
 
 async def find_principal(request: web.Request, key: str, dialect: Dialect) -> Principal | None:

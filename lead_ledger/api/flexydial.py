@@ -13,17 +13,16 @@ from typing import Final
 
 import msgspec
 from aiohttp import web
+from msgspec import UNSET
 
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal, find_principal
+from lead_ledger.api.edge import Dialect, Refused, context, json_response, origin
 from lead_ledger.api.keys import POOL
-from lead_ledger.api.middleware import REQUEST_ID
 from lead_ledger.api.openapi import Response
-from lead_ledger.ledger.envelope import Actor
 from lead_ledger.service import flexydial
-from lead_ledger.service.flexydial import Accepted, Errors, Status, Token
-from lead_ledger.service.flexydial_payload import OOPS
-from lead_ledger.service.writer import Context
+from lead_ledger.service.flexydial import Status
+from lead_ledger.service.flexydial_payload import OOPS, parse_structure
 
 routes = web.RouteTableDef()
 
@@ -43,11 +42,31 @@ NOT_PROVIDED: Final = "Authentication credentials were not provided."
 NO_CREDENTIALS: Final = "Invalid token header. No credentials provided."
 HAS_SPACES: Final = "Invalid token header. Token string should not contain spaces."
 INVALID_TOKEN: Final = "Invalid token."  # noqa: S105 - a message, not a secret
+UNABLE_TO_LOG_IN: Final = "Unable to log in with provided credentials."
+FIELD_REQUIRED: Final = "This field is required."
+FIELD_BLANK: Final = "This field may not be blank."
+FIELD_NULL: Final = "This field may not be null."
+NOT_A_STRING: Final = "Not a valid string."
 _FORMS: Final = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class Detail(msgspec.Struct, frozen=True):
     detail: str
+
+
+class Token(msgspec.Struct, frozen=True):
+    token: str
+
+
+class Errors(msgspec.Struct, frozen=True):
+    """Flexydial's request error: {"errors": "<text>"}."""
+
+    errors: str
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    success: str
+    job_id: str
 
 
 class Credentials(msgspec.Struct, frozen=True):
@@ -66,30 +85,47 @@ class BulkBody(msgspec.Struct, frozen=True, kw_only=True):
     reference_field: str | None = None
 
 
-def _json(status: int, body: object, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status,
-        body=msgspec.json.encode(body),
-        content_type="application/json",
-        headers=headers,
-    )
+def _unauthorized(detail: str) -> Refused:
+    return Refused(json_response(Detail(detail), 401, headers={"WWW-Authenticate": "Token"}))
 
 
-def _unauthorized(detail: str) -> web.Response:
-    return _json(401, Detail(detail), {"WWW-Authenticate": "Token"})
-
-
-async def _authenticate(request: web.Request) -> Principal | web.Response:
-    """DRF's TokenAuthentication: the principal, or the 401 answer."""
+async def _authenticate(request: web.Request) -> Principal:
+    """DRF's TokenAuthentication: the principal, or the 401 answer raised."""
     parts = request.headers.get("Authorization", "").split()
     if not parts or parts[0].lower() != "token":
-        return _unauthorized(NOT_PROVIDED)
+        raise _unauthorized(NOT_PROVIDED)
     if len(parts) == 1:
-        return _unauthorized(NO_CREDENTIALS)
+        raise _unauthorized(NO_CREDENTIALS)
     if len(parts) > 2:  # the scheme and the key, nothing more
-        return _unauthorized(HAS_SPACES)
+        raise _unauthorized(HAS_SPACES)
     principal = await find_principal(request, parts[1], "flexydial")
-    return _unauthorized(INVALID_TOKEN) if principal is None else principal
+    if principal is None:
+        raise _unauthorized(INVALID_TOKEN)
+    return principal
+
+
+async def _public(_request: web.Request) -> None:
+    """generate-token is how a caller gets a token: it authenticates by its body."""
+
+
+def _oops(status: int) -> web.Response:
+    return json_response(Errors(OOPS), status)
+
+
+# Flexydial's catch-all text answers a body too large and an unexpected failure alike.
+FLEXYDIAL: Final = Dialect(
+    name="flexydial",
+    authenticate=_authenticate,
+    too_large=lambda: _oops(413),
+    unexpected=lambda: _oops(500),
+)
+LOGIN: Final = Dialect(
+    name="flexydial",
+    authenticate=_public,
+    # DRF's login answer to anything it cannot read, a body over the limit included.
+    too_large=lambda: json_response({"non_field_errors": [UNABLE_TO_LOG_IN]}, 400),
+    unexpected=lambda: _oops(500),
+)
 
 
 _UNAUTHORIZED: Final = Response(
@@ -97,6 +133,39 @@ _UNAUTHORIZED: Final = Response(
     " malformed header, or an unknown or revoked key (`Invalid token.`)",
     Detail,
 )
+
+
+# DRF field errors ({"username": ["This field is required."]}) or {"non_field_errors": [...]}.
+LoginErrors = dict[str, list[str]]
+
+
+def login_fields(data: object) -> tuple[str, str] | LoginErrors:
+    """The username and password of a login body, checked as DRF's AuthTokenSerializer does:
+    both required, not null, strings (numbers are taken as text); the username is stripped and
+    must not be blank, the password is taken as given."""
+    if not isinstance(data, dict):
+        return {"non_field_errors": [UNABLE_TO_LOG_IN]}
+    errors: LoginErrors = {}
+    values: dict[str, str] = {}
+    for name, trim in (("username", True), ("password", False)):
+        value = data.get(name, UNSET)
+        problem = None
+        if value is UNSET:
+            problem = FIELD_REQUIRED
+        elif value is None:
+            problem = FIELD_NULL
+        elif isinstance(value, bool) or not isinstance(value, str | int | float):
+            problem = NOT_A_STRING
+        else:
+            text = str(value).strip() if trim else str(value)
+            if not text:
+                problem = FIELD_BLANK
+            values[name] = text
+        if problem is not None:
+            errors[name] = [problem]
+    if errors:
+        return errors
+    return values["username"], values["password"]
 
 
 async def _login_data(request: web.Request) -> object:
@@ -128,23 +197,16 @@ async def _login_data(request: web.Request) -> object:
         ),
     },
 )
-async def generate_token(request: web.Request) -> web.Response:
-    try:
-        fields = flexydial.login_fields(await _login_data(request))
-    except web.HTTPRequestEntityTooLarge:
-        fields = {"non_field_errors": [flexydial.UNABLE_TO_LOG_IN]}
+@LOGIN.route
+async def generate_token(request: web.Request, _caller: None) -> web.Response:
+    fields = login_fields(await _login_data(request))
     if isinstance(fields, dict):
-        return _json(400, fields)
+        return json_response(fields, 400)
     async with request.app[POOL].acquire() as conn:
-        token = await flexydial.generate_token(
-            conn,
-            *fields,
-            request_id=request[REQUEST_ID],
-            client_address=request.remote,
-        )
+        token = await flexydial.generate_token(conn, *fields, origin(request))
     if token is None:
-        return _json(400, {"non_field_errors": [flexydial.UNABLE_TO_LOG_IN]})
-    return _json(200, token)
+        return json_response({"non_field_errors": [UNABLE_TO_LOG_IN]}, 400)
+    return json_response(Token(token))
 
 
 @routes.post("/api/bulkphonebookupload/v1/")
@@ -163,27 +225,20 @@ async def generate_token(request: web.Request) -> web.Response:
         400: Response("The request is refused as a whole", Errors),
         401: _UNAUTHORIZED,
         413: Response("The body exceeds LEDGER_MAX_BODY_BYTES", Errors),
+        500: Response("An unexpected failure (the vendor's catch-all text)", Errors),
     },
 )
-async def bulk_upload(request: web.Request) -> web.Response:
-    principal = await _authenticate(request)
-    if isinstance(principal, web.Response):
-        return principal
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _json(413, Errors(OOPS))
-    ctx = Context(
-        actor=Actor(
-            dialect="flexydial",
-            account_id=principal.account_id,
-            credential_id=principal.credential_id,
-        ),
-        request_id=request[REQUEST_ID],
-        client_address=request.remote,
-    )
-    outcome = await flexydial.submit_bulk(request.app[POOL], ctx, principal.account_id, body)
-    return _json(400 if isinstance(outcome, Errors) else 201, outcome)
+@FLEXYDIAL.route
+async def bulk_upload(request: web.Request, principal: Principal) -> web.Response:
+    bulk = parse_structure(await request.read())
+    if isinstance(bulk, str):
+        return json_response(Errors(bulk), 400)
+    ctx = context(request, principal)
+    outcome = await flexydial.submit_bulk(request.app[POOL], ctx, principal.account_id, bulk)
+    if isinstance(outcome, flexydial.Refused):
+        return json_response(Errors(outcome.message), 400)
+    reference = f"Reference/Phonebook Name:{outcome.upload_ref}"
+    return json_response(Accepted(success=reference, job_id=str(outcome.job_id)), 201)
 
 
 STATUS_PATH: Final = "/api/bulkphonebookupload/status/{job_id}/"
@@ -206,14 +261,12 @@ STATUS_PATH: Final = "/api/bulkphonebookupload/status/{job_id}/"
         404: Response("No such Flexydial job in this account (`Job not found.`)", Errors),
     },
 )
-async def upload_status(request: web.Request) -> web.Response:
-    principal = await _authenticate(request)
-    if isinstance(principal, web.Response):
-        return principal
+@FLEXYDIAL.route
+async def upload_status(request: web.Request, principal: Principal) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         status = await flexydial.job_status(
             conn, principal.account_id, request.match_info["job_id"]
         )
     if status is None:
-        return _json(404, Errors(flexydial.JOB_NOT_FOUND))
-    return _json(200, status)
+        return json_response(Errors(flexydial.JOB_NOT_FOUND), 404)
+    return json_response(status)

@@ -10,14 +10,15 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Final
 
-import msgspec
 import structlog
 from aiohttp import web
 
 from lead_ledger.api import openapi
-from lead_ledger.api.auth import bearer_token, find_principal
+from lead_ledger.api.auth import Principal
 from lead_ledger.api.callback_http import callback_session, poster
+from lead_ledger.api.edge import json_response
 from lead_ledger.api.keys import DATABASE_URL, POOL, SETTINGS
+from lead_ledger.api.native import NATIVE
 from lead_ledger.api.openapi import UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import problem
 from lead_ledger.service import callbacks, jobs, worker
@@ -92,14 +93,8 @@ async def background(app: web.Application) -> AsyncIterator[None]:
         404: problem_response("No such job in this account"),
     },
 )
-async def get_job(request: web.Request) -> web.StreamResponse:
-    principal = await find_principal(request, bearer_token(request) or "", "native")
-    if principal is None:
-        return problem(
-            401,
-            "send Authorization: Bearer <key> with a native key",
-            headers={"WWW-Authenticate": 'Bearer realm="lead-ledger"'},
-        )
+@NATIVE.route
+async def get_job(request: web.Request, principal: Principal) -> web.StreamResponse:
     text = request.match_info["id"]
     if not text.isdigit() or not 0 < int(text) <= _MAX_ID:
         return problem(404, f"no job {text}")
@@ -107,4 +102,4 @@ async def get_job(request: web.Request) -> web.StreamResponse:
         job = await jobs.get_job(conn, principal.account_id, int(text))
     if job is None:
         return problem(404, f"no job {text}")
-    return web.Response(body=msgspec.json.encode(job), content_type="application/json")
+    return json_response(job)

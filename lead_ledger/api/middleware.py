@@ -1,18 +1,17 @@
-"""Request context and the one canonical log line per request."""
+"""Request context, the answer to an unexpected failure, and one canonical log line per request."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from typing import Final
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-REQUEST_ID_HEADER: Final = "X-Request-ID"
-REQUEST_ID: Final = web.RequestKey("request_id", str)
+from lead_ledger.api.edge import DIALECT, REQUEST_ID, REQUEST_ID_HEADER
+from lead_ledger.api.problems import problem
 
 log = structlog.get_logger("lead_ledger.request")
 
@@ -38,9 +37,14 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             status = 499  # the client went away (nginx's convention); not a server error
             raise
         except Exception:
+            # Logged here once, with the request id bound; the caller gets the route's dialect
+            # shape (problem+json where the route declares none), never the traceback.
             log.exception("unhandled_error", method=request.method, path=request.path)
-            response = web.json_response(
-                {"error": "internal error", "request_id": request_id}, status=500
+            dialect = request.get(DIALECT)
+            response = (
+                dialect.unexpected()
+                if dialect is not None
+                else problem(500, "internal error", request_id=request_id)
             )
         status = response.status
         if not response.prepared:

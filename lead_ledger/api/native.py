@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Final, TypeVar
 
@@ -18,8 +17,8 @@ from aiohttp import web
 
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal, bearer_token, find_principal
+from lead_ledger.api.edge import REQUEST_ID, REQUEST_ID_HEADER, Dialect, Refused, json_response
 from lead_ledger.api.keys import POOL
-from lead_ledger.api.middleware import REQUEST_ID, REQUEST_ID_HEADER
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import problem
 from lead_ledger.ledger.envelope import RecordedEvent
@@ -30,7 +29,6 @@ log = structlog.get_logger(__name__)
 
 routes = web.RouteTableDef()
 S = TypeVar("S", bound=msgspec.Struct)
-NativeHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 
 # Set on shutdown so open event streams end cleanly instead of being cancelled mid-write.
 STREAMS_CLOSING: Final = web.AppKey("native_streams_closing", asyncio.Event)
@@ -40,12 +38,6 @@ _MAX_ID: Final = 2**63 - 1  # bigint: larger ids cannot exist, and PostgreSQL wo
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 Cursor = Annotated[int, msgspec.Meta(ge=0)]
-
-
-class _Problem(Exception):  # noqa: N818 - it carries a response, it is not an error type
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.text)
-        self.response = response
 
 
 def setup(app: web.Application) -> None:
@@ -59,25 +51,26 @@ async def _close_streams(app: web.Application) -> None:
     app[STREAMS_CLOSING].set()
 
 
-def _native(handler: NativeHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Authenticate with a native key and turn raised problems into responses."""
-
-    async def authenticated(request: web.Request) -> web.StreamResponse:
-        principal = await find_principal(request, bearer_token(request) or "", "native")
-        if principal is None:
-            return problem(
+async def _authenticate(request: web.Request) -> Principal:
+    principal = await find_principal(request, bearer_token(request) or "", "native")
+    if principal is None:
+        raise Refused(
+            problem(
                 401,
                 "send Authorization: Bearer <key> with a native key",
                 headers={"WWW-Authenticate": 'Bearer realm="lead-ledger"'},
             )
-        try:
-            return await handler(request, principal)
-        except _Problem as raised:
-            return raised.response
+        )
+    return principal
 
-    authenticated.__name__ = handler.__name__
-    authenticated.__doc__ = handler.__doc__
-    return authenticated
+
+# The native API's routes, and GET /v1/jobs/{id} (api/jobs.py): native keys, problem+json.
+NATIVE: Final = Dialect(
+    name="native",
+    authenticate=_authenticate,
+    too_large=lambda: problem(413, "the body exceeds LEDGER_MAX_BODY_BYTES"),
+    unexpected=lambda: problem(500, "internal error"),
+)
 
 
 def _query(request: web.Request, kind: type[S]) -> S:
@@ -90,7 +83,7 @@ def _query(request: web.Request, kind: type[S]) -> S:
         name = message.rsplit("`$.", 1)[1].rstrip("`") if "`$." in message else None
         if name is None and "unknown field `" in message:
             name = message.split("unknown field `", 1)[1].rstrip("`")
-        raise _Problem(
+        raise Refused(
             problem(400, message, title="Invalid query parameter", parameter=name)
         ) from error
 
@@ -99,16 +92,12 @@ def _lead_id(request: web.Request) -> int:
     text = request.match_info["id"]
     # Not a possible id is reported like any missing lead.
     if not text.isdigit() or not 0 < int(text) <= _MAX_ID:
-        raise _Problem(_no_lead(text))
+        raise Refused(_no_lead(text))
     return int(text)
 
 
 def _no_lead(lead_id: object) -> web.Response:
     return problem(404, f"no lead {lead_id}")
-
-
-def _json(value: object) -> web.Response:
-    return web.Response(body=msgspec.json.encode(value), content_type="application/json")
 
 
 # --- leads ----------------------------------------------------------------------------------------
@@ -149,7 +138,7 @@ NOT_FOUND: Final = problem_response("No such lead in this account")
         404: problem_response("The campaign filter names no campaign of this account"),
     },
 )
-@_native
+@NATIVE.route
 async def list_leads(request: web.Request, principal: Principal) -> web.StreamResponse:
     params = _query(request, LeadsQuery)
     query = reads.LeadQuery(**msgspec.structs.asdict(params))
@@ -158,7 +147,7 @@ async def list_leads(request: web.Request, principal: Principal) -> web.StreamRe
             page = await reads.find_leads(conn, principal.account_id, query)
         except reads.UnknownCampaignError:
             return problem(404, f"no campaign {params.campaign!r}", parameter="campaign")
-    return _json(page)
+    return json_response(page)
 
 
 @routes.get("/v1/leads/{id}")
@@ -179,7 +168,7 @@ async def list_leads(request: web.Request, principal: Principal) -> web.StreamRe
         404: NOT_FOUND,
     },
 )
-@_native
+@NATIVE.route
 async def get_lead(request: web.Request, principal: Principal) -> web.StreamResponse:
     lead_id = _lead_id(request)
     params = _query(request, AsOfQuery)
@@ -195,7 +184,7 @@ async def get_lead(request: web.Request, principal: Principal) -> web.StreamResp
             lead = await reads.lead_as_of(
                 conn, principal.account_id, lead_id, at=at, version=params.as_of_version
             )
-    return _no_lead(lead_id) if lead is None else _json(lead)
+    return _no_lead(lead_id) if lead is None else json_response(lead)
 
 
 @routes.get("/v1/leads/{id}/history")
@@ -206,12 +195,16 @@ async def get_lead(request: web.Request, principal: Principal) -> web.StreamResp
     path={"id": int},
     responses={200: Response("The history", History), 401: UNAUTHORIZED, 404: NOT_FOUND},
 )
-@_native
+@NATIVE.route
 async def lead_history(request: web.Request, principal: Principal) -> web.StreamResponse:
     lead_id = _lead_id(request)
     async with request.app[POOL].acquire() as conn:
         events = await reads.lead_history(conn, principal.account_id, lead_id)
-    return _no_lead(lead_id) if events is None else _json(History(lead_id=lead_id, events=events))
+    return (
+        _no_lead(lead_id)
+        if events is None
+        else json_response(History(lead_id=lead_id, events=events))
+    )
 
 
 # --- audit and feed -------------------------------------------------------------------------------
@@ -253,7 +246,7 @@ def _utc(value: datetime | None) -> datetime | None:
         401: UNAUTHORIZED,
     },
 )
-@_native
+@NATIVE.route
 async def audit(request: web.Request, principal: Principal) -> web.StreamResponse:
     params = _query(request, AuditParams)
     types = [t.strip() for t in params.type.split(",") if t.strip()] if params.type else None
@@ -268,7 +261,7 @@ async def audit(request: web.Request, principal: Principal) -> web.StreamRespons
     )
     async with request.app[POOL].acquire() as conn:
         page = await reads.audit_events(conn, principal.account_id, query)
-    return _json(page)
+    return json_response(page)
 
 
 @routes.get("/v1/events")
@@ -284,14 +277,14 @@ async def audit(request: web.Request, principal: Principal) -> web.StreamRespons
         401: UNAUTHORIZED,
     },
 )
-@_native
+@NATIVE.route
 async def events(request: web.Request, principal: Principal) -> web.StreamResponse:
     params = _query(request, FeedQuery)
     async with request.app[POOL].acquire() as conn:
         page = await reads.feed_page(
             conn, principal.account_id, after=params.after, limit=params.limit
         )
-    return _json(page)
+    return json_response(page)
 
 
 @routes.get("/v1/events/stream")
@@ -311,7 +304,7 @@ async def events(request: web.Request, principal: Principal) -> web.StreamRespon
         401: UNAUTHORIZED,
     },
 )
-@_native
+@NATIVE.route
 async def event_stream(request: web.Request, principal: Principal) -> web.StreamResponse:
     after = _query(request, StreamQuery).after
     last_id = request.headers.get("Last-Event-ID", "").strip()

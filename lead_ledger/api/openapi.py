@@ -29,6 +29,7 @@ from aiohttp import web
 
 from lead_ledger.api import ops
 from lead_ledger.api.auth import bearer_token, find_principal, is_admin
+from lead_ledger.api.edge import json_response
 from lead_ledger.api.problems import PROBLEM_JSON, problem
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
@@ -262,9 +263,7 @@ async def openapi_json(request: web.Request) -> web.Response:
             "a native key or the admin token is required",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return web.Response(
-        body=msgspec.json.encode(build_document(request.app)), content_type="application/json"
-    )
+    return json_response(build_document(request.app))
 
 
 describe(

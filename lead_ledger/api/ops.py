@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 from aiohttp import web
 
+from lead_ledger.api.edge import json_response
 from lead_ledger.api.keys import POOL
 
 routes = web.RouteTableDef()
@@ -17,7 +18,7 @@ READY_TIMEOUT_SECONDS = 2.0
 @routes.get("/healthz")
 async def healthz(_request: web.Request) -> web.Response:
     """The process is up and serving HTTP."""
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
@@ -28,7 +29,5 @@ async def readyz(request: web.Request) -> web.Response:
             async with request.app[POOL].acquire() as conn:
                 await conn.fetchval("SELECT 1")
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        return web.json_response(
-            {"status": "unavailable", "database": type(error).__name__}, status=503
-        )
-    return web.json_response({"status": "ok", "database": "ok"})
+        return json_response({"status": "unavailable", "database": type(error).__name__}, 503)
+    return json_response({"status": "ok", "database": "ok"})

@@ -7,26 +7,98 @@ checks and their order live in lead_ledger/service/ozonetel.py; docs/ozonetel.md
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, assert_never
 
 import msgspec
 from aiohttp import web
 
 from lead_ledger.api import openapi
+from lead_ledger.api.edge import Refused, json_response, origin
 from lead_ledger.api.keys import CLOCK, LEAD_BATCHER, POOL
-from lead_ledger.api.middleware import REQUEST_ID
 from lead_ledger.api.openapi import Response
+from lead_ledger.api.ozonetel_wire import OZONETEL, RATE_LIMITED, Reply, reply
 from lead_ledger.service import ozonetel
-from lead_ledger.service.ozonetel import AddCampaignData, Reply
+from lead_ledger.service.ozonetel import (
+    AddCampaignData,
+    Added,
+    AlreadyExists,
+    AlreadyStarted,
+    Outcome,
+    Refusal,
+    Started,
+    Stopped,
+)
 
 PATH: Final = "/ca_apis/AddCampaignData"
 routes = web.RouteTableDef()
 
 _DECODER: Final = msgspec.json.Decoder(AddCampaignData)
-_ENCODER: Final = msgspec.json.Encoder()
 # What a Spring controller answers when the @RequestBody cannot be read: 400, before any check
 # of the header or the fields runs; here in the vendor's own shape rather than Spring's.
 MALFORMED: Final = Reply(status="error", message="Malformed JSON request body")
+
+
+def _auth(message: str) -> Reply:
+    return Reply(status="false", message=message, data=None)
+
+
+# The vendor's answer to each refusal: HTTP 200 (429 for the rate limit) with its own pair.
+REFUSALS: Final[dict[Refusal, Reply]] = {
+    Refusal.NO_API_KEY: _auth("Api Key Should Not be Null or Empty."),
+    Refusal.INVALID_USER: _auth("Invalid User Details"),
+    Refusal.NO_USERNAME: _auth("Username Should Not be Null or Empty."),
+    Refusal.API_NOT_ALLOWED: _auth("Invalid action."),
+    Refusal.NO_CAMPAIGN: Reply(status="Error", message="Please provide campaign details"),
+    Refusal.UNKNOWN_CAMPAIGN: Reply(
+        status="FAIL", message="No User Found or Campaign Name is Invalid"
+    ),
+    Refusal.NOT_OUTBOUND: Reply(status="Fail", message="The selected campaign is not outbound"),
+    Refusal.BAD_PHONE: Reply(
+        status="error",
+        message="phone number should be numeric and must be between 3 to 16 digits and allows"
+        " prefix +",
+    ),
+    Refusal.BAD_PRIORITY: Reply(
+        status="Error", message="The priority value must be numeric and range from 0 to 99."
+    ),
+    Refusal.BAD_DATE: Reply(
+        status="Error",
+        message="Invalid date format. Please pass date in format yyyy-MM-dd HH:mm:ss or yyyy-MM-dd",
+    ),
+    Refusal.PAST_DATE: Reply(
+        status="Error", message="The expiry date and time must be in the future"
+    ),
+    Refusal.NO_AGENT: Reply(status="FAIL", message="Agent Is Empty!"),
+    Refusal.UNKNOWN_AGENT: Reply(status="FAIL", message="Agent is not correctly mapped!"),
+    Refusal.BAD_SKILL: Reply(status="FAIL", message="Please provide valid skill"),
+    Refusal.RATE_LIMITED: RATE_LIMITED,
+}
+
+
+def answer(outcome: Outcome) -> web.Response:  # noqa: PLR0911 - one answer per outcome
+    """The vendor's answer to an outcome of `ozonetel.add_campaign_data`."""
+    match outcome:
+        case Refusal.RATE_LIMITED:
+            return json_response(RATE_LIMITED, 429)
+        case Refusal():
+            return json_response(REFUSALS[outcome])
+        case Added(campaign):
+            return reply(
+                "Success",
+                f"Please pass the valid Campaign action SuccessFully Updated {campaign} Campaign"
+                " Data",
+            )
+        case AlreadyExists():
+            return reply("SUCCESS", "Number Already Exist")
+        case Started(dial_mode):
+            return reply("SUCCESS", f"SuccessFully Updated, {dial_mode} was started")
+        case AlreadyStarted(campaign):
+            return reply("Success", f"Campaign {campaign} Is Already Started")
+        case Stopped(dial_mode):
+            return reply("Success", f"SuccessFully Updated {dial_mode} Campaign Stoped")
+        case _:
+            assert_never(outcome)
+
 
 openapi.security_scheme(
     "ozonetelApiKey",
@@ -37,10 +109,6 @@ openapi.security_scheme(
         "description": "A credential of dialect `ozonetel`; `userName` must be its account.",
     },
 )
-
-
-def _reply(reply: Reply, status: int = 200) -> web.Response:
-    return web.Response(body=_ENCODER.encode(reply), status=status, content_type="application/json")
 
 
 @routes.post(PATH)
@@ -56,21 +124,23 @@ def _reply(reply: Reply, status: int = 200) -> web.Response:
     responses={
         200: Response("Added, refused by a check, or a duplicate (`Number Already Exist`)", Reply),
         400: Response("The body is not a JSON object", Reply),
+        413: Response("The body exceeds LEDGER_MAX_BODY_BYTES", Reply),
         429: Response("Over the account's ozonetel_add_per_minute", Reply),
+        500: Response("An unexpected failure", Reply),
     },
 )
-async def add_campaign_data(request: web.Request) -> web.Response:
+@OZONETEL.route
+async def add_campaign_data(request: web.Request, _caller: None) -> web.Response:
     try:
         body = _DECODER.decode(await request.read())
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return _reply(MALFORMED, 400)
+        raise Refused(json_response(MALFORMED, 400)) from None
     outcome = await ozonetel.add_campaign_data(
         request.app[POOL],
         request.app[LEAD_BATCHER],
         api_key=request.headers.get("apiKey", "").strip(),
         body=body,
         now=request.app[CLOCK](),
-        request_id=request[REQUEST_ID],
-        client_address=request.remote,
+        origin=origin(request),
     )
-    return _reply(outcome.reply, outcome.http_status)
+    return answer(outcome)

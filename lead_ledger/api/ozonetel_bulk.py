@@ -10,22 +10,23 @@ docs/ozonetel.md ("Bulk file upload").
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, assert_never
 
 import msgspec
 from aiohttp import BodyPartReader, web
 
 from lead_ledger.api import openapi
+from lead_ledger.api.edge import json_response, origin
 from lead_ledger.api.keys import POOL, SETTINGS
-from lead_ledger.api.middleware import REQUEST_ID
 from lead_ledger.api.openapi import Response
+from lead_ledger.api.ozonetel_wire import OZONETEL, RATE_LIMITED, Reply, reply
 from lead_ledger.service import ozonetel_bulk
-from lead_ledger.service.ozonetel import Reply
+from lead_ledger.service.ozonetel_bulk import InProgress, Outcome, Refusal, Submitted
+from lead_ledger.service.ozonetel_file import NOT_EXCEL, UploadRefusal
 
 PATH: Final = "/endpoint/dailer/data/bulk/upload"
 routes = web.RouteTableDef()
 
-_ENCODER: Final = msgspec.json.Encoder()
 _CHUNK: Final = 256 * 1024
 # The vendor's field names -> UploadForm's; any other part is skipped unread.
 _FIELDS: Final = {
@@ -65,10 +66,6 @@ class UploadFields(msgspec.Struct, frozen=True, kw_only=True):
     ] = None
 
 
-class _TooLargeError(Exception):
-    """The body is over LEDGER_MAX_BODY_BYTES."""
-
-
 class _Reading(msgspec.Struct, kw_only=True):
     values: dict[str, bytes] = {}
     filename: str | None = None
@@ -81,7 +78,8 @@ async def _read_part(part: BodyPartReader, reading: _Reading, limit: int) -> byt
         chunk = await part.read_chunk(_CHUNK)
         reading.size += len(chunk)
         if reading.size > limit:
-            raise _TooLargeError
+            # The edge answers it in the dialect's shape, as for any other route's body.
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=reading.size)
         data += chunk
     return bytes(data)
 
@@ -103,10 +101,7 @@ async def _read_parts(request: web.Request, reading: _Reading, limit: int) -> No
 
 
 async def _read_urlencoded(request: web.Request, reading: _Reading) -> None:
-    try:
-        posted = await request.post()
-    except web.HTTPRequestEntityTooLarge as error:
-        raise _TooLargeError from error
+    posted = await request.post()
     for name in _FIELDS:
         value = posted.get(name)
         if isinstance(value, str):
@@ -114,7 +109,7 @@ async def _read_urlencoded(request: web.Request, reading: _Reading) -> None:
 
 
 async def read_form(request: web.Request, limit: int) -> ozonetel_bulk.UploadForm:
-    """The fields of the body; raises _TooLargeError past `limit` bytes.
+    """The fields of the body; raises HTTPRequestEntityTooLarge past `limit` bytes.
 
     multipart/form-data is the vendor's form. An urlencoded form is read too (it cannot carry
     a file, but its credentials are checked first, as they would be beside a missing file);
@@ -127,7 +122,7 @@ async def read_form(request: web.Request, limit: int) -> ozonetel_bulk.UploadFor
             await _read_urlencoded(request, reading)
         else:
             await _read_parts(request, reading, limit)
-    except _TooLargeError:
+    except web.HTTPRequestEntityTooLarge:
         raise
     except Exception:  # noqa: BLE001 - not multipart, or broken: any parser error is bad input
         broken = True
@@ -141,8 +136,32 @@ async def read_form(request: web.Request, limit: int) -> ozonetel_bulk.UploadFor
     return ozonetel_bulk.UploadForm(**fields, file=file, filename=reading.filename)
 
 
-def _reply(reply: Reply, status: int = 200) -> web.Response:
-    return web.Response(body=_ENCODER.encode(reply), status=status, content_type="application/json")
+# The vendor's message for each refusal, all as {"status": "error"} with HTTP 200.
+REFUSALS: Final = {
+    Refusal.AUTHENTICATION_FAILED: "Authentication failed",
+    Refusal.FILE_MISSING: "File is mandatory",
+    Refusal.NOT_EXCEL: NOT_EXCEL,
+    Refusal.CAMPAIGN_NOT_FOUND: "Campaign not found",
+    Refusal.CAMPAIGN_RUNNING: "Campaign is running",
+}
+
+
+def answer(outcome: Outcome) -> web.Response:
+    """The vendor's answer to an outcome of `ozonetel_bulk.upload`."""
+    match outcome:
+        case Refusal.RATE_LIMITED:
+            return json_response(RATE_LIMITED, 429)
+        case Refusal():
+            return reply("error", REFUSALS[outcome])
+        case UploadRefusal(message):
+            return reply("error", message)
+        case InProgress(campaign):
+            # The vendor allows one upload per campaign at a time but documents no message.
+            return reply("error", f"Upload is in progress for campaign {campaign}")
+        case Submitted():
+            return reply("success", "Data processing")
+        case _:
+            assert_never(outcome)
 
 
 @routes.post(PATH)
@@ -160,15 +179,10 @@ def _reply(reply: Reply, status: int = 200) -> web.Response:
         200: Response("Accepted (`Data processing`), or refused by a check", Reply),
         413: Response("The body is over LEDGER_MAX_BODY_BYTES (`Data limit exceeded`)", Reply),
         429: Response("Over the account's ozonetel_bulk_per_minute", Reply),
+        500: Response("An unexpected failure", Reply),
     },
 )
-async def bulk_upload(request: web.Request) -> web.Response:
-    try:
-        form = await read_form(request, request.app[SETTINGS].max_body_bytes)
-    except _TooLargeError:
-        too_large = ozonetel_bulk.TOO_LARGE
-        return _reply(too_large.reply, too_large.http_status)
-    outcome = await ozonetel_bulk.upload(
-        request.app[POOL], form, request_id=request[REQUEST_ID], client_address=request.remote
-    )
-    return _reply(outcome.reply, outcome.http_status)
+@OZONETEL.route
+async def bulk_upload(request: web.Request, _caller: None) -> web.Response:
+    form = await read_form(request, request.app[SETTINGS].max_body_bytes)
+    return answer(await ozonetel_bulk.upload(request.app[POOL], form, origin(request)))

@@ -8,6 +8,8 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
+from lead_ledger.api.edge import json_response
+
 PROBLEM_JSON: Final = "application/problem+json"
 _TITLES: Final = {
     400: "Bad Request",
@@ -43,12 +45,7 @@ def problem(
     if detail is not None:
         body["detail"] = detail
     body.update(extra)
-    return web.Response(
-        status=status,
-        body=msgspec.json.encode(body),
-        content_type=PROBLEM_JSON,
-        headers=headers,
-    )
+    return json_response(body, status, headers=headers, content_type=PROBLEM_JSON)
 
 
 # msgspec names an unknown field in its message, not in the path (which is the object holding it;

@@ -1,29 +1,39 @@
 """TForge's Vicidial lead archive API: `POST /vicidial/leads/archive` and `.../dearchive`.
 
 `Authorization: Key=<vicidial credential>`; answers in the vendor's shapes and messages (seed
-003, docs/vicidial.md). Handlers authenticate, read the raw body, call one service function and
-encode; the vendor-exact validation lives in lead_ledger.service.vicidial.
+003, docs/vicidial.md). Handlers check the office-hours window (the vendor does so before it
+reads the body), parse the body (api/vicidial_wire.py), call one service function and encode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Final
 
-import asyncpg
-import msgspec
 from aiohttp import web
 
 from lead_ledger.api import openapi
-from lead_ledger.api.auth import find_principal
+from lead_ledger.api.auth import Principal, find_principal
+from lead_ledger.api.edge import Dialect, Refused, context, json_response
 from lead_ledger.api.keys import CLOCK, POOL
-from lead_ledger.api.middleware import REQUEST_ID
 from lead_ledger.api.openapi import Response
-from lead_ledger.ledger.envelope import Actor
+from lead_ledger.api.vicidial_wire import (
+    ARCHIVE_IN_HOURS,
+    DEARCHIVE_OUT_OF_HOURS,
+    MISSING,
+    SUCCESS,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    UNEXPECTED,
+    LeadErrors,
+    Message,
+    Processed,
+    lead_errors,
+    parse_archive,
+    parse_dearchive,
+)
 from lead_ledger.service import vicidial
-from lead_ledger.service.vicidial import LeadErrors, Message, Processed, Refusal
-from lead_ledger.service.writer import Context
+from lead_ledger.service.leads import ArchiveCounts
+from lead_ledger.service.vicidial import ArchiveRequest, DearchiveRequest, MissingLeads, Route
 
 routes = web.RouteTableDef()
 
@@ -38,67 +48,56 @@ openapi.security_scheme(
     },
 )
 
-# vicidial.archive and vicidial.dearchive: (pool, ctx, account_id, body, now) -> outcome.
-Service = Callable[[asyncpg.Pool, Context, int, bytes, datetime], Awaitable[Processed | Refusal]]
 
-
-class ArchiveBody(msgspec.Struct, frozen=True):
-    """What the archive route reads (every flag is required and must be a JSON boolean)."""
-
-    insert_leads: bool
-    update_leads: bool
-    delete_leads: bool
-    lead_ids: list[int]
-
-
-class DearchiveBody(msgspec.Struct, frozen=True):
-    insert_leads: bool
-    delete_leads: bool
-    lead_ids: list[int]
-
-
-def _key(request: web.Request) -> str:
-    """The key of `Authorization: Key=<key>` (the scheme's case is not significant)."""
+async def _authenticate(request: web.Request) -> Principal:
+    """`Authorization: Key=<key>` (the scheme's case is not significant)."""
     header = request.headers.get("Authorization", "").strip()
     scheme, equals, key = header.partition("=")
-    return key.strip() if equals and scheme.strip().lower() == "key" else ""
-
-
-def _json(status: int, body: object) -> web.Response:
-    return web.Response(
-        status=status, body=msgspec.json.encode(body), content_type="application/json"
-    )
-
-
-async def _handle(request: web.Request, service: Service) -> web.Response:
-    principal = await find_principal(request, _key(request), "vicidial")
+    key = key.strip() if equals and scheme.strip().lower() == "key" else ""
+    principal = await find_principal(request, key, "vicidial")
     if principal is None:
-        return _json(401, Message(vicidial.UNAUTHORIZED))
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _json(413, LeadErrors("request body too large"))
-    ctx = Context(
-        actor=Actor(
-            dialect="vicidial",
-            account_id=principal.account_id,
-            credential_id=principal.credential_id,
-        ),
-        request_id=request[REQUEST_ID],
-        client_address=request.remote,
+        raise Refused(json_response(Message(UNAUTHORIZED), 401))
+    return principal
+
+
+VICIDIAL: Final = Dialect(
+    name="vicidial",
+    authenticate=_authenticate,
+    too_large=lambda: lead_errors(413, TOO_LARGE),
+    unexpected=lambda: lead_errors(500, UNEXPECTED),
+)
+
+_WINDOW_CLOSED: Final = {"archive": ARCHIVE_IN_HOURS, "dearchive": DEARCHIVE_OUT_OF_HOURS}
+
+
+async def _window_checked_body(request: web.Request, principal: Principal, route: Route) -> bytes:
+    """The body, once the office-hours window allows the route (the vendor's first check)."""
+    now = request.app[CLOCK]()
+    if await vicidial.closed_window(request.app[POOL], principal.account_id, now, route):
+        raise Refused(json_response(Message(_WINDOW_CLOSED[route]), 403))
+    return await request.read()
+
+
+def _answer(outcome: ArchiveCounts | MissingLeads) -> web.Response:
+    if isinstance(outcome, MissingLeads):
+        return lead_errors(400, MISSING, outcome.lead_ids)
+    return json_response(
+        Processed(
+            SUCCESS,
+            outcome.select_count,
+            outcome.insert_count,
+            outcome.update_count,
+            outcome.delete_count,
+        )
     )
-    outcome = await service(
-        request.app[POOL], ctx, principal.account_id, body, request.app[CLOCK]()
-    )
-    if isinstance(outcome, Refusal):
-        return _json(outcome.status, outcome.body)
-    return _json(200, outcome)
 
 
 _COMMON: Final = {
     401: Response("Missing, unknown or revoked key", Message),
     413: Response("The body exceeds LEDGER_MAX_BODY_BYTES", LeadErrors),
-    500: Response("Malformed JSON, or a body that is not a JSON object", LeadErrors),
+    500: Response(
+        "Malformed JSON, a body that is not a JSON object, or an unexpected failure", LeadErrors
+    ),
 }
 
 
@@ -112,7 +111,7 @@ _COMMON: Final = {
     ),
     tags=("vicidial",),
     security=SECURITY,
-    body=ArchiveBody,
+    body=ArchiveRequest,
     responses={
         200: Response("The batch was processed; the counts", Processed),
         400: Response("A flag or lead id is invalid; `lead_ids` lists the culprits", LeadErrors),
@@ -120,8 +119,13 @@ _COMMON: Final = {
         **_COMMON,
     },
 )
-async def archive(request: web.Request) -> web.Response:
-    return await _handle(request, vicidial.archive)
+@VICIDIAL.route
+async def archive(request: web.Request, principal: Principal) -> web.Response:
+    archive_request = parse_archive(await _window_checked_body(request, principal, "archive"))
+    ctx = context(request, principal)
+    return _answer(
+        await vicidial.archive(request.app[POOL], ctx, principal.account_id, archive_request)
+    )
 
 
 @routes.post("/vicidial/leads/dearchive")
@@ -133,7 +137,7 @@ async def archive(request: web.Request) -> web.Response:
     ),
     tags=("vicidial",),
     security=SECURITY,
-    body=DearchiveBody,
+    body=DearchiveRequest,
     responses={
         200: Response("The batch was processed; the counts (update_count is 0)", Processed),
         400: Response("A flag or lead id is invalid; `lead_ids` lists the culprits", LeadErrors),
@@ -141,5 +145,10 @@ async def archive(request: web.Request) -> web.Response:
         **_COMMON,
     },
 )
-async def dearchive(request: web.Request) -> web.Response:
-    return await _handle(request, vicidial.dearchive)
+@VICIDIAL.route
+async def dearchive(request: web.Request, principal: Principal) -> web.Response:
+    dearchive_request = parse_dearchive(await _window_checked_body(request, principal, "dearchive"))
+    ctx = context(request, principal)
+    return _answer(
+        await vicidial.dearchive(request.app[POOL], ctx, principal.account_id, dearchive_request)
+    )

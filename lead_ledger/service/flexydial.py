@@ -1,9 +1,10 @@
 """Flexydial: tokens, bulk_data submission and job status (seed 000, VENDOR-APIS A).
 
 `generate_token` logs a user in and issues a new `flexydial` credential, whose key is the token.
-`submit_bulk` runs the request-level checks (service/flexydial_payload.py) around the campaign
-lookup and queues the rows as a job (service/flexydial_jobs.py does the rows). `job_status` maps
-a job onto Flexydial's status answers. docs/flexydial.md lists every message and decision.
+`submit_bulk` checks a request (its structure already checked on the wire with
+service/flexydial_payload.py) against its campaign and queues the rows as a job
+(service/flexydial_jobs.py does the rows). `job_status` maps a job onto Flexydial's status
+answers. docs/flexydial.md lists every message and decision.
 """
 
 from __future__ import annotations
@@ -22,16 +23,11 @@ from lead_ledger.service import jobs
 from lead_ledger.service.account_reads import SELECT_CAMPAIGN, authenticate_user, find_account
 from lead_ledger.service.accounts import NewCredential, issue_credential
 from lead_ledger.service.flexydial_jobs import INSERT_KIND, UPDATE_KIND
-from lead_ledger.service.flexydial_payload import check_headers, parse_structure
+from lead_ledger.service.flexydial_payload import BulkRequest, check_headers
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.writer import Context
+from lead_ledger.service.writer import Context, Origin
 
 DIALECT: Final = "flexydial"
-UNABLE_TO_LOG_IN: Final = "Unable to log in with provided credentials."
-FIELD_REQUIRED: Final = "This field is required."
-FIELD_BLANK: Final = "This field may not be blank."
-FIELD_NULL: Final = "This field may not be null."
-NOT_A_STRING: Final = "Not a valid string."
 # No vendor text exists for a campaign name the account does not have; worded like "Job not found."
 CAMPAIGN_NOT_FOUND: Final = "Campaign not found."
 JOB_NOT_FOUND: Final = "Job not found."
@@ -42,19 +38,17 @@ _MAX_JOB_ID: Final = 2**63 - 1
 _NUL: Final = "\x00"
 
 
-class Token(msgspec.Struct, frozen=True):
-    token: str
+class Submitted(msgspec.Struct, frozen=True):
+    """The rows were queued as a job; `upload_ref` names the upload (the vendor's phonebook)."""
+
+    upload_ref: str
+    job_id: int
 
 
-class Errors(msgspec.Struct, frozen=True):
-    """Flexydial's request error: {"errors": "<text>"}."""
+class Refused(msgspec.Struct, frozen=True):
+    """The request is refused as a whole, with the vendor's text (or CAMPAIGN_NOT_FOUND)."""
 
-    errors: str
-
-
-class Accepted(msgspec.Struct, frozen=True):
-    success: str
-    job_id: str
+    message: str
 
 
 class Status(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,48 +60,15 @@ class Status(msgspec.Struct, frozen=True, kw_only=True):
 
 # --- generate-token ---------------------------------------------------------------------------
 
-# DRF field errors ({"username": ["This field is required."]}) or {"non_field_errors": [...]}.
-LoginErrors = dict[str, list[str]]
-
-
-def login_fields(data: object) -> tuple[str, str] | LoginErrors:
-    """The username and password of a login body, checked as DRF's AuthTokenSerializer does:
-    both required, not null, strings (numbers are taken as text); the username is stripped and
-    must not be blank, the password is taken as given."""
-    if not isinstance(data, dict):
-        return {"non_field_errors": [UNABLE_TO_LOG_IN]}
-    errors: LoginErrors = {}
-    values: dict[str, str] = {}
-    for name, trim in (("username", True), ("password", False)):
-        value = data.get(name, UNSET)
-        problem = None
-        if value is UNSET:
-            problem = FIELD_REQUIRED
-        elif value is None:
-            problem = FIELD_NULL
-        elif isinstance(value, bool) or not isinstance(value, str | int | float):
-            problem = NOT_A_STRING
-        else:
-            text = str(value).strip() if trim else str(value)
-            if not text:
-                problem = FIELD_BLANK
-            values[name] = text
-        if problem is not None:
-            errors[name] = [problem]
-    if errors:
-        return errors
-    return values["username"], values["password"]
-
 
 async def generate_token(
     conn: Connection,
     username: str,
     password: str,
-    *,
-    request_id: str | None,
-    client_address: str | None,
-) -> Token | None:
-    """A new flexydial credential of the user's account, issued by that user; None when the
+    origin: Origin,
+) -> str | None:
+    """The key of a new flexydial credential of the user's account, issued by that user (the
+    token); None when the
     username and password do not match (or cannot be stored: PostgreSQL text holds no NUL)."""
     if _NUL in username or _NUL in password:
         return None
@@ -117,34 +78,28 @@ async def generate_token(
     account = await find_account(conn, user.account)
     if account is None:
         return None  # the account of a user is never removed; a vanished one logs nobody in
-    ctx = Context(
-        actor=Actor(dialect=DIALECT, account_id=account.id, username=user.username),
-        request_id=request_id,
-        client_address=client_address,
-    )
+    ctx = origin.context(Actor(dialect=DIALECT, account_id=account.id, username=user.username))
     issued = await issue_credential(conn, ctx, account.id, NewCredential(api=DIALECT))
-    return Token(issued.key)
+    return issued.key
 
 
 # --- bulk upload --------------------------------------------------------------------------------
 
 
 async def submit_bulk(
-    pool: asyncpg.Pool, ctx: Context, account_id: int, body: bytes
-) -> Accepted | Errors:
-    """Check the request (structure, campaign, headers), then queue its rows as a job."""
-    request = parse_structure(body)
-    if isinstance(request, str):
-        return Errors(request)
+    pool: asyncpg.Pool, ctx: Context, account_id: int, request: BulkRequest
+) -> Submitted | Refused:
+    """Check the request against its campaign (found, headers), then queue its rows as a job.
+    Its structure was checked on the wire (flexydial_payload.parse_structure)."""
     async with pool.acquire() as conn:
         campaign = None
         if _NUL not in request.campaign:
             campaign = await conn.fetchrow(SELECT_CAMPAIGN, account_id, request.campaign)
         if campaign is None:
-            return Errors(CAMPAIGN_NOT_FOUND)
+            return Refused(CAMPAIGN_NOT_FOUND)
         mismatch = check_headers(request.rows, campaign["crm_fields"])
         if mismatch is not None:
-            return Errors(mismatch)
+            return Refused(mismatch)
         # Unique per upload and stable: it is the job's upload_ref, recorded in JobSubmitted.
         upload_ref = f"flexydial_{uuid.uuid4().hex}"
         async with write_transaction(conn):
@@ -159,7 +114,7 @@ async def submit_bulk(
                 received=len(request.rows),
                 upload_ref=upload_ref,
             )
-    return Accepted(success=f"Reference/Phonebook Name:{upload_ref}", job_id=str(job_id))
+    return Submitted(upload_ref=upload_ref, job_id=job_id)
 
 
 # --- status -------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 import asyncpg
 import msgspec
@@ -139,66 +139,6 @@ class ContactPage(NamedTuple):
 
 def campaign_not_found() -> NotFound:
     return NotFound("Dialler campaign not found")
-
-
-# --- shapes (the OpenAPI document's view of the records below) -----------------------------------
-
-_KIND_TYPES: Final[dict[str, Any]] = {
-    "text": str | None,
-    "phone": str | None,
-    "int": int | None,
-    "number": float | None,
-    "datetime": str | None,
-}
-
-
-def _import_type(spec: FieldSpec) -> object:
-    if spec.max_length is None:
-        return _KIND_TYPES[spec.kind]
-    return Annotated[str, msgspec.Meta(max_length=spec.max_length)] | None
-
-
-def _runtime_type(name: str) -> object:
-    if name.startswith("nTries"):
-        return int
-    return bool | None if name.startswith("b") else int | str | None
-
-
-DiallerContact: Final = msgspec.defstruct(
-    "DiallerContact",
-    [
-        ("ID", int),
-        ("DiallerCampaignsID", int),
-        *((s.name, _KIND_TYPES[s.kind]) for s in IMPORT_FIELDS),
-        *((name, _runtime_type(name)) for name in RUNTIME_FIELDS),
-        ("dtImported", str),
-    ],
-)
-ImportContact: Final = msgspec.defstruct(
-    "ImportDiallerContact",
-    [
-        ("DiallerCampaignsID", int | None, None),
-        ("DiallerCampaignsName", str | None, None),
-        *((s.name, _import_type(s), None) for s in IMPORT_FIELDS),
-    ],
-)
-ContactRecords: Final = msgspec.defstruct(
-    "DiallerContactRecords",
-    [("records", list[DiallerContact]), ("count", int), ("status", int)],  # type: ignore[valid-type]
-)
-ContactsPage: Final = msgspec.defstruct(
-    "DiallerContactsPage",
-    [
-        ("filter", str),
-        ("limitStart", int),
-        ("limitPageSize", int),
-        ("records", list[DiallerContact]),  # type: ignore[valid-type]
-        ("count", int),
-        ("orderBy", str),
-        ("ascending", bool),
-        ("status", int),
-    ],
-)
 
 
 # --- mapping --------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Ozonetel CloudAgent AddCampaignData: one number into an outbound campaign (seed 002).
 
-The vendor checks a request in a fixed order and answers every refusal with HTTP 200 and its own
-status/message pair; `add_campaign_data` replays that order exactly (docs/ozonetel.md lists it).
+The vendor checks a request in a fixed order; `add_campaign_data` replays that order exactly and
+names the first check that failed (`Refusal`), or what was done (docs/ozonetel.md lists both;
+api/ozonetel_add.py holds the vendor's answer to each).
 It is on a hot path, so everything it must know before writing (the credential, its account,
 the settings, the campaign, whether the agent and skill exist) comes from one query, and the
 whole request uses one pooled connection: that read, the rate-limit hit (outside any
@@ -10,6 +11,7 @@ transaction), then the insert and the campaign action in one transaction.
 
 from __future__ import annotations
 
+import enum
 import hmac
 import re
 import zoneinfo
@@ -18,7 +20,6 @@ from typing import Final, TypeGuard
 
 import asyncpg
 import msgspec
-from msgspec import UNSET, UnsetType
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.credentials import key_digest
@@ -30,7 +31,7 @@ from lead_ledger.service.accounts import CampaignChanges, lock_account, update_c
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
 from lead_ledger.service.leads import NewLead, insert_lead_batch
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.writer import Context
+from lead_ledger.service.writer import Context, Origin
 
 BUCKET: Final = "ozonetel_add"
 
@@ -82,49 +83,59 @@ class AddCampaignData(msgspec.Struct, frozen=True, kw_only=True):
     userName: Scalar = None  # noqa: N815
 
 
-class Reply(msgspec.Struct, frozen=True, kw_only=True):
-    """The vendor's answer; `data: null` appears on the authentication answers only."""
+class Refusal(enum.Enum):
+    """The vendor's checks, in its order: a refused request names the first that failed.
 
-    status: str
-    message: str
-    data: UnsetType | None = UNSET
+    The vendor answers each with HTTP 200 and a status/message pair of its own, the rate limit
+    with 429: api/ozonetel_add.py holds those answers.
+    """
+
+    NO_API_KEY = enum.auto()
+    INVALID_USER = enum.auto()  # an unknown key, or a userName that is not the key's account
+    NO_USERNAME = enum.auto()
+    API_NOT_ALLOWED = enum.auto()  # the account's api_authentication is not BASIC_AUTH
+    NO_CAMPAIGN = enum.auto()
+    UNKNOWN_CAMPAIGN = enum.auto()
+    NOT_OUTBOUND = enum.auto()
+    BAD_PHONE = enum.auto()
+    BAD_PRIORITY = enum.auto()
+    BAD_DATE = enum.auto()
+    PAST_DATE = enum.auto()
+    NO_AGENT = enum.auto()
+    UNKNOWN_AGENT = enum.auto()
+    BAD_SKILL = enum.auto()
+    RATE_LIMITED = enum.auto()
 
 
-class Outcome(msgspec.Struct, frozen=True, kw_only=True):
-    http_status: int
-    reply: Reply
+class Added(msgspec.Struct, frozen=True):
+    """The number was added (no action, or an action other than start and stop)."""
+
+    campaign: str
 
 
-def _auth(message: str) -> Outcome:
-    return Outcome(http_status=200, reply=Reply(status="false", message=message, data=None))
+class AlreadyExists(msgspec.Struct, frozen=True):
+    """A duplicate check found the number live in the campaign: nothing was written."""
 
 
-def _ok(status: str, message: str) -> Outcome:
-    return Outcome(http_status=200, reply=Reply(status=status, message=message))
+class Started(msgspec.Struct, frozen=True):
+    """Added, and the stopped campaign was started."""
+
+    dial_mode: str
 
 
-NO_API_KEY: Final = _auth("Api Key Should Not be Null or Empty.")
-INVALID_USER: Final = _auth("Invalid User Details")
-NO_USERNAME: Final = _auth("Username Should Not be Null or Empty.")
-INVALID_ACTION: Final = _auth("Invalid action.")
-NO_CAMPAIGN: Final = _ok("Error", "Please provide campaign details")
-UNKNOWN_CAMPAIGN: Final = _ok("FAIL", "No User Found or Campaign Name is Invalid")
-NOT_OUTBOUND: Final = _ok("Fail", "The selected campaign is not outbound")
-BAD_PHONE: Final = _ok(
-    "error", "phone number should be numeric and must be between 3 to 16 digits and allows prefix +"
-)
-BAD_PRIORITY: Final = _ok("Error", "The priority value must be numeric and range from 0 to 99.")
-BAD_DATE: Final = _ok(
-    "Error", "Invalid date format. Please pass date in format yyyy-MM-dd HH:mm:ss or yyyy-MM-dd"
-)
-PAST_DATE: Final = _ok("Error", "The expiry date and time must be in the future")
-NO_AGENT: Final = _ok("FAIL", "Agent Is Empty!")
-UNKNOWN_AGENT: Final = _ok("FAIL", "Agent is not correctly mapped!")
-BAD_SKILL: Final = _ok("FAIL", "Please provide valid skill")
-RATE_LIMITED: Final = Outcome(
-    http_status=429, reply=Reply(status="error", message="Request limit exhausted")
-)
-ALREADY_EXISTS: Final = _ok("SUCCESS", "Number Already Exist")
+class AlreadyStarted(msgspec.Struct, frozen=True):
+    """Added; the campaign was running already."""
+
+    campaign: str
+
+
+class Stopped(msgspec.Struct, frozen=True):
+    """Added, and the campaign stopped (also when it already was: the vendor answers alike)."""
+
+    dial_mode: str
+
+
+Outcome = Refusal | Added | AlreadyExists | Started | AlreadyStarted | Stopped
 
 
 def _text(value: Scalar) -> str | None:
@@ -213,13 +224,12 @@ async def add_campaign_data(
     api_key: str,
     body: AddCampaignData,
     now: datetime,
-    request_id: str,
-    client_address: str | None,
+    origin: Origin,
 ) -> Outcome:
     """Run the vendor's checks in order, then add the number and apply `action`."""
     async with pool.acquire() as conn:
-        accepted = await _accept(conn, api_key, body, now, request_id, client_address)
-        if isinstance(accepted, Outcome):
+        accepted = await _accept(conn, api_key, body, now, origin)
+        if isinstance(accepted, Refusal):
             return accepted
         if (accepted.action or "").lower() in ("start", "stop"):
             return await _add_and_act(conn, accepted)
@@ -231,13 +241,7 @@ async def add_campaign_data(
         region=row["default_region"],
         lead=accepted.lead,
     )
-    if inserted.lead_id is None:
-        return ALREADY_EXISTS
-    return _ok(
-        "Success",
-        "Please pass the valid Campaign action SuccessFully Updated "
-        f"{row['campaign_name']} Campaign Data",
-    )
+    return AlreadyExists() if inserted.lead_id is None else Added(row["campaign_name"])
 
 
 async def _accept(
@@ -245,36 +249,35 @@ async def _accept(
     api_key: str,
     body: AddCampaignData,
     now: datetime,
-    request_id: str,
-    client_address: str | None,
-) -> _Accepted | Outcome:
+    origin: Origin,
+) -> _Accepted | Refusal:
     """Checks 1-14, in the vendor's order; the first that fails is the answer."""
     if not api_key:
-        return NO_API_KEY
+        return Refusal.NO_API_KEY
     digest = key_digest(api_key)
     lookups = (lookup(_given(body.campaignName)), lookup(_given(body.agentId)))
     row = await conn.fetchrow(SELECT_REQUEST_CONTEXT, digest, *lookups, lookup(_given(body.skill)))
     if not key_matches(row, digest):
-        return INVALID_USER
+        return Refusal.INVALID_USER
     refused = _check_caller(row, body) or _check_campaign(row, body)
     if refused is not None:
         return refused
     fields = lead_fields(row, body, now)
-    if isinstance(fields, Outcome):
+    if isinstance(fields, Refusal):
         return fields
     limits = msgspec.json.decode(row["rate_limits"], type=RateLimits)
     if not await rate_limits.take(conn, row["account_id"], BUCKET, limits.ozonetel_add_per_minute):
-        return RATE_LIMITED
+        return Refusal.RATE_LIMITED
     actor = Actor(
         dialect="ozonetel", account_id=row["account_id"], credential_id=row["credential_id"]
     )
-    ctx = Context(actor=actor, request_id=request_id, client_address=client_address)
+    ctx = origin.context(actor)
     lead = NewLead(
         fields=fields,
         ctx=ctx,
         check_duplicates=wants_duplicate_check(body.checkDuplicate),
         # The refusal is audited on the request's own stream (DESIGN.md 4).
-        rejections_stream=f"request-{request_id}",
+        rejections_stream=f"request-{origin.request_id}",
     )
     return _Accepted(row=row, ctx=ctx, lead=lead, action=_text(body.action))
 
@@ -298,44 +301,44 @@ async def _add_and_act(conn: Connection, accepted: _Accepted) -> Outcome:
             region=row["default_region"],  # already read: one round trip less in the lock
         )
         if result.duplicates:
-            return ALREADY_EXISTS
+            return AlreadyExists()
         campaign = (row["campaign_id"], row["campaign_name"])
         return await _apply_action(conn, ctx, account_id, campaign, accepted.action)
 
 
-def _check_caller(row: asyncpg.Record, body: AddCampaignData) -> Outcome | None:
+def _check_caller(row: asyncpg.Record, body: AddCampaignData) -> Refusal | None:
     """Checks 3-5: the userName names the key's account, which allows this API."""
     username = _given(body.userName)
     if username is None:
-        return NO_USERNAME
+        return Refusal.NO_USERNAME
     if not names_account(username, row):
-        return INVALID_USER
+        return Refusal.INVALID_USER
     if row["api_authentication"] != "BASIC_AUTH":
-        return INVALID_ACTION
+        return Refusal.API_NOT_ALLOWED
     return None
 
 
-def _check_campaign(row: asyncpg.Record, body: AddCampaignData) -> Outcome | None:
+def _check_campaign(row: asyncpg.Record, body: AddCampaignData) -> Refusal | None:
     """Checks 6-8: a campaign is named, exists in the account and is outbound."""
     if _given(body.campaignName) is None:
-        return NO_CAMPAIGN
+        return Refusal.NO_CAMPAIGN
     if row["campaign_id"] is None:
-        return UNKNOWN_CAMPAIGN
+        return Refusal.UNKNOWN_CAMPAIGN
     if row["direction"] != "outbound":
-        return NOT_OUTBOUND
+        return Refusal.NOT_OUTBOUND
     return None
 
 
 def lead_fields(  # noqa: PLR0911 - a return per documented answer
     row: asyncpg.Record, body: AddCampaignData, now: datetime
-) -> LeadFields | Outcome:
+) -> LeadFields | Refusal:
     """Checks 9-13 (phone, priority, expiry, agent, skill), then the canonical lead."""
     phone = _text(body.phoneNumber)
     if phone is None or not _PHONE.fullmatch(phone):
-        return BAD_PHONE
+        return Refusal.BAD_PHONE
     priority = parse_priority(body.priority)
     if priority is None:
-        return BAD_PRIORITY
+        return Refusal.BAD_PRIORITY
     expires_at = None
     expiry = _text(body.expiryDate)
     if expiry is not None:
@@ -343,17 +346,17 @@ def lead_fields(  # noqa: PLR0911 - a return per documented answer
         office = None if hours is None else msgspec.json.decode(hours, type=OfficeHours | None)
         expires_at = parse_expiry(expiry, office.timezone if office else None)
         if expires_at is None:
-            return BAD_DATE
+            return Refusal.BAD_DATE
         if expires_at <= now:
-            return PAST_DATE
+            return Refusal.PAST_DATE
     agent_id, skill = _given(body.agentId), _given(body.skill)
     if row["assignment"] == "agentwise":
         if agent_id is None:
-            return NO_AGENT
+            return Refusal.NO_AGENT
         if not row["agent_known"]:
-            return UNKNOWN_AGENT
+            return Refusal.UNKNOWN_AGENT
     if row["assignment"] == "skillwise" and not row["skill_known"]:
-        return BAD_SKILL
+        return Refusal.BAD_SKILL
     return LeadFields(
         phone_numbers=[phone],
         name=stored(_given(body.Name)),
@@ -375,19 +378,16 @@ async def _apply_action(
     campaign_id, name = campaign
     verb = (action or "").lower()
     if verb not in ("start", "stop"):
-        return _ok(
-            "Success",
-            f"Please pass the valid Campaign action SuccessFully Updated {name} Campaign Data",
-        )
+        return Added(name)
     before = await set_campaign_state(
         conn, ctx, account_id, campaign_id, "running" if verb == "start" else "stopped"
     )
     if verb == "start":
         if before.state == "running":
-            return _ok("Success", f"Campaign {before.name} Is Already Started")
-        return _ok("SUCCESS", f"SuccessFully Updated, {before.dial_mode} was started")
+            return AlreadyStarted(before.name)
+        return Started(before.dial_mode)
     # Stopping a stopped campaign records nothing and answers like a stop (docs/ozonetel.md).
-    return _ok("Success", f"SuccessFully Updated {before.dial_mode} Campaign Stoped")
+    return Stopped(before.dial_mode)
 
 
 class CampaignStateFound(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,6 +12,7 @@ campaign, in one transaction; its callback carries the vendor's body.
 from __future__ import annotations
 
 import asyncio
+import enum
 from typing import Any, Final, Literal
 
 import asyncpg
@@ -26,18 +27,15 @@ from lead_ledger.service import jobs, rate_limits
 from lead_ledger.service.accounts import lock_account
 from lead_ledger.service.leads import insert_leads
 from lead_ledger.service.ozonetel import (
-    RATE_LIMITED,
-    Outcome,
-    Reply,
     key_matches,
     lookup,
     names_account,
     set_campaign_state,
     stored,
 )
-from lead_ledger.service.ozonetel_file import NOT_EXCEL, UploadRefusal, parse_upload, sniff_format
+from lead_ledger.service.ozonetel_file import UploadRefusal, parse_upload, sniff_format
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.writer import Context
+from lead_ledger.service.writer import Context, Origin
 
 KIND: Final = "ozonetel_upload"
 BUCKET: Final = "ozonetel_bulk"
@@ -72,25 +70,31 @@ SELECT EXISTS (SELECT 1 FROM job_queue
 Action = Literal["start", "stop"]
 
 
-def _error(message: str) -> Outcome:
-    return Outcome(http_status=200, reply=Reply(status="error", message=message))
+class Refusal(enum.Enum):
+    """The upload's checks, in the vendor's order (docs/ozonetel.md, "Bulk file upload"); the
+    file's own validation refuses with an `UploadRefusal` that carries the vendor's text."""
+
+    AUTHENTICATION_FAILED = enum.auto()
+    FILE_MISSING = enum.auto()
+    NOT_EXCEL = enum.auto()  # neither xlsx nor csv, by content
+    CAMPAIGN_NOT_FOUND = enum.auto()
+    CAMPAIGN_RUNNING = enum.auto()
+    RATE_LIMITED = enum.auto()
 
 
-AUTHENTICATION_FAILED: Final = _error("Authentication failed")
-FILE_MANDATORY: Final = _error("File is mandatory")
-NOT_EXCEL_FILE: Final = _error(NOT_EXCEL)
-CAMPAIGN_NOT_FOUND: Final = _error("Campaign not found")
-CAMPAIGN_RUNNING: Final = _error("Campaign is running")
-ACCEPTED: Final = Outcome(http_status=200, reply=Reply(status="success", message="Data processing"))
-# Far past any file of 50,000 rows; answered before any check, as the body is not read whole.
-TOO_LARGE: Final = Outcome(
-    http_status=413, reply=Reply(status="error", message="Data limit exceeded")
-)
+class InProgress(msgspec.Struct, frozen=True):
+    """The campaign has an upload queued or running: one at a time."""
+
+    campaign: str
 
 
-def in_progress(campaign_name: str) -> Outcome:
-    """The vendor allows one upload per campaign at a time but documents no message for it."""
-    return _error(f"Upload is in progress for campaign {campaign_name}")
+class Submitted(msgspec.Struct, frozen=True):
+    """The file was accepted; its rows are added by the job, whose result goes to the callback."""
+
+    job_id: int
+
+
+Outcome = Refusal | UploadRefusal | InProgress | Submitted
 
 
 class UploadForm(msgspec.Struct, frozen=True, kw_only=True):
@@ -135,13 +139,11 @@ def parse_action(value: str | None) -> Action | None:
     return verb if verb in ("start", "stop") else None  # type: ignore[return-value]
 
 
-async def upload(
-    pool: asyncpg.Pool, form: UploadForm, *, request_id: str, client_address: str | None
-) -> Outcome:
+async def upload(pool: asyncpg.Pool, form: UploadForm, origin: Origin) -> Outcome:
     """Run the checks in order, validate the file, take the rate limit, submit the job."""
     async with pool.acquire() as conn:
         checked = await _check(conn, form)
-    if isinstance(checked, Outcome):
+    if not isinstance(checked, _Checked):
         return checked
     row = checked.row
     # Parsing 50,000 rows takes a few hundred milliseconds of CPU: off the event loop, so other
@@ -155,9 +157,9 @@ async def upload(
         skills=set(row["skills"] or ()),
     )
     if isinstance(parsed, UploadRefusal):
-        return _error(parsed.message)
+        return parsed
     actor = Actor(dialect=DIALECT, account_id=row["account_id"], credential_id=row["credential_id"])
-    ctx = Context(actor=actor, request_id=request_id, client_address=client_address)
+    ctx = origin.context(actor)
     limits = msgspec.json.decode(row["rate_limits"], type=RateLimits)
     async with pool.acquire() as conn:
         # Taken last, so that a refused request does not use up the account's upload of the
@@ -165,33 +167,33 @@ async def upload(
         if not await rate_limits.take(
             conn, row["account_id"], BUCKET, limits.ozonetel_bulk_per_minute
         ):
-            return RATE_LIMITED
+            return Refusal.RATE_LIMITED
         return await _submit(conn, ctx, form, checked, parsed)
 
 
 async def _check(  # noqa: PLR0911 - one return per vendor answer, in their order
     conn: Connection, form: UploadForm
-) -> _Checked | Outcome:
+) -> _Checked | Refusal | InProgress:
     """Authentication, file present, format by content, campaign, state, upload in progress."""
     username, api_key = _text(form.username), _text(form.api_key)
     if username is None or api_key is None:
-        return AUTHENTICATION_FAILED
+        return Refusal.AUTHENTICATION_FAILED
     digest = key_digest(api_key)
     campaign = lookup(_text(form.campaign_name))
     row = await conn.fetchrow(SELECT_UPLOAD_CONTEXT, digest, campaign, KIND)
     if not key_matches(row, digest) or not names_account(username, row):
-        return AUTHENTICATION_FAILED
+        return Refusal.AUTHENTICATION_FAILED
     if not form.file:
-        return FILE_MANDATORY
+        return Refusal.FILE_MISSING
     if sniff_format(form.file) is None:
-        return NOT_EXCEL_FILE
+        return Refusal.NOT_EXCEL
     if row["campaign_id"] is None:
-        return CAMPAIGN_NOT_FOUND
+        return Refusal.CAMPAIGN_NOT_FOUND
     action = parse_action(form.action)
     if row["state"] == "running" and action != "stop":
-        return CAMPAIGN_RUNNING
+        return Refusal.CAMPAIGN_RUNNING
     if row["processing"]:
-        return in_progress(row["campaign_name"])
+        return InProgress(row["campaign_name"])
     return _Checked(row=row, file=form.file, action=action)
 
 
@@ -210,7 +212,7 @@ def _parse(
 
 async def _submit(
     conn: Connection, ctx: Context, form: UploadForm, checked: _Checked, parsed: _Parsed
-) -> Outcome:
+) -> Refusal | InProgress | Submitted:
     """Under the campaign and account locks: check again, stop if asked, store the job."""
     row = checked.row
     account_id: int = row["account_id"]
@@ -224,12 +226,12 @@ async def _submit(
         await lock_account(conn, account_id)
         state = await conn.fetchval(SELECT_CAMPAIGN, campaign_id)
         if state == "running" and checked.action != "stop":
-            return CAMPAIGN_RUNNING
+            return Refusal.CAMPAIGN_RUNNING
         if await conn.fetchval(SELECT_PROCESSING, campaign_id, KIND):
-            return in_progress(row["campaign_name"])
+            return InProgress(row["campaign_name"])
         if checked.action == "stop":
             await set_campaign_state(conn, ctx, account_id, campaign_id, "stopped")
-        await jobs.submit_job(
+        job_id = await jobs.submit_job(
             conn,
             ctx,
             account_id=account_id,
@@ -248,7 +250,7 @@ async def _submit(
                 "action": checked.action,
             },
         )
-    return ACCEPTED
+    return Submitted(job_id)
 
 
 # --- the job ------------------------------------------------------------------------------------

@@ -15,6 +15,17 @@ from lead_ledger.ledger.store import AppendResult, append_events
 from lead_ledger.projections.registry import apply_inline
 
 
+class Origin(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a request came from, before anyone knows who sent it (a vendor's own checks may
+    authenticate the caller later, in their order)."""
+
+    request_id: str | None = None
+    client_address: str | None = None
+
+    def context(self, actor: Actor) -> Context:
+        return Context(actor=actor, request_id=self.request_id, client_address=self.client_address)
+
+
 class Context(msgspec.Struct, frozen=True, kw_only=True):
     """Who is asking and through what: becomes every written event's metadata."""
 
