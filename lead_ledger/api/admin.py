@@ -124,7 +124,7 @@ def _account(request: web.Request) -> str:
     summary="Create an account",
     description="Its name must not be all digits: `{account}` in paths is a name or an id.",
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     body=accounts.NewAccount,
     responses={
         201: Response("The account, with default settings", Account),
@@ -144,7 +144,7 @@ async def create_account(request: web.Request, ctx: Context) -> web.StreamRespon
 @openapi.operation(
     summary="List the accounts, in id order",
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     responses={200: Response("The accounts", AccountList), 401: UNAUTHORIZED},
 )
 @ADMIN.route
@@ -158,7 +158,7 @@ async def list_accounts(request: web.Request, _ctx: Context) -> web.StreamRespon
     summary="One account with its campaigns, agents, skills, users and credentials",
     description="Never a password hash, a key or a key's hash.",
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     path=ACCOUNT_PATH,
     responses={
         200: Response("The account", AccountDetail),
@@ -177,7 +177,7 @@ async def show_account(request: web.Request, _ctx: Context) -> web.StreamRespons
     summary="Issue a credential for one API dialect",
     description="The key is in this answer only: the ledger stores its SHA-256.",
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     path=ACCOUNT_PATH,
     body=accounts.NewCredential,
     responses={
@@ -199,7 +199,7 @@ async def issue_credential(request: web.Request, ctx: Context) -> web.StreamResp
 @openapi.operation(
     summary="Revoke a credential",
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     path=CREDENTIAL_PATH,
     responses={
         204: Response("Revoked (also when it already was)"),
@@ -219,7 +219,7 @@ async def revoke_credential(request: web.Request, ctx: Context) -> web.StreamRes
 @openapi.operation(
     summary="Create a user (a Flexydial login)",
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     path=ACCOUNT_PATH,
     body=accounts.NewUser,
     responses={
@@ -242,7 +242,7 @@ async def create_user(request: web.Request, ctx: Context) -> web.StreamResponse:
 @openapi.operation(
     summary="Add an agent",
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     path=ACCOUNT_PATH,
     body=accounts.NewAgent,
     responses={
@@ -265,7 +265,7 @@ async def add_agent(request: web.Request, ctx: Context) -> web.StreamResponse:
 @openapi.operation(
     summary="Add a skill",
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     path=ACCOUNT_PATH,
     body=accounts.NewSkill,
     responses={
@@ -289,7 +289,7 @@ async def add_skill(request: web.Request, ctx: Context) -> web.StreamResponse:
     summary="Create a campaign",
     description="Its `id` is global, from a sequence; jtel calls it DiallerCampaignsID.",
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     path=ACCOUNT_PATH,
     body=accounts.NewCampaign,
     responses={
@@ -312,7 +312,7 @@ async def create_campaign(request: web.Request, ctx: Context) -> web.StreamRespo
 @openapi.operation(
     summary="List the account's campaigns, in id order",
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     path=ACCOUNT_PATH,
     responses={
         200: Response("The campaigns", CampaignList),
@@ -331,7 +331,7 @@ async def list_campaigns(request: web.Request, _ctx: Context) -> web.StreamRespo
 @openapi.operation(
     summary="One campaign, by name",
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     path=CAMPAIGN_PATH,
     responses={
         200: Response("The campaign", Campaign),
@@ -355,7 +355,7 @@ async def show_campaign(request: web.Request, _ctx: Context) -> web.StreamRespon
         " CampaignUpdated; a PATCH that changes nothing records nothing."
     ),
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     path=CAMPAIGN_PATH,
     body=accounts.CampaignChanges,
     responses={
@@ -379,7 +379,7 @@ async def update_campaign(request: web.Request, ctx: Context) -> web.StreamRespo
 @openapi.operation(
     summary="The account's settings",
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     path=ACCOUNT_PATH,
     responses={
         200: Response("All settings", AccountSettings),
@@ -401,7 +401,7 @@ async def show_settings(request: web.Request, _ctx: Context) -> web.StreamRespon
         " `rate_limits` merges (a limit left out keeps its value)."
     ),
     tags=TAGS,
-    security="adminToken",
+    security=openapi.ADMIN_TOKEN,
     path=ACCOUNT_PATH,
     body=accounts.SettingsChanges,
     responses={

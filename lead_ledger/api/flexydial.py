@@ -26,16 +26,11 @@ from lead_ledger.service.flexydial_payload import OOPS, parse_structure
 
 routes = web.RouteTableDef()
 
-SECURITY: Final = "flexydialToken"
-openapi.security_scheme(
-    SECURITY,
-    {
-        "type": "apiKey",
-        "in": "header",
-        "name": "Authorization",
-        "description": "`Token <key>`: a key from /api/generate-token/ or a `flexydial`"
-        " credential issued by the admin API.",
-    },
+SECURITY: Final = openapi.api_key_header(
+    "flexydialToken",
+    "Authorization",
+    "`Token <key>`: a key from /api/generate-token/ or a `flexydial` credential issued by the"
+    " admin API.",
 )
 
 NOT_PROVIDED: Final = "Authentication credentials were not provided."

@@ -85,7 +85,7 @@ async def background(app: web.Application) -> AsyncIterator[None]:
         " their 1-based row number and the reason; `callback` is null without a callback URL."
     ),
     tags=("native",),
-    security="nativeKey",
+    security=openapi.NATIVE_KEY,
     path={"id": int},
     responses={
         200: Response("The job", jobs.JobView),

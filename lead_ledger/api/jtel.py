@@ -45,10 +45,7 @@ routes = web.RouteTableDef()
 BASE: Final = "/rest/v1.0/{ClientsID}"
 CONTACTS: Final = f"{BASE}/dialler/contacts"
 
-openapi.security_scheme(
-    "jtelKey",
-    {"type": "http", "scheme": "bearer", "description": "A credential of dialect `jtel`."},
-)
+SECURITY: Final = openapi.bearer("jtelKey", "A credential of dialect `jtel`.")
 
 
 async def _authenticate(request: web.Request) -> Principal:
@@ -77,7 +74,11 @@ JTEL: Final = Dialect(
     unexpected=lambda: error(500, "Internal server error"),
     translate=_translate,
 )
-_DOC: Final[dict[str, Any]] = {"tags": ("jtel",), "security": "jtelKey", "path": {"ClientsID": int}}
+_DOC: Final[dict[str, Any]] = {
+    "tags": ("jtel",),
+    "security": SECURITY,
+    "path": {"ClientsID": int},
+}
 
 
 # --- routes ---------------------------------------------------------------------------------------
@@ -250,7 +251,7 @@ _UNKNOWN_DOC: Final = openapi.Operation(
     summary="Any other path under the jtel base: 404 in jtel's error shape",
     responses=errors(auth=AUTH_401, missing="Resource not found"),
     tags=("jtel",),
-    security="jtelKey",
+    security=SECURITY,
     path={"ClientsID": int},
 )
 for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):

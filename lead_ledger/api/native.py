@@ -129,7 +129,7 @@ NOT_FOUND: Final = problem_response("No such lead in this account")
     summary="List leads, filtered, in lead_id order",
     description="Keyset paging: pass `next_after` back as `after` until it is null.",
     tags=("native",),
-    security="nativeKey",
+    security=openapi.NATIVE_KEY,
     query=LeadsQuery,
     responses={
         200: Response("A page of leads", reads.LeadPage),
@@ -158,7 +158,7 @@ async def list_leads(request: web.Request, principal: Principal) -> web.StreamRe
         " from the lead's events. A time without an offset is UTC."
     ),
     tags=("native",),
-    security="nativeKey",
+    security=openapi.NATIVE_KEY,
     path={"id": int},
     query=AsOfQuery,
     responses={
@@ -191,7 +191,7 @@ async def get_lead(request: web.Request, principal: Principal) -> web.StreamResp
 @openapi.operation(
     summary="Every event of a lead, with actor and field-level changes",
     tags=("native",),
-    security="nativeKey",
+    security=openapi.NATIVE_KEY,
     path={"id": int},
     responses={200: Response("The history", History), 401: UNAUTHORIZED, 404: NOT_FOUND},
 )
@@ -238,7 +238,7 @@ def _utc(value: datetime | None) -> datetime | None:
     summary="The account's events, filtered by actor, dialect, type and time",
     description="Keyset paging by position: pass `next_after` back as `after`.",
     tags=("native",),
-    security="nativeKey",
+    security=openapi.NATIVE_KEY,
     query=AuditParams,
     responses={
         200: Response("A page of events", reads.EventPage),
@@ -269,7 +269,7 @@ async def audit(request: web.Request, principal: Principal) -> web.StreamRespons
     summary="The account's safe global feed",
     description="Committed events only, never skipping a late commit; resume with `after`.",
     tags=("native",),
-    security="nativeKey",
+    security=openapi.NATIVE_KEY,
     query=FeedQuery,
     responses={
         200: Response("The next events", reads.FeedPage),
@@ -295,7 +295,7 @@ async def events(request: web.Request, principal: Principal) -> web.StreamRespon
         " the Last-Event-ID header (or `after`); a comment line arrives every 15 s."
     ),
     tags=("native",),
-    security="nativeKey",
+    security=openapi.NATIVE_KEY,
     query=StreamQuery,
     headers={"Last-Event-ID": "The last position received; wins over `after`."},
     responses={

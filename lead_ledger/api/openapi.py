@@ -5,7 +5,7 @@ A handler documents itself where it is defined, so its path and method are never
     @routes.get("/v1/things/{id}")
     @openapi.operation(
         summary="One thing",
-        security="nativeKey",
+        security=openapi.NATIVE_KEY,
         path={"id": int},
         query=ThingQuery,                       # a msgspec Struct: one parameter per field
         responses={200: openapi.Response("The thing", Thing), 404: openapi.NOT_FOUND},
@@ -38,19 +38,31 @@ H = TypeVar("H", bound=Handler)
 _REF_TEMPLATE: Final = "#/components/schemas/{name}"
 _PATH_PARAMETER: Final = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 
-# Schemes other modules add to with `security_scheme` (a vendor dialect's header, for example).
-SECURITY_SCHEMES: Final[dict[str, dict[str, Any]]] = {
-    "nativeKey": {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "A credential of dialect `native`, issued by the admin API.",
-    },
-    "adminToken": {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "LEDGER_ADMIN_TOKEN; the admin API is off without one.",
-    },
-}
+
+@dataclass(frozen=True, slots=True)
+class SecurityScheme:
+    """How a dialect's callers present their key; the document lists the schemes it uses."""
+
+    name: str
+    spec: Mapping[str, str]
+
+
+def bearer(name: str, description: str) -> SecurityScheme:
+    """`Authorization: Bearer <key>`."""
+    return SecurityScheme(name, {"type": "http", "scheme": "bearer", "description": description})
+
+
+def api_key_header(name: str, header: str, description: str) -> SecurityScheme:
+    """A key in a header of its own (or in Authorization with a scheme of the vendor's)."""
+    return SecurityScheme(
+        name, {"type": "apiKey", "in": "header", "name": header, "description": description}
+    )
+
+
+NATIVE_KEY: Final = bearer(
+    "nativeKey", "A credential of dialect `native`, issued by the admin API."
+)
+ADMIN_TOKEN: Final = bearer("adminToken", "LEDGER_ADMIN_TOKEN; the admin API is off without one.")
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,7 +92,7 @@ class Operation:
     responses: Mapping[int, Response]
     description: str | None = None
     tags: tuple[str, ...] = ()
-    security: str | None = None  # a name in SECURITY_SCHEMES; None for a public route
+    security: SecurityScheme | None = None  # None for a public route
     path: Mapping[str, Any] = field(default_factory=dict)  # path parameter -> type (default str)
     query: type[msgspec.Struct] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # request header -> description
@@ -111,7 +123,7 @@ def operation(  # noqa: PLR0913 - one keyword per part of an OpenAPI operation
     responses: Mapping[int, Response],
     description: str | None = None,
     tags: tuple[str, ...] = (),
-    security: str | None = None,
+    security: SecurityScheme | None = None,
     path: Mapping[str, Any] | None = None,
     query: type[msgspec.Struct] | None = None,
     headers: Mapping[str, str] | None = None,
@@ -139,10 +151,6 @@ def operation(  # noqa: PLR0913 - one keyword per part of an OpenAPI operation
     return register
 
 
-def security_scheme(name: str, scheme: Mapping[str, Any]) -> None:
-    SECURITY_SCHEMES[name] = dict(scheme)
-
-
 # --- the document -------------------------------------------------------------------------------
 
 
@@ -163,7 +171,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for canonical, method, op in documented:
         paths.setdefault(canonical, {})[method] = _operation(canonical, op, schema_of, components)
-    used = {op.security for _, _, op in documented if op.security}
+    used = {op.security.name: op.security.spec for _, _, op in documented if op.security}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -174,7 +182,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": components,
-            "securitySchemes": {name: SECURITY_SCHEMES[name] for name in sorted(used)},
+            "securitySchemes": {name: dict(used[name]) for name in sorted(used)},
         },
     }
 
@@ -219,7 +227,7 @@ def _operation(
             "required": True,
             "content": {op.body_content_type: {"schema": schema_of[op.body]}},
         }
-    doc["security"] = [{op.security: []}] if op.security else []
+    doc["security"] = [{op.security.name: []}] if op.security else []
     for status, response in sorted(op.responses.items()):
         entry: dict[str, Any] = {"description": response.description}
         if response.schema is not None:
@@ -271,7 +279,7 @@ describe(
     Operation(
         summary="This OpenAPI document",
         tags=("native",),
-        security="nativeKey",
+        security=openapi.NATIVE_KEY,
         responses={
             200: Response("OpenAPI 3.1 document", dict[str, Any]),
             401: UNAUTHORIZED,

@@ -100,14 +100,10 @@ def answer(outcome: Outcome) -> web.Response:  # noqa: PLR0911 - one answer per 
             assert_never(outcome)
 
 
-openapi.security_scheme(
+SECURITY: Final = openapi.api_key_header(
     "ozonetelApiKey",
-    {
-        "type": "apiKey",
-        "in": "header",
-        "name": "apiKey",
-        "description": "A credential of dialect `ozonetel`; `userName` must be its account.",
-    },
+    "apiKey",
+    "A credential of dialect `ozonetel`; `userName` must be its account.",
 )
 
 
@@ -119,7 +115,7 @@ openapi.security_scheme(
         " status/message (the authentication answers add `data: null`). See docs/ozonetel.md."
     ),
     tags=("ozonetel",),
-    security="ozonetelApiKey",
+    security=SECURITY,
     body=AddCampaignData,
     responses={
         200: Response("Added, refused by a check, or a duplicate (`Number Already Exist`)", Reply),

@@ -37,15 +37,8 @@ from lead_ledger.service.vicidial import ArchiveRequest, DearchiveRequest, Missi
 
 routes = web.RouteTableDef()
 
-SECURITY: Final = "vicidialKey"
-openapi.security_scheme(
-    SECURITY,
-    {
-        "type": "apiKey",
-        "in": "header",
-        "name": "Authorization",
-        "description": "`Key=<key>` with a credential of dialect `vicidial`.",
-    },
+SECURITY: Final = openapi.api_key_header(
+    "vicidialKey", "Authorization", "`Key=<key>` with a credential of dialect `vicidial`."
 )
 
 
