@@ -279,7 +279,7 @@ describe(
     Operation(
         summary="This OpenAPI document",
         tags=("native",),
-        security=openapi.NATIVE_KEY,
+        security=NATIVE_KEY,
         responses={
             200: Response("OpenAPI 3.1 document", dict[str, Any]),
             401: UNAUTHORIZED,
