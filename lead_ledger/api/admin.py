@@ -16,7 +16,7 @@ from lead_ledger.api.auth import is_admin
 from lead_ledger.api.edge import Dialect, Refused, json_response, origin
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.openapi import Response, problem_response
-from lead_ledger.api.problems import problem, validation_problem
+from lead_ledger.api.problems import body_too_large, internal_error, problem, validation_problem
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import AccountSettings
 from lead_ledger.service import account_reads, accounts
@@ -101,8 +101,8 @@ def _translate(refusal: Exception) -> web.Response | None:
 ADMIN: Final = Dialect(
     name="admin",
     authenticate=_authenticate,
-    too_large=lambda: problem(413, "the body exceeds LEDGER_MAX_BODY_BYTES"),
-    unexpected=lambda: problem(500, "internal error"),
+    too_large=body_too_large,
+    unexpected=internal_error,
     translate=_translate,
 )
 

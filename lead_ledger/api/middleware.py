@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from lead_ledger.api.edge import DIALECT, REQUEST_ID, REQUEST_ID_HEADER
-from lead_ledger.api.problems import problem
+from lead_ledger.api.problems import internal_error
 
 log = structlog.get_logger("lead_ledger.request")
 
@@ -41,11 +41,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             # shape (problem+json where the route declares none), never the traceback.
             log.exception("unhandled_error", method=request.method, path=request.path)
             dialect = request.get(DIALECT)
-            response = (
-                dialect.unexpected()
-                if dialect is not None
-                else problem(500, "internal error", request_id=request_id)
-            )
+            response = dialect.unexpected() if dialect is not None else internal_error()
         status = response.status
         if not response.prepared:
             response.headers[REQUEST_ID_HEADER] = request_id

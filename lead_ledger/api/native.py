@@ -20,7 +20,7 @@ from lead_ledger.api.auth import Principal, bearer_token, find_principal
 from lead_ledger.api.edge import REQUEST_ID, REQUEST_ID_HEADER, Dialect, Refused, json_response
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
-from lead_ledger.api.problems import problem
+from lead_ledger.api.problems import body_too_large, internal_error, problem
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.feed import FeedEntry, follow_feed
 from lead_ledger.service import reads
@@ -68,8 +68,8 @@ async def _authenticate(request: web.Request) -> Principal:
 NATIVE: Final = Dialect(
     name="native",
     authenticate=_authenticate,
-    too_large=lambda: problem(413, "the body exceeds LEDGER_MAX_BODY_BYTES"),
-    unexpected=lambda: problem(500, "internal error"),
+    too_large=body_too_large,
+    unexpected=internal_error,
 )
 
 

@@ -29,8 +29,8 @@ from aiohttp import web
 
 from lead_ledger.api import ops
 from lead_ledger.api.auth import bearer_token, find_principal, is_admin
-from lead_ledger.api.edge import json_response
-from lead_ledger.api.problems import PROBLEM_JSON, problem
+from lead_ledger.api.edge import Dialect, Refused, json_response
+from lead_ledger.api.problems import PROBLEM_JSON, body_too_large, internal_error, problem
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
@@ -261,16 +261,31 @@ def _query_parameters(
 routes = web.RouteTableDef()
 
 
-@routes.get("/openapi.json")
-async def openapi_json(request: web.Request) -> web.Response:
-    """The document. Any native key or the admin token may read it (DESIGN.md 6)."""
+async def _reader(request: web.Request) -> None:
+    """Any native key or the admin token may read the document (DESIGN.md 6)."""
     token = bearer_token(request)
     if not is_admin(request) and await find_principal(request, token or "", "native") is None:
-        return problem(
-            401,
-            "a native key or the admin token is required",
-            headers={"WWW-Authenticate": "Bearer"},
+        raise Refused(
+            problem(
+                401,
+                "a native key or the admin token is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         )
+
+
+DOCUMENT: Final = Dialect(
+    name="openapi",
+    authenticate=_reader,
+    too_large=body_too_large,
+    unexpected=internal_error,
+)
+
+
+@routes.get("/openapi.json")
+@DOCUMENT.route
+async def openapi_json(request: web.Request, _reader: None) -> web.Response:
+    """The document."""
     return json_response(build_document(request.app))
 
 

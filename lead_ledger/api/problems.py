@@ -48,6 +48,15 @@ def problem(
     return json_response(body, status, headers=headers, content_type=PROBLEM_JSON)
 
 
+def body_too_large() -> web.Response:
+    return problem(413, "the body exceeds LEDGER_MAX_BODY_BYTES")
+
+
+def internal_error() -> web.Response:
+    """The answer to a failure that is ours; the request id is in the X-Request-ID header."""
+    return problem(500, "internal error")
+
+
 # msgspec names an unknown field in its message, not in the path (which is the object holding it;
 # at the top level there is no path at all).
 # Unknown and missing fields are named in the message, with the path of the object that holds
