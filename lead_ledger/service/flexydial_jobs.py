@@ -32,7 +32,8 @@ from lead_ledger.service.flexydial_payload import (
     row_to_patch,
 )
 from lead_ledger.service.jobs import Job, JobOutcome, register
-from lead_ledger.service.leads import default_region, insert_leads, lead_append, load_leads
+from lead_ledger.service.lead_inserts import insert_leads
+from lead_ledger.service.leads import default_region, lead_append, load_leads
 from lead_ledger.service.writer import Context, record
 
 INSERT_KIND: Final = "flexydial_insert"

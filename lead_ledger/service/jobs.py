@@ -27,7 +27,7 @@ from lead_ledger.ledger.job_events import (
 )
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.store import read_stream
-from lead_ledger.service.leads import insert_leads
+from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, record, stream_append
 

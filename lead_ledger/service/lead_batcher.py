@@ -23,7 +23,7 @@ from typing import Final
 import asyncpg
 import msgspec
 
-from lead_ledger.service.leads import NewLead, insert_lead_groups
+from lead_ledger.service.lead_inserts import NewLead, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
 
 MAX_GROUP: Final = 64

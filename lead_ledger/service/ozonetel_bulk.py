@@ -24,7 +24,7 @@ from lead_ledger.ledger.events import Assignment, LeadFields, RateLimits
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.service import jobs, rate_limits
 from lead_ledger.service.accounts import lock_account
-from lead_ledger.service.leads import insert_leads
+from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.ozonetel import (
     RATE_LIMITED,
     Outcome,
