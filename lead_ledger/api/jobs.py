@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 
 from lead_ledger.api import openapi
+from lead_ledger.api.app_resources import JOB_KINDS
 from lead_ledger.api.auth import bearer_token, find_principal
 from lead_ledger.api.callback_http import callback_session, poster
 from lead_ledger.api.keys import DATABASE_URL, POOL, SETTINGS
@@ -49,6 +50,7 @@ async def background(app: web.Application) -> AsyncIterator[None]:
                 worker.run_worker(
                     pool,
                     stop,
+                    kinds=app[JOB_KINDS],
                     worker_id=worker_id,
                     lease_seconds=app[SETTINGS].job_lease_seconds,
                     listen_url=listen_url,

@@ -29,6 +29,7 @@ from lead_ledger.ledger.events import (
 from lead_ledger.ledger.lead import decide_insert
 from lead_ledger.ledger.locks import campaign_lock_key
 from lead_ledger.ledger.store import AppendResult
+from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.leads import default_region
 from lead_ledger.service.phone_keys import CHUNK_LEADS, KeysAhead
 from lead_ledger.service.writer import Context, record, stream_append
@@ -64,7 +65,7 @@ class NewLead(msgspec.Struct, frozen=True, kw_only=True):
     rejections_stream: str | None = None
 
 
-async def insert_leads(
+async def insert_leads(  # noqa: PLR0913 - the request's keywords, and the workers for its keys
     conn: Connection,
     ctx: Context,
     *,
@@ -74,11 +75,14 @@ async def insert_leads(
     check_duplicates: bool,
     rejections_stream: str | None = None,
     region: str | UnsetType | None = UNSET,
+    key_workers: KeyWorkers | None = None,
 ) -> InsertResult:
     """Insert leads of one request into one campaign; with `check_duplicates`, refuse rows whose
     phone dedupe key is already live in the campaign or in an earlier row of the same batch.
 
-    Pass the account's `region` when already read, to keep a round trip out of the locked part.
+    Pass the account's `region` when already read, to keep a round trip out of the locked part,
+    and the app's `key_workers` where a batch may be large (bulk jobs): without them a large
+    batch's keys are computed in this process, slower.
     """
     leads = [
         NewLead(
@@ -90,7 +94,12 @@ async def insert_leads(
         for fields in rows
     ]
     return await insert_lead_batch(
-        conn, account_id=account_id, campaign_id=campaign_id, leads=leads, region=region
+        conn,
+        account_id=account_id,
+        campaign_id=campaign_id,
+        leads=leads,
+        region=region,
+        key_workers=key_workers,
     )
 
 
@@ -101,6 +110,7 @@ async def insert_lead_batch(
     campaign_id: int,
     leads: Sequence[NewLead],
     region: str | UnsetType | None = UNSET,
+    key_workers: KeyWorkers | None = None,
 ) -> InsertResult:
     """Insert leads, possibly of several requests, into one campaign under one lock.
 
@@ -109,7 +119,11 @@ async def insert_lead_batch(
     the batch that was inserted. Refusals go to each lead's own rejections stream.
     """
     results = await insert_lead_groups(
-        conn, account_id=account_id, groups={campaign_id: leads}, region=region
+        conn,
+        account_id=account_id,
+        groups={campaign_id: leads},
+        region=region,
+        key_workers=key_workers,
     )
     return results[campaign_id]
 
@@ -120,6 +134,7 @@ async def insert_lead_groups(
     account_id: int,
     groups: Mapping[int, Sequence[NewLead]],
     region: str | UnsetType | None = UNSET,
+    key_workers: KeyWorkers | None = None,
 ) -> dict[int, InsertResult]:
     """`insert_lead_batch` for several campaigns of one account in one transaction.
 
@@ -133,14 +148,16 @@ async def insert_lead_groups(
         region = await default_region(conn, account_id)
     ordered = sorted(groups)
     # So are the dedupe keys, the costliest part of a large insert: worker processes compute
-    # them ahead, chunk by chunk, starting now. Without duplicate checks nothing needs the whole
-    # batch's keys at once: each chunk is appended and projected as soon as its keys arrive,
-    # while the workers compute the next (`_insert_as_keys_arrive`).
+    # them ahead, chunk by chunk, starting now (`key_workers`; a thread of this process without
+    # them). Without duplicate checks nothing needs the whole batch's keys at once: each chunk
+    # is appended and projected as soon as its keys arrive, while the workers compute the next
+    # (`_insert_as_keys_arrive`).
     streaming = not any(lead.check_duplicates for leads in groups.values() for lead in leads)
     keys = KeysAhead(
         [lead.fields.phone_numbers for campaign_id in ordered for lead in groups[campaign_id]],
         region,
         streaming=streaming,
+        workers=key_workers,
     )
     try:
         if streaming and keys.chunked:
