@@ -11,8 +11,8 @@ from lead_ledger.ledger import store
 from lead_ledger.ledger.database import connect
 from lead_ledger.ledger.errors import MigrationError
 from lead_ledger.ledger.migrate import Migration, migrate, shipped_migrations
-from lead_ledger.projections import shadow
 from lead_ledger.projections.base import SHADOW_SCHEMA
+from lead_ledger.projections.rebuild import shadow
 from lead_ledger.projections.registry import BY_NAME
 from lead_ledger.service import flexydial_jobs, jtel, lead_inserts, reads
 
