@@ -2,8 +2,7 @@
 
 A jtel contact is a lead. Its mapped fields (docs/jtel.md) are canonical LeadFields; every other
 jtel field lives in `extra` under its jtel name. Every write goes through service.lead_inserts
-or service.leads under the campaign lock, so a contact is deduplicated, archived and audited like
-any other lead.
+or service.leads under the campaign lock: a contact is deduplicated, archived, audited as a lead.
 """
 
 from __future__ import annotations
