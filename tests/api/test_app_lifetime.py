@@ -33,7 +33,8 @@ async def test_warm_key_workers_start_with_the_app_and_end_with_it(database_url:
         key_workers = app[KEY_WORKERS]
         pids = key_workers.pids()
         assert len(pids) == (key_workers.count if key_workers.count > 1 else 0)
-        assert set(app[JOB_KINDS]) == set(job_kinds())
+        kinds = app[JOB_KINDS]
+        assert set(kinds) == set(job_kinds())
     finally:
         await server.close()
     for _ in range(100):  # closing waits for each worker; allow 5 s for /proc to catch up
