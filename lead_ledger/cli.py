@@ -20,7 +20,6 @@ from lead_ledger.ledger.errors import LedgerError
 from lead_ledger.ledger.feed import feed_entry, follow_feed
 from lead_ledger.ledger.migrate import migrate
 from lead_ledger.logs import configure_logging
-from lead_ledger.service import key_workers
 from lead_ledger.settings import Settings, SettingsError
 
 log = structlog.get_logger("lead_ledger.cli")
@@ -101,9 +100,9 @@ def _database_url(settings: Settings, *, keep_running: bool = False) -> str:
 
 def _serve(settings: Settings, host: str, port: int) -> int:
     url = _database_url(settings)
-    app = create_app(settings, url)
-    # Started now, importing while the server starts, so the first large upload does not wait.
-    key_workers.warm_workers()
+    # Its phone key workers start with the app, importing while the server starts, so the
+    # first large upload does not wait; they end with it.
+    app = create_app(settings, url, warm_key_workers=True)
     _tune_gc()
     log.info("serving", host=host, port=port)
     # run_app turns SIGINT/SIGTERM into a graceful shutdown: in-flight requests finish and the

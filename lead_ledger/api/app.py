@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -19,11 +19,36 @@ from lead_ledger.api import (
     ozonetel_bulk,
     vicidial,
 )
-from lead_ledger.api.keys import CLOCK, DATABASE_URL, LEAD_BATCHER, POOL, SETTINGS
+from lead_ledger.api.keys import (
+    CLOCK,
+    DATABASE_URL,
+    JOB_KINDS,
+    KEY_WORKERS,
+    LEAD_BATCHER,
+    POOL,
+    SETTINGS,
+)
 from lead_ledger.api.middleware import request_context
 from lead_ledger.ledger.database import open_database
+from lead_ledger.service.job_kinds import job_kinds
+from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
 from lead_ledger.settings import Settings
+
+
+def _key_workers(*, warm: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The app's phone key workers, alive exactly as long as the app: the job kinds and the
+    insert batcher compute large batches' keys in them. Warm, they start with the app."""
+
+    async def owned(app: web.Application) -> AsyncIterator[None]:
+        with KeyWorkers() as key_workers:
+            if warm:
+                key_workers.warm()
+            app[KEY_WORKERS] = key_workers
+            app[JOB_KINDS] = job_kinds(key_workers)
+            yield
+
+    return owned
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -32,7 +57,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[DATABASE_URL], min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )
     app[POOL] = pool
-    app[LEAD_BATCHER] = LeadInsertBatcher(pool)
+    app[LEAD_BATCHER] = LeadInsertBatcher(pool, key_workers=app[KEY_WORKERS])
     yield
     await app[LEAD_BATCHER].close()
     await pool.close()
@@ -42,12 +67,17 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(settings: Settings, database_url: str) -> web.Application:
-    """Build the app; the pool opens (and migrations run) when the app starts."""
+def create_app(
+    settings: Settings, database_url: str, *, warm_key_workers: bool = False
+) -> web.Application:
+    """Build the app; the pool opens (and migrations run) when the app starts, and so do the
+    phone key workers with `warm_key_workers` (`serve`), else with the first large batch."""
     app = web.Application(middlewares=[request_context], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
     app[CLOCK] = _utc_now
+    # First in, last out: the key workers outlive the pool's users and the job worker.
+    app.cleanup_ctx.append(_key_workers(warm=warm_key_workers))
     app.cleanup_ctx.append(_database)
     app.add_routes(ops.routes)
     app.add_routes(admin.routes)

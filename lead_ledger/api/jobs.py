@@ -17,7 +17,7 @@ from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal
 from lead_ledger.api.callback_http import callback_session, poster
 from lead_ledger.api.edge import json_response
-from lead_ledger.api.keys import DATABASE_URL, POOL, SETTINGS
+from lead_ledger.api.keys import DATABASE_URL, JOB_KINDS, POOL, SETTINGS
 from lead_ledger.api.native import NATIVE
 from lead_ledger.api.openapi import UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import problem
@@ -50,6 +50,7 @@ async def background(app: web.Application) -> AsyncIterator[None]:
                 worker.run_worker(
                     pool,
                     stop,
+                    kinds=app[JOB_KINDS],
                     worker_id=worker_id,
                     lease_seconds=app[SETTINGS].job_lease_seconds,
                     listen_url=listen_url,

@@ -9,6 +9,8 @@ from typing import Final
 import asyncpg
 from aiohttp import web
 
+from lead_ledger.service.jobs import JobKinds
+from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
 from lead_ledger.settings import Settings
 
@@ -19,3 +21,7 @@ POOL: Final = web.AppKey("pool", asyncpg.Pool)
 CLOCK: Final[web.AppKey[Callable[[], datetime]]] = web.AppKey("clock")
 # Groups single-lead inserts per campaign within this process (service/lead_batcher.py).
 LEAD_BATCHER: Final = web.AppKey("lead_batcher", LeadInsertBatcher)
+# The phone key workers, alive as long as the app (docs/decisions.md, "The app owns its job kinds
+# and key workers"), and what the app's job worker runs (service/job_kinds.py), bound to them.
+KEY_WORKERS: Final = web.AppKey("key_workers", KeyWorkers)
+JOB_KINDS: Final[web.AppKey[JobKinds]] = web.AppKey("job_kinds")

@@ -4,7 +4,7 @@ A 50,000-row upload appends 50,000 LeadInserted events. Folding them in Python, 
 50,000 lead rows and their contacts and copying them back costs several seconds of the one core
 the writer runs on, for rows that are a pure function of events the database already holds. At
 and above `SQL_FROM` new leads in one write, `leads` and `contacts` rows are computed from the
-just-appended events by the statement that rebuilds them (`set_based.py`), in the same
+just-appended events by the statement that rebuilds them (`rebuild/set_based.py`), in the same
 transaction; the Python fold applies everything else. Both produce the same rows: every test
 database is verified against a rebuild that folds in Python where the SQL path does not apply,
 and tests/integration/test_fresh_inserts.py compares the two paths on the same leads.

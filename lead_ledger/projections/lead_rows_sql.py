@@ -1,5 +1,5 @@
 """The SQL that computes `leads` and `contacts` rows from lead events, shared by the rebuild
-(`set_based.py`) and the inline apply of large batches of new leads (`fresh_inserts.py`).
+(`rebuild/set_based.py`) and the inline apply of large batches of new leads (`fresh_inserts.py`).
 
 It must produce exactly what LeadsProjection.fold and ContactsProjection.fold produce; the
 module refuses to import when LeadFields or the leads columns change under it.

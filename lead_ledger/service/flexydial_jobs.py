@@ -2,12 +2,11 @@
 
 The request was checked as a whole when it was submitted (service/flexydial.py); its rows are
 the job's payload, the `BulkRequest` as msgspec JSON. Each kind runs in the job's single
-transaction (service/jobs.py) and reports every refused row with Flexydial's description,
+transaction (service/jobs/lifecycle.py) and reports every refused row with Flexydial's description,
 which the status route shows as "improper_data". Both kinds are set-based: one query for the
 agents, one for the reference matches, one read of the lead streams, one append.
 
-Registered at import; service/flexydial.py imports this module, so the app and `serve`'s worker
-know both kinds.
+Both kinds are registered where the app is composed (service/job_kinds.py).
 """
 
 from __future__ import annotations
@@ -31,8 +30,10 @@ from lead_ledger.service.flexydial_payload import (
     row_to_fields,
     row_to_patch,
 )
-from lead_ledger.service.jobs import Job, JobOutcome, register
-from lead_ledger.service.leads import default_region, insert_leads, lead_append, load_leads
+from lead_ledger.service.jobs import Job, JobOutcome
+from lead_ledger.service.key_workers import KeyWorkers
+from lead_ledger.service.lead_inserts import insert_leads
+from lead_ledger.service.leads import default_region, lead_append, load_leads
 from lead_ledger.service.writer import Context, record
 
 INSERT_KIND: Final = "flexydial_insert"
@@ -91,7 +92,14 @@ def _rejected(rows: list[dict[str, str]], problems: Mapping[int, str]) -> list[R
 # --- insert -------------------------------------------------------------------------------------
 
 
-async def insert_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -> JobOutcome:
+async def insert_job(
+    conn: Connection,
+    ctx: Context,
+    job: Job,
+    payload: bytes,
+    *,
+    key_workers: KeyWorkers | None = None,
+) -> JobOutcome:
     """Insert the valid rows in one call; the others are refused with Flexydial's description.
 
     Checks per row, the first that applies: the row's values (`row_to_fields`), an unknown
@@ -121,6 +129,7 @@ async def insert_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -
         campaign_id=_campaign_of(job),
         rows=[fields for _, fields in valid],
         check_duplicates=True,
+        key_workers=key_workers,
     )
     # A duplicate names live leads of the campaign when there are any, else the leads this
     # upload inserted from earlier rows: those ids are new, so they tell the two apart.
@@ -226,7 +235,3 @@ async def _find(
             live = [lead for lead in live if states[lead][0].dedupe_keys[:1] == [key]]
         owners[key] = live
     return owners, states
-
-
-register(INSERT_KIND, insert_job)
-register(UPDATE_KIND, update_job)

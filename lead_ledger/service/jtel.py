@@ -1,8 +1,8 @@
 """jtel ACD dialler contacts: the field mapping, and import/list/get/delete on the ledger.
 
 A jtel contact is a lead. Its mapped fields (docs/jtel.md) are canonical LeadFields; every other
-jtel field lives in `extra` under its jtel name. Every write goes through service.leads under
-the campaign lock, so a contact is deduplicated, archived and audited like any other lead.
+jtel field lives in `extra` under its jtel name. Every write goes through service.lead_inserts
+or service.leads under the campaign lock: a contact is deduplicated, archived, audited as a lead.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.projections.leads import LEAD_COLUMNS
 from lead_ledger.service.errors import NotFound
-from lead_ledger.service.leads import delete_leads, insert_leads, update_leads
+from lead_ledger.service.lead_inserts import insert_leads
+from lead_ledger.service.leads import delete_leads, update_leads
 from lead_ledger.service.writer import Context, record, stream_append
 
 Kind = Literal["text", "phone", "int", "number", "datetime"]

@@ -1,22 +1,22 @@
-"""Worker processes that compute phone dedupe keys, alive as long as this process.
+"""Worker processes that compute phone dedupe keys, owned by whoever creates a `KeyWorkers`.
 
 Starting one (`python -m lead_ledger.service.key_workers`, importing `phonenumbers` and
-compiling its patterns) takes ~0.15 s, which a one-shot worker paid on every upload. `serve`
-starts them with the app (`warm_workers`); elsewhere the first large batch does. A worker reads
-length-prefixed msgpack batches on stdin and answers each on stdout until stdin closes, so it
-exits with its parent, even one killed with SIGKILL.
+compiling its patterns) takes ~0.15 s, which a one-shot worker paid on every upload. The app
+creates one `KeyWorkers` when it starts and closes it when it stops (`create_app`); `serve`
+warms it, so its workers start with the server; elsewhere the first large batch starts them. A
+worker reads length-prefixed msgpack batches on stdin and answers each on stdout until stdin
+closes, so it exits when its owner closes it, or with its parent, even one killed with SIGKILL.
 
 Plain subprocesses rather than `multiprocessing`: its spawn and forkserver start methods import
 the parent's main module again in every worker, which runs any script that lacks a
 `__main__` guard a second time, and fork is unsafe in a process with threads. Each round trip
-runs in a thread (`asyncio.to_thread`), blocking on the pipes there, so the pool belongs to no
-event loop and serves every loop of the process.
+runs on a thread of the owner's own executor (`loop.run_in_executor`), blocking on the pipes
+there, so the workers belong to no event loop and serve every loop of the process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import gc
 import os
@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Final
+from typing import IO, Final, Self
 
 import msgspec
 import structlog
@@ -68,35 +68,64 @@ def worker_count() -> int:
     return max(1, min(usable or 1, MAX_WORKERS))
 
 
-def warm_workers() -> None:
-    """Start the workers now (they import in the background), so no batch waits for them.
+class KeyWorkers:
+    """Up to `count` worker processes and the threads that talk to them, alive until `close`.
 
-    A worker that cannot start is no reason not to serve: batches start their own, or compute
-    their keys in process.
+    Whoever creates one closes it (the app in its cleanup context; a script with `with`). Once
+    closed, `compute` raises WorkerError, which callers answer by computing in process.
     """
-    try:
-        POOL.warm(worker_count() if worker_count() > 1 else 0)
-    except OSError as error:
-        log.warning("phone key workers did not start", error=str(error))
 
+    def __init__(self, count: int | None = None) -> None:
+        self.count: Final = worker_count() if count is None else max(1, count)
+        self._pool = _Pool()
+        # Its own threads, never the loop's default executor, where key chunks would queue
+        # other blocking work behind them, and start more workers than cores when batches
+        # overlap. Threads start on demand: an owner that never computes starts none.
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.count, thread_name_prefix="key-workers"
+        )
 
-async def compute(batch: Batch) -> list[list[str]]:
-    """The batch's keys from a worker, on a thread of the pool's own (never the loop's default
-    executor, where it would queue other blocking work behind key chunks, and start more
-    workers than cores when batches overlap). Cancelled, it kills the worker it was using, so
-    that the thread is free at once."""
-    call = _Call()
-    running = asyncio.get_running_loop().run_in_executor(_EXECUTOR, POOL.run, batch, call)
-    try:
-        return await running
-    except asyncio.CancelledError:
-        call.abort()
-        raise
+    def warm(self) -> None:
+        """Start the workers now (they import in the background), so no batch waits for them.
 
+        A worker that cannot start is no reason not to serve: batches start their own, or
+        compute their keys in process. On one core there is nothing to gain: none starts.
+        """
+        try:
+            self._pool.warm(self.count if self.count > 1 else 0)
+        except OSError as error:
+            log.warning("phone key workers did not start", error=str(error))
 
-def worker_pids() -> list[int]:
-    """Process ids of the idle workers alive (for tests and diagnostics)."""
-    return POOL.pids()
+    async def compute(self, batch: Batch) -> list[list[str]]:
+        """The batch's keys from a worker, on a thread of this object's own. Cancelled, it
+        kills the worker it was using, so that the thread is free at once."""
+        call = _Call()
+        try:
+            running = asyncio.get_running_loop().run_in_executor(
+                self._executor, self._pool.run, batch, call
+            )
+        except RuntimeError as error:  # the executor is shut down
+            raise WorkerError("the key workers are closed") from error
+        try:
+            return await running
+        except asyncio.CancelledError:
+            call.abort()
+            raise
+
+    def pids(self) -> list[int]:
+        """Process ids of the idle workers alive (for tests and diagnostics)."""
+        return self._pool.pids()
+
+    def close(self) -> None:
+        """End the idle workers; a batch still running ends its worker when it returns."""
+        self._executor.shutdown(wait=False)
+        self._pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 class WorkerError(RuntimeError):
@@ -182,12 +211,13 @@ class _Worker:
 
 
 class _Pool:
-    """The idle workers. No more than `worker_count()` exist: only that many threads of
-    `_EXECUTOR` ever ask for one at a time."""
+    """The idle workers. No more than the executor's threads exist: only that many threads
+    ever ask for one at a time."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
+        self._closed = False
 
     def warm(self, count: int) -> None:
         with self._lock:
@@ -199,8 +229,10 @@ class _Pool:
 
         A worker that fails is dropped and the batch tried once more on a fresh one: an idle
         worker may have been killed since its last batch (out of memory, an operator). A
-        cancelled call is not tried again (`_Call.use` refuses).
+        cancelled call is not tried again (`_Call.use` refuses), nor one queued before a close.
         """
+        if self._closed:
+            raise WorkerError("the key workers are closed")
         worker = self._idle_worker()
         try:
             keys = self._run_on(call.use(worker or _Worker()), batch)
@@ -228,7 +260,11 @@ class _Pool:
             worker.close()
             raise
         with self._lock:
-            self._idle.append(worker)
+            closed = self._closed
+            if not closed:
+                self._idle.append(worker)
+        if closed:
+            worker.close()  # the pool was closed while this batch ran: nothing will reuse it
         return keys
 
     def pids(self) -> list[int]:
@@ -243,14 +279,10 @@ class _Pool:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for worker in idle:
             worker.close()
-
-
-POOL: Final = _Pool()
-_EXECUTOR: Final = ThreadPoolExecutor(max_workers=worker_count(), thread_name_prefix="key-workers")
-atexit.register(POOL.close)
 
 
 def _send(fd: int, data: bytes, deadline: float) -> None:

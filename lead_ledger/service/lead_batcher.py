@@ -23,7 +23,8 @@ from typing import Final
 import asyncpg
 import msgspec
 
-from lead_ledger.service.leads import NewLead, insert_lead_groups
+from lead_ledger.service.key_workers import KeyWorkers
+from lead_ledger.service.lead_inserts import NewLead, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
 
 MAX_GROUP: Final = 64
@@ -45,8 +46,15 @@ class _Waiting:
 
 
 class LeadInsertBatcher:
-    def __init__(self, pool: asyncpg.Pool, *, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_group: int = MAX_GROUP,
+        key_workers: KeyWorkers | None = None,
+    ) -> None:
         self._pool = pool
+        self._key_workers = key_workers
         self._max_group = max_group
         self._waiting: dict[int, list[_Waiting]] = {}
         self._writing: set[int] = set()
@@ -98,6 +106,7 @@ class LeadInsertBatcher:
                     account_id=account_id,
                     groups={c: [w.lead for w in ws] for c, ws in by_campaign.items()},
                     region=group[0].region,
+                    key_workers=self._key_workers,
                 )
         except Exception as error:  # noqa: BLE001 - handed to the waiting request(s)
             if len(group) == 1:

@@ -1,30 +1,23 @@
-"""Lead commands: every dialect writes through these, under the same campaign locks.
+"""Per-lead commands: update, delete, archive and dearchive live or archived leads.
 
 Each function runs inside the caller's transaction. It takes the campaign locks first (ascending
-ids), reads what it must decide on (duplicates, current state) while holding them, and writes
-with `record`, so duplicate checks and safe deletes are exact across processes.
+ids), reads what it must decide on (current state) while holding them, and writes with `record`,
+so safe deletes are exact across processes. New leads are inserted by `lead_inserts`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, cast
 
 import msgspec
-import structlog
-from msgspec import UNSET, UnsetType
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM, StreamAppend
+from lead_ledger.ledger.envelope import StreamAppend
 from lead_ledger.ledger.events import (
     LEAD_EVENT_TYPES,
     DomainEvent,
     LeadEvent,
-    LeadFields,
-    LeadInserted,
-    LeadRejected,
     decode_event,
     stream_of_lead,
 )
@@ -35,29 +28,14 @@ from lead_ledger.ledger.lead import (
     decide_archive,
     decide_dearchive,
     decide_delete,
-    decide_insert,
     decide_update,
     fold,
 )
-from lead_ledger.ledger.locks import campaign_lock_key, lock_campaigns
-from lead_ledger.ledger.store import AppendResult, read_streams
-from lead_ledger.service.phone_keys import CHUNK_LEADS, KeysAhead
+from lead_ledger.ledger.locks import lock_campaigns
+from lead_ledger.ledger.store import read_streams
 from lead_ledger.service.writer import Context, record, stream_append
 
-log = structlog.get_logger(__name__)
-
 SELECT_REGION: Final = "SELECT default_region FROM settings WHERE account_id = $1"
-# Ids first, then the campaign lock, in one round trip: the select list is evaluated left to
-# right, and drawing ids needs no lock (sequences are not transactional).
-NEXT_IDS_THEN_LOCK: Final = """
-SELECT array(SELECT nextval('lead_ids') FROM generate_series(1, $1)) AS ids,
-       pg_advisory_xact_lock($2) IS NULL AS locked
-"""
-SELECT_PHONE_OWNERS: Final = """
-SELECT value, lead_id FROM contacts
-WHERE campaign_id = $1 AND kind = 'phone' AND value = ANY($2::text[])
-ORDER BY lead_id
-"""
 SELECT_LIVE_CAMPAIGNS: Final = """
 SELECT lead_id, campaign_id FROM leads WHERE account_id = $1 AND lead_id = ANY($2::bigint[])
 """
@@ -68,13 +46,6 @@ WHERE account_id = $1 AND lead_id = ANY($2::bigint[])
 SELECT_LIVE_TIMES: Final = """
 SELECT lead_id, entry_at, modified_at FROM leads WHERE lead_id = ANY($1::bigint[])
 """
-
-
-class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
-    """Per input row (by index): the new lead id, or the leads it duplicates."""
-
-    inserted: dict[int, int]
-    duplicates: dict[int, list[int]]
 
 
 class LeadsNotFoundError(LeadError):
@@ -95,287 +66,6 @@ class ArchiveCounts(msgspec.Struct, frozen=True, kw_only=True):
 async def default_region(conn: Connection, account_id: int) -> str | None:
     region: str | None = await conn.fetchval(SELECT_REGION, account_id)
     return region
-
-
-class NewLead(msgspec.Struct, frozen=True, kw_only=True):
-    """One lead to insert, with the request it came from (its own metadata and refusal stream)."""
-
-    fields: LeadFields
-    ctx: Context
-    check_duplicates: bool = False
-    rejections_stream: str | None = None
-
-
-async def insert_leads(
-    conn: Connection,
-    ctx: Context,
-    *,
-    account_id: int,
-    campaign_id: int,
-    rows: Sequence[LeadFields],
-    check_duplicates: bool,
-    rejections_stream: str | None = None,
-    region: str | UnsetType | None = UNSET,
-) -> InsertResult:
-    """Insert leads of one request into one campaign; with `check_duplicates`, refuse rows whose
-    phone dedupe key is already live in the campaign or in an earlier row of the same batch.
-
-    Pass the account's `region` when already read, to keep a round trip out of the locked part.
-    """
-    leads = [
-        NewLead(
-            fields=fields,
-            ctx=ctx,
-            check_duplicates=check_duplicates,
-            rejections_stream=rejections_stream,
-        )
-        for fields in rows
-    ]
-    return await insert_lead_batch(
-        conn, account_id=account_id, campaign_id=campaign_id, leads=leads, region=region
-    )
-
-
-async def insert_lead_batch(
-    conn: Connection,
-    *,
-    account_id: int,
-    campaign_id: int,
-    leads: Sequence[NewLead],
-    region: str | UnsetType | None = UNSET,
-) -> InsertResult:
-    """Insert leads, possibly of several requests, into one campaign under one lock.
-
-    The outcome is what the leads would get one after another in this order: a lead checking
-    duplicates is refused when its key is live in the campaign or belongs to an earlier lead of
-    the batch that was inserted. Refusals go to each lead's own rejections stream.
-    """
-    results = await insert_lead_groups(
-        conn, account_id=account_id, groups={campaign_id: leads}, region=region
-    )
-    return results[campaign_id]
-
-
-async def insert_lead_groups(
-    conn: Connection,
-    *,
-    account_id: int,
-    groups: Mapping[int, Sequence[NewLead]],
-    region: str | UnsetType | None = UNSET,
-) -> dict[int, InsertResult]:
-    """`insert_lead_batch` for several campaigns of one account in one transaction.
-
-    Every campaign is locked, in ascending id order, before anything is written: the order
-    keeps concurrent groups deadlock-free, and locking before the first write keeps the feed in
-    stream order (docs/decisions.md).
-    """
-    # Ids and the region are read before the locks: neither depends on the campaign's leads,
-    # and every round trip inside a lock is one that all writers of the campaign wait for.
-    if isinstance(region, UnsetType):
-        region = await default_region(conn, account_id)
-    ordered = sorted(groups)
-    # So are the dedupe keys, the costliest part of a large insert: worker processes compute
-    # them ahead, chunk by chunk, starting now. Without duplicate checks nothing needs the whole
-    # batch's keys at once: each chunk is appended and projected as soon as its keys arrive,
-    # while the workers compute the next (`_insert_as_keys_arrive`).
-    streaming = not any(lead.check_duplicates for leads in groups.values() for lead in leads)
-    keys = KeysAhead(
-        [lead.fields.phone_numbers for campaign_id in ordered for lead in groups[campaign_id]],
-        region,
-        streaming=streaming,
-    )
-    try:
-        if streaming and keys.chunked:
-            ids = await _ids_and_locks(conn, groups)
-            return await _insert_as_keys_arrive(conn, account_id, groups, ids, region, keys)
-        # Otherwise every key before the locks: a small batch has them at once, and deciding
-        # duplicates needs the whole batch's.
-        all_keys = await keys.take(sum(len(leads) for leads in groups.values()))
-    finally:
-        keys.cancel()
-    ids = await _ids_and_locks(conn, groups)
-    decided: dict[int, list[LeadInserted]] = {}
-    start = 0
-    for campaign_id in ordered:
-        leads = groups[campaign_id]
-        lead_keys = all_keys[start : start + len(leads)]
-        start += len(leads)
-        decided[campaign_id] = _decide(
-            account_id, campaign_id, leads, ids[campaign_id], lead_keys, region
-        )
-    appends: list[StreamAppend] = []
-    results: dict[int, InsertResult] = {}
-    for campaign_id in ordered:
-        leads, events = groups[campaign_id], decided[campaign_id]
-        checks = [lead.check_duplicates for lead in leads]
-        duplicates = await _duplicates(conn, campaign_id, events, checks) if any(checks) else {}
-        appends.extend(_lead_appends(account_id, leads, events, duplicates))
-        appends.extend(_refusals(account_id, campaign_id, leads, events, duplicates))
-        inserted = {i: e.lead_id for i, e in enumerate(events) if i not in duplicates}
-        results[campaign_id] = InsertResult(inserted=inserted, duplicates=duplicates)
-    await record(conn, appends)
-    return results
-
-
-async def _ids_and_locks(
-    conn: Connection, groups: Mapping[int, Sequence[NewLead]]
-) -> dict[int, list[int]]:
-    """Lead ids for every campaign's leads, and its lock, in ascending campaign order: every
-    lock before the first write. Ids and a lock are one round trip."""
-    ids: dict[int, list[int]] = {}
-    for campaign_id in sorted(groups):
-        drawn = await conn.fetchrow(
-            NEXT_IDS_THEN_LOCK, len(groups[campaign_id]), campaign_lock_key(campaign_id)
-        )
-        ids[campaign_id] = drawn["ids"] if drawn is not None else []
-    return ids
-
-
-async def _insert_as_keys_arrive(
-    conn: Connection,
-    account_id: int,
-    groups: Mapping[int, Sequence[NewLead]],
-    ids: Mapping[int, list[int]],
-    region: str | None,
-    keys: KeysAhead,
-) -> dict[int, InsertResult]:
-    """Append and project leads chunk by chunk (no duplicate checks), in campaign order.
-
-    Each chunk's events are built while the server still writes the previous chunk: its
-    append and projection run as a task, awaited only before the connection is needed again.
-    """
-    results: dict[int, InsertResult] = {}
-    writing: asyncio.Future[AppendResult] | None = None
-    try:
-        for campaign_id in sorted(groups):
-            leads, lead_ids = groups[campaign_id], ids[campaign_id]
-            for start in range(0, len(leads), CHUNK_LEADS):
-                chunk = leads[start : start + CHUNK_LEADS]
-                chunk_ids = lead_ids[start : start + CHUNK_LEADS]
-                chunk_keys = await keys.take(len(chunk))
-                events = _decide(account_id, campaign_id, chunk, chunk_ids, chunk_keys, region)
-                appends = _lead_appends(account_id, chunk, events, {})
-                if writing is not None:
-                    await writing
-                writing = asyncio.ensure_future(record(conn, appends))
-                # Let the write send its first statement before this task builds the next
-                # chunk: when that chunk's keys are ready, nothing else would yield to it.
-                await asyncio.sleep(0)
-            results[campaign_id] = InsertResult(inserted=dict(enumerate(lead_ids)), duplicates={})
-        if writing is not None:
-            await writing
-    except BaseException as error:
-        if writing is not None and not writing.done():
-            # Failed while a chunk was being written: the connection is the caller's to roll
-            # back, once this write has let go of it.
-            writing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writing
-        elif writing is not None and not writing.cancelled():
-            # A write that failed while this task waited for keys, which then ended otherwise
-            # (cancelled): its error is not the one raised, but it is retrieved and logged.
-            failed = writing.exception()
-            if failed is not None and failed is not error:
-                log.warning("chunk write failed", error=repr(failed))
-        raise
-    return results
-
-
-def _decide(
-    account_id: int,
-    campaign_id: int,
-    leads: Sequence[NewLead],
-    lead_ids: Sequence[int],
-    keys: Sequence[list[str]],
-    region: str | None,
-) -> list[LeadInserted]:
-    return [
-        decide_insert(
-            lead_id=lead_id,
-            account_id=account_id,
-            campaign_id=campaign_id,
-            fields=lead.fields,
-            default_region=region,
-            keys=lead_keys,
-        )
-        for lead_id, lead, lead_keys in zip(lead_ids, leads, keys, strict=True)
-    ]
-
-
-def _lead_appends(
-    account_id: int,
-    leads: Sequence[NewLead],
-    events: Sequence[LeadInserted],
-    duplicates: Mapping[int, list[int]],
-) -> list[StreamAppend]:
-    """One new stream per inserted lead, with its own request's metadata."""
-    return [
-        stream_append(
-            leads[i].ctx, stream_of_lead(e.lead_id), NO_STREAM, [e], account_id=account_id
-        )
-        for i, e in enumerate(events)
-        if i not in duplicates
-    ]
-
-
-def _refusals(
-    account_id: int,
-    campaign_id: int,
-    leads: Sequence[NewLead],
-    decided: Sequence[LeadInserted],
-    duplicates: Mapping[int, list[int]],
-) -> list[StreamAppend]:
-    """LeadRejected events, one append per rejections stream (one stream per request)."""
-    by_stream: dict[str, list[int]] = {}
-    for i in sorted(duplicates):
-        stream = leads[i].rejections_stream
-        if stream:
-            by_stream.setdefault(stream, []).append(i)
-    appends = []
-    for stream, indexes in by_stream.items():
-        refusals: list[DomainEvent] = [
-            LeadRejected(
-                account_id=account_id,
-                campaign_id=campaign_id,
-                reason="duplicate phone number in campaign",
-                row={"phone_numbers": ", ".join(decided[i].fields.phone_numbers)},
-                row_number=_row_number(leads, i),
-                existing_lead_ids=duplicates[i],
-            )
-            for i in indexes
-        ]
-        ctx = leads[indexes[0]].ctx
-        appends.append(stream_append(ctx, stream, ANY_VERSION, refusals, account_id=account_id))
-    return appends
-
-
-def _row_number(leads: Sequence[NewLead], index: int) -> int:
-    """1-based position of the lead among those of its own request (its rejections stream)."""
-    stream = leads[index].rejections_stream
-    return sum(1 for lead in leads[: index + 1] if lead.rejections_stream == stream)
-
-
-async def _duplicates(
-    conn: Connection, campaign_id: int, decided: Sequence[LeadInserted], checks: Sequence[bool]
-) -> dict[int, list[int]]:
-    keys = sorted(
-        {key for e, check in zip(decided, checks, strict=True) if check for key in e.dedupe_keys}
-    )
-    owners: dict[str, list[int]] = {}
-    for row in await conn.fetch(SELECT_PHONE_OWNERS, campaign_id, keys):
-        owners.setdefault(row["value"], []).append(row["lead_id"])
-    duplicates: dict[int, list[int]] = {}
-    seen_in_batch: dict[str, int] = {}
-    for i, event in enumerate(decided):
-        if checks[i]:
-            found = sorted({lead for key in event.dedupe_keys for lead in owners.get(key, [])})
-            earlier = [seen_in_batch[key] for key in event.dedupe_keys if key in seen_in_batch]
-            if found or earlier:
-                duplicates[i] = found or sorted(set(earlier))
-                continue
-        for key in event.dedupe_keys:
-            seen_in_batch.setdefault(key, event.lead_id)
-    return duplicates
 
 
 def lead_append(ctx: Context, state: LeadState, events: Sequence[LeadEvent]) -> StreamAppend:

@@ -29,7 +29,7 @@ from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.service import rate_limits
 from lead_ledger.service.accounts import CampaignChanges, lock_account, update_campaign
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
-from lead_ledger.service.leads import NewLead, insert_lead_batch
+from lead_ledger.service.lead_inserts import NewLead, insert_lead_batch
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, Origin
 

@@ -25,7 +25,8 @@ from lead_ledger.ledger.events import Assignment, LeadFields, RateLimits
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.service import jobs, rate_limits
 from lead_ledger.service.accounts import lock_account
-from lead_ledger.service.leads import insert_leads
+from lead_ledger.service.key_workers import KeyWorkers
+from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.ozonetel import (
     key_matches,
     lookup,
@@ -271,7 +272,12 @@ def failure_body(job: jobs.Job, error: str) -> dict[str, Any]:  # noqa: ARG001 -
 
 
 async def run_upload(
-    conn: Connection, ctx: Context, job: jobs.Job, payload: bytes
+    conn: Connection,
+    ctx: Context,
+    job: jobs.Job,
+    payload: bytes,
+    *,
+    key_workers: KeyWorkers | None = None,
 ) -> jobs.JobOutcome:
     """Insert every row (no duplicate check) and, for `action=start`, start the campaign."""
     upload_payload = msgspec.json.decode(payload, type=UploadPayload)
@@ -291,6 +297,7 @@ async def run_upload(
         campaign_id=campaign_id,
         rows=upload_payload.rows,
         check_duplicates=False,
+        key_workers=key_workers,
     )
     if start:
         await set_campaign_state(conn, ctx, job.account_id, campaign_id, "running")
@@ -298,6 +305,3 @@ async def run_upload(
         inserted=len(result.inserted),
         callback_body=_callback(job, "success", "Data uploaded successfully"),
     )
-
-
-jobs.register(KIND, run_upload, failure_body=failure_body)

@@ -6,6 +6,9 @@ insert in Python, and time during which an event loop would answer nothing. The 
 nothing but the numbers and the region, so a large batch is split across worker processes
 (`key_workers.py`) while the loop stays free; a small one (every interactive request) is
 computed in place, where a round trip to another process would cost more than it saves.
+
+The workers are the caller's (`KeyWorkers`, owned by the app). A caller without them, or whose
+workers fail, still gets every key: chunk by chunk on a thread of this process, slower.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Final
 import msgspec
 import structlog
 
-from lead_ledger.service.key_workers import Batch, WorkerError, compute, keys_of, worker_count
+from lead_ledger.service.key_workers import Batch, KeyWorkers, WorkerError, keys_of
 
 log = structlog.get_logger(__name__)
 
@@ -28,9 +31,11 @@ PARALLEL_FROM: Final = 4_096
 CHUNK_LEADS: Final = 4_096
 
 
-async def dedupe_keys_many(phones: Sequence[list[str]], region: str | None) -> list[list[str]]:
-    """`dedupe_keys` of each lead's numbers, in order; in worker processes for large batches."""
-    keys = KeysAhead(phones, region)
+async def dedupe_keys_many(
+    phones: Sequence[list[str]], region: str | None, workers: KeyWorkers | None = None
+) -> list[list[str]]:
+    """`dedupe_keys` of each lead's numbers, in order; in `workers` for large batches."""
+    keys = KeysAhead(phones, region, workers=workers)
     try:
         return await keys.take(len(phones))
     finally:
@@ -40,22 +45,27 @@ async def dedupe_keys_many(phones: Sequence[list[str]], region: str | None) -> l
 class KeysAhead:
     """The keys of a batch of leads, computed ahead in chunks while the caller uses earlier ones.
 
-    A large batch is cut into chunks of `CHUNK_LEADS`; one lane per worker process works through
-    every lane-count-th chunk, so the first chunk's keys are ready after ~60 ms and a writer
-    can append and project it while the workers compute the rest (`streaming`: one lane fewer
-    than cores, leaving one to the writer and its database). `take(n)` returns the next
-    `n` leads' keys in order, waiting only for the chunks they fall in. A small batch is
-    computed in place, at once.
+    A large batch is cut into chunks of `CHUNK_LEADS`; one lane per worker process (one lane on
+    a thread of this process without `workers`) works through every lane-count-th chunk, so the
+    first chunk's keys are ready after ~60 ms and a writer can append and project it while the
+    workers compute the rest (`streaming`: one lane fewer than cores, leaving one to the writer
+    and its database). `take(n)` returns the next `n` leads' keys in order, waiting only for
+    the chunks they fall in. A small batch, or any batch on one core, is computed in place.
     """
 
     def __init__(
-        self, phones: Sequence[list[str]], region: str | None, *, streaming: bool = False
+        self,
+        phones: Sequence[list[str]],
+        region: str | None,
+        *,
+        streaming: bool = False,
+        workers: KeyWorkers | None = None,
     ) -> None:
         self._taken = 0
         self._ready: list[list[str]] = []
-        workers = worker_count()
         loop = asyncio.get_running_loop()
-        if workers == 1 or sum(len(numbers) for numbers in phones) < PARALLEL_FROM:
+        one_core = workers is not None and workers.count == 1
+        if one_core or sum(len(numbers) for numbers in phones) < PARALLEL_FROM:
             done: asyncio.Future[list[list[str]]] = loop.create_future()
             done.set_result(keys_of(phones, region))
             self._chunks = [done]
@@ -68,10 +78,14 @@ class KeysAhead:
         self._chunks = [loop.create_future() for _ in batches]
         # A caller that writes chunks as they arrive needs a core of its own, and so does the
         # database writing them: one lane fewer than workers (measured: 0.1 s less on 2 cores
-        # for 50,000 leads than two lanes competing with the writer).
-        lanes = min(max(1, workers - 1) if streaming else workers, len(batches))
+        # for 50,000 leads than two lanes competing with the writer). In process, one lane:
+        # threads of one interpreter would only take turns.
+        count = workers.count if workers is not None else 1
+        lanes = min(max(1, count - 1) if streaming else count, len(batches))
         self._lanes = [
-            asyncio.ensure_future(self._lane(batches[lane::lanes], self._chunks[lane::lanes]))
+            asyncio.ensure_future(
+                self._lane(workers, batches[lane::lanes], self._chunks[lane::lanes])
+            )
             for lane in range(lanes)
         ]
 
@@ -94,15 +108,14 @@ class KeysAhead:
             lane.cancel()
 
     @staticmethod
-    async def _lane(batches: list[Batch], chunks: list[asyncio.Future[list[list[str]]]]) -> None:
+    async def _lane(
+        workers: KeyWorkers | None,
+        batches: list[Batch],
+        chunks: list[asyncio.Future[list[list[str]]]],
+    ) -> None:
         try:
             for batch, chunk in zip(batches, chunks, strict=True):
-                try:
-                    keys = await compute(batch)
-                except (OSError, msgspec.DecodeError, WorkerError) as error:
-                    # The keys are still needed: compute them here, slower, rather than fail.
-                    log.warning("phone key worker failed; computing in process", error=str(error))
-                    keys = await asyncio.to_thread(keys_of, batch.phones, batch.region)
+                keys = await _keys_of_chunk(workers, batch)
                 if not chunk.done():
                     chunk.set_result(keys)
         except Exception as error:  # noqa: BLE001 - handed to whoever waits for the keys
@@ -112,3 +125,14 @@ class KeysAhead:
         finally:
             for chunk in chunks:  # cancelled: nobody waits any more
                 chunk.cancel()
+
+
+async def _keys_of_chunk(workers: KeyWorkers | None, batch: Batch) -> list[list[str]]:
+    """One chunk's keys: from a worker process, else on a thread of this one (off the loop)."""
+    if workers is not None:
+        try:
+            return await workers.compute(batch)
+        except (OSError, msgspec.DecodeError, WorkerError) as error:
+            # The keys are still needed: compute them here, slower, rather than fail.
+            log.warning("phone key worker failed; computing in process", error=str(error))
+    return await asyncio.to_thread(keys_of, batch.phones, batch.region)

@@ -57,10 +57,11 @@ async def sleep_until(wake: asyncio.Event, stop: asyncio.Event, seconds: float) 
     wake.clear()
 
 
-async def run_worker(
+async def run_worker(  # noqa: PLR0913 - what to run, and one keyword per knob
     pool: asyncpg.Pool,
     stop: asyncio.Event,
     *,
+    kinds: jobs.JobKinds,
     worker_id: str,
     poll_seconds: float = 5.0,
     lease_seconds: float = 300.0,
@@ -68,11 +69,14 @@ async def run_worker(
     retry_seconds: float = jobs.RETRY_SECONDS,
     listen_url: str | None = None,
 ) -> None:
-    """Claim and run jobs until `stop` is set; a job interrupted by the stop is handed back."""
+    """Claim and run jobs of `kinds` until `stop` is set; a job interrupted by the stop is
+    handed back. A job of a kind missing from `kinds` fails."""
     async with listening(pool, jobs.CHANNEL, listen_url) as wake:
         while not stop.is_set():
             try:
-                ran = await _one(pool, stop, worker_id, lease_seconds, max_attempts, retry_seconds)
+                ran = await _one(
+                    pool, stop, kinds, worker_id, lease_seconds, max_attempts, retry_seconds
+                )
             except Exception:  # the loop must outlive any one job
                 # The database went away or the job's transaction failed outside the handler:
                 # the lease expires and the job is claimed again; back off a poll interval.
@@ -85,6 +89,7 @@ async def run_worker(
 async def _one(
     pool: asyncpg.Pool,
     stop: asyncio.Event,
+    kinds: jobs.JobKinds,
     worker_id: str,
     lease_seconds: float,
     max_attempts: int,
@@ -98,7 +103,12 @@ async def _one(
         log.info("job_claimed", job_id=claim.job_id, attempt=claim.attempts, worker_id=worker_id)
         run = asyncio.ensure_future(
             jobs.run_job(
-                conn, worker_id, claim, max_attempts=max_attempts, retry_seconds=retry_seconds
+                conn,
+                worker_id,
+                claim,
+                kinds,
+                max_attempts=max_attempts,
+                retry_seconds=retry_seconds,
             )
         )
         stopping = asyncio.ensure_future(stop.wait())

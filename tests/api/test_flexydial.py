@@ -20,6 +20,7 @@ from lead_ledger.api.keys import POOL
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.service import jobs
+from lead_ledger.service.jobs.insert_leads_kind import InsertLeadsPayload
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context
 from lead_ledger.settings import Settings
@@ -534,7 +535,7 @@ async def test_body_too_large(
 async def native_job(api: Client, who: Tenant) -> int:
     """A job of the same account but of another dialect (the built-in insert_leads kind)."""
     assert api.app is not None
-    payload = jobs.InsertLeadsPayload(
+    payload = InsertLeadsPayload(
         campaign_id=who.campaigns["sales"], rows=[LeadFields(phone_numbers=["9876511111"])]
     )
     ctx = Context(actor=Actor(dialect="native", account_id=who.account_id), request_id="t")

@@ -18,6 +18,7 @@ from lead_ledger.api.keys import POOL
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.locks import campaign_lock_key
 from lead_ledger.service import flexydial, jobs
+from lead_ledger.service.job_kinds import job_kinds
 from lead_ledger.service.leads import delete_leads
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context
@@ -238,7 +239,7 @@ async def test_failed_job_reads_as_pending(pool: asyncpg.Pool) -> None:
             )
         claim = await jobs.claim_next(conn, "w1", 30.0)
         assert claim is not None
-        assert await jobs.run_job(conn, "w1", claim, max_attempts=1) == "failed"
+        assert await jobs.run_job(conn, "w1", claim, job_kinds(), max_attempts=1) == "failed"
         view = await jobs.get_job(conn, account_id, job_id)
         assert view is not None
         assert view.state == "failed"

@@ -19,6 +19,7 @@ from lead_ledger.api.keys import POOL
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.service import jobs
+from lead_ledger.service.jobs.insert_leads_kind import InsertLeadsPayload
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context
 from lead_ledger.settings import Settings
@@ -68,7 +69,7 @@ async def tenant(api: Client, name: str) -> Tenant:
 async def submit(api: Client, who: Tenant, rows: list[LeadFields], url: str | None = None) -> int:
     assert api.app is not None
     pool: asyncpg.Pool = api.app[POOL]
-    payload = jobs.InsertLeadsPayload(campaign_id=who.campaign_id, rows=rows)
+    payload = InsertLeadsPayload(campaign_id=who.campaign_id, rows=rows)
     ctx = Context(actor=Actor(dialect="native", account_id=who.account_id), request_id="t")
     async with pool.acquire() as conn, write_transaction(conn):
         return await jobs.submit_job(

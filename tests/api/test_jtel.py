@@ -19,7 +19,8 @@ from lead_ledger.api.app import create_app
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.projections.rebuild import verify
-from lead_ledger.service.leads import archive_leads, insert_leads
+from lead_ledger.service.lead_inserts import insert_leads
+from lead_ledger.service.leads import archive_leads
 from lead_ledger.service.writer import Context
 from lead_ledger.settings import Settings
 from tests.conftest import ADMIN_TOKEN

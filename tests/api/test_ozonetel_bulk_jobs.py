@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestServer
 
 from lead_ledger.api.callback_http import poster
 from lead_ledger.service import callbacks, jobs
+from lead_ledger.service.job_kinds import job_kinds
 from tests.api.test_ozonetel_bulk import (
     ACCEPTED,
     GOOD_ROWS,
@@ -291,7 +292,9 @@ async def test_failed_upload_calls_back_data_upload_failed(
     async with pool.acquire() as conn:
         claim = await jobs.claim_next(conn, "test-worker", 60)
         assert claim is not None
-        assert await jobs.run_job(conn, "test-worker", claim, max_attempts=1) == "failed"
+        assert (
+            await jobs.run_job(conn, "test-worker", claim, job_kinds(), max_attempts=1) == "failed"
+        )
     async with aiohttp.ClientSession() as session:
         assert await callbacks.dispatch_due(pool, poster(session), allow_private=True) == 1
     assert await receiver.next() == {

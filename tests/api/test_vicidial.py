@@ -28,7 +28,7 @@ from lead_ledger.ledger.events import (
     SettingsChanged,
     stream_of_account,
 )
-from lead_ledger.service import leads
+from lead_ledger.service import lead_inserts, leads
 from lead_ledger.service.writer import Context, record, stream_append
 from lead_ledger.settings import Settings
 from tests.factories import ADMIN, make_account, make_campaign
@@ -127,7 +127,7 @@ async def add_leads(pool: asyncpg.Pool, acct: Account, count: int, start: int = 
         for i in range(count)
     ]
     async with pool.acquire() as conn, conn.transaction():
-        result = await leads.insert_leads(
+        result = await lead_inserts.insert_leads(
             conn,
             ctx(acct),
             account_id=acct.account_id,

@@ -12,7 +12,8 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import SCHEMA_VERSION, LeadFields
 from lead_ledger.projections import fresh_inserts
-from lead_ledger.service.leads import insert_leads, update_leads
+from lead_ledger.service.lead_inserts import insert_leads
+from lead_ledger.service.leads import update_leads
 from lead_ledger.service.transactions import write_transaction
 from tests.factories import NATIVE, make_account, make_campaign
 

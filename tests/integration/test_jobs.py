@@ -28,7 +28,9 @@ from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.ledger.locks import campaign_lock_key
 from lead_ledger.service import callbacks, jobs
-from lead_ledger.service.jobs import Job, JobOutcome
+from lead_ledger.service.job_kinds import job_kinds
+from lead_ledger.service.jobs import Job, JobKind, JobKinds, JobOutcome
+from lead_ledger.service.jobs.insert_leads_kind import InsertLeadsPayload, insert_leads_job
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.worker import run_worker
 from lead_ledger.service.writer import Context
@@ -55,9 +57,7 @@ async def submit(
     callback_url: str | None = None,
 ) -> int:
     payload = msgspec.json.encode(
-        jobs.InsertLeadsPayload(
-            campaign_id=campaign_id, check_duplicates=check_duplicates, rows=rows
-        )
+        InsertLeadsPayload(campaign_id=campaign_id, check_duplicates=check_duplicates, rows=rows)
     )
     async with pool.acquire() as conn, write_transaction(conn):
         return await jobs.submit_job(
@@ -76,11 +76,14 @@ async def submit(
 
 
 @asynccontextmanager
-async def worker(pool: asyncpg.Pool, worker_id: str = "w1", **knobs: Any) -> AsyncIterator[None]:
-    """A worker running in this process for the block's duration."""
+async def worker(
+    pool: asyncpg.Pool, worker_id: str = "w1", kinds: JobKinds | None = None, **knobs: Any
+) -> AsyncIterator[None]:
+    """A worker running in this process for the block's duration; the app's kinds by default."""
     stop = asyncio.Event()
     knobs.setdefault("poll_seconds", 0.05)
-    task = asyncio.create_task(run_worker(pool, stop, worker_id=worker_id, **knobs))
+    kinds = job_kinds() if kinds is None else kinds
+    task = asyncio.create_task(run_worker(pool, stop, kinds=kinds, worker_id=worker_id, **knobs))
     try:
         yield
     finally:
@@ -189,9 +192,9 @@ async def test_two_workers_never_run_the_same_job(
         await asyncio.sleep(0.02)
         return JobOutcome()
 
-    jobs.register("test_slow", slow)
+    kinds = {"test_slow": JobKind(slow)}
     ids = [await submit(pool, account_id, campaign_id, [], kind="test_slow") for _ in range(20)]
-    async with worker(pool, "w1"), worker(pool, "w2"):
+    async with worker(pool, "w1", kinds), worker(pool, "w2", kinds):
         await until(pool, FINISHED)
     assert runs == Counter(dict.fromkeys(ids, 1))
     owners = await pool.fetchval(
@@ -211,13 +214,13 @@ async def test_failing_handler_is_retried_then_job_failed(
     async def broken(conn: Connection, ctx: Context, job: Job, payload: bytes) -> JobOutcome:
         nonlocal calls
         calls += 1
-        await jobs.insert_leads_job(conn, ctx, job, payload)  # writes, then fails: rolled back
+        await insert_leads_job(conn, ctx, job, payload)  # writes, then fails: rolled back
         raise RuntimeError("vendor file unreadable")
 
-    jobs.register("test_broken", broken)
     rows = [LeadFields(phone_numbers=[phone(7)])]
     job_id = await submit(pool, account_id, campaign_id, rows, kind="test_broken")
-    async with worker(pool, max_attempts=3, retry_seconds=0.01):
+    kinds = {"test_broken": JobKind(broken)}
+    async with worker(pool, kinds=kinds, max_attempts=3, retry_seconds=0.01):
         await until(pool, FINISHED)
     assert calls == 3
     assert await job_events(pool, job_id) == ["JobSubmitted", "JobFailed"]
@@ -239,15 +242,14 @@ async def test_graceful_stop_releases_the_lease(
         await asyncio.Event().wait()
         return JobOutcome()
 
-    jobs.register("test_hangs", hangs)
     await submit(pool, account_id, campaign_id, [], kind="test_hangs")
-    async with worker(pool, lease_seconds=3600):
+    async with worker(pool, kinds={"test_hangs": JobKind(hangs)}, lease_seconds=3600):
         await asyncio.wait_for(started.wait(), 10)
     row = await pool.fetchrow("SELECT state, attempts, lease_until <= now() AS free FROM job_queue")
     assert row is not None
     assert tuple(row) == ("running", 0, True)
-    jobs.register("test_hangs", jobs.insert_leads_job)  # the next worker can finish it
-    async with worker(pool, "w2"):
+    # The next worker can finish it.
+    async with worker(pool, "w2", {"test_hangs": JobKind(insert_leads_job)}):
         await until(pool, FINISHED)
     assert await pool.fetchval("SELECT state FROM job_queue") == "done"
 

@@ -13,7 +13,7 @@ from lead_ledger.ledger.events import LeadFields
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
-from lead_ledger.service.leads import NewLead
+from lead_ledger.service.lead_inserts import NewLead
 from lead_ledger.service.writer import Context
 from tests.factories import make_account, make_campaign
 

@@ -12,12 +12,11 @@ from lead_ledger.ledger.errors import ConcurrencyError
 from lead_ledger.ledger.events import LeadFields, LeadReassigned, LeadUpdated
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.store import read_stream
+from lead_ledger.service.lead_inserts import InsertResult, insert_leads
 from lead_ledger.service.leads import (
-    InsertResult,
     archive_leads,
     dearchive_leads,
     delete_leads,
-    insert_leads,
     update_leads,
 )
 from lead_ledger.service.phone_keys import CHUNK_LEADS

@@ -11,10 +11,10 @@ from lead_ledger.ledger import store
 from lead_ledger.ledger.database import connect
 from lead_ledger.ledger.errors import MigrationError
 from lead_ledger.ledger.migrate import Migration, migrate, shipped_migrations
-from lead_ledger.projections import shadow
 from lead_ledger.projections.base import SHADOW_SCHEMA
+from lead_ledger.projections.rebuild import shadow
 from lead_ledger.projections.registry import BY_NAME
-from lead_ledger.service import flexydial_jobs, jtel, leads, reads
+from lead_ledger.service import flexydial_jobs, jtel, lead_inserts, reads
 
 DatabaseFactory = Callable[..., Awaitable[str]]
 
@@ -139,7 +139,7 @@ async def test_key_columns_compare_bytes(database_url: str) -> None:
 CONTACTS_INDEXES = ("contacts_lookup_idx", "contacts_kind_value_idx")
 STREAM_INDEXES = ("events_stream_version_key",)
 INDEXED_LOOKUPS = [
-    (leads.SELECT_PHONE_OWNERS, (1, ["+919876543210"]), CONTACTS_INDEXES),
+    (lead_inserts.SELECT_PHONE_OWNERS, (1, ["+919876543210"]), CONTACTS_INDEXES),
     (flexydial_jobs.SELECT_MATCHES, (1, "user_data", ["a", "b"]), CONTACTS_INDEXES),
     (jtel.SELECT_BY_USER_DATA, (1, "u-1"), CONTACTS_INDEXES),
     (jtel.SELECT_FIRST_BY_USER_DATA, (1, "u-1", [2]), CONTACTS_INDEXES),

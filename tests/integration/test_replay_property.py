@@ -63,12 +63,12 @@ from lead_ledger.service.accounts import (
     update_campaign,
 )
 from lead_ledger.service.errors import Conflict, Invalid, NotFound, ServiceError
+from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.leads import (
     ArchiveCounts,
     archive_leads,
     dearchive_leads,
     delete_leads,
-    insert_leads,
     update_leads,
 )
 from lead_ledger.service.transactions import write_transaction

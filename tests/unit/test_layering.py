@@ -37,3 +37,39 @@ def test_layer_imports_point_one_way(layer: str) -> None:
         if name.startswith(FORBIDDEN[layer])
     }
     assert offenders == set()
+
+
+def _modules_importing(prefix: str) -> set[str]:
+    """Every module under lead_ledger/ importing `prefix` (or a module below it)."""
+    return {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        for name in _imports(path)
+        if name == prefix or name.startswith(f"{prefix}.")
+    }
+
+
+def test_aiohttp_only_in_api_and_the_command_line() -> None:
+    """aiohttp is the api layer's: elsewhere only the composition root (cli.py) runs the app."""
+    outside_api = {
+        module
+        for module in _modules_importing("aiohttp")
+        if not module.startswith("api/") and module != "cli.py"
+    }
+    assert outside_api == set()
+
+
+def test_live_projections_do_not_depend_on_the_rebuild() -> None:
+    """The rebuild sits above the live projections: it replays them, they never call it."""
+    offenders = {
+        module
+        for module in _modules_importing("lead_ledger.projections.rebuild")
+        if module.startswith("projections/") and not module.startswith("projections/rebuild/")
+    }
+    assert offenders == set()
+
+
+def test_job_kinds_are_chosen_by_the_composition_root_only() -> None:
+    """Which kinds a worker runs is decided where the app is built, not by what a module
+    happened to import (docs/decisions.md, "The app owns its job kinds and key workers")."""
+    assert _modules_importing("lead_ledger.service.job_kinds") == {"api/app.py"}

@@ -10,9 +10,9 @@ import asyncpg
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.projections.gate import REBUILD_LOCK_KEY
+from lead_ledger.projections.rebuild.shadow import connection
+from lead_ledger.projections.rebuild.swap import SELECT_HEAD
 from lead_ledger.projections.registry import PROJECTIONS
-from lead_ledger.projections.shadow import connection
-from lead_ledger.projections.swap import SELECT_HEAD
 
 SELECT_CHECKPOINTS: Final = "SELECT name, position, rows, rebuilt_at FROM projection_checkpoints"
 SELECT_REBUILDING: Final = """

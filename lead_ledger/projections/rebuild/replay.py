@@ -22,7 +22,7 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import SCHEMA_VERSION, DomainEvent, decode_event
 from lead_ledger.projections.base import SHADOW_SCHEMA, Pair, Projection, Row, Rows
-from lead_ledger.projections.shadow import PYTHON_STREAMS, Progress, Shadow, in_lanes
+from lead_ledger.projections.rebuild.shadow import PYTHON_STREAMS, Progress, Shadow, in_lanes
 
 _EVENT_COLUMNS: Final = (
     "position, stream_id, stream_version, type, schema_version, data, recorded_at, transaction_id"

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.projections.build import BATCH_SIZE, build_shadow
-from lead_ledger.projections.shadow import (
+from lead_ledger.projections.rebuild.build import BATCH_SIZE, build_shadow
+from lead_ledger.projections.rebuild.shadow import (
     Progress,
     RebuildError,
     RebuildReport,
@@ -32,9 +32,9 @@ from lead_ledger.projections.shadow import (
     rebuild_lock,
     select_projections,
 )
-from lead_ledger.projections.status import ProjectionStatus, status
-from lead_ledger.projections.swap import swap
-from lead_ledger.projections.verify import Difference, TableCheck, VerifyReport, verify
+from lead_ledger.projections.rebuild.status import ProjectionStatus, status
+from lead_ledger.projections.rebuild.swap import swap
+from lead_ledger.projections.rebuild.verify import Difference, TableCheck, VerifyReport, verify
 
 __all__ = [
     "BATCH_SIZE",

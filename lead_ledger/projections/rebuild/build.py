@@ -18,10 +18,15 @@ from typing import Final
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.projections.base import Projection
-from lead_ledger.projections.catch_up import catch_up
-from lead_ledger.projections.replay import copy_folded, count_left_to_python, fold_log, gc_paused
-from lead_ledger.projections.set_based import apply_set_based
-from lead_ledger.projections.shadow import (
+from lead_ledger.projections.rebuild.catch_up import catch_up
+from lead_ledger.projections.rebuild.replay import (
+    copy_folded,
+    count_left_to_python,
+    fold_log,
+    gc_paused,
+)
+from lead_ledger.projections.rebuild.set_based import apply_set_based
+from lead_ledger.projections.rebuild.shadow import (
     Progress,
     RebuildReport,
     Shadow,

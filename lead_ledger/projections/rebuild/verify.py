@@ -16,8 +16,8 @@ import asyncpg
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.projections.base import SHADOW_SCHEMA, Projection
-from lead_ledger.projections.build import BATCH_SIZE, build_shadow
-from lead_ledger.projections.shadow import (
+from lead_ledger.projections.rebuild.build import BATCH_SIZE, build_shadow
+from lead_ledger.projections.rebuild.shadow import (
     Progress,
     RebuildError,
     connections,
@@ -25,7 +25,7 @@ from lead_ledger.projections.shadow import (
     rebuild_lock,
     select_projections,
 )
-from lead_ledger.projections.swap import gate_closed
+from lead_ledger.projections.rebuild.swap import gate_closed
 
 MAX_DIFFERENCES: Final = 20
 

@@ -18,10 +18,10 @@ import asyncpg
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.projections.base import SHADOW_SCHEMA
-from lead_ledger.projections.build import BATCH_SIZE
-from lead_ledger.projections.catch_up import catch_up
 from lead_ledger.projections.gate import close_write_gate
-from lead_ledger.projections.shadow import RebuildError, Shadow, live_options
+from lead_ledger.projections.rebuild.build import BATCH_SIZE
+from lead_ledger.projections.rebuild.catch_up import catch_up
+from lead_ledger.projections.rebuild.shadow import RebuildError, Shadow, live_options
 
 TABLE_LOCK_TIMEOUT_MS: Final = 500
 PATIENT_AFTER: Final = 2  # attempts with the short table timeout before the patient ones

@@ -1,4 +1,5 @@
-"""Bulk jobs: submit (event + payload + queue row), claim with a lease, run in one transaction.
+"""A bulk job's life: submit (event + payload + queue row), claim with a lease, run in one
+transaction, then complete, fail, or go back to the queue.
 
 A job's leads, its JobCompleted, its callback outbox row and its queue row's `done` commit
 together, so a worker that dies mid-job leaves nothing behind and the job simply runs again.
@@ -8,26 +9,22 @@ it, even if the lease expires; the lease only covers the gap between claim and t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any, Final
 
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM, Actor
-from lead_ledger.ledger.events import LeadFields
 from lead_ledger.ledger.job_events import (
     CellValue,
     JobCompleted,
     JobFailed,
     JobSubmitted,
-    RejectedRow,
     stream_of_job,
 )
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.store import read_stream
-from lead_ledger.service.leads import insert_leads
+from lead_ledger.service.jobs.kinds import Job, JobKinds, JobOutcome
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, record, stream_append
 
@@ -86,50 +83,10 @@ INSERT INTO callback_outbox (job_id, account_id, url, body) VALUES ($1, $2, $3, 
 """
 
 
-class Job(msgspec.Struct, frozen=True, kw_only=True):
-    """A submitted job as a handler sees it."""
-
-    job_id: int
-    account_id: int
-    dialect: str
-    kind: str
-    campaign_id: int | None
-    received: int
-    callback_url: str | None
-    upload_ref: str | None
-    options: dict[str, CellValue]
-    attempts: int
-
-
-class JobOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    """What a handler did; `callback_body` replaces the generic callback (vendor shapes)."""
-
-    inserted: int = 0
-    updated: int = 0
-    reassigned: int = 0
-    rejected_rows: list[RejectedRow] = []
-    callback_body: dict[str, Any] | None = None
-
-
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
     job_id: int
     attempts: int
     campaign_id: int | None = None
-
-
-JobHandler = Callable[[Connection, Context, Job, bytes], Awaitable[JobOutcome]]
-# The callback body of a failed job, for dialects whose callback has a shape of its own.
-FailureBody = Callable[[Job, str], dict[str, Any]]
-HANDLERS: Final[dict[str, JobHandler]] = {}
-FAILURE_BODIES: Final[dict[str, FailureBody]] = {}
-
-
-def register(kind: str, handler: JobHandler, *, failure_body: FailureBody | None = None) -> None:
-    """Route jobs of `kind` to `handler`, which writes through the lead services; a failed
-    job's callback is `failure_body(job, error)` when given, else the generic failure body."""
-    HANDLERS[kind] = handler
-    if failure_body is not None:
-        FAILURE_BODIES[kind] = failure_body
 
 
 async def submit_job(  # noqa: PLR0913 - one keyword per JobSubmitted field
@@ -202,11 +159,13 @@ async def run_job(
     conn: Connection,
     worker_id: str,
     claim: Claim,
+    kinds: JobKinds,
     *,
     max_attempts: int = MAX_ATTEMPTS,
     retry_seconds: float = RETRY_SECONDS,
 ) -> str:
-    """Run a claimed job; returns its queue state after (done, failed, queued, or lost)."""
+    """Run a claimed job with the handler of its kind in `kinds`; returns its queue state after
+    (done, failed, queued, or lost)."""
     try:
         async with write_transaction(conn):
             if claim.campaign_id is not None:
@@ -219,18 +178,18 @@ async def run_job(
             job, ctx = await load_job(conn, claim.job_id, claim.attempts)
             if claim.attempts > max_attempts:
                 # Earlier attempts crashed their workers; do not try a poison job forever.
-                await _fail(conn, ctx, job, f"gave up after {max_attempts} attempts")
+                await _fail(conn, ctx, job, kinds, f"gave up after {max_attempts} attempts")
                 return "failed"
-            handler = HANDLERS.get(job.kind)
-            if handler is None:
-                await _fail(conn, ctx, job, f"no handler for job kind {job.kind!r}")
+            kind = kinds.get(job.kind)
+            if kind is None:
+                await _fail(conn, ctx, job, kinds, f"no handler for job kind {job.kind!r}")
                 return "failed"
             payload: bytes = await conn.fetchval(SELECT_PAYLOAD, claim.job_id)
-            outcome = await handler(conn, ctx, job, payload)
+            outcome = await kind.handler(conn, ctx, job, payload)
             await _complete(conn, ctx, job, outcome)
             return "done"
     except Exception as error:  # noqa: BLE001 - any handler error is the job's failure
-        return await _after_error(conn, worker_id, claim, error, max_attempts, retry_seconds)
+        return await _after_error(conn, worker_id, claim, kinds, error, max_attempts, retry_seconds)
 
 
 async def _complete(conn: Connection, ctx: Context, job: Job, outcome: JobOutcome) -> None:
@@ -259,9 +218,10 @@ async def _complete(conn: Connection, ctx: Context, job: Job, outcome: JobOutcom
     await _finish(conn, ctx, job, event, "done", body)
 
 
-async def _fail(conn: Connection, ctx: Context, job: Job, error: str) -> None:
+async def _fail(conn: Connection, ctx: Context, job: Job, kinds: JobKinds, error: str) -> None:
     event = JobFailed(job_id=job.job_id, error=error)
-    vendor_body = FAILURE_BODIES.get(job.kind)
+    kind = kinds.get(job.kind)
+    vendor_body = kind.failure_body if kind is not None else None
     body = (
         vendor_body(job, error)
         if vendor_body is not None
@@ -295,6 +255,7 @@ async def _after_error(
     conn: Connection,
     worker_id: str,
     claim: Claim,
+    kinds: JobKinds,
     error: Exception,
     max_attempts: int,
     retry_seconds: float,
@@ -305,147 +266,8 @@ async def _after_error(
             return "lost"
         if claim.attempts >= max_attempts:
             job, ctx = await load_job(conn, claim.job_id, claim.attempts)
-            await _fail(conn, ctx, job, f"{type(error).__name__}: {error}")
+            await _fail(conn, ctx, job, kinds, f"{type(error).__name__}: {error}")
             return "failed"
         delay = min(retry_seconds * 2 ** (claim.attempts - 1), MAX_RETRY_SECONDS)
         await conn.execute(REQUEUE, claim.job_id, worker_id, delay)
     return "queued"
-
-
-# --- reads ------------------------------------------------------------------------------------
-
-SELECT_JOB: Final = """
-SELECT j.job_id, j.kind, j.dialect, j.campaign_id, j.upload_ref, j.state, j.received,
-       j.inserted, j.updated, j.reassigned, j.rejected, j.rejected_rows, j.error,
-       j.submitted_at, j.completed_at, j.callback_url, j.callback_state, j.callback_attempts,
-       q.state AS queue_state, coalesce(q.attempts, 0) AS attempts
-FROM jobs j LEFT JOIN job_queue q USING (job_id)
-WHERE j.job_id = $1 AND j.account_id = $2
-"""
-
-
-class JobCounts(msgspec.Struct, frozen=True, kw_only=True):
-    received: int
-    inserted: int
-    updated: int
-    reassigned: int
-    rejected: int
-
-
-class JobTimings(msgspec.Struct, frozen=True, kw_only=True):
-    submitted_at: datetime
-    completed_at: datetime | None
-
-
-class CallbackAttemptView(msgspec.Struct, frozen=True, kw_only=True):
-    attempt: int
-    url: str
-    at: datetime
-    delivered: bool
-    status_code: int | None = None
-    error: str | None = None
-
-
-class CallbackView(msgspec.Struct, frozen=True, kw_only=True):
-    url: str
-    state: str  # pending | delivered | abandoned
-    attempts: list[CallbackAttemptView]
-
-
-class JobView(msgspec.Struct, frozen=True, kw_only=True):
-    """A job as the API shows it: state, counts, rejected rows, timings, callback attempts."""
-
-    job_id: int
-    kind: str
-    dialect: str
-    campaign_id: int | None
-    upload_ref: str | None
-    state: str  # queued | running | done | failed
-    attempts: int
-    counts: JobCounts
-    rejected_rows: list[RejectedRow]
-    error: str | None
-    timings: JobTimings
-    callback: CallbackView | None
-
-
-async def get_job(conn: Connection, account_id: int, job_id: int) -> JobView | None:
-    """The account's job, or None (a job of another account is a missing one)."""
-    row = await conn.fetchrow(SELECT_JOB, job_id, account_id)
-    if row is None:
-        return None
-    state = row["state"]
-    if state == "queued" and row["queue_state"] == "running":
-        state = "running"  # the log knows submitted and finished; the queue knows running
-    callback = None
-    if row["callback_url"]:
-        callback = CallbackView(
-            url=row["callback_url"],
-            state=row["callback_state"] or "pending",
-            attempts=msgspec.json.decode(row["callback_attempts"], type=list[CallbackAttemptView]),
-        )
-    return JobView(
-        job_id=row["job_id"],
-        kind=row["kind"],
-        dialect=row["dialect"],
-        campaign_id=row["campaign_id"],
-        upload_ref=row["upload_ref"],
-        state=state,
-        attempts=row["attempts"],
-        counts=JobCounts(
-            received=row["received"],
-            inserted=row["inserted"],
-            updated=row["updated"],
-            reassigned=row["reassigned"],
-            rejected=row["rejected"],
-        ),
-        rejected_rows=msgspec.json.decode(row["rejected_rows"], type=list[RejectedRow]),
-        error=row["error"],
-        timings=JobTimings(submitted_at=row["submitted_at"], completed_at=row["completed_at"]),
-        callback=callback,
-    )
-
-
-# --- the built-in kind "insert_leads" (tests, and dialects whose rows are already canonical) ---
-
-
-class InsertLeadsPayload(msgspec.Struct, frozen=True, kw_only=True):
-    campaign_id: int
-    check_duplicates: bool = True
-    rows: list[LeadFields] = []
-
-
-DUPLICATE: Final = "duplicate phone number in campaign"
-NO_PHONE: Final = "a lead needs at least one phone number"
-
-
-async def insert_leads_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -> JobOutcome:
-    """Insert the rows; rows without a phone and duplicates become rejected rows."""
-    request = msgspec.json.decode(payload, type=InsertLeadsPayload)
-    numbered = list(enumerate(request.rows, start=1))
-    valid = [(n, row) for n, row in numbered if row.phone_numbers]
-    rejected = {n: NO_PHONE for n, row in numbered if not row.phone_numbers}
-    result = await insert_leads(
-        conn,
-        ctx,
-        account_id=job.account_id,
-        campaign_id=request.campaign_id,
-        rows=[row for _, row in valid],
-        check_duplicates=request.check_duplicates,
-    )
-    rejected |= {valid[i][0]: DUPLICATE for i in result.duplicates}
-    rows = dict(numbered)
-    return JobOutcome(
-        inserted=len(result.inserted),
-        rejected_rows=[
-            RejectedRow(
-                row_number=n,
-                row={"phone_numbers": ", ".join(rows[n].phone_numbers)},
-                description=reason,
-            )
-            for n, reason in sorted(rejected.items())
-        ],
-    )
-
-
-register("insert_leads", insert_leads_job)

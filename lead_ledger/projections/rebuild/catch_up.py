@@ -14,8 +14,8 @@ from typing import Final
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.projections.base import SHADOW_SCHEMA, Rows
-from lead_ledger.projections.replay import SELECT_STREAMS, decode_records
-from lead_ledger.projections.shadow import Shadow
+from lead_ledger.projections.rebuild.replay import SELECT_STREAMS, decode_records
+from lead_ledger.projections.rebuild.shadow import Shadow
 
 # The feed from (xid, position) on; `$3` drops the visibility fence, for the final catch-up
 # under the write gate and the events lock, when no writer can be in flight.

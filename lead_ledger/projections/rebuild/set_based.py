@@ -32,7 +32,7 @@ from lead_ledger.projections.lead_rows_sql import (
     write_leads_and_contacts_sql,
     write_leads_sql,
 )
-from lead_ledger.projections.shadow import PYTHON_STREAMS, Progress, Shadow, in_lanes
+from lead_ledger.projections.rebuild.shadow import PYTHON_STREAMS, Progress, Shadow, in_lanes
 
 SQL_TYPES: Final = sorted(t.__name__ for t in (LeadInserted, LeadUpdated, LeadReassigned))
 PYTHON_ONLY_TYPES: Final = sorted(

@@ -1,0 +1,32 @@
+"""Every job kind the app runs, in one place, bound to the key workers the app owns.
+
+Built by the composition root (`create_app`, a worker script) and handed to the job worker, so
+which kinds exist is read here rather than pieced together from whatever modules happen to have
+been imported; a test builds its own mapping with the kinds it needs.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from lead_ledger.service import flexydial_jobs, ozonetel_bulk
+from lead_ledger.service.jobs import JobKind, JobKinds, insert_leads_kind
+from lead_ledger.service.key_workers import KeyWorkers
+
+
+def job_kinds(key_workers: KeyWorkers | None = None) -> JobKinds:
+    """The kinds `serve`'s worker runs; the ones that insert large batches compute their phone
+    keys in `key_workers` (in process without them)."""
+    return {
+        insert_leads_kind.KIND: JobKind(
+            partial(insert_leads_kind.insert_leads_job, key_workers=key_workers)
+        ),
+        flexydial_jobs.INSERT_KIND: JobKind(
+            partial(flexydial_jobs.insert_job, key_workers=key_workers)
+        ),
+        flexydial_jobs.UPDATE_KIND: JobKind(flexydial_jobs.update_job),
+        ozonetel_bulk.KIND: JobKind(
+            partial(ozonetel_bulk.run_upload, key_workers=key_workers),
+            failure_body=ozonetel_bulk.failure_body,
+        ),
+    }

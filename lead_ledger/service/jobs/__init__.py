@@ -1,0 +1,50 @@
+"""Bulk jobs: a job's life from submit to done (`lifecycle`), the handler contract and the
+registry of kinds (`kinds`), the API's view of a job (`views`), and the built-in kind
+`insert_leads` (`insert_leads_kind`). The names dialects use are re-exported here.
+
+Which kinds a worker runs is decided where the app is composed (`service.job_kinds`), not here:
+this package registers nothing.
+"""
+
+from lead_ledger.service.jobs.kinds import (
+    FailureBody,
+    Job,
+    JobHandler,
+    JobKind,
+    JobKinds,
+    JobOutcome,
+)
+from lead_ledger.service.jobs.lifecycle import (
+    CALLBACK_CHANNEL,
+    CHANNEL,
+    MAX_ATTEMPTS,
+    RETRY_SECONDS,
+    Claim,
+    claim_next,
+    load_job,
+    release,
+    run_job,
+    submit_job,
+)
+from lead_ledger.service.jobs.views import JobView, get_job
+
+__all__ = [
+    "CALLBACK_CHANNEL",
+    "CHANNEL",
+    "MAX_ATTEMPTS",
+    "RETRY_SECONDS",
+    "Claim",
+    "FailureBody",
+    "Job",
+    "JobHandler",
+    "JobKind",
+    "JobKinds",
+    "JobOutcome",
+    "JobView",
+    "claim_next",
+    "get_job",
+    "load_job",
+    "release",
+    "run_job",
+    "submit_job",
+]

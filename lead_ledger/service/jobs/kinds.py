@@ -1,0 +1,60 @@
+"""What a job handler sees and returns, and the registry of kinds a job worker runs.
+
+The registry is a plain mapping built where the app is composed (`service.job_kinds`) and
+handed to the worker: importing a dialect's module registers nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.job_events import CellValue, RejectedRow
+from lead_ledger.service.writer import Context
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """A submitted job as a handler sees it."""
+
+    job_id: int
+    account_id: int
+    dialect: str
+    kind: str
+    campaign_id: int | None
+    received: int
+    callback_url: str | None
+    upload_ref: str | None
+    options: dict[str, CellValue]
+    attempts: int
+
+
+class JobOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What a handler did; `callback_body` replaces the generic callback (vendor shapes)."""
+
+    inserted: int = 0
+    updated: int = 0
+    reassigned: int = 0
+    rejected_rows: list[RejectedRow] = []
+    callback_body: dict[str, Any] | None = None
+
+
+JobHandler = Callable[[Connection, Context, Job, bytes], Awaitable[JobOutcome]]
+# The callback body of a failed job, for dialects whose callback has a shape of its own.
+FailureBody = Callable[[Job, str], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobKind:
+    """How jobs of one kind run: `handler` writes through the lead services; a failed job's
+    callback is `failure_body(job, error)` when given, else the generic failure body."""
+
+    handler: JobHandler
+    failure_body: FailureBody | None = None
+
+
+# Job kind name -> how its jobs run. A job of a kind missing here fails ("no handler").
+JobKinds = Mapping[str, JobKind]
