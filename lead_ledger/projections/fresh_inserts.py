@@ -25,7 +25,8 @@ SQL_FROM: Final = 256
 # The projections the statement writes: it must write every view that handles LeadInserted.
 WRITES: Final = frozenset({"leads", "contacts"})
 
-# A new lead's row: the event's own fields, version 1, entered and modified when recorded.
+# A new lead's row: the event's own fields, version 1, entered and modified when recorded
+# (row_times.entered of a LeadInserted).
 _FRESH_LEADS: Final = """
 WITH final AS (
     SELECT (data->>'lead_id')::bigint AS lead_id,

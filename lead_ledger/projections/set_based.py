@@ -27,6 +27,7 @@ from lead_ledger.ledger.events import (
     LeadReassigned,
     LeadUpdated,
 )
+from lead_ledger.ledger.row_times import MODIFYING
 from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.lead_rows_sql import (
     write_leads_and_contacts_sql,
@@ -35,6 +36,10 @@ from lead_ledger.projections.lead_rows_sql import (
 from lead_ledger.projections.shadow import PYTHON_STREAMS, Progress, Shadow, in_lanes
 
 SQL_TYPES: Final = sorted(t.__name__ for t in (LeadInserted, LeadUpdated, LeadReassigned))
+# The statements take a row's entry_at from its LeadInserted and its modified_at from its last
+# event; that is the rule of row_times.py only while every type they apply moves modified_at.
+if not {LeadInserted, LeadUpdated, LeadReassigned} <= MODIFYING:
+    raise RuntimeError("set_based.py takes modified_at from events that do not move it")
 PYTHON_ONLY_TYPES: Final = sorted(
     t.__name__ for t in LEAD_EVENT_TYPES if t.__name__ not in SQL_TYPES
 )
