@@ -17,14 +17,17 @@ import msgspec
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor, EventMetadata, RecordedEvent
 from lead_ledger.ledger.events import (
+    CredentialIssued,
     FieldValue,
     LeadEvent,
     LeadFields,
     LeadInserted,
     LeadReassigned,
     LeadUpdated,
+    UserCreated,
     decode_event,
     stream_of_lead,
+    tag_of,
 )
 from lead_ledger.ledger.feed import FeedEntry, feed_entry
 from lead_ledger.ledger.lead import LeadError, evolve
@@ -88,7 +91,12 @@ LIMIT $8
 # Secret verifiers stay in the log (credentials and users are rebuilt from it) but are never
 # shown through the API: a password hash can be brute-forced offline, and a key hash is what
 # the credential lookup matches on. A new event that carries a secret must be listed here.
-REDACTED_FIELDS: Final = {"CredentialIssued": ("key_sha256",), "UserCreated": ("password_hash",)}
+REDACTED_FIELDS: Final = {
+    tag_of(CredentialIssued): ("key_sha256",),
+    tag_of(UserCreated): ("password_hash",),
+}
+# The stored types of the events that carry a field-level diff.
+_DIFF_TYPES: Final = (tag_of(LeadUpdated), tag_of(LeadReassigned))
 
 
 class UnknownCampaignError(LookupError):
@@ -329,7 +337,7 @@ def shown_data(event_type: str, data: bytes) -> bytes:
 
 
 def _changes(recorded: RecordedEvent) -> dict[str, Change] | None:
-    if recorded.type not in ("LeadUpdated", "LeadReassigned"):
+    if recorded.type not in _DIFF_TYPES:
         return None
     event = _lead_event(recorded)
     if isinstance(event, LeadUpdated):
