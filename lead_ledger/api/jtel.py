@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, assert_never
 
 import msgspec
 import structlog
@@ -157,7 +157,14 @@ def _value(spec: jtel.FieldSpec, value: object) -> ExtraValue:
                 raise _invalid(
                     spec.name, "a datetime like 2020-01-01T00:00:00 is required"
                 ) from None
-    # Text: Jackson binds a JSON integer to a String field, so do we.
+        case "text" | "phone":
+            return _text(spec, value)
+        case _:
+            assert_never(spec.kind)
+
+
+def _text(spec: jtel.FieldSpec, value: object) -> str:
+    # Jackson binds a JSON integer to a String field, so do we.
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _invalid(spec.name, "a string is required")
     text = str(value)
