@@ -39,7 +39,9 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_d
 
 
 class LeadFields(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """The canonical lead: every dialect maps its names onto these (docs/mapping.md)."""
+    """The canonical lead: every dialect maps its names onto these (the native API uses them
+    as they are; docs/ozonetel.md, docs/jtel.md and docs/vicidial.md have a field mapping table,
+    docs/bulk-validation.md the Flexydial and Ozonetel upload columns)."""
 
     phone_numbers: list[str] = []
     name: str | None = None

@@ -48,11 +48,6 @@ def fields_row(fields: LeadFields) -> Row:
     return msgspec.structs.asdict(fields)  # every field, in declaration order (C, not a loop)
 
 
-def row_fields(row: Row) -> LeadFields:
-    """The LeadFields a lead or archive row holds (for comparisons and API output)."""
-    return LeadFields(**{name: row[name] for name in FIELD_NAMES})
-
-
 def _column_value(field: str, value: FieldValue) -> object:
     # Diffs travel as JSON: an expiry comes back as ISO text and must be a timestamp again.
     if field == "expires_at" and isinstance(value, str):
