@@ -8,12 +8,12 @@ time it was recorded, even when it changes nothing. Archive bookkeeping (LeadArc
 LeadArchiveSynced, LeadArchiveRemoved) moves the version but not the times, and a LeadDeleted
 ends the live row.
 
-The Python fold of the leads view applies `entered` and `changed`, the as-of read `times_after`
-(which is the two together). The SQL that
-computes rows on the server (`projections/lead_rows_sql.py` and the statements that feed it)
-cannot call Python; it applies only LeadInserted, LeadUpdated and LeadReassigned, every one of
-which sets `modified_at`, and `set_based.py` refuses to import should that stop being true. The
-integration test tests/integration/test_row_times.py holds both SQL paths to this function on a
+The Python fold of the leads view applies `entered` and `changed`; the as-of read applies
+`times_after`, which is the two together. The SQL that computes rows on the server
+(`projections/lead_rows_sql.py` and the statements that feed it, in `set_based.py` and
+`fresh_inserts.py`) cannot call Python: it applies only LeadInserted, LeadUpdated and
+LeadReassigned, each of which sets `modified_at`, and `set_based.py` refuses to import should
+that stop being true. tests/integration/test_row_times.py holds both SQL paths to this rule on a
 real database.
 """
 
@@ -40,7 +40,7 @@ class LeadTimes(NamedTuple):
     modified_at: datetime
 
 
-# The lead events after which the lead is live with its fields changed (or not), and its row kept.
+# The lead events that keep a live row (changing its fields or not).
 Change: TypeAlias = (
     LeadUpdated | LeadReassigned | LeadArchived | LeadArchiveSynced | LeadArchiveRemoved
 )

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import msgspec
 import msgspec.inspect as mi
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lead_ledger.ledger import events, job_events
@@ -80,6 +80,7 @@ def _recorded(event: DomainEvent) -> RecordedEvent:
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.__name__)
+@settings(deadline=None)  # a shared, busy machine must not turn a slow draw into a failure
 @given(data=st.data())
 def test_every_event_type_round_trips(event_type: type[DomainEvent], data: st.DataObject) -> None:
     """encode_event then decode_event gives the same event back, stored under its tag."""
