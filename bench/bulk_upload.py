@@ -37,6 +37,7 @@ import openpyxl
 from aiohttp import web
 
 from lead_ledger.ledger.database import connect
+from lead_ledger.ledger.events import LeadInserted, tag_of
 from lead_ledger.service import accounts
 
 if TYPE_CHECKING:
@@ -84,9 +85,9 @@ OZONETEL_PATH: Final = "/endpoint/dailer/data/bulk/upload"
 FLEXYDIAL_PATH: Final = "/api/bulkphonebookupload/v1/"
 HEADER: Final = ("PhoneNumber", "Name", "City", "CustomerId")
 CITIES: Final = ("Mumbai", "Bengaluru", "Chennai", "Pune", "Delhi", "Kolkata")
-SELECT_CAMPAIGN_EVENTS: Final = """
+SELECT_CAMPAIGN_EVENTS: Final = f"""
 SELECT event_id, stream_id, stream_version, account_id, type, schema_version, data, metadata
-FROM events WHERE type = 'LeadInserted' AND (data->>'campaign_id')::bigint = $1
+FROM events WHERE type = '{tag_of(LeadInserted)}' AND (data->>'campaign_id')::bigint = $1
 """
 COUNT_LEADS: Final = """
 SELECT count(*) FROM leads l JOIN campaigns c USING (campaign_id) WHERE c.name = $1

@@ -87,7 +87,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911 
             return asyncio.run(cli_projections.run(args, settings))
         case "admin" | "demo":
             return asyncio.run(cli_admin.run(args, settings))
-    return 2
+        case _:  # argparse's own text, not a union: it admits no other command
+            return 2
 
 
 def _database_url(settings: Settings, *, keep_running: bool = False) -> str:

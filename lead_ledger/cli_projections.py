@@ -61,6 +61,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 return await _rebuild(pool, console, args.names)
             case "verify":
                 return await _verify(pool, console, args.names)
+            case _:  # argparse's own text, not a union: it admits no other command
+                return 2
     except projections.RebuildError as error:
         Console(stderr=True, soft_wrap=True).print(
             f"lead-ledger: {error}", style="red", highlight=False
@@ -68,7 +70,6 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     finally:
         await pool.close()
-    return 2
 
 
 class EventsPerSecondColumn(ProgressColumn):

@@ -95,7 +95,8 @@ def _translate(refusal: Exception) -> web.Response | None:
             return problem(404, str(refusal))
         case Conflict():
             return problem(409, str(refusal))
-    return None
+        case _:
+            return None
 
 
 ADMIN: Final = Dialect(

@@ -4,7 +4,7 @@ validation (each 400 names the field), and its records' shapes."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, assert_never
 
 import msgspec
 from aiohttp import web
@@ -89,7 +89,14 @@ def _value(spec: jtel.FieldSpec, value: object) -> ExtraValue:
                 raise invalid(
                     spec.name, "a datetime like 2020-01-01T00:00:00 is required"
                 ) from None
-    # Text: Jackson binds a JSON integer to a String field, so do we.
+        case "text" | "phone":
+            return _text(spec, value)
+        case _:
+            assert_never(spec.kind)
+
+
+def _text(spec: jtel.FieldSpec, value: object) -> str:
+    # Jackson binds a JSON integer to a String field, so do we.
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise invalid(spec.name, "a string is required")
     text = str(value)

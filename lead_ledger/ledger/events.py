@@ -39,7 +39,9 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_d
 
 
 class LeadFields(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """The canonical lead: every dialect maps its names onto these (docs/mapping.md)."""
+    """The canonical lead: every dialect maps its names onto these (the native API uses them
+    as they are; docs/ozonetel.md, docs/jtel.md and docs/vicidial.md have a field mapping table,
+    docs/bulk-validation.md the Flexydial and Ozonetel upload columns)."""
 
     phone_numbers: list[str] = []
     name: str | None = None
@@ -288,6 +290,26 @@ AccountEvent: TypeAlias = (
 
 DomainEvent: TypeAlias = LeadEvent | AccountEvent | LeadRejected | JobEvent
 LEAD_EVENT_TYPES: Final = typing.get_args(LeadEvent)
+EVENT_TYPES: Final[tuple[type[DomainEvent], ...]] = typing.get_args(DomainEvent)
+
+
+def _tag(event_type: type[DomainEvent]) -> str:
+    tag = event_type.__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"{event_type.__name__} has no text tag")
+    return tag
+
+
+# The stored `type` of each event is its msgspec tag, the same text as the body's "type" field,
+# never the class name: a class can be renamed, a stored type cannot. (Every tag equals its
+# class name today; tests/unit/test_event_codec.py holds them to that so neither drifts.)
+EVENT_TAGS: Final[dict[type[DomainEvent], str]] = {t: _tag(t) for t in EVENT_TYPES}
+
+
+def tag_of(event_type: type[DomainEvent]) -> str:
+    """The text an event of this type is stored under (the `type` column and the body's tag)."""
+    return EVENT_TAGS[event_type]
+
 
 # Built once: decoding dispatches on the "type" tag inside the body.
 _DECODER: Final = msgspec.json.Decoder(DomainEvent)
@@ -298,7 +320,7 @@ SCHEMA_VERSION: Final = 1
 def encode_event(event: DomainEvent, event_id: uuid.UUID) -> NewEvent:
     return NewEvent(
         event_id=event_id,
-        type=type(event).__name__,
+        type=EVENT_TAGS[type(event)],
         data=_ENCODER.encode(event),
         schema_version=SCHEMA_VERSION,
     )

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import assert_never
 
 import msgspec
 
 from lead_ledger.ledger.events import (
     FIELD_NAMES,
+    LEAD_EVENT_TYPES,
     FieldChange,
     FieldValue,
     LeadArchived,
@@ -59,6 +61,10 @@ class LeadError(ValueError):
 
 def evolve(state: LeadState | None, event: LeadEvent) -> LeadState:  # noqa: PLR0911
     """The state after one more event. Versions count events, so they match the stream's."""
+    if not isinstance(event, LEAD_EVENT_TYPES):
+        # Typed away, yet a caller that read another stream's event through a cast must get a
+        # refusal like any other, not a fold of the wrong thing.
+        raise LeadError(f"unknown lead event {type(event).__name__}")
     if isinstance(event, LeadInserted):
         return LeadState(
             lead_id=event.lead_id,
@@ -95,7 +101,8 @@ def evolve(state: LeadState | None, event: LeadEvent) -> LeadState:  # noqa: PLR
             )
         case LeadArchiveRemoved():
             return msgspec.structs.replace(state, version=version, archive=None)
-    raise LeadError(f"unknown lead event {type(event).__name__}")
+        case _:
+            assert_never(event)
 
 
 def fold(events: Iterable[LeadEvent], state: LeadState | None = None) -> LeadState | None:

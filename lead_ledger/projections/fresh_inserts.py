@@ -17,7 +17,7 @@ from typing import Final
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
-from lead_ledger.ledger.events import SCHEMA_VERSION, LeadInserted
+from lead_ledger.ledger.events import SCHEMA_VERSION, LeadInserted, tag_of
 from lead_ledger.projections.lead_rows_sql import write_leads_and_contacts_sql
 
 # Below this, the Python fold's few rows cost less than the statement's planning and round trips.
@@ -25,7 +25,8 @@ SQL_FROM: Final = 256
 # The projections the statement writes: it must write every view that handles LeadInserted.
 WRITES: Final = frozenset({"leads", "contacts"})
 
-# A new lead's row: the event's own fields, version 1, entered and modified when recorded.
+# A new lead's row: the event's own fields, version 1, entered and modified when recorded
+# (row_times.entered of a LeadInserted).
 _FRESH_LEADS: Final = """
 WITH final AS (
     SELECT (data->>'lead_id')::bigint AS lead_id,
@@ -44,11 +45,12 @@ APPLY_FRESH_LEADS: Final = write_leads_and_contacts_sql(_FRESH_LEADS, "public")
 # caller's time zone setting is put back for the rest of its transaction.
 USE_UTC: Final = "SELECT current_setting('TimeZone'), set_config('TimeZone', 'UTC', true)"
 RESTORE_TIME_ZONE: Final = "SELECT set_config('TimeZone', $1, true)"
+_INSERTED: Final = tag_of(LeadInserted)
 
 
 def _is_fresh_insert(event: RecordedEvent) -> bool:
     return (
-        event.type == LeadInserted.__name__
+        event.type == _INSERTED
         and event.stream_version == 1
         and event.schema_version == SCHEMA_VERSION
     )

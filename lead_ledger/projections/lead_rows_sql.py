@@ -55,6 +55,7 @@ _LEAD_VALUES: Final = {
     "version": "version",
     "dedupe_keys": text_array("dedupe_keys"),
     **{name: _field_sql(_FIELDS[name]) for name in FIELD_NAMES},
+    # As the `final` CTE computes them, by the rule of ledger/row_times.py.
     "entry_at": "entry_at",
     "modified_at": "modified_at",
 }

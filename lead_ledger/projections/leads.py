@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Final
+from typing import ClassVar, Final, assert_never
 
 import msgspec
 
@@ -16,12 +16,14 @@ from lead_ledger.ledger.events import (
     LeadArchiveRemoved,
     LeadArchiveSynced,
     LeadDeleted,
+    LeadEvent,
     LeadFields,
     LeadInserted,
     LeadReassigned,
     LeadRestored,
     LeadUpdated,
 )
+from lead_ledger.ledger.row_times import LeadTimes, changed, entered
 from lead_ledger.projections.base import Projection, Row, Rows
 
 LEAD_META: Final = ("lead_id", "account_id", "campaign_id", "version")
@@ -44,11 +46,6 @@ _LEAD_EVENTS: Final = frozenset(
 
 def fields_row(fields: LeadFields) -> Row:
     return msgspec.structs.asdict(fields)  # every field, in declaration order (C, not a loop)
-
-
-def row_fields(row: Row) -> LeadFields:
-    """The LeadFields a lead or archive row holds (for comparisons and API output)."""
-    return LeadFields(**{name: row[name] for name in FIELD_NAMES})
 
 
 def _column_value(field: str, value: FieldValue) -> object:
@@ -77,10 +74,13 @@ class LeadsProjection(Projection):
         return _lead_id(event), isinstance(event, LeadInserted)
 
     def fold(self, rows: Rows, recorded: RecordedEvent, event: DomainEvent) -> None:
-        at = recorded.recorded_at
+        if not isinstance(event, LeadEvent):
+            return  # not a lead event: `handles` keeps these away
         version = recorded.stream_version
         match event:
-            case LeadInserted():
+            case LeadInserted() | LeadRestored():
+                fields = event.fields if isinstance(event, LeadInserted) else event.snapshot
+                times = entered(event, recorded.recorded_at)
                 rows.put(
                     event.lead_id,
                     {
@@ -89,23 +89,9 @@ class LeadsProjection(Projection):
                         "campaign_id": event.campaign_id,
                         "version": version,
                         "dedupe_keys": event.dedupe_keys,
-                        **fields_row(event.fields),
-                        "entry_at": at,
-                        "modified_at": at,
-                    },
-                )
-            case LeadRestored():
-                rows.put(
-                    event.lead_id,
-                    {
-                        "lead_id": event.lead_id,
-                        "account_id": event.account_id,
-                        "campaign_id": event.campaign_id,
-                        "version": version,
-                        "dedupe_keys": event.dedupe_keys,
-                        **fields_row(event.snapshot),
-                        "entry_at": event.entry_at or at,
-                        "modified_at": at,
+                        **fields_row(fields),
+                        "entry_at": times.entry_at,
+                        "modified_at": times.modified_at,
                     },
                 )
             case LeadDeleted():
@@ -115,7 +101,7 @@ class LeadsProjection(Projection):
                 | LeadReassigned()
                 | LeadArchived()
                 | LeadArchiveSynced()
-                | (LeadArchiveRemoved())
+                | LeadArchiveRemoved()
             ):
                 row = rows.get(event.lead_id)
                 if row is None:
@@ -126,11 +112,15 @@ class LeadsProjection(Projection):
                         row[change.field] = _column_value(change.field, change.new)
                     if event.dedupe_keys is not None:
                         row["dedupe_keys"] = event.dedupe_keys
-                    row["modified_at"] = at
                 elif isinstance(event, LeadReassigned):
                     row["agent"] = event.to_agent
-                    row["modified_at"] = at
+                times = changed(
+                    LeadTimes(row["entry_at"], row["modified_at"]), event, recorded.recorded_at
+                )
+                row["entry_at"], row["modified_at"] = times
                 rows.put(event.lead_id, row)
+            case _:
+                assert_never(event)
 
 
 class ArchiveProjection(Projection):
@@ -147,6 +137,8 @@ class ArchiveProjection(Projection):
         return _lead_id(event), False
 
     def fold(self, rows: Rows, recorded: RecordedEvent, event: DomainEvent) -> None:
+        if not isinstance(event, LeadEvent):
+            return  # not a lead event: `handles` keeps these away
         match event:
             case LeadArchived() | LeadArchiveSynced():
                 rows.put(
@@ -167,6 +159,10 @@ class ArchiveProjection(Projection):
                 )
             case LeadArchiveRemoved():
                 rows.drop(event.lead_id)
+            case LeadInserted() | LeadUpdated() | LeadReassigned() | LeadDeleted() | LeadRestored():
+                pass  # the live lead's life leaves its archive copy as it was
+            case _:
+                assert_never(event)
 
 
 class ContactsProjection(Projection):
@@ -184,6 +180,8 @@ class ContactsProjection(Projection):
         return _lead_id(event), isinstance(event, LeadInserted)
 
     def fold(self, rows: Rows, _recorded: RecordedEvent, event: DomainEvent) -> None:
+        if not isinstance(event, LeadEvent):
+            return  # not a lead event: `handles` keeps these away
         match event:
             case LeadInserted():
                 rows.set_group(
@@ -204,6 +202,10 @@ class ContactsProjection(Projection):
                 if not group:
                     return
                 rows.set_group(event.lead_id, _updated_contacts(group, event))
+            case LeadReassigned() | LeadArchived() | LeadArchiveSynced() | LeadArchiveRemoved():
+                pass  # no contact changes: an agent is not a contact, an archive copy not live
+            case _:
+                assert_never(event)
 
 
 def contact_rows(

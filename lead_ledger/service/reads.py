@@ -17,19 +17,22 @@ import msgspec
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor, EventMetadata, RecordedEvent
 from lead_ledger.ledger.events import (
+    CredentialIssued,
     FieldValue,
     LeadEvent,
     LeadFields,
     LeadInserted,
     LeadReassigned,
-    LeadRestored,
     LeadUpdated,
+    UserCreated,
     decode_event,
     stream_of_lead,
+    tag_of,
 )
 from lead_ledger.ledger.feed import FeedEntry, feed_entry
 from lead_ledger.ledger.lead import LeadError, evolve
 from lead_ledger.ledger.phones import dedupe_key
+from lead_ledger.ledger.row_times import times_after
 from lead_ledger.ledger.store import read_feed, read_stream
 from lead_ledger.projections.leads import LEAD_COLUMNS
 
@@ -88,7 +91,12 @@ LIMIT $8
 # Secret verifiers stay in the log (credentials and users are rebuilt from it) but are never
 # shown through the API: a password hash can be brute-forced offline, and a key hash is what
 # the credential lookup matches on. A new event that carries a secret must be listed here.
-REDACTED_FIELDS: Final = {"CredentialIssued": ("key_sha256",), "UserCreated": ("password_hash",)}
+REDACTED_FIELDS: Final = {
+    tag_of(CredentialIssued): ("key_sha256",),
+    tag_of(UserCreated): ("password_hash",),
+}
+# The stored types of the events that carry a field-level diff.
+_DIFF_TYPES: Final = (tag_of(LeadUpdated), tag_of(LeadReassigned))
 
 
 class UnknownCampaignError(LookupError):
@@ -223,25 +231,20 @@ async def lead_as_of(
     if version is not None and (not events or events[-1].stream_version < version):
         return None  # that version was never reached
     state = None
-    entry_at = modified_at = None
+    times = None
     try:
         for recorded in events:
             event = _lead_event(recorded)
             if event is None:
                 return None
             state = evolve(state, event)
-            # The same times the leads projection keeps, so a past view reads like a current one.
-            if isinstance(event, LeadInserted):
-                entry_at = recorded.recorded_at
-            elif isinstance(event, LeadRestored):
-                entry_at = event.entry_at or recorded.recorded_at
-            if isinstance(event, LeadInserted | LeadUpdated | LeadReassigned | LeadRestored):
-                modified_at = recorded.recorded_at
+            # The rule the leads projection keeps, so a past view reads like a current one.
+            times = times_after(times, event, recorded.recorded_at)
     except LeadError:
         return None  # a stream that does not fold is not a lead we can show
     if state is None or state.fields is None or state.account_id != account_id:
         return None
-    if entry_at is None or modified_at is None:
+    if times is None:
         return None
     return LeadView(
         **msgspec.structs.asdict(state.fields),
@@ -250,8 +253,8 @@ async def lead_as_of(
         campaign_id=state.campaign_id,
         version=state.version,
         dedupe_keys=state.dedupe_keys,
-        entry_at=entry_at,
-        modified_at=modified_at,
+        entry_at=times.entry_at,
+        modified_at=times.modified_at,
     )
 
 
@@ -334,7 +337,7 @@ def shown_data(event_type: str, data: bytes) -> bytes:
 
 
 def _changes(recorded: RecordedEvent) -> dict[str, Change] | None:
-    if recorded.type not in ("LeadUpdated", "LeadReassigned"):
+    if recorded.type not in _DIFF_TYPES:
         return None
     event = _lead_event(recorded)
     if isinstance(event, LeadUpdated):

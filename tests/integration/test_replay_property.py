@@ -167,6 +167,8 @@ async def run_command(
                         ).events
                     ),
                 )
+            case _:
+                pytest.fail(f"no such command: {command!r}")
     except LeadError:
         pass  # not live / not archived: the service would refuse it and record nothing
 

@@ -62,4 +62,3 @@ async def catch_up(conn: Connection, shadow: Shadow, *, final: bool, batch: int)
                 shadow.report.rows[p.name] = shadow.report.rows.get(p.name, 0) + after - before
         await conn.execute("SET LOCAL search_path = public")
         return len(feed)
-    return 0  # pragma: no cover - the context manager above always returns

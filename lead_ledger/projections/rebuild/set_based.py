@@ -26,7 +26,9 @@ from lead_ledger.ledger.events import (
     LeadInserted,
     LeadReassigned,
     LeadUpdated,
+    tag_of,
 )
+from lead_ledger.ledger.row_times import MODIFYING
 from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.lead_rows_sql import (
     write_leads_and_contacts_sql,
@@ -34,10 +36,16 @@ from lead_ledger.projections.lead_rows_sql import (
 )
 from lead_ledger.projections.rebuild.shadow import PYTHON_STREAMS, Progress, Shadow, in_lanes
 
-SQL_TYPES: Final = sorted(t.__name__ for t in (LeadInserted, LeadUpdated, LeadReassigned))
-PYTHON_ONLY_TYPES: Final = sorted(
-    t.__name__ for t in LEAD_EVENT_TYPES if t.__name__ not in SQL_TYPES
-)
+# Stored types are event tags (events.tag_of); the SQL below names these three inline.
+_INSERTED: Final = tag_of(LeadInserted)
+_UPDATED: Final = tag_of(LeadUpdated)
+_REASSIGNED: Final = tag_of(LeadReassigned)
+SQL_TYPES: Final = sorted((_INSERTED, _UPDATED, _REASSIGNED))
+# The statements take a row's entry_at from its LeadInserted and its modified_at from its last
+# event; that is the rule of row_times.py only while every type they apply moves modified_at.
+if not {LeadInserted, LeadUpdated, LeadReassigned} <= MODIFYING:
+    raise RuntimeError("set_based.py takes modified_at from events that do not move it")
+PYTHON_ONLY_TYPES: Final = sorted(tag_of(t) for t in LEAD_EVENT_TYPES if tag_of(t) not in SQL_TYPES)
 
 # Per transaction of the SQL path: room to hash the changed streams and the streams left to
 # Python; UTC so that an expiry written without an offset reads the same wherever this runs;
@@ -56,7 +64,7 @@ WITH left_to_python AS (
     WHERE transaction_id < $1
       AND (type = ANY($2::text[])
            OR (type = ANY($3::text[]) AND schema_version <> $4)
-           OR (type = 'LeadInserted'
+           OR (type = '{_INSERTED}'
                AND (stream_version <> 1 OR jsonb_array_length(data->'dedupe_keys') = 0)))
     RETURNING stream_id
 )
@@ -77,7 +85,7 @@ _OF_PARTITION: Final = f"""transaction_id < $1
 _FINAL_LEADS: Final = f"""
 WITH inserted AS (
     SELECT stream_id, stream_version, data, recorded_at FROM events
-    WHERE type = 'LeadInserted' AND {_OF_PARTITION}
+    WHERE type = '{_INSERTED}' AND {_OF_PARTITION}
 ), changed AS (
     SELECT e.stream_id, max(e.stream_version) AS version,
            (array_agg(e.recorded_at ORDER BY e.stream_version DESC))[1] AS modified_at,
@@ -89,11 +97,11 @@ WITH inserted AS (
     LEFT JOIN LATERAL (
         SELECT x.change->>0, x.change->2, x.n
         FROM jsonb_array_elements(e.data->'changes') WITH ORDINALITY AS x(change, n)
-        WHERE e.type = 'LeadUpdated'
+        WHERE e.type = '{_UPDATED}'
         UNION ALL
-        SELECT 'agent', e.data->'to_agent', 1 WHERE e.type = 'LeadReassigned'
+        SELECT 'agent', e.data->'to_agent', 1 WHERE e.type = '{_REASSIGNED}'
     ) c(field, value, n) ON true
-    WHERE e.type IN ('LeadUpdated', 'LeadReassigned') AND {_OF_PARTITION}
+    WHERE e.type IN ('{_UPDATED}', '{_REASSIGNED}') AND {_OF_PARTITION}
     GROUP BY e.stream_id
 ), final AS (
     SELECT (i.data->>'lead_id')::bigint AS lead_id,

@@ -17,6 +17,7 @@ from typing import Final
 import asyncpg
 
 from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.events import tag_of
 from lead_ledger.projections.base import SHADOW_SCHEMA, Projection
 from lead_ledger.projections.gate import REBUILD_LOCK_KEY
 from lead_ledger.projections.registry import BY_NAME, PROJECTIONS
@@ -94,8 +95,8 @@ def select_projections(names: Sequence[str] | None) -> list[Projection]:
 
 
 def handled_types(projections: Sequence[Projection]) -> list[str]:
-    # Event type names are the Struct class names (encode_event), so the read can skip the rest.
-    return sorted({cls.__name__ for p in projections for cls in p.handles})
+    # Stored types are the events' tags (encode_event), so the read can skip the rest.
+    return sorted({tag_of(cls) for p in projections for cls in p.handles})
 
 
 @contextlib.asynccontextmanager
