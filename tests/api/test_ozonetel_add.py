@@ -28,10 +28,8 @@ PATH = ozonetel_add.PATH
 PLEASE_PASS = "Please pass the valid Campaign action SuccessFully Updated {} Campaign Data"
 
 
-def with_ozonetel(app: web.Application) -> web.Application:
-    """The AddCampaignData route, unless create_app already registers it; a fixed clock."""
-    if not any(r.resource and r.resource.canonical == PATH for r in app.router.routes()):
-        app.add_routes(ozonetel_add.routes)
+def with_clock(app: web.Application) -> web.Application:
+    """The app with its clock fixed at NOW."""
     app[CLOCK] = lambda: NOW
     return app
 
@@ -43,7 +41,7 @@ async def make_client(
     """Builds app instances on this test's one database (several may share it)."""
 
     async def make() -> Client:
-        return await aiohttp_client(with_ozonetel(create_app(settings, database_url)))
+        return await aiohttp_client(with_clock(create_app(settings, database_url)))
 
     return make
 
