@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint format typecheck check bench clean
+.PHONY: install serve lint format typecheck check bench clean
+.PHONY: test test-unit test-integration test-api test-e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +20,18 @@ serve: install  ## run the API on http://127.0.0.1:8080 (embedded PostgreSQL unl
 
 test: install  ## the whole test suite against a real PostgreSQL
 	$(BIN)/python -m pytest
+
+test-unit: install  ## tests/unit: pure code, no I/O
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: install  ## tests/integration: store, projections, jobs, processes, real PostgreSQL
+	$(BIN)/python -m pytest tests/integration
+
+test-api: install  ## tests/api: every HTTP dialect through the aiohttp test client
+	$(BIN)/python -m pytest tests/api
+
+test-e2e: install  ## tests/e2e: the lead-ledger command and serve processes
+	$(BIN)/python -m pytest tests/e2e
 
 lint: install
 	$(BIN)/ruff check .
