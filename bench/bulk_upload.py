@@ -85,9 +85,9 @@ OZONETEL_PATH: Final = "/endpoint/dailer/data/bulk/upload"
 FLEXYDIAL_PATH: Final = "/api/bulkphonebookupload/v1/"
 HEADER: Final = ("PhoneNumber", "Name", "City", "CustomerId")
 CITIES: Final = ("Mumbai", "Bengaluru", "Chennai", "Pune", "Delhi", "Kolkata")
-SELECT_CAMPAIGN_EVENTS: Final = f"""
+SELECT_CAMPAIGN_EVENTS: Final = """
 SELECT event_id, stream_id, stream_version, account_id, type, schema_version, data, metadata
-FROM events WHERE type = '{tag_of(LeadInserted)}' AND (data->>'campaign_id')::bigint = $1
+FROM events WHERE type = $2 AND (data->>'campaign_id')::bigint = $1
 """
 COUNT_LEADS: Final = """
 SELECT count(*) FROM leads l JOIN campaigns c USING (campaign_id) WHERE c.name = $1
@@ -261,7 +261,10 @@ async def copy_baseline(database_url: str, campaign: str) -> float:
         campaign_id = await conn.fetchval(
             "SELECT campaign_id FROM campaigns WHERE name = $1", campaign
         )
-        records = [tuple(r) for r in await conn.fetch(SELECT_CAMPAIGN_EVENTS, campaign_id)]
+        records = [
+            tuple(r)
+            for r in await conn.fetch(SELECT_CAMPAIGN_EVENTS, campaign_id, tag_of(LeadInserted))
+        ]
         await conn.execute(CREATE_COPY_TABLE)
         await conn.execute("TRUNCATE events_copy")
         started = time.perf_counter()

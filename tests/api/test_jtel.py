@@ -10,10 +10,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
 from openapi_spec_validator import validate
 
-from lead_ledger.api import jtel as jtel_api
 from lead_ledger.api import openapi
 from lead_ledger.api.app import create_app
 from lead_ledger.ledger.envelope import Actor
@@ -84,19 +82,12 @@ RUNTIME_NAMES = [
 ]
 
 
-def with_jtel(app: web.Application) -> web.Application:
-    """The jtel routes, unless create_app already registers them."""
-    if not any(r.canonical == IMPORT_PATH for r in app.router.resources()):
-        app.add_routes(jtel_api.routes)
-    return app
-
-
 @pytest.fixture
 async def api(
     database_url: str, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> Client:
     """The real app with the jtel routes, on its own fresh database."""
-    return await aiohttp_client(with_jtel(create_app(settings, database_url)))
+    return await aiohttp_client(create_app(settings, database_url))
 
 
 @dataclass
@@ -515,7 +506,7 @@ async def test_a_too_large_body_is_a_413(
 ) -> None:
     """A body over the server's limit is refused in jtel's shape."""
     settings = Settings(admin_token=ADMIN_TOKEN, db_pool_min=1, db_pool_max=4, max_body_bytes=2048)
-    api = await aiohttp_client(with_jtel(create_app(settings, database_url)))
+    api = await aiohttp_client(create_app(settings, database_url))
     acme = await make_tenant(api, "acme", "DE", ["Sales"])
     answer = await import_(api, acme, contact(acme, Comment="x" * 4000), 413)
     assert answer == {"status": 413, "error": "Request body too large"}

@@ -10,9 +10,8 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
-from aiohttp import web
 
-from lead_ledger.api import native, openapi
+from lead_ledger.api import native
 from lead_ledger.api.app import create_app
 from lead_ledger.api.auth import key_digest
 from lead_ledger.api.keys import POOL
@@ -43,22 +42,12 @@ A, B = 1, 2
 CAMPAIGN_A, OTHER_CAMPAIGN_A, CAMPAIGN_B = 11, 12, 21
 
 
-def with_native(app: web.Application) -> web.Application:
-    """The native and openapi routes, unless create_app already registers them."""
-    handlers = {route.handler for route in app.router.routes()}
-    if native.list_leads not in handlers:
-        native.setup(app)
-    if openapi.openapi_json not in handlers:
-        app.add_routes(openapi.routes)
-    return app
-
-
 @pytest.fixture
 async def api(
     database_url: str, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> Client:
     """The real app with the native routes, on its own fresh database."""
-    return await aiohttp_client(with_native(create_app(settings, database_url)))
+    return await aiohttp_client(create_app(settings, database_url))
 
 
 def ctx(account_id: int, dialect: str = "native", **actor: str) -> Context:

@@ -12,7 +12,6 @@ from openapi_spec_validator import validate
 from lead_ledger.api import openapi
 from lead_ledger.api.app import create_app
 from lead_ledger.settings import Settings
-from tests.api.test_native import with_native
 from tests.conftest import ADMIN_TOKEN
 from tests.support import Client
 
@@ -22,7 +21,7 @@ async def api(
     database_url: str, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> Client:
     """The real app with the native and openapi routes, on its own fresh database."""
-    return await aiohttp_client(with_native(create_app(settings, database_url)))
+    return await aiohttp_client(create_app(settings, database_url))
 
 
 async def fetch_document(api: Client) -> dict[str, Any]:
@@ -64,7 +63,7 @@ async def test_a_route_that_forgets_to_document_itself_is_caught(
     database_url: str, settings: Settings
 ) -> None:
     """A new module's undocumented route shows up in the coverage check (so CI fails)."""
-    app = with_native(create_app(settings, database_url))
+    app = create_app(settings, database_url)
     before = undocumented(app, openapi.build_document(app))
 
     async def forgotten(_request: web.Request) -> web.Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from lead_ledger.api.app import create_app
 from lead_ledger.api.keys import CLOCK
 from lead_ledger.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.support import Client
+from tests.support import Client, fresh_minute
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -28,10 +27,8 @@ PATH = ozonetel_add.PATH
 PLEASE_PASS = "Please pass the valid Campaign action SuccessFully Updated {} Campaign Data"
 
 
-def with_ozonetel(app: web.Application) -> web.Application:
-    """The AddCampaignData route, unless create_app already registers it; a fixed clock."""
-    if not any(r.resource and r.resource.canonical == PATH for r in app.router.routes()):
-        app.add_routes(ozonetel_add.routes)
+def with_clock(app: web.Application) -> web.Application:
+    """The app with its clock fixed at NOW."""
     app[CLOCK] = lambda: NOW
     return app
 
@@ -43,7 +40,7 @@ async def make_client(
     """Builds app instances on this test's one database (several may share it)."""
 
     async def make() -> Client:
-        return await aiohttp_client(with_ozonetel(create_app(settings, database_url)))
+        return await aiohttp_client(with_clock(create_app(settings, database_url)))
 
     return make
 
@@ -347,13 +344,6 @@ async def test_skillwise_campaign_valid_skill(
 
 
 # --- 14: the rate limit ---------------------------------------------------------------------------
-
-
-async def fresh_minute() -> None:
-    """Wait out the last seconds of a minute: the limit counts fixed one-minute windows."""
-    second = datetime.now(UTC).second
-    if second >= 55:
-        await asyncio.sleep(61 - second)
 
 
 RATE_LIMITED = {"status": "error", "message": "Request limit exhausted"}

@@ -11,7 +11,6 @@ import io
 import zipfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from lead_ledger.api import ozonetel_bulk
 from lead_ledger.api.app import create_app
 from lead_ledger.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.support import Client
+from tests.support import Client, fresh_minute
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PATH = ozonetel_bulk.PATH
@@ -181,13 +180,6 @@ async def campaign_state(api: Client, account: Account, campaign: str = "sales")
         "state"
     ]
     return state
-
-
-async def fresh_minute() -> None:
-    """Wait out the last seconds of a minute: the limit counts fixed one-minute windows."""
-    second = datetime.now(UTC).second
-    if second >= 55:
-        await asyncio.sleep(61 - second)
 
 
 # --- authentication -----------------------------------------------------------------------------

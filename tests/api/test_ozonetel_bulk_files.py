@@ -15,14 +15,13 @@ from tests.api.test_ozonetel_bulk import (
     acme,
     api,
     error,
-    fresh_minute,
     job_count,
     make_account,
     make_client,
     upload,
     write_file,
 )
-from tests.support import Client
+from tests.support import Client, fresh_minute
 
 __all__ = ["acme", "api", "make_client"]  # fixtures, imported to be found here
 

@@ -10,10 +10,8 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
-from aiohttp import web
 from openapi_spec_validator import validate
 
-from lead_ledger.api import native, openapi, vicidial
 from lead_ledger.api.app import create_app
 from lead_ledger.api.auth import key_digest
 from lead_ledger.api.keys import CLOCK
@@ -44,19 +42,6 @@ OK = "lead_ids batch was successfully processed"
 MakeClient = Callable[..., Awaitable[Client]]
 
 
-def vicidial_app(settings: Settings, database_url: str) -> web.Application:
-    """The app with the vicidial and native routes, unless create_app registers them already."""
-    app = create_app(settings, database_url)
-    handlers = {route.handler for route in app.router.routes()}
-    if vicidial.archive not in handlers:
-        app.add_routes(vicidial.routes)
-    if native.list_leads not in handlers:
-        native.setup(app)
-    if openapi.openapi_json not in handlers:
-        app.add_routes(openapi.routes)
-    return app
-
-
 @pytest.fixture
 async def make_client(
     database_url: str, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
@@ -65,7 +50,7 @@ async def make_client(
 
     async def start(clock: datetime | None = None, max_body_bytes: int | None = None) -> Client:
         limit = max_body_bytes or settings.max_body_bytes
-        app = vicidial_app(msgspec.structs.replace(settings, max_body_bytes=limit), database_url)
+        app = create_app(msgspec.structs.replace(settings, max_body_bytes=limit), database_url)
         if clock is not None:
             app[CLOCK] = lambda: clock
         return await aiohttp_client(app)

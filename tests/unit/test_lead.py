@@ -187,6 +187,7 @@ def test_insert_without_region_keys_by_digits() -> None:
 
 
 def test_insert_keeps_keys_computed_by_the_caller() -> None:
+    """Keys passed in by the caller are recorded as they are, not recomputed from the numbers."""
     event = decide_insert(
         lead_id=LEAD,
         account_id=ACCOUNT,
@@ -210,6 +211,7 @@ def test_insert_keeps_keys_computed_by_the_caller() -> None:
 def test_insert_refuses_a_lead_without_a_dialable_number(
     numbers: list[str], keys: list[str] | None
 ) -> None:
+    """No number, only blank or junk numbers, or caller keys all unusable: the insert is refused."""
     with pytest.raises(LeadError, match=r"^a lead needs at least one phone number$"):
         decide_insert(
             lead_id=LEAD,
@@ -222,6 +224,7 @@ def test_insert_refuses_a_lead_without_a_dialable_number(
 
 
 def test_insert_takes_six_numbers_and_refuses_seven() -> None:
+    """MAX_PHONES (6) numbers are inserted with a key each; a seventh is refused by name."""
     numbers = [f"+9198765432{n:02d}" for n in range(MAX_PHONES + 1)]
 
     six = decide_insert(
@@ -247,6 +250,7 @@ def test_insert_takes_six_numbers_and_refuses_seven() -> None:
 
 
 def test_update_records_only_the_fields_that_change() -> None:
+    """A field given its current value is left out of LeadUpdated: only real changes are kept."""
     state = given(inserted())
 
     events = decide_update(state, {"name": "Asha", "city": "Mumbai", "priority": 3}, REGION)
@@ -285,10 +289,12 @@ def test_update_that_changes_nothing_decides_nothing() -> None:
 
 
 def test_empty_update_decides_nothing() -> None:
+    """An update with no fields at all decides no event."""
     assert decide_update(given(inserted()), {}, REGION) == []
 
 
 def test_update_merges_crm_and_extra_into_what_the_lead_has() -> None:
+    """crm and extra are merged key by key into the lead's own, and the change shows both maps."""
     state = given(inserted(fields(crm={"plan": "gold", "tier": "2"}, extra={"score": 4})))
 
     events = decide_update(state, {"crm": {"tier": "3"}, "extra": {"vip": True}}, REGION)
@@ -310,6 +316,7 @@ def test_update_merges_crm_and_extra_into_what_the_lead_has() -> None:
 
 
 def test_update_of_the_numbers_recomputes_the_keys() -> None:
+    """New numbers bring new dedupe keys, keyed with the region given (digits without one)."""
     state = given(inserted())
     numbers = ["09876543210", "(415) 555-0123 "]
 
@@ -364,6 +371,7 @@ def test_update_without_new_numbers_keeps_the_keys_of_the_insert() -> None:
 
 
 def test_expiry_travels_as_text_and_folds_back_to_a_datetime() -> None:
+    """expires_at is recorded as ISO text and folds back to an equal datetime, then is no change."""
     state = given(inserted())
     expiry = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -402,6 +410,7 @@ def test_decided_events_survive_the_log() -> None:
 
 
 def test_update_refuses_unknown_fields() -> None:
+    """Fields the lead does not have are refused, named in sorted order, even beside known ones."""
     with pytest.raises(LeadError, match=r"^unknown lead fields: colour, nickname$"):
         decide_update(given(inserted()), {"nickname": "A", "name": "B", "colour": "red"}, REGION)
 
@@ -415,16 +424,19 @@ def test_update_refuses_unknown_fields() -> None:
     ],
 )
 def test_update_refuses_numbers_a_lead_cannot_have(numbers: list[str], message: str) -> None:
+    """An update to no dialable number, or to more than six, is refused as an insert would be."""
     with pytest.raises(LeadError, match=message):
         decide_update(given(inserted()), {"phone_numbers": numbers}, REGION)
 
 
 def test_update_of_a_deleted_lead_is_refused() -> None:
+    """A deleted lead cannot be updated: 'lead N is not live'."""
     with pytest.raises(LeadError, match=f"^lead {LEAD} is not live$"):
         decide_update(given(inserted(), API_DELETE), {"name": "B"}, REGION)
 
 
 def test_update_of_a_lead_archived_away_is_refused() -> None:
+    """A lead archived and deleted from live cannot be updated: 'lead N is not live'."""
     state = given(inserted(), archived(), archive_delete(2))
 
     with pytest.raises(LeadError, match=f"^lead {LEAD} is not live$"):
@@ -432,6 +444,7 @@ def test_update_of_a_lead_archived_away_is_refused() -> None:
 
 
 def test_update_of_an_archived_live_lead_leaves_the_archive_copy_as_it_was() -> None:
+    """Updating a live lead that has an archive copy changes live only; the copy stays as is."""
     state = given(inserted(), archived())
 
     events = decide_update(state, {"name": "Bina"}, REGION)
@@ -447,6 +460,7 @@ def test_update_of_an_archived_live_lead_leaves_the_archive_copy_as_it_was() -> 
 
 
 def test_a_new_agent_is_a_reassignment_not_a_field_change() -> None:
+    """Setting an agent decides LeadReassigned, not a LeadUpdated field change."""
     state = given(inserted())
 
     events = decide_update(state, {"agent": "ravi"}, REGION)
@@ -458,6 +472,7 @@ def test_a_new_agent_is_a_reassignment_not_a_field_change() -> None:
 
 
 def test_agent_and_fields_together_give_the_update_first_then_the_reassignment() -> None:
+    """An agent and other fields in one update decide LeadUpdated, then LeadReassigned."""
     state = given(inserted(fields(agent="ravi")))
 
     events = decide_update(state, {"agent": "meera", "name": "Bina"}, REGION)
@@ -472,6 +487,7 @@ def test_agent_and_fields_together_give_the_update_first_then_the_reassignment()
 
 
 def test_unassigning_is_a_reassignment_to_nobody() -> None:
+    """agent=None is a LeadReassigned to no agent, folding back to a lead without one."""
     state = given(inserted(fields(agent="ravi")))
 
     events = decide_update(state, {"agent": None}, REGION)
@@ -483,6 +499,7 @@ def test_unassigning_is_a_reassignment_to_nobody() -> None:
 
 
 def test_reassignment_of_a_deleted_lead_is_refused() -> None:
+    """A deleted lead cannot be reassigned: 'lead N is not live'."""
     with pytest.raises(LeadError, match=f"^lead {LEAD} is not live$"):
         decide_update(given(inserted(), API_DELETE), {"agent": "ravi"}, REGION)
 
@@ -491,6 +508,7 @@ def test_reassignment_of_a_deleted_lead_is_refused() -> None:
 
 
 def test_delete() -> None:
+    """Deleting a live lead decides LeadDeleted (reason api) and folds to a lead no longer live."""
     state = given(inserted())
 
     event = decide_delete(state)
@@ -502,6 +520,7 @@ def test_delete() -> None:
 
 
 def test_deleting_twice_is_refused() -> None:
+    """A lead already deleted cannot be deleted again: 'lead N is not live'."""
     state = given(inserted())
     once = evolve(state, decide_delete(state))
 
@@ -510,6 +529,7 @@ def test_deleting_twice_is_refused() -> None:
 
 
 def test_deleting_a_lead_archived_away_is_refused() -> None:
+    """A lead archived and deleted from live cannot be deleted again: 'lead N is not live'."""
     with pytest.raises(LeadError, match=f"^lead {LEAD} is not live$"):
         decide_delete(given(inserted(), archived(), archive_delete(2)))
 
@@ -518,6 +538,7 @@ def test_deleting_a_lead_archived_away_is_refused() -> None:
 
 
 def test_archive_insert_copies_the_live_lead() -> None:
+    """Archive insert records a copy of the live fields with the row times, and says it inserted."""
     state = given(inserted())
 
     outcome = decide_archive(state, insert=True, update=False, delete=False, times=TIMES)
@@ -532,6 +553,7 @@ def test_archive_insert_copies_the_live_lead() -> None:
 
 
 def test_archive_without_row_times_records_none() -> None:
+    """Archived without row times, the copy's entry_at and modified_at are None."""
     outcome = decide_archive(given(inserted()), insert=True, update=False, delete=False)
 
     assert outcome.events == [msgspec.structs.replace(archived(), entry_at=None, modified_at=None)]
@@ -547,6 +569,7 @@ def test_archive_insert_of_an_archived_lead_does_nothing() -> None:
 
 
 def test_archive_update_resyncs_a_copy_that_differs_from_live() -> None:
+    """Archive update re-syncs a copy that differs from live, as LeadArchiveSynced."""
     state = given(inserted(), archived(), renamed("Asha", "Bina"))
     live = fields(name="Bina")
 
@@ -582,6 +605,7 @@ def test_archive_insert_and_update_on_a_new_lead_only_inserts() -> None:
 
 
 def test_archive_insert_and_delete_moves_the_lead_to_the_archive() -> None:
+    """Insert and delete together copy the lead to the archive, then delete it from live."""
     state = given(inserted())
 
     outcome = decide_archive(state, insert=True, update=False, delete=True, times=TIMES)
@@ -602,6 +626,7 @@ def test_archive_insert_and_delete_moves_the_lead_to_the_archive() -> None:
 
 
 def test_archive_delete_of_a_lead_equal_to_its_copy() -> None:
+    """Archive delete removes from live a lead whose archive copy equals it."""
     state = given(inserted(), archived())
 
     outcome = decide_archive(state, insert=False, update=False, delete=True)
@@ -624,6 +649,7 @@ def test_archive_delete_keeps_a_lead_changed_since_it_was_archived(insert: bool)
 
 @pytest.mark.parametrize("insert", [False, True])
 def test_archive_update_and_delete_resyncs_then_deletes(insert: bool) -> None:
+    """A stale copy with update and delete: re-synced first, then the lead is deleted from live."""
     state = given(inserted(), archived(), renamed("Asha", "Bina"))
     live = fields(name="Bina")
 
@@ -640,6 +666,7 @@ def test_archive_update_and_delete_resyncs_then_deletes(insert: bool) -> None:
 
 
 def test_archive_without_flags_does_nothing() -> None:
+    """Archive with insert, update and delete all false decides no event."""
     outcome = decide_archive(given(inserted()), insert=False, update=False, delete=False)
 
     assert outcome == ArchiveOutcome(events=[])
@@ -653,6 +680,7 @@ def test_archive_without_flags_does_nothing() -> None:
     ],
 )
 def test_archive_of_a_lead_that_is_not_live_is_refused(history: list[LeadEvent]) -> None:
+    """A deleted or archived-away lead cannot be archived: 'lead N is not live'."""
     with pytest.raises(LeadError, match=f"^lead {LEAD} is not live$"):
         decide_archive(given(*history), insert=True, update=True, delete=True)
 
@@ -675,6 +703,7 @@ def restored(
 
 
 def test_dearchive_insert_restores_the_archived_lead() -> None:
+    """Dearchive insert restores an archived-away lead to live from its copy, keeping the copy."""
     state = given(inserted(), archived(), archive_delete(2))
 
     outcome = decide_dearchive(
@@ -689,6 +718,7 @@ def test_dearchive_insert_restores_the_archived_lead() -> None:
 
 
 def test_dearchive_insert_and_delete_moves_the_lead_back_to_live() -> None:
+    """Dearchive insert and delete restore the lead and drop its copy; archiving again recopies."""
     state = given(inserted(), archived(), archive_delete(2))
 
     outcome = decide_dearchive(
@@ -772,6 +802,7 @@ def test_dearchive_after_a_resync_restores_the_resynced_numbers() -> None:
 
 
 def test_dearchive_delete_drops_a_copy_equal_to_live() -> None:
+    """Dearchive delete removes an archive copy equal to the live lead (LeadArchiveRemoved)."""
     state = given(inserted(), archived())
 
     outcome = decide_dearchive(state, insert=False, delete=True, default_region=REGION)
@@ -795,6 +826,7 @@ def test_dearchive_keeps_a_copy_that_differs_from_live(insert: bool) -> None:
 
 
 def test_dearchive_insert_of_a_live_lead_does_nothing() -> None:
+    """Dearchive insert of a lead that is still live decides no event."""
     outcome = decide_dearchive(
         given(inserted(), archived()), insert=True, delete=False, default_region=REGION
     )
@@ -803,6 +835,7 @@ def test_dearchive_insert_of_a_live_lead_does_nothing() -> None:
 
 
 def test_dearchive_delete_alone_keeps_the_only_copy_of_a_lead_archived_away() -> None:
+    """Dearchive delete without insert keeps the copy of a lead archived away: its only copy."""
     state = given(inserted(), archived(), archive_delete(2))
 
     outcome = decide_dearchive(state, insert=False, delete=True, default_region=REGION)
@@ -822,6 +855,7 @@ def test_dearchive_delete_alone_keeps_the_only_copy_of_a_lead_archived_away() ->
     ],
 )
 def test_dearchive_of_a_lead_not_archived_is_refused(history: list[LeadEvent]) -> None:
+    """A lead never archived, or whose copy was removed, cannot be dearchived: 'not archived'."""
     with pytest.raises(LeadError, match=f"^lead {LEAD} is not archived$"):
         decide_dearchive(given(*history), insert=True, delete=True, default_region=REGION)
 
@@ -830,6 +864,7 @@ def test_dearchive_of_a_lead_not_archived_is_refused(history: list[LeadEvent]) -
 
 
 def test_versions_count_the_events_of_the_stream() -> None:
+    """Each event moves the version by one and live/archive follow the lifecycle; fold agrees."""
     history: list[LeadEvent] = [
         inserted(),
         renamed("Asha", "Bina"),
@@ -860,6 +895,7 @@ def test_versions_count_the_events_of_the_stream() -> None:
 
 
 def test_fold_continues_from_a_state() -> None:
+    """fold from a state applies only the new events; with none it returns that same state."""
     start = given(inserted())
 
     assert fold([], start) is start
@@ -867,6 +903,7 @@ def test_fold_continues_from_a_state() -> None:
 
 
 def test_fold_of_nothing_is_no_lead() -> None:
+    """Folding no events gives no lead (None)."""
     assert fold([]) is None
 
 
@@ -876,6 +913,7 @@ def test_fold_of_nothing_is_no_lead() -> None:
     ids=lambda e: type(e).__name__,
 )
 def test_events_before_the_insert_are_refused(event: LeadEvent) -> None:
+    """An update, delete or archive event with no LeadInserted before it is refused by name."""
     with pytest.raises(
         LeadError, match=f"^{type(event).__name__} before LeadInserted for lead {LEAD}$"
     ):
@@ -891,11 +929,13 @@ def test_events_before_the_insert_are_refused(event: LeadEvent) -> None:
     ids=lambda e: type(e).__name__,
 )
 def test_field_events_on_a_lead_that_is_not_live_are_refused(event: LeadEvent) -> None:
+    """LeadUpdated or LeadReassigned folded onto a deleted lead is refused: 'not live'."""
     with pytest.raises(LeadError, match=f"^lead {LEAD} is not live$"):
         evolve(given(inserted(), API_DELETE), event)
 
 
 def test_an_event_of_another_stream_is_refused() -> None:
+    """evolve refuses an event that is no lead event (LeadRejected) as unknown."""
     stray = LeadRejected(account_id=ACCOUNT, campaign_id=CAMPAIGN, reason="duplicate")
 
     with pytest.raises(LeadError, match=r"^unknown lead event LeadRejected$"):

@@ -24,6 +24,7 @@ def _feed(console: Console) -> None:
 
 
 def test_a_terminal_sees_every_phase_with_its_rate() -> None:
+    """On a terminal the bars show each rebuild phase's label, its counts and an events/s rate."""
     out = io.StringIO()
     _feed(Console(file=out, force_terminal=True, width=120, color_system=None))
     text = out.getvalue()
@@ -34,6 +35,7 @@ def test_a_terminal_sees_every_phase_with_its_rate() -> None:
 
 
 def test_a_pipe_sees_nothing() -> None:
+    """Written to a non-terminal (a pipe, a log), the progress bars print nothing."""
     out = io.StringIO()
     _feed(Console(file=out, force_terminal=False))
     assert out.getvalue() == ""
