@@ -2,6 +2,8 @@
 
 Only `Authorization: Bearer $LEDGER_ADMIN_TOKEN` gets in; without a configured token the admin
 API answers 401 to everyone. `{account}` in a path is the account's name or its numeric id.
+
+One module past 400 lines: fourteen routes of one dialect, most of it their OpenAPI descriptions.
 """
 
 from __future__ import annotations

@@ -12,11 +12,8 @@ transaction), then the insert and the campaign action in one transaction.
 from __future__ import annotations
 
 import enum
-import hmac
-import re
-import zoneinfo
-from datetime import UTC, date, datetime, time
-from typing import Final, TypeGuard
+from datetime import datetime
+from typing import Final
 
 import asyncpg
 import msgspec
@@ -30,6 +27,19 @@ from lead_ledger.service import rate_limits
 from lead_ledger.service.accounts import CampaignChanges, lock_account, update_campaign
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_batch
+from lead_ledger.service.ozonetel_values import (
+    PHONE,
+    Scalar,
+    given,
+    key_matches,
+    lookup,
+    names_account,
+    parse_expiry,
+    parse_priority,
+    stored,
+    text_of,
+    wants_duplicate_check,
+)
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, Origin
 
@@ -54,18 +64,6 @@ WHERE c.key_sha256 = $1 AND c.dialect = 'ozonetel' AND NOT c.revoked
 # Read again under the account lock: the state decides what `action` does, and a rename may
 # have happened since the first read (the campaign lock does not stop renames).
 SELECT_CAMPAIGN_STATE: Final = "SELECT name, dial_mode, state FROM campaigns WHERE campaign_id = $1"
-
-# The vendor's phone rule: 3 to 16 ASCII digits, optionally after one "+".
-_PHONE: Final = re.compile(r"\+?[0-9]{3,16}")
-# Java's Integer.parseInt syntax (an optional sign, ASCII digits): "5" is a priority like 5.
-_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
-_DATE: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
-_DATE_TIME: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
-# PostgreSQL text and jsonb cannot hold NUL: a name containing one names nothing.
-_NUL: Final = "\x00"
-
-# A JSON scalar as the vendor's Jackson would bind it to a String field.
-Scalar = str | int | float | bool | None
 
 
 class AddCampaignData(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,76 +136,6 @@ class Stopped(msgspec.Struct, frozen=True):
 Outcome = Refusal | Added | AlreadyExists | Started | AlreadyStarted | Stopped
 
 
-def _text(value: Scalar) -> str | None:
-    """The value as the vendor's String field holds it; None when missing or null."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else str(value)
-
-
-def _given(value: Scalar) -> str | None:
-    """The text of a name-like field, or None when it is missing, empty or blank."""
-    text = _text(value)
-    return text if text is not None and text.strip() else None
-
-
-def key_matches(row: asyncpg.Record | None, digest: str) -> TypeGuard[asyncpg.Record]:
-    """A credential row was found by the key's digest, and it matches (constant-time)."""
-    # The lookup is by hash; compare_digest keeps the final check constant-time anyway.
-    return row is not None and hmac.compare_digest(str(row["key_sha256"]), digest)
-
-
-def names_account(username: str, row: asyncpg.Record) -> bool:
-    """The username the caller sent names the key's account (`account_name` of `row`)."""
-    # Account names are unique case-insensitively (lower(name)), so compare the same way.
-    return username.lower() == str(row["account_name"]).lower()
-
-
-def lookup(text: str | None) -> str | None:
-    """A name to look up, or None when it can name nothing (PostgreSQL text cannot hold NUL)."""
-    return None if text is None or _NUL in text else text
-
-
-def stored(text: str | None) -> str | None:
-    # Event bodies are jsonb, which cannot hold NUL: free text loses it rather than the lead.
-    return text.replace(_NUL, "") or None if text is not None else None
-
-
-def parse_priority(value: Scalar) -> int | None:
-    """1 when absent; the number when it is an integer 0-99 (JSON or text); else None."""
-    if value is None:
-        return 1
-    if isinstance(value, (bool, float)):
-        return None
-    text = str(value)
-    if not _INTEGER.fullmatch(text):
-        return None
-    number = int(text)
-    return number if 0 <= number <= 99 else None
-
-
-def parse_expiry(text: str, timezone: str | None) -> datetime | None:
-    """The moment `yyyy-MM-dd HH:mm:ss` or `yyyy-MM-dd` (midnight) names, in UTC; None if
-    neither format fits or the date does not exist. The wall time is in `timezone`."""
-    match = _DATE_TIME.fullmatch(text) or _DATE.fullmatch(text)
-    if match is None:
-        return None
-    year, month, day_, *hms = (int(p) for p in match.groups())
-    try:
-        day = date(year, month, day_)
-        clock = time(hms[0], hms[1], hms[2]) if hms else time()
-    except ValueError:
-        return None
-    zone = zoneinfo.ZoneInfo(timezone) if timezone else UTC
-    return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
-
-
-def wants_duplicate_check(value: Scalar) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() == "true")
-
-
 class _Accepted(msgspec.Struct, frozen=True, kw_only=True):
     """A request that passed every check and the rate limit: what remains is to write it."""
 
@@ -255,8 +183,8 @@ async def _accept(
     if not api_key:
         return Refusal.NO_API_KEY
     digest = key_digest(api_key)
-    lookups = (lookup(_given(body.campaignName)), lookup(_given(body.agentId)))
-    row = await conn.fetchrow(SELECT_REQUEST_CONTEXT, digest, *lookups, lookup(_given(body.skill)))
+    lookups = (lookup(given(body.campaignName)), lookup(given(body.agentId)))
+    row = await conn.fetchrow(SELECT_REQUEST_CONTEXT, digest, *lookups, lookup(given(body.skill)))
     if not key_matches(row, digest):
         return Refusal.INVALID_USER
     refused = _check_caller(row, body) or _check_campaign(row, body)
@@ -279,7 +207,7 @@ async def _accept(
         # The refusal is audited on the request's own stream (DESIGN.md 4).
         rejections_stream=f"request-{origin.request_id}",
     )
-    return _Accepted(row=row, ctx=ctx, lead=lead, action=_text(body.action))
+    return _Accepted(row=row, ctx=ctx, lead=lead, action=text_of(body.action))
 
 
 async def _add_and_act(conn: Connection, accepted: _Accepted) -> Outcome:
@@ -308,7 +236,7 @@ async def _add_and_act(conn: Connection, accepted: _Accepted) -> Outcome:
 
 def _check_caller(row: asyncpg.Record, body: AddCampaignData) -> Refusal | None:
     """Checks 3-5: the userName names the key's account, which allows this API."""
-    username = _given(body.userName)
+    username = given(body.userName)
     if username is None:
         return Refusal.NO_USERNAME
     if not names_account(username, row):
@@ -320,7 +248,7 @@ def _check_caller(row: asyncpg.Record, body: AddCampaignData) -> Refusal | None:
 
 def _check_campaign(row: asyncpg.Record, body: AddCampaignData) -> Refusal | None:
     """Checks 6-8: a campaign is named, exists in the account and is outbound."""
-    if _given(body.campaignName) is None:
+    if given(body.campaignName) is None:
         return Refusal.NO_CAMPAIGN
     if row["campaign_id"] is None:
         return Refusal.UNKNOWN_CAMPAIGN
@@ -333,14 +261,14 @@ def lead_fields(  # noqa: PLR0911 - a return per documented answer
     row: asyncpg.Record, body: AddCampaignData, now: datetime
 ) -> LeadFields | Refusal:
     """Checks 9-13 (phone, priority, expiry, agent, skill), then the canonical lead."""
-    phone = _text(body.phoneNumber)
-    if phone is None or not _PHONE.fullmatch(phone):
+    phone = text_of(body.phoneNumber)
+    if phone is None or not PHONE.fullmatch(phone):
         return Refusal.BAD_PHONE
     priority = parse_priority(body.priority)
     if priority is None:
         return Refusal.BAD_PRIORITY
     expires_at = None
-    expiry = _text(body.expiryDate)
+    expiry = text_of(body.expiryDate)
     if expiry is not None:
         hours = row["office_hours"]
         office = None if hours is None else msgspec.json.decode(hours, type=OfficeHours | None)
@@ -349,7 +277,7 @@ def lead_fields(  # noqa: PLR0911 - a return per documented answer
             return Refusal.BAD_DATE
         if expires_at <= now:
             return Refusal.PAST_DATE
-    agent_id, skill = _given(body.agentId), _given(body.skill)
+    agent_id, skill = given(body.agentId), given(body.skill)
     if row["assignment"] == "agentwise":
         if agent_id is None:
             return Refusal.NO_AGENT
@@ -359,7 +287,7 @@ def lead_fields(  # noqa: PLR0911 - a return per documented answer
         return Refusal.BAD_SKILL
     return LeadFields(
         phone_numbers=[phone],
-        name=stored(_given(body.Name)),
+        name=stored(given(body.Name)),
         agent=stored(agent_id),
         skill=stored(skill),
         priority=priority,

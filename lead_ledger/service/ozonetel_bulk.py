@@ -27,14 +27,9 @@ from lead_ledger.service import jobs, rate_limits
 from lead_ledger.service.accounts import lock_account
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_inserts import insert_leads
-from lead_ledger.service.ozonetel import (
-    key_matches,
-    lookup,
-    names_account,
-    set_campaign_state,
-    stored,
-)
+from lead_ledger.service.ozonetel import set_campaign_state
 from lead_ledger.service.ozonetel_file import UploadRefusal, parse_upload, sniff_format
+from lead_ledger.service.ozonetel_values import key_matches, lookup, names_account, stored
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, Origin
 
