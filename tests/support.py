@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
-from typing import TypeAlias
+from pathlib import Path
+from typing import NamedTuple, TypeAlias
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -18,3 +26,47 @@ async def fresh_minute() -> None:
     second = datetime.now(UTC).second
     if second >= 55:
         await asyncio.sleep(61 - second)
+
+
+class Served(NamedTuple):
+    """A real `lead-ledger serve` process and the base URL it listens on."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+
+def serve_process(database_url: str, **env: str) -> Served:
+    """Start `lead-ledger serve` on the test's database, on a free port of 127.0.0.1, with
+    `env` (LEDGER_* names) on top of a clean environment; it logs warnings and worse only."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    environ |= {"LEDGER_DATABASE_URL": database_url, "LEDGER_LOG_LEVEL": "warning"} | env
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(  # noqa: S603 - our own console script
+        [str(Path(sys.executable).parent / "lead-ledger"), "serve", "--port", str(port)],
+        env=environ,
+    )
+    return Served(process, f"http://127.0.0.1:{port}")
+
+
+async def until_ready(served: Served, seconds: float = 60) -> None:
+    """Wait for /readyz to answer 200; fail at once if the process exits first."""
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            assert served.process.poll() is None, f"serve exited with {served.process.returncode}"
+            try:
+                async with session.get(f"{served.base_url}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{served.base_url} was not ready within {seconds}s")
+
+
+def stop(served: Served) -> None:
+    """SIGTERM, then wait for a clean exit."""
+    served.process.send_signal(signal.SIGTERM)
+    served.process.wait(timeout=60)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, cast
 
+import asyncpg
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
@@ -75,15 +76,35 @@ def lead_append(ctx: Context, state: LeadState, events: Sequence[LeadEvent]) -> 
     )
 
 
-async def lock_live_leads(conn: Connection, account_id: int, lead_ids: Iterable[int]) -> set[int]:
-    """Lock the campaigns of this account's live leads among `lead_ids`; return those ids.
+async def lock_leads_in(
+    conn: Connection, select: str, account_id: int, lead_ids: Iterable[int]
+) -> list[asyncpg.Record]:
+    """Lock the campaigns of the rows `select` finds among `lead_ids`; return the rows it finds
+    again under those locks.
 
-    A lead's campaign never changes, so reading it before the lock is safe; the state itself
-    is read after the lock. Foreign and missing ids are simply absent from the result.
+    A lead's campaign never changes, so the first read only says which campaigns to lock. Whether
+    a lead is still there is decided by the second read, under the locks: a concurrent writer
+    may have deleted, archived or restored it while this one waited, and a lead gone by then is
+    absent from the result, exactly like a missing or foreign id. `select` takes the account id
+    and the lead ids and returns `lead_id` and `campaign_id`.
     """
-    rows = await conn.fetch(SELECT_LIVE_CAMPAIGNS, account_id, list(lead_ids))
-    await lock_campaigns(conn, {row["campaign_id"] for row in rows})
-    return {row["lead_id"] for row in rows}
+    before = await conn.fetch(select, account_id, list(lead_ids))
+    if not before:
+        return []
+    await lock_campaigns(conn, {row["campaign_id"] for row in before})
+    rows: list[asyncpg.Record] = await conn.fetch(
+        select, account_id, [row["lead_id"] for row in before]
+    )
+    return rows
+
+
+async def lock_live_leads(conn: Connection, account_id: int, lead_ids: Iterable[int]) -> set[int]:
+    """Lock the campaigns of this account's live leads among `lead_ids`; return the ids still
+    live once the locks are held. Foreign and missing ids are simply absent from the result."""
+    return {
+        row["lead_id"]
+        for row in await lock_leads_in(conn, SELECT_LIVE_CAMPAIGNS, account_id, lead_ids)
+    }
 
 
 async def load_leads(conn: Connection, lead_ids: Iterable[int]) -> dict[int, LeadState]:
@@ -198,11 +219,8 @@ async def dearchive_leads(
     """The reverse: restore archived leads into live, then drop archive rows equal to live.
 
     With `required`, raises LeadsNotFoundError before writing when one of them is not archived."""
-    # A lead's campaign never changes, so it is read before the lock; which leads are archived
-    # (and so what select_count says) is read again under it.
-    before = await conn.fetch(SELECT_ARCHIVED, account_id, list(lead_ids))
-    await lock_campaigns(conn, {row["campaign_id"] for row in before})
-    rows = await conn.fetch(SELECT_ARCHIVED, account_id, [row["lead_id"] for row in before])
+    # Which leads are archived (and so what select_count says) is decided under the locks.
+    rows = await lock_leads_in(conn, SELECT_ARCHIVED, account_id, lead_ids)
     archived = {row["lead_id"]: row["entry_at"] for row in rows}
     _require(required, set(archived))
     states = await load_leads(conn, archived)

@@ -4,11 +4,8 @@ action=start, and POSTs the vendor's callback body (success or failure) to callB
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -37,7 +34,7 @@ from tests.api.test_ozonetel_bulk import (
     write_file,
     write_xlsx,
 )
-from tests.support import Client
+from tests.support import Client, serve_process
 
 __all__ = ["acme", "api", "make_client"]  # fixtures, imported to be found here
 
@@ -337,20 +334,10 @@ def _serve(database_url: str) -> subprocess.Popen[bytes]:
     """A real `lead-ledger serve` on the test's database: its worker claims jobs, its
     dispatcher sends callbacks (to local addresses), and a job it dies holding is claimable
     again two seconds after its claim."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    env |= {
-        "LEDGER_DATABASE_URL": database_url,
-        "LEDGER_CALLBACK_ALLOW_PRIVATE": "1",
-        "LEDGER_JOB_LEASE_SECONDS": "2",
-        "LEDGER_LOG_LEVEL": "warning",
-    }
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return subprocess.Popen(  # noqa: S603 - our own console script
-        [str(Path(sys.executable).parent / "lead-ledger"), "serve", "--port", str(port)],
-        env=env,
+    served = serve_process(
+        database_url, LEDGER_CALLBACK_ALLOW_PRIVATE="1", LEDGER_JOB_LEASE_SECONDS="2"
     )
+    return served.process
 
 
 async def _until(pool: asyncpg.Pool, sql: str, wait: float = 60) -> None:
