@@ -7,6 +7,10 @@ address the check never saw. So, unless private targets are allowed, the session
 through `PublicOnlyResolver`, which applies the same rule to the addresses it is about to
 connect to. URLs with an IP address for a host are not resolved at all; `refusal` has checked
 that address itself.
+
+Redirects are not followed: each hop would be a URL nobody checked, and a hop whose host is an
+IP address would not even pass the resolver. A receiver that answers 3xx has not taken the
+callback; the attempt fails with that status and is retried like any other failure.
 """
 
 from __future__ import annotations
@@ -57,12 +61,15 @@ def callback_session(*, allow_private: bool) -> aiohttp.ClientSession:
 
 
 def poster(session: aiohttp.ClientSession) -> callbacks.Post:
-    """POST a JSON body; the receiver's status, or OSError when nothing answered."""
+    """POST a JSON body; the receiver's status (a redirect's own, unfollowed), or OSError when
+    nothing answered."""
 
     async def post(url: str, body: bytes) -> int:
         headers = {"Content-Type": "application/json"}
         try:
-            async with session.post(url, data=body, headers=headers) as response:
+            async with session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as response:
                 return response.status
         except (aiohttp.ClientError, TimeoutError) as error:
             raise OSError(str(error) or type(error).__name__) from error

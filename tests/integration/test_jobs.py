@@ -453,6 +453,30 @@ async def test_connecting_refuses_a_name_that_resolves_to_a_private_address(
     assert hits == [b"{}"]
 
 
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_not_followed(aiohttp_server: AiohttpServer, status: int) -> None:
+    """A receiver that redirects (here to a private address) is answered with its redirect
+    status, a failed attempt, and the target is never reached: a redirect's hops would escape
+    the address rule, which checks the URL the dispatcher was given."""
+    hits: list[str] = []
+
+    async def redirect(_request: web.Request) -> web.Response:
+        location = f"http://127.0.0.1:{server.port}/internal"
+        return web.Response(status=status, headers={"Location": location})
+
+    async def internal(request: web.Request) -> web.Response:
+        hits.append(request.method)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/hook", redirect)
+    app.router.add_route("*", "/internal", internal)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    async with callback_session(allow_private=True) as session:
+        assert await poster(session)(f"http://127.0.0.1:{server.port}/hook", b"{}") == status
+    assert hits == []
+
+
 async def test_retries_back_off_exponentially_up_to_the_cap(
     pool: asyncpg.Pool, campaign: tuple[int, int], aiohttp_server: AiohttpServer
 ) -> None:
