@@ -18,9 +18,9 @@ from msgspec import UNSET
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal, find_principal
 from lead_ledger.api.edge import Dialect, Refused, context, json_response, origin
-from lead_ledger.api.keys import POOL
+from lead_ledger.api.keys import POOL, SETTINGS
 from lead_ledger.api.openapi import Response
-from lead_ledger.service import flexydial
+from lead_ledger.service import flexydial, login_throttle
 from lead_ledger.service.flexydial import Status
 from lead_ledger.service.flexydial_payload import OOPS, parse_structure
 
@@ -190,6 +190,11 @@ async def _login_data(request: web.Request) -> object:
             "Wrong credentials ({`non_field_errors`: [...]}) or field errors",
             dict[str, list[str]],
         ),
+        429: Response(
+            "Too many failed logins for this username or from this address of late; the"
+            " `Retry-After` header and `detail` say when to try again (docs/operations.md)",
+            Detail,
+        ),
     },
 )
 @LOGIN.route
@@ -197,11 +202,26 @@ async def generate_token(request: web.Request, _caller: None) -> web.Response:
     fields = login_fields(await _login_data(request))
     if isinstance(fields, dict):
         return json_response(fields, 400)
+    settings = request.app[SETTINGS]
+    limits = login_throttle.Limits(
+        per_username=settings.login_failures_per_username,
+        per_address=settings.login_failures_per_address,
+        window_seconds=settings.login_throttle_window_seconds,
+    )
     async with request.app[POOL].acquire() as conn:
-        token = await flexydial.generate_token(conn, *fields, origin(request))
+        token = await flexydial.generate_token(conn, *fields, origin(request), limits)
+    if isinstance(token, login_throttle.Throttled):
+        return throttled(token.wait_seconds)
     if token is None:
         return json_response({"non_field_errors": [UNABLE_TO_LOG_IN]}, 400)
     return json_response(Token(token))
+
+
+def throttled(wait_seconds: int) -> web.Response:
+    """DRF's answer to a throttled request: 429, its `detail` text and `Retry-After`."""
+    unit = "second" if wait_seconds == 1 else "seconds"
+    detail = f"Request was throttled. Expected available in {wait_seconds} {unit}."
+    return json_response(Detail(detail), 429, headers={"Retry-After": str(wait_seconds)})
 
 
 @routes.post("/api/bulkphonebookupload/v1/")

@@ -19,7 +19,7 @@ from msgspec import UNSET, UnsetType
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.job_events import CellValue
-from lead_ledger.service import jobs
+from lead_ledger.service import jobs, login_throttle
 from lead_ledger.service.account_reads import SELECT_CAMPAIGN, authenticate_user, find_account
 from lead_ledger.service.accounts import NewCredential, issue_credential
 from lead_ledger.service.flexydial_jobs import INSERT_KIND, UPDATE_KIND
@@ -66,10 +66,17 @@ async def generate_token(
     username: str,
     password: str,
     origin: Origin,
-) -> str | None:
+    limits: login_throttle.Limits,
+) -> str | login_throttle.Throttled | None:
     """The key of a new flexydial credential of the user's account, issued by that user (the
-    token); None when the
-    username and password do not match (or cannot be stored: PostgreSQL text holds no NUL)."""
+    token); None when the username and password do not match (or cannot be stored: PostgreSQL
+    text holds no NUL); Throttled, without checking the password, when the username or the
+    client address has failed too often of late."""
+    attempt = await login_throttle.admit(
+        conn, limits, scope=DIALECT, username=username, address=origin.client_address
+    )
+    if isinstance(attempt, login_throttle.Throttled):
+        return attempt
     if _NUL in username or _NUL in password:
         return None
     user = await authenticate_user(conn, username, password)
@@ -78,6 +85,7 @@ async def generate_token(
     account = await find_account(conn, user.account)
     if account is None:
         return None  # the account of a user is never removed; a vanished one logs nobody in
+    await login_throttle.give_back(conn, attempt)
     ctx = origin.context(Actor(dialect=DIALECT, account_id=account.id, username=user.username))
     issued = await issue_credential(conn, ctx, account.id, NewCredential(api=DIALECT))
     return issued.key

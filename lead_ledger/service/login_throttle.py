@@ -1,0 +1,95 @@
+"""Failed logins throttled per username and per client address, counted in PostgreSQL.
+
+An attempt is counted before its password is checked, so concurrent guesses (on one server or
+several) can never check more passwords than the limit: the count is taken and compared in one
+statement. A login that succeeds gives its attempt back, so only failures use up the limit.
+While a subject is over its limit, even the right password is not checked: that is what makes
+guessing slow. Windows are fixed (`window_seconds` long); the wait is what is left of the one in
+which the limit was reached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from datetime import datetime
+from typing import Final
+
+import msgspec
+
+from lead_ledger.ledger.connection import Connection
+
+# One statement for every subject of the attempt, so the attempts of two requests that share a
+# subject are counted in a single order (subjects sorted): no deadlock, no attempt uncounted.
+# Like the rate limits, counted with synchronous_commit off (a crash may forget a few).
+COUNT_ATTEMPT: Final = """
+INSERT INTO login_throttle AS t (subject, window_start, attempts)
+SELECT subject, to_timestamp(floor(extract(epoch FROM statement_timestamp()) / $2) * $2), 1
+FROM unnest($1::text[]) AS subject,
+     (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+ORDER BY subject
+ON CONFLICT (subject, window_start) DO UPDATE SET attempts = t.attempts + 1
+RETURNING subject, window_start, attempts,
+    ceil(extract(epoch FROM window_start + make_interval(secs => $2) - clock_timestamp()))::int
+        AS wait_seconds
+"""
+GIVE_BACK: Final = """
+UPDATE login_throttle SET attempts = attempts - 1
+WHERE subject = ANY($1::text[]) AND window_start = $2 AND attempts > 0
+"""
+FORGET_OLD_WINDOWS: Final = """
+DELETE FROM login_throttle WHERE window_start < clock_timestamp() - make_interval(secs => $1 * 2)
+"""
+_CLEANUP_CHANCE: Final = 0.01
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """Failed logins allowed per window, per username and per client address."""
+
+    per_username: int
+    per_address: int
+    window_seconds: int
+
+
+class Admitted(msgspec.Struct, frozen=True):
+    """The attempt is counted; `give_back` it when the password turns out right."""
+
+    subjects: list[str]
+    window_start: datetime
+
+
+class Throttled(msgspec.Struct, frozen=True):
+    """Over a limit: try again in `wait_seconds` (at least 1)."""
+
+    wait_seconds: int
+
+
+def _subject(scope: str, kind: str, value: str) -> str:
+    return f"{scope}:{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
+
+
+async def admit(
+    conn: Connection, limits: Limits, *, scope: str, username: str, address: str | None
+) -> Admitted | Throttled:
+    """Count one login attempt of `username` (in the dialect `scope`) from `address`.
+
+    Run it outside a transaction: the window rows stay locked until the statement's own
+    transaction ends, and every attempt on the same username goes through its row.
+    """
+    if conn.is_in_transaction():
+        raise RuntimeError("login attempts must be counted outside a transaction")
+    limit_of = {_subject(scope, "username", username): limits.per_username}
+    if address is not None:
+        limit_of[_subject("any", "address", address)] = limits.per_address
+    rows = await conn.fetch(COUNT_ATTEMPT, list(limit_of), limits.window_seconds)
+    if random.random() < _CLEANUP_CHANCE:  # noqa: S311 - housekeeping, not security
+        await conn.execute(FORGET_OLD_WINDOWS, limits.window_seconds)
+    waits = [row["wait_seconds"] for row in rows if row["attempts"] > limit_of[row["subject"]]]
+    if waits:
+        return Throttled(max(1, *waits))
+    return Admitted(list(limit_of), rows[0]["window_start"])
+
+
+async def give_back(conn: Connection, admitted: Admitted) -> None:
+    """A login succeeded: its attempt no longer counts against the username or the address."""
+    await conn.execute(GIVE_BACK, admitted.subjects, admitted.window_start)
