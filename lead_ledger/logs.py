@@ -16,11 +16,28 @@ import structlog
 
 from lead_ledger.settings import LogFormat
 
-# Runs of 7 or more digits, allowing the separators people type in phone numbers.
-_PHONE: Final = re.compile(r"\+?\d[\d\s().-]{5,}\d")
+# Runs of 7 or more digits, allowing the separators people type in phone numbers, and standing
+# alone: digits inside a longer word (a hex id; "order-20261203-1234567") are not a number.
+_PHONE: Final = re.compile(r"(?<![\w-])\+?\d[\d\s().-]{5,}\d(?![\w-])")
 _PHONE_KEYS: Final = frozenset(
     {"phone", "phone_number", "phonenumber", "numeric", "alt_numeric", "phone_numbers"}
 )
+# What the service itself writes, never a lead's data: left as it is, so a timestamp reads as one
+# and a caller's X-Request-ID finds its line. Every other text is searched for phone numbers.
+_NEVER_MASKED: Final = frozenset(
+    {
+        "timestamp",
+        "request_id",
+        "level",
+        "event",
+        "logger",
+        "method",
+        "status",
+        "duration_ms",
+        "client",
+    }
+)
+_ID_SUFFIXES: Final = ("_id", "_ids", "_at")
 
 
 def mask_phone(text: str) -> str:
@@ -35,13 +52,20 @@ def mask_phone(text: str) -> str:
     return _PHONE.sub(_mask, text)
 
 
+def _may_hold_a_phone(key: str) -> bool:
+    return key not in _NEVER_MASKED and not key.endswith(_ID_SUFFIXES)
+
+
 def mask_phone_numbers(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
+    """Mask phone numbers in every value that can hold one: the phone fields whatever they hold,
+    other text (messages, paths, tracebacks) where a number stands in it; never ids or times."""
     for key, value in event_dict.items():
-        if isinstance(value, str) and (key.lower() in _PHONE_KEYS or _PHONE.search(value)):
-            event_dict[key] = mask_phone(value)
-        elif isinstance(value, list) and key.lower() in _PHONE_KEYS:
+        phone_field = key.lower() in _PHONE_KEYS
+        if isinstance(value, str) and _may_hold_a_phone(key):
+            event_dict[key] = mask_phone(value) if phone_field or _PHONE.search(value) else value
+        elif isinstance(value, list) and phone_field:
             event_dict[key] = [mask_phone(str(v)) for v in value]
     return event_dict
 

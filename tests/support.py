@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple, TypeAlias
+from typing import IO, NamedTuple, TypeAlias
 
 import aiohttp
 from aiohttp import web
@@ -35,9 +35,10 @@ class Served(NamedTuple):
     base_url: str
 
 
-def serve_process(database_url: str, **env: str) -> Served:
+def serve_process(database_url: str, *, stderr: IO[bytes] | None = None, **env: str) -> Served:
     """Start `lead-ledger serve` on the test's database, on a free port of 127.0.0.1, with
-    `env` (LEDGER_* names) on top of a clean environment; it logs warnings and worse only."""
+    `env` (LEDGER_* names) on top of a clean environment; it logs warnings and worse only,
+    unless `env` says otherwise, to `stderr` (the test's own by default)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     environ |= {"LEDGER_DATABASE_URL": database_url, "LEDGER_LOG_LEVEL": "warning"} | env
     with socket.socket() as sock:
@@ -46,6 +47,7 @@ def serve_process(database_url: str, **env: str) -> Served:
     process = subprocess.Popen(  # noqa: S603 - our own console script
         [str(Path(sys.executable).parent / "lead-ledger"), "serve", "--port", str(port)],
         env=environ,
+        stderr=stderr,
     )
     return Served(process, f"http://127.0.0.1:{port}")
 

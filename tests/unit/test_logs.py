@@ -37,3 +37,27 @@ def test_processor_masks_phone_keys_and_phone_like_values() -> None:
         "lead_id": 42,
         "phone_numbers": ["********10", "******67"],
     }
+
+
+def test_timestamps_ids_and_request_ids_are_never_masked() -> None:
+    """What the service writes itself (times, ids, a caller's request id, the client address)
+    reads as written, digits and all."""
+    event: dict[str, Any] = {
+        "event": "request",
+        "timestamp": "2026-12-03T07:46:12.123438Z",
+        "request_id": "order-20261203-1234567",
+        "job_id": "20261203123",
+        "received_at": "2026-12-03 07:46:12",
+        "client": "127.0.0.1",
+        "route": "/v1/leads/{lead_id}",
+    }
+    assert mask_phone_numbers(None, "info", dict(event)) == event
+
+
+def test_digits_inside_a_word_are_not_a_number() -> None:
+    """A hex id or a reference with a long digit run is left alone; a number standing in the
+    text is masked."""
+    text = "upload eae70db8ea1234567c806b1c2bf8 ref order-20261203-1234567 for 9876543210"
+    assert mask_phone(text) == (
+        "upload eae70db8ea1234567c806b1c2bf8 ref order-20261203-1234567 for ********10"
+    )
