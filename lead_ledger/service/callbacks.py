@@ -39,7 +39,10 @@ MAX_ATTEMPTS: Final = 8
 BACKOFF_SECONDS: Final = 1.0  # 1 s, 2 s, 4 s, ... capped
 MAX_BACKOFF_SECONDS: Final = 600.0
 LEASE_SECONDS: Final = 60.0  # longer than the POST timeout (10 s)
-PRIVATE_TARGET: Final = "callback target is a private address"
+# Names the setting: the uploader who meets it on a test system learns the switch at once.
+PRIVATE_TARGET: Final = (
+    "callback target is a private address; set LEDGER_CALLBACK_ALLOW_PRIVATE=1 to allow it"
+)
 
 CLAIM_DUE: Final = """
 WITH due AS (
@@ -74,7 +77,10 @@ class Due(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def refusal(url: str, *, allow_private: bool) -> str | None:
-    """Why the URL may not be called, or None. Every address the host resolves to is checked."""
+    """Why the URL may never be called, or None. Every address the host resolves to is checked.
+
+    Raises OSError when the host does not resolve now: that may pass (a DNS outage, a record not
+    yet published), so it is a failed attempt, retried, not a refusal."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "callback URL must be http or https with a host"
@@ -85,7 +91,7 @@ async def refusal(url: str, *, allow_private: bool) -> str | None:
             parts.hostname, parts.port or 443, type=socket.SOCK_STREAM
         )
     except OSError as error:
-        return f"cannot resolve callback host: {error}"
+        raise OSError(f"cannot resolve callback host {parts.hostname}: {error}") from error
     for *_, sockaddr in infos:
         if forbidden_address(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])):
             return PRIVATE_TARGET
@@ -133,13 +139,16 @@ async def _attempt(
 ) -> None:
     attempt = due.attempts + 1
     status: int | None = None
-    error = await refusal(due.url, allow_private=allow_private)
-    final = error is not None  # a refused target stays refused: no retries
-    if error is None:
-        try:
+    try:
+        error = await refusal(due.url, allow_private=allow_private)
+        # A refused target stays refused: no retries. Anything else that fails (DNS, a
+        # connection, a timeout, a 5xx) is retried with the backoff.
+        final = error is not None
+        if error is None:
             status = await post(due.url, due.body)
-        except (OSError, TimeoutError) as failure:
-            error = str(failure) or type(failure).__name__
+    except (OSError, TimeoutError) as failure:
+        error = str(failure) or type(failure).__name__
+        final = False
     delivered = status is not None and 200 <= status < 300
     event = CallbackAttempted(
         job_id=due.job_id,
@@ -151,7 +160,9 @@ async def _attempt(
     )
     async with pool.acquire() as conn:
         await _record(conn, due, event, final or attempt >= max_attempts, backoff_seconds)
-    log.info("callback_attempted", job_id=due.job_id, attempt=attempt, status=status, error=error)
+    # A refused callback is a setting to fix, not weather: it is worth an operator's attention.
+    level = log.warning if final else log.info
+    level("callback_attempted", job_id=due.job_id, attempt=attempt, status=status, error=error)
 
 
 async def _record(

@@ -58,6 +58,7 @@ def _wait_of(answer: tuple[int, Any, str | None], window: int) -> int:
     assert set(body) == {"detail"}
     match = THROTTLED.fullmatch(body["detail"])
     assert match is not None, body
+    assert retry_after is not None
     assert retry_after == match.group(1)
     wait = int(retry_after)
     assert 1 <= wait <= window

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -377,7 +378,7 @@ async def test_callback_to_loopback_refused_when_not_allowed(
     attempts = msgspec.json.decode(
         await pool.fetchval("SELECT callback_attempts FROM jobs WHERE job_id = $1", job_id)
     )
-    assert [a["error"] for a in attempts] == ["callback target is a private address"]
+    assert [a["error"] for a in attempts] == [callbacks.PRIVATE_TARGET]
     assert await pool.fetchval("SELECT callback_state FROM jobs") == "abandoned"
 
 
@@ -400,6 +401,26 @@ async def test_callback_abandoned_after_max_attempts(
     events = await job_events(pool, job_id)
     assert events.count("CallbackAttempted") == callbacks.MAX_ATTEMPTS
     assert events[-1] == "CallbackAbandoned"
+
+
+async def test_a_host_that_does_not_resolve_is_retried_until_the_last_attempt(
+    pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """A DNS failure may pass: every attempt is made, each recording why, before abandonment,
+    whether or not private targets are allowed."""
+    for allow_private in (False, True):
+        await pool.execute("DELETE FROM callback_outbox")
+        job_id = await completed_job(pool, campaign, "https://no-such-host.invalid/hook")
+        await dispatch_until_settled(pool, allow_private=allow_private)
+        events = await job_events(pool, job_id)
+        assert events.count("CallbackAttempted") == callbacks.MAX_ATTEMPTS
+        assert events[-1] == "CallbackAbandoned"
+        errors = await pool.fetch(
+            "SELECT data->>'error' AS error FROM events"
+            " WHERE stream_id = $1 AND type = 'CallbackAttempted'",
+            f"job-{job_id}",
+        )
+        assert all("no-such-host.invalid" in row["error"] for row in errors), errors
 
 
 @pytest.mark.parametrize(
@@ -445,7 +466,7 @@ async def test_connecting_refuses_a_name_that_resolves_to_a_private_address(
     server = await aiohttp_server(app, host="127.0.0.1")
     url = f"http://localhost:{server.port}/hook"
     async with callback_session(allow_private=False) as session:
-        with pytest.raises(OSError, match=callbacks.PRIVATE_TARGET):
+        with pytest.raises(OSError, match=re.escape(callbacks.PRIVATE_TARGET)):
             await poster(session)(url, b"{}")
     assert hits == []
     async with callback_session(allow_private=True) as session:
