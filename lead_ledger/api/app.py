@@ -12,6 +12,7 @@ from lead_ledger.api import (
     flexydial,
     jobs,
     jtel,
+    metrics,
     native,
     openapi,
     ops,
@@ -72,7 +73,11 @@ def create_app(
 ) -> web.Application:
     """Build the app; the pool opens (and migrations run) when the app starts, and so do the
     phone key workers with `warm_key_workers` (`serve`), else with the first large batch."""
-    app = web.Application(middlewares=[request_context], client_max_size=settings.max_body_bytes)
+    # Metrics outermost: they count the answer request_context made of any failure.
+    app = web.Application(
+        middlewares=[metrics.observe_requests, request_context],
+        client_max_size=settings.max_body_bytes,
+    )
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
     app[CLOCK] = _utc_now
@@ -80,6 +85,7 @@ def create_app(
     app.cleanup_ctx.append(_key_workers(warm=warm_key_workers))
     app.cleanup_ctx.append(_database)
     app.add_routes(ops.routes)
+    metrics.setup(app)  # GET /metrics
     app.add_routes(admin.routes)
     native.setup(app)  # native routes, and an on_shutdown hook that ends open SSE streams
     app.add_routes(ozonetel_add.routes)

@@ -27,7 +27,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 from aiohttp import web
 
-from lead_ledger.api import ops
+from lead_ledger.api import metrics, ops
 from lead_ledger.api.auth import bearer_token, find_principal, is_admin
 from lead_ledger.api.edge import Dialect, Refused, json_response
 from lead_ledger.api.problems import PROBLEM_JSON, body_too_large, internal_error, problem
@@ -307,6 +307,14 @@ describe(
         summary="Liveness: the process serves HTTP",
         tags=("ops",),
         responses={200: Response("Up", Health)},
+    ),
+)
+describe(
+    metrics.metrics,
+    Operation(
+        summary="Prometheus metrics of this process and of the database (docs/operations.md)",
+        tags=("ops",),
+        responses={200: Response("Prometheus text exposition format", str, "text/plain")},
     ),
 )
 describe(

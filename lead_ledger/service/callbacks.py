@@ -24,6 +24,7 @@ import structlog
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import ANY_VERSION, Actor
 from lead_ledger.ledger.job_events import CallbackAbandoned, CallbackAttempted, stream_of_job
+from lead_ledger.metrics import CALLBACK_ATTEMPTS
 from lead_ledger.service.jobs import CALLBACK_CHANNEL
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.worker import listening, sleep_until
@@ -160,6 +161,8 @@ async def _attempt(
     )
     async with pool.acquire() as conn:
         await _record(conn, due, event, final or attempt >= max_attempts, backoff_seconds)
+    outcome = "delivered" if delivered else "refused" if final else "failed"
+    CALLBACK_ATTEMPTS.labels(outcome).inc()
     # A refused callback is a setting to fix, not weather: it is worth an operator's attention.
     level = log.warning if final else log.info
     level("callback_attempted", job_id=due.job_id, attempt=attempt, status=status, error=error)

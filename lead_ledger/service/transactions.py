@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Final
 
 import asyncpg
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.locks import WRITE_GATE_KEY
+from lead_ledger.metrics import EVENTS_APPENDED
 
 # Each is one round trip (a simple-protocol script; the only value in them is our own constant).
 # BEGIN_WRITE commits asynchronously (set_config(..., true) is SET LOCAL) and enters the
@@ -39,6 +41,11 @@ BEGIN_WRITE: Final = (
 COMMIT_DURABLY: Final = "COMMIT; SELECT pg_logical_emit_message(true, 'lead-ledger', '')"
 
 
+# The types of the events `record` appends in the write transaction of this task: counted in
+# the metrics only once it commits, so a refused request's rolled-back events never are.
+APPENDED_TYPES: Final[ContextVar[list[str] | None]] = ContextVar("appended_types", default=None)
+
+
 @asynccontextmanager
 async def write_transaction(conn: Connection) -> AsyncIterator[None]:
     """A transaction whose commit does not hold locks through the fsync; durable on exit.
@@ -49,6 +56,7 @@ async def write_transaction(conn: Connection) -> AsyncIterator[None]:
         yield
         return
     await conn.execute(BEGIN_WRITE)
+    appended = APPENDED_TYPES.set([])
     try:
         yield
     except BaseException:
@@ -57,4 +65,9 @@ async def write_transaction(conn: Connection) -> AsyncIterator[None]:
         with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
             await conn.execute("ROLLBACK")
         raise
+    finally:
+        types = APPENDED_TYPES.get() or []
+        APPENDED_TYPES.reset(appended)
     await conn.execute(COMMIT_DURABLY)
+    for event_type in types:
+        EVENTS_APPENDED.labels(event_type).inc()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ import asyncpg
 import structlog
 
 from lead_ledger.ledger.connection import Connection
+from lead_ledger.metrics import JOB_SECONDS
 from lead_ledger.service import jobs
 
 log = structlog.get_logger(__name__)
@@ -101,6 +103,7 @@ async def _one(
         if claim is None:
             return False
         log.info("job_claimed", job_id=claim.job_id, attempt=claim.attempts, worker_id=worker_id)
+        started = time.perf_counter()
         run = asyncio.ensure_future(
             jobs.run_job(
                 conn,
@@ -117,7 +120,9 @@ async def _one(
         finally:
             stopping.cancel()
         if run.done():
-            log.info("job_ran", job_id=claim.job_id, state=run.result(), worker_id=worker_id)
+            state = run.result()
+            JOB_SECONDS.labels(state).observe(time.perf_counter() - started)
+            log.info("job_ran", job_id=claim.job_id, state=state, worker_id=worker_id)
             return True
         # Stopping: the job's transaction rolls back when cancelled; hand the job back below,
         # on another connection, as this one may be unusable after the cancellation.

@@ -13,6 +13,7 @@ from lead_ledger.ledger.event_ids import new_event_id
 from lead_ledger.ledger.events import DomainEvent, encode_event
 from lead_ledger.ledger.store import AppendResult, append_events
 from lead_ledger.projections.registry import apply_inline
+from lead_ledger.service.transactions import APPENDED_TYPES
 
 
 class Origin(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,4 +79,7 @@ async def record(
     result = await append_events(conn, appends, detect_retries=detect_retries)
     if not result.already_stored:
         await apply_inline(conn, result.events)
+        counted = APPENDED_TYPES.get()
+        if counted is not None:
+            counted.extend(event.type for event in result.events)
     return result
