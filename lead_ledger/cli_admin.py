@@ -7,7 +7,6 @@ admin as actor. Results print as JSON; refusals print one line on stderr and exi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import secrets
 import string
 import sys
@@ -241,10 +240,14 @@ DEMO_AGENTS: Final = (
 DEMO_SKILLS: Final = (accounts.NewSkill(name="sales"), accounts.NewSkill(name="support"))
 
 
-async def _ensure(step: Awaitable[object]) -> None:
-    """Create unless it exists: a re-run (or a run after a partial one) fills only the gaps."""
-    with contextlib.suppress(Conflict):
+async def _ensure(step: Awaitable[object]) -> bool:
+    """Create unless it exists: a re-run (or a run after a partial one) fills only the gaps.
+    True when it was created now."""
+    try:
         await step
+    except Conflict:
+        return False
+    return True
 
 
 async def demo(conn: Connection, ctx: Context, base_url: str) -> str:
@@ -253,7 +256,7 @@ async def demo(conn: Connection, ctx: Context, base_url: str) -> str:
     Keys and passwords are stored only as hashes, so a re-run cannot show the old ones again:
     it issues new ones (the old stay valid until revoked).
     """
-    await _ensure(
+    created = await _ensure(
         accounts.create_account(
             conn, ctx, accounts.NewAccount(name=DEMO_ACCOUNT, default_region="IN")
         )
@@ -281,13 +284,25 @@ async def demo(conn: Connection, ctx: Context, base_url: str) -> str:
         accounts.NewUser(username=f"demo-flexydial-{secrets.token_hex(3)}", password=password),
     )
     detail = await account_reads.get_account(conn, DEMO_ACCOUNT)
-    return _demo_text(detail, keys, user.username, password, base_url.rstrip("/"))
+    text = _demo_text(detail, keys, user.username, password, base_url.rstrip("/"))
+    return text if created else _REUSED + text
 
 
-# JSON bodies wrap inside their single quotes (JSON allows newlines between tokens), so every
-# example pastes into a shell as is.
+_REUSED: Final = """\
+The demo account already existed: it is reused, with its campaigns, agents, skills and leads.
+The keys and the user below are new. Keys and passwords are stored only as SHA-256 digests and
+cannot be shown again, so every run issues its own; the ones earlier runs printed keep working
+until revoked (lead-ledger admin accounts show demo lists them; lead-ledger admin credentials
+revoke demo <credential id> revokes one).
+
+"""
+
+# Each example is a block: a title, commands that paste into a shell as they are (JSON bodies
+# wrap inside their single quotes, as JSON allows newlines between tokens), then `# -> ` lines
+# with the answer it gives, and what it means. tests/e2e/test_demo.py runs every block against a
+# real server, twice, and checks both answers.
 _EXAMPLES: Final = string.Template("""
-# Flexydial: get a token, then bulk upload with it
+# Flexydial: log in for a token, then bulk upload with it (run as a job)
 TOKEN=$$(curl -s -X POST $base/api/generate-token/ -H 'Content-Type: application/json' \\
   -d '{"username": "$username", "password": "$password"}' \\
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
@@ -295,30 +310,56 @@ curl -s -X POST $base/api/bulkphonebookupload/v1/ -H "Authorization: Token $$TOK
   -H 'Content-Type: application/json' \\
   -d '{"campaign": "demo-outbound", "bulk_data": [{"numeric": "9876543210",
        "customer_info:customer_id": "C-1001", "customer_info:city": "Pune"}]}'
+# -> {"success": "Reference/Phonebook Name:flexydial_<ref>", "job_id": "<job>"}
+#    accepted: the rows run as a job; GET /api/bulkphonebookupload/status/<job>/ (same token)
+#    tells how each row went. Pasted again, the same answer: a new job, whose row is refused
+#    as a duplicate of the first upload's lead (its status says so).
 
-# Ozonetel: add one number (AddCampaignData), then upload a file
+# Ozonetel: add one number to a campaign and start the campaign (AddCampaignData)
 curl -s -X POST $base/ca_apis/AddCampaignData -H 'Content-Type: application/json' \\
   -H 'apiKey: $ozonetel' \\
   -d '{"campaignName": "demo-agentwise", "phoneNumber": "9876543211", "Name": "Meera",
-       "agentId": "agent-1", "userName": "$account"}'
+       "agentId": "agent-1", "userName": "$account", "checkDuplicate": "true",
+       "action": "start"}'
+# -> {"status": "SUCCESS", "message": "SuccessFully Updated, Preview was started"}
+#    added, and the stopped campaign was started. Pasted again:
+#    {"status": "SUCCESS", "message": "Number Already Exist"}: checkDuplicate found the number
+#    in the campaign, so nothing was added.
+
+# Ozonetel: upload a file of leads (run as a job; no callBackUrl, so no callback is sent)
 printf 'PhoneNumber,Name,skill\\n9876543212,Kiran,sales\\n' > leads.csv
 curl -s -X POST $base/endpoint/dailer/data/bulk/upload -F username=$account \\
-  -F apiKey=$ozonetel -F file=@leads.csv -F campaignName=demo-skillwise \\
-  -F callBackUrl=https://example.com/ozonetel-callback -F action=none
+  -F apiKey=$ozonetel -F file=@leads.csv -F campaignName=demo-skillwise -F action=none
+# -> {"status": "success", "message": "Data processing"}
+#    accepted as a job: GET /v1/jobs (native key, below) lists it with its outcome. Pasted
+#    again within the minute: {"status": "error", "message": "Request limit exhausted"}, the
+#    vendor's one upload per minute per account (a Retry-After header says when to retry).
 
-# Vicidial (TForge lead archive): archive leads by id
+# Vicidial (TForge lead archive): copy lead 1, this database's first lead, into the archive
 curl -s -X POST $base/vicidial/leads/archive -H 'Authorization: Key=$vicidial' \\
   -H 'Content-Type: application/json' \\
   -d '{"insert_leads": true, "update_leads": true, "delete_leads": false, "lead_ids": [1]}'
+# -> {"message": "lead_ids batch was successfully processed", "select_count": 1, ...}
+#    found live (select_count 1), copied into the archive (insert_count 1), kept live
+#    (delete_count 0, as delete_leads is false). Pasted again: "insert_count": 0, as the
+#    archive copy is already equal. {"message": "lead_ids does not exist", ...}: lead 1 is not
+#    this account's (the database had leads before the demo); use an id from /v1/leads below.
 
 # jtel: import a contact (ClientsID = account id $account_id, DiallerCampaignsID = $campaign_id)
 curl -s -X POST '$base/rest/v1.0/$account_id/dialler/contacts/import?overwriteDuplicates=true' \\
   -H 'Authorization: Bearer $jtel' -H 'Content-Type: application/json' \\
   -d '{"DiallerCampaignsID": $campaign_id, "Name": "Mustermann",
        "PhoneNumber1": "+919876543213", "UserData": "demo-1"}'
+# -> {"records": [{"ID": <id>, ...}], ...}
+#    created, and answered whole as jtel does. Pasted again, the same ID: overwriteDuplicates
+#    found the contact by its UserData and left it as it was.
 
-# native: list the account's leads
+# native: the account's leads, then its jobs
 curl -s $base/v1/leads -H 'Authorization: Bearer $native'
+# -> {"leads": [{"lead_id": <id>, ...}], ...}
+curl -s $base/v1/jobs -H 'Authorization: Bearer $native'
+# -> {"jobs": [{"job_id": <id>, ...}], ...}
+#    every upload's job, newest first, with its state, counts and callback outcome.
 """)
 
 

@@ -1,5 +1,5 @@
 """Bulk jobs in the app: the worker and callback dispatcher as background tasks, and
-`GET /v1/jobs/{id}` (native key, account-scoped) to follow a job."""
+`GET /v1/jobs` and `GET /v1/jobs/{id}` (native key, account-scoped) to find and follow a job."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator
-from typing import Final
+from datetime import datetime
+from typing import Annotated, Final, Literal
 
+import msgspec
 import structlog
 from aiohttp import web
 
@@ -18,8 +20,8 @@ from lead_ledger.api.auth import Principal
 from lead_ledger.api.callback_http import callback_session, poster
 from lead_ledger.api.edge import json_response
 from lead_ledger.api.keys import DATABASE_URL, JOB_KINDS, POOL, SETTINGS
-from lead_ledger.api.native import NATIVE
-from lead_ledger.api.openapi import UNAUTHORIZED, Response, problem_response
+from lead_ledger.api.native import NATIVE, Limit, as_utc, query_params
+from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import problem
 from lead_ledger.service import callbacks, jobs, worker
 
@@ -76,6 +78,55 @@ async def background(app: web.Application) -> AsyncIterator[None]:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+class JobsParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    dialect: str | None = None
+    campaign: str | None = None  # a campaign name
+    state: Literal["queued", "running", "done", "failed"] | None = None
+    from_: datetime | None = msgspec.field(name="from", default=None)  # submitted at or after
+    to: datetime | None = None  # submitted before
+    before: Annotated[int, msgspec.Meta(ge=1, le=_MAX_ID)] | None = None
+    limit: Limit = 100
+
+
+@routes.get("/v1/jobs")
+@openapi.operation(
+    summary="The account's bulk jobs, newest first, filtered",
+    description=(
+        "Every upload that was accepted is a job (Flexydial bulk, Ozonetel file, native jobs):"
+        " find yours by dialect, campaign, state or submission time, then follow it with"
+        " `GET /v1/jobs/{id}`. Keyset paging: pass `next_before` back as `before` until it is"
+        " null. A time without an offset is UTC. Rejected rows are listed by the single job."
+    ),
+    tags=("native",),
+    security=openapi.NATIVE_KEY,
+    query=JobsParams,
+    responses={
+        200: Response("A page of jobs", jobs.JobPage),
+        400: BAD_REQUEST,
+        401: UNAUTHORIZED,
+        404: problem_response("The campaign filter names no campaign of this account"),
+    },
+)
+@NATIVE.route
+async def list_jobs(request: web.Request, principal: Principal) -> web.StreamResponse:
+    params = query_params(request, JobsParams)
+    query = jobs.JobsQuery(
+        dialect=params.dialect,
+        campaign=params.campaign,
+        state=params.state,
+        from_=as_utc(params.from_),
+        to=as_utc(params.to),
+        before=params.before,
+        limit=params.limit,
+    )
+    async with request.app[POOL].acquire() as conn:
+        try:
+            page = await jobs.list_jobs(conn, principal.account_id, query)
+        except jobs.UnknownCampaignError:
+            return problem(404, f"no campaign {params.campaign!r}", parameter="campaign")
+    return json_response(page)
 
 
 @routes.get("/v1/jobs/{id}")

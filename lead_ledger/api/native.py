@@ -73,7 +73,8 @@ NATIVE: Final = Dialect(
 )
 
 
-def _query(request: web.Request, kind: type[S]) -> S:
+def query_params(request: web.Request, kind: type[S]) -> S:
+    """The query string as `kind`; a 400 problem naming the parameter when it is not one."""
     # strict=False turns query text into ints and times; unknown parameters are refused, so a
     # misspelt filter is an error rather than a silently unfiltered page.
     try:
@@ -140,7 +141,7 @@ NOT_FOUND: Final = problem_response("No such lead in this account")
 )
 @NATIVE.route
 async def list_leads(request: web.Request, principal: Principal) -> web.StreamResponse:
-    params = _query(request, LeadsQuery)
+    params = query_params(request, LeadsQuery)
     query = reads.LeadQuery(**msgspec.structs.asdict(params))
     async with request.app[POOL].acquire() as conn:
         try:
@@ -171,7 +172,7 @@ async def list_leads(request: web.Request, principal: Principal) -> web.StreamRe
 @NATIVE.route
 async def get_lead(request: web.Request, principal: Principal) -> web.StreamResponse:
     lead_id = _lead_id(request)
-    params = _query(request, AsOfQuery)
+    params = query_params(request, AsOfQuery)
     if params.as_of is not None and params.as_of_version is not None:
         return problem(400, "give as_of or as_of_version, not both", parameter="as_of_version")
     at = params.as_of
@@ -229,7 +230,8 @@ class StreamQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     after: Cursor = 0
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def as_utc(value: datetime | None) -> datetime | None:
+    """A time without an offset is UTC."""
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
@@ -248,14 +250,14 @@ def _utc(value: datetime | None) -> datetime | None:
 )
 @NATIVE.route
 async def audit(request: web.Request, principal: Principal) -> web.StreamResponse:
-    params = _query(request, AuditParams)
+    params = query_params(request, AuditParams)
     types = [t.strip() for t in params.type.split(",") if t.strip()] if params.type else None
     query = reads.AuditQuery(
         dialect=params.dialect,
         actor=params.actor,
         types=types,
-        from_=_utc(params.from_),
-        to=_utc(params.to),
+        from_=as_utc(params.from_),
+        to=as_utc(params.to),
         after=params.after,
         limit=params.limit,
     )
@@ -279,7 +281,7 @@ async def audit(request: web.Request, principal: Principal) -> web.StreamRespons
 )
 @NATIVE.route
 async def events(request: web.Request, principal: Principal) -> web.StreamResponse:
-    params = _query(request, FeedQuery)
+    params = query_params(request, FeedQuery)
     async with request.app[POOL].acquire() as conn:
         page = await reads.feed_page(
             conn, principal.account_id, after=params.after, limit=params.limit
@@ -306,7 +308,7 @@ async def events(request: web.Request, principal: Principal) -> web.StreamRespon
 )
 @NATIVE.route
 async def event_stream(request: web.Request, principal: Principal) -> web.StreamResponse:
-    after = _query(request, StreamQuery).after
+    after = query_params(request, StreamQuery).after
     last_id = request.headers.get("Last-Event-ID", "").strip()
     if last_id:
         # A reconnecting EventSource keeps its first URL, so the header is the newer cursor.

@@ -180,3 +180,50 @@ async def test_job_needs_a_native_key(api: Client) -> None:
     response = await api.get("/v1/jobs/1")
     assert response.status == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_jobs_are_listed_newest_first_with_filters_and_paging(api: Client) -> None:
+    """GET /v1/jobs finds the account's jobs (never another's), newest first, by state, dialect,
+    campaign and submission time, a page at a time; each entry is the job's view without its
+    rejected rows."""
+    acme, other = await tenant(api, "acme"), await tenant(api, "other")
+    ids = [
+        await submit(api, acme, [LeadFields(phone_numbers=[f"98765432{i:02d}"])]) for i in range(3)
+    ]
+    await submit(api, other, [LeadFields(phone_numbers=["9876543299"])])
+    for job_id in ids:
+        await settled(api, acme, job_id, lambda body: body["state"] == "done")
+
+    async def listed(query: str = "", status: int = 200) -> Any:
+        response = await api.get(f"/v1/jobs{query}", headers=acme.headers)
+        body = await response.json()
+        assert response.status == status, body
+        return body
+
+    page = await listed()
+    assert [job["job_id"] for job in page["jobs"]] == ids[::-1]
+    assert page["next_before"] is None
+    single = await (await api.get(f"/v1/jobs/{ids[0]}", headers=acme.headers)).json()
+    assert page["jobs"][-1] == {k: v for k, v in single.items() if k != "rejected_rows"}
+
+    first = await listed("?limit=2")
+    assert [job["job_id"] for job in first["jobs"]] == ids[:0:-1]
+    rest = await listed(f"?limit=2&before={first['next_before']}")
+    assert ([job["job_id"] for job in rest["jobs"]], rest["next_before"]) == ([ids[0]], None)
+
+    assert len((await listed("?state=done&dialect=native&campaign=sales"))["jobs"]) == 3
+    assert (await listed("?state=queued"))["jobs"] == []
+    assert (await listed("?dialect=flexydial"))["jobs"] == []
+    assert (await listed("?from=2999-01-01T00:00:00"))["jobs"] == []
+    assert len((await listed("?to=2999-01-01T00:00:00Z"))["jobs"]) == 3
+    assert (await listed("?campaign=nope", 404))["parameter"] == "campaign"
+    for bad in ("state=finished", "limit=0", "before=0", "colour=red", "from=yesterday"):
+        problem = await listed(f"?{bad}", 400)
+        assert problem["parameter"] == bad.split("=")[0]
+
+
+async def test_listing_jobs_needs_a_native_key(api: Client) -> None:
+    """Without a key: the native 401."""
+    response = await api.get("/v1/jobs")
+    assert response.status == 401
+    assert response.content_type == "application/problem+json"

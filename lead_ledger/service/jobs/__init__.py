@@ -26,7 +26,15 @@ from lead_ledger.service.jobs.lifecycle import (
     run_job,
     submit_job,
 )
-from lead_ledger.service.jobs.views import JobView, get_job
+from lead_ledger.service.jobs.views import (
+    JobPage,
+    JobsQuery,
+    JobSummary,
+    JobView,
+    UnknownCampaignError,
+    get_job,
+    list_jobs,
+)
 
 __all__ = [
     "CALLBACK_CHANNEL",
@@ -40,9 +48,14 @@ __all__ = [
     "JobKind",
     "JobKinds",
     "JobOutcome",
+    "JobPage",
+    "JobSummary",
     "JobView",
+    "JobsQuery",
+    "UnknownCampaignError",
     "claim_next",
     "get_job",
+    "list_jobs",
     "load_job",
     "release",
     "run_job",

@@ -5,19 +5,42 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
+import asyncpg
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.job_events import RejectedRow
 
-SELECT_JOB: Final = """
-SELECT j.job_id, j.kind, j.dialect, j.campaign_id, j.upload_ref, j.state, j.received,
-       j.inserted, j.updated, j.reassigned, j.rejected, j.rejected_rows, j.error,
+# The log knows submitted and finished; the queue knows which queued job is running now.
+_COLUMNS: Final = """
+SELECT j.job_id, j.kind, j.dialect, j.campaign_id, j.upload_ref,
+       CASE WHEN j.state = 'queued' AND q.state = 'running' THEN 'running' ELSE j.state END
+           AS state,
+       j.received, j.inserted, j.updated, j.reassigned, j.rejected, j.error,
        j.submitted_at, j.completed_at, j.callback_url, j.callback_state, j.callback_attempts,
-       q.state AS queue_state, coalesce(q.attempts, 0) AS attempts
+       coalesce(q.attempts, 0) AS attempts
+"""
+SELECT_JOB: Final = f"""
+{_COLUMNS}, j.rejected_rows
 FROM jobs j LEFT JOIN job_queue q USING (job_id)
 WHERE j.job_id = $1 AND j.account_id = $2
 """
+# Newest first; every filter is optional (NULL matches all). jobs_account_idx serves the order.
+SELECT_JOBS: Final = f"""
+{_COLUMNS}
+FROM jobs j LEFT JOIN job_queue q USING (job_id)
+WHERE j.account_id = $1 AND j.job_id < $2
+  AND ($3::text IS NULL OR j.dialect = $3)
+  AND ($4::bigint IS NULL OR j.campaign_id = $4)
+  AND ($5::text IS NULL
+       OR (CASE WHEN j.state = 'queued' AND q.state = 'running' THEN 'running'
+                ELSE j.state END) = $5)
+  AND ($6::timestamptz IS NULL OR j.submitted_at >= $6)
+  AND ($7::timestamptz IS NULL OR j.submitted_at < $7)
+ORDER BY j.job_id DESC
+LIMIT $8
+"""
+SELECT_CAMPAIGN_ID: Final = "SELECT campaign_id FROM campaigns WHERE account_id = $1 AND name = $2"
 
 
 class JobCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,8 +71,8 @@ class CallbackView(msgspec.Struct, frozen=True, kw_only=True):
     attempts: list[CallbackAttemptView]
 
 
-class JobView(msgspec.Struct, frozen=True, kw_only=True):
-    """A job as the API shows it: state, counts, rejected rows, timings, callback attempts."""
+class JobSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """A job in a list: everything but its rejected rows (up to one per row uploaded)."""
 
     job_id: int
     kind: str
@@ -59,10 +82,34 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     state: str  # queued | running | done | failed
     attempts: int
     counts: JobCounts
-    rejected_rows: list[RejectedRow]
     error: str | None
     timings: JobTimings
     callback: CallbackView | None
+
+
+class JobView(JobSummary, frozen=True, kw_only=True):
+    """A job as the API shows it: state, counts, rejected rows, timings, callback attempts."""
+
+    rejected_rows: list[RejectedRow]
+
+
+class JobPage(msgspec.Struct, frozen=True, kw_only=True):
+    jobs: list[JobSummary]
+    next_before: int | None  # the last job_id of this page when there may be another page
+
+
+class JobsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    dialect: str | None = None
+    campaign: str | None = None  # a campaign name of the account
+    state: str | None = None
+    from_: datetime | None = None  # submitted at or after
+    to: datetime | None = None  # submitted before
+    before: int | None = None  # a job_id: only older jobs
+    limit: int = 100
+
+
+class UnknownCampaignError(LookupError):
+    """The campaign filter names no campaign of the account."""
 
 
 async def get_job(conn: Connection, account_id: int, job_id: int) -> JobView | None:
@@ -70,9 +117,36 @@ async def get_job(conn: Connection, account_id: int, job_id: int) -> JobView | N
     row = await conn.fetchrow(SELECT_JOB, job_id, account_id)
     if row is None:
         return None
-    state = row["state"]
-    if state == "queued" and row["queue_state"] == "running":
-        state = "running"  # the log knows submitted and finished; the queue knows running
+    rejected_rows = msgspec.json.decode(row["rejected_rows"], type=list[RejectedRow])
+    return JobView(**msgspec.structs.asdict(_summary(row)), rejected_rows=rejected_rows)
+
+
+async def list_jobs(conn: Connection, account_id: int, query: JobsQuery) -> JobPage:
+    """The account's jobs, newest first, filtered; keyset paging by job_id (`before`).
+
+    Raises UnknownCampaignError when `campaign` names no campaign of this account.
+    """
+    campaign_id = None
+    if query.campaign is not None:
+        campaign_id = await conn.fetchval(SELECT_CAMPAIGN_ID, account_id, query.campaign)
+        if campaign_id is None:
+            raise UnknownCampaignError(query.campaign)
+    rows = await conn.fetch(
+        SELECT_JOBS,
+        account_id,
+        query.before if query.before is not None else 2**63 - 1,
+        query.dialect,
+        campaign_id,
+        query.state,
+        query.from_,
+        query.to,
+        query.limit,
+    )
+    jobs = [_summary(row) for row in rows]
+    return JobPage(jobs=jobs, next_before=jobs[-1].job_id if len(jobs) == query.limit else None)
+
+
+def _summary(row: asyncpg.Record) -> JobSummary:
     callback = None
     if row["callback_url"]:
         callback = CallbackView(
@@ -80,13 +154,13 @@ async def get_job(conn: Connection, account_id: int, job_id: int) -> JobView | N
             state=row["callback_state"] or "pending",
             attempts=msgspec.json.decode(row["callback_attempts"], type=list[CallbackAttemptView]),
         )
-    return JobView(
+    return JobSummary(
         job_id=row["job_id"],
         kind=row["kind"],
         dialect=row["dialect"],
         campaign_id=row["campaign_id"],
         upload_ref=row["upload_ref"],
-        state=state,
+        state=row["state"],
         attempts=row["attempts"],
         counts=JobCounts(
             received=row["received"],
@@ -95,7 +169,6 @@ async def get_job(conn: Connection, account_id: int, job_id: int) -> JobView | N
             reassigned=row["reassigned"],
             rejected=row["rejected"],
         ),
-        rejected_rows=msgspec.json.decode(row["rejected_rows"], type=list[RejectedRow]),
         error=row["error"],
         timings=JobTimings(submitted_at=row["submitted_at"], completed_at=row["completed_at"]),
         callback=callback,
