@@ -16,7 +16,7 @@ from lead_ledger.api import openapi
 from lead_ledger.api.edge import Refused, json_response, origin
 from lead_ledger.api.keys import CLOCK, LEAD_BATCHER, POOL
 from lead_ledger.api.openapi import Response
-from lead_ledger.api.ozonetel_wire import OZONETEL, RATE_LIMITED, Reply, reply
+from lead_ledger.api.ozonetel_wire import OZONETEL, RATE_LIMITED, Reply, rate_limited, reply
 from lead_ledger.service import ozonetel
 from lead_ledger.service.ozonetel import (
     AddCampaignData,
@@ -79,7 +79,7 @@ def answer(outcome: Outcome) -> web.Response:  # noqa: PLR0911 - one answer per 
     """The vendor's answer to an outcome of `ozonetel.add_campaign_data`."""
     match outcome:
         case Refusal.RATE_LIMITED:
-            return json_response(RATE_LIMITED, 429)
+            return rate_limited()
         case Refusal():
             return json_response(REFUSALS[outcome])
         case Added(campaign):

@@ -16,10 +16,10 @@ import msgspec
 from aiohttp import BodyPartReader, web
 
 from lead_ledger.api import openapi
-from lead_ledger.api.edge import json_response, origin
+from lead_ledger.api.edge import origin
 from lead_ledger.api.keys import POOL, SETTINGS
 from lead_ledger.api.openapi import Response
-from lead_ledger.api.ozonetel_wire import OZONETEL, RATE_LIMITED, Reply, reply
+from lead_ledger.api.ozonetel_wire import OZONETEL, Reply, rate_limited, reply
 from lead_ledger.service import ozonetel_bulk
 from lead_ledger.service.ozonetel_bulk import InProgress, Outcome, Refusal, Submitted
 from lead_ledger.service.ozonetel_file import NOT_EXCEL, UploadRefusal
@@ -150,7 +150,7 @@ def answer(outcome: Outcome) -> web.Response:
     """The vendor's answer to an outcome of `ozonetel_bulk.upload`."""
     match outcome:
         case Refusal.RATE_LIMITED:
-            return json_response(RATE_LIMITED, 429)
+            return rate_limited()
         case Refusal():
             return reply("error", REFUSALS[outcome])
         case UploadRefusal(message):

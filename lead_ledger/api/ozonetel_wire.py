@@ -3,6 +3,7 @@ and the dialect's answers to what any route can meet."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Final
 
 import msgspec
@@ -10,6 +11,7 @@ from aiohttp import web
 from msgspec import UNSET, UnsetType
 
 from lead_ledger.api.edge import Dialect, json_response, no_authentication
+from lead_ledger.service import rate_limits
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True):
@@ -25,6 +27,15 @@ def reply(status: str, message: str, http_status: int = 200) -> web.Response:
 
 
 RATE_LIMITED: Final = Reply(status="error", message="Request limit exhausted")
+
+
+def rate_limited() -> web.Response:
+    """429 with the vendor's text, and `Retry-After`: the seconds until the next window, as the
+    limits count fixed one-minute windows."""
+    wait = rate_limits.seconds_to_next_window(datetime.now(UTC))
+    return json_response(RATE_LIMITED, 429, headers={"Retry-After": str(wait)})
+
+
 TOO_LARGE: Final = Reply(status="error", message="Data limit exceeded")
 # Not a vendor text (its Spring service answers a failure in Spring's own error body); said in
 # the vendor's shape so that a client's parser of these routes reads it too.

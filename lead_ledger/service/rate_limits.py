@@ -7,6 +7,7 @@ minute boundary can see up to twice the limit within sixty seconds, which they a
 from __future__ import annotations
 
 import random
+from datetime import datetime
 from typing import Final
 
 from lead_ledger.ledger.connection import Connection
@@ -39,3 +40,9 @@ async def take(conn: Connection, account_id: int, bucket: str, limit: int) -> bo
     if random.random() < _CLEANUP_CHANCE:  # noqa: S311 - housekeeping, not security
         await conn.execute(FORGET_OLD_WINDOWS)
     return hits <= limit
+
+
+def seconds_to_next_window(now: datetime) -> int:
+    """Whole seconds until the minute after `now` begins, when a refused caller may try again
+    (1 to 60: a Retry-After of 0 would invite a retry within the same full window)."""
+    return 60 - now.second
