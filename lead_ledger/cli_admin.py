@@ -310,7 +310,7 @@ curl -s -X POST $base/api/bulkphonebookupload/v1/ -H "Authorization: Token $$TOK
   -H 'Content-Type: application/json' \\
   -d '{"campaign": "demo-outbound", "bulk_data": [{"numeric": "9876543210",
        "customer_info:customer_id": "C-1001", "customer_info:city": "Pune"}]}'
-# -> {"success": "Reference/Phonebook Name:flexydial_<ref>", "job_id": "<job>"}
+# -> {"success":"Reference/Phonebook Name:flexydial_<ref>","job_id":"<job>"}
 #    accepted: the rows run as a job; GET /api/bulkphonebookupload/status/<job>/ (same token)
 #    tells how each row went. Pasted again, the same answer: a new job, whose row is refused
 #    as a duplicate of the first upload's lead (its status says so).
@@ -321,28 +321,28 @@ curl -s -X POST $base/ca_apis/AddCampaignData -H 'Content-Type: application/json
   -d '{"campaignName": "demo-agentwise", "phoneNumber": "9876543211", "Name": "Meera",
        "agentId": "agent-1", "userName": "$account", "checkDuplicate": "true",
        "action": "start"}'
-# -> {"status": "SUCCESS", "message": "SuccessFully Updated, Preview was started"}
+# -> {"status":"SUCCESS","message":"SuccessFully Updated, Preview was started"}
 #    added, and the stopped campaign was started. Pasted again:
-#    {"status": "SUCCESS", "message": "Number Already Exist"}: checkDuplicate found the number
+#    {"status":"SUCCESS","message":"Number Already Exist"}: checkDuplicate found the number
 #    in the campaign, so nothing was added.
 
 # Ozonetel: upload a file of leads (run as a job; no callBackUrl, so no callback is sent)
 printf 'PhoneNumber,Name,skill\\n9876543212,Kiran,sales\\n' > leads.csv
 curl -s -X POST $base/endpoint/dailer/data/bulk/upload -F username=$account \\
   -F apiKey=$ozonetel -F file=@leads.csv -F campaignName=demo-skillwise -F action=none
-# -> {"status": "success", "message": "Data processing"}
+# -> {"status":"success","message":"Data processing"}
 #    accepted as a job: GET /v1/jobs (native key, below) lists it with its outcome. Pasted
-#    again within the minute: {"status": "error", "message": "Request limit exhausted"}, the
+#    again within the minute: {"status":"error","message":"Request limit exhausted"}, the
 #    vendor's one upload per minute per account (a Retry-After header says when to retry).
 
 # Vicidial (TForge lead archive): copy lead 1, this database's first lead, into the archive
 curl -s -X POST $base/vicidial/leads/archive -H 'Authorization: Key=$vicidial' \\
   -H 'Content-Type: application/json' \\
   -d '{"insert_leads": true, "update_leads": true, "delete_leads": false, "lead_ids": [1]}'
-# -> {"message": "lead_ids batch was successfully processed", "select_count": 1, ...}
+# -> {"message":"lead_ids batch was successfully processed","select_count":1,...}
 #    found live (select_count 1), copied into the archive (insert_count 1), kept live
-#    (delete_count 0, as delete_leads is false). Pasted again: "insert_count": 0, as the
-#    archive copy is already equal. {"message": "lead_ids does not exist", ...}: lead 1 is not
+#    (delete_count 0, as delete_leads is false). Pasted again: "insert_count":0, as the
+#    archive copy is already equal. {"message":"lead_ids does not exist",...}: lead 1 is not
 #    this account's (the database had leads before the demo); use an id from /v1/leads below.
 
 # jtel: import a contact (ClientsID = account id $account_id, DiallerCampaignsID = $campaign_id)
@@ -350,15 +350,16 @@ curl -s -X POST '$base/rest/v1.0/$account_id/dialler/contacts/import?overwriteDu
   -H 'Authorization: Bearer $jtel' -H 'Content-Type: application/json' \\
   -d '{"DiallerCampaignsID": $campaign_id, "Name": "Mustermann",
        "PhoneNumber1": "+919876543213", "UserData": "demo-1"}'
-# -> {"records": [{"ID": <id>, ...}], ...}
+# -> {"records":[{"ID":<id>,...}],...}
 #    created, and answered whole as jtel does. Pasted again, the same ID: overwriteDuplicates
 #    found the contact by its UserData and left it as it was.
 
 # native: the account's leads, then its jobs
 curl -s $base/v1/leads -H 'Authorization: Bearer $native'
-# -> {"leads": [{"lead_id": <id>, ...}], ...}
+# -> {"leads":[...],"next_after":null}
+#    the leads the examples above added, each with its lead_id, fields and times.
 curl -s $base/v1/jobs -H 'Authorization: Bearer $native'
-# -> {"jobs": [{"job_id": <id>, ...}], ...}
+# -> {"jobs":[{"job_id":<id>,...}],"next_before":null}
 #    every upload's job, newest first, with its state, counts and callback outcome.
 """)
 

@@ -158,10 +158,14 @@ async def test_demo_is_rerunnable_and_issues_fresh_keys(
     aiohttp_client: Callable[..., Awaitable[Client]],
 ) -> None:
     """demo sets up one account once; every run prints new working keys and curl examples,
-    and its agents and skills, which the database and the admin API hold once."""
+    and its agents and skills, which the database and the admin API hold once; a re-run says
+    so."""
     first_code, first, _ = await run("demo", "--base-url", "http://ledger.test:9000/")
     second_code, second, _ = await run("demo")
     assert (first_code, second_code) == (0, 0)
+    # A re-run says that it reused the account and that its keys are new ones.
+    assert "already existed" not in first
+    assert second.startswith("The demo account already existed: it is reused")
     agents = [("agent-1", "Asha Rao"), ("agent-2", "Ravi Kumar")]
     skills = ["sales", "support"]
     stored = await pool.fetch("SELECT agent_id, name FROM agents ORDER BY agent_id")
