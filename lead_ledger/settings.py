@@ -5,23 +5,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal, get_args, get_origin
 
 import msgspec
 import platformdirs
 
 LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     data_dir: Path = Path(platformdirs.user_data_dir("lead-ledger"))
-    db_pool_min: int = 2
-    db_pool_max: int = 10
+    db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 2
+    db_pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10
     admin_token: str | None = None
     log_format: LogFormat = "auto"
-    log_level: str = "info"
-    max_body_bytes: int = 64 * 1024 * 1024
+    log_level: LogLevel = "info"
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1)] = 64 * 1024 * 1024
     callback_allow_private: bool = False
     # How long a claimed job stays its worker's before another may claim it, should the worker
     # die between the claim and the run's row lock (which then holds it for the whole run).
@@ -34,17 +35,69 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every LEDGER_* setting, each checked on its own so an error names its variable and
+        the values it takes; then the checks between settings."""
         env = os.environ if environ is None else environ
         raw: dict[str, object] = {}
         for field in msgspec.structs.fields(cls):
-            value = env.get(f"LEDGER_{field.name.upper()}")
+            variable = f"LEDGER_{field.name.upper()}"
+            value = env.get(variable)
             if value is not None and value != "":
-                raw[field.name] = value
-        # strict=False lets "10" become 10 and "1" become True, as environment values are text.
+                raw[field.name] = _convert(variable, value, field.type)
+        settings = msgspec.convert(raw, cls)
+        if settings.db_pool_min > settings.db_pool_max:
+            raise SettingsError(
+                f"LEDGER_DB_POOL_MIN={settings.db_pool_min} is more than"
+                f" LEDGER_DB_POOL_MAX={settings.db_pool_max}: the pool cannot keep more"
+                " connections open than it may have"
+            )
+        return settings
+
+
+# Environment values are text: the spellings people use for a switch all mean what they say.
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def _convert(variable: str, value: str, kind: object) -> object:
+    """`value` as the setting's type, or a SettingsError naming `variable` and what it takes."""
+    if kind is bool:
+        word = value.strip().lower()
+        if word in _TRUE | _FALSE:
+            return word in _TRUE
+    elif get_origin(kind) is Literal:
+        word = value.strip().lower()  # INFO and info are the same level
+        if word in get_args(kind):
+            return word
+    else:
         try:
-            return msgspec.convert(raw, cls, strict=False, dec_hook=_decode_path)
-        except msgspec.ValidationError as error:
-            raise SettingsError(f"invalid setting: {error} (from LEDGER_* variables)") from error
+            # strict=False reads "10" as 10 and "2.5" as 2.5, as environment values are text.
+            return msgspec.convert(value, kind, strict=False, dec_hook=_decode_path)
+        except msgspec.ValidationError:
+            pass
+    raise SettingsError(f"{variable}={value!r} is not valid: {_expected(kind)}")
+
+
+def _expected(kind: object) -> str:
+    """What a setting of this type takes, in words."""
+    if kind is bool:
+        return "use 1/0, true/false, yes/no or on/off"
+    if get_origin(kind) is Literal:
+        return "use one of " + ", ".join(str(v) for v in get_args(kind))
+    if get_origin(kind) is Annotated:
+        base, *metadata = get_args(kind)
+        bounds = [
+            f"{word} {getattr(meta, attr)}"
+            for meta in metadata
+            for attr, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+            if getattr(meta, attr, None) is not None
+        ]
+        return f"{_expected(base)} {' and '.join(bounds)}".strip()
+    if kind is int:
+        return "a whole number"
+    if kind is float:
+        return "a number"
+    return "a value of " + getattr(kind, "__name__", str(kind))
 
 
 def _decode_path(kind: type, value: object) -> object:

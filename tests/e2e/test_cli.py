@@ -234,5 +234,6 @@ def test_invalid_setting_is_a_clear_error() -> None:
         timeout=60,
     )
     assert done.returncode == 2
-    assert "db_pool_max" in done.stderr
+    assert "LEDGER_DB_POOL_MAX='many' is not valid: a whole number >= 1" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
     assert "Traceback" not in done.stderr

@@ -41,7 +41,7 @@ def test_empty_values_mean_unset() -> None:
 
 def test_bad_value_names_the_setting() -> None:
     """A value of the wrong type is a SettingsError naming the field."""
-    with pytest.raises(SettingsError, match="db_pool_max"):
+    with pytest.raises(SettingsError, match="LEDGER_DB_POOL_MAX='lots' is not valid"):
         Settings.from_env({"LEDGER_DB_POOL_MAX": "lots"})
 
 
@@ -49,5 +49,56 @@ def test_job_lease_is_positive_seconds() -> None:
     """LEDGER_JOB_LEASE_SECONDS: 300 by default, fractions allowed, zero or less refused."""
     assert Settings.from_env({}).job_lease_seconds == 300.0
     assert Settings.from_env({"LEDGER_JOB_LEASE_SECONDS": "2.5"}).job_lease_seconds == 2.5
-    with pytest.raises(SettingsError, match="job_lease_seconds"):
+    with pytest.raises(SettingsError, match="LEDGER_JOB_LEASE_SECONDS"):
         Settings.from_env({"LEDGER_JOB_LEASE_SECONDS": "0"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"LEDGER_LOG_LEVEL": "verbose"},
+            "LEDGER_LOG_LEVEL='verbose' is not valid: use one of debug, info, warning, error",
+        ),
+        (
+            {"LEDGER_LOG_FORMAT": "xml"},
+            "LEDGER_LOG_FORMAT='xml' is not valid: use one of auto, json, console",
+        ),
+        (
+            {"LEDGER_MAX_BODY_BYTES": "-1"},
+            "LEDGER_MAX_BODY_BYTES='-1' is not valid: a whole number >= 1",
+        ),
+        ({"LEDGER_DB_POOL_MIN": "20"}, "LEDGER_DB_POOL_MIN=20 is more than LEDGER_DB_POOL_MAX=10"),
+        ({"LEDGER_DB_POOL_MAX": "0"}, "LEDGER_DB_POOL_MAX='0' is not valid: a whole number >= 1"),
+        ({"LEDGER_CALLBACK_ALLOW_PRIVATE": "maybe"}, "use 1/0, true/false, yes/no or on/off"),
+        (
+            {"LEDGER_JOB_LEASE_SECONDS": "soon"},
+            "LEDGER_JOB_LEASE_SECONDS='soon' is not valid: a number > 0",
+        ),
+    ],
+)
+def test_every_bad_value_is_an_error_naming_the_variable_and_what_it_takes(
+    environ: dict[str, str], message: str
+) -> None:
+    """Each setting is checked at start; its error names the environment variable, the value
+    given and the values it takes."""
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(environ)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [(t, True) for t in ("1", "true", "TRUE", "yes", "on", " On ")]
+    + [(t, False) for t in ("0", "false", "False", "no", "off")],
+)
+def test_booleans_take_the_usual_spellings(text: str, value: bool) -> None:
+    """1/0, true/false, yes/no and on/off, in any case."""
+    assert (
+        Settings.from_env({"LEDGER_CALLBACK_ALLOW_PRIVATE": text}).callback_allow_private is value
+    )
+
+
+def test_choices_are_read_in_any_case() -> None:
+    """LEDGER_LOG_LEVEL=WARNING is the warning level."""
+    assert Settings.from_env({"LEDGER_LOG_LEVEL": "WARNING"}).log_level == "warning"
