@@ -18,6 +18,7 @@ from lead_ledger.api import (
     ops,
     ozonetel_add,
     ozonetel_bulk,
+    unmatched,
     vicidial,
 )
 from lead_ledger.api.keys import (
@@ -75,7 +76,7 @@ def create_app(
     phone key workers with `warm_key_workers` (`serve`), else with the first large batch."""
     # Metrics outermost: they count the answer request_context made of any failure.
     app = web.Application(
-        middlewares=[metrics.observe_requests, request_context],
+        middlewares=[metrics.observe_requests, request_context, unmatched.unmatched_routes],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

@@ -22,6 +22,7 @@ from lead_ledger.api.keys import POOL
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import body_too_large, internal_error, problem
 from lead_ledger.ledger.envelope import RecordedEvent
+from lead_ledger.ledger.events import EVENT_TAGS
 from lead_ledger.ledger.feed import FeedEntry, follow_feed
 from lead_ledger.service import reads
 
@@ -211,6 +212,9 @@ async def lead_history(request: web.Request, principal: Principal) -> web.Stream
 # --- audit and feed -------------------------------------------------------------------------------
 
 
+_EVENT_TYPE_NAMES: Final = frozenset(EVENT_TAGS.values())
+
+
 class AuditParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     dialect: str | None = None
     actor: str | None = None  # a credential id or a username
@@ -252,6 +256,17 @@ def as_utc(value: datetime | None) -> datetime | None:
 async def audit(request: web.Request, principal: Principal) -> web.StreamResponse:
     params = query_params(request, AuditParams)
     types = [t.strip() for t in params.type.split(",") if t.strip()] if params.type else None
+    unknown = sorted(set(types or ()) - _EVENT_TYPE_NAMES)
+    if unknown:  # a misspelt type would otherwise find nothing, and look like no events
+        raise Refused(
+            problem(
+                400,
+                f"no event type {', '.join(unknown)}; the types are"
+                f" {', '.join(sorted(_EVENT_TYPE_NAMES))}",
+                title="Invalid query parameter",
+                parameter="type",
+            )
+        )
     query = reads.AuditQuery(
         dialect=params.dialect,
         actor=params.actor,

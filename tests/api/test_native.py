@@ -361,6 +361,9 @@ async def test_audit_filters_by_actor_dialect_type_and_time(
     by_credential = (await get_json(api, "/v1/audit?actor=cred-native-1"))["events"]
     assert [e["stream_id"] for e in by_credential] == [f"lead-{i}" for i in range(1, 6)]
     types = (await get_json(api, "/v1/audit?type=CampaignCreated,AccountCreated"))["events"]
+    bogus = await get_json(api, "/v1/audit?type=AccountCreated,Bogus", status=400)
+    assert (bogus["parameter"], bogus["status"]) == ("type", 400)
+    assert bogus["detail"].startswith("no event type Bogus; the types are AccountCreated, ")
     assert sorted(e["type"] for e in types) == [
         "AccountCreated",
         "CampaignCreated",
