@@ -48,7 +48,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     account_actions = actions("accounts", "create, list and show accounts")
     create = account_actions.add_parser("create", help="create an account")
     create.add_argument("name")
-    create.add_argument("--default-region", help="ISO 3166 alpha-2, e.g. IN")
+    create.add_argument(
+        "--default-region",
+        help="ISO 3166 alpha-2, e.g. IN: the region of numbers given without a country code"
+        " (docs/admin.md; without one, 9876543210 and 09876543210 are two numbers)",
+    )
     account_actions.add_parser("list", help="list accounts")
     _with_account(account_actions.add_parser("show", help="an account and its configuration"))
 
@@ -220,7 +224,16 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         await pool.close()
     if result is not None:
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(result), indent=2).decode() + "\n")
+    if (args.admin_object, args.admin_action) == ("accounts", "create") and not args.default_region:
+        sys.stderr.write(NO_REGION_WARNING.format(account=args.name))
     return 0
+
+
+NO_REGION_WARNING: Final = (
+    "lead-ledger: warning: {account} has no default region, so national numbers are compared"
+    " as their digits (9876543210 and 09876543210 are two numbers); set one before the first"
+    " lead: lead-ledger admin settings set {account} --default-region IN\n"
+)
 
 
 # --- demo ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from aiohttp import web
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import is_admin
 from lead_ledger.api.edge import Dialect, Refused, json_response, origin
-from lead_ledger.api.keys import POOL
+from lead_ledger.api.keys import POOL, SETTINGS
 from lead_ledger.api.openapi import Response, problem_response
 from lead_ledger.api.problems import body_too_large, internal_error, problem, validation_problem
 from lead_ledger.ledger.envelope import Actor
@@ -78,12 +78,16 @@ CAMPAIGN_TAKEN: Final = problem_response("The account has a campaign with this n
 async def _authenticate(request: web.Request) -> Context:
     """The admin token; the caller is then the admin, and this its context."""
     if not is_admin(request):
+        # Without a token configured no caller can succeed: say so, not "send the token".
+        off = not request.app[SETTINGS].admin_token
+        detail = (
+            "the admin API is off: this server has no LEDGER_ADMIN_TOKEN (set it to a secret"
+            " of your choosing and restart; lead-ledger admin works without it)"
+            if off
+            else "admin API: send Authorization: Bearer <LEDGER_ADMIN_TOKEN>"
+        )
         raise Refused(
-            problem(
-                401,
-                "admin API: send Authorization: Bearer <LEDGER_ADMIN_TOKEN>",
-                headers={"WWW-Authenticate": 'Bearer realm="lead-ledger admin"'},
-            )
+            problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="lead-ledger admin"'})
         )
     return origin(request).context(ADMIN_ACTOR)
 

@@ -95,7 +95,8 @@ async def test_missing_or_wrong_token_is_401_problem(
 async def test_admin_api_is_off_without_a_configured_token(
     database_url: str, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> None:
-    """With LEDGER_ADMIN_TOKEN unset no token gets in, not even an empty one."""
+    """With LEDGER_ADMIN_TOKEN unset no token gets in, not even an empty one, and the 401 says
+    that the admin API is off rather than asking for a token nobody could send."""
     app = create_app(Settings(admin_token=None, db_pool_min=1, db_pool_max=2), database_url)
     client = await aiohttp_client(app)
     for header in (f"Bearer {ADMIN_TOKEN}", "Bearer ", "Bearer None"):
@@ -103,6 +104,8 @@ async def test_admin_api_is_off_without_a_configured_token(
             "/v1/admin/accounts", json={"name": "x"}, headers={"Authorization": header}
         )
         assert response.status == 401
+        detail = (await response.json(content_type=None))["detail"]
+        assert detail.startswith("the admin API is off: this server has no LEDGER_ADMIN_TOKEN")
 
 
 # --- accounts -----------------------------------------------------------------------------------

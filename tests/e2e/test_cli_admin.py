@@ -59,9 +59,20 @@ async def test_accounts_create_list_and_show(run: Run) -> None:
     assert (shown["name"], shown["campaigns"], shown["credentials"]) == ("acme", [], [])
 
 
+async def test_an_account_without_a_region_is_created_with_a_warning(run: Run) -> None:
+    """Leaving the region out is allowed, but stderr says what it costs and how to set one."""
+    code, out, err = await run("admin", "accounts", "create", "acme")
+    assert (code, msgspec.json.decode(out)["settings"]["default_region"]) == (0, None)
+    assert err.splitlines() == [
+        "lead-ledger: warning: acme has no default region, so national numbers are compared as"
+        " their digits (9876543210 and 09876543210 are two numbers); set one before the first"
+        " lead: lead-ledger admin settings set acme --default-region IN"
+    ]
+
+
 async def test_credentials_users_agents_and_skills(run: Run, pool: asyncpg.Pool) -> None:
     """Keys issued by the CLI authenticate; a generated user password is shown and works."""
-    await ok(run, "admin", "accounts", "create", "acme")
+    await ok(run, "admin", "accounts", "create", "acme", "--default-region", "IN")
     issued = await ok(run, "admin", "credentials", "issue", "acme", "ozonetel")
     assert await pool.fetchrow(SELECT_CREDENTIAL, key_digest(issued["key"]), "ozonetel")
     user = await ok(run, "admin", "users", "create", "acme", "asha")
@@ -89,7 +100,7 @@ async def test_credentials_users_agents_and_skills(run: Run, pool: asyncpg.Pool)
 
 async def test_campaigns_create_update_and_list(run: Run) -> None:
     """campaigns create takes the options; update changes only those given."""
-    await ok(run, "admin", "accounts", "create", "acme")
+    await ok(run, "admin", "accounts", "create", "acme", "--default-region", "IN")
     created = await ok(
         run, "admin", "campaigns", "create", "acme", "Sales", "--assignment", "skillwise",
         "--crm-field", "customer:id", "--crm-field", "customer:city",
@@ -144,7 +155,7 @@ async def test_refusals_exit_non_zero_with_one_line(
     run: Run, argv: tuple[str, ...], code: int, message: str
 ) -> None:
     """Unknown names exit 1, invalid input exits 2; one line on stderr, nothing on stdout."""
-    await ok(run, "admin", "accounts", "create", "acme")
+    await ok(run, "admin", "accounts", "create", "acme", "--default-region", "IN")
     actual_code, out, err = await run(*argv)
     assert (code, "", 1) == (actual_code, out, len(err.splitlines()))
     assert message in err
