@@ -9,6 +9,7 @@ from aiohttp import web
 
 from lead_ledger.api import (
     admin,
+    docs_page,
     flexydial,
     jobs,
     jtel,
@@ -96,4 +97,5 @@ def create_app(
     app.add_routes(ozonetel_bulk.routes)
     jobs.setup(app)  # GET /v1/jobs/{id}, and the job worker and callback dispatcher tasks
     app.add_routes(openapi.routes)
+    app.add_routes(docs_page.routes)  # GET /docs
     return app

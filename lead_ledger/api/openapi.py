@@ -27,10 +27,9 @@ from typing import Any, Final, TypeVar
 import msgspec
 from aiohttp import web
 
-from lead_ledger.api import metrics, ops
-from lead_ledger.api.auth import bearer_token, find_principal, is_admin
-from lead_ledger.api.edge import Dialect, Refused, json_response
-from lead_ledger.api.problems import PROBLEM_JSON, body_too_large, internal_error, problem
+from lead_ledger.api import docs_page, metrics, ops
+from lead_ledger.api.edge import Dialect, json_response, no_authentication
+from lead_ledger.api.problems import PROBLEM_JSON, body_too_large, internal_error
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
@@ -261,22 +260,11 @@ def _query_parameters(
 routes = web.RouteTableDef()
 
 
-async def _reader(request: web.Request) -> None:
-    """Any native key or the admin token may read the document (DESIGN.md 6)."""
-    token = bearer_token(request)
-    if not is_admin(request) and await find_principal(request, token or "", "native") is None:
-        raise Refused(
-            problem(
-                401,
-                "a native key or the admin token is required",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        )
-
-
+# The document describes routes, not data: it is public, and readable from any origin, so that
+# Redoc or Swagger UI served elsewhere can load it (docs/decisions.md, "A public API document").
 DOCUMENT: Final = Dialect(
     name="openapi",
-    authenticate=_reader,
+    authenticate=no_authentication,
     too_large=body_too_large,
     unexpected=internal_error,
 )
@@ -284,21 +272,17 @@ DOCUMENT: Final = Dialect(
 
 @routes.get("/openapi.json")
 @DOCUMENT.route
-async def openapi_json(request: web.Request, _reader: None) -> web.Response:
+async def openapi_json(request: web.Request, _caller: None) -> web.Response:
     """The document."""
-    return json_response(build_document(request.app))
+    return json_response(build_document(request.app), headers={"Access-Control-Allow-Origin": "*"})
 
 
 describe(
     openapi_json,
     Operation(
-        summary="This OpenAPI document",
-        tags=("native",),
-        security=NATIVE_KEY,
-        responses={
-            200: Response("OpenAPI 3.1 document", dict[str, Any]),
-            401: UNAUTHORIZED,
-        },
+        summary="This OpenAPI document (no key needed; any origin may read it)",
+        tags=("ops",),
+        responses={200: Response("OpenAPI 3.1 document", dict[str, Any])},
     ),
 )
 describe(
@@ -307,6 +291,22 @@ describe(
         summary="Liveness: the process serves HTTP",
         tags=("ops",),
         responses={200: Response("Up", Health)},
+    ),
+)
+describe(
+    docs_page.docs,
+    Operation(
+        summary="This document, rendered by Redoc (shipped with lead-ledger; works offline)",
+        tags=("ops",),
+        responses={200: Response("An HTML page", str, "text/html")},
+    ),
+)
+describe(
+    docs_page.redoc_bundle,
+    Operation(
+        summary="Redoc's standalone bundle, which /docs loads",
+        tags=("ops",),
+        responses={200: Response("JavaScript", str, "text/javascript")},
     ),
 )
 describe(

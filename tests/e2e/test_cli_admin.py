@@ -63,11 +63,12 @@ async def test_an_account_without_a_region_is_created_with_a_warning(run: Run) -
     """Leaving the region out is allowed, but stderr says what it costs and how to set one."""
     code, out, err = await run("admin", "accounts", "create", "acme")
     assert (code, msgspec.json.decode(out)["settings"]["default_region"]) == (0, None)
-    assert err.splitlines() == [
+    warning = (
         "lead-ledger: warning: acme has no default region, so national numbers are compared as"
         " their digits (9876543210 and 09876543210 are two numbers); set one before the first"
         " lead: lead-ledger admin settings set acme --default-region IN"
-    ]
+    )
+    assert err.splitlines() == [warning]
 
 
 async def test_credentials_users_agents_and_skills(run: Run, pool: asyncpg.Pool) -> None:
