@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests import workbooks
-from tests.e2e.test_cli import CLI, _env, _free_port
+from tests.e2e.test_cli import CLI, _env, _free_port, _gone
 
 ADMIN_TOKEN = "e2e-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -88,7 +90,8 @@ async def _upload(
 
 
 async def test_serve_survives_the_corner_bomb(server: tuple[str, subprocess.Popen[bytes]]) -> None:
-    """The bomb answers "Data limit exceeded" (no reset); healthz and a normal upload follow."""
+    """The bomb answers "Data limit exceeded" (no reset); healthz and a normal upload follow,
+    and the parser's worker ends with the server."""
     base, process = server
     async with aiohttp.ClientSession() as session:
         await _admin(session, base, "/accounts", {"name": "acme", "default_region": "IN"})
@@ -113,3 +116,23 @@ async def test_serve_survives_the_corner_bomb(server: tuple[str, subprocess.Pope
             200,
             {"status": "success", "message": "Data processing"},
         )
+        # The parser's worker is the server's child and ends with it, even when it is killed.
+        workers = _parser_workers_of(process.pid)
+        assert len(workers) == 1
+        process.kill()
+        process.wait()
+        assert _gone(workers)
+
+
+def _parser_workers_of(pid: int) -> set[int]:
+    """Live file parser worker processes whose parent is `pid` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            cmdline = (entry / "cmdline").read_bytes()
+            if int(parent) == pid and state != "Z" and b"file_parser" in cmdline:
+                found.add(int(entry.name))
+    return found

@@ -51,3 +51,14 @@ def test_job_lease_is_positive_seconds() -> None:
     assert Settings.from_env({"LEDGER_JOB_LEASE_SECONDS": "2.5"}).job_lease_seconds == 2.5
     with pytest.raises(SettingsError, match="job_lease_seconds"):
         Settings.from_env({"LEDGER_JOB_LEASE_SECONDS": "0"})
+
+
+def test_parser_limits_from_the_environment() -> None:
+    """The upload parser's memory limit and timeout are settings, the memory at least 256 MiB."""
+    settings = Settings.from_env(
+        {"LEDGER_PARSER_MEMORY_BYTES": "536870912", "LEDGER_PARSER_TIMEOUT_SECONDS": "5"}
+    )
+    assert (settings.parser_memory_bytes, settings.parser_timeout_seconds) == (536_870_912, 5.0)
+    assert Settings.from_env({}).parser_memory_bytes == 1024**3
+    with pytest.raises(SettingsError, match="parser_memory_bytes"):
+        Settings.from_env({"LEDGER_PARSER_MEMORY_BYTES": "1000"})
