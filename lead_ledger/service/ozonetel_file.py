@@ -151,7 +151,7 @@ def sniff_format(data: bytes) -> FileFormat | None:
 
 
 def _read_csv(data: bytes) -> list[list[str]] | UploadRefusal:
-    """The rows, within the bounds an xlsx sheet has (docs/bulk-validation.md, "Size")."""
+    """The rows, within the bounds an xlsx sheet has (docs/bulk-validation.md, "Size bounds")."""
     # A row is built whole before it can be counted: no row may have more fields than the
     # largest file has cells, which commas (also those inside quotes) bound from above.
     if data.count(b",") > MAX_CELLS:

@@ -7,8 +7,8 @@ central directory is read with `zipfile`, every part is inflated from its raw by
 at a time, for the declared dimension, the row and cell references and the number of cells. The
 limits follow from the vendor's 50,000 records of at most 40 columns (docs/bulk-validation.md).
 
-Pure code, stdlib only. What the scan cannot foresee is the parser subprocess's memory limit's
-to catch (service/file_parser.py).
+Pure code, stdlib only. What the scan cannot foresee, the parser's worker process and its
+memory limit contain (service/file_parser.py).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ MAX_SHEET_COLUMNS: Final = 40
 # largest file. A sheet wider than 40 columns is read while its grid fits, so that the vendor's
 # "Excess columns found at rows [..]" can name the rows.
 MAX_CELLS: Final = MAX_SHEET_ROWS * MAX_SHEET_COLUMNS
-# 64 bytes a cell hold its reference, type, style and a value of ~20 characters; a part larger
-# than the vendor's largest sheet is no upload of theirs. All parts together: twice that.
+# 64 bytes a cell: room for its reference, type, style and a value of ~20 characters. A part
+# larger than the vendor's largest sheet is no upload of theirs; all parts together (a sheet
+# and its shared strings): twice that.
 MAX_PART_BYTES: Final = 64 * MAX_CELLS
 MAX_TOTAL_BYTES: Final = 2 * MAX_PART_BYTES
 # Excel writes a dozen parts, a few per sheet or image; thousands are no workbook.
