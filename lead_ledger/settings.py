@@ -24,6 +24,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: LogLevel = "info"
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1)] = 64 * 1024 * 1024
     callback_allow_private: bool = False
+    # The upload parser's worker process (service/file_parser.py): its address-space limit,
+    # and how long one file may take (wall clock; as many seconds of CPU).
+    parser_memory_bytes: Annotated[int, msgspec.Meta(ge=256 * 1024 * 1024)] = 1024**3
+    parser_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     # How long a claimed job stays its worker's before another may claim it, should the worker
     # die between the claim and the run's row lock (which then holds it for the whole run).
     job_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0

@@ -25,6 +25,7 @@ from lead_ledger.api import (
 from lead_ledger.api.keys import (
     CLOCK,
     DATABASE_URL,
+    FILE_PARSER,
     JOB_KINDS,
     KEY_WORKERS,
     LEAD_BATCHER,
@@ -33,6 +34,7 @@ from lead_ledger.api.keys import (
 )
 from lead_ledger.api.middleware import request_context
 from lead_ledger.ledger.database import open_database
+from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.job_kinds import job_kinds
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
@@ -52,6 +54,17 @@ def _key_workers(*, warm: bool) -> Callable[[web.Application], AsyncIterator[Non
             yield
 
     return owned
+
+
+async def _file_parser(app: web.Application) -> AsyncIterator[None]:
+    """The upload parser's worker process starts with the first upload, not with the app."""
+    settings = app[SETTINGS]
+    with FileParser(
+        memory_bytes=settings.parser_memory_bytes,
+        timeout_seconds=settings.parser_timeout_seconds,
+    ) as parser:
+        app[FILE_PARSER] = parser
+        yield
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -85,6 +98,7 @@ def create_app(
     app[CLOCK] = _utc_now
     # First in, last out: the key workers outlive the pool's users and the job worker.
     app.cleanup_ctx.append(_key_workers(warm=warm_key_workers))
+    app.cleanup_ctx.append(_file_parser)
     app.cleanup_ctx.append(_database)
     app.add_routes(ops.routes)
     metrics.setup(app)  # GET /metrics

@@ -9,6 +9,7 @@ from typing import Final
 import asyncpg
 from aiohttp import web
 
+from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.jobs import JobKinds
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
@@ -25,3 +26,5 @@ LEAD_BATCHER: Final = web.AppKey("lead_batcher", LeadInsertBatcher)
 # and key workers"), and what the app's job worker runs (service/job_kinds.py), bound to them.
 KEY_WORKERS: Final = web.AppKey("key_workers", KeyWorkers)
 JOB_KINDS: Final[web.AppKey[JobKinds]] = web.AppKey("job_kinds")
+# Parses uploaded files in a worker process with a memory limit (service/file_parser.py).
+FILE_PARSER: Final = web.AppKey("file_parser", FileParser)

@@ -17,7 +17,7 @@ from aiohttp import BodyPartReader, web
 
 from lead_ledger.api import openapi
 from lead_ledger.api.edge import origin
-from lead_ledger.api.keys import POOL, SETTINGS
+from lead_ledger.api.keys import FILE_PARSER, POOL, SETTINGS
 from lead_ledger.api.openapi import Response
 from lead_ledger.api.ozonetel_wire import OZONETEL, Reply, rate_limited, reply
 from lead_ledger.service import ozonetel_bulk
@@ -185,4 +185,7 @@ def answer(outcome: Outcome) -> web.Response:
 @OZONETEL.route
 async def bulk_upload(request: web.Request, _caller: None) -> web.Response:
     form = await read_form(request, request.app[SETTINGS].max_body_bytes)
-    return answer(await ozonetel_bulk.upload(request.app[POOL], form, origin(request)))
+    outcome = await ozonetel_bulk.upload(
+        request.app[POOL], request.app[FILE_PARSER], form, origin(request)
+    )
+    return answer(outcome)

@@ -11,7 +11,6 @@ campaign, in one transaction; its callback carries the vendor's body.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from typing import Any, Final, Literal
 
@@ -21,14 +20,15 @@ import msgspec
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.credentials import key_digest
 from lead_ledger.ledger.envelope import Actor
-from lead_ledger.ledger.events import Assignment, LeadFields, RateLimits
+from lead_ledger.ledger.events import RateLimits
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.service import jobs, rate_limits
 from lead_ledger.service.accounts import lock_account
+from lead_ledger.service.file_parser import FileParser, Parsed, ParseRequest
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.ozonetel import set_campaign_state
-from lead_ledger.service.ozonetel_file import UploadRefusal, parse_upload, sniff_format
+from lead_ledger.service.ozonetel_file import UploadPayload, UploadRefusal, sniff_format
 from lead_ledger.service.ozonetel_values import key_matches, lookup, names_account, stored
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, Origin
@@ -105,23 +105,12 @@ class UploadForm(msgspec.Struct, frozen=True, kw_only=True):
     filename: str | None = None
 
 
-class UploadPayload(msgspec.Struct, frozen=True, kw_only=True):
-    """A job's payload: the file's rows, already parsed and validated."""
-
-    rows: list[LeadFields]
-
-
 class _Checked(msgspec.Struct, frozen=True, kw_only=True):
     """A request that passed the checks before the file's own validation."""
 
     row: asyncpg.Record
     file: bytes
     action: Action | None
-
-
-class _Parsed(msgspec.Struct, frozen=True, kw_only=True):
-    received: int
-    payload: bytes
 
 
 def _text(value: str | None) -> str | None:
@@ -135,22 +124,26 @@ def parse_action(value: str | None) -> Action | None:
     return verb if verb in ("start", "stop") else None  # type: ignore[return-value]
 
 
-async def upload(pool: asyncpg.Pool, form: UploadForm, origin: Origin) -> Outcome:
+async def upload(
+    pool: asyncpg.Pool, parser: FileParser, form: UploadForm, origin: Origin
+) -> Outcome:
     """Run the checks in order, validate the file, take the rate limit, submit the job."""
     async with pool.acquire() as conn:
         checked = await _check(conn, form)
     if not isinstance(checked, _Checked):
         return checked
     row = checked.row
-    # Parsing 50,000 rows takes a few hundred milliseconds of CPU: off the event loop, so other
-    # requests keep being served meanwhile, and with no pooled connection held.
-    parsed = await asyncio.to_thread(
-        _parse,
-        checked.file,
-        campaign_name=row["campaign_name"],
-        assignment=row["assignment"],
-        agents=set(row["agents"] or ()),
-        skills=set(row["skills"] or ()),
+    # Parsing 50,000 rows takes a few hundred milliseconds of CPU: in the parser's worker
+    # process, so other requests keep being served meanwhile and a reader that fails takes
+    # only the worker with it; with no pooled connection held.
+    parsed = await parser.parse(
+        ParseRequest(
+            data=checked.file,
+            campaign_name=row["campaign_name"],
+            assignment=row["assignment"],
+            agent_ids=list(row["agents"] or ()),
+            skills=list(row["skills"] or ()),
+        )
     )
     if isinstance(parsed, UploadRefusal):
         return parsed
@@ -193,21 +186,8 @@ async def _check(  # noqa: PLR0911 - one return per vendor answer, in their orde
     return _Checked(row=row, file=form.file, action=action)
 
 
-def _parse(
-    data: bytes, *, campaign_name: str, assignment: Assignment, agents: set[str], skills: set[str]
-) -> _Parsed | UploadRefusal:
-    """Validate the file and encode its rows as the job's payload (in a worker thread)."""
-    parsed = parse_upload(
-        data, campaign_name=campaign_name, assignment=assignment, agent_ids=agents, skills=skills
-    )
-    if isinstance(parsed, UploadRefusal):
-        return parsed
-    payload = msgspec.json.encode(UploadPayload(rows=parsed.rows))
-    return _Parsed(received=len(parsed.rows), payload=payload)
-
-
 async def _submit(
-    conn: Connection, ctx: Context, form: UploadForm, checked: _Checked, parsed: _Parsed
+    conn: Connection, ctx: Context, form: UploadForm, checked: _Checked, parsed: Parsed
 ) -> Refusal | InProgress | Submitted:
     """Under the campaign and account locks: check again, stop if asked, store the job."""
     row = checked.row

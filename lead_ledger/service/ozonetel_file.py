@@ -21,6 +21,13 @@ import msgspec
 from python_calamine import CalamineError, CalamineWorkbook
 
 from lead_ledger.ledger.events import Assignment, ExtraValue, LeadFields
+from lead_ledger.service.workbook_bounds import (
+    MAX_CELLS,
+    MAX_ENTRIES,
+    MAX_SHEET_ROWS,
+    check_workbook,
+    entry_count,
+)
 
 FileFormat = Literal["csv", "xlsx"]
 
@@ -64,6 +71,12 @@ class UploadRows(msgspec.Struct, frozen=True, kw_only=True):
     format: FileFormat
 
 
+class UploadPayload(msgspec.Struct, frozen=True, kw_only=True):
+    """A job's payload: the file's rows, already parsed and validated."""
+
+    rows: list[LeadFields]
+
+
 class UploadRefusal(msgspec.Struct, frozen=True):
     """The whole file is refused; `message` is the vendor's text for {"status": "error"}."""
 
@@ -103,8 +116,8 @@ def _parse(
     if file_format is None:
         return UploadRefusal(NOT_EXCEL)
     table = _read_xlsx(data) if file_format == "xlsx" else _read_csv(data)
-    if table is None:
-        return UploadRefusal(NOT_EXCEL)
+    if isinstance(table, UploadRefusal):
+        return table
     return validate_table(
         table,
         file_format,
@@ -118,6 +131,10 @@ def _parse(
 def sniff_format(data: bytes) -> FileFormat | None:
     """The format by content, never by file name: xlsx workbook, UTF-8 text, or neither."""
     if data.startswith(_ZIP_MAGIC):
+        entries = entry_count(data)
+        if entries is not None and entries > MAX_ENTRIES:
+            # Not opened: zipfile would build an object per entry. check_workbook refuses it.
+            return "xlsx"
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 names = set(archive.namelist())
@@ -133,25 +150,46 @@ def sniff_format(data: bytes) -> FileFormat | None:
     return "csv"
 
 
-def _read_csv(data: bytes) -> list[list[str]] | None:
+def _read_csv(data: bytes) -> list[list[str]] | UploadRefusal:
+    """The rows, within the bounds an xlsx sheet has (docs/bulk-validation.md, "Size bounds")."""
+    # A row is built whole before it can be counted: no row may have more fields than the
+    # largest file has cells, which commas (also those inside quotes) bound from above.
+    if data.count(b",") > MAX_CELLS:
+        return UploadRefusal(DATA_LIMIT)
     text = data.removeprefix(_UTF8_BOM).decode("utf-8")
+    rows: list[list[str]] = []
+    width = 0
     try:
         # newline="" lets the csv module see CRLF and quoted line breaks itself.
-        return list(csv.reader(io.StringIO(text, newline="")))
+        for row in csv.reader(io.StringIO(text, newline="")):
+            rows.append(row)
+            width = max(width, len(row))
+            if len(rows) > MAX_SHEET_ROWS or len(rows) * width > MAX_CELLS:
+                return UploadRefusal(DATA_LIMIT)
     except csv.Error:
-        return None  # e.g. a field over csv.field_size_limit(): text, but no table
+        # e.g. a field over csv.field_size_limit(): text, but no table
+        return UploadRefusal(NOT_EXCEL)
+    return rows
 
 
-def _read_xlsx(data: bytes) -> list[list[str]] | None:
+def _read_xlsx(data: bytes) -> list[list[str]] | UploadRefusal:
+    # Bounded before calamine sees it: its grid is as large as the sheet says it is.
+    match check_workbook(data):
+        case "too_large":
+            return UploadRefusal(DATA_LIMIT)
+        case "malformed":
+            return UploadRefusal(NOT_EXCEL)
+        case None:
+            pass
     try:
         workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
         if not workbook.sheet_names:
-            return None
+            return UploadRefusal(NOT_EXCEL)
         # skip_empty_area=False keeps row numbers as the user sees them in the sheet.
         cells = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
     except (CalamineError, OSError, ValueError):
         # A zip that claims to be a workbook but cannot be read is no excel file either.
-        return None
+        return UploadRefusal(NOT_EXCEL)
     return [[_cell_text(cell) for cell in row] for row in cells]
 
 

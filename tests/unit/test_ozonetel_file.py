@@ -262,11 +262,19 @@ def test_fifty_thousand_and_one_rows_refused(tmp_path: Path) -> None:
 
 
 def test_data_limit_after_excess_columns(tmp_path: Path) -> None:
-    """Excess columns are reported before the data limit."""
+    """Excess columns are reported before the data limit, for a file within the size bounds."""
+    wide = ["9876543210", *("x" for _ in range(41))]
+    rows = [["PhoneNumber"], wide, *([f"98{i:08d}"] for i in range(40_000))]
+    data = write_csv(tmp_path / "a.csv", rows)
+    assert refusal(parse(data)) == f"Excess columns found at rows [1] for campaign {CAMPAIGN}"
+
+
+def test_past_the_size_bounds_the_data_limit_comes_first(tmp_path: Path) -> None:
+    """A file past 50,001 rows is refused before it is read, excess columns or not."""
     wide = ["9876543210", *("x" for _ in range(41))]
     rows = [["PhoneNumber"], wide, *([f"98{i:08d}"] for i in range(50_000))]
     data = write_csv(tmp_path / "a.csv", rows)
-    assert refusal(parse(data)) == f"Excess columns found at rows [1] for campaign {CAMPAIGN}"
+    assert refusal(parse(data)) == "Data limit exceeded"
 
 
 @pytest.mark.parametrize(

@@ -102,3 +102,14 @@ def test_booleans_take_the_usual_spellings(text: str, value: bool) -> None:
 def test_choices_are_read_in_any_case() -> None:
     """LEDGER_LOG_LEVEL=WARNING is the warning level."""
     assert Settings.from_env({"LEDGER_LOG_LEVEL": "WARNING"}).log_level == "warning"
+
+
+def test_parser_limits_from_the_environment() -> None:
+    """The upload parser's memory limit and timeout are settings, the memory at least 256 MiB."""
+    settings = Settings.from_env(
+        {"LEDGER_PARSER_MEMORY_BYTES": "536870912", "LEDGER_PARSER_TIMEOUT_SECONDS": "5"}
+    )
+    assert (settings.parser_memory_bytes, settings.parser_timeout_seconds) == (536_870_912, 5.0)
+    assert Settings.from_env({}).parser_memory_bytes == 1024**3
+    with pytest.raises(SettingsError, match="LEDGER_PARSER_MEMORY_BYTES"):
+        Settings.from_env({"LEDGER_PARSER_MEMORY_BYTES": "1000"})
