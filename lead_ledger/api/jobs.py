@@ -22,12 +22,12 @@ from lead_ledger.api.native import NATIVE
 from lead_ledger.api.openapi import UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import problem
 from lead_ledger.service import callbacks, jobs, worker
+from lead_ledger.service.inputs import decimal
 
 log = structlog.get_logger(__name__)
 
 routes = web.RouteTableDef()
 STOP_GRACE_SECONDS: Final = 15.0
-_MAX_ID: Final = 2**63 - 1
 
 
 def setup(app: web.Application) -> None:
@@ -97,10 +97,11 @@ async def background(app: web.Application) -> AsyncIterator[None]:
 @NATIVE.route
 async def get_job(request: web.Request, principal: Principal) -> web.StreamResponse:
     text = request.match_info["id"]
-    if not text.isdigit() or not 0 < int(text) <= _MAX_ID:
+    job_id = decimal(text, minimum=1)
+    if job_id is None:
         return problem(404, f"no job {text}")
     async with request.app[POOL].acquire() as conn:
-        job = await jobs.get_job(conn, principal.account_id, int(text))
+        job = await jobs.get_job(conn, principal.account_id, job_id)
     if job is None:
         return problem(404, f"no job {text}")
     return json_response(job)
