@@ -261,4 +261,5 @@ for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
     _handler = JTEL.route(_unknown)
     _handler.__name__ = f"unknown_{_method.lower()}"
     openapi.describe(_handler, _UNKNOWN_DOC)
-    routes.route(_method, f"{BASE}/{{tail:.*}}")(_handler)
+    # [\s\S], not '.': a tail with a newline (%0A) is under the base too, not aiohttp's 404.
+    routes.route(_method, f"{BASE}/{{tail:[\\s\\S]*}}")(_handler)

@@ -199,6 +199,14 @@ CASES: Final = [
         _jtel_invalid("limitStart", "an integer is required"),
     ),
     Case(
+        "jtel unknown path with a newline",
+        "GET",
+        "/rest/v1.0/{account}/a%0Ab",
+        "jtel",
+        404,
+        {"status": 404, "error": "Resource not found"},
+    ),
+    Case(
         "jtel import nested too deeply",
         "POST",
         "/rest/v1.0/{account}/dialler/contacts/import",
@@ -375,7 +383,7 @@ class World:
     keys: dict[str, str]
 
 
-async def _world(api: Client) -> World:
+async def make_world(api: Client) -> World:
     created = await api.post("/v1/admin/accounts", json={"name": "acme"}, headers=ADMIN)
     account = await created.json()
     keys: dict[str, str] = {}
@@ -390,7 +398,7 @@ async def _world(api: Client) -> World:
     return World(account["id"], (await campaign.json())["id"], keys)
 
 
-def _auth(auth: str | None, keys: dict[str, str]) -> dict[str, str]:
+def auth_headers(auth: str | None, keys: dict[str, str]) -> dict[str, str]:
     match auth:
         case "admin":
             return ADMIN
@@ -417,7 +425,7 @@ def _fill(text: bytes, world: World) -> bytes:
 async def send(api: Client, case: Case, world: World) -> tuple[int, str, str]:
     """The case's request; its status, content type and body text."""
     path = case.path.replace("{account}", str(world.account_id))
-    headers = {**_auth(case.auth, world.keys), **case.headers}
+    headers = {**auth_headers(case.auth, world.keys), **case.headers}
     body = None if case.body is None else _fill(case.body, world)
     async with api.request(case.method, path, headers=headers, data=body) as response:
         return response.status, response.content_type, await response.text()
@@ -444,7 +452,7 @@ def check_answer(case: Case, status: int, content_type: str, text: str) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 async def test_a_hostile_input_answers_in_the_route_shape(client: Client, case: Case) -> None:
     """The case's answer in its route's shape, and the server serves /healthz after it."""
-    world = await _world(client)
+    world = await make_world(client)
     check_answer(case, *await send(client, case, world))
     health = await client.get("/healthz")
     assert health.status == 200
@@ -554,7 +562,7 @@ async def test_a_body_over_the_limit_answers_in_every_route_shape(
 ) -> None:
     """Every route that reads a body answers one over LEDGER_MAX_BODY_BYTES in its own shape."""
     api = await aiohttp_client(create_app(settings, database_url))
-    world = await _world(api)  # made under the default limit: the admin bodies are small
+    world = await make_world(api)  # made under the default limit: the admin bodies are small
     small = msgspec.structs.replace(settings, max_body_bytes=1024)
     limited = await aiohttp_client(create_app(small, database_url))
     for case in TOO_LARGE_CASES:
