@@ -32,6 +32,7 @@ from lead_ledger.service.account_reads import (
     User,
 )
 from lead_ledger.service.errors import Conflict, Invalid, NotFound
+from lead_ledger.service.inputs import decode_json
 from lead_ledger.service.writer import Context
 
 routes = web.RouteTableDef()
@@ -115,8 +116,9 @@ ADMIN: Final = Dialect(
 
 
 async def _body(request: web.Request, kind: type[T]) -> T:
+    body = await request.read()
     try:
-        decoded: T = msgspec.json.decode(await request.read(), type=kind)
+        decoded: T = decode_json(body, lambda data: msgspec.json.decode(data, type=kind))
     except msgspec.DecodeError as error:  # also ValidationError: malformed or mistyped
         raise Refused(validation_problem(error)) from error
     return decoded

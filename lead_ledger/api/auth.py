@@ -66,4 +66,9 @@ def is_admin(request: web.Request) -> bool:
     """True when the bearer token is LEDGER_ADMIN_TOKEN (the admin API is off without one)."""
     expected = request.app[SETTINGS].admin_token
     token = bearer_token(request)
-    return bool(expected) and token is not None and hmac.compare_digest(token, expected or "")
+    if not expected or token is None:
+        return False
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a 500).
+    return hmac.compare_digest(
+        token.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )

@@ -23,6 +23,7 @@ from lead_ledger.api.openapi import Response
 from lead_ledger.service import flexydial, login_throttle
 from lead_ledger.service.flexydial import Status
 from lead_ledger.service.flexydial_payload import OOPS, parse_structure
+from lead_ledger.service.inputs import decode_json
 
 routes = web.RouteTableDef()
 
@@ -165,10 +166,13 @@ def login_fields(data: object) -> tuple[str, str] | LoginErrors:
 
 async def _login_data(request: web.Request) -> object:
     if request.content_type in _FORMS:
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError:  # multipart without a boundary, say: a body that cannot be read
+            return None
         return dict(form.items())  # a repeated field: the first value, as Django's QueryDict
     try:
-        data: object = msgspec.json.decode(await request.read())
+        data: object = decode_json(await request.read())
     except msgspec.DecodeError:
         return None
     return data

@@ -24,12 +24,12 @@ from lead_ledger.api.native import NATIVE, Limit, as_utc, query_params
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import problem
 from lead_ledger.service import callbacks, jobs, worker
+from lead_ledger.service.inputs import BIGINT_MAX, decimal
 
 log = structlog.get_logger(__name__)
 
 routes = web.RouteTableDef()
 STOP_GRACE_SECONDS: Final = 15.0
-_MAX_ID: Final = 2**63 - 1
 
 
 def setup(app: web.Application) -> None:
@@ -86,7 +86,7 @@ class JobsParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     state: Literal["queued", "running", "done", "failed"] | None = None
     from_: datetime | None = msgspec.field(name="from", default=None)  # submitted at or after
     to: datetime | None = None  # submitted before
-    before: Annotated[int, msgspec.Meta(ge=1, le=_MAX_ID)] | None = None
+    before: Annotated[int, msgspec.Meta(ge=1, le=BIGINT_MAX)] | None = None
     limit: Limit = 100
 
 
@@ -148,10 +148,11 @@ async def list_jobs(request: web.Request, principal: Principal) -> web.StreamRes
 @NATIVE.route
 async def get_job(request: web.Request, principal: Principal) -> web.StreamResponse:
     text = request.match_info["id"]
-    if not text.isdigit() or not 0 < int(text) <= _MAX_ID:
+    job_id = decimal(text, minimum=1)
+    if job_id is None:
         return problem(404, f"no job {text}")
     async with request.app[POOL].acquire() as conn:
-        job = await jobs.get_job(conn, principal.account_id, int(text))
+        job = await jobs.get_job(conn, principal.account_id, job_id)
     if job is None:
         return problem(404, f"no job {text}")
     return json_response(job)

@@ -23,6 +23,7 @@ from lead_ledger.api.jtel_wire import (
     ImportQuery,
     ListQuery,
     Status,
+    check_query,
     error,
     errors,
     flag,
@@ -106,6 +107,7 @@ _DOC: Final[dict[str, Any]] = {
 )
 @JTEL.route
 async def import_contact(request: web.Request, principal: Principal) -> web.Response:
+    check_query(request)
     overwrite = flag(request, "overwriteDuplicates", default=False)
     contact = parse_contact(await request.read())
     async with request.app[POOL].acquire() as conn, write_transaction(conn):
@@ -138,7 +140,7 @@ async def import_contact(request: web.Request, principal: Principal) -> web.Resp
 )
 @JTEL.route
 async def list_contacts(request: web.Request, principal: Principal) -> web.Response:
-    query = request.query
+    query = check_query(request)
     if "diallerCampaignsID" not in query:
         raise missing("diallerCampaignsID")
     start = number(request, "limitStart", 0, minimum=0)
@@ -151,7 +153,8 @@ async def list_contacts(request: web.Request, principal: Principal) -> web.Respo
         raise invalid("ascending", "only true is supported")
     campaign_id = positive_id(query["diallerCampaignsID"])
     if campaign_id is None:
-        if not query["diallerCampaignsID"].isdigit():
+        text = query["diallerCampaignsID"]
+        if not (text.isascii() and text.isdigit()):  # '²' is a digit to str.isdigit()
             raise invalid("diallerCampaignsID", "an integer is required")
         raise jtel.campaign_not_found()
     async with request.app[POOL].acquire() as conn:
@@ -230,7 +233,7 @@ async def delete_contact(request: web.Request, principal: Principal) -> web.Resp
 )
 @JTEL.route
 async def delete_contact_by_user_data(request: web.Request, principal: Principal) -> web.Response:
-    user_data = request.query.get("userData", "")
+    user_data = check_query(request).get("userData", "")
     if not user_data:
         raise missing("userData")
     async with request.app[POOL].acquire() as conn, write_transaction(conn):
@@ -258,4 +261,5 @@ for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
     _handler = JTEL.route(_unknown)
     _handler.__name__ = f"unknown_{_method.lower()}"
     openapi.describe(_handler, _UNKNOWN_DOC)
-    routes.route(_method, f"{BASE}/{{tail:.*}}")(_handler)
+    # [\s\S], not '.': a tail with a newline (%0A) is under the base too, not aiohttp's 404.
+    routes.route(_method, f"{BASE}/{{tail:[\\s\\S]*}}")(_handler)

@@ -8,13 +8,21 @@ from typing import Annotated, Any, Final, assert_never
 
 import msgspec
 from aiohttp import web
+from multidict import MultiMapping
 
 from lead_ledger.api.edge import Refused, json_response
 from lead_ledger.api.openapi import Response
 from lead_ledger.ledger.events import ExtraValue
 from lead_ledger.service import jtel
-
-_MAX_ID: Final = 2**63 - 1  # bigint: larger ids cannot exist
+from lead_ledger.service.inputs import (
+    BIGINT_MAX,
+    NUL,
+    NUL_REASON,
+    decimal,
+    decode_json,
+    nul_name,
+    signed_decimal,
+)
 
 
 def error(status: int, reason: str) -> web.Response:
@@ -40,11 +48,17 @@ def invalid(name: str, why: str) -> Refused:
     return refuse(400, f"Invalid value for {name}: {why}")
 
 
+def check_query(request: web.Request) -> MultiMapping[str]:
+    """The query, once no value in it holds a NUL (PostgreSQL text cannot store one)."""
+    name = nul_name(request.query.items())
+    if name is not None:
+        raise invalid(name, NUL_REASON)
+    return request.query
+
+
 def positive_id(text: str | None) -> int | None:
-    """A positive bigint written in decimal, or None."""
-    if text is None or not text.isdigit() or not 0 < int(text) <= _MAX_ID:
-        return None
-    return int(text)
+    """A positive bigint written in ASCII decimal digits, or None."""
+    return decimal(text, minimum=1)
 
 
 def flag(request: web.Request, name: str, *, default: bool) -> bool:
@@ -60,11 +74,10 @@ def number(request: web.Request, name: str, default: int, *, minimum: int) -> in
     text = request.query.get(name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise invalid(name, "an integer is required") from None
-    if not minimum <= value <= _MAX_ID:
+    value = signed_decimal(text)
+    if value is None:
+        raise invalid(name, "an integer is required")
+    if value < minimum:
         raise invalid(name, f"must be at least {minimum}")
     return value
 
@@ -100,6 +113,8 @@ def _text(spec: jtel.FieldSpec, value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise invalid(spec.name, "a string is required")
     text = str(value)
+    if NUL in text:
+        raise invalid(spec.name, NUL_REASON)
     if spec.max_length is not None and len(text) > spec.max_length:
         raise refuse(400, f"Field too long: {spec.name} (at most {spec.max_length} characters)")
     return text
@@ -116,7 +131,7 @@ def parse_contact(body: bytes) -> jtel.ContactInput:
     names are ignored, so a record read with GET can be imported again as it is.
     """
     try:
-        data = msgspec.json.decode(body)
+        data: Any = decode_json(body)
     except msgspec.DecodeError:
         raise refuse(400, "Invalid JSON in request body") from None
     if not isinstance(data, dict):
@@ -129,6 +144,8 @@ def parse_contact(body: bytes) -> jtel.ContactInput:
     campaign_name = data.get("DiallerCampaignsName")
     if campaign_name is not None and not isinstance(campaign_name, str):
         raise invalid("DiallerCampaignsName", "a string is required")
+    if campaign_name is not None and NUL in campaign_name:
+        raise invalid("DiallerCampaignsName", NUL_REASON)
     values = {spec.name: _value(spec, data.get(spec.name)) for spec in jtel.IMPORT_FIELDS}
     if not _present(values["Name"]):
         raise missing("Name")
@@ -136,7 +153,7 @@ def parse_contact(body: bytes) -> jtel.ContactInput:
         raise missing("DiallerCampaignsID or DiallerCampaignsName")
     if not any(_present(values[name]) for name in jtel.PHONE_NAMES):
         raise missing("PhoneNumber1..PhoneNumber6 (at least one)")
-    if campaign_id is not None and not 0 < campaign_id <= _MAX_ID:
+    if campaign_id is not None and not 0 < campaign_id <= BIGINT_MAX:
         raise jtel.campaign_not_found()  # no such id can exist
     return jtel.ContactInput(campaign_id=campaign_id, campaign_name=campaign_name, values=values)
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from lead_ledger.api.edge import DIALECT, REQUEST_ID, REQUEST_ID_HEADER
-from lead_ledger.api.problems import internal_error
+from lead_ledger.api.problems import body_too_large, internal_error
 
 log = structlog.get_logger("lead_ledger.request")
 
@@ -29,6 +29,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     try:
         try:
             response = await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            # Raised past a dialect's edge (a body read outside its handler): still its shape,
+            # never aiohttp's plain text.
+            dialect = request.get(DIALECT)
+            response = dialect.too_large() if dialect is not None else body_too_large()
         except web.HTTPException as http_error:
             status = http_error.status
             http_error.headers[REQUEST_ID_HEADER] = request_id

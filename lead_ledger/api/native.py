@@ -20,11 +20,12 @@ from lead_ledger.api.auth import Principal, bearer_token, find_principal
 from lead_ledger.api.edge import REQUEST_ID, REQUEST_ID_HEADER, Dialect, Refused, json_response
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
-from lead_ledger.api.problems import body_too_large, internal_error, problem
+from lead_ledger.api.problems import bad_parameter, body_too_large, internal_error, problem
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import EVENT_TAGS
 from lead_ledger.ledger.feed import FeedEntry, follow_feed
 from lead_ledger.service import reads
+from lead_ledger.service.inputs import BIGINT_MAX, INTEGER_MAX, NUL_REASON, decimal, nul_name
 
 log = structlog.get_logger(__name__)
 
@@ -35,10 +36,12 @@ S = TypeVar("S", bound=msgspec.Struct)
 STREAMS_CLOSING: Final = web.AppKey("native_streams_closing", asyncio.Event)
 HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies from closing idle streams
 STREAM_BUFFER: Final = 1000  # events read ahead of a slow client before the reader waits
-_MAX_ID: Final = 2**63 - 1  # bigint: larger ids cannot exist, and PostgreSQL would refuse them
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
-Cursor = Annotated[int, msgspec.Meta(ge=0)]
+# Positions are bigint, stream versions integer: past those no row exists, and PostgreSQL would
+# refuse the parameter rather than find nothing.
+Cursor = Annotated[int, msgspec.Meta(ge=0, le=BIGINT_MAX)]
+Version = Annotated[int, msgspec.Meta(ge=1, le=INTEGER_MAX)]
 
 
 def setup(app: web.Application) -> None:
@@ -78,6 +81,9 @@ def query_params(request: web.Request, kind: type[S]) -> S:
     """The query string as `kind`; a 400 problem naming the parameter when it is not one."""
     # strict=False turns query text into ints and times; unknown parameters are refused, so a
     # misspelt filter is an error rather than a silently unfiltered page.
+    nul = nul_name(request.query.items())
+    if nul is not None:  # PostgreSQL text cannot hold one: refused, never looked up
+        raise Refused(bad_parameter(nul, NUL_REASON))
     try:
         return msgspec.convert(dict(request.query), kind, strict=False)
     except msgspec.ValidationError as error:
@@ -92,10 +98,10 @@ def query_params(request: web.Request, kind: type[S]) -> S:
 
 def _lead_id(request: web.Request) -> int:
     text = request.match_info["id"]
-    # Not a possible id is reported like any missing lead.
-    if not text.isdigit() or not 0 < int(text) <= _MAX_ID:
+    lead_id = decimal(text, minimum=1)
+    if lead_id is None:  # not a possible id is reported like any missing lead
         raise Refused(_no_lead(text))
-    return int(text)
+    return lead_id
 
 
 def _no_lead(lead_id: object) -> web.Response:
@@ -115,7 +121,7 @@ class LeadsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 class AsOfQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     as_of: datetime | None = None
-    as_of_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    as_of_version: Version | None = None
 
 
 class History(msgspec.Struct, frozen=True, kw_only=True):
@@ -327,9 +333,10 @@ async def event_stream(request: web.Request, principal: Principal) -> web.Stream
     last_id = request.headers.get("Last-Event-ID", "").strip()
     if last_id:
         # A reconnecting EventSource keeps its first URL, so the header is the newer cursor.
-        if not last_id.isdigit() or int(last_id) > _MAX_ID:
+        position = decimal(last_id)
+        if position is None:
             return problem(400, "Last-Event-ID must be a position", parameter="Last-Event-ID")
-        after = int(last_id)
+        after = position
 
     response = web.StreamResponse(
         headers={

@@ -18,6 +18,7 @@ from lead_ledger.api.keys import CLOCK, LEAD_BATCHER, POOL
 from lead_ledger.api.openapi import Response
 from lead_ledger.api.ozonetel_wire import OZONETEL, RATE_LIMITED, Reply, rate_limited, reply
 from lead_ledger.service import ozonetel
+from lead_ledger.service.inputs import decode_json
 from lead_ledger.service.ozonetel import (
     AddCampaignData,
     Added,
@@ -127,8 +128,9 @@ SECURITY: Final = openapi.api_key_header(
 )
 @OZONETEL.route
 async def add_campaign_data(request: web.Request, _caller: None) -> web.Response:
+    raw = await request.read()
     try:
-        body = _DECODER.decode(await request.read())
+        body = decode_json(raw, _DECODER.decode)
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise Refused(json_response(MALFORMED, 400)) from None
     outcome = await ozonetel.add_campaign_data(

@@ -52,6 +52,11 @@ def body_too_large() -> web.Response:
     return problem(413, "the body exceeds LEDGER_MAX_BODY_BYTES")
 
 
+def bad_parameter(name: str, reason: str) -> web.Response:
+    """400 for a path or query value that cannot be taken; `parameter` names it."""
+    return problem(400, f"{name} {reason}", title="Invalid parameter", parameter=name)
+
+
 def internal_error() -> web.Response:
     """The answer to a failure that is ours; the request id is in the X-Request-ID header."""
     return problem(500, "internal error")

@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from lead_ledger.api.edge import Refused, json_response
+from lead_ledger.service.inputs import TOO_DEEP, decode_json
 from lead_ledger.service.vicidial import MAX_LEAD_IDS, ArchiveRequest, DearchiveRequest
 
 SUCCESS: Final = "lead_ids batch was successfully processed"
@@ -73,9 +74,11 @@ def parse_dearchive(body: bytes) -> DearchiveRequest:
 def _checked(body: bytes, flags: Sequence[str]) -> dict[str, Any]:
     """The body's object once its flags and lead_ids passed the vendor's checks, in its order."""
     try:
-        data = msgspec.json.decode(body)
+        data: Any = decode_json(body)
     except msgspec.DecodeError as error:
-        raise Refused(lead_errors(500, malformed_message(body, str(error)))) from None
+        # Too deep has no one place to point at: the reason alone, as malformed JSON answers.
+        message = TOO_DEEP if str(error) == TOO_DEEP else malformed_message(body, str(error))
+        raise Refused(lead_errors(500, message)) from None
     except msgspec.MsgspecError as error:  # a number too large for a float, say
         raise Refused(lead_errors(500, str(error))) from None
     if not isinstance(data, dict):

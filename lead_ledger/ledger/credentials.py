@@ -17,4 +17,5 @@ def new_key() -> str:
 
 def key_digest(key: str) -> str:
     """What the ledger stores of a key and looks it up by: its SHA-256, as hex."""
-    return hashlib.sha256(key.encode()).hexdigest()
+    # surrogateescape: a header's bytes that are no UTF-8 hash as sent instead of raising.
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()

@@ -28,10 +28,8 @@ from lead_ledger.ledger.events import (
     RateLimits,
 )
 from lead_ledger.service.errors import NotFound
+from lead_ledger.service.inputs import NUL
 from lead_ledger.service.passwords import hash_password, verify_password
-
-# PostgreSQL text cannot hold NUL: a looked-up name containing one names nothing.
-_NUL: Final = "\x00"
 
 # --- SQL: the projection tables of projections/config.py ----------------------------------------
 
@@ -156,7 +154,7 @@ async def find_account(conn: Connection, name_or_id: str | int) -> AccountRef | 
         if account_id >= 1 << 63:  # beyond bigint: no such account, not a database error
             return None
         row = await conn.fetchrow(SELECT_ACCOUNT_BY_ID, account_id)
-    elif _NUL in name_or_id:
+    elif NUL in name_or_id:
         return None
     else:
         row = await conn.fetchrow(SELECT_ACCOUNT_BY_NAME, name_or_id)
@@ -227,7 +225,7 @@ async def list_campaigns(conn: Connection, account: str | int) -> list[Campaign]
 
 async def get_campaign(conn: Connection, account: str | int, name: str) -> Campaign:
     ref = await require_account(conn, account)
-    row = None if _NUL in name else await conn.fetchrow(SELECT_CAMPAIGN, ref.id, name)
+    row = None if NUL in name else await conn.fetchrow(SELECT_CAMPAIGN, ref.id, name)
     if row is None:
         raise NotFound(f"account {ref.name!r} has no campaign {name!r}")
     return _campaign(row)
@@ -258,7 +256,7 @@ async def get_account(conn: Connection, account: str | int) -> AccountDetail:
 
 async def credential_revoked(conn: Connection, account_id: int, credential_id: str) -> bool | None:
     """Whether the account's credential is revoked; None when the account has no such one."""
-    if _NUL in credential_id:
+    if NUL in credential_id:
         return None
     revoked: bool | None = await conn.fetchval(SELECT_CREDENTIAL_REVOKED, account_id, credential_id)
     return revoked

@@ -24,6 +24,7 @@ from lead_ledger.service.account_reads import SELECT_CAMPAIGN, authenticate_user
 from lead_ledger.service.accounts import NewCredential, issue_credential
 from lead_ledger.service.flexydial_jobs import INSERT_KIND, UPDATE_KIND
 from lead_ledger.service.flexydial_payload import BulkRequest, check_headers
+from lead_ledger.service.inputs import NUL, decimal
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, Origin
 
@@ -34,8 +35,6 @@ JOB_NOT_FOUND: Final = "Job not found."
 COMPLETED: Final = "Completed"
 PENDING: Final = "Pending state. Please check with Administrator!"
 INVALID_DATA: Final = "Invalid Data"
-_MAX_JOB_ID: Final = 2**63 - 1
-_NUL: Final = "\x00"
 
 
 class Submitted(msgspec.Struct, frozen=True):
@@ -77,7 +76,7 @@ async def generate_token(
     )
     if isinstance(attempt, login_throttle.Throttled):
         return attempt
-    if _NUL in username or _NUL in password:
+    if NUL in username or NUL in password:
         return None
     user = await authenticate_user(conn, username, password)
     if user is None:
@@ -101,7 +100,7 @@ async def submit_bulk(
     Its structure was checked on the wire (flexydial_payload.parse_structure)."""
     async with pool.acquire() as conn:
         campaign = None
-        if _NUL not in request.campaign:
+        if NUL not in request.campaign:
             campaign = await conn.fetchrow(SELECT_CAMPAIGN, account_id, request.campaign)
         if campaign is None:
             return Refused(CAMPAIGN_NOT_FOUND)
@@ -134,9 +133,10 @@ async def job_status(conn: Connection, account_id: int, job_id: str) -> Status |
     A failed job answers "Pending state. Please check with Administrator!": it did not complete,
     and checking with the administrator (who sees the error in the job's log) is what helps.
     """
-    if not (job_id.isascii() and job_id.isdigit()) or not 0 < int(job_id) <= _MAX_JOB_ID:
+    number = decimal(job_id, minimum=1)  # int() alone fails past 4,300 digits
+    if number is None:
         return None
-    job = await jobs.get_job(conn, account_id, int(job_id))
+    job = await jobs.get_job(conn, account_id, number)
     if job is None or job.dialect != DIALECT:
         return None
     if job.state != "done":

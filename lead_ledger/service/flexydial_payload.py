@@ -18,6 +18,7 @@ from typing import Final, Literal
 import msgspec
 
 from lead_ledger.ledger.events import LeadFields
+from lead_ledger.service.inputs import NUL, decode_json
 
 Kind = Literal["insert", "update"]
 
@@ -52,7 +53,6 @@ _PRIORITY: Final = re.compile(r"[0-9]{1,9}")
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 # PostgreSQL's jsonb (event bodies) cannot hold NUL: a key with one is no header we can store.
 _CRM_KEY: Final = re.compile(r"[^:\s\x00][^:\x00]*:[^:\x00]*[^:\s\x00]")
-_NUL: Final = "\x00"
 
 
 def reference_missing(field: str) -> str:
@@ -88,7 +88,7 @@ def parse_bulk(body: bytes, *, crm_fields: list[str] | None) -> BulkRequest | st
 def parse_structure(body: bytes) -> BulkRequest | str:  # noqa: PLR0911
     """Checks 1-9 (all but the headers); the first failure's text, else the request."""
     try:
-        payload: object = _decode(body)
+        payload: object = decode_json(body, _decode)
     except msgspec.DecodeError:
         return OOPS  # Flexydial's catch-all answers what its view cannot read
     if not isinstance(payload, dict):
@@ -185,7 +185,7 @@ def _text(value: object) -> str | None:  # noqa: PLR0911 - one branch per JSON t
         return ""
     if isinstance(value, str):
         # Stored in jsonb event bodies, which cannot hold NUL: the text loses it, not the row.
-        return value.replace(_NUL, "") if _NUL in value else value
+        return value.replace(NUL, "") if NUL in value else value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

@@ -12,14 +12,14 @@ from typing import Final, TypeGuard
 
 import asyncpg
 
+from lead_ledger.service.inputs import NUL
+
 # The vendor's phone rule: 3 to 16 ASCII digits, optionally after one "+".
 PHONE: Final = re.compile(r"\+?[0-9]{3,16}")
 # Java's Integer.parseInt syntax (an optional sign, ASCII digits): "5" is a priority like 5.
 _INTEGER: Final = re.compile(r"[+-]?[0-9]+")
 _DATE: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _DATE_TIME: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
-# PostgreSQL text and jsonb cannot hold NUL: a name containing one names nothing.
-_NUL: Final = "\x00"
 
 # A JSON scalar as the vendor's Jackson would bind it to a String field.
 Scalar = str | int | float | bool | None
@@ -54,12 +54,12 @@ def names_account(username: str, row: asyncpg.Record) -> bool:
 
 def lookup(text: str | None) -> str | None:
     """A name to look up, or None when it can name nothing (PostgreSQL text cannot hold NUL)."""
-    return None if text is None or _NUL in text else text
+    return None if text is None or NUL in text else text
 
 
 def stored(text: str | None) -> str | None:
     # Event bodies are jsonb, which cannot hold NUL: free text loses it rather than the lead.
-    return text.replace(_NUL, "") or None if text is not None else None
+    return text.replace(NUL, "") or None if text is not None else None
 
 
 def parse_priority(value: Scalar) -> int | None:
