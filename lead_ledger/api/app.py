@@ -25,6 +25,7 @@ from lead_ledger.api.keys import (
     JOB_KINDS,
     KEY_WORKERS,
     LEAD_BATCHER,
+    MIGRATION_DATABASE_URL,
     POOL,
     SETTINGS,
 )
@@ -54,7 +55,10 @@ def _key_workers(*, warm: bool) -> Callable[[web.Application], AsyncIterator[Non
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     pool = await open_database(
-        app[DATABASE_URL], min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        app[DATABASE_URL],
+        migration_url=app[MIGRATION_DATABASE_URL],
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
     )
     app[POOL] = pool
     app[LEAD_BATCHER] = LeadInsertBatcher(pool, key_workers=app[KEY_WORKERS])
@@ -68,13 +72,19 @@ def _utc_now() -> datetime:
 
 
 def create_app(
-    settings: Settings, database_url: str, *, warm_key_workers: bool = False
+    settings: Settings,
+    database_url: str,
+    *,
+    migration_url: str | None = None,
+    warm_key_workers: bool = False,
 ) -> web.Application:
-    """Build the app; the pool opens (and migrations run) when the app starts, and so do the
-    phone key workers with `warm_key_workers` (`serve`), else with the first large batch."""
+    """Build the app; the pool opens (and migrations run, as `migration_url`'s role when given)
+    when the app starts, and so do the phone key workers with `warm_key_workers` (`serve`),
+    else with the first large batch."""
     app = web.Application(middlewares=[request_context], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
+    app[MIGRATION_DATABASE_URL] = migration_url
     app[CLOCK] = _utc_now
     # First in, last out: the key workers outlive the pool's users and the job worker.
     app.cleanup_ctx.append(_key_workers(warm=warm_key_workers))

@@ -82,8 +82,26 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
             os.kill(pid, signal.SIGTERM)
 
 
+async def _roles_of_other_sessions(url: str) -> tuple[bool, set[str]]:
+    """Whether `url`'s role is a superuser, and the roles of the other sessions on its database."""
+    conn = await connect(url)
+    try:
+        superuser = await conn.fetchval(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
+        roles = await conn.fetch(
+            "SELECT DISTINCT usename FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        )
+        return superuser, {row["usename"] for row in roles}
+    finally:
+        await conn.close()
+
+
 def test_serve_on_the_embedded_default_answers_and_stops_cleanly(data_dir: Path) -> None:
-    """`lead-ledger serve` with no database configured: healthz and readyz 200, clean stop."""
+    """`lead-ledger serve` with no database configured: healthz and readyz 200, clean stop; it
+    and `db-url` log in as the non-superuser service role, not as the server's superuser."""
     port = _free_port()
     process = _serve(data_dir, port, subprocess.PIPE)
     try:
@@ -104,6 +122,10 @@ def test_serve_on_the_embedded_default_answers_and_stops_cleanly(data_dir: Path)
         assert str(data_dir / "pgdata") in joined.stdout
         assert joined.stdout.strip().endswith(f"host={data_dir / 'pgdata'}")
         assert _get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+        superuser, roles = asyncio.run(_roles_of_other_sessions(joined.stdout.strip()))
+        assert joined.stdout.startswith("postgresql://lead_ledger_app@")
+        assert not superuser
+        assert roles == {"lead_ledger_app"}  # the serve's pool and listeners
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
