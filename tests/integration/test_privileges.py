@@ -6,13 +6,16 @@ The harness gives every test a database owned by `lead_ledger_owner` and a URL t
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
 import structlog
+from aiohttp.test_utils import TestServer
 
+from lead_ledger.api.app import create_app
 from lead_ledger.ledger.database import connect, prepare_embedded, with_database
 from lead_ledger.ledger.envelope import NO_STREAM, NewEvent, StreamAppend
 from lead_ledger.ledger.errors import MigrationError
@@ -27,6 +30,7 @@ from lead_ledger.ledger.roles import (
 )
 from lead_ledger.ledger.store import COPY_THRESHOLD, append_events
 from lead_ledger.projections.rebuild import rebuild
+from lead_ledger.settings import Settings
 from tests.conftest import owner_url, role_url
 
 # Each way a superuser or the table's owner could rewrite the log, directly or by switching
@@ -224,6 +228,27 @@ async def test_the_owner_is_warned_about(owner_database_url: str) -> None:
     assert "LEDGER_MIGRATION_DATABASE_URL" in warning["fix"]
 
 
+async def _start_logs(database_url: str, migration_url: str | None) -> list[str]:
+    """The events an app logs while it starts and stops on these URLs."""
+    app = create_app(
+        Settings(db_pool_min=1, db_pool_max=2), database_url, migration_url=migration_url
+    )
+    server = TestServer(app)
+    with structlog.testing.capture_logs() as logs:
+        await server.start_server()
+        await server.close()
+    return [entry["event"] for entry in logs]
+
+
+async def test_the_app_warns_once_when_it_serves_as_the_owner(
+    database_url: str, owner_database_url: str
+) -> None:
+    """A single URL that owns the log: one warning at start. The service's role with the
+    owner's migration URL: none, and the start migrates as the owner."""
+    assert (await _start_logs(owner_database_url, None)).count("service_role_privileged") == 1
+    assert "service_role_privileged" not in await _start_logs(database_url, owner_database_url)
+
+
 async def test_a_database_from_before_the_roles_is_adopted(postgres_server_url: str) -> None:
     """A database the superuser created and migrated (the embedded layout before roles) goes to
     the owner role, and its service role then has exactly its grants; a second run is a no-op."""
@@ -267,7 +292,9 @@ async def test_a_database_from_before_the_roles_is_adopted(postgres_server_url: 
                 await service.execute("ALTER TABLE events DISABLE TRIGGER ALL")
         finally:
             await service.close()
-        await prepare_embedded(postgres_server_url, database)  # nothing left to adopt
+        # Processes starting at once queue on the roles lock; nothing is left to adopt.
+        again = [prepare_embedded(postgres_server_url, database) for _ in range(3)]
+        assert len(set(await asyncio.gather(*again))) == 1
     finally:
         admin = await asyncpg.connect(postgres_server_url)
         try:
