@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911 
         case "migrate":
             return asyncio.run(_migrate(settings))
         case "db-url":
-            print(_database_url(settings, keep_running=True))
+            print(_database_urls(settings, keep_running=True).service)
             return 0
         case "events":
             return asyncio.run(_tail(settings, args.after, args.follow, args.limit))
@@ -91,19 +91,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911 
             return 2
 
 
-def _database_url(settings: Settings, *, keep_running: bool = False) -> str:
-    return asyncio.run(
-        database.resolve_database_url(
-            settings.database_url, settings.data_dir, keep_running=keep_running
-        )
-    )
+def _database_urls(settings: Settings, *, keep_running: bool = False) -> database.DatabaseUrls:
+    return asyncio.run(database.database_urls(settings, keep_running=keep_running))
 
 
 def _serve(settings: Settings, host: str, port: int) -> int:
-    url = _database_url(settings)
+    urls = _database_urls(settings)
     # Its phone key workers start with the app, importing while the server starts, so the
     # first large upload does not wait; they end with it.
-    app = create_app(settings, url, warm_key_workers=True)
+    app = create_app(settings, urls.service, migration_url=urls.migration, warm_key_workers=True)
     _tune_gc()
     log.info("serving", host=host, port=port)
     # run_app turns SIGINT/SIGTERM into a graceful shutdown: in-flight requests finish and the
@@ -144,8 +140,7 @@ def _tune_gc() -> None:
 
 
 async def _migrate(settings: Settings) -> int:
-    url = await database.resolve_database_url(settings.database_url, settings.data_dir)
-    conn = await database.connect(url)
+    conn = await database.connect((await database.database_urls(settings)).migration)
     try:
         applied = await migrate(conn)
     finally:
@@ -155,8 +150,7 @@ async def _migrate(settings: Settings) -> int:
 
 
 async def _tail(settings: Settings, after: int, follow: bool, limit: int | None) -> int:
-    url = await database.resolve_database_url(settings.database_url, settings.data_dir)
-    conn = await database.connect(url)
+    conn = await database.connect((await database.database_urls(settings)).service)
     encoder = msgspec.json.Encoder()
     out = sys.stdout.buffer
     count = 0

@@ -17,7 +17,7 @@ from typing import Final, get_args
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.database import open_database, resolve_database_url
+from lead_ledger.ledger.database import database_urls, open_database
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import (
     DIALECTS,
@@ -204,8 +204,8 @@ _COMMANDS: Final[dict[tuple[str, str], Command]] = {
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run `admin ...` or `demo`: 0 on success, 1 when refused, 2 for invalid input."""
-    url = await resolve_database_url(settings.database_url, settings.data_dir)
-    pool = await open_database(url, min_size=1, max_size=2)
+    urls = await database_urls(settings)
+    pool = await open_database(urls.service, migration_url=urls.migration, min_size=1, max_size=2)
     # One request id for everything a command records, so its events can be found together.
     ctx = Context(actor=Actor(dialect="admin"), request_id=f"cli-{uuid.uuid4().hex}")
     try:

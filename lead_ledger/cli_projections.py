@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from lead_ledger.ledger.database import open_database, resolve_database_url
+from lead_ledger.ledger.database import database_urls, open_database
 from lead_ledger.projections import rebuild as projections
 from lead_ledger.settings import Settings
 
@@ -50,8 +50,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    url = await resolve_database_url(settings.database_url, settings.data_dir)
-    pool = await open_database(url, min_size=1, max_size=2)
+    # As the owner: a rebuild or verify creates shadow tables and swaps them in.
+    url = (await database_urls(settings)).migration
+    pool = await open_database(url, min_size=1, max_size=2, check_role=False)
     console = Console(soft_wrap=True)  # summary lines stay whole in logs and pipes
     try:
         match args.projections_command:

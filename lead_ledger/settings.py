@@ -16,6 +16,8 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
+    # The tables' owner, for migrations and rebuilds; without it they use `database_url`.
+    migration_database_url: str | None = None
     data_dir: Path = Path(platformdirs.user_data_dir("lead-ledger"))
     db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 2
     db_pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10

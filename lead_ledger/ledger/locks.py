@@ -25,6 +25,8 @@ _PROJECTIONS_NAMESPACE: Final = 0x4C4C_0004 << 32
 WRITE_GATE_KEY: Final = _PROJECTIONS_NAMESPACE | 0
 # Held (session-scoped) for a whole rebuild or verify: two of them would share shadow tables.
 REBUILD_KEY: Final = _PROJECTIONS_NAMESPACE | 1
+# Held while the database roles are created and objects change owner (ledger/roles.py).
+_ROLES_KEY: Final = 0x4C4C_0005 << 32
 _ID_LIMIT: Final = 1 << 32
 
 LOCK_XACT: Final = "SELECT pg_advisory_xact_lock($1)"
@@ -46,6 +48,10 @@ def account_lock_key(account_id: int) -> int:
 
 def migration_lock_key() -> int:
     return _MIGRATION_KEY
+
+
+def roles_lock_key() -> int:
+    return _ROLES_KEY
 
 
 async def lock_campaigns(conn: Connection, campaign_ids: Iterable[int]) -> list[int]:

@@ -4,6 +4,12 @@ Each file runs in its own transaction, under a session advisory lock so that sev
 starting at once apply each file exactly once. Applied files are recorded with a checksum; a
 file that changed after it was applied stops the start, because the database no longer is what
 the code believes it to be.
+
+Only a role that may create tables (the owner) migrates. The service's role runs `migrate` too,
+at start: it finds nothing pending and returns without a lock or any DDL, or stops the start
+when a migration is pending, since it may not apply it. After the files, the owner brings the
+service role's grants up to date (`roles.grant_service`), on every migrate, so tables added by
+a migration and databases from before the roles existed are covered.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import structlog
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.errors import MigrationError
 from lead_ledger.ledger.locks import LOCK_SESSION, UNLOCK_SESSION, migration_lock_key
+from lead_ledger.ledger.roles import grant_service
 
 _FILE_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -30,6 +37,14 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 SELECT_APPLIED: Final = "SELECT name, checksum FROM schema_migrations"
+# Whether the connected role may migrate: create the first table, or own the existing ones.
+MAY_MIGRATE: Final = """
+SELECT CASE WHEN to_regclass('public.schema_migrations') IS NULL
+            THEN has_schema_privilege('public', 'CREATE')
+            ELSE pg_has_role((SELECT relowner FROM pg_class
+                              WHERE oid = to_regclass('public.schema_migrations')), 'USAGE')
+       END
+"""
 INSERT_APPLIED: Final = "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)"
 
 log = structlog.get_logger(__name__)
@@ -59,6 +74,9 @@ def shipped_migrations() -> list[Migration]:
 async def migrate(conn: Connection, migrations: list[Migration] | None = None) -> list[str]:
     """Apply the migrations not yet applied; return their names."""
     migrations = shipped_migrations() if migrations is None else migrations
+    if not await conn.fetchval(MAY_MIGRATE):
+        await _check_up_to_date(conn, migrations)
+        return []
     key = migration_lock_key()
     await conn.execute(LOCK_SESSION, key)
     try:
@@ -74,9 +92,27 @@ async def migrate(conn: Connection, migrations: list[Migration] | None = None) -
                 await conn.execute(INSERT_APPLIED, migration.name, migration.checksum)
             log.info("migration_applied", migration=migration.name)
             done.append(migration.name)
+        await grant_service(conn)
         return done
     finally:
         await conn.execute(UNLOCK_SESSION, key)
+
+
+async def _check_up_to_date(conn: Connection, migrations: list[Migration]) -> None:
+    """For a role that may not migrate: every shipped migration must already be applied."""
+    if await conn.fetchval("SELECT to_regclass('public.schema_migrations') IS NULL"):
+        applied: dict[str, str] = {}
+    else:
+        applied = {row["name"]: row["checksum"] for row in await conn.fetch(SELECT_APPLIED)}
+    _check_history(applied, migrations)
+    pending = [m.name for m in migrations if m.name not in applied]
+    if pending:
+        role = await conn.fetchval("SELECT current_user")
+        raise MigrationError(
+            f"{len(pending)} migration(s) pending ({', '.join(pending)}), and role {role} may "
+            "not apply them: run `lead-ledger migrate` with LEDGER_MIGRATION_DATABASE_URL set to "
+            "the owner's URL (docs/operations.md, 'Database roles and privileges')"
+        )
 
 
 def _check_history(applied: dict[str, str], migrations: list[Migration]) -> None:

@@ -169,7 +169,7 @@ def _headers(dialect: str, keys: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 async def test_an_unexpected_failure_answers_in_the_dialect_shape(
-    client: Client, database_url: str, case: Case
+    client: Client, owner_database_url: str, case: Case
 ) -> None:
     """A service that raises: the dialect's own 500 body, no traceback, one log line with the id."""
     account_id, keys = await _account(client)
@@ -181,7 +181,7 @@ async def test_an_unexpected_failure_answers_in_the_dialect_shape(
     elif case.body is not None:
         kwargs["json"] = case.body
     table = case.table
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(owner_database_url)  # only the owner may rename a table
     try:
         await conn.execute(f'ALTER TABLE "{table}" RENAME TO "{table}_gone"')
         with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:

@@ -21,7 +21,9 @@ import pytest
 from lead_ledger.ledger.database import connect
 from lead_ledger.ledger.envelope import NO_STREAM, NewEvent, StreamAppend
 from lead_ledger.ledger.migrate import shipped_migrations
+from lead_ledger.ledger.roles import APP_ROLE
 from lead_ledger.ledger.store import append_events
+from tests.conftest import role_url
 
 CLI = str(Path(sys.executable).parent / "lead-ledger")
 
@@ -82,8 +84,26 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
             os.kill(pid, signal.SIGTERM)
 
 
+async def _roles_of_other_sessions(url: str) -> tuple[bool, set[str]]:
+    """Whether `url`'s role is a superuser, and the roles of the other sessions on its database."""
+    conn = await connect(url)
+    try:
+        superuser = await conn.fetchval(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
+        roles = await conn.fetch(
+            "SELECT DISTINCT usename FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        )
+        return superuser, {row["usename"] for row in roles}
+    finally:
+        await conn.close()
+
+
 def test_serve_on_the_embedded_default_answers_and_stops_cleanly(data_dir: Path) -> None:
-    """`lead-ledger serve` with no database configured: healthz and readyz 200, clean stop."""
+    """`lead-ledger serve` with no database configured: healthz and readyz 200, clean stop; it
+    and `db-url` log in as the non-superuser service role, not as the server's superuser."""
     port = _free_port()
     process = _serve(data_dir, port, subprocess.PIPE)
     try:
@@ -104,6 +124,10 @@ def test_serve_on_the_embedded_default_answers_and_stops_cleanly(data_dir: Path)
         assert str(data_dir / "pgdata") in joined.stdout
         assert joined.stdout.strip().endswith(f"host={data_dir / 'pgdata'}")
         assert _get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+        superuser, roles = asyncio.run(_roles_of_other_sessions(joined.stdout.strip()))
+        assert joined.stdout.startswith("postgresql://lead_ledger_app@")
+        assert not superuser
+        assert roles == {"lead_ledger_app"}  # the serve's pool and listeners
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
@@ -221,6 +245,39 @@ async def test_migrate_and_events_tail_against_a_configured_database(
     limited = await run("events", "tail", "--follow", "--limit", "2")
     assert len(limited.splitlines()) == 2
     assert (await run("db-url")).strip() == url
+
+
+async def test_two_urls_migrate_as_the_owner_and_serve_as_the_service(
+    database_factory: Callable[..., Awaitable[str]],
+) -> None:
+    """With only the service's URL, `migrate` on an empty database refuses, naming the fix; with
+    the owner's as LEDGER_MIGRATION_DATABASE_URL it migrates, and the service's role can then
+    append and tail while `db-url` prints the service's URL."""
+    owner = await database_factory(migrated=False)
+    service = role_url(owner, APP_ROLE)
+
+    async def run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            CLI, *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    alone = _env(LEDGER_DATABASE_URL=service)
+    code, _, err = await run(alone, "migrate")
+    assert code == 1
+    assert "LEDGER_MIGRATION_DATABASE_URL" in err
+    both = _env(LEDGER_DATABASE_URL=service, LEDGER_MIGRATION_DATABASE_URL=owner)
+    code, out, err = await run(both, "migrate")
+    assert code == 0, err
+    assert out.startswith(f"applied {len(shipped_migrations())} migration(s)")
+    await _seed(service, 2)
+    code, out, err = await run(alone, "events", "tail")
+    assert code == 0, err
+    assert len(out.splitlines()) == 2
+    assert "service_role_privileged" not in err
+    assert (await run(both, "db-url"))[1].strip() == service
 
 
 def test_invalid_setting_is_a_clear_error() -> None:

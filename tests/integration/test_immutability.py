@@ -1,4 +1,9 @@
-"""The log cannot be rewritten: the database itself refuses UPDATE, DELETE and TRUNCATE."""
+"""The log cannot be rewritten: the database itself refuses UPDATE, DELETE and TRUNCATE.
+
+These tests connect as the owner of `events`: the service's role is refused by privilege before
+any trigger fires (tests/integration/test_privileges.py); the triggers are what stops the owner
+and anyone else with write privileges.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,12 @@ STATEMENTS = [
     ("DELETE", "DELETE FROM events"),
     ("TRUNCATE", "TRUNCATE events"),
 ]
+
+
+@pytest.fixture
+def pool(owner_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """This module's pool logs in as the owner, whom only the triggers stop."""
+    return owner_pool
 
 
 async def _seed(pool: asyncpg.Pool) -> None:
@@ -57,7 +68,7 @@ def _psql() -> str | None:
 
 @pytest.mark.parametrize(("operation", "sql"), STATEMENTS)
 async def test_psql_sees_the_same_refusal(
-    pool: asyncpg.Pool, database_url: str, operation: str, sql: str
+    pool: asyncpg.Pool, owner_database_url: str, operation: str, sql: str
 ) -> None:
     """An operator with psql gets the message and the hint, and a non-zero exit."""
     await _seed(pool)
@@ -65,7 +76,7 @@ async def test_psql_sees_the_same_refusal(
     assert psql is not None
     process = await asyncio.create_subprocess_exec(
         psql,
-        database_url,
+        owner_database_url,
         "-v",
         "ON_ERROR_STOP=1",
         "-c",

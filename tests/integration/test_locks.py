@@ -15,6 +15,7 @@ from lead_ledger.ledger.locks import (
     campaign_lock_key,
     lock_campaigns,
     migration_lock_key,
+    roles_lock_key,
 )
 
 
@@ -59,11 +60,11 @@ def test_lock_keys_do_not_collide_across_campaigns() -> None:
 
 
 def test_every_kind_of_lock_has_its_own_keys() -> None:
-    """Campaign, account, names, gate, rebuild and migration keys never coincide."""
+    """Campaign, account, names, gate, rebuild, migration and roles keys never coincide."""
     ids = range(1, 100)
     kinds = [
         {campaign_lock_key(i) for i in ids},
         {account_lock_key(i) for i in ids},
-        {GLOBAL_NAMES_KEY, WRITE_GATE_KEY, REBUILD_KEY, migration_lock_key()},
+        {GLOBAL_NAMES_KEY, WRITE_GATE_KEY, REBUILD_KEY, migration_lock_key(), roles_lock_key()},
     ]
     assert len(set.union(*kinds)) == sum(len(k) for k in kinds)

@@ -116,9 +116,9 @@ async def test_concurrent_migrators_do_not_race(database_factory: DatabaseFactor
     assert has_events
 
 
-async def test_key_columns_compare_bytes(database_url: str) -> None:
+async def test_key_columns_compare_bytes(owner_database_url: str) -> None:
     """Key columns have collation "C" after migrate, and a rebuild's shadow tables inherit it."""
-    conn = await connect(database_url)
+    conn = await connect(owner_database_url)
     try:
         live = [await conn.fetchval(SELECT_COLLATION, *column) for column in C_COLLATED]
         await shadow.create_shadow(conn, [BY_NAME["contacts"]])

@@ -45,6 +45,13 @@ from lead_ledger.projections.rebuild import RebuildError, rebuild, status, verif
 from lead_ledger.service.writer import Context, record, stream_append
 from lead_ledger.settings import Settings
 
+
+@pytest.fixture
+def pool(owner_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """Rebuilds create, swap and drop tables: the owner's work. This module's pool logs in as it."""
+    return owner_pool
+
+
 CTX = Context(actor=Actor(dialect="native"))
 REGION = "IN"
 
@@ -339,8 +346,11 @@ async def test_rebuild_while_writers_keep_writing(pool: asyncpg.Pool) -> None:
     assert live == inserted - deleted
 
 
-async def test_pooled_connection_used_before_the_swap_works_after(database_url: str) -> None:
-    """A pooled connection with a cached statement on `leads` runs it again after the swap."""
+async def test_pooled_connection_used_before_the_swap_works_after(
+    database_url: str, owner_database_url: str
+) -> None:
+    """A service's pooled connection with a cached statement on `leads` runs it again after the
+    owner's swap, and may write the swapped-in table at once."""
     pool = await create_pool(database_url, min_size=1, max_size=1)
     try:
         async with pool.acquire() as conn:
@@ -348,7 +358,7 @@ async def test_pooled_connection_used_before_the_swap_works_after(database_url: 
             query = "SELECT * FROM leads WHERE lead_id = $1"
             before = await conn.fetchrow(query, lead_ids[0])
             backend = await conn.fetchval("SELECT pg_backend_pid()")
-        other = await connect(database_url)
+        other = await connect(owner_database_url)
         try:
             await rebuild(other)
         finally:
@@ -356,6 +366,7 @@ async def test_pooled_connection_used_before_the_swap_works_after(database_url: 
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT pg_backend_pid()") == backend  # the same one
             after = await conn.fetchrow(query, lead_ids[0])
+            await conn.execute("UPDATE leads SET city = city WHERE lead_id = $1", lead_ids[0])
     finally:
         await pool.close()
     assert before is not None
@@ -363,17 +374,21 @@ async def test_pooled_connection_used_before_the_swap_works_after(database_url: 
 
 
 async def test_cli_verify_exits_non_zero_on_a_difference(
-    database_url: str, pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+    database_url: str,
+    owner_database_url: str,
+    pool: asyncpg.Pool,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`projections verify` exits 0 when live equals rebuilt and 1 naming the differing row
-    when one differs; `status` lists every projection with its rows, checkpoint and head."""
+    """`projections verify` (as the migration URL's owner) exits 0 when live equals rebuilt and
+    1 naming the differing row when one differs; `status` lists every projection with its rows,
+    checkpoint and head."""
     async with pool.acquire() as conn:
         ids = await seed(conn, leads=6)
         leads = await conn.fetchval("SELECT count(*) FROM leads")
         head = await conn.fetchval("SELECT max(position) FROM events")
     parser = argparse.ArgumentParser()
     add_commands(parser.add_subparsers(dest="command"))
-    settings = Settings(database_url=database_url)
+    settings = Settings(database_url=database_url, migration_database_url=owner_database_url)
     assert await run(parser.parse_args(["projections", "verify"]), settings) == 0
     assert "live equals rebuilt" in capsys.readouterr().out
     assert await run(parser.parse_args(["projections", "status"]), settings) == 0

@@ -81,6 +81,13 @@ from tests.integration.test_rebuild import (
 )
 from tests.integration.test_rebuild import create_account as seed_account
 
+
+@pytest.fixture
+def pool(owner_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """Verify creates shadow tables, the owner's work: this module's pool logs in as the owner."""
+    return owner_pool
+
+
 _accounts = itertools.count()
 
 # Text PostgreSQL accepts (no NUL), with some non-ASCII to exercise encoding end to end.

@@ -22,6 +22,13 @@ from tests.factories import make_account, make_campaign
 from tests.integration.test_fresh_inserts import insert
 from tests.integration.test_rebuild import change_lead, seed, update
 
+
+@pytest.fixture
+def pool(owner_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """Rebuilds are the owner's work: this module's pool logs in as the owner."""
+    return owner_pool
+
+
 SELECT_TIMES = "SELECT lead_id, entry_at, modified_at FROM leads ORDER BY lead_id"
 # True once no transaction older than the last event's is running, on any database of the
 # server: only then is every event below the rebuild's fence, so none is left to the catch-up.

@@ -9,6 +9,12 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.service.transactions import write_transaction
 
 
+@pytest.fixture
+def pool(owner_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """These tests create tables, which only the owner may: its pool."""
+    return owner_pool
+
+
 async def test_commit_is_durable_when_the_block_exits(pool: asyncpg.Pool) -> None:
     """The flush LSN has passed the transaction's own WAL by the time the block returns."""
     async with pool.acquire() as conn:

@@ -17,6 +17,7 @@ from typing import Final
 import asyncpg
 
 from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.roles import grant_service
 from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.gate import close_write_gate
 from lead_ledger.projections.rebuild.build import BATCH_SIZE
@@ -81,6 +82,9 @@ async def swap(conn: Connection, shadow: Shadow, *, lock_timeout_ms: int, attemp
                     rows = shadow.report.rows.get(p.name, 0)
                     await conn.execute(UPSERT_CHECKPOINT, p.name, shadow.report.position, rows)
                 await conn.execute(f"DROP SCHEMA {old}")
+                # The swapped-in tables were created without the live ones' grants: the service
+                # must be able to use them the moment this transaction commits.
+                await grant_service(conn, [p.table for p in shadow.projections])
         except asyncpg.LockNotAvailableError:
             # The attempt's catch-up was rolled back with it: so must its progress be.
             shadow.restore(saved)
