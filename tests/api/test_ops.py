@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -15,6 +17,18 @@ async def test_healthz_answers_ok(client: Client) -> None:
     response = await client.get("/healthz")
     assert response.status == 200
     assert await response.json() == {"status": "ok"}
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+async def test_the_readme_shows_the_healthz_answer_byte_for_byte(client: Client) -> None:
+    """The README's quick start predicts what `curl /healthz` prints: exactly these bytes."""
+    readme = README.read_text()  # noqa: ASYNC240 - a small local file, read once
+    shown = re.search(r"curl -s http://127\.0\.0\.1:8080/healthz` → `([^`]+)`", readme)
+    assert shown is not None
+    response = await client.get("/healthz")
+    assert (await response.read()).decode() == shown.group(1)
 
 
 async def test_readyz_checks_the_database(client: Client) -> None:
