@@ -24,7 +24,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 async def test_the_readme_shows_the_healthz_answer_byte_for_byte(client: Client) -> None:
     """The README's quick start predicts what `curl /healthz` prints: exactly these bytes."""
-    readme = README.read_text()  # noqa: ASYNC240 - a small local file, read once
+    readme = README.read_text()
     shown = re.search(r"curl -s http://127\.0\.0\.1:8080/healthz` → `([^`]+)`", readme)
     assert shown is not None
     response = await client.get("/healthz")
