@@ -178,16 +178,23 @@ class AuditQuery(msgspec.Struct, frozen=True, kw_only=True):
 # --- leads ----------------------------------------------------------------------------------------
 
 
+async def campaign_named(conn: Connection, account_id: int, name: str | None) -> int | None:
+    """The id of the account's campaign of that name (None for no filter); UnknownCampaignError
+    when it names none, so a misspelt filter is an error, never an empty page."""
+    if name is None:
+        return None
+    campaign_id: int | None = await conn.fetchval(SELECT_CAMPAIGN_ID, account_id, name)
+    if campaign_id is None:
+        raise UnknownCampaignError(name)
+    return campaign_id
+
+
 async def find_leads(conn: Connection, account_id: int, query: LeadQuery) -> LeadPage:
     """One page of the account's live leads in lead_id order, filtered.
 
     Raises UnknownCampaignError when `campaign` names no campaign of this account.
     """
-    campaign_id = None
-    if query.campaign is not None:
-        campaign_id = await conn.fetchval(SELECT_CAMPAIGN_ID, account_id, query.campaign)
-        if campaign_id is None:
-            raise UnknownCampaignError(query.campaign)
+    campaign_id = await campaign_named(conn, account_id, query.campaign)
     phone_key = None
     if query.phone is not None:
         # The same normalisation the writer used, so "098765 43210" finds "+919876543210".

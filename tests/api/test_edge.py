@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import aiohttp
 import asyncpg
@@ -30,7 +30,16 @@ DIALECTS = ("native", "vicidial", "jtel", "flexydial", "ozonetel")
 OOPS = "Oops Something went wrong, Please contact Administrator"
 
 
-async def _account(api: Client) -> tuple[int, dict[str, str]]:
+class World(NamedTuple):
+    """An account made through the admin API: its id, its campaign `sales` and a key per
+    dialect (shared with test_hostile_inputs.py)."""
+
+    account_id: int
+    campaign_id: int
+    keys: dict[str, str]
+
+
+async def account_with_every_key(api: Client) -> World:
     """An account with a campaign and a key of every dialect, made through the admin API."""
     created = await api.post("/v1/admin/accounts", json={"name": "acme"}, headers=ADMIN)
     account = await created.json()
@@ -44,7 +53,7 @@ async def _account(api: Client) -> tuple[int, dict[str, str]]:
         "/v1/admin/accounts/acme/campaigns", json={"name": "sales"}, headers=ADMIN
     )
     assert campaign.status == 201, await campaign.text()
-    return account["id"], keys
+    return World(account["id"], (await campaign.json())["id"], keys)
 
 
 def _upload_form(key: str) -> aiohttp.FormData:
@@ -172,7 +181,7 @@ async def test_an_unexpected_failure_answers_in_the_dialect_shape(
     client: Client, owner_database_url: str, case: Case
 ) -> None:
     """A service that raises: the dialect's own 500 body, no traceback, one log line with the id."""
-    account_id, keys = await _account(client)
+    account_id, _, keys = await account_with_every_key(client)
     request_id = f"edge-{case.name.replace(' ', '-')}"
     headers = {**_headers(case.dialect, keys), "X-Request-ID": request_id}
     kwargs: dict[str, Any] = {"headers": headers}

@@ -20,11 +20,11 @@ from aiohttp import web
 from lead_ledger.api.app import create_app
 from lead_ledger.api.middleware import request_context
 from lead_ledger.settings import Settings
+from tests.api.test_edge import World, account_with_every_key
 from tests.conftest import ADMIN_TOKEN
 from tests.support import Client
 
 ADMIN: Final = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-DIALECTS: Final = ("native", "vicidial", "jtel", "flexydial", "ozonetel")
 OOPS: Final = "Oops Something went wrong, Please contact Administrator"
 UNABLE: Final = {"non_field_errors": ["Unable to log in with provided credentials."]}
 NUL_REASON: Final = "must not contain NUL (0x00)"
@@ -366,30 +366,6 @@ CASES: Final = [
 ]
 
 
-@dataclass(frozen=True)
-class World:
-    """The account every case runs against: its id, a campaign id and a key per dialect."""
-
-    account_id: int
-    campaign_id: int
-    keys: dict[str, str]
-
-
-async def make_world(api: Client) -> World:
-    created = await api.post("/v1/admin/accounts", json={"name": "acme"}, headers=ADMIN)
-    account = await created.json()
-    keys: dict[str, str] = {}
-    for dialect in DIALECTS:
-        issued = await api.post(
-            "/v1/admin/accounts/acme/credentials", json={"api": dialect}, headers=ADMIN
-        )
-        keys[dialect] = (await issued.json())["key"]
-    campaign = await api.post(
-        "/v1/admin/accounts/acme/campaigns", json={"name": "sales"}, headers=ADMIN
-    )
-    return World(account["id"], (await campaign.json())["id"], keys)
-
-
 def auth_headers(auth: str | None, keys: dict[str, str]) -> dict[str, str]:
     match auth:
         case "admin":
@@ -444,7 +420,7 @@ def check_answer(case: Case, status: int, content_type: str, text: str) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 async def test_a_hostile_input_answers_in_the_route_shape(client: Client, case: Case) -> None:
     """The case's answer in its route's shape, and the server serves /healthz after it."""
-    world = await make_world(client)
+    world = await account_with_every_key(client)
     check_answer(case, *await send(client, case, world))
     health = await client.get("/healthz")
     assert health.status == 200
@@ -554,7 +530,9 @@ async def test_a_body_over_the_limit_answers_in_every_route_shape(
 ) -> None:
     """Every route that reads a body answers one over LEDGER_MAX_BODY_BYTES in its own shape."""
     api = await aiohttp_client(create_app(settings, database_url))
-    world = await make_world(api)  # made under the default limit: the admin bodies are small
+    world = await account_with_every_key(
+        api
+    )  # made under the default limit: the admin bodies are small
     small = msgspec.structs.replace(settings, max_body_bytes=1024)
     limited = await aiohttp_client(create_app(small, database_url))
     for case in TOO_LARGE_CASES:

@@ -27,7 +27,8 @@ from schemathesis.specs.openapi.checks import (
 
 from lead_ledger.api.app import create_app
 from lead_ledger.settings import Settings
-from tests.api.test_hostile_inputs import ADMIN, auth_headers, make_world
+from tests.api.test_edge import account_with_every_key
+from tests.api.test_hostile_inputs import ADMIN, auth_headers
 from tests.support import Client
 
 EXAMPLES: Final = 25  # per operation and mode: about 2,000 requests in 30-40 s on two cores
@@ -137,7 +138,7 @@ async def test_schemathesis_finds_no_undocumented_answer(
     """Every operation, positive and negative examples: no 5xx of ours, no undocumented answer."""
     server = TestServer(create_app(settings, database_url))
     api = await aiohttp_client(server)
-    world = await make_world(api)
+    world = await account_with_every_key(api)
     document = await (await api.get("/openapi.json", headers=ADMIN)).json()
     base_url = str(server.make_url("")).rstrip("/")
     failures = await asyncio.to_thread(fuzz, base_url, document, world.keys, world.account_id)

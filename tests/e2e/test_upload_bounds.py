@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,7 +12,8 @@ import aiohttp
 import pytest
 
 from tests import workbooks
-from tests.e2e.test_cli import CLI, _env, _free_port, _gone
+from tests.e2e.test_cli import _gone
+from tests.support import serve_process, stop, until_ready
 
 ADMIN_TOKEN = "e2e-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -27,48 +27,13 @@ async def server(
     database_factory: Callable[..., Awaitable[str]],
 ) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
     """`lead-ledger serve` on a fresh database and a free port; stopped after the test."""
-    url = await database_factory()
-    port = _free_port()
-    process = _serve(url, port)
-    base = f"http://127.0.0.1:{port}"
+    served = serve_process(await database_factory(), LEDGER_ADMIN_TOKEN=ADMIN_TOKEN)
     try:
-        await _until_healthy(base, process)
-        yield base, process
+        await until_ready(served)
+        yield served.base_url, served.process
     finally:
-        _stop(process)
-
-
-def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 - our own console script
-        [CLI, "serve", "--port", str(port)],
-        env=_env(LEDGER_DATABASE_URL=url, LEDGER_ADMIN_TOKEN=ADMIN_TOKEN),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-async def _until_healthy(base: str, process: subprocess.Popen[bytes]) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            if process.poll() is not None:
-                pytest.fail(f"serve exited early with {process.returncode}")
-            try:
-                async with session.get(f"{base}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    pytest.fail("serve did not become healthy")
+        if served.process.poll() is None:
+            stop(served)
 
 
 async def _admin(session: aiohttp.ClientSession, base: str, path: str, body: object) -> Any:

@@ -31,10 +31,10 @@ from lead_ledger.service.jobs.views import (
     JobsQuery,
     JobSummary,
     JobView,
-    UnknownCampaignError,
     get_job,
     list_jobs,
 )
+from lead_ledger.service.reads import UnknownCampaignError
 
 __all__ = [
     "CALLBACK_CHANNEL",

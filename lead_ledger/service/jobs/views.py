@@ -10,6 +10,7 @@ import msgspec
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.job_events import RejectedRow
+from lead_ledger.service.reads import campaign_named
 
 # The log knows submitted and finished; the queue knows which queued job is running now.
 _COLUMNS: Final = """
@@ -40,7 +41,6 @@ WHERE j.account_id = $1 AND j.job_id < $2
 ORDER BY j.job_id DESC
 LIMIT $8
 """
-SELECT_CAMPAIGN_ID: Final = "SELECT campaign_id FROM campaigns WHERE account_id = $1 AND name = $2"
 
 
 class JobCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,10 +108,6 @@ class JobsQuery(msgspec.Struct, frozen=True, kw_only=True):
     limit: int = 100
 
 
-class UnknownCampaignError(LookupError):
-    """The campaign filter names no campaign of the account."""
-
-
 async def get_job(conn: Connection, account_id: int, job_id: int) -> JobView | None:
     """The account's job, or None (a job of another account is a missing one)."""
     row = await conn.fetchrow(SELECT_JOB, job_id, account_id)
@@ -126,11 +122,7 @@ async def list_jobs(conn: Connection, account_id: int, query: JobsQuery) -> JobP
 
     Raises UnknownCampaignError when `campaign` names no campaign of this account.
     """
-    campaign_id = None
-    if query.campaign is not None:
-        campaign_id = await conn.fetchval(SELECT_CAMPAIGN_ID, account_id, query.campaign)
-        if campaign_id is None:
-            raise UnknownCampaignError(query.campaign)
+    campaign_id = await campaign_named(conn, account_id, query.campaign)
     rows = await conn.fetch(
         SELECT_JOBS,
         account_id,
