@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import errno
 import gc
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -137,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _unavailable(settings: Settings, error: BaseException) -> str:
+    if isinstance(error, asyncpg.UndefinedTableError):
+        return "the database has no ledger yet: run `lead-ledger migrate` (serve migrates too)"
     where = (
         f"LEDGER_DATABASE_URL={_without_password(settings.database_url)}"
         if settings.database_url
@@ -229,7 +232,8 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     except OSError as error:
         if error.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             raise
-        reason = error.strerror or str(error)
+        # asyncio's message repeats the address; the errno's own words say it plainly.
+        reason = os.strerror(error.errno) if error.errno else str(error)
         print(
             f"lead-ledger: cannot listen on {host}:{port}: {reason.lower()} (choose another"
             " with --port, or --host)",

@@ -115,16 +115,18 @@ def test_commands_are_quiet_unless_verbose(data_dir: Path) -> None:
 def test_sigterm_ends_a_command_and_its_embedded_server_stops(data_dir: Path) -> None:
     """`events tail -f` ended by SIGTERM (as `timeout` does) exits, and the embedded server it
     started stops with it, as after Ctrl-C."""
+    assert _run("migrate", LEDGER_DATA_DIR=str(data_dir)).returncode == 0
+    assert running_pid(data_dir / "pgdata") is None  # migrate's exit stopped it
     tail = subprocess.Popen(  # noqa: S603 - our own console script
         [CLI, "events", "tail", "-f"],
         env=_env(LEDGER_DATA_DIR=str(data_dir)),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 90
         while (pid := running_pid(data_dir / "pgdata")) is None or not _holds(data_dir, tail.pid):
-            assert tail.poll() is None, tail.stderr.read() if tail.stderr else ""
+            assert tail.poll() is None, f"events tail exited with {tail.returncode}"
             assert time.monotonic() < deadline, "the embedded server never started"
             time.sleep(0.2)
         time.sleep(1)  # following the feed now
@@ -139,6 +141,16 @@ def test_sigterm_ends_a_command_and_its_embedded_server_stops(data_dir: Path) ->
 def _holds(data_dir: Path, pid: int) -> bool:
     handles = data_dir / "pgdata" / HANDLES
     return handles.exists() and pid in json.loads(handles.read_text())
+
+
+def test_a_ledger_not_yet_migrated_is_one_line_naming_the_fix(data_dir: Path) -> None:
+    """`events tail` on a fresh data dir: exit 1 and the command that makes the ledger."""
+    done = _run("events", "tail", LEDGER_DATA_DIR=str(data_dir))
+    expected = (
+        "lead-ledger: the database has no ledger yet: run `lead-ledger migrate` (serve migrates"
+        " too)\n"
+    )
+    assert (done.returncode, done.stderr) == (1, expected)
 
 
 def test_a_dead_process_does_not_keep_the_embedded_server_alive(data_dir: Path) -> None:
@@ -158,6 +170,7 @@ def test_db_stop_stops_what_db_url_left_running(data_dir: Path) -> None:
     """`db-url` leaves the server up for the URL it prints; `db stop` stops it, refuses while
     another process uses it (unless --force), and says so when nothing runs."""
     env = {"LEDGER_DATA_DIR": str(data_dir)}
+    assert _run("migrate", **env).returncode == 0
     assert _run("db-url", **env).returncode == 0
     pid = running_pid(data_dir / "pgdata")
     assert pid is not None
