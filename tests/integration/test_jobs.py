@@ -20,6 +20,8 @@ import aiohttp
 import asyncpg
 import msgspec
 import pytest
+import structlog
+import structlog.testing
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -356,7 +358,8 @@ async def test_callback_retried_on_500_then_delivered(
 async def test_callback_to_loopback_refused_when_not_allowed(
     pool: asyncpg.Pool, campaign: tuple[int, int], aiohttp_server: AiohttpServer
 ) -> None:
-    """Without callback_allow_private, 127.0.0.1 is never called: one refused attempt, abandoned."""
+    """Without callback_allow_private, 127.0.0.1 is never called: one refused attempt, abandoned,
+    logged at warning level with the setting that allows it."""
     hits: list[str] = []
 
     async def receive(request: web.Request) -> web.Response:
@@ -367,8 +370,14 @@ async def test_callback_to_loopback_refused_when_not_allowed(
     app.router.add_post("/hook", receive)
     server = await aiohttp_server(app, host="127.0.0.1")
     job_id = await completed_job(pool, campaign, str(server.make_url("/hook")))
-    await dispatch_until_settled(pool, allow_private=False)
+    with structlog.testing.capture_logs() as logged:
+        await dispatch_until_settled(pool, allow_private=False)
     assert hits == []
+    attempts_logged = [line for line in logged if line["event"] == "callback_attempted"]
+    assert [(line["log_level"], line["error"]) for line in attempts_logged] == [
+        ("warning", callbacks.PRIVATE_TARGET)
+    ]
+    assert "LEDGER_CALLBACK_ALLOW_PRIVATE=1" in callbacks.PRIVATE_TARGET
     assert await job_events(pool, job_id) == [
         "JobSubmitted",
         "JobCompleted",
