@@ -48,8 +48,16 @@ def _handles_locked() -> Iterator[None]:
         yield
 
 
+def alive(pid: int) -> bool:
+    """Whether the process runs: a zombie (ended, not yet reaped by its parent) does not."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _live(pids: list[int]) -> list[int]:
-    return [pid for pid in pids if psutil.pid_exists(pid)]
+    return [pid for pid in pids if alive(pid)]
 
 
 def forget_dead_handles(pgdata: Path) -> list[int]:
@@ -90,7 +98,7 @@ def running_pid(pgdata: Path) -> int | None:
         pid = int(pid_file.read_text().split()[0])
     except (FileNotFoundError, IndexError, ValueError):
         return None
-    return pid if psutil.pid_exists(pid) else None
+    return pid if alive(pid) else None
 
 
 class InUseError(RuntimeError):
@@ -116,9 +124,9 @@ def stop(data_dir: Path, *, force: bool = False) -> int | None:
         raise InUseError(users)
     os.kill(pid, signal.SIGINT)  # the postmaster's "fast" shutdown
     deadline = time.monotonic() + STOP_SECONDS
-    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if psutil.pid_exists(pid):
+    if alive(pid):
         raise TimeoutError(f"the embedded server (pid {pid}) did not stop in {STOP_SECONDS:.0f}s")
     with _handles_locked():
         (pgdata / HANDLES).unlink(missing_ok=True)
