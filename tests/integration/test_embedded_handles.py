@@ -1,6 +1,6 @@
 """The embedded server's bookkeeping, in process: forgetting dead users, finding the postmaster,
-stopping it. A `sleep` process stands in for the postmaster: stopping sends it SIGINT, as
-PostgreSQL's fast shutdown is asked for. (tests/e2e/test_cli_errors.py does it with a real
+stopping it. A small Python process stands in for the postmaster: stopping sends it SIGINT,
+as PostgreSQL's fast shutdown is asked for. (tests/e2e/test_cli_errors.py does it with a real
 server.)"""
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 import pytest
 
@@ -25,13 +27,28 @@ def pgdata(tmp_path: Path) -> Path:
     return path
 
 
+# Ends on SIGINT by a handler of its own, as the postmaster does: a process started from a
+# non-interactive shell's background job inherits SIGINT ignored, and `sleep` would never end.
+_POSTMASTER: Final = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGINT, lambda *_: sys.exit(0))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
 @pytest.fixture
 def stand_in() -> Iterator[subprocess.Popen[bytes]]:
-    """A live process that ends on SIGINT, as a postmaster does."""
-    process = subprocess.Popen(["sleep", "60"])  # noqa: S607 - coreutils' sleep
+    """A live process that ends on SIGINT, as a postmaster does; its handler is in place."""
+    process = subprocess.Popen(  # noqa: S603 - this interpreter, our own two lines
+        [sys.executable, "-c", _POSTMASTER], stdout=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"ready\n"
     yield process
     process.kill()
     process.wait()
+    process.stdout.close()
 
 
 def _dead_pid() -> int:
@@ -76,7 +93,7 @@ def test_stop_refuses_while_others_use_it_unless_forced(
     finally:
         user.kill()
         user.wait()
-    assert stand_in.wait(timeout=10) != 0  # ended by the signal
+    assert stand_in.wait(timeout=10) == 0  # ended by its SIGINT handler
     assert not (pgdata / embedded.HANDLES).exists()
 
 
