@@ -1,0 +1,91 @@
+"""Subject keys and account secrets stored wrapped in PostgreSQL, as the service's role uses
+them: made once, agreed on by concurrent writers, gone after an erasure, re-wrapped by a
+rotation, and refused to a wrong master key."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from lead_ledger.ledger import key_store, subject_keys
+
+MASTER = subject_keys.new_data_key()
+
+
+async def test_writers_make_a_key_once_and_readers_find_it(pool: asyncpg.Pool) -> None:
+    """The first write makes each subject's key; later writes and reads get the same one; the
+    table holds it wrapped, never as its bytes."""
+    async with pool.acquire() as conn:
+        made = await key_store.keys_for_writing(conn, MASTER, 1, ["lead-1", "lead-2"])
+        again = await key_store.keys_for_writing(conn, MASTER, 1, ["lead-2", "lead-3"])
+        read = await key_store.keys_for_reading(conn, MASTER, ["lead-1", "lead-2", "lead-9"])
+        stored = [
+            r["wrapped_key"] for r in await conn.fetch("SELECT wrapped_key FROM subject_keys")
+        ]
+    assert set(made) == {"lead-1", "lead-2"}
+    assert again["lead-2"] == made["lead-2"]
+    assert read == made  # lead-9 never had a key: absent, not made
+    assert all(key not in wrapped for key in made.values() for wrapped in stored)
+
+
+async def test_concurrent_writers_of_one_subject_agree_on_its_key(pool: asyncpg.Pool) -> None:
+    """Eight writers at once, each in its own transaction: one key, the same for all."""
+
+    async def write() -> bytes:
+        async with pool.acquire() as conn, conn.transaction():
+            return (await key_store.keys_for_writing(conn, MASTER, 1, ["lead-7"]))["lead-7"]
+
+    keys = await asyncio.gather(*(write() for _ in range(8)))
+    assert len(set(keys)) == 1
+    assert await pool.fetchval("SELECT count(*) FROM subject_keys") == 1
+
+
+async def test_an_erased_subject_has_no_key_and_its_data_cannot_be_opened(
+    pool: asyncpg.Pool,
+) -> None:
+    """After erase, reading finds no key for the subject, so what was sealed with it stays
+    sealed; the other subjects are untouched."""
+    async with pool.acquire() as conn:
+        keys = await key_store.keys_for_writing(conn, MASTER, 1, ["lead-1", "lead-2"])
+        sealed = subject_keys.seal(keys["lead-1"], b"Asha +919876543210", "lead-1")
+        assert await key_store.erase(conn, ["lead-1", "lead-404"]) == 1
+        after = await key_store.keys_for_reading(conn, MASTER, ["lead-1", "lead-2"])
+    assert after == {"lead-2": keys["lead-2"]}
+    with pytest.raises(subject_keys.SubjectKeyError):
+        subject_keys.open_sealed(subject_keys.new_data_key(), sealed, "lead-1")
+
+
+async def test_account_secrets_are_made_once_per_account(pool: asyncpg.Pool) -> None:
+    """One secret per account, the same on every call; accounts differ."""
+    async with pool.acquire() as conn:
+        first = await key_store.account_secret(conn, MASTER, 1)
+        assert await key_store.account_secret(conn, MASTER, 1) == first
+        assert await key_store.account_secret(conn, MASTER, 2) != first
+
+
+async def test_rotation_rewraps_everything_under_the_new_master_key(pool: asyncpg.Pool) -> None:
+    """After a rotation the new master key opens every key and secret, the old one none."""
+    new_master = subject_keys.new_data_key()
+    async with pool.acquire() as conn:
+        keys = await key_store.keys_for_writing(conn, MASTER, 1, ["lead-1", "lead-2"])
+        secret = await key_store.account_secret(conn, MASTER, 1)
+        with pytest.raises(RuntimeError, match="inside one transaction"):
+            await key_store.rotate(conn, MASTER, new_master)
+        async with conn.transaction():
+            assert await key_store.rotate(conn, MASTER, new_master) == 3
+        assert await key_store.keys_for_reading(conn, new_master, keys) == keys
+        assert await key_store.account_secret(conn, new_master, 1) == secret
+        with pytest.raises(subject_keys.SubjectKeyError):
+            await key_store.keys_for_reading(conn, MASTER, ["lead-1"])
+
+
+async def test_a_wrong_master_key_is_refused_once_keys_exist(pool: asyncpg.Pool) -> None:
+    """With nothing stored any key passes; once keys exist, only the one that wrapped them."""
+    async with pool.acquire() as conn:
+        await key_store.check_master_key(conn, subject_keys.new_data_key())
+        await key_store.keys_for_writing(conn, MASTER, 1, ["lead-1"])
+        await key_store.check_master_key(conn, MASTER)
+        with pytest.raises(subject_keys.SubjectKeyError, match="LEDGER_MASTER_KEY does not open"):
+            await key_store.check_master_key(conn, subject_keys.new_data_key())
