@@ -35,13 +35,19 @@ UNION ALL (SELECT wrapped_secret FROM account_secrets LIMIT 1)
 LIMIT 1
 """
 SELECT_ALL_KEYS: Final = "SELECT subject_id, wrapped_key FROM subject_keys FOR UPDATE"
-UPDATE_KEY: Final = "UPDATE subject_keys SET wrapped_key = $2 WHERE subject_id = $1"
+UPDATE_KEYS: Final = """
+UPDATE subject_keys k SET wrapped_key = u.wrapped
+FROM unnest($1::text[], $2::bytea[]) AS u(subject_id, wrapped)
+WHERE k.subject_id = u.subject_id
+"""
 SELECT_ALL_ACCOUNT_WRAPPED: Final = (
     "SELECT account_id, wrapped_secret FROM account_secrets FOR UPDATE"
 )
-UPDATE_ACCOUNT_WRAPPED: Final = (
-    "UPDATE account_secrets SET wrapped_secret = $2 WHERE account_id = $1"
-)
+UPDATE_ACCOUNTS_WRAPPED: Final = """
+UPDATE account_secrets a SET wrapped_secret = u.wrapped
+FROM unnest($1::bigint[], $2::bytea[]) AS u(account_id, wrapped)
+WHERE a.account_id = u.account_id
+"""
 
 
 async def keys_for_reading(
@@ -108,15 +114,22 @@ async def rotate(conn: Connection, old_master: bytes, new_master: bytes) -> int:
     no event changes. Returns how many were re-wrapped."""
     if not conn.is_in_transaction():
         raise RuntimeError("rotate the keys inside one transaction: all or none")
-    count = 0
-    for row in await conn.fetch(SELECT_ALL_KEYS):
-        key = subject_keys.unwrap(old_master, row["wrapped_key"])
-        await conn.execute(UPDATE_KEY, row["subject_id"], subject_keys.wrap(new_master, key))
-        count += 1
-    for row in await conn.fetch(SELECT_ALL_ACCOUNT_WRAPPED):
-        secret = subject_keys.unwrap(old_master, row["wrapped_secret"])
-        await conn.execute(
-            UPDATE_ACCOUNT_WRAPPED, row["account_id"], subject_keys.wrap(new_master, secret)
-        )
-        count += 1
-    return count
+    # The cryptography is per key, in Python; the writes are one statement per table, not one
+    # round trip per subject.
+    keys = await conn.fetch(SELECT_ALL_KEYS)
+    await conn.execute(
+        UPDATE_KEYS,
+        [row["subject_id"] for row in keys],
+        [_rewrap(old_master, new_master, row["wrapped_key"]) for row in keys],
+    )
+    wrapped_secrets = await conn.fetch(SELECT_ALL_ACCOUNT_WRAPPED)
+    await conn.execute(
+        UPDATE_ACCOUNTS_WRAPPED,
+        [row["account_id"] for row in wrapped_secrets],
+        [_rewrap(old_master, new_master, row["wrapped_secret"]) for row in wrapped_secrets],
+    )
+    return len(keys) + len(wrapped_secrets)
+
+
+def _rewrap(old_master: bytes, new_master: bytes, wrapped: bytes) -> bytes:
+    return subject_keys.wrap(new_master, subject_keys.unwrap(old_master, wrapped))

@@ -28,7 +28,7 @@ from lead_ledger.ledger.events import (
     RateLimits,
 )
 from lead_ledger.service.errors import NotFound
-from lead_ledger.service.inputs import NUL
+from lead_ledger.service.inputs import BIGINT_MAX, NUL, decimal
 from lead_ledger.service.passwords import hash_password, verify_password
 
 # --- SQL: the projection tables of projections/config.py ----------------------------------------
@@ -150,8 +150,8 @@ class IssuedCredential(msgspec.Struct, frozen=True, kw_only=True):
 async def find_account(conn: Connection, name_or_id: str | int) -> AccountRef | None:
     """The account a path names: digits are an id, anything else a name (case-insensitive)."""
     if isinstance(name_or_id, int) or (name_or_id.isascii() and name_or_id.isdigit()):
-        account_id = int(name_or_id)
-        if account_id >= 1 << 63:  # beyond bigint: no such account, not a database error
+        account_id = name_or_id if isinstance(name_or_id, int) else decimal(name_or_id)
+        if account_id is None or account_id > BIGINT_MAX:  # no such account, no database error
             return None
         row = await conn.fetchrow(SELECT_ACCOUNT_BY_ID, account_id)
     elif NUL in name_or_id:

@@ -18,6 +18,7 @@ import msgspec
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.events import OfficeHours
 from lead_ledger.ledger.office_hours import within_office_hours
+from lead_ledger.service.inputs import BIGINT_MAX
 from lead_ledger.service.leads import (
     ArchiveCounts,
     LeadsNotFoundError,
@@ -30,7 +31,6 @@ from lead_ledger.service.writer import Context
 SELECT_OFFICE_HOURS: Final = "SELECT office_hours FROM settings WHERE account_id = $1"
 
 MAX_LEAD_IDS: Final = 500
-_MAX_BIGINT: Final = 2**63 - 1  # larger (or non-positive) ids cannot exist: never sent to SQL
 
 Route = Literal["archive", "dearchive"]
 
@@ -145,4 +145,5 @@ async def dearchive(
 
 
 def _possible(ids: Sequence[int]) -> list[int]:
-    return [i for i in ids if 0 < i <= _MAX_BIGINT]
+    # Larger (or non-positive) ids cannot exist: never sent to SQL.
+    return [i for i in ids if 0 < i <= BIGINT_MAX]

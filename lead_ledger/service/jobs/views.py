@@ -10,6 +10,7 @@ import msgspec
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.job_events import RejectedRow
+from lead_ledger.service.inputs import BIGINT_MAX
 from lead_ledger.service.reads import campaign_named
 
 # The log knows submitted and finished; the queue knows which queued job is running now.
@@ -126,7 +127,7 @@ async def list_jobs(conn: Connection, account_id: int, query: JobsQuery) -> JobP
     rows = await conn.fetch(
         SELECT_JOBS,
         account_id,
-        query.before if query.before is not None else 2**63 - 1,
+        query.before if query.before is not None else BIGINT_MAX,
         query.dialect,
         campaign_id,
         query.state,
