@@ -19,12 +19,13 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from lead_ledger import __version__, cli_admin, cli_projections
+from lead_ledger import __version__, cli_admin, cli_erasure, cli_projections
 from lead_ledger.api.app import create_app
-from lead_ledger.ledger import database, embedded
+from lead_ledger.ledger import database, embedded, key_store, subject_keys
 from lead_ledger.ledger.errors import LedgerError
 from lead_ledger.ledger.feed import feed_entry, follow_feed
 from lead_ledger.ledger.migrate import migrate
+from lead_ledger.ledger.opening import shown_records
 from lead_ledger.logs import configure_logging
 from lead_ledger.settings import Settings, SettingsError
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli_admin.add_commands(commands)
     cli_projections.add_commands(commands)
+    cli_erasure.add_commands(commands)
     return parser
 
 
@@ -124,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = args.command != "serve" and not args.verbose
     configure_logging(settings.log_format, "warning" if quiet else settings.log_level)
     try:
+        key_store.use_master_key(
+            subject_keys.master_key_from(settings.master_key, settings.data_dir)
+        )
         return _run(args, settings)
     except LedgerError as error:
         print(f"lead-ledger: {error}", file=sys.stderr)
@@ -174,6 +179,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911 
             return asyncio.run(cli_projections.run(args, settings))
         case "admin" | "demo":
             return asyncio.run(cli_admin.run(args, settings))
+        case "erase":
+            return asyncio.run(cli_erasure.run_erase(args, settings))
+        case "keys":
+            return asyncio.run(cli_erasure.run_keys(args, settings))
         case _:  # argparse's own text, not a union: it admits no other command
             return 2
 
@@ -285,7 +294,8 @@ async def _tail(settings: Settings, after: int, follow: bool, limit: int | None)
         # aclosing: stop listening before the connection closes, also on --limit's break.
         async with aclosing(follow_feed(conn, after=after, follow=follow)) as feed:
             async for event in feed:
-                out.write(encoder.encode(feed_entry(event)) + b"\n")
+                shown = (await shown_records(conn, [event]))[0]
+                out.write(encoder.encode(feed_entry(shown)) + b"\n")
                 out.flush()
                 count += 1
                 if limit is not None and count >= limit:

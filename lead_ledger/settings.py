@@ -22,6 +22,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 2
     db_pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10
     admin_token: str | None = None
+    # Base64 of 32 bytes: opens every subject key (docs/erasure.md). Unset: the key file
+    # `master.key` in data_dir, made on first start.
+    master_key: str | None = None
     log_format: LogFormat = "auto"
     log_level: LogLevel = "info"
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1)] = 64 * 1024 * 1024

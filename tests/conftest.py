@@ -29,6 +29,7 @@ import asyncpg
 import pytest
 
 from lead_ledger.api.app import create_app
+from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.database import connect, create_pool, with_database
 from lead_ledger.ledger.migrate import migrate
 from lead_ledger.ledger.roles import APP_ROLE, OWNER_ROLE, ensure_roles, roles_locked, with_user
@@ -37,6 +38,10 @@ from lead_ledger.settings import Settings
 from tests.support import Client
 
 ADMIN_TOKEN = "test-admin-token"
+# One master key for the session, in the environment too, so that `serve` processes the tests
+# start open what the tests wrote, and the other way round.
+TEST_MASTER_KEY = os.environ.setdefault("LEDGER_MASTER_KEY", subject_keys.new_master_key_text())
+key_store.use_master_key(subject_keys.parse_master_key(TEST_MASTER_KEY))
 _counter = itertools.count()
 
 

@@ -40,7 +40,13 @@ def serve_process(database_url: str, *, stderr: IO[bytes] | None = None, **env: 
     `env` (LEDGER_* names) on top of a clean environment; it logs warnings and worse only,
     unless `env` says otherwise, to `stderr` (the test's own by default)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    environ |= {"LEDGER_DATABASE_URL": database_url, "LEDGER_LOG_LEVEL": "warning"} | env
+    # The session's master key (tests/conftest.py), so the server opens what the tests wrote.
+    master = os.environ.get("LEDGER_MASTER_KEY", "")
+    environ |= {
+        "LEDGER_DATABASE_URL": database_url,
+        "LEDGER_LOG_LEVEL": "warning",
+        "LEDGER_MASTER_KEY": master,
+    } | env
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -10,6 +10,7 @@ from aiohttp import web
 from lead_ledger.api import (
     admin,
     docs_page,
+    erasures,
     flexydial,
     jobs,
     jtel,
@@ -34,6 +35,7 @@ from lead_ledger.api.keys import (
     SETTINGS,
 )
 from lead_ledger.api.middleware import request_context
+from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.database import open_database
 from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.job_kinds import job_kinds
@@ -70,12 +72,23 @@ async def _file_parser(app: web.Application) -> AsyncIterator[None]:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    if not key_store.has_master_key():
+        key_store.use_master_key(
+            subject_keys.master_key_from(settings.master_key, settings.data_dir)
+        )
     pool = await open_database(
         app[DATABASE_URL],
         migration_url=app[MIGRATION_DATABASE_URL],
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
     )
+    try:
+        # A wrong master key would read every subject as erased: refuse to start instead.
+        async with pool.acquire() as conn:
+            await key_store.check_master_key(conn, key_store.master_key())
+    except BaseException:
+        await pool.close()
+        raise
     app[POOL] = pool
     app[LEAD_BATCHER] = LeadInsertBatcher(pool, key_workers=app[KEY_WORKERS])
     yield
@@ -114,6 +127,7 @@ def create_app(
     metrics.setup(app)  # GET /metrics
     app.add_routes(admin.routes)
     native.setup(app)  # native routes, and an on_shutdown hook that ends open SSE streams
+    app.add_routes(erasures.routes)
     app.add_routes(ozonetel_add.routes)
     app.add_routes(jtel.routes)
     app.add_routes(vicidial.routes)

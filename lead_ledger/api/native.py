@@ -24,6 +24,7 @@ from lead_ledger.api.problems import bad_parameter, body_too_large, internal_err
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import EVENT_TAGS
 from lead_ledger.ledger.feed import FeedEntry, follow_feed
+from lead_ledger.ledger.opening import shown_records
 from lead_ledger.service import reads
 from lead_ledger.service.inputs import BIGINT_MAX, INTEGER_MAX, NUL_REASON, decimal, nul_name
 
@@ -371,7 +372,8 @@ async def _pump(
         contextlib.aclosing(follow_feed(conn, after=after, account_id=account_id)) as feed,
     ):
         async for event in feed:
-            await queue.put(event)
+            # Opened here, on the reader's connection: the relay has none.
+            await queue.put((await shown_records(conn, [event]))[0])
 
 
 async def _relay(

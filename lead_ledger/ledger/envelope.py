@@ -26,6 +26,13 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     username: str | None = None
 
 
+class Sealed(msgspec.Struct, frozen=True, array_like=True):
+    """Personal data as stored: which subject's key sealed it, and the sealed bytes (base64)."""
+
+    subject: str
+    data: str
+
+
 class EventMetadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Why and where an event was recorded; stored beside the body, never part of it."""
 
@@ -35,6 +42,7 @@ class EventMetadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     correlation_id: str | None = None
     causation_id: str | None = None
     client_address: str | None = None
+    sealed: Sealed | None = None  # the client address, as stored (ledger/sealing.py)
 
 
 class NewEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,7 +13,7 @@ from typing import Final, Literal, TypeAlias
 
 import msgspec
 
-from lead_ledger.ledger.envelope import NewEvent, RecordedEvent
+from lead_ledger.ledger.envelope import NewEvent, RecordedEvent, Sealed
 from lead_ledger.ledger.job_events import JobEvent
 
 # A lead field's value as it travels in a diff: text, a number, a flag, a list of numbers, a map.
@@ -33,6 +33,14 @@ ApiAuthentication = Literal["BASIC_AUTH", "TOKEN_AUTH", "NONE"]
 
 class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
     pass
+
+
+class _Personal(_Event, frozen=True, kw_only=True):
+    """An event with personal data. Stored, `sealed` holds that data encrypted and the event's
+    own fields hold the rest; opened, `erased` says the data is gone (ledger/sealing.py)."""
+
+    sealed: Sealed | None = None
+    erased: bool = False
 
 
 # --- lead fields --------------------------------------------------------------------------------
@@ -85,7 +93,7 @@ class FieldChange(msgspec.Struct, frozen=True, array_like=True):
 # --- lead events (stream lead-<id>) -------------------------------------------------------------
 
 
-class LeadInserted(_Event, frozen=True, kw_only=True, tag="LeadInserted"):
+class LeadInserted(_Personal, frozen=True, kw_only=True, tag="LeadInserted"):
     lead_id: int
     account_id: int
     campaign_id: int
@@ -94,7 +102,7 @@ class LeadInserted(_Event, frozen=True, kw_only=True, tag="LeadInserted"):
     dedupe_keys: list[str]
 
 
-class LeadUpdated(_Event, frozen=True, kw_only=True, tag="LeadUpdated"):
+class LeadUpdated(_Personal, frozen=True, kw_only=True, tag="LeadUpdated"):
     lead_id: int
     changes: list[FieldChange]
     dedupe_keys: list[str] | None = None  # set when phone_numbers changed
@@ -106,7 +114,7 @@ class LeadReassigned(_Event, frozen=True, kw_only=True, tag="LeadReassigned"):
     to_agent: str | None
 
 
-class _ArchiveCopy(_Event, frozen=True, kw_only=True):
+class _ArchiveCopy(_Personal, frozen=True, kw_only=True):
     """The live row as archived: fields, keys and times, and the version it was taken at."""
 
     lead_id: int
@@ -136,7 +144,7 @@ class LeadDeleted(_Event, frozen=True, kw_only=True, tag="LeadDeleted"):
     archive_version: int | None = None  # for archive deletes: the archive compared with
 
 
-class LeadRestored(_Event, frozen=True, kw_only=True, tag="LeadRestored"):
+class LeadRestored(_Personal, frozen=True, kw_only=True, tag="LeadRestored"):
     lead_id: int
     account_id: int
     campaign_id: int
@@ -144,6 +152,14 @@ class LeadRestored(_Event, frozen=True, kw_only=True, tag="LeadRestored"):
     dedupe_keys: list[str]
     archive_version: int
     entry_at: datetime | None = None  # the archived entry time, kept across the round trip
+
+
+class LeadErased(_Event, frozen=True, kw_only=True, tag="LeadErased"):
+    """The lead's subject was erased (erasure `erasure_id`): it is gone from every view, and its
+    sealed data can no longer be opened. Terminal: no command applies to the lead after it."""
+
+    lead_id: int
+    erasure_id: str
 
 
 class LeadArchiveRemoved(_Event, frozen=True, kw_only=True, tag="LeadArchiveRemoved"):
@@ -162,13 +178,14 @@ LeadEvent: TypeAlias = (
     | LeadDeleted
     | LeadRestored
     | LeadArchiveRemoved
+    | LeadErased
 )
 
 
 # --- refusals (stream request-<id> or job-<id>) -------------------------------------------------
 
 
-class LeadRejected(_Event, frozen=True, kw_only=True, tag="LeadRejected"):
+class LeadRejected(_Personal, frozen=True, kw_only=True, tag="LeadRejected"):
     """A row or request that was refused, with why: the audit trail of what did not happen."""
 
     account_id: int
@@ -177,6 +194,29 @@ class LeadRejected(_Event, frozen=True, kw_only=True, tag="LeadRejected"):
     row: dict[str, ExtraValue] = {}
     row_number: int | None = None
     existing_lead_ids: list[int] = []
+
+
+# --- erasures (stream erasure-<id>) ---------------------------------------------------------------
+
+ErasureBy = Literal["phone", "lead_id", "user_data"]
+
+
+class SubjectErased(_Event, frozen=True, kw_only=True, tag="SubjectErased"):
+    """An erasure: which subjects' keys were destroyed, asked for how, and a keyed digest of
+    what was asked for, never the value itself. The actor is in the metadata."""
+
+    erasure_id: str
+    account_id: int
+    by: ErasureBy
+    request_digest: str
+    subjects: list[str]
+    lead_ids: list[int] = []
+    # (job id, row number) of each rejected row erased.
+    rejected_rows: list[tuple[int, int]] = []
+
+
+def stream_of_erasure(erasure_id: str) -> str:
+    return f"erasure-{erasure_id}"
 
 
 # --- account configuration (stream account-<id>) ------------------------------------------------
@@ -288,7 +328,7 @@ AccountEvent: TypeAlias = (
     | CampaignStopped
 )
 
-DomainEvent: TypeAlias = LeadEvent | AccountEvent | LeadRejected | JobEvent
+DomainEvent: TypeAlias = LeadEvent | AccountEvent | LeadRejected | SubjectErased | JobEvent
 LEAD_EVENT_TYPES: Final = typing.get_args(LeadEvent)
 EVENT_TYPES: Final[tuple[type[DomainEvent], ...]] = typing.get_args(DomainEvent)
 

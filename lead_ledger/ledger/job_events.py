@@ -10,6 +10,8 @@ from typing import TypeAlias
 
 import msgspec
 
+from lead_ledger.ledger.envelope import Sealed
+
 # A rejected row's cells, as the uploader sent them (the same shapes as events.ExtraValue).
 CellValue: TypeAlias = str | int | float | bool | None
 
@@ -18,12 +20,15 @@ class _JobEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omi
     pass
 
 
-class RejectedRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One input row the job refused, by its 1-based number in the upload, and why."""
+class RejectedRow(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One input row the job refused, by its 1-based number in the upload, and why. `row` is
+    None once its subject is erased (ledger/sealing.py)."""
 
     row_number: int
-    row: dict[str, CellValue]
+    row: dict[str, CellValue] | None
     description: str
+    sealed: Sealed | None = None
+    erased: bool = False
 
 
 class JobSubmitted(_JobEvent, frozen=True, kw_only=True, tag="JobSubmitted"):
@@ -66,8 +71,17 @@ class CallbackAbandoned(_JobEvent, frozen=True, kw_only=True, tag="CallbackAband
     attempts: int
 
 
+class JobRowsErased(_JobEvent, frozen=True, kw_only=True, tag="JobRowsErased"):
+    """Rejected rows of this job whose subjects were erased (erasure `erasure_id`): the job
+    views show them without their cells from now on."""
+
+    job_id: int
+    row_numbers: list[int]
+    erasure_id: str
+
+
 JobEvent: TypeAlias = (
-    JobSubmitted | JobCompleted | JobFailed | CallbackAttempted | CallbackAbandoned
+    JobSubmitted | JobCompleted | JobFailed | CallbackAttempted | CallbackAbandoned | JobRowsErased
 )
 
 

@@ -9,32 +9,94 @@ writers of one subject agree on one key without a lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
+
+import asyncpg
+import msgspec
 
 from lead_ledger.ledger import subject_keys
 from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.errors import LedgerError
+
+_JSON: Final = msgspec.json.Encoder()
 
 SELECT_KEYS: Final = """
-SELECT subject_id, wrapped_key FROM subject_keys WHERE subject_id = ANY($1::text[])
+SELECT subject_id, wrapped_key FROM subject_keys
+WHERE subject_id = ANY($1::text[]) AND wrapped_key IS NOT NULL
+"""
+SELECT_KEYS_FOR_WRITING: Final = """
+SELECT subject_id, wrapped_key, lookup FROM subject_keys WHERE subject_id = ANY($1::text[])
 """
 INSERT_KEYS: Final = """
-INSERT INTO subject_keys (subject_id, account_id, wrapped_key)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
+INSERT INTO subject_keys (subject_id, account_id, wrapped_key, lookup)
+SELECT s, a, k, coalesce(array(SELECT jsonb_array_elements_text(l)), '{}')
+FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::jsonb[]) AS u(s, a, k, l)
 ON CONFLICT (subject_id) DO NOTHING
 """
-DELETE_KEYS: Final = "DELETE FROM subject_keys WHERE subject_id = ANY($1::text[])"
+ADD_LOOKUP: Final = """
+UPDATE subject_keys k
+SET lookup = array(SELECT DISTINCT x FROM unnest(k.lookup || u.more) AS x ORDER BY x)
+FROM (SELECT s, array(SELECT jsonb_array_elements_text(l)) AS more
+      FROM unnest($1::text[], $2::jsonb[]) AS v(s, l)) AS u
+WHERE k.subject_id = u.s AND k.wrapped_key IS NOT NULL
+"""
+# The tombstone: no key, no digests; the row stays so the subject cannot be given a new key.
+ERASE_KEYS: Final = """
+UPDATE subject_keys SET wrapped_key = NULL, lookup = '{}', erased_at = now()
+WHERE subject_id = ANY($1::text[]) AND wrapped_key IS NOT NULL
+"""
+SELECT_BY_LOOKUP: Final = """
+SELECT subject_id FROM subject_keys
+WHERE lookup && $2::text[] AND account_id = $1 AND wrapped_key IS NOT NULL
+ORDER BY subject_id
+"""
+
+
+class SubjectErasedError(LedgerError):
+    """A write for a subject that has been erased: its data may never be stored again."""
+
+    def __init__(self, subjects: Iterable[str]) -> None:
+        self.subjects = sorted(subjects)
+        super().__init__(f"erased subjects cannot be written again: {', '.join(self.subjects)}")
+
+
+Keys = Mapping[str, bytes]
+
+# The master key of this process: set once at start (`use_master_key`) by the composition root
+# (serve, the CLI, the test harness), read by every seal and open.
+_MASTER_KEY: list[bytes] = []
+
+
+def use_master_key(master_key: bytes) -> None:
+    if len(master_key) != subject_keys.KEY_BYTES:
+        raise subject_keys.SubjectKeyError("a master key is 32 bytes")
+    _MASTER_KEY[:] = [master_key]
+
+
+def has_master_key() -> bool:
+    return bool(_MASTER_KEY)
+
+
+def master_key() -> bytes:
+    if not _MASTER_KEY:
+        raise RuntimeError("no master key: call key_store.use_master_key at start")
+    return _MASTER_KEY[0]
+
+
 SELECT_ACCOUNT_WRAPPED: Final = "SELECT wrapped_secret FROM account_secrets WHERE account_id = $1"
 INSERT_ACCOUNT_WRAPPED: Final = """
 INSERT INTO account_secrets (account_id, wrapped_secret) VALUES ($1, $2)
 ON CONFLICT (account_id) DO NOTHING
 """
 SELECT_ANY_WRAPPED: Final = """
-(SELECT wrapped_key FROM subject_keys LIMIT 1)
+(SELECT wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL LIMIT 1)
 UNION ALL (SELECT wrapped_secret FROM account_secrets LIMIT 1)
 LIMIT 1
 """
-SELECT_ALL_KEYS: Final = "SELECT subject_id, wrapped_key FROM subject_keys FOR UPDATE"
+SELECT_ALL_KEYS: Final = """
+SELECT subject_id, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL FOR UPDATE
+"""
 UPDATE_KEYS: Final = """
 UPDATE subject_keys k SET wrapped_key = u.wrapped
 FROM unnest($1::text[], $2::bytea[]) AS u(subject_id, wrapped)
@@ -59,12 +121,19 @@ async def keys_for_reading(
 
 
 async def keys_for_writing(
-    conn: Connection, master_key: bytes, account_id: int, subjects: Iterable[str]
+    conn: Connection,
+    master_key: bytes,
+    account_id: int,
+    subjects: Iterable[str],
+    lookup: Mapping[str, Iterable[str]] | None = None,
 ) -> dict[str, bytes]:
-    """The data key of every subject, made (and stored wrapped) for those without one."""
+    """The data key of every subject, made (and stored wrapped) for those without one, with
+    `lookup`'s digests added to the subjects'. SubjectErasedError if any subject is erased."""
     wanted = set(subjects)
-    found = await keys_for_reading(conn, master_key, wanted)
-    missing = sorted(wanted - set(found))
+    lookup = lookup or {}
+    rows = await conn.fetch(SELECT_KEYS_FOR_WRITING, list(wanted))
+    found, erased, more = _found(master_key, rows, lookup)
+    missing = sorted(wanted - set(found) - erased)
     if missing:
         fresh = [subject_keys.new_data_key() for _ in missing]
         await conn.execute(
@@ -72,17 +141,52 @@ async def keys_for_writing(
             missing,
             [account_id] * len(missing),
             [subject_keys.wrap(master_key, key) for key in fresh],
+            [_JSON.encode(sorted(set(lookup.get(s, ())))) for s in missing],
         )
-        # Read back: where another writer made a subject's key first, its key is the one.
-        found |= await keys_for_reading(conn, master_key, missing)
+        # Read back: where another writer made a subject's key first, its key is the one (and
+        # the digests this writer brought are added to it).
+        rows = await conn.fetch(SELECT_KEYS_FOR_WRITING, missing)
+        made, gone, also = _found(master_key, rows, lookup)
+        found, erased, more = found | made, erased | gone, more | also
+    if erased:
+        raise SubjectErasedError(erased)
+    if more:
+        names = sorted(more)
+        await conn.execute(ADD_LOOKUP, names, [_JSON.encode(sorted(more[n])) for n in names])
     return found
 
 
+def _found(
+    master_key: bytes, rows: Iterable[asyncpg.Record], lookup: Mapping[str, Iterable[str]]
+) -> tuple[dict[str, bytes], set[str], dict[str, set[str]]]:
+    """Keys of the rows, the erased subjects among them, and digests they lack."""
+    found: dict[str, bytes] = {}
+    erased: set[str] = set()
+    more: dict[str, set[str]] = {}
+    for row in rows:
+        subject: str = row["subject_id"]
+        wrapped: bytes | None = row["wrapped_key"]
+        if wrapped is None:
+            erased.add(subject)
+            continue
+        found[subject] = subject_keys.unwrap(master_key, wrapped)
+        lacking = set(lookup.get(subject, ())) - set(row["lookup"])
+        if lacking:
+            more[subject] = lacking
+    return found, erased, more
+
+
 async def erase(conn: Connection, subjects: Iterable[str]) -> int:
-    """Delete the subjects' keys: what is sealed with them can never be read again. Returns how
-    many subjects had a key."""
-    status: str = await conn.execute(DELETE_KEYS, sorted(set(subjects)))
+    """Destroy the subjects' keys (a tombstone row stays): what is sealed with them can never be
+    read again, nor can the subjects be written again. Returns how many had a key."""
+    status: str = await conn.execute(ERASE_KEYS, sorted(set(subjects)))
     return int(status.rsplit(" ", 1)[1])
+
+
+async def subjects_with(conn: Connection, account_id: int, digests: Iterable[str]) -> list[str]:
+    """The account's subjects (not erased) whose lookup holds any of the digests."""
+    rows = await conn.fetch(SELECT_BY_LOOKUP, account_id, sorted(set(digests)))
+    return [row["subject_id"] for row in rows]
 
 
 async def account_secret(conn: Connection, master_key: bytes, account_id: int) -> bytes:

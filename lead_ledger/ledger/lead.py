@@ -20,6 +20,7 @@ from lead_ledger.ledger.events import (
     LeadArchiveRemoved,
     LeadArchiveSynced,
     LeadDeleted,
+    LeadErased,
     LeadEvent,
     LeadFields,
     LeadInserted,
@@ -59,7 +60,7 @@ class LeadError(ValueError):
 # --- evolve ---------------------------------------------------------------------------------------
 
 
-def evolve(state: LeadState | None, event: LeadEvent) -> LeadState:  # noqa: PLR0911
+def evolve(state: LeadState | None, event: LeadEvent) -> LeadState:  # noqa: PLR0911, C901
     """The state after one more event. Versions count events, so they match the stream's."""
     if not isinstance(event, LEAD_EVENT_TYPES):
         # Typed away, yet a caller that read another stream's event through a cast must get a
@@ -101,6 +102,9 @@ def evolve(state: LeadState | None, event: LeadEvent) -> LeadState:  # noqa: PLR
             )
         case LeadArchiveRemoved():
             return msgspec.structs.replace(state, version=version, archive=None)
+        case LeadErased():
+            # Neither live nor archived: every command refuses an erased lead.
+            return msgspec.structs.replace(state, version=version, fields=None, archive=None)
         case _:
             assert_never(event)
 

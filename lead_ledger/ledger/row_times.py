@@ -27,6 +27,7 @@ from lead_ledger.ledger.events import (
     LeadArchiveRemoved,
     LeadArchiveSynced,
     LeadDeleted,
+    LeadErased,
     LeadEvent,
     LeadInserted,
     LeadReassigned,
@@ -76,7 +77,7 @@ def times_after(
     match event:
         case LeadInserted() | LeadRestored():
             return entered(event, recorded_at)
-        case LeadDeleted():
+        case LeadDeleted() | LeadErased():
             return None
         case (
             LeadUpdated()

@@ -21,12 +21,15 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
+from lead_ledger.ledger.errors import LedgerError
 
 KEY_BYTES: Final = 32  # AES-256
 NONCE_BYTES: Final = 12  # GCM's standard nonce: random per seal, so never reused under a key
@@ -35,7 +38,10 @@ SEAL_VERSION: Final = 1
 MASTER_KEY_FILE: Final = "master.key"
 
 
-class SubjectKeyError(ValueError):
+Digest = Callable[[str], str]
+
+
+class SubjectKeyError(LedgerError, ValueError):
     """A key that does not open what it is asked to open, or is no key at all."""
 
 
@@ -69,6 +75,14 @@ def load_or_create_master_key(data_dir: Path) -> bytes:
             created.flush()
             os.fsync(created.fileno())
     return parse_master_key(path.read_text(), source=str(path))
+
+
+def master_key_from(text: str | None, data_dir: Path) -> bytes:
+    """The master key: LEDGER_MASTER_KEY's when set, else the data dir's key file (made on
+    first use)."""
+    if text:
+        return parse_master_key(text)
+    return load_or_create_master_key(data_dir)
 
 
 def new_data_key() -> bytes:
@@ -110,5 +124,22 @@ def open_sealed(data_key: bytes, sealed: bytes, subject: str) -> bytes:
 def dedupe_digest(secret: bytes, dedupe_key: str) -> str:
     """A dedupe key as the log may hold it: equal keys give equal digests under one account's
     secret, and without the secret the digest says nothing about the number."""
-    digest = hmac.new(secret, dedupe_key.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return digester(secret)(dedupe_key)
+
+
+def digester(secret: bytes) -> Digest:
+    """`dedupe_digest` under one secret, for many values: the keyed state is set up once and
+    copied per value (a third of the cost of a fresh HMAC), and repeated values are not
+    hashed again."""
+    keyed = hmac.new(secret, digestmod=hashlib.sha256)
+    done: dict[str, str] = {}
+
+    def digest(value: str) -> str:
+        found = done.get(value)
+        if found is None:
+            h = keyed.copy()
+            h.update(value.encode())
+            found = done[value] = base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+        return found
+
+    return digest

@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+import msgspec
+
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.envelope import RecordedEvent
-from lead_ledger.ledger.events import SCHEMA_VERSION, LeadInserted, tag_of
+from lead_ledger.ledger.events import SCHEMA_VERSION, LeadInserted
+from lead_ledger.projections.base import Pair
 from lead_ledger.projections.lead_rows_sql import write_leads_and_contacts_sql
 
 # Below this, the Python fold's few rows cost less than the statement's planning and round trips.
@@ -26,18 +28,19 @@ SQL_FROM: Final = 256
 WRITES: Final = frozenset({"leads", "contacts"})
 
 # A new lead's row: the event's own fields, version 1, entered and modified when recorded
-# (row_times.entered of a LeadInserted).
+# (row_times.entered of a LeadInserted). The events come as written ($1), not as stored: the
+# stored ones hold their personal data sealed, which SQL cannot open.
 _FRESH_LEADS: Final = """
 WITH final AS (
     SELECT (data->>'lead_id')::bigint AS lead_id,
            (data->>'account_id')::bigint AS account_id,
            (data->>'campaign_id')::bigint AS campaign_id,
-           stream_version AS version,
+           1 AS version,
            data->'dedupe_keys' AS dedupe_keys,
            data->'fields' AS f,
-           recorded_at AS entry_at,
-           recorded_at AS modified_at
-    FROM events WHERE position = ANY($1::bigint[])
+           $2::timestamptz AS entry_at,
+           $2::timestamptz AS modified_at
+    FROM unnest($1::jsonb[]) AS e(data)
     OFFSET 0
 )"""
 APPLY_FRESH_LEADS: Final = write_leads_and_contacts_sql(_FRESH_LEADS, "public")
@@ -45,29 +48,33 @@ APPLY_FRESH_LEADS: Final = write_leads_and_contacts_sql(_FRESH_LEADS, "public")
 # caller's time zone setting is put back for the rest of its transaction.
 USE_UTC: Final = "SELECT current_setting('TimeZone'), set_config('TimeZone', 'UTC', true)"
 RESTORE_TIME_ZONE: Final = "SELECT set_config('TimeZone', $1, true)"
-_INSERTED: Final = tag_of(LeadInserted)
+_JSON: Final = msgspec.json.Encoder()
 
 
-def _is_fresh_insert(event: RecordedEvent) -> bool:
+def _is_fresh_insert(pair: Pair) -> bool:
+    recorded, event = pair
     return (
-        event.type == _INSERTED
-        and event.stream_version == 1
-        and event.schema_version == SCHEMA_VERSION
+        isinstance(event, LeadInserted)
+        and recorded.stream_version == 1
+        and recorded.schema_version == SCHEMA_VERSION
     )
 
 
-def split_fresh_inserts(
-    events: Sequence[RecordedEvent],
-) -> tuple[list[int], Sequence[RecordedEvent]]:
-    """The positions the statement applies (none below SQL_FROM), and the events left."""
-    fresh = [event.position for event in events if _is_fresh_insert(event)]
+def split_fresh_inserts(pairs: Sequence[Pair]) -> tuple[list[Pair], Sequence[Pair]]:
+    """The new leads the statement applies (none below SQL_FROM), and the events left."""
+    fresh = [pair for pair in pairs if _is_fresh_insert(pair)]
     if len(fresh) < SQL_FROM:
-        return [], events
-    return fresh, [event for event in events if not _is_fresh_insert(event)]
+        return [], pairs
+    return fresh, [pair for pair in pairs if not _is_fresh_insert(pair)]
 
 
-async def apply_fresh_inserts(conn: Connection, positions: list[int]) -> None:
-    """Write the leads and contacts rows of the new leads at `positions`."""
+async def apply_fresh_inserts(conn: Connection, fresh: Sequence[Pair]) -> None:
+    """Write the leads and contacts rows of the new leads (all appended by one statement, so
+    recorded at one time)."""
+    recorded_at = {recorded.recorded_at for recorded, _ in fresh}
+    if len(recorded_at) != 1:
+        raise ValueError("fresh inserts must come from one append")
+    bodies = [_JSON.encode(event) for _, event in fresh]
     previous = await conn.fetchrow(USE_UTC)
-    await conn.fetchrow(APPLY_FRESH_LEADS, positions)
+    await conn.fetchrow(APPLY_FRESH_LEADS, bodies, recorded_at.pop())
     await conn.execute(RESTORE_TIME_ZONE, previous[0] if previous is not None else "UTC")

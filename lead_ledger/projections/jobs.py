@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -13,11 +13,33 @@ from lead_ledger.ledger.job_events import (
     CallbackAttempted,
     JobCompleted,
     JobFailed,
+    JobRowsErased,
     JobSubmitted,
 )
 from lead_ledger.projections.base import Projection, Rows
 
-_JOB_EVENTS = (JobSubmitted, JobCompleted, JobFailed, CallbackAttempted, CallbackAbandoned)
+_JOB_EVENTS = (
+    JobSubmitted,
+    JobCompleted,
+    JobFailed,
+    CallbackAttempted,
+    CallbackAbandoned,
+    JobRowsErased,
+)
+
+
+def erased_rows(
+    rejected_rows: list[dict[str, Any]], row_numbers: list[int]
+) -> list[dict[str, Any]]:
+    """The rejected rows with those numbers as an erased row reads: no cells, `erased` set,
+    the same as folding a JobCompleted whose rows' keys are gone."""
+    gone = set(row_numbers)
+    return [
+        {k: v for k, v in r.items() if k != "row"} | {"row": None, "erased": True}
+        if r["row_number"] in gone
+        else r
+        for r in rejected_rows
+    ]
 
 
 class JobsProjection(Projection):
@@ -114,4 +136,6 @@ class JobsProjection(Projection):
                 row["callback_state"] = "delivered"
         elif isinstance(event, CallbackAbandoned):
             row = row | {"callback_state": "abandoned"}
+        elif isinstance(event, JobRowsErased):
+            row = row | {"rejected_rows": erased_rows(row["rejected_rows"], event.row_numbers)}
         rows.put(event.job_id, row)

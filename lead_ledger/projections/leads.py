@@ -16,6 +16,7 @@ from lead_ledger.ledger.events import (
     LeadArchiveRemoved,
     LeadArchiveSynced,
     LeadDeleted,
+    LeadErased,
     LeadEvent,
     LeadFields,
     LeadInserted,
@@ -40,6 +41,7 @@ _LEAD_EVENTS: Final = frozenset(
         LeadDeleted,
         LeadRestored,
         LeadArchiveRemoved,
+        LeadErased,
     }
 )
 
@@ -94,7 +96,7 @@ class LeadsProjection(Projection):
                         "modified_at": times.modified_at,
                     },
                 )
-            case LeadDeleted():
+            case LeadDeleted() | LeadErased():
                 rows.drop(event.lead_id)
             case (
                 LeadUpdated()
@@ -130,7 +132,7 @@ class ArchiveProjection(Projection):
     columns: ClassVar[tuple[str, ...]] = ARCHIVE_COLUMNS
     jsonb_columns: ClassVar[frozenset[str]] = frozenset({"crm", "extra"})
     handles: ClassVar[frozenset[type]] = frozenset(
-        {LeadArchived, LeadArchiveSynced, LeadArchiveRemoved}
+        {LeadArchived, LeadArchiveSynced, LeadArchiveRemoved, LeadErased}
     )
 
     def key_of(self, event: DomainEvent) -> tuple[int, bool]:
@@ -157,7 +159,7 @@ class ArchiveProjection(Projection):
                         "archived_at": recorded.recorded_at,
                     },
                 )
-            case LeadArchiveRemoved():
+            case LeadArchiveRemoved() | LeadErased():
                 rows.drop(event.lead_id)
             case LeadInserted() | LeadUpdated() | LeadReassigned() | LeadDeleted() | LeadRestored():
                 pass  # the live lead's life leaves its archive copy as it was
@@ -173,7 +175,7 @@ class ContactsProjection(Projection):
     key: ClassVar[str] = "lead_id"
     columns: ClassVar[tuple[str, ...]] = ("lead_id", "campaign_id", "kind", "value")
     handles: ClassVar[frozenset[type]] = frozenset(
-        {LeadInserted, LeadUpdated, LeadDeleted, LeadRestored}
+        {LeadInserted, LeadUpdated, LeadDeleted, LeadRestored, LeadErased}
     )
 
     def key_of(self, event: DomainEvent) -> tuple[int, bool]:
@@ -195,7 +197,7 @@ class ContactsProjection(Projection):
                         event.lead_id, event.campaign_id, event.snapshot, event.dedupe_keys
                     ),
                 )
-            case LeadDeleted():
+            case LeadDeleted() | LeadErased():
                 rows.drop(event.lead_id)
             case LeadUpdated():
                 group = rows.group(event.lead_id)

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.envelope import RecordedEvent
-from lead_ledger.ledger.events import LeadInserted, decode_event
+from lead_ledger.ledger.events import LeadInserted
 from lead_ledger.projections.base import Pair, Projection
 from lead_ledger.projections.config import (
     AccountsProjection,
@@ -40,23 +39,19 @@ if {p.name for p in PROJECTIONS if LeadInserted in p.handles} != WRITES:
     raise RuntimeError("fresh_inserts.py must write every view that handles LeadInserted")
 
 
-def decode_pairs(events: Sequence[RecordedEvent]) -> list[Pair]:
-    return [(recorded, decode_event(recorded)) for recorded in events]
-
-
-async def apply_inline(conn: Connection, events: Sequence[RecordedEvent]) -> None:
-    """Update every view in the writer's transaction: decode once, one set-based pass each.
+async def apply_inline(conn: Connection, pairs: Sequence[Pair]) -> None:
+    """Update every view in the writer's transaction, one set-based pass each, from the events
+    as written (their personal data in the clear) paired with their records.
 
     A large batch of new leads is first projected by the server (fresh_inserts.py); the rest is
-    decoded and folded, so updates of those leads in the same write find their rows.
+    folded, so updates of those leads in the same write find their rows.
     """
-    if not events:
+    if not pairs:
         return
-    fresh, events = split_fresh_inserts(events)
+    fresh, pairs = split_fresh_inserts(pairs)
     if fresh:
         await apply_fresh_inserts(conn, fresh)
-    if not events:
+    if not pairs:
         return
-    pairs = decode_pairs(events)
     for projection in PROJECTIONS:
         await projection.apply_live(conn, pairs)

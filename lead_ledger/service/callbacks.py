@@ -57,15 +57,17 @@ UPDATE callback_outbox o SET next_attempt_at = now() + make_interval(secs => $2)
 FROM due WHERE o.job_id = due.job_id
 RETURNING o.job_id, o.account_id, o.url, o.body, o.attempts
 """
+# Once delivered or abandoned, the body (which may hold rejected rows as sent) is not kept:
+# the job's events hold the outcome, sealed (docs/erasure.md).
 DELIVERED: Final = """
-UPDATE callback_outbox SET attempts = $2, delivered_at = now() WHERE job_id = $1
+UPDATE callback_outbox SET attempts = $2, delivered_at = now(), body = '{}' WHERE job_id = $1
 """
 RETRY: Final = """
 UPDATE callback_outbox SET attempts = $2, next_attempt_at = now() + make_interval(secs => $3)
 WHERE job_id = $1
 """
 ABANDONED: Final = """
-UPDATE callback_outbox SET attempts = $2, abandoned_at = now() WHERE job_id = $1
+UPDATE callback_outbox SET attempts = $2, abandoned_at = now(), body = '{}' WHERE job_id = $1
 """
 
 

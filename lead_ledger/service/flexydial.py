@@ -144,6 +144,7 @@ async def job_status(conn: Connection, account_id: int, job_id: str) -> Status |
     if not job.rejected_rows:
         return Status(status=COMPLETED)
     improper = [
-        {**rejected.row, "description": rejected.description} for rejected in job.rejected_rows
+        {**(rejected.row or {}), "description": rejected.description}
+        for rejected in job.rejected_rows
     ]
     return Status(status=INVALID_DATA, improper_data=improper)

@@ -34,7 +34,7 @@ from lead_ledger.service.jobs import Job, JobOutcome
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.leads import default_region, lead_append, load_leads
-from lead_ledger.service.writer import Context, record
+from lead_ledger.service.writer import Context, PendingAppend, record
 
 INSERT_KIND: Final = "flexydial_insert"
 UPDATE_KIND: Final = "flexydial_update"
@@ -183,7 +183,7 @@ async def update_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -
         for lead in leads:
             by_lead.setdefault(lead, []).append(found.patch)
 
-    appends = []
+    appends: list[PendingAppend] = []
     written: list[LeadEvent] = []
     for lead_id in sorted(by_lead):
         state, fields = states[lead_id]

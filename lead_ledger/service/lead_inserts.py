@@ -18,7 +18,7 @@ import structlog
 from msgspec import UNSET, UnsetType
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM, StreamAppend
+from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM
 from lead_ledger.ledger.events import (
     DomainEvent,
     LeadFields,
@@ -32,7 +32,7 @@ from lead_ledger.ledger.store import AppendResult
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.leads import default_region
 from lead_ledger.service.phone_keys import CHUNK_LEADS, KeysAhead
-from lead_ledger.service.writer import Context, record, stream_append
+from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
 
 log = structlog.get_logger(__name__)
 
@@ -178,7 +178,7 @@ async def insert_lead_groups(
         decided[campaign_id] = _decide(
             account_id, campaign_id, leads, ids[campaign_id], lead_keys, region
         )
-    appends: list[StreamAppend] = []
+    appends: list[PendingAppend] = []
     results: dict[int, InsertResult] = {}
     for campaign_id in ordered:
         leads, events = groups[campaign_id], decided[campaign_id]
@@ -282,7 +282,7 @@ def _lead_appends(
     leads: Sequence[NewLead],
     events: Sequence[LeadInserted],
     duplicates: Mapping[int, list[int]],
-) -> list[StreamAppend]:
+) -> list[PendingAppend]:
     """One new stream per inserted lead, with its own request's metadata."""
     return [
         stream_append(
@@ -299,7 +299,7 @@ def _refusals(
     leads: Sequence[NewLead],
     decided: Sequence[LeadInserted],
     duplicates: Mapping[int, list[int]],
-) -> list[StreamAppend]:
+) -> list[PendingAppend]:
     """LeadRejected events, one append per rejections stream (one stream per request)."""
     by_stream: dict[str, list[int]] = {}
     for i in sorted(duplicates):

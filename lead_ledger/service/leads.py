@@ -14,12 +14,10 @@ import asyncpg
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.envelope import StreamAppend
 from lead_ledger.ledger.events import (
     LEAD_EVENT_TYPES,
     DomainEvent,
     LeadEvent,
-    decode_event,
     stream_of_lead,
 )
 from lead_ledger.ledger.lead import (
@@ -33,8 +31,9 @@ from lead_ledger.ledger.lead import (
     fold,
 )
 from lead_ledger.ledger.locks import lock_campaigns
+from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_streams
-from lead_ledger.service.writer import Context, record, stream_append
+from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
 
 SELECT_REGION: Final = "SELECT default_region FROM settings WHERE account_id = $1"
 SELECT_LIVE_CAMPAIGNS: Final = """
@@ -69,7 +68,7 @@ async def default_region(conn: Connection, account_id: int) -> str | None:
     return region
 
 
-def lead_append(ctx: Context, state: LeadState, events: Sequence[LeadEvent]) -> StreamAppend:
+def lead_append(ctx: Context, state: LeadState, events: Sequence[LeadEvent]) -> PendingAppend:
     """New events for a lead, expected at the version its state was folded to."""
     return stream_append(
         ctx, stream_of_lead(state.lead_id), state.version, events, account_id=state.account_id
@@ -110,9 +109,13 @@ async def lock_live_leads(conn: Connection, account_id: int, lead_ids: Iterable[
 async def load_leads(conn: Connection, lead_ids: Iterable[int]) -> dict[int, LeadState]:
     """Current states folded from the streams (one query for all of them)."""
     streams = await read_streams(conn, [stream_of_lead(i) for i in lead_ids])
+    opened = await open_pairs(conn, [e for events in streams.values() for e in events])
+    by_stream: dict[str, list[DomainEvent]] = {}
+    for recorded, event in opened:
+        by_stream.setdefault(recorded.stream_id, []).append(event)
     states: dict[int, LeadState] = {}
-    for events in streams.values():
-        state = fold(_lead_events(decode_event(e) for e in events))
+    for events in by_stream.values():
+        state = fold(_lead_events(events))
         if state is not None:
             states[state.lead_id] = state
     return states

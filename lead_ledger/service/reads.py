@@ -18,6 +18,7 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor, EventMetadata, RecordedEvent
 from lead_ledger.ledger.events import (
     CredentialIssued,
+    DomainEvent,
     FieldValue,
     LeadEvent,
     LeadFields,
@@ -31,6 +32,7 @@ from lead_ledger.ledger.events import (
 )
 from lead_ledger.ledger.feed import FeedEntry, feed_entry
 from lead_ledger.ledger.lead import LeadError, evolve
+from lead_ledger.ledger.opening import open_pairs, shown_records
 from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.ledger.row_times import times_after
 from lead_ledger.ledger.store import read_feed, read_stream
@@ -240,8 +242,8 @@ async def lead_as_of(
     state = None
     times = None
     try:
-        for recorded in events:
-            event = _lead_event(recorded)
+        for recorded, opened in await _open_lead_events(conn, events):
+            event = opened if isinstance(opened, LeadEvent) else None
             if event is None:
                 return None
             state = evolve(state, event)
@@ -273,7 +275,7 @@ async def lead_history(conn: Connection, account_id: int, lead_id: int) -> list[
     first = _lead_event(events[0])
     if not isinstance(first, LeadInserted) or first.account_id != account_id:
         return None
-    return [event_view(recorded) for recorded in events]
+    return [event_view(recorded) for recorded in await shown_records(conn, events)]
 
 
 # --- events ---------------------------------------------------------------------------------------
@@ -292,7 +294,8 @@ async def audit_events(conn: Connection, account_id: int, query: AuditQuery) -> 
         query.to,
         query.limit + 1,
     )
-    events = [event_view(_recorded(row)) for row in rows[: query.limit]]
+    shown = await shown_records(conn, [_recorded(row) for row in rows[: query.limit]])
+    events = [event_view(recorded) for recorded in shown]
     more = len(rows) > query.limit
     return EventPage(events=events, next_after=events[-1].position if more else None)
 
@@ -300,7 +303,7 @@ async def audit_events(conn: Connection, account_id: int, query: AuditQuery) -> 
 async def feed_page(conn: Connection, account_id: int, *, after: int, limit: int) -> FeedPage:
     """The next committed events of the account's safe feed after position `after`."""
     events = await read_feed(conn, after=after, limit=limit, account_id=account_id)
-    entries = [shown_entry(event) for event in events]
+    entries = [shown_entry(event) for event in await shown_records(conn, events)]
     return FeedPage(events=entries, next_after=entries[-1].position if entries else after)
 
 
@@ -325,7 +328,8 @@ def event_view(recorded: RecordedEvent) -> EventView:
 
 
 def shown_entry(event: RecordedEvent) -> FeedEntry:
-    """The feed entry of an event as the API may show it (secret verifiers removed)."""
+    """The feed entry of an event as the API may show it (secret verifiers removed); `event`
+    is one of `opening.shown_records`, its personal data opened."""
     entry = feed_entry(event)
     if event.type not in REDACTED_FIELDS:
         return entry
@@ -352,6 +356,15 @@ def _changes(recorded: RecordedEvent) -> dict[str, Change] | None:
     if isinstance(event, LeadReassigned):
         return {"agent": Change(event.from_agent, event.to_agent)}
     return None
+
+
+async def _open_lead_events(
+    conn: Connection, events: list[RecordedEvent]
+) -> list[tuple[RecordedEvent, DomainEvent | None]]:
+    try:
+        return list(await open_pairs(conn, events))
+    except msgspec.DecodeError:
+        return [(recorded, None) for recorded in events]
 
 
 def _lead_event(recorded: RecordedEvent) -> LeadEvent | None:

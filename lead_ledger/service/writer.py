@@ -1,19 +1,26 @@
-"""The one way events are written: append, then update every inline projection, in the
+"""The one way events are written: seal, append, then update every inline projection, in the
 caller's transaction, so a request reads its own writes and duplicate checks see every commit."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import msgspec
 
+from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor, EventMetadata, StreamAppend
 from lead_ledger.ledger.event_ids import new_event_id
 from lead_ledger.ledger.events import DomainEvent, encode_event
+from lead_ledger.ledger.sealing import seal_event, seal_metadata, subjects_to_seal
 from lead_ledger.ledger.store import AppendResult, append_events
+from lead_ledger.ledger.subject_lookup import event_tokens, needs_region
 from lead_ledger.projections.registry import apply_inline
 from lead_ledger.service.transactions import APPENDED_TYPES
+
+SELECT_REGION = "SELECT default_region FROM settings WHERE account_id = $1"
 
 
 class Origin(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +53,18 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PendingAppend:
+    """Domain events for one stream, with their ids, before sealing: `record` seals them with
+    their subjects' keys in the transaction that appends them."""
+
+    stream_id: str
+    expected_version: int
+    events: list[tuple[uuid.UUID, DomainEvent]]
+    metadata: EventMetadata = field(default_factory=EventMetadata)
+    account_id: int | None = None
+
+
 def stream_append(
     ctx: Context,
     stream_id: str,
@@ -53,33 +72,97 @@ def stream_append(
     events: Sequence[DomainEvent],
     *,
     account_id: int | None,
-) -> StreamAppend:
-    """Encode domain events for one stream. Event ids are drawn here (UUIDv7, time-ordered with
-    random bits), never in the domain."""
-    return StreamAppend(
+) -> PendingAppend:
+    """Domain events for one stream. Event ids are drawn here (UUIDv7, time-ordered with random
+    bits), never in the domain."""
+    return PendingAppend(
         stream_id=stream_id,
         expected_version=expected_version,
-        events=[encode_event(event, new_event_id()) for event in events],
+        events=[(new_event_id(), event) for event in events],
         metadata=ctx.metadata(),
         account_id=account_id,
     )
 
 
 async def record(
-    conn: Connection, appends: Sequence[StreamAppend], *, detect_retries: bool = False
+    conn: Connection, appends: Sequence[PendingAppend], *, detect_retries: bool = False
 ) -> AppendResult:
-    """Append and project. Must run inside the caller's transaction (and its locks), which
-    should be a `service.transactions.write_transaction` so that it holds the write gate.
+    """Seal, append and project. Must run inside the caller's transaction (and its locks),
+    which should be a `service.transactions.write_transaction` so that it holds the write gate.
 
     `stream_append` gives every event a fresh id (UUIDv7), so such appends cannot be retries;
     pass `detect_retries=True` only for events with ids derived from something replayable.
+    Raises key_store.SubjectErasedError for a write to an erased subject.
     """
     if not conn.is_in_transaction():
         raise RuntimeError("record() must run inside a transaction")
-    result = await append_events(conn, appends, detect_retries=detect_retries)
+    sealed = await seal_appends(conn, appends)
+    result = await append_events(conn, sealed, detect_retries=detect_retries)
     if not result.already_stored:
-        await apply_inline(conn, result.events)
+        # The projections fold the events as written, not as stored: nothing to open.
+        plain = [event for append in appends for _, event in append.events]
+        await apply_inline(conn, list(zip(result.events, plain, strict=True)))
         counted = APPENDED_TYPES.get()
         if counted is not None:
             counted.extend(event.type for event in result.events)
     return result
+
+
+async def seal_appends(conn: Connection, appends: Sequence[PendingAppend]) -> list[StreamAppend]:
+    """The appends as stored: each account's subjects get their keys (made where new, with the
+    digests an erasure finds them by), then every event and client address is sealed."""
+    by_account: dict[int, list[PendingAppend]] = {}
+    for append in appends:
+        by_account.setdefault(append.account_id or 0, []).append(append)
+    sealed: dict[int, StreamAppend] = {}
+    for account_id, group in by_account.items():
+        for append, stored in zip(group, await _seal_account(conn, account_id, group), strict=True):
+            sealed[id(append)] = stored
+    return [sealed[id(append)] for append in appends]
+
+
+async def _seal_account(
+    conn: Connection, account_id: int, appends: Sequence[PendingAppend]
+) -> list[StreamAppend]:
+    master = key_store.master_key()
+    subjects: set[str] = set()
+    for append in appends:
+        if append.metadata.client_address is not None:
+            subjects.add(append.stream_id)
+        for event_id, event in append.events:
+            subjects.update(subjects_to_seal(event, event_id))
+    if not subjects:
+        return [_stored(append, {}, str) for append in appends]
+    digest = subject_keys.digester(await key_store.account_secret(conn, master, account_id))
+    region = await _region_if_needed(conn, account_id, appends)
+    lookup: dict[str, set[str]] = {}
+    for append in appends:
+        for event_id, event in append.events:
+            for subject, tokens in event_tokens(event, event_id, region).items():
+                lookup.setdefault(subject, set()).update(map(digest, tokens))
+    keys = await key_store.keys_for_writing(conn, master, account_id, subjects, lookup)
+    return [_stored(append, keys, digest) for append in appends]
+
+
+async def _region_if_needed(
+    conn: Connection, account_id: int, appends: Sequence[PendingAppend]
+) -> str | None:
+    if not any(needs_region(event) for append in appends for _, event in append.events):
+        return None
+    region: str | None = await conn.fetchval(SELECT_REGION, account_id)
+    return region
+
+
+def _stored(
+    append: PendingAppend, keys: key_store.Keys, digest: subject_keys.Digest
+) -> StreamAppend:
+    return StreamAppend(
+        stream_id=append.stream_id,
+        expected_version=append.expected_version,
+        events=[
+            encode_event(seal_event(event, event_id, keys, digest), event_id)
+            for event_id, event in append.events
+        ],
+        metadata=seal_metadata(append.metadata, append.stream_id, keys),
+        account_id=append.account_id,
+    )

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
+import msgspec
 import pytest
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
-from lead_ledger.ledger.events import SCHEMA_VERSION, LeadFields
+from lead_ledger.ledger.events import (
+    SCHEMA_VERSION,
+    DomainEvent,
+    LeadFields,
+    LeadInserted,
+    LeadUpdated,
+)
 from lead_ledger.projections import fresh_inserts
+from lead_ledger.projections.base import Pair
 from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.leads import update_leads
 from lead_ledger.service.transactions import write_transaction
@@ -104,8 +113,16 @@ async def test_updates_in_the_same_write_find_the_new_rows(pool: asyncpg.Pool) -
     assert dict(row) == {"city": "Pune", "agent": "z", "version": 3}
 
 
-def recorded(position: int, kind: str = "LeadInserted", version: int = 1) -> RecordedEvent:
-    return RecordedEvent(
+def pair(position: int, kind: str = "LeadInserted", version: int = 1) -> Pair:
+    """A recorded event and the event as written: a LeadInserted, or a LeadUpdated."""
+    event: DomainEvent = (
+        LeadInserted(
+            lead_id=position, account_id=1, campaign_id=1, fields=LeadFields(), dedupe_keys=[]
+        )
+        if kind == "LeadInserted"
+        else LeadUpdated(lead_id=position, changes=[])
+    )
+    recorded = RecordedEvent(
         position=position,
         event_id=uuid.uuid4(),
         stream_id=f"lead-{position}",
@@ -117,14 +134,25 @@ def recorded(position: int, kind: str = "LeadInserted", version: int = 1) -> Rec
         recorded_at=datetime.now(UTC),
         transaction_id=1,
     )
+    return recorded, event
 
 
 def test_only_large_batches_of_first_inserts_go_to_sql() -> None:
     """Below SQL_FROM nothing is split off; at it, only version-1 LeadInserted events are."""
-    below = [recorded(p) for p in range(fresh_inserts.SQL_FROM - 1)]
+    below = [pair(p) for p in range(fresh_inserts.SQL_FROM - 1)]
     assert fresh_inserts.split_fresh_inserts(below) == ([], below)
-    others = [recorded(10**6, "LeadUpdated", 2), recorded(10**6 + 1, "LeadInserted", 2)]
-    batch = [recorded(p) for p in range(fresh_inserts.SQL_FROM)] + others
-    positions, rest = fresh_inserts.split_fresh_inserts(batch)
-    assert positions == list(range(fresh_inserts.SQL_FROM))
+    others = [pair(10**6, "LeadUpdated", 2), pair(10**6 + 1, "LeadInserted", 2)]
+    batch = [pair(p) for p in range(fresh_inserts.SQL_FROM)] + others
+    fresh, rest = fresh_inserts.split_fresh_inserts(batch)
+    assert [recorded.position for recorded, _ in fresh] == list(range(fresh_inserts.SQL_FROM))
     assert rest == others
+
+
+def test_fresh_inserts_come_from_one_append() -> None:
+    """Leads recorded at different times were not appended together: refused."""
+    first, second = pair(1), pair(2)
+    later = msgspec.structs.replace(
+        first[0], recorded_at=first[0].recorded_at + timedelta(seconds=1)
+    )
+    with pytest.raises(ValueError, match="one append"):
+        asyncio.run(fresh_inserts.apply_fresh_inserts(None, [(later, first[1]), second]))  # type: ignore[arg-type]

@@ -25,7 +25,6 @@ from lead_ledger.projections.rebuild.replay import (
     fold_log,
     gc_paused,
 )
-from lead_ledger.projections.rebuild.set_based import apply_set_based
 from lead_ledger.projections.rebuild.shadow import (
     Progress,
     RebuildReport,
@@ -53,7 +52,9 @@ async def build_shadow(
     timings = report.timings
 
     t0 = time.perf_counter()
-    sql_types = await apply_set_based(conns, shadow, fence, progress)
+    # The set-based SQL path reads lead fields from the stored bodies, which now hold them
+    # sealed: until it reads opened events, every lead stream goes through the Python fold.
+    sql_types: list[str] = []
     timings["sql"] = time.perf_counter() - t0
     in_sql = report.events
     total = in_sql + await count_left_to_python(conn, shadow, fence, sql_types) if progress else 0

@@ -21,6 +21,8 @@ import msgspec
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import SCHEMA_VERSION, DomainEvent, decode_event
+from lead_ledger.ledger.opening import all_keys
+from lead_ledger.ledger.sealing import Keys, open_event, sealed_subjects
 from lead_ledger.projections.base import SHADOW_SCHEMA, Pair, Projection, Row, Rows
 from lead_ledger.projections.rebuild.shadow import PYTHON_STREAMS, Progress, Shadow, in_lanes
 
@@ -60,8 +62,9 @@ _JSON: Final = msgspec.json.Encoder()
 _NIL: Final = uuid.UUID(int=0)
 
 
-def decode_records(records: Sequence[asyncpg.Record]) -> list[Pair]:
-    """Pairs for folding, built for speed: one msgspec call per batch, not one per event.
+def decode_records(records: Sequence[asyncpg.Record], keys: Keys) -> list[Pair]:
+    """Pairs for folding, built for speed: one msgspec call per batch, not one per event; each
+    event opened with `keys` (an erased subject's reads as erased).
 
     Folds read only the envelope's position, stream, version, type and time, so the event id and
     metadata are not fetched and the body is not kept. Events of another schema version go through
@@ -73,7 +76,12 @@ def decode_records(records: Sequence[asyncpg.Record]) -> list[Pair]:
         )
     else:
         events = [decode_event(_recorded(r, r[5])) for r in records]
-    return [(_recorded(r, b""), e) for r, e in zip(records, events, strict=True)]
+    return [(_recorded(r, b""), open_event(e, keys)) for r, e in zip(records, events, strict=True)]
+
+
+def subjects_of(records: Sequence[asyncpg.Record]) -> set[str]:
+    """The subjects whose keys opening these records needs."""
+    return {s for r in records for s in sealed_subjects(decode_event(_recorded(r, r[5])))}
 
 
 def _recorded(r: asyncpg.Record, data: bytes) -> RecordedEvent:
@@ -134,6 +142,7 @@ async def fold_log(
     rows = {p.name: Rows() for p in projections}
     t_read = t_fold = 0.0
     t0 = time.perf_counter()
+    keys = await all_keys(conn)
     args = (fence, shadow.types, sql_types, batch)
     pending: asyncio.Future[list[asyncpg.Record]] | None = asyncio.ensure_future(
         conn.fetch(SELECT_BULK, 0, *args)
@@ -146,7 +155,7 @@ async def fold_log(
                 # Send the next read before folding this batch: the server runs it meanwhile.
                 pending = asyncio.ensure_future(conn.fetch(SELECT_BULK, records[-1][0], *args))
                 await asyncio.sleep(0)
-            pairs = decode_records(records)
+            pairs = decode_records(records, keys)
             t1 = time.perf_counter()
             fold_batch(projections, rows, pairs)
             t_read, t_fold = t_read + t1 - t0, t_fold + time.perf_counter() - t1

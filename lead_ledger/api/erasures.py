@@ -1,0 +1,85 @@
+"""`POST /v1/erasures` and `GET /v1/erasures/{id}`: erase a person, and read the record of it
+(native key, account-scoped, problem+json; docs/erasure.md)."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from lead_ledger.api import openapi
+from lead_ledger.api.auth import Principal
+from lead_ledger.api.edge import Refused, context, json_response
+from lead_ledger.api.keys import POOL
+from lead_ledger.api.native import NATIVE
+from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
+from lead_ledger.api.problems import problem, validation_problem
+from lead_ledger.service import erasures
+from lead_ledger.service.inputs import BIGINT_MAX, NUL, decode_json
+
+routes = web.RouteTableDef()
+
+
+class ErasureBody(erasures.ErasureRequest, frozen=True, kw_only=True):
+    """Exactly one of: `phone` (any spelling), `lead_id`, `user_data`."""
+
+
+@routes.post("/v1/erasures")
+@openapi.operation(
+    summary="Erase a person: every subject a phone number, lead id or user_data names",
+    description=(
+        "Erases, in every campaign of the account, the live, archived and deleted leads and the"
+        " refused and rejected rows that the value names: their keys are destroyed, so what the"
+        " log holds of them reads as erased, and the views drop them. The answer counts the"
+        " subjects and lists the lead ids; the request itself is kept only as a keyed digest."
+    ),
+    tags=("native",),
+    security=openapi.NATIVE_KEY,
+    body=ErasureBody,
+    responses={
+        200: Response("The erasure", erasures.Erasure),
+        400: BAD_REQUEST,
+        401: UNAUTHORIZED,
+    },
+)
+@NATIVE.route
+async def erase(request: web.Request, principal: Principal) -> web.StreamResponse:
+    body = await request.read()
+    try:
+        asked = decode_json(body, lambda data: msgspec.json.decode(data, type=ErasureBody))
+        asked.given()
+    except msgspec.DecodeError as error:  # also ValidationError: malformed or mistyped
+        raise Refused(validation_problem(error)) from error
+    except ValueError as error:
+        raise Refused(problem(400, str(error), title="Invalid request body")) from error
+    if asked.lead_id is not None and not 1 <= asked.lead_id <= BIGINT_MAX:
+        raise Refused(problem(400, "lead_id is not a lead id", field="lead_id"))
+    for name in ("phone", "user_data"):
+        if NUL in (getattr(asked, name) or ""):
+            raise Refused(problem(400, f"{name} holds a NUL character", field=name))
+    async with request.app[POOL].acquire() as conn:
+        erasure = await erasures.erase(
+            conn, context(request, principal), principal.account_id, asked
+        )
+    return json_response(erasure)
+
+
+@routes.get("/v1/erasures/{id}")
+@openapi.operation(
+    summary="The record of an erasure: who erased how many subjects, when",
+    tags=("native",),
+    security=openapi.NATIVE_KEY,
+    path={"id": str},
+    responses={
+        200: Response("The erasure", erasures.Erasure),
+        401: UNAUTHORIZED,
+        404: problem_response("No such erasure in this account"),
+    },
+)
+@NATIVE.route
+async def show_erasure(request: web.Request, principal: Principal) -> web.StreamResponse:
+    erasure_id = request.match_info["id"]
+    async with request.app[POOL].acquire() as conn:
+        erasure = await erasures.find_erasure(conn, principal.account_id, erasure_id)
+    if erasure is None:
+        return problem(404, "no such erasure in this account")
+    return json_response(erasure)

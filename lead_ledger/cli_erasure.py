@@ -1,0 +1,167 @@
+"""`lead-ledger erase` and `lead-ledger keys ...`: erasure and the master key from the CLI
+(docs/erasure.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Final, TextIO
+
+import msgspec
+
+from lead_ledger.ledger import key_store, subject_keys
+from lead_ledger.ledger.database import database_urls, open_database
+from lead_ledger.ledger.envelope import Actor
+from lead_ledger.service.account_reads import find_account
+from lead_ledger.service.erasures import ErasureRequest, erase
+from lead_ledger.service.writer import Context
+from lead_ledger.settings import Settings
+
+# Other sessions on the database while keys are rotated: a server that kept the old master key
+# in memory would write keys no one can open after the rotation.
+COUNT_OTHER_SESSIONS: Final = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+"""
+NEW_KEY_SUFFIX: Final = ".new"
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `erase` and `keys` to the main parser's subcommands."""
+    parser = subparsers.add_parser(
+        "erase", help="erase a person: every subject a phone, lead id or user_data names"
+    )
+    parser.add_argument("--account", required=True, help="the account's name or id")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--phone", help="a phone number, in any spelling")
+    what.add_argument("--lead-id", type=int, help="a lead id")
+    what.add_argument("--user-data", help="a user_data value")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    keys = subparsers.add_parser("keys", help="the master key that opens every subject key")
+    actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    actions.add_parser("new", help="print a fresh master key (base64) for LEDGER_MASTER_KEY")
+    rotate = actions.add_parser(
+        "rotate",
+        help="re-wrap every subject key under a new master key (no event changes); stop every"
+        " server first",
+    )
+    rotate.add_argument(
+        "--new-key-file",
+        type=Path,
+        metavar="PATH",
+        help="the new key (base64); without it, a fresh key replaces the data dir's key file",
+    )
+
+
+async def run_erase(
+    args: argparse.Namespace, settings: Settings, *, stdin: TextIO = sys.stdin
+) -> int:
+    """0 erased, 1 refused (no such account), 2 invalid or not confirmed."""
+    request = ErasureRequest(phone=args.phone, lead_id=args.lead_id, user_data=args.user_data)
+    try:
+        by, value = request.given()
+    except ValueError as error:
+        sys.stderr.write(f"lead-ledger: {error}\n")
+        return 2
+    if not args.yes and not _confirmed(args.account, by, value, stdin):
+        sys.stderr.write("lead-ledger: not erased (confirm, or pass --yes)\n")
+        return 2
+    urls = await database_urls(settings)
+    pool = await open_database(urls.service, migration_url=urls.migration, min_size=1, max_size=1)
+    ctx = Context(actor=Actor(dialect="admin"), request_id=f"cli-{uuid.uuid4().hex}")
+    try:
+        async with pool.acquire() as conn:
+            account = await find_account(conn, args.account)
+            if account is None:
+                sys.stderr.write(f"lead-ledger: no account {args.account!r}\n")
+                return 1
+            erasure = await erase(conn, ctx, account.id, request)
+    finally:
+        await pool.close()
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(erasure), indent=2).decode() + "\n")
+    return 0
+
+
+def _confirmed(account: str, by: str, value: str, stdin: TextIO) -> bool:
+    if not stdin.isatty():
+        return False  # nobody to ask: only --yes erases without a person at the keyboard
+    sys.stderr.write(
+        f"Erase every lead and row of account {account!r} that {by} {value!r} names, in every"
+        " campaign? This cannot be undone. Type 'yes': "
+    )
+    sys.stderr.flush()
+    return stdin.readline().strip().lower() == "yes"
+
+
+async def run_keys(args: argparse.Namespace, settings: Settings) -> int:
+    if args.keys_command == "new":
+        sys.stdout.write(subject_keys.new_master_key_text() + "\n")
+        return 0
+    return await _rotate(settings, args.new_key_file)
+
+
+async def _rotate(settings: Settings, new_key_file: Path | None) -> int:
+    key_file = settings.data_dir / subject_keys.MASTER_KEY_FILE
+    from_file = not settings.master_key
+    if new_key_file is None and not from_file:
+        sys.stderr.write(
+            "lead-ledger: LEDGER_MASTER_KEY is set: give the new key with --new-key-file"
+            " (make one with `lead-ledger keys new`)\n"
+        )
+        return 2
+    if new_key_file is None:
+        # Written beside the key file before the rotation commits: if anything stops between
+        # the commit and the rename below, the new key is still there to be renamed by hand.
+        staged = key_file.with_name(key_file.name + NEW_KEY_SUFFIX)
+        if staged.exists():
+            sys.stderr.write(
+                f"lead-ledger: {staged} exists: an earlier rotation did not finish. If the"
+                f" database no longer opens with {key_file.name}, that file holds its key:"
+                f" move it over {key_file.name}; else delete it, then rotate again\n"
+            )
+            return 1
+        _write_key(staged, subject_keys.new_master_key_text())
+        new_key_file = staged
+    new_master = subject_keys.parse_master_key(new_key_file.read_text(), source=str(new_key_file))
+    old_master = key_store.master_key()
+    urls = await database_urls(settings)
+    pool = await open_database(urls.service, migration_url=urls.migration, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            others: int = await conn.fetchval(COUNT_OTHER_SESSIONS)
+            if others:
+                sys.stderr.write(
+                    f"lead-ledger: {others} other session(s) use the database: stop every"
+                    " `lead-ledger serve` first (a server keeps the master key it started with)\n"
+                )
+                return 1
+            async with conn.transaction():
+                count = await key_store.rotate(conn, old_master, new_master)
+    finally:
+        await pool.close()
+    if from_file:
+        _write_key(key_file, new_key_file.read_text().strip(), replace=True)
+        if new_key_file.name.endswith(NEW_KEY_SUFFIX):
+            new_key_file.unlink()
+        where = f"the key file {key_file} now holds the new key"
+    else:
+        where = "set LEDGER_MASTER_KEY to the new key before the next start"
+    sys.stdout.write(f"re-wrapped {count} key(s) under the new master key; {where}\n")
+    return 0
+
+
+def _write_key(path: Path, text: str, *, replace: bool = False) -> None:
+    """The key, readable by its owner alone; replaced atomically (a rename) when asked."""
+    target = path.with_name(path.name + ".tmp") if replace else path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    if replace:
+        target.replace(path)

@@ -1,0 +1,210 @@
+"""Erasure: every subject of an account that a phone number, a lead id or a user_data names,
+crypto-shredded in one transaction (docs/erasure.md).
+
+The subjects are found by the digests the key store holds for them (live, archived and deleted
+leads, refused rows, jobs' rejected rows, in every campaign). Under the campaign locks of the
+leads among them, each lead gets a terminal LeadErased (the views drop its rows), each job with
+erased rows a JobRowsErased (the job views drop the rows' cells), the erasure itself a
+SubjectErased with no personal data, and then the subjects' keys are destroyed, so what the log
+holds of them can never be opened again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+import msgspec
+
+from lead_ledger.ledger import key_store, subject_keys
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM, Actor, RecordedEvent
+from lead_ledger.ledger.events import (
+    ErasureBy,
+    LeadErased,
+    SubjectErased,
+    stream_of_erasure,
+    stream_of_lead,
+)
+from lead_ledger.ledger.job_events import JobRowsErased, stream_of_job
+from lead_ledger.ledger.locks import lock_campaigns
+from lead_ledger.ledger.phones import dedupe_key
+from lead_ledger.ledger.store import read_stream
+from lead_ledger.ledger.subject_lookup import phone_tokens, user_data_token
+from lead_ledger.projections.jobs import erased_rows
+from lead_ledger.service.transactions import write_transaction
+from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
+
+SELECT_REGION: Final = "SELECT default_region FROM settings WHERE account_id = $1"
+SELECT_SUBJECT: Final = """
+SELECT subject_id FROM subject_keys
+WHERE subject_id = $1 AND account_id = $2 AND wrapped_key IS NOT NULL
+"""
+# The campaigns whose writers could touch these leads: a live lead's, an archived copy's.
+SELECT_CAMPAIGNS: Final = """
+SELECT campaign_id FROM leads WHERE lead_id = ANY($1::bigint[])
+UNION SELECT campaign_id FROM lead_archive WHERE lead_id = ANY($1::bigint[])
+"""
+
+
+# Callbacks not delivered yet carry the generic body's rejected rows as sent.
+SELECT_PENDING_BODIES: Final = """
+SELECT job_id, body FROM callback_outbox
+WHERE job_id = ANY($1::bigint[]) AND delivered_at IS NULL AND abandoned_at IS NULL
+  AND jsonb_typeof(body->'rejected_rows') = 'array'
+FOR UPDATE
+"""
+UPDATE_BODY: Final = "UPDATE callback_outbox SET body = $2 WHERE job_id = $1"
+
+
+class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What to erase: exactly one of a phone number (any spelling), a lead id, a user_data."""
+
+    phone: str | None = None
+    lead_id: int | None = None
+    user_data: str | None = None
+
+    def given(self) -> tuple[ErasureBy, str]:
+        """The one thing asked for; ValueError unless exactly one is given."""
+        asked: list[tuple[ErasureBy, str]] = []
+        if self.phone is not None:
+            asked.append(("phone", self.phone))
+        if self.lead_id is not None:
+            asked.append(("lead_id", str(self.lead_id)))
+        if self.user_data is not None:
+            asked.append(("user_data", self.user_data))
+        if len(asked) != 1:
+            raise ValueError("give exactly one of phone, lead_id and user_data")
+        by, value = asked[0]
+        if not value.strip():
+            raise ValueError(f"{by} is empty")
+        return by, value
+
+
+class Erasure(msgspec.Struct, frozen=True, kw_only=True):
+    """An erasure as the API shows it: what it destroyed, never what it was asked for."""
+
+    erasure_id: str
+    by: ErasureBy
+    subjects: int
+    lead_ids: list[int]
+    rejected_rows: list[tuple[int, int]]
+    erased_at: str
+    actor: Actor | None = None
+
+
+async def erase(
+    conn: Connection, ctx: Context, account_id: int, request: ErasureRequest
+) -> Erasure:
+    """Erase every subject of the account the request names (none found is an erasure of
+    nothing, recorded all the same)."""
+    by, value = request.given()
+    erasure_id = str(uuid.uuid4())
+    async with write_transaction(conn):
+        master = key_store.master_key()
+        digest = subject_keys.digester(await key_store.account_secret(conn, master, account_id))
+        subjects = await _subjects(conn, account_id, by, value, digest)
+        lead_ids = sorted(int(s.removeprefix("lead-")) for s in subjects if s.startswith("lead-"))
+        rejected = sorted(_rejected_row(s) for s in subjects if s.startswith("rejected-"))
+        campaigns = [r["campaign_id"] for r in await conn.fetch(SELECT_CAMPAIGNS, lead_ids)]
+        await lock_campaigns(conn, campaigns)
+        event = SubjectErased(
+            erasure_id=erasure_id,
+            account_id=account_id,
+            by=by,
+            request_digest=digest(f"erasure:{by}:{value.strip()}"),
+            subjects=subjects,
+            lead_ids=lead_ids,
+            rejected_rows=rejected,
+        )
+        appends = _appends(ctx, account_id, event)
+        result = await record(conn, appends)
+        await _redact_callbacks(conn, rejected)
+        # After the appends: their metadata was sealed with these very keys.
+        await key_store.erase(conn, subjects)
+    return _shown(event, result.events[-1])
+
+
+async def _subjects(
+    conn: Connection, account_id: int, by: ErasureBy, value: str, digest: subject_keys.Digest
+) -> list[str]:
+    if by == "lead_id":
+        found = await conn.fetchval(SELECT_SUBJECT, f"lead-{int(value)}", account_id)
+        return [] if found is None else [found]
+    if by == "phone":
+        region: str | None = await conn.fetchval(SELECT_REGION, account_id)
+        tokens = set(phone_tokens(value, region)) | {dedupe_key(value, region)}
+        return await key_store.subjects_with(conn, account_id, map(digest, tokens))
+    return await key_store.subjects_with(conn, account_id, [digest(user_data_token(value))])
+
+
+async def _redact_callbacks(conn: Connection, rejected: list[tuple[int, int]]) -> None:
+    """Pending callbacks of the jobs lose the erased rows' cells, as the job views do."""
+    by_job: dict[int, list[int]] = {}
+    for job_id, row_number in rejected:
+        by_job.setdefault(job_id, []).append(row_number)
+    for row in await conn.fetch(SELECT_PENDING_BODIES, sorted(by_job)):
+        body = msgspec.json.decode(row["body"])
+        body["rejected_rows"] = erased_rows(body["rejected_rows"], by_job[row["job_id"]])
+        await conn.execute(UPDATE_BODY, row["job_id"], msgspec.json.encode(body))
+
+
+def _rejected_row(subject: str) -> tuple[int, int]:
+    _, job_id, row_number = subject.split("-")
+    return int(job_id), int(row_number)
+
+
+def _appends(ctx: Context, account_id: int, event: SubjectErased) -> list[PendingAppend]:
+    appends = [
+        stream_append(
+            ctx,
+            stream_of_lead(lead_id),
+            ANY_VERSION,
+            [LeadErased(lead_id=lead_id, erasure_id=event.erasure_id)],
+            account_id=account_id,
+        )
+        for lead_id in event.lead_ids
+    ]
+    by_job: dict[int, list[int]] = {}
+    for job_id, row_number in event.rejected_rows:
+        by_job.setdefault(job_id, []).append(row_number)
+    appends.extend(
+        stream_append(
+            ctx,
+            stream_of_job(job_id),
+            ANY_VERSION,
+            [JobRowsErased(job_id=job_id, row_numbers=rows, erasure_id=event.erasure_id)],
+            account_id=account_id,
+        )
+        for job_id, rows in sorted(by_job.items())
+    )
+    erasure = stream_of_erasure(event.erasure_id)
+    appends.append(stream_append(ctx, erasure, NO_STREAM, [event], account_id=account_id))
+    return appends
+
+
+def _shown(event: SubjectErased, recorded: RecordedEvent) -> Erasure:
+    return Erasure(
+        erasure_id=event.erasure_id,
+        by=event.by,
+        subjects=len(event.subjects),
+        lead_ids=event.lead_ids,
+        rejected_rows=event.rejected_rows,
+        erased_at=recorded.recorded_at.isoformat(),
+        actor=recorded.decoded_metadata().actor,
+    )
+
+
+async def find_erasure(conn: Connection, account_id: int, erasure_id: str) -> Erasure | None:
+    """The erasure's record, if it is this account's."""
+    try:
+        erasure_id = str(uuid.UUID(erasure_id))
+    except ValueError:
+        return None
+    events = await read_stream(conn, stream_of_erasure(erasure_id), up_to_version=1)
+    if not events:
+        return None
+    event = msgspec.json.decode(events[0].data, type=SubjectErased)
+    if event.account_id != account_id:
+        return None
+    return _shown(event, events[0])

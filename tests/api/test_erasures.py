@@ -1,0 +1,212 @@
+"""`POST /v1/erasures` and `GET /v1/erasures/{id}` through the real app: what an erasure finds,
+what it leaves readable, what it refuses, and what a client sees of an erased lead afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.api.test_jtel import contact, imported_id, make_tenant
+from tests.api.test_ozonetel_add import Account, add, admin, make_account
+from tests.support import Client
+
+ERASURES = "/v1/erasures"
+
+
+@pytest.fixture
+async def acme(client: Client) -> Account:
+    return await make_account(client)
+
+
+def native(account: Account) -> dict[str, str]:
+    return {"Authorization": f"Bearer {account.native_key}"}
+
+
+async def lead_ids(pool: asyncpg.Pool) -> dict[str, int]:
+    """Live leads by name."""
+    return {r["name"]: r["lead_id"] for r in await pool.fetch("SELECT name, lead_id FROM leads")}
+
+
+async def erase(client: Client, account: Account, body: object) -> Any:
+    response = await client.post(ERASURES, json=body, headers=native(account))
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def test_erasing_by_phone_finds_every_spelling_and_spares_the_others(
+    client: Client, acme: Account, pool: asyncpg.Pool
+) -> None:
+    """A number written three ways is one subject per lead; another lead stays as it was."""
+    await add(client, acme, Name="Asha", phoneNumber="9876543210")
+    await add(client, acme, Name="Asha again", phoneNumber="+919876543210", campaignName="second")
+    await add(client, acme, Name="Ravi", phoneNumber="9812345678")
+    ids = await lead_ids(pool)
+    erasure = await erase(client, acme, {"phone": "098765-43210"})
+    assert erasure["subjects"] == 2
+    assert erasure["lead_ids"] == sorted([ids["Asha"], ids["Asha again"]])
+    assert erasure["by"] == "phone"
+    assert set(await lead_ids(pool)) == {"Ravi"}
+    gone = await client.get(f"/v1/leads/{ids['Asha']}", headers=native(acme))
+    assert gone.status == 404
+    kept = await client.get(f"/v1/leads/{ids['Ravi']}", headers=native(acme))
+    assert (await kept.json())["phone_numbers"] == ["9812345678"]
+
+
+async def test_an_erased_lead_history_keeps_its_events_without_their_data(
+    client: Client, acme: Account, pool: asyncpg.Pool
+) -> None:
+    """Every event is still there, marked erased, its personal fields null; the clear ones
+    (campaign, status, priority) readable; the erasure's own event closes the stream."""
+    await add(client, acme, Name="Asha", phoneNumber="9876543210", priority="3")
+    lead_id = (await lead_ids(pool))["Asha"]
+    await erase(client, acme, {"lead_id": lead_id})
+    response = await client.get(f"/v1/leads/{lead_id}/history", headers=native(acme))
+    assert response.status == 200
+    events = (await response.json())["events"]
+    assert [e["type"] for e in events] == ["LeadInserted", "LeadErased"]
+    inserted = events[0]["data"]
+    assert inserted["erased"] is True
+    assert inserted["fields"]["name"] is None
+    assert inserted["fields"]["phone_numbers"] is None
+    assert inserted["fields"]["priority"] == 3
+    assert "9876543210" not in await response.text()
+
+
+async def test_the_erasure_record_names_the_actor_and_not_the_value(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """Erased by user_data (a jtel contact's): GET returns what POST answered, with the
+    credential that asked; the log keeps a keyed digest of the request, never the value."""
+    tenant = await make_tenant(client, "acme", "DE", ["Sales"])
+    kept = await imported_id(client, tenant, contact(tenant, UserData="CRM-2"))
+    gone = await imported_id(client, tenant, contact(tenant, UserData="CRM-1", Name="Asha"))
+    account = Account(name="acme", key=tenant.key, native_key=tenant.native_key)
+    erasure = await erase(client, account, {"user_data": "CRM-1"})
+    assert (erasure["subjects"], erasure["lead_ids"]) == (1, [gone])
+    assert await pool.fetchval("SELECT user_data FROM leads WHERE lead_id = $1", kept) == "CRM-2"
+    shown = await client.get(f"{ERASURES}/{erasure['erasure_id']}", headers=native(account))
+    record = await shown.json()
+    assert record == erasure
+    assert record["actor"]["dialect"] == "native"
+    stored = await pool.fetchval(
+        "SELECT data::text FROM events WHERE type = 'SubjectErased' AND stream_id = $1",
+        f"erasure-{erasure['erasure_id']}",
+    )
+    assert "CRM-1" not in stored
+    assert "request_digest" in stored
+
+
+async def test_an_erasure_that_finds_nothing_is_recorded_all_the_same(
+    client: Client, acme: Account
+) -> None:
+    """Zero subjects, no lead ids, and a record to show who asked."""
+    erasure = await erase(client, acme, {"phone": "9000000001"})
+    assert (erasure["subjects"], erasure["lead_ids"]) == (0, [])
+    shown = await client.get(f"{ERASURES}/{erasure['erasure_id']}", headers=native(acme))
+    assert shown.status == 200
+
+
+async def test_another_account_can_neither_erase_nor_see_the_erasure(
+    client: Client, acme: Account, pool: asyncpg.Pool
+) -> None:
+    """A foreign lead id erases nothing; a foreign erasure id is not found."""
+    await add(client, acme, Name="Asha")
+    lead_id = (await lead_ids(pool))["Asha"]
+    other = await make_account(client, "globex")
+    theirs = await erase(client, other, {"lead_id": lead_id})
+    assert theirs["subjects"] == 0
+    assert "Asha" in await lead_ids(pool)
+    mine = await erase(client, acme, {"lead_id": lead_id})
+    foreign = await client.get(f"{ERASURES}/{mine['erasure_id']}", headers=native(other))
+    assert foreign.status == 404
+
+
+async def test_a_number_erased_and_added_again_is_a_new_lead(
+    client: Client, acme: Account, pool: asyncpg.Pool
+) -> None:
+    """Nothing of the erased lead is compared with the new one: no duplicate, a new id."""
+    await add(client, acme, Name="Asha")
+    first = (await lead_ids(pool))["Asha"]
+    await erase(client, acme, {"phone": "9876543210"})
+    await add(client, acme, Name="Asha", checkDuplicate=True)
+    second = (await lead_ids(pool))["Asha"]
+    assert second != first
+
+
+async def test_an_erased_lead_cannot_be_written_to_again(
+    client: Client, acme: Account, pool: asyncpg.Pool
+) -> None:
+    """An erasure of the same lead twice finds nothing the second time; its key row stays a
+    tombstone, so no writer can give the subject a new key."""
+    await add(client, acme, Name="Asha")
+    lead_id = (await lead_ids(pool))["Asha"]
+    await erase(client, acme, {"lead_id": lead_id})
+    again = await erase(client, acme, {"lead_id": lead_id})
+    assert again["subjects"] == 0
+    tombstone = await pool.fetchrow(
+        "SELECT wrapped_key, lookup, erased_at FROM subject_keys WHERE subject_id = $1",
+        f"lead-{lead_id}",
+    )
+    assert tombstone is not None
+    assert tombstone["wrapped_key"] is None
+    assert tombstone["lookup"] == []
+    assert tombstone["erased_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({}, "give exactly one of phone, lead_id and user_data"),
+        ({"phone": "98", "lead_id": 1}, "give exactly one of phone, lead_id and user_data"),
+        ({"phone": "  "}, "phone is empty"),
+        ({"lead_id": 0}, "lead_id is not a lead id"),
+        ({"user_data": "a\u0000b"}, "user_data holds a NUL character"),
+    ],
+)
+async def test_a_request_that_names_no_one_clearly_is_refused(
+    client: Client, acme: Account, body: object, detail: str
+) -> None:
+    """400 problem+json that says what is wrong; nothing is erased."""
+    response = await client.post(ERASURES, json=body, headers=native(acme))
+    assert response.status == 400
+    assert response.content_type == "application/problem+json"
+    assert (await response.json())["detail"] == detail
+
+
+@pytest.mark.parametrize("body", [b"{", b"[]", b'{"phone": 5}', b'{"name": "x"}'])
+async def test_malformed_or_mistyped_bodies_are_refused(
+    client: Client, acme: Account, body: bytes
+) -> None:
+    """Malformed JSON, the wrong type or an unknown member: 400, never 500."""
+    response = await client.post(ERASURES, data=body, headers=native(acme))
+    assert response.status == 400
+    assert response.content_type == "application/problem+json"
+
+
+async def test_erasure_needs_a_native_key(client: Client, acme: Account) -> None:
+    """No key, or another dialect's key: 401."""
+    assert (await client.post(ERASURES, json={"lead_id": 1})).status == 401
+    wrong = {"Authorization": f"Bearer {acme.key}"}
+    assert (await client.post(ERASURES, json={"lead_id": 1}, headers=wrong)).status == 401
+    assert (await client.get(f"{ERASURES}/x", headers=wrong)).status == 401
+
+
+async def test_an_unknown_erasure_id_is_not_found(client: Client, acme: Account) -> None:
+    """Not a uuid, or a uuid of no erasure: 404 problem."""
+    for erasure_id in ("nope", "00000000-0000-0000-0000-000000000000"):
+        response = await client.get(f"{ERASURES}/{erasure_id}", headers=native(acme))
+        assert response.status == 404
+
+
+async def test_the_audit_trail_shows_who_erased(client: Client, acme: Account) -> None:
+    """SubjectErased is in the audit, with the actor's credential and no personal data."""
+    await add(client, acme, Name="Asha")
+    await erase(client, acme, {"phone": "9876543210"})
+    response = await client.get("/v1/audit?type=SubjectErased", headers=native(acme))
+    events = (await response.json())["events"]
+    assert len(events) == 1
+    assert events[0]["actor"]["dialect"] == "native"
+    assert "9876543210" not in await response.text()
+    await admin(client, "GET", "/accounts/acme")
