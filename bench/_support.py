@@ -8,6 +8,7 @@ server it only ever works in databases it created itself (`bench_database`) and 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import platform
@@ -32,6 +33,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.database import embedded_server_url, with_database
 from lead_ledger.ledger.envelope import Actor
@@ -71,7 +73,10 @@ def quiet_logs() -> None:
 
 @contextlib.asynccontextmanager
 async def bench_server() -> AsyncIterator[BenchServer]:
-    """The configured server, else an embedded one in a temp dir, stopped and removed after."""
+    """The configured server, else an embedded one in a temp dir, stopped and removed after.
+    The process gets a master key of its own (subject keys are wrapped under it)."""
+    if not key_store.has_master_key():
+        key_store.use_master_key(subject_keys.new_data_key())
     for variable in ("LEDGER_BENCH_DATABASE_URL", "LEDGER_DATABASE_URL"):
         url = os.environ.get(variable)
         if url:
@@ -226,6 +231,8 @@ async def serve_processes(
     """`count` `lead-ledger serve` processes (the console script beside this interpreter) on
     free ports against one database; yields (base URL, pid) once all answer /healthz."""
     env = os.environ | {"LEDGER_DATABASE_URL": database_url, "LEDGER_LOG_LEVEL": "warning"}
+    # This process's master key: the servers open what the bench wrote, and the other way round.
+    env |= {"LEDGER_MASTER_KEY": base64.b64encode(key_store.master_key()).decode()}
     env |= extra_env or {}
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:

@@ -25,8 +25,9 @@ import random
 import resource
 import time
 import uuid
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
+from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.database import create_pool
 from lead_ledger.ledger.envelope import METADATA_ENCODER, Actor, EventMetadata
 from lead_ledger.ledger.event_ids import new_event_id
@@ -44,6 +45,7 @@ from lead_ledger.ledger.events import (
     stream_of_account,
     stream_of_lead,
 )
+from lead_ledger.ledger.sealing import seal_event, subjects_to_seal
 from lead_ledger.projections.rebuild import RebuildReport, rebuild
 
 if TYPE_CHECKING:
@@ -80,6 +82,7 @@ CHUNK: Final = 100_000  # events per seeding transaction
 CITIES: Final = ("Pune", "Delhi", "Mumbai", "Chennai", None)
 
 EventRow = tuple[uuid.UUID, str, int, int, str, int, bytes, bytes]
+KeyRow = tuple[str, int, bytes, list[str]]
 
 
 def parse_args() -> argparse.Namespace:
@@ -91,14 +94,35 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def event_rows(inserts: int, updates: int, seed: int = 1) -> list[EventRow]:
-    """The whole log in append order: two accounts with two campaigns each, then the leads."""
+class Log(NamedTuple):
+    """The events as stored (personal data sealed), and the subject keys that open them."""
+
+    events: list[EventRow]
+    keys: list[KeyRow]
+    secrets: list[tuple[int, bytes]]
+
+
+def event_rows(inserts: int, updates: int, seed: int = 1) -> Log:
+    """The whole log in append order: two accounts with two campaigns each, then the leads,
+    sealed as `record` seals them (one key per lead, digests of the dedupe keys)."""
     rng = random.Random(seed)
     metadata = METADATA_ENCODER.encode(EventMetadata(actor=Actor(dialect="native")))
     rows: list[EventRow] = []
+    master = key_store.master_key()
+    secrets = {account: subject_keys.new_data_key() for account in (1, 2)}
+    digests = {account: subject_keys.digester(secret) for account, secret in secrets.items()}
+    keys: dict[str, bytes] = {}
+    key_rows: list[KeyRow] = []
 
     def add(stream: str, version: int, account: int, event: DomainEvent) -> None:
-        new = encode_event(event, new_event_id())
+        event_id = new_event_id()
+        for subject in subjects_to_seal(event, event_id):
+            if subject not in keys:
+                keys[subject] = subject_keys.new_data_key()
+                wrapped = subject_keys.wrap(master, keys[subject])
+                key_rows.append((subject, account, wrapped, []))
+        sealed = seal_event(event, event_id, keys, digests[account])
+        new = encode_event(sealed, event_id)
         rows.append((new.event_id, stream, version, account, new.type, 1, new.data, metadata))
 
     campaigns = []
@@ -156,12 +180,14 @@ def event_rows(inserts: int, updates: int, seed: int = 1) -> list[EventRow]:
             ]
             updated = LeadUpdated(lead_id=lead_id, changes=changes)
         add(stream_of_lead(lead_id), 2, account, updated)
-    return rows
+    wrapped_secrets = [(a, subject_keys.wrap(master, secret)) for a, secret in secrets.items()]
+    return Log(rows, key_rows, wrapped_secrets)
 
 
-async def seed(url: str, rows: list[EventRow], inserts: int) -> float:
+async def seed(url: str, log: Log, inserts: int) -> float:
     started = time.perf_counter()
     pool = await create_pool(url, min_size=1, max_size=1)
+    rows = log.events
     try:
         async with pool.acquire() as conn:
             for i in range(0, len(rows), CHUNK):
@@ -169,6 +195,14 @@ async def seed(url: str, rows: list[EventRow], inserts: int) -> float:
                     await conn.copy_records_to_table(
                         "events", records=rows[i : i + CHUNK], columns=list(COPY_COLUMNS)
                     )
+            await conn.copy_records_to_table(
+                "subject_keys",
+                records=log.keys,
+                columns=["subject_id", "account_id", "wrapped_key", "lookup"],
+            )
+            await conn.copy_records_to_table(
+                "account_secrets", records=log.secrets, columns=["account_id", "wrapped_secret"]
+            )
             # The sequences the services draw ids from, past the ids used here.
             await conn.execute("SELECT setval('lead_ids', $1)", inserts)
             await conn.execute("SELECT setval('campaign_ids', 100)")
@@ -196,26 +230,26 @@ def figure(value: float, unit: str = "") -> str:
 async def run(args: argparse.Namespace) -> None:
     quiet_logs()
     started = time.perf_counter()
-    rows = event_rows(args.inserts, args.updates)
-    generated = time.perf_counter() - started
     async with bench_server() as server:
+        log = event_rows(args.inserts, args.updates)
+        generated = time.perf_counter() - started
         print("Projection rebuild benchmark")
         print_pairs([*machine_description(), *await server_description(server.url)])
         print_pairs([("server", server.source)])
         async with bench_database(server.url, "bench_rebuild") as url:
-            seeded = await seed(url, rows, args.inserts)
-            others = len(rows) - args.inserts - args.updates
-            log = (
-                f"{len(rows):,} events ({args.inserts:,} LeadInserted, "
+            seeded = await seed(url, log, args.inserts)
+            others = len(log.events) - args.inserts - args.updates
+            described = (
+                f"{len(log.events):,} events ({args.inserts:,} LeadInserted, "
                 f"{args.updates:,} LeadUpdated, {others} account events)"
             )
             print_pairs(
                 [
-                    ("log", log),
-                    ("seeding", f"{generated:.1f} s to encode, {seeded:.1f} s to COPY"),
+                    ("log", described),
+                    ("seeding", f"{generated:.1f} s to seal, {seeded:.1f} s to COPY"),
                 ]
             )
-            del rows
+            del log
             reports = [await measure(url, args.batch) for _ in range(args.rounds)]
     phases = ["sql", "read+decode", "fold", "copy", "index", "catch-up", "swap"]
     table = [["round", "events", "seconds", "events/s", *[f"{p} s" for p in phases]]]

@@ -33,6 +33,7 @@ INSERT INTO subject_keys (subject_id, account_id, wrapped_key, lookup)
 SELECT s, a, k, coalesce(array(SELECT jsonb_array_elements_text(l)), '{}')
 FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::jsonb[]) AS u(s, a, k, l)
 ON CONFLICT (subject_id) DO NOTHING
+RETURNING subject_id
 """
 ADD_LOOKUP: Final = """
 UPDATE subject_keys k
@@ -128,32 +129,35 @@ async def keys_for_writing(
     lookup: Mapping[str, Iterable[str]] | None = None,
 ) -> dict[str, bytes]:
     """The data key of every subject, made (and stored wrapped) for those without one, with
-    `lookup`'s digests added to the subjects'. SubjectErasedError if any subject is erased."""
-    wanted = set(subjects)
+    `lookup`'s digests added to the subjects'. SubjectErasedError if any subject is erased.
+
+    New subjects (a batch of new leads) take one round trip: a fresh key is offered for every
+    subject, and only those that already had one are read back.
+    """
+    wanted = sorted(set(subjects))
     lookup = lookup or {}
-    rows = await conn.fetch(SELECT_KEYS_FOR_WRITING, list(wanted))
-    found, erased, more = _found(master_key, rows, lookup)
-    missing = sorted(wanted - set(found) - erased)
-    if missing:
-        fresh = [subject_keys.new_data_key() for _ in missing]
-        await conn.execute(
-            INSERT_KEYS,
-            missing,
-            [account_id] * len(missing),
-            [subject_keys.wrap(master_key, key) for key in fresh],
-            [_JSON.encode(sorted(set(lookup.get(s, ())))) for s in missing],
-        )
-        # Read back: where another writer made a subject's key first, its key is the one (and
-        # the digests this writer brought are added to it).
-        rows = await conn.fetch(SELECT_KEYS_FOR_WRITING, missing)
-        made, gone, also = _found(master_key, rows, lookup)
-        found, erased, more = found | made, erased | gone, more | also
+    fresh = {subject: subject_keys.new_data_key() for subject in wanted}
+    made = await conn.fetch(
+        INSERT_KEYS,
+        wanted,
+        [account_id] * len(wanted),
+        [subject_keys.wrap(master_key, fresh[s]) for s in wanted],
+        [_JSON.encode(sorted(set(lookup.get(s, ())))) for s in wanted],
+    )
+    found = {row["subject_id"]: fresh[row["subject_id"]] for row in made}
+    existing = [s for s in wanted if s not in found]
+    if not existing:
+        return found
+    # Made before (or by a concurrent writer first): its key is the one, and the digests this
+    # writer brings are added to it.
+    rows = await conn.fetch(SELECT_KEYS_FOR_WRITING, existing)
+    had, erased, more = _found(master_key, rows, lookup)
     if erased:
         raise SubjectErasedError(erased)
     if more:
         names = sorted(more)
         await conn.execute(ADD_LOOKUP, names, [_JSON.encode(sorted(more[n])) for n in names])
-    return found
+    return found | had
 
 
 def _found(

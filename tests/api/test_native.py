@@ -27,11 +27,11 @@ from lead_ledger.ledger.events import (
     LeadDeleted,
     LeadEvent,
     LeadFields,
-    decode_event,
     stream_of_account,
     stream_of_lead,
 )
 from lead_ledger.ledger.lead import decide_insert, decide_update, fold
+from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.service.writer import Context, record, stream_append
 from lead_ledger.settings import Settings
@@ -127,8 +127,8 @@ async def update_lead(
 ) -> None:
     """Apply a field patch the way a dialect would: decide on the folded state, then record."""
     async with pool.acquire() as conn:
-        stored = await read_stream(conn, stream_of_lead(lead_id))
-    state = fold(e for e in map(decode_event, stored) if isinstance(e, LeadEvent))
+        stored = await open_pairs(conn, await read_stream(conn, stream_of_lead(lead_id)))
+    state = fold(e for _, e in stored if isinstance(e, LeadEvent))
     assert state is not None
     events = list(decide_update(state, patch, "IN"))
     await write(pool, context, stream_of_lead(lead_id), state.version, events, account_id)

@@ -23,7 +23,6 @@ from lead_ledger.ledger.events import (
     CampaignCreated,
     LeadEvent,
     LeadFields,
-    decode_event,
     stream_of_account,
     stream_of_lead,
 )
@@ -38,6 +37,7 @@ from lead_ledger.ledger.lead import (
     fold,
 )
 from lead_ledger.ledger.locks import WRITE_GATE_KEY
+from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.gate import REBUILD_LOCK_KEY, enter_write_gate
@@ -107,8 +107,8 @@ async def insert_lead(
 
 
 async def lead_state(conn: Connection, lead_id: int) -> LeadState:
-    events = [decode_event(e) for e in await read_stream(conn, stream_of_lead(lead_id))]
-    state = fold(cast("list[LeadEvent]", events))
+    opened = await open_pairs(conn, await read_stream(conn, stream_of_lead(lead_id)))
+    state = fold(cast("list[LeadEvent]", [event for _, event in opened]))
     assert state is not None
     return state
 

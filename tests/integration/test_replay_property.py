@@ -62,6 +62,7 @@ from lead_ledger.service.accounts import (
     revoke_credential,
     update_campaign,
 )
+from lead_ledger.service.erasures import ErasureRequest, erase
 from lead_ledger.service.errors import Conflict, Invalid, NotFound, ServiceError
 from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.leads import (
@@ -125,6 +126,7 @@ commands = st.lists(
         st.tuples(st.just("delete"), st.integers(0, 99)),
         st.tuples(st.just("archive"), st.integers(0, 99), flags),
         st.tuples(st.just("dearchive"), st.integers(0, 99), st.booleans(), st.booleans()),
+        st.tuples(st.just("erase"), st.integers(0, 99), st.booleans()),
     ),
     min_size=1,
     max_size=25,
@@ -164,6 +166,15 @@ async def run_command(
                         decide_archive(s, insert=insert, update=upd, delete=delete, times=t).events
                     ),
                 )
+            case ("erase", _, by_phone):
+                # By lead id, or by the lead's first number (every lead that shares it goes).
+                phone = await conn.fetchval(PHONE_OF_LEAD, lead_id)
+                asked = (
+                    ErasureRequest(phone=phone)
+                    if by_phone and phone
+                    else ErasureRequest(lead_id=lead_id)
+                )
+                await erase(conn, NATIVE, account_id, asked)
             case ("dearchive", _, insert, delete):
                 await change_lead(
                     conn,
@@ -178,6 +189,14 @@ async def run_command(
                 pytest.fail(f"no such command: {command!r}")
     except LeadError:
         pass  # not live / not archived: the service would refuse it and record nothing
+
+
+# A lead's first number, from the live row or its archive copy (none once deleted or erased).
+PHONE_OF_LEAD = """
+SELECT phone_numbers[1] FROM leads WHERE lead_id = $1
+UNION ALL SELECT phone_numbers[1] FROM lead_archive WHERE lead_id = $1
+LIMIT 1
+"""
 
 
 @settings(

@@ -41,7 +41,7 @@ _LEAVES: dict[type[mi.Type], st.SearchStrategy[typing.Any]] = {
 }
 
 
-def values_of(info: mi.Type) -> st.SearchStrategy[typing.Any]:
+def values_of(info: mi.Type) -> st.SearchStrategy[typing.Any]:  # noqa: PLR0911 - one per kind
     """Values msgspec can encode for a type as it describes it; a type not listed fails."""
     match info:
         case mi.StructType():
@@ -51,6 +51,8 @@ def values_of(info: mi.Type) -> st.SearchStrategy[typing.Any]:
             return st.fixed_dictionaries(fields, optional=optional).map(lambda kw: cls(**kw))
         case mi.UnionType():
             return st.one_of(*(values_of(t) for t in info.types))
+        case mi.TupleType():
+            return st.tuples(*(values_of(t) for t in info.item_types))
         case mi.ListType():
             return st.lists(values_of(info.item_type), max_size=3)
         case mi.DictType():

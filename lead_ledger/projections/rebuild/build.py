@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.opening import all_keys
 from lead_ledger.projections.base import Projection
 from lead_ledger.projections.rebuild.catch_up import catch_up
 from lead_ledger.projections.rebuild.replay import (
@@ -25,6 +26,7 @@ from lead_ledger.projections.rebuild.replay import (
     fold_log,
     gc_paused,
 )
+from lead_ledger.projections.rebuild.set_based import apply_set_based
 from lead_ledger.projections.rebuild.shadow import (
     Progress,
     RebuildReport,
@@ -52,9 +54,11 @@ async def build_shadow(
     timings = report.timings
 
     t0 = time.perf_counter()
-    # The set-based SQL path reads lead fields from the stored bodies, which now hold them
-    # sealed: until it reads opened events, every lead stream goes through the Python fold.
-    sql_types: list[str] = []
+    # Every subject's key, read once (the owner may read them): both paths open events with it.
+    keys = await all_keys(conn)
+    timings["keys"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sql_types = await apply_set_based(conns, shadow, fence, keys, progress, batch)
     timings["sql"] = time.perf_counter() - t0
     in_sql = report.events
     total = in_sql + await count_left_to_python(conn, shadow, fence, sql_types) if progress else 0
@@ -66,7 +70,9 @@ async def build_shadow(
             progress("read", report.events, total)
 
     with gc_paused():
-        rows = await fold_log(conn, shadow, fence, sql_types, batch, folded if progress else None)
+        rows = await fold_log(
+            conn, shadow, fence, sql_types, batch, keys, folded if progress else None
+        )
         t0 = time.perf_counter()
         await copy_folded(conns, shadow, rows, progress)
         timings["copy"] = time.perf_counter() - t0

@@ -21,12 +21,11 @@ import msgspec
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import SCHEMA_VERSION, DomainEvent, decode_event
-from lead_ledger.ledger.opening import all_keys
 from lead_ledger.ledger.sealing import Keys, open_event, sealed_subjects
 from lead_ledger.projections.base import SHADOW_SCHEMA, Pair, Projection, Row, Rows
 from lead_ledger.projections.rebuild.shadow import PYTHON_STREAMS, Progress, Shadow, in_lanes
 
-_EVENT_COLUMNS: Final = (
+EVENT_COLUMNS: Final = (
     "position, stream_id, stream_version, type, schema_version, data, recorded_at, transaction_id"
 )
 
@@ -43,7 +42,7 @@ SELECT count(*) FROM events
 WHERE transaction_id < $1 AND type = ANY($2::text[]) AND {_left_to_python("$3")}
 """
 SELECT_BULK: Final = f"""
-SELECT {_EVENT_COLUMNS}
+SELECT {EVENT_COLUMNS}
 FROM events
 WHERE position > $1 AND transaction_id < $2 AND type = ANY($3::text[])
   AND {_left_to_python("$4")}
@@ -51,7 +50,7 @@ ORDER BY position
 LIMIT $5
 """
 SELECT_STREAMS: Final = f"""
-SELECT {_EVENT_COLUMNS}
+SELECT {EVENT_COLUMNS}
 FROM events
 WHERE stream_id = ANY($1::text[]) AND type = ANY($2::text[])
 ORDER BY stream_id, stream_version
@@ -135,6 +134,7 @@ async def fold_log(
     fence: int,
     sql_types: list[str],
     batch: int,
+    keys: Keys,
     progress: Callable[[], None] | None,
 ) -> dict[str, Rows]:
     """Read below the fence in position order (what the SQL path left) and fold in memory."""
@@ -142,7 +142,6 @@ async def fold_log(
     rows = {p.name: Rows() for p in projections}
     t_read = t_fold = 0.0
     t0 = time.perf_counter()
-    keys = await all_keys(conn)
     args = (fence, shadow.types, sql_types, batch)
     pending: asyncio.Future[list[asyncpg.Record]] | None = asyncio.ensure_future(
         conn.fetch(SELECT_BULK, 0, *args)

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+import msgspec
+
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.events import (
     LEAD_EVENT_TYPES,
@@ -29,12 +31,20 @@ from lead_ledger.ledger.events import (
     tag_of,
 )
 from lead_ledger.ledger.row_times import MODIFYING
+from lead_ledger.ledger.sealing import Keys
 from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.lead_rows_sql import (
     write_leads_and_contacts_sql,
     write_leads_sql,
 )
-from lead_ledger.projections.rebuild.shadow import PYTHON_STREAMS, Progress, Shadow, in_lanes
+from lead_ledger.projections.rebuild.replay import EVENT_COLUMNS, decode_records
+from lead_ledger.projections.rebuild.shadow import (
+    OPENED_EVENTS,
+    PYTHON_STREAMS,
+    Progress,
+    Shadow,
+    in_lanes,
+)
 
 # Stored types are event tags (events.tag_of); the SQL below names these three inline.
 _INSERTED: Final = tag_of(LeadInserted)
@@ -77,6 +87,9 @@ WHERE transaction_id < $1 AND type = ANY($3::text[])
 _OF_PARTITION: Final = f"""transaction_id < $1
       AND abs(hashtext(stream_id) % $2) = $3
       AND stream_id NOT IN (SELECT stream_id FROM {PYTHON_STREAMS})"""
+# The stored bodies hold lead fields sealed: the statements below read the events opened
+# (`open_events`), in a table of the same columns.
+_EVENTS: Final = OPENED_EVENTS
 # $1 fence, $2 partitions, $3 this partition. `changed`: per stream, the last value of each
 # changed field (jsonb_object_agg keeps the last of equal keys, in the ORDER BY given), the last
 # dedupe keys, version and time. An update with no changes still moves the version and time,
@@ -84,7 +97,7 @@ _OF_PARTITION: Final = f"""transaction_id < $1
 # column that reads it.
 _FINAL_LEADS: Final = f"""
 WITH inserted AS (
-    SELECT stream_id, stream_version, data, recorded_at FROM events
+    SELECT stream_id, stream_version, data, recorded_at FROM {_EVENTS}
     WHERE type = '{_INSERTED}' AND {_OF_PARTITION}
 ), changed AS (
     SELECT e.stream_id, max(e.stream_version) AS version,
@@ -93,7 +106,7 @@ WITH inserted AS (
                FILTER (WHERE e.data->'dedupe_keys' <> 'null'))[1] AS dedupe_keys,
            jsonb_object_agg(c.field, c.value ORDER BY e.stream_version, c.n)
                FILTER (WHERE c.field IS NOT NULL) AS fields
-    FROM events e
+    FROM {_EVENTS} e
     LEFT JOIN LATERAL (
         SELECT x.change->>0, x.change->2, x.n
         FROM jsonb_array_elements(e.data->'changes') WITH ORDINALITY AS x(change, n)
@@ -118,6 +131,26 @@ WITH inserted AS (
 )"""
 
 
+# What `open_events` reads: the candidate events below the fence, the columns of replay.py's
+# reads; the classification above already sent every stream it cannot apply to Python.
+SELECT_TO_OPEN: Final = f"""
+SELECT {EVENT_COLUMNS} FROM events
+WHERE position > $1 AND transaction_id < $2 AND type = ANY($3::text[])
+  AND stream_id NOT IN (SELECT stream_id FROM {PYTHON_STREAMS})
+ORDER BY position
+LIMIT $4
+"""
+OPENED_COLUMNS: Final = [
+    "position",
+    "stream_id",
+    "stream_version",
+    "type",
+    "data",
+    "recorded_at",
+    "transaction_id",
+]
+_JSON: Final = msgspec.json.Encoder()
+
 INSERT_LEADS: Final = _FINAL_LEADS + write_leads_sql(SHADOW_SCHEMA)
 INSERT_LEADS_AND_CONTACTS: Final = write_leads_and_contacts_sql(_FINAL_LEADS, SHADOW_SCHEMA)
 
@@ -128,8 +161,33 @@ def applies(shadow: Shadow) -> bool:
     return any(p.name == "leads" for p in shadow.projections)
 
 
+async def open_events(conn: Connection, fence: int, keys: Keys, batch: int) -> None:
+    """Copy the events the statements apply into OPENED_EVENTS, opened: read in keyset batches,
+    opened with the subjects' keys, encoded as written, COPYed back."""
+    after = 0
+    while True:
+        records = await conn.fetch(SELECT_TO_OPEN, after, fence, SQL_TYPES, batch)
+        if not records:
+            return
+        rows = [
+            (r[0], r[1], r[2], r[3], _JSON.encode(event), r[6], r[7])
+            for r, (_, event) in zip(records, decode_records(records, keys), strict=True)
+        ]
+        await conn.copy_records_to_table(
+            "opened_events", schema_name=SHADOW_SCHEMA, records=rows, columns=OPENED_COLUMNS
+        )
+        after = records[-1][0]
+        if len(records) < batch:
+            return
+
+
 async def apply_set_based(
-    conns: Sequence[Connection], shadow: Shadow, fence: int, progress: Progress | None = None
+    conns: Sequence[Connection],
+    shadow: Shadow,
+    fence: int,
+    keys: Keys,
+    progress: Progress | None = None,
+    batch: int = 20_000,
 ) -> list[str]:
     """Apply every lead stream it can below the fence; return the event types it applied
     (empty when it did not run), which the Python fold then reads only for the other streams.
@@ -144,6 +202,7 @@ async def apply_set_based(
     classified = await conns[0].fetchrow(
         CLASSIFY_STREAMS, fence, PYTHON_ONLY_TYPES, SQL_TYPES, SCHEMA_VERSION
     )
+    await open_events(conns[0], fence, keys, batch)
     events, position = classified if classified is not None else (0, 0)
     report.events += events
     report.events_in_sql = events

@@ -30,6 +30,16 @@ LANES: Final = 2  # one connection per core of the machine it was tuned on
 PYTHON_STREAMS: Final = f"{SHADOW_SCHEMA}.streams_folded_in_python"
 CREATE_PYTHON_STREAMS: Final = f"CREATE TABLE {PYTHON_STREAMS} (stream_id text PRIMARY KEY)"
 DROP_PYTHON_STREAMS: Final = f"DROP TABLE IF EXISTS {PYTHON_STREAMS}"
+# The events the set-based SQL path reads, opened (their personal data in the clear, as written):
+# the stored ones hold it sealed. Unlogged, and dropped with the shadow tables; never in `public`.
+OPENED_EVENTS: Final = f"{SHADOW_SCHEMA}.opened_events"
+CREATE_OPENED_EVENTS: Final = f"""
+CREATE UNLOGGED TABLE {OPENED_EVENTS} (
+    position bigint, stream_id text, stream_version integer, type text, data jsonb,
+    recorded_at timestamptz, transaction_id xid8
+) WITH (autovacuum_enabled = false)
+"""
+DROP_OPENED_EVENTS: Final = f"DROP TABLE IF EXISTS {OPENED_EVENTS}"
 
 # Primary keys, unique and exclusion constraints, then indexes that back no constraint.
 SELECT_CONSTRAINTS: Final = """
@@ -145,6 +155,7 @@ async def create_shadow(conn: Connection, projections: Sequence[Projection]) -> 
             "WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
         )
     await conn.execute(CREATE_PYTHON_STREAMS)
+    await conn.execute(CREATE_OPENED_EVENTS)
 
 
 async def live_options(conn: Connection, projection: Projection) -> None:
@@ -159,6 +170,7 @@ async def drop_shadow(conn: Connection, projections: Sequence[Projection]) -> No
     for p in projections:
         await conn.execute(f"DROP TABLE IF EXISTS {SHADOW_SCHEMA}.{p.table}")
     await conn.execute(DROP_PYTHON_STREAMS)
+    await conn.execute(DROP_OPENED_EVENTS)
 
 
 async def index_statements(conn: Connection, projection: Projection) -> tuple[list[str], str]:
