@@ -70,34 +70,11 @@ Keys = Mapping[str, bytes]
 Digest = Callable[[str], str]
 
 
-class PersonalFields(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """The personal part of LeadFields, with the same names and defaults."""
-
-    phone_numbers: list[str] = []
-    name: str | None = None
-    first_name: str | None = None
-    middle_initial: str | None = None
-    last_name: str | None = None
-    title: str | None = None
-    salutation: str | None = None
-    company: str | None = None
-    address1: str | None = None
-    address2: str | None = None
-    address3: str | None = None
-    city: str | None = None
-    postal_code: str | None = None
-    email: str | None = None
-    comments: str | None = None
-    user_data: str | None = None
-    reference_number: str | None = None
-    crm: dict[str, str] = {}
-    extra: dict[str, CellValue] = {}
-
-
 class _LeadSecret(msgspec.Struct, frozen=True, array_like=True):
-    """What a LeadInserted, archive copy or restore seals: its fields and its dedupe keys."""
+    """What a LeadInserted, archive copy or restore seals: all of its fields (the clear ones
+    too: opening is then one decode, with no merge) and its dedupe keys."""
 
-    fields: PersonalFields
+    fields: LeadFields
     dedupe_keys: list[str]
 
 
@@ -172,22 +149,11 @@ def _open(keys: Keys, sealed: Sealed) -> bytes | None:
     return subject_keys.open_sealed(key, base64.b64decode(sealed.data), sealed.subject)
 
 
-def split_fields(fields: LeadFields) -> tuple[LeadFields, PersonalFields]:
-    """The clear part (personal fields at their defaults) and the personal part."""
-    values = msgspec.structs.asdict(fields)
-    personal = PersonalFields(**{name: values[name] for name in PERSONAL_FIELDS})
-    return msgspec.structs.replace(fields, **BLANK), personal
-
-
-def join_fields(clear: LeadFields, personal: PersonalFields) -> LeadFields:
-    return msgspec.structs.replace(clear, **msgspec.structs.asdict(personal))
-
-
 def _seal_lead(
     keys: Keys, subject: str, fields: LeadFields, dedupe_keys: list[str]
 ) -> tuple[LeadFields, Sealed]:
-    clear, personal = split_fields(fields)
-    return clear, _seal(keys, subject, _ENCODER.encode(_LeadSecret(personal, dedupe_keys)))
+    clear = msgspec.structs.replace(fields, **BLANK)
+    return clear, _seal(keys, subject, _ENCODER.encode(_LeadSecret(fields, dedupe_keys)))
 
 
 def seal_event(event: DomainEvent, event_id: uuid.UUID, keys: Keys, digest: Digest) -> DomainEvent:
@@ -288,13 +254,11 @@ def _open_copy(event: _Copy, plaintext: bytes | None) -> _Copy:
         return msgspec.structs.replace(event, dedupe_keys=[], sealed=None, erased=True)
     secret = _LEAD_SECRET.decode(plaintext)
     if isinstance(event, LeadInserted):
-        fields = join_fields(event.fields, secret.fields)
         return msgspec.structs.replace(
-            event, fields=fields, dedupe_keys=secret.dedupe_keys, sealed=None
+            event, fields=secret.fields, dedupe_keys=secret.dedupe_keys, sealed=None
         )
-    snapshot = join_fields(event.snapshot, secret.fields)
     return msgspec.structs.replace(
-        event, snapshot=snapshot, dedupe_keys=secret.dedupe_keys, sealed=None
+        event, snapshot=secret.fields, dedupe_keys=secret.dedupe_keys, sealed=None
     )
 
 

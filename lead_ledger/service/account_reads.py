@@ -282,3 +282,12 @@ async def authenticate_user(conn: Connection, username: str, password: str) -> U
     if row is None or not matches:
         return None
     return User(username=username, account=row["account_name"])
+
+
+SELECT_REGION: Final = "SELECT default_region FROM settings WHERE account_id = $1"
+
+
+async def default_region(conn: Connection, account_id: int) -> str | None:
+    """The account's default region for phone numbers (None: numbers compare as digits)."""
+    region: str | None = await conn.fetchval(SELECT_REGION, account_id)
+    return region

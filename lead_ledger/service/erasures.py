@@ -32,10 +32,10 @@ from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.ledger.subject_lookup import phone_tokens, user_data_token
 from lead_ledger.projections.jobs import erased_rows
+from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
 
-SELECT_REGION: Final = "SELECT default_region FROM settings WHERE account_id = $1"
 SELECT_SUBJECT: Final = """
 SELECT subject_id FROM subject_keys
 WHERE subject_id = $1 AND account_id = $2 AND wrapped_key IS NOT NULL
@@ -132,7 +132,7 @@ async def _subjects(
         found = await conn.fetchval(SELECT_SUBJECT, f"lead-{int(value)}", account_id)
         return [] if found is None else [found]
     if by == "phone":
-        region: str | None = await conn.fetchval(SELECT_REGION, account_id)
+        region = await default_region(conn, account_id)
         tokens = set(phone_tokens(value, region)) | {dedupe_key(value, region)}
         return await key_store.subjects_with(conn, account_id, map(digest, tokens))
     return await key_store.subjects_with(conn, account_id, [digest(user_data_token(value))])

@@ -22,6 +22,7 @@ from lead_ledger.ledger.job_events import RejectedRow
 from lead_ledger.ledger.lead import LeadState, decide_update
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key
+from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.flexydial_payload import (
     BulkRequest,
     RowPatch,
@@ -33,7 +34,7 @@ from lead_ledger.service.flexydial_payload import (
 from lead_ledger.service.jobs import Job, JobOutcome
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_inserts import insert_leads
-from lead_ledger.service.leads import default_region, lead_append, load_leads
+from lead_ledger.service.leads import lead_append, load_leads
 from lead_ledger.service.writer import Context, PendingAppend, record
 
 INSERT_KIND: Final = "flexydial_insert"

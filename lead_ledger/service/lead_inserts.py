@@ -29,8 +29,8 @@ from lead_ledger.ledger.events import (
 from lead_ledger.ledger.lead import decide_insert
 from lead_ledger.ledger.locks import campaign_lock_key
 from lead_ledger.ledger.store import AppendResult
+from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.key_workers import KeyWorkers
-from lead_ledger.service.leads import default_region
 from lead_ledger.service.phone_keys import CHUNK_LEADS, KeysAhead
 from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
 

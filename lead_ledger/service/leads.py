@@ -33,9 +33,9 @@ from lead_ledger.ledger.lead import (
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_streams
+from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
 
-SELECT_REGION: Final = "SELECT default_region FROM settings WHERE account_id = $1"
 SELECT_LIVE_CAMPAIGNS: Final = """
 SELECT lead_id, campaign_id FROM leads WHERE account_id = $1 AND lead_id = ANY($2::bigint[])
 """
@@ -61,11 +61,6 @@ class ArchiveCounts(msgspec.Struct, frozen=True, kw_only=True):
     insert_count: int
     update_count: int
     delete_count: int
-
-
-async def default_region(conn: Connection, account_id: int) -> str | None:
-    region: str | None = await conn.fetchval(SELECT_REGION, account_id)
-    return region
 
 
 def lead_append(ctx: Context, state: LeadState, events: Sequence[LeadEvent]) -> PendingAppend:

@@ -37,6 +37,7 @@ from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.ledger.row_times import times_after
 from lead_ledger.ledger.store import read_feed, read_stream
 from lead_ledger.projections.leads import LEAD_COLUMNS
+from lead_ledger.service.account_reads import default_region
 
 _LEAD_SELECT: Final = ", ".join(f"l.{column}" for column in LEAD_COLUMNS)
 
@@ -49,8 +50,6 @@ WHERE account_id = $1 AND (name = $2 OR campaign_id::text = $2)
 ORDER BY campaign_id::text = $2 DESC
 LIMIT 1
 """
-
-SELECT_DEFAULT_REGION: Final = "SELECT default_region FROM settings WHERE account_id = $1"
 
 SELECT_LEADS: Final = f"""
 SELECT {_LEAD_SELECT}
@@ -200,7 +199,7 @@ async def find_leads(conn: Connection, account_id: int, query: LeadQuery) -> Lea
     phone_key = None
     if query.phone is not None:
         # The same normalisation the writer used, so "098765 43210" finds "+919876543210".
-        region = await conn.fetchval(SELECT_DEFAULT_REGION, account_id)
+        region = await default_region(conn, account_id)
         phone_key = dedupe_key(query.phone, region)
     # One row more than asked tells whether another page exists without a second query.
     rows = await conn.fetch(

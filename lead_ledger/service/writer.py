@@ -18,9 +18,8 @@ from lead_ledger.ledger.sealing import seal_event, seal_metadata, subjects_to_se
 from lead_ledger.ledger.store import AppendResult, append_events
 from lead_ledger.ledger.subject_lookup import event_tokens, needs_region
 from lead_ledger.projections.registry import apply_inline
+from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.transactions import APPENDED_TYPES
-
-SELECT_REGION = "SELECT default_region FROM settings WHERE account_id = $1"
 
 
 class Origin(msgspec.Struct, frozen=True, kw_only=True):
@@ -149,8 +148,7 @@ async def _region_if_needed(
 ) -> str | None:
     if not any(needs_region(event) for append in appends for _, event in append.events):
         return None
-    region: str | None = await conn.fetchval(SELECT_REGION, account_id)
-    return region
+    return await default_region(conn, account_id)
 
 
 def _stored(

@@ -69,13 +69,19 @@ def decode_records(records: Sequence[asyncpg.Record], keys: Keys) -> list[Pair]:
     metadata are not fetched and the body is not kept. Events of another schema version go through
     `decode_event`, where upcasters live.
     """
+    events = open_records(records, keys)
+    return [(_recorded(r, b""), e) for r, e in zip(records, events, strict=True)]
+
+
+def open_records(records: Sequence[asyncpg.Record], keys: Keys) -> list[DomainEvent]:
+    """The records' events, decoded in one msgspec call and opened."""
     if all(r[4] == SCHEMA_VERSION for r in records):
         events: list[DomainEvent] = _LIST_DECODER.decode(
             b"[" + b",".join(r[5] for r in records) + b"]"
         )
     else:
         events = [decode_event(_recorded(r, r[5])) for r in records]
-    return [(_recorded(r, b""), open_event(e, keys)) for r, e in zip(records, events, strict=True)]
+    return [open_event(e, keys) for e in events]
 
 
 def subjects_of(records: Sequence[asyncpg.Record]) -> set[str]:

@@ -16,9 +16,12 @@ disjoint.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Final
 
+import asyncpg
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
@@ -37,7 +40,7 @@ from lead_ledger.projections.lead_rows_sql import (
     write_leads_and_contacts_sql,
     write_leads_sql,
 )
-from lead_ledger.projections.rebuild.replay import EVENT_COLUMNS, decode_records
+from lead_ledger.projections.rebuild.replay import EVENT_COLUMNS, open_records
 from lead_ledger.projections.rebuild.shadow import (
     OPENED_EVENTS,
     PYTHON_STREAMS,
@@ -161,24 +164,42 @@ def applies(shadow: Shadow) -> bool:
     return any(p.name == "leads" for p in shadow.projections)
 
 
-async def open_events(conn: Connection, fence: int, keys: Keys, batch: int) -> None:
-    """Copy the events the statements apply into OPENED_EVENTS, opened: read in keyset batches,
-    opened with the subjects' keys, encoded as written, COPYed back."""
+async def open_events(conns: Sequence[Connection], fence: int, keys: Keys, batch: int) -> None:
+    """Copy the events the statements apply into OPENED_EVENTS, opened: keyset reads on the
+    first connection, each batch opened with the subjects' keys and encoded as written in
+    Python, and COPYed on the last connection while the next batch is read and opened."""
+    reader, writer = conns[0], conns[-1]
     after = 0
-    while True:
-        records = await conn.fetch(SELECT_TO_OPEN, after, fence, SQL_TYPES, batch)
-        if not records:
-            return
-        rows = [
-            (r[0], r[1], r[2], r[3], _JSON.encode(event), r[6], r[7])
-            for r, (_, event) in zip(records, decode_records(records, keys), strict=True)
-        ]
-        await conn.copy_records_to_table(
-            "opened_events", schema_name=SHADOW_SCHEMA, records=rows, columns=OPENED_COLUMNS
-        )
-        after = records[-1][0]
-        if len(records) < batch:
-            return
+    copying: asyncio.Task[None] | None = None
+    try:
+        while True:
+            records = await reader.fetch(SELECT_TO_OPEN, after, fence, SQL_TYPES, batch)
+            rows = _opened_rows(records, keys)
+            if copying is not None:
+                await copying
+            copying = asyncio.ensure_future(_copy_opened(writer, rows)) if rows else None
+            if writer is reader and copying is not None:
+                await copying  # one connection: the COPY before the next read
+            if len(records) < batch:
+                break
+            after = records[-1][0]
+    finally:
+        if copying is not None:
+            await copying
+
+
+def _opened_rows(records: Sequence[asyncpg.Record], keys: Keys) -> list[tuple[object, ...]]:
+    encode = _JSON.encode
+    return [
+        (r[0], r[1], r[2], r[3], encode(event), r[6], r[7])
+        for r, event in zip(records, open_records(records, keys), strict=True)
+    ]
+
+
+async def _copy_opened(conn: Connection, rows: list[tuple[object, ...]]) -> None:
+    await conn.copy_records_to_table(
+        "opened_events", schema_name=SHADOW_SCHEMA, records=rows, columns=OPENED_COLUMNS
+    )
 
 
 async def apply_set_based(
@@ -202,7 +223,9 @@ async def apply_set_based(
     classified = await conns[0].fetchrow(
         CLASSIFY_STREAMS, fence, PYTHON_ONLY_TYPES, SQL_TYPES, SCHEMA_VERSION
     )
-    await open_events(conns[0], fence, keys, batch)
+    t0 = time.perf_counter()
+    await open_events(conns, fence, keys, batch)
+    report.timings["open"] = time.perf_counter() - t0
     events, position = classified if classified is not None else (0, 0)
     report.events += events
     report.events_in_sql = events
