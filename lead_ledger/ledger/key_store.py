@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-import asyncpg
 import msgspec
 
 from lead_ledger.ledger import subject_keys
@@ -26,31 +25,30 @@ SELECT subject_id, wrapped_key FROM subject_keys
 WHERE subject_id = ANY($1::text[]) AND wrapped_key IS NOT NULL
 """
 SELECT_KEYS_FOR_WRITING: Final = """
-SELECT subject_id, wrapped_key, lookup FROM subject_keys WHERE subject_id = ANY($1::text[])
+SELECT subject_id, wrapped_key FROM subject_keys WHERE subject_id = ANY($1::text[])
 """
 INSERT_KEYS: Final = """
-INSERT INTO subject_keys (subject_id, account_id, wrapped_key, lookup)
-SELECT s, a, k, coalesce(array(SELECT jsonb_array_elements_text(l)), '{}')
-FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::jsonb[]) AS u(s, a, k, l)
+INSERT INTO subject_keys (subject_id, account_id, wrapped_key)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
 ON CONFLICT (subject_id) DO NOTHING
 RETURNING subject_id
 """
-ADD_LOOKUP: Final = """
-UPDATE subject_keys k
-SET lookup = array(SELECT DISTINCT x FROM unnest(k.lookup || u.more) AS x ORDER BY x)
-FROM (SELECT s, array(SELECT jsonb_array_elements_text(l)) AS more
-      FROM unnest($1::text[], $2::jsonb[]) AS v(s, l)) AS u
-WHERE k.subject_id = u.s AND k.wrapped_key IS NOT NULL
+INSERT_LOOKUP: Final = """
+INSERT INTO subject_lookup (account_id, digest, subject_id)
+SELECT $1, * FROM unnest($2::text[], $3::text[])
+ON CONFLICT DO NOTHING
 """
-# The tombstone: no key, no digests; the row stays so the subject cannot be given a new key.
+# The tombstone: no key; the row stays so the subject cannot be given a new key.
 ERASE_KEYS: Final = """
-UPDATE subject_keys SET wrapped_key = NULL, lookup = '{}', erased_at = now()
+UPDATE subject_keys SET wrapped_key = NULL, erased_at = now()
 WHERE subject_id = ANY($1::text[]) AND wrapped_key IS NOT NULL
 """
+DELETE_LOOKUP: Final = "DELETE FROM subject_lookup WHERE subject_id = ANY($1::text[])"
 SELECT_BY_LOOKUP: Final = """
-SELECT subject_id FROM subject_keys
-WHERE lookup && $2::text[] AND account_id = $1 AND wrapped_key IS NOT NULL
-ORDER BY subject_id
+SELECT DISTINCT l.subject_id FROM subject_lookup l
+JOIN subject_keys k ON k.subject_id = l.subject_id AND k.wrapped_key IS NOT NULL
+WHERE l.account_id = $1 AND l.digest = ANY($2::text[])
+ORDER BY l.subject_id
 """
 
 
@@ -122,73 +120,60 @@ async def keys_for_reading(
 
 
 async def keys_for_writing(
-    conn: Connection,
-    master_key: bytes,
-    account_id: int,
-    subjects: Iterable[str],
-    lookup: Mapping[str, Iterable[str]] | None = None,
+    conn: Connection, master_key: bytes, account_id: int, subjects: Iterable[str]
 ) -> dict[str, bytes]:
-    """The data key of every subject, made (and stored wrapped) for those without one, with
-    `lookup`'s digests added to the subjects'. SubjectErasedError if any subject is erased.
+    """The data key of every subject, made (and stored wrapped) for those without one.
+    SubjectErasedError if any subject is erased.
 
     New subjects (a batch of new leads) take one round trip: a fresh key is offered for every
     subject, and only those that already had one are read back.
     """
     wanted = sorted(set(subjects))
-    lookup = lookup or {}
     fresh = {subject: subject_keys.new_data_key() for subject in wanted}
     made = await conn.fetch(
         INSERT_KEYS,
         wanted,
         [account_id] * len(wanted),
         [subject_keys.wrap(master_key, fresh[s]) for s in wanted],
-        [_JSON.encode(sorted(set(lookup.get(s, ())))) for s in wanted],
     )
     found = {row["subject_id"]: fresh[row["subject_id"]] for row in made}
     existing = [s for s in wanted if s not in found]
     if not existing:
         return found
-    # Made before (or by a concurrent writer first): its key is the one, and the digests this
-    # writer brings are added to it.
-    rows = await conn.fetch(SELECT_KEYS_FOR_WRITING, existing)
-    had, erased, more = _found(master_key, rows, lookup)
+    # Made before (or by a concurrent writer first): its key is the one.
+    had: dict[str, bytes] = {}
+    erased: list[str] = []
+    for row in await conn.fetch(SELECT_KEYS_FOR_WRITING, existing):
+        wrapped: bytes | None = row["wrapped_key"]
+        if wrapped is None:
+            erased.append(row["subject_id"])
+        else:
+            had[row["subject_id"]] = subject_keys.unwrap(master_key, wrapped)
     if erased:
         raise SubjectErasedError(erased)
-    if more:
-        names = sorted(more)
-        await conn.execute(ADD_LOOKUP, names, [_JSON.encode(sorted(more[n])) for n in names])
     return found | had
 
 
-def _found(
-    master_key: bytes, rows: Iterable[asyncpg.Record], lookup: Mapping[str, Iterable[str]]
-) -> tuple[dict[str, bytes], set[str], dict[str, set[str]]]:
-    """Keys of the rows, the erased subjects among them, and digests they lack."""
-    found: dict[str, bytes] = {}
-    erased: set[str] = set()
-    more: dict[str, set[str]] = {}
-    for row in rows:
-        subject: str = row["subject_id"]
-        wrapped: bytes | None = row["wrapped_key"]
-        if wrapped is None:
-            erased.add(subject)
-            continue
-        found[subject] = subject_keys.unwrap(master_key, wrapped)
-        lacking = set(lookup.get(subject, ())) - set(row["lookup"])
-        if lacking:
-            more[subject] = lacking
-    return found, erased, more
+async def add_lookup(
+    conn: Connection, account_id: int, digests: Mapping[str, Iterable[str]]
+) -> None:
+    """Record digests an erasure request can find these subjects by (ledger/subject_lookup.py)."""
+    pairs = sorted({(d, s) for s, found in digests.items() for d in found})
+    if pairs:
+        await conn.execute(INSERT_LOOKUP, account_id, [d for d, _ in pairs], [s for _, s in pairs])
 
 
 async def erase(conn: Connection, subjects: Iterable[str]) -> int:
     """Destroy the subjects' keys (a tombstone row stays): what is sealed with them can never be
     read again, nor can the subjects be written again. Returns how many had a key."""
-    status: str = await conn.execute(ERASE_KEYS, sorted(set(subjects)))
+    names = sorted(set(subjects))
+    await conn.execute(DELETE_LOOKUP, names)
+    status: str = await conn.execute(ERASE_KEYS, names)
     return int(status.rsplit(" ", 1)[1])
 
 
 async def subjects_with(conn: Connection, account_id: int, digests: Iterable[str]) -> list[str]:
-    """The account's subjects (not erased) whose lookup holds any of the digests."""
+    """The account's subjects (not erased) recorded under any of the digests."""
     rows = await conn.fetch(SELECT_BY_LOOKUP, account_id, sorted(set(digests)))
     return [row["subject_id"] for row in rows]
 

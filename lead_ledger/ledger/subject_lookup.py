@@ -1,30 +1,23 @@
-"""What an erasure request can find a subject by: keyed digests of its phone numbers and
-user_data (docs/erasure.md). The log and the key store hold these digests, never the values.
+"""What an erasure request can find a subject by, beyond the views: keyed digests of numbers
+and user_data (docs/erasure.md). The key store holds these digests, never the values.
 
-A lead is found by its dedupe keys (the numbers as the duplicate check compares them) and its
-user_data. A refused or rejected row has no lead fields, only the cells the client sent: each
-cell is looked up both as user_data and, when it has enough digits to be one, as phone numbers
-(a comma-separated list counts each number).
+A live lead is found through `contacts`. What the views no longer hold is recorded here: a
+lead's contact values just before a write changes or deletes them (the writer reads them from
+`contacts`, `LEAD_CONTACT_KINDS`), and the cells of refused and rejected rows, which never
+became leads: each cell is looked up both as user_data and, when it has enough digits to be
+one, as phone numbers (a comma-separated list counts each number).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
-from lead_ledger.ledger.events import (
-    DomainEvent,
-    LeadArchived,
-    LeadArchiveSynced,
-    LeadInserted,
-    LeadRejected,
-    LeadRestored,
-    LeadUpdated,
-)
+from lead_ledger.ledger.events import DomainEvent, LeadDeleted, LeadRejected, LeadUpdated
 from lead_ledger.ledger.job_events import CellValue, JobCompleted
 from lead_ledger.ledger.phones import dedupe_key, digits_only
-from lead_ledger.ledger.sealing import lead_subject, refused_subject, rejected_subject
+from lead_ledger.ledger.sealing import refused_subject, rejected_subject
 
 Digest = Callable[[str], str]
 # Fewer digits than this is no phone number anywhere (the shortest national numbers have 6+).
@@ -42,13 +35,6 @@ def phone_tokens(value: str, region: str | None) -> list[str]:
     return [dedupe_key(p, region) for p in parts if len(digits_only(p)) >= MIN_PHONE_DIGITS]
 
 
-def _lead_tokens(dedupe_keys: Iterable[str], user_data: object) -> set[str]:
-    tokens = set(dedupe_keys)
-    if isinstance(user_data, str) and user_data.strip():
-        tokens.add(user_data_token(user_data))
-    return tokens
-
-
 def _row_tokens(row: Mapping[str, CellValue] | None, region: str | None) -> set[str]:
     tokens: set[str] = set()
     for value in (row or {}).values():
@@ -63,19 +49,8 @@ def _row_tokens(row: Mapping[str, CellValue] | None, region: str | None) -> set[
 def event_tokens(
     event: DomainEvent, event_id: uuid.UUID, region: str | None
 ) -> dict[str, set[str]]:
-    """The lookup tokens an event adds to each of its subjects (before digesting)."""
+    """The lookup tokens (before digesting) of a refused or rejected row's subject."""
     match event:
-        case LeadInserted():
-            return {
-                lead_subject(event.lead_id): _lead_tokens(event.dedupe_keys, event.fields.user_data)
-            }
-        case LeadArchived() | LeadArchiveSynced() | LeadRestored():
-            tokens = _lead_tokens(event.dedupe_keys, event.snapshot.user_data)
-            return {lead_subject(event.lead_id): tokens}
-        case LeadUpdated():
-            user_data = next((c.new for c in event.changes if c.field == "user_data"), None)
-            tokens = _lead_tokens(event.dedupe_keys or [], user_data)
-            return {lead_subject(event.lead_id): tokens} if tokens else {}
         case LeadRejected():
             return {refused_subject(event_id): _row_tokens(event.row, region)} if event.row else {}
         case JobCompleted():
@@ -85,6 +60,28 @@ def event_tokens(
             }
         case _:
             return {}
+
+
+def contact_token(kind: str, value: str) -> str | None:
+    """The token of a `contacts` row of one of LEAD_CONTACT_KINDS."""
+    if kind == "phone":
+        return value
+    return user_data_token(value) if kind == "user_data" else None
+
+
+def leaving_contacts(event: DomainEvent) -> int | None:
+    """The lead whose contact values this event may take out of the views (a delete, a change
+    of numbers or user_data): the writer records them before it applies the event."""
+    if isinstance(event, LeadDeleted):
+        return event.lead_id
+    if isinstance(event, LeadUpdated) and (
+        event.dedupe_keys is not None or any(c.field == "user_data" for c in event.changes)
+    ):
+        return event.lead_id
+    return None
+
+
+LEAD_CONTACT_KINDS: Final = ("phone", "user_data")
 
 
 def needs_region(event: DomainEvent) -> bool:

@@ -1,10 +1,17 @@
--- Erasure (docs/erasure.md). An erased subject keeps its row as a tombstone without a key, so
--- no writer can make the subject a fresh key and write readable data for it again; `lookup`
--- holds keyed digests (HMAC-SHA256 under the account's secret) of the subject's phone numbers
--- and user_data, for finding every subject an erasure request names, deleted leads and refused
--- rows included. Both are cleared when the subject is erased.
+-- Erasure (docs/erasure.md). An erased subject keeps its key row as a tombstone without a key,
+-- so no writer can give the subject a fresh key and write readable data for it again.
 ALTER TABLE subject_keys
     ALTER COLUMN wrapped_key DROP NOT NULL,
-    ADD COLUMN lookup text[] NOT NULL DEFAULT '{}',
     ADD COLUMN erased_at timestamptz;
-CREATE INDEX subject_keys_lookup_idx ON subject_keys USING gin (lookup);
+
+-- Keyed digests (HMAC-SHA256 under the account's secret) of the numbers and user_data that
+-- the views no longer hold for a subject: a deleted lead's, a lead's numbers before a change,
+-- a refused or rejected row's cells. An erasure finds live leads through `contacts` and the
+-- rest through this table; rows go with their subject's key.
+CREATE TABLE subject_lookup (
+    account_id  bigint NOT NULL,
+    digest      text NOT NULL,
+    subject_id  text NOT NULL,
+    PRIMARY KEY (account_id, digest, subject_id)
+);
+CREATE INDEX subject_lookup_subject_idx ON subject_lookup (subject_id);

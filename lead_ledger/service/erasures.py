@@ -29,6 +29,7 @@ from lead_ledger.ledger.events import (
 from lead_ledger.ledger.job_events import JobRowsErased, stream_of_job
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key
+from lead_ledger.ledger.sealing import lead_subject
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.ledger.subject_lookup import phone_tokens, user_data_token
 from lead_ledger.projections.jobs import erased_rows
@@ -36,6 +37,11 @@ from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
 
+SELECT_LIVE: Final = """
+SELECT DISTINCT c.lead_id FROM contacts c
+JOIN campaigns k ON k.campaign_id = c.campaign_id
+WHERE k.account_id = $1 AND c.kind = $2 AND c.value = ANY($3::text[])
+"""
 SELECT_SUBJECT: Final = """
 SELECT subject_id FROM subject_keys
 WHERE subject_id = $1 AND account_id = $2 AND wrapped_key IS NOT NULL
@@ -133,9 +139,15 @@ async def _subjects(
         return [] if found is None else [found]
     if by == "phone":
         region = await default_region(conn, account_id)
-        tokens = set(phone_tokens(value, region)) | {dedupe_key(value, region)}
-        return await key_store.subjects_with(conn, account_id, map(digest, tokens))
-    return await key_store.subjects_with(conn, account_id, [digest(user_data_token(value))])
+        values = {dedupe_key(value, region), *phone_tokens(value, region)}
+        kind, tokens = "phone", set(values)
+    else:
+        values = {value}
+        kind, tokens = "user_data", {user_data_token(value)}
+    # Live leads through the contact index; everything else through the lookup digests.
+    rows = await conn.fetch(SELECT_LIVE, account_id, kind, sorted(values))
+    others = await key_store.subjects_with(conn, account_id, map(digest, tokens))
+    return sorted({lead_subject(r["lead_id"]) for r in rows} | set(others))
 
 
 async def _redact_callbacks(conn: Connection, rejected: list[tuple[int, int]]) -> None:

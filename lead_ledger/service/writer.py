@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 import msgspec
 
@@ -14,12 +15,23 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor, EventMetadata, StreamAppend
 from lead_ledger.ledger.event_ids import new_event_id
 from lead_ledger.ledger.events import DomainEvent, encode_event
-from lead_ledger.ledger.sealing import seal_event, seal_metadata, subjects_to_seal
+from lead_ledger.ledger.sealing import lead_subject, seal_event, seal_metadata, subjects_to_seal
 from lead_ledger.ledger.store import AppendResult, append_events
-from lead_ledger.ledger.subject_lookup import event_tokens, needs_region
+from lead_ledger.ledger.subject_lookup import (
+    LEAD_CONTACT_KINDS,
+    contact_token,
+    event_tokens,
+    leaving_contacts,
+    needs_region,
+)
 from lead_ledger.projections.registry import apply_inline
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.transactions import APPENDED_TYPES
+
+SELECT_CONTACTS: Final = """
+SELECT lead_id, kind, value FROM contacts
+WHERE lead_id = ANY($1::bigint[]) AND kind = ANY($2::text[])
+"""
 
 
 class Origin(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,17 +142,39 @@ async def _seal_account(
             subjects.add(append.stream_id)
         for event_id, event in append.events:
             subjects.update(subjects_to_seal(event, event_id))
-    if not subjects:
+    leaving = {
+        lead_id
+        for append in appends
+        for _, event in append.events
+        if (lead_id := leaving_contacts(event)) is not None
+    }
+    if not subjects and not leaving:
         return [_stored(append, {}, str) for append in appends]
     digest = subject_keys.digester(await key_store.account_secret(conn, master, account_id))
+    keys = await key_store.keys_for_writing(conn, master, account_id, subjects)
+    tokens = await _leaving_tokens(conn, leaving)
     region = await _region_if_needed(conn, account_id, appends)
-    lookup: dict[str, set[str]] = {}
     for append in appends:
         for event_id, event in append.events:
-            for subject, tokens in event_tokens(event, event_id, region).items():
-                lookup.setdefault(subject, set()).update(map(digest, tokens))
-    keys = await key_store.keys_for_writing(conn, master, account_id, subjects, lookup)
+            for subject, found in event_tokens(event, event_id, region).items():
+                tokens.setdefault(subject, set()).update(found)
+    await key_store.add_lookup(
+        conn, account_id, {subject: map(digest, found) for subject, found in tokens.items()}
+    )
     return [_stored(append, keys, digest) for append in appends]
+
+
+async def _leaving_tokens(conn: Connection, lead_ids: set[int]) -> dict[str, set[str]]:
+    """The contact values of these leads as the views hold them before this write, which may
+    take them out (ledger/subject_lookup.py)."""
+    tokens: dict[str, set[str]] = {}
+    if not lead_ids:
+        return tokens
+    for row in await conn.fetch(SELECT_CONTACTS, sorted(lead_ids), list(LEAD_CONTACT_KINDS)):
+        token = contact_token(row["kind"], row["value"])
+        if token is not None:
+            tokens.setdefault(lead_subject(row["lead_id"]), set()).add(token)
+    return tokens
 
 
 async def _region_if_needed(
