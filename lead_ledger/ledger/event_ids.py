@@ -15,11 +15,12 @@ random bits (62 of them, plus the counter's random start).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
 from typing import Final
+
+from lead_ledger.ledger.random_bytes import random_bytes
 
 _VERSION: Final = 0x7 << 76
 _VARIANT: Final = 0b10 << 62
@@ -40,7 +41,7 @@ class _Clock:
         with self.lock:
             if now > self.millis:
                 self.millis = now
-                self.counter = int.from_bytes(os.urandom(2)) & _COUNTER_START_MASK
+                self.counter = int.from_bytes(random_bytes(2)) & _COUNTER_START_MASK
             elif self.counter < _COUNTER_MAX:
                 self.counter += 1
             else:
@@ -56,5 +57,5 @@ _CLOCK: Final = _Clock()
 def new_event_id() -> uuid.UUID:
     """A fresh UUIDv7, greater than every id this process drew before."""
     millis, counter = _CLOCK.next()
-    random_bits = int.from_bytes(os.urandom(8)) & _RANDOM_MASK
+    random_bits = int.from_bytes(random_bytes(8)) & _RANDOM_MASK
     return uuid.UUID(int=(millis << 80) | _VERSION | (counter << 64) | _VARIANT | random_bits)

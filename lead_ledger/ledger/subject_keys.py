@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from lead_ledger.ledger.errors import LedgerError
+from lead_ledger.ledger.random_bytes import random_bytes
 
 KEY_BYTES: Final = 32  # AES-256
 NONCE_BYTES: Final = 12  # GCM's standard nonce: random per seal, so never reused under a key
@@ -86,7 +87,7 @@ def master_key_from(text: str | None, data_dir: Path) -> bytes:
 
 
 def new_data_key() -> bytes:
-    return AESGCM.generate_key(bit_length=KEY_BYTES * 8)
+    return random_bytes(KEY_BYTES)
 
 
 def wrap(master_key: bytes, data_key: bytes) -> bytes:
@@ -105,7 +106,7 @@ def unwrap(master_key: bytes, wrapped: bytes) -> bytes:
 def seal(data_key: bytes, plaintext: bytes, subject: str) -> bytes:
     """Encrypt a subject's personal data. The subject id is authenticated with it, so sealed
     data moved to another subject does not open there."""
-    nonce = secrets.token_bytes(NONCE_BYTES)
+    nonce = random_bytes(NONCE_BYTES)
     sealed = AESGCM(data_key).encrypt(nonce, plaintext, subject.encode())
     return bytes([SEAL_VERSION]) + nonce + sealed
 
