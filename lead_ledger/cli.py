@@ -125,10 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # wrong, unless asked for more.
     quiet = args.command != "serve" and not args.verbose
     configure_logging(settings.log_format, "warning" if quiet else settings.log_level)
+    code = _use_master_key(settings)
+    if code:
+        return code
     try:
-        key_store.use_master_key(
-            subject_keys.master_key_from(settings.master_key, settings.data_dir)
-        )
         return _run(args, settings)
     except LedgerError as error:
         print(f"lead-ledger: {error}", file=sys.stderr)
@@ -140,6 +140,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _use_master_key(settings: Settings) -> int:
+    """Install the master key; 2 with one line when LEDGER_MASTER_KEY is not one, 1 when the
+    key file cannot be read or made."""
+    try:
+        key_store.use_master_key(
+            subject_keys.master_key_from(settings.master_key, settings.data_dir)
+        )
+    except subject_keys.SubjectKeyError as error:
+        print(f"lead-ledger: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        where = settings.data_dir / subject_keys.MASTER_KEY_FILE
+        reason = error.strerror or type(error).__name__
+        print(
+            f"lead-ledger: cannot read or create the master key file {where}: {reason}"
+            " (set LEDGER_MASTER_KEY, or a writable LEDGER_DATA_DIR)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _unavailable(settings: Settings, error: BaseException) -> str:
