@@ -27,10 +27,9 @@ from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.database import connect
 from lead_ledger.ledger.sealing import PERSONAL_FIELDS
 from lead_ledger.projections.rebuild import rebuild, verify
-from tests.conftest import ADMIN_TOKEN
+from tests.api.test_flexydial import admin_post
 from tests.support import Client
 
-ADMIN: Final = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 DIALECTS: Final = ("native", "ozonetel", "flexydial", "vicidial", "jtel")
 CUSTOMER_ID: Final = "customer_info:customer_id"
 PENDING: Final = "Pending state. Please check with Administrator!"
@@ -118,12 +117,6 @@ class Tenant:
     @property
     def jtel(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys['jtel']}"}
-
-
-async def admin_post(client: Client, path: str, body: dict[str, Any]) -> Any:
-    response = await client.post(f"/v1/admin{path}", json=body, headers=ADMIN)
-    assert response.status in (200, 201), await response.text()
-    return await response.json()
 
 
 async def make_tenant(client: Client, name: str = "acme") -> Tenant:
