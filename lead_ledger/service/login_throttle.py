@@ -19,6 +19,10 @@ import msgspec
 
 from lead_ledger.ledger.connection import Connection
 
+# The wait is what is left of the window, rounded up after a tenth of a second more (never more
+# than the window): a client that sleeps exactly that long (its timer may fire a little early,
+# its clock may differ from the database's by a few milliseconds) lands in the next window, not
+# at the end of this one.
 # One statement for every subject of the attempt, so the attempts of two requests that share a
 # subject are counted in a single order (subjects sorted): no deadlock, no attempt uncounted.
 # Like the rate limits, counted with synchronous_commit off (a crash may forget a few).
@@ -30,8 +34,8 @@ FROM unnest($1::text[]) AS subject,
 ORDER BY subject
 ON CONFLICT (subject, window_start) DO UPDATE SET attempts = t.attempts + 1
 RETURNING subject, window_start, attempts,
-    ceil(extract(epoch FROM window_start + make_interval(secs => $2) - clock_timestamp()))::int
-        AS wait_seconds
+    least($2, ceil(extract(epoch FROM window_start + make_interval(secs => $2)
+                                      - clock_timestamp()) + 0.1))::int AS wait_seconds
 """
 GIVE_BACK: Final = """
 UPDATE login_throttle SET attempts = attempts - 1
