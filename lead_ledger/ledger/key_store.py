@@ -12,13 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-import msgspec
-
 from lead_ledger.ledger import subject_keys
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.errors import LedgerError
-
-_JSON: Final = msgspec.json.Encoder()
 
 SELECT_KEYS: Final = """
 SELECT subject_id, wrapped_key FROM subject_keys
@@ -59,8 +55,6 @@ class SubjectErasedError(LedgerError):
         self.subjects = sorted(subjects)
         super().__init__(f"erased subjects cannot be written again: {', '.join(self.subjects)}")
 
-
-Keys = Mapping[str, bytes]
 
 # The master key of this process: set once at start (`use_master_key`) by the composition root
 # (serve, the CLI, the test harness), read by every seal and open.

@@ -100,16 +100,12 @@ async def shown_records(conn: Connection, events: Sequence[RecordedEvent]) -> li
     shown = []
     for recorded, event, meta in zip(events, decoded, metadata, strict=True):
         data, meta_bytes = recorded.data, recorded.metadata
-        if event is not None and (sealed_subjects(event) or _has_sealed_rows(event)):
+        if event is not None and sealed_subjects(event):  # a job's rejected rows included
             data = shown_body(open_event(event, keys))
         if meta is not None and meta.sealed is not None:
             meta_bytes = METADATA_ENCODER.encode(open_metadata(meta, keys))
         shown.append(msgspec.structs.replace(recorded, data=data, metadata=meta_bytes))
     return shown
-
-
-def _has_sealed_rows(event: DomainEvent) -> bool:
-    return isinstance(event, JobCompleted) and any(r.sealed for r in event.rejected_rows)
 
 
 def _decoded(recorded: RecordedEvent) -> DomainEvent | None:

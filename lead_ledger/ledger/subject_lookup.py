@@ -11,7 +11,7 @@ one, as phone numbers (a comma-separated list counts each number).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Final
 
 from lead_ledger.ledger.events import DomainEvent, LeadDeleted, LeadRejected, LeadUpdated
@@ -19,7 +19,6 @@ from lead_ledger.ledger.job_events import CellValue, JobCompleted
 from lead_ledger.ledger.phones import dedupe_key, digits_only
 from lead_ledger.ledger.sealing import refused_subject, rejected_subject
 
-Digest = Callable[[str], str]
 # Fewer digits than this is no phone number anywhere (the shortest national numbers have 6+).
 MIN_PHONE_DIGITS: Final = 6
 

@@ -15,7 +15,13 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor, EventMetadata, StreamAppend
 from lead_ledger.ledger.event_ids import new_event_id
 from lead_ledger.ledger.events import DomainEvent, encode_event
-from lead_ledger.ledger.sealing import lead_subject, seal_event, seal_metadata, subjects_to_seal
+from lead_ledger.ledger.sealing import (
+    Keys,
+    lead_subject,
+    seal_event,
+    seal_metadata,
+    subjects_to_seal,
+)
 from lead_ledger.ledger.store import AppendResult, append_events
 from lead_ledger.ledger.subject_lookup import (
     LEAD_CONTACT_KINDS,
@@ -185,9 +191,7 @@ async def _region_if_needed(
     return await default_region(conn, account_id)
 
 
-def _stored(
-    append: PendingAppend, keys: key_store.Keys, digest: subject_keys.Digest
-) -> StreamAppend:
+def _stored(append: PendingAppend, keys: Keys, digest: subject_keys.Digest) -> StreamAppend:
     return StreamAppend(
         stream_id=append.stream_id,
         expected_version=append.expected_version,
