@@ -310,6 +310,7 @@ async def test_rebuild_while_writers_keep_writing(pool: asyncpg.Pool) -> None:
             await insert_lead(conn, account_id, campaigns[n % 3], fields_for(rng, n))
     stop = asyncio.Event()
     deleted = 0
+    done = [0]  # operations finished so far, by all writers
 
     async def writer(w: int) -> int:
         nonlocal deleted
@@ -329,15 +330,21 @@ async def test_rebuild_while_writers_keep_writing(pool: asyncpg.Pool) -> None:
                     await change_lead(conn, mine.pop(), lambda s, _t: [decide_delete(s)])
                     deleted += 1
                 ops += 1
+                done[0] += 1
         return ops
 
     writers = [asyncio.create_task(writer(w)) for w in range(4)]
     await asyncio.sleep(0.2)
+    before = done[0]
     report = await rebuild(pool, batch=100)
+    during = done[0] - before
     await asyncio.sleep(0.2)
     stop.set()
     ops = await asyncio.gather(*writers)
-    assert sum(ops) > 160
+    # How many writes land during the rebuild depends on the machine's speed, so the test asks
+    # only that some did, and that every writer did its share.
+    assert during > 0
+    assert min(ops) >= 40
     assert report.caught_up > 0  # writes landed between the bulk read and the swap
     assert (await verify(pool)).ok
     async with pool.acquire() as conn:
