@@ -83,7 +83,7 @@ CHUNK: Final = 100_000  # events per seeding transaction
 CITIES: Final = ("Pune", "Delhi", "Mumbai", "Chennai", None)
 
 EventRow = tuple[uuid.UUID, str, int, int, str, int, bytes, bytes]
-KeyRow = tuple[str, int, bytes, list[str]]
+KeyRow = tuple[str, int, bytes]
 
 
 def parse_args() -> argparse.Namespace:
@@ -121,7 +121,7 @@ def event_rows(inserts: int, updates: int, seed: int = 1) -> Log:
             if subject not in keys:
                 keys[subject] = subject_keys.new_data_key()
                 wrapped = subject_keys.wrap(master, keys[subject])
-                key_rows.append((subject, account, wrapped, []))
+                key_rows.append((subject, account, wrapped))
         sealed = seal_event(event, event_id, keys, digests[account])
         new = encode_event(sealed, event_id)
         rows.append((new.event_id, stream, version, account, new.type, 1, new.data, metadata))
@@ -199,7 +199,7 @@ async def seed(url: str, log: Log, inserts: int) -> float:
             await conn.copy_records_to_table(
                 "subject_keys",
                 records=log.keys,
-                columns=["subject_id", "account_id", "wrapped_key", "lookup"],
+                columns=["subject_id", "account_id", "wrapped_key"],
             )
             await conn.copy_records_to_table(
                 "account_secrets", records=log.secrets, columns=["account_id", "wrapped_secret"]

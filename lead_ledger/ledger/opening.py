@@ -10,7 +10,7 @@ fields reads null.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar, overload
 
 import msgspec
 
@@ -33,6 +33,8 @@ _ENCODER: Final = msgspec.json.Encoder()
 _METADATA: Final = msgspec.json.Decoder(EventMetadata)
 
 
+_T = TypeVar("_T")
+
 SELECT_ALL_KEYS: Final = """
 SELECT subject_id, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL
 """
@@ -51,6 +53,20 @@ class WrappedKeys(Mapping[str, bytes]):
         key = self._open.get(subject)
         if key is None:
             key = self._open[subject] = subject_keys.unwrap(self._master, self._wrapped[subject])
+        return key
+
+    @overload
+    def get(self, subject: str, /) -> bytes | None: ...
+    @overload
+    def get(self, subject: str, /, default: bytes | _T) -> bytes | _T: ...
+    def get(self, subject: str, /, default: object = None) -> object:
+        # Mapping.get goes through __getitem__ and a KeyError; a rebuild asks once per event.
+        key = self._open.get(subject)
+        if key is None:
+            wrapped = self._wrapped.get(subject)
+            if wrapped is None:
+                return default
+            key = self._open[subject] = subject_keys.unwrap(self._master, wrapped)
         return key
 
     def __iter__(self) -> Iterator[str]:

@@ -294,6 +294,39 @@ def _open_row(row: RejectedRow, keys: Keys) -> RejectedRow:
     return msgspec.structs.replace(row, row=_ROW.decode(plaintext), sealed=None)
 
 
+# --- opening for the set-based rebuild ------------------------------------------------------------
+# The rebuild's statements read the clear part from `events` and the personal part from these:
+# one JSON array `[fields, dedupe_keys]` per sealed event, so that opening a LeadInserted is a
+# decrypt and nothing else (its plaintext already has that shape).
+
+_ERASED_INSERT: Final = b"[null,[]]"
+_CHANGE_NAMES: Final = msgspec.json.Decoder(list[tuple[str, msgspec.Raw, msgspec.Raw]])
+
+
+def inserted_secret_json(key: bytes | None, subject: str, data: bytes) -> bytes:
+    """A sealed LeadInserted's personal part: all its fields (the clear ones too) and its dedupe
+    keys; for an erased subject null fields (the clear part, with its personal fields at their
+    defaults, stands) and no dedupe keys, as `open_event`."""
+    if key is None:
+        return _ERASED_INSERT
+    return subject_keys.open_sealed(key, data, subject)
+
+
+def updated_secret_json(
+    key: bytes | None, subject: str, data: bytes, changes: bytes, *, has_dedupe_keys: bool
+) -> bytes:
+    """A sealed LeadUpdated's personal part: the new value of each personal change (the last
+    one when a field changes twice) and its dedupe keys; for an erased subject each personal
+    change at its field's default and, when it carried dedupe keys, none, as `open_event`."""
+    names = [name for name, _old, _new in _CHANGE_NAMES.decode(changes) if name in _PERSONAL]
+    if key is None:
+        fields = {name: BLANK[name] for name in names}
+        return _ENCODER.encode((fields, [] if has_dedupe_keys else None))
+    secret = _UPDATE_SECRET.decode(subject_keys.open_sealed(key, data, subject))
+    new = {name: value for name, (_old, value) in zip(names, secret.values, strict=True)}
+    return _ENCODER.encode((new, secret.dedupe_keys))
+
+
 def open_metadata(metadata: EventMetadata, keys: Keys) -> EventMetadata:
     """Metadata with its client address back; None when its subject is erased."""
     if metadata.sealed is None:

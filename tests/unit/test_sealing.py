@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime
 
@@ -23,11 +24,13 @@ from lead_ledger.ledger.job_events import JobCompleted, RejectedRow
 from lead_ledger.ledger.opening import shown_body
 from lead_ledger.ledger.sealing import (
     PERSONAL_FIELDS,
+    inserted_secret_json,
     open_event,
     open_metadata,
     seal_event,
     seal_metadata,
     subjects_to_seal,
+    updated_secret_json,
 )
 
 EVENT_ID = uuid.UUID(int=42)
@@ -121,6 +124,44 @@ def test_an_update_seals_personal_values_and_keeps_field_names_and_order() -> No
     assert erased.erased
     assert erased.changes[0] == FieldChange("phone_numbers", [], [])
     assert erased.changes[1] == FieldChange("agent", "agent-1", "agent-2")
+
+
+def test_the_rebuilds_opened_parts_hold_what_open_event_gives() -> None:
+    """The set-based rebuild's `[fields, dedupe_keys]`: an insert's opened fields and keys, an
+    update's last new value of each personal change, and for an erased subject the defaults."""
+    keys = _keys(INSERTED)
+    inserted = _reread(_stored(INSERTED, keys))
+    assert isinstance(inserted, LeadInserted)
+    assert inserted.sealed is not None
+    subject, data = inserted.sealed.subject, base64.b64decode(inserted.sealed.data)
+    fields, dedupe_keys = msgspec.json.decode(inserted_secret_json(keys[subject], subject, data))
+    assert msgspec.convert(fields, LeadFields) == FIELDS
+    assert dedupe_keys == INSERTED.dedupe_keys
+    assert msgspec.json.decode(inserted_secret_json(None, subject, data)) == [None, []]
+
+    update = LeadUpdated(
+        lead_id=7,
+        changes=[
+            FieldChange("phone_numbers", ["+919876543210"], ["+919812345678"]),
+            FieldChange("agent", "agent-1", "agent-2"),
+            FieldChange("phone_numbers", ["+919812345678"], ["+919800000000"]),
+            FieldChange("email", None, "asha@example.org"),
+        ],
+        dedupe_keys=["+919800000000"],
+    )
+    stored = _reread(_stored(update, keys))
+    assert isinstance(stored, LeadUpdated)
+    assert stored.sealed is not None
+    data, changes = base64.b64decode(stored.sealed.data), msgspec.json.encode(stored.changes)
+    opened = updated_secret_json(keys[subject], subject, data, changes, has_dedupe_keys=True)
+    assert msgspec.json.decode(opened) == [
+        {"phone_numbers": ["+919800000000"], "email": "asha@example.org"},
+        ["+919800000000"],
+    ]
+    erased = updated_secret_json(None, subject, data, changes, has_dedupe_keys=True)
+    assert msgspec.json.decode(erased) == [{"phone_numbers": [], "email": None}, []]
+    without_keys = updated_secret_json(None, subject, data, changes, has_dedupe_keys=False)
+    assert msgspec.json.decode(without_keys)[1] is None
 
 
 def test_an_update_without_personal_changes_needs_no_key() -> None:

@@ -17,12 +17,12 @@ disjoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Final
 
 import asyncpg
-import msgspec
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.events import (
@@ -34,13 +34,17 @@ from lead_ledger.ledger.events import (
     tag_of,
 )
 from lead_ledger.ledger.row_times import MODIFYING
-from lead_ledger.ledger.sealing import Keys
+from lead_ledger.ledger.sealing import (
+    PERSONAL_FIELDS,
+    Keys,
+    inserted_secret_json,
+    updated_secret_json,
+)
 from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.lead_rows_sql import (
     write_leads_and_contacts_sql,
     write_leads_sql,
 )
-from lead_ledger.projections.rebuild.replay import EVENT_COLUMNS, open_records
 from lead_ledger.projections.rebuild.shadow import (
     OPENED_EVENTS,
     PYTHON_STREAMS,
@@ -90,30 +94,42 @@ WHERE transaction_id < $1 AND type = ANY($3::text[])
 _OF_PARTITION: Final = f"""transaction_id < $1
       AND abs(hashtext(stream_id) % $2) = $3
       AND stream_id NOT IN (SELECT stream_id FROM {PYTHON_STREAMS})"""
-# The stored bodies hold lead fields sealed: the statements below read the events opened
-# (`open_events`), in a table of the same columns.
-_EVENTS: Final = OPENED_EVENTS
-# $1 fence, $2 partitions, $3 this partition. `changed`: per stream, the last value of each
-# changed field (jsonb_object_agg keeps the last of equal keys, in the ORDER BY given), the last
-# dedupe keys, version and time. An update with no changes still moves the version and time,
-# hence the LEFT JOIN. `final` has OFFSET 0 so that `f` is computed once per row, not once per
-# column that reads it.
+_PERSONAL: Final = "'{" + ",".join(PERSONAL_FIELDS) + "}'::text[]"
+# The table, not a CTE: a CTE has no statistics, and PostgreSQL 18 joined it in a nested loop.
+_OPENED: Final = f"{OPENED_EVENTS} o ON o.position = e.position AND o.lane = $3"
+# $1 fence, $2 partitions, $3 this partition. The stored events hold personal data sealed;
+# OPENED_EVENTS has it opened for each sealed event of the partition (`open_events`): `secret->0`
+# the personal fields (a LeadInserted's: all of its fields; null when its subject is erased,
+# and its clear part stands), `secret->1` the dedupe keys. An event without one (never sealed)
+# is read as stored. `changed`: per stream, the last value of each changed field
+# (jsonb_object_agg keeps the last of equal keys, in the ORDER BY given; a sealed update's
+# personal changes come from its secret, its other changes from the clear part), the last dedupe
+# keys, version and time. An update with no changes still moves the version and time, hence the
+# LEFT JOIN. `final` has
+# OFFSET 0 so that `f` is computed once per row, not once per column that reads it.
 _FINAL_LEADS: Final = f"""
 WITH inserted AS (
-    SELECT stream_id, stream_version, data, recorded_at FROM {_EVENTS}
-    WHERE type = '{_INSERTED}' AND {_OF_PARTITION}
+    SELECT e.stream_id, e.stream_version, e.data, o.secret, e.recorded_at,
+           coalesce(nullif(o.secret->0, 'null'), e.data->'fields') AS fields
+    FROM events e LEFT JOIN {_OPENED}
+    WHERE e.type = '{_INSERTED}' AND {_OF_PARTITION}
 ), changed AS (
     SELECT e.stream_id, max(e.stream_version) AS version,
            (array_agg(e.recorded_at ORDER BY e.stream_version DESC))[1] AS modified_at,
-           (array_agg(e.data->'dedupe_keys' ORDER BY e.stream_version DESC)
-               FILTER (WHERE e.data->'dedupe_keys' <> 'null'))[1] AS dedupe_keys,
+           (array_agg(coalesce(o.secret->1, e.data->'dedupe_keys') ORDER BY e.stream_version DESC)
+               FILTER (WHERE coalesce(o.secret->1, e.data->'dedupe_keys') <> 'null'))[1]
+               AS dedupe_keys,
            jsonb_object_agg(c.field, c.value ORDER BY e.stream_version, c.n)
                FILTER (WHERE c.field IS NOT NULL) AS fields
-    FROM {_EVENTS} e
+    FROM events e
+    LEFT JOIN {_OPENED}
     LEFT JOIN LATERAL (
         SELECT x.change->>0, x.change->2, x.n
         FROM jsonb_array_elements(e.data->'changes') WITH ORDINALITY AS x(change, n)
         WHERE e.type = '{_UPDATED}'
+          AND (o.secret IS NULL OR x.change->>0 <> ALL({_PERSONAL}))
+        UNION ALL
+        SELECT p.key, p.value, 0 FROM jsonb_each(o.secret->0) AS p
         UNION ALL
         SELECT 'agent', e.data->'to_agent', 1 WHERE e.type = '{_REASSIGNED}'
     ) c(field, value, n) ON true
@@ -124,9 +140,8 @@ WITH inserted AS (
            (i.data->>'account_id')::bigint AS account_id,
            (i.data->>'campaign_id')::bigint AS campaign_id,
            coalesce(u.version, i.stream_version) AS version,
-           coalesce(u.dedupe_keys, i.data->'dedupe_keys') AS dedupe_keys,
-           CASE WHEN u.fields IS NULL THEN i.data->'fields'
-                ELSE i.data->'fields' || u.fields END AS f,
+           coalesce(u.dedupe_keys, i.secret->1, i.data->'dedupe_keys') AS dedupe_keys,
+           CASE WHEN u.fields IS NULL THEN i.fields ELSE i.fields || u.fields END AS f,
            i.recorded_at AS entry_at,
            coalesce(u.modified_at, i.recorded_at) AS modified_at
     FROM inserted i LEFT JOIN changed u USING (stream_id)
@@ -134,25 +149,23 @@ WITH inserted AS (
 )"""
 
 
-# What `open_events` reads: the candidate events below the fence, the columns of replay.py's
-# reads; the classification above already sent every stream it cannot apply to Python.
+# What `open_events` reads: the sealed events below the fence that the statements apply (the
+# classification above already sent every stream they cannot apply to Python), the sealed part
+# base64-decoded on the server, and for an update its changes (the names of the personal ones
+# are clear) and whether it carries dedupe keys. $1 after, $2 fence, $3 SQL_TYPES, $4 how many
+# positions, $5 partitions. A range of positions rather than LIMIT: the planner cannot estimate
+# how many rows the filters keep, and for a LIMIT it chose to sort the whole log on every read.
 SELECT_TO_OPEN: Final = f"""
-SELECT {EVENT_COLUMNS} FROM events
-WHERE position > $1 AND transaction_id < $2 AND type = ANY($3::text[])
+SELECT position, abs(hashtext(stream_id) % $5), type, data->'sealed'->>0,
+       decode(data->'sealed'->>1, 'base64'),
+       CASE WHEN type = '{_UPDATED}' THEN data->'changes' END,
+       coalesce(data->'dedupe_keys', 'null') <> 'null'
+FROM events
+WHERE position > $1 AND position <= $1 + $4 AND transaction_id < $2 AND type = ANY($3::text[])
+  AND jsonb_typeof(data->'sealed') = 'array'
   AND stream_id NOT IN (SELECT stream_id FROM {PYTHON_STREAMS})
-ORDER BY position
-LIMIT $4
 """
-OPENED_COLUMNS: Final = [
-    "position",
-    "stream_id",
-    "stream_version",
-    "type",
-    "data",
-    "recorded_at",
-    "transaction_id",
-]
-_JSON: Final = msgspec.json.Encoder()
+OPENED_COLUMNS: Final = ["position", "lane", "secret"]
 
 INSERT_LEADS: Final = _FINAL_LEADS + write_leads_sql(SHADOW_SCHEMA)
 INSERT_LEADS_AND_CONTACTS: Final = write_leads_and_contacts_sql(_FINAL_LEADS, SHADOW_SCHEMA)
@@ -164,39 +177,68 @@ def applies(shadow: Shadow) -> bool:
     return any(p.name == "leads" for p in shadow.projections)
 
 
-async def open_events(conns: Sequence[Connection], fence: int, keys: Keys, batch: int) -> None:
-    """Copy the events the statements apply into OPENED_EVENTS, opened: keyset reads on the
-    first connection, each batch opened with the subjects' keys and encoded as written in
-    Python, and COPYed on the last connection while the next batch is read and opened."""
+async def open_events(
+    conns: Sequence[Connection], fence: int, last: int, keys: Keys, batch: int
+) -> None:
+    """Copy the personal part of every sealed event the statements apply, up to position
+    `last`, into OPENED_EVENTS, opened: reads of `batch` positions on the first connection,
+    each batch opened with the subjects' keys and COPYed on the last connection. With two
+    connections the server reads the next batch and copies the last one while this process
+    opens."""
     reader, writer = conns[0], conns[-1]
+    if reader is writer:
+        for after in range(0, last, batch):
+            records = await reader.fetch(SELECT_TO_OPEN, after, fence, SQL_TYPES, batch, 1)
+            await _copy_opened(writer, _opened_rows(records, keys))
+        await writer.execute(f"ANALYZE {OPENED_EVENTS}")
+        return
+
+    def read(after: int) -> asyncio.Future[list[asyncpg.Record]]:
+        return asyncio.ensure_future(
+            reader.fetch(SELECT_TO_OPEN, after, fence, SQL_TYPES, batch, len(conns))
+        )
+
+    reading = read(0) if last > 0 else None
+    copying: asyncio.Future[None] | None = None
     after = 0
-    copying: asyncio.Task[None] | None = None
     try:
-        while True:
-            records = await reader.fetch(SELECT_TO_OPEN, after, fence, SQL_TYPES, batch)
+        while reading is not None:
+            records = await reading
+            after += batch
+            reading = read(after) if after < last else None
+            await asyncio.sleep(0)  # the next read goes out before this process opens
             rows = _opened_rows(records, keys)
             if copying is not None:
                 await copying
-            copying = asyncio.ensure_future(_copy_opened(writer, rows)) if rows else None
-            if writer is reader and copying is not None:
-                await copying  # one connection: the COPY before the next read
-            if len(records) < batch:
-                break
-            after = records[-1][0]
-    finally:
+            copying = asyncio.ensure_future(_copy_opened(writer, rows))
         if copying is not None:
             await copying
+    finally:
+        # On an error, the connections are free again before it propagates.
+        for pending in (reading, copying):
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
+    await writer.execute(f"ANALYZE {OPENED_EVENTS}")
 
 
-def _opened_rows(records: Sequence[asyncpg.Record], keys: Keys) -> list[tuple[object, ...]]:
-    encode = _JSON.encode
+def _opened_rows(records: Sequence[asyncpg.Record], keys: Keys) -> list[tuple[int, int, bytes]]:
+    # A LeadInserted's plaintext is already the shape the statements read: a decrypt, no decode.
+    get = keys.get
     return [
-        (r[0], r[1], r[2], r[3], encode(event), r[6], r[7])
-        for r, event in zip(records, open_records(records, keys), strict=True)
+        (
+            position,
+            lane,
+            inserted_secret_json(get(subject), subject, data)
+            if kind == _INSERTED
+            else updated_secret_json(get(subject), subject, data, changes, has_dedupe_keys=keyed),
+        )
+        for position, lane, kind, subject, data, changes, keyed in records
     ]
 
 
-async def _copy_opened(conn: Connection, rows: list[tuple[object, ...]]) -> None:
+async def _copy_opened(conn: Connection, rows: list[tuple[int, int, bytes]]) -> None:
     await conn.copy_records_to_table(
         "opened_events", schema_name=SHADOW_SCHEMA, records=rows, columns=OPENED_COLUMNS
     )
@@ -223,10 +265,10 @@ async def apply_set_based(
     classified = await conns[0].fetchrow(
         CLASSIFY_STREAMS, fence, PYTHON_ONLY_TYPES, SQL_TYPES, SCHEMA_VERSION
     )
-    t0 = time.perf_counter()
-    await open_events(conns, fence, keys, batch)
-    report.timings["open"] = time.perf_counter() - t0
     events, position = classified if classified is not None else (0, 0)
+    t0 = time.perf_counter()
+    await open_events(conns, fence, position, keys, batch)
+    report.timings["open"] = time.perf_counter() - t0
     report.events += events
     report.events_in_sql = events
     report.position = max(report.position, position)

@@ -30,14 +30,14 @@ LANES: Final = 2  # one connection per core of the machine it was tuned on
 PYTHON_STREAMS: Final = f"{SHADOW_SCHEMA}.streams_folded_in_python"
 CREATE_PYTHON_STREAMS: Final = f"CREATE TABLE {PYTHON_STREAMS} (stream_id text PRIMARY KEY)"
 DROP_PYTHON_STREAMS: Final = f"DROP TABLE IF EXISTS {PYTHON_STREAMS}"
-# The events the set-based SQL path reads, opened (their personal data in the clear, as written):
-# the stored ones hold it sealed. Unlogged, and dropped with the shadow tables; never in `public`.
+# The personal part of each sealed event the set-based SQL path applies, opened (`secret`: JSON
+# `[fields, dedupe_keys]`), with the partition (`lane`) of its stream; the statements read the
+# clear part from `events` itself. Unlogged, and dropped with the shadow tables; never in
+# `public`.
 OPENED_EVENTS: Final = f"{SHADOW_SCHEMA}.opened_events"
 CREATE_OPENED_EVENTS: Final = f"""
-CREATE UNLOGGED TABLE {OPENED_EVENTS} (
-    position bigint, stream_id text, stream_version integer, type text, data jsonb,
-    recorded_at timestamptz, transaction_id xid8
-) WITH (autovacuum_enabled = false)
+CREATE UNLOGGED TABLE {OPENED_EVENTS} (position bigint, lane integer, secret jsonb)
+WITH (autovacuum_enabled = false)
 """
 DROP_OPENED_EVENTS: Final = f"DROP TABLE IF EXISTS {OPENED_EVENTS}"
 
