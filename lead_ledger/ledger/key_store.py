@@ -56,6 +56,14 @@ class SubjectErasedError(LedgerError):
         super().__init__(f"erased subjects cannot be written again: {', '.join(self.subjects)}")
 
 
+class KeyConflictError(LedgerError):
+    """Keys made for new subjects, when some of those subjects already had one."""
+
+    def __init__(self, subjects: Iterable[str]) -> None:
+        self.subjects = sorted(subjects)
+        super().__init__(f"subjects already had keys: {', '.join(self.subjects)}")
+
+
 # The master key of this process: set once at start (`use_master_key`) by the composition root
 # (serve, the CLI, the test harness), read by every seal and open.
 _MASTER_KEY: list[bytes] = []
@@ -146,6 +154,25 @@ async def keys_for_writing(
     if erased:
         raise SubjectErasedError(erased)
     return found | had
+
+
+async def store_new_keys(conn: Connection, account_id: int, wrapped: Mapping[str, bytes]) -> None:
+    """Store keys (wrapped) made for subjects that cannot have one yet (leads with ids just
+    drawn), so that their events could be sealed before this transaction's turn on the
+    connection. SubjectErasedError, or KeyConflictError, when a subject had a key after all:
+    the events sealed with the new one must not be stored."""
+    wanted = sorted(wrapped)
+    made = await conn.fetch(
+        INSERT_KEYS, wanted, [account_id] * len(wanted), [wrapped[s] for s in wanted]
+    )
+    if len(made) == len(wanted):
+        return
+    stored = {row["subject_id"] for row in made}
+    rows = await conn.fetch(SELECT_KEYS_FOR_WRITING, [s for s in wanted if s not in stored])
+    erased = [row["subject_id"] for row in rows if row["wrapped_key"] is None]
+    if erased:
+        raise SubjectErasedError(erased)
+    raise KeyConflictError([row["subject_id"] for row in rows])
 
 
 async def add_lookup(

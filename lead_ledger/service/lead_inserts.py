@@ -32,7 +32,15 @@ from lead_ledger.ledger.store import AppendResult
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.phone_keys import CHUNK_LEADS, KeysAhead
-from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
+from lead_ledger.service.writer import (
+    Context,
+    PendingAppend,
+    account_digest,
+    record,
+    record_sealed,
+    seal_ahead,
+    stream_append,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -221,6 +229,7 @@ async def _insert_as_keys_arrive(
     """
     results: dict[int, InsertResult] = {}
     writing: asyncio.Future[AppendResult] | None = None
+    digest = await account_digest(conn, account_id)
     try:
         for campaign_id in sorted(groups):
             leads, lead_ids = groups[campaign_id], ids[campaign_id]
@@ -229,10 +238,12 @@ async def _insert_as_keys_arrive(
                 chunk_ids = lead_ids[start : start + CHUNK_LEADS]
                 chunk_keys = await keys.take(len(chunk))
                 events = _decide(account_id, campaign_id, chunk, chunk_ids, chunk_keys, region)
+                # New leads only: sealed with keys made here, while the last chunk is written.
                 appends = _lead_appends(account_id, chunk, events, {})
+                sealed = seal_ahead(appends, account_id, digest)
                 if writing is not None:
                     await writing
-                writing = asyncio.ensure_future(record(conn, appends))
+                writing = asyncio.ensure_future(record_sealed(conn, sealed))
                 # Let the write send its first statement before this task builds the next
                 # chunk: when that chunk's keys are ready, nothing else would yield to it.
                 await asyncio.sleep(0)

@@ -114,6 +114,66 @@ async def record(
     if not conn.is_in_transaction():
         raise RuntimeError("record() must run inside a transaction")
     sealed = await seal_appends(conn, appends)
+    return await _append_and_project(conn, appends, sealed, detect_retries=detect_retries)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedAhead:
+    """Appends of new subjects only (leads with ids just drawn), sealed before their turn on
+    the connection: their keys are made here and stored with them (`record_sealed`)."""
+
+    appends: Sequence[PendingAppend]
+    stored: list[StreamAppend]
+    account_id: int
+    wrapped_keys: dict[str, bytes]
+
+
+def seal_ahead(
+    appends: Sequence[PendingAppend], account_id: int, digest: subject_keys.Digest
+) -> SealedAhead:
+    """Seal appends whose every subject is new, with fresh keys, without the database: a
+    large insert seals its next chunk while the server writes the last one. `digest` is the
+    account's (`account_digest`). Appends that take contacts out of the views or record
+    lookup digests go through `record`, which does both."""
+    subjects: set[str] = set()
+    for append in appends:
+        if append.account_id != account_id:
+            raise ValueError("seal_ahead: appends of another account")
+        if append.metadata.client_address is not None:
+            subjects.add(append.stream_id)
+        for event_id, event in append.events:
+            if leaving_contacts(event) is not None or event_tokens(event, event_id, None):
+                raise ValueError(f"seal_ahead: {type(event).__name__} needs record()")
+            subjects.update(subjects_to_seal(event, event_id))
+    master = key_store.master_key()
+    keys = {subject: subject_keys.new_data_key() for subject in subjects}
+    wrapped = {subject: subject_keys.wrap(master, key) for subject, key in keys.items()}
+    return SealedAhead(appends, [_stored(a, keys, digest) for a in appends], account_id, wrapped)
+
+
+async def account_digest(conn: Connection, account_id: int) -> subject_keys.Digest:
+    """The account's dedupe digest, for `seal_ahead`."""
+    return subject_keys.digester(
+        await key_store.account_secret(conn, key_store.master_key(), account_id)
+    )
+
+
+async def record_sealed(conn: Connection, sealed: SealedAhead) -> AppendResult:
+    """`record` for appends sealed ahead: their keys stored, then appended and projected.
+    Raises key_store.SubjectErasedError or KeyConflictError if a subject had a key after all."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("record_sealed() must run inside a transaction")
+    await key_store.store_new_keys(conn, sealed.account_id, sealed.wrapped_keys)
+    return await _append_and_project(conn, sealed.appends, sealed.stored, detect_retries=False)
+
+
+async def _append_and_project(
+    conn: Connection,
+    appends: Sequence[PendingAppend],
+    sealed: list[StreamAppend],
+    *,
+    detect_retries: bool,
+) -> AppendResult:
     result = await append_events(conn, sealed, detect_retries=detect_retries)
     if not result.already_stored:
         # The projections fold the events as written, not as stored: nothing to open.

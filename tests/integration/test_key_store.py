@@ -57,6 +57,30 @@ async def test_an_erased_subject_has_no_key_and_its_data_cannot_be_opened(
         subject_keys.open_sealed(subject_keys.new_data_key(), sealed, "lead-1")
 
 
+async def test_keys_made_ahead_are_stored_only_for_subjects_without_one(
+    pool: asyncpg.Pool,
+) -> None:
+    """Keys made before the write (a large insert's new leads) are stored as they are; a
+    subject that had a key, or was erased, fails the write rather than keep events sealed with
+    a key nobody stores."""
+    fresh = {
+        subject: subject_keys.wrap(MASTER, subject_keys.new_data_key())
+        for subject in ["lead-5", "lead-6"]
+    }
+    async with pool.acquire() as conn:
+        await key_store.store_new_keys(conn, 1, fresh)
+        stored = dict(await conn.fetch("SELECT subject_id, wrapped_key FROM subject_keys"))
+        assert stored == fresh
+        await key_store.keys_for_writing(conn, MASTER, 1, ["lead-7", "lead-8"])
+        await key_store.erase(conn, ["lead-8"])
+        again = {"lead-7": fresh["lead-5"], "lead-9": fresh["lead-6"]}
+        with pytest.raises(key_store.KeyConflictError) as conflict:
+            await key_store.store_new_keys(conn, 1, again)
+        assert conflict.value.subjects == ["lead-7"]
+        with pytest.raises(key_store.SubjectErasedError):
+            await key_store.store_new_keys(conn, 1, {"lead-8": fresh["lead-5"]})
+
+
 async def test_account_secrets_are_made_once_per_account(pool: asyncpg.Pool) -> None:
     """One secret per account, the same on every call; accounts differ."""
     async with pool.acquire() as conn:

@@ -9,8 +9,9 @@ import msgspec
 import pytest
 
 from lead_ledger.ledger.errors import ConcurrencyError
-from lead_ledger.ledger.events import LeadFields, LeadReassigned, LeadUpdated
+from lead_ledger.ledger.events import LeadFields, LeadInserted, LeadReassigned, LeadUpdated
 from lead_ledger.ledger.lead import LeadError
+from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.service.lead_inserts import InsertResult, insert_leads
 from lead_ledger.service.leads import (
@@ -284,6 +285,15 @@ async def test_large_insert_without_checks_is_written_as_its_keys_arrive(
             (lead_id, f"+9198{n:08d}") for n, lead_id in enumerate(lead_ids)
         ]
         assert await conn.fetchval("SELECT count(*) FROM leads") == count
+        # Sealed ahead of each write, with keys made in this process and stored beside them:
+        # every lead's key is there, and its event opens back to what was inserted.
+        keys = "SELECT count(*) FROM subject_keys WHERE account_id = $1"
+        assert await conn.fetchval(keys, account) == count
+        last = await open_pairs(conn, await read_stream(conn, f"lead-{lead_ids[-1]}"))
+        inserted = last[0][1]
+        assert isinstance(inserted, LeadInserted)
+        assert inserted.fields == rows[-1]
+        assert inserted.dedupe_keys == [f"+9198{count - 1:08d}"]
 
 
 async def test_large_insert_failing_midway_writes_nothing(pool: asyncpg.Pool) -> None:
