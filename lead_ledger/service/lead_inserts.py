@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import msgspec
@@ -29,12 +30,14 @@ from lead_ledger.ledger.events import (
 from lead_ledger.ledger.lead import decide_insert
 from lead_ledger.ledger.locks import campaign_lock_key
 from lead_ledger.ledger.store import AppendResult
+from lead_ledger.ledger.subject_keys import Digest
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.phone_keys import CHUNK_LEADS, KeysAhead
 from lead_ledger.service.writer import (
     Context,
     PendingAppend,
+    SealedAhead,
     account_digest,
     record,
     record_sealed,
@@ -230,6 +233,7 @@ async def _insert_as_keys_arrive(
     results: dict[int, InsertResult] = {}
     writing: asyncio.Future[AppendResult] | None = None
     digest = await account_digest(conn, account_id)
+    loop = asyncio.get_running_loop()
     try:
         for campaign_id in sorted(groups):
             leads, lead_ids = groups[campaign_id], ids[campaign_id]
@@ -237,10 +241,16 @@ async def _insert_as_keys_arrive(
                 chunk = leads[start : start + CHUNK_LEADS]
                 chunk_ids = lead_ids[start : start + CHUNK_LEADS]
                 chunk_keys = await keys.take(len(chunk))
-                events = _decide(account_id, campaign_id, chunk, chunk_ids, chunk_keys, region)
-                # New leads only: sealed with keys made here, while the last chunk is written.
-                appends = _lead_appends(account_id, chunk, events, {})
-                sealed = seal_ahead(appends, account_id, digest)
+                # New leads only: decided and sealed (keys made here) on a thread, so that the
+                # event loop keeps driving the last chunk's write meanwhile; a thread takes the
+                # GIL from this one every few milliseconds, where a task would hold it for the
+                # whole chunk and leave the server idle.
+                sealed = await loop.run_in_executor(
+                    None,
+                    _sealed_chunk,
+                    _Chunk(account_id, campaign_id, chunk, chunk_ids, chunk_keys, region),
+                    digest,
+                )
                 if writing is not None:
                     await writing
                 writing = asyncio.ensure_future(record_sealed(conn, sealed))
@@ -265,6 +275,24 @@ async def _insert_as_keys_arrive(
                 log.warning("chunk write failed", error=repr(failed))
         raise
     return results
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    account_id: int
+    campaign_id: int
+    leads: Sequence[NewLead]
+    lead_ids: Sequence[int]
+    keys: Sequence[list[str]]
+    region: str | None
+
+
+def _sealed_chunk(chunk: _Chunk, digest: Digest) -> SealedAhead:
+    events = _decide(
+        chunk.account_id, chunk.campaign_id, chunk.leads, chunk.lead_ids, chunk.keys, chunk.region
+    )
+    appends = _lead_appends(chunk.account_id, chunk.leads, events, {})
+    return seal_ahead(appends, chunk.account_id, digest)
 
 
 def _decide(

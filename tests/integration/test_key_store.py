@@ -69,7 +69,8 @@ async def test_keys_made_ahead_are_stored_only_for_subjects_without_one(
     }
     async with pool.acquire() as conn:
         await key_store.store_new_keys(conn, 1, fresh)
-        stored = dict(await conn.fetch("SELECT subject_id, wrapped_key FROM subject_keys"))
+        rows = await conn.fetch("SELECT subject_id, wrapped_key FROM subject_keys")
+        stored = {row["subject_id"]: row["wrapped_key"] for row in rows}
         assert stored == fresh
         await key_store.keys_for_writing(conn, MASTER, 1, ["lead-7", "lead-8"])
         await key_store.erase(conn, ["lead-8"])
