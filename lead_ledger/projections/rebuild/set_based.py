@@ -105,8 +105,8 @@ _OPENED: Final = f"{OPENED_EVENTS} o ON o.position = e.position AND o.lane = $3"
 # (jsonb_object_agg keeps the last of equal keys, in the ORDER BY given; a sealed update's
 # personal changes come from its secret, its other changes from the clear part), the last dedupe
 # keys, version and time. An update with no changes still moves the version and time, hence the
-# LEFT JOIN. `final` has
-# OFFSET 0 so that `f` is computed once per row, not once per column that reads it.
+# LEFT JOIN. `final` has OFFSET 0 so that `f` is computed once per row, not once per column that
+# reads it.
 _FINAL_LEADS: Final = f"""
 WITH inserted AS (
     SELECT e.stream_id, e.stream_version, e.data, o.secret, e.recorded_at,
