@@ -9,6 +9,7 @@ from aiohttp import web
 
 from lead_ledger.api import (
     admin,
+    dnc,
     docs_page,
     erasures,
     flexydial,
@@ -128,6 +129,7 @@ def create_app(
     app.add_routes(admin.routes)
     native.setup(app)  # native routes, and an on_shutdown hook that ends open SSE streams
     app.add_routes(erasures.routes)
+    app.add_routes(dnc.routes)
     app.add_routes(ozonetel_add.routes)
     app.add_routes(jtel.routes)
     app.add_routes(vicidial.routes)

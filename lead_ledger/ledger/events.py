@@ -13,6 +13,7 @@ from typing import Final, Literal, TypeAlias
 
 import msgspec
 
+from lead_ledger.ledger.dnc_events import DncEvent
 from lead_ledger.ledger.envelope import NewEvent, RecordedEvent, Sealed
 from lead_ledger.ledger.job_events import JobEvent
 
@@ -328,7 +329,9 @@ AccountEvent: TypeAlias = (
     | CampaignStopped
 )
 
-DomainEvent: TypeAlias = LeadEvent | AccountEvent | LeadRejected | SubjectErased | JobEvent
+DomainEvent: TypeAlias = (
+    LeadEvent | AccountEvent | LeadRejected | SubjectErased | JobEvent | DncEvent
+)
 LEAD_EVENT_TYPES: Final = typing.get_args(LeadEvent)
 EVENT_TYPES: Final[tuple[type[DomainEvent], ...]] = typing.get_args(DomainEvent)
 

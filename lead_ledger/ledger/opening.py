@@ -16,6 +16,7 @@ import msgspec
 
 from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.dnc_events import DncNumberAdded
 from lead_ledger.ledger.envelope import METADATA_ENCODER, EventMetadata, RecordedEvent
 from lead_ledger.ledger.events import DomainEvent, LeadRejected, LeadUpdated, decode_event
 from lead_ledger.ledger.job_events import JobCompleted
@@ -148,6 +149,8 @@ def shown_body(event: DomainEvent) -> bytes:
             body[name] |= dict.fromkeys(PERSONAL_FIELDS)
     if isinstance(event, LeadRejected):
         body["row"] = None
+    if isinstance(event, DncNumberAdded):
+        body["number"] = None
     if "dedupe_keys" in body and body["dedupe_keys"] is not None:
         body["dedupe_keys"] = None
     if isinstance(event, LeadUpdated):

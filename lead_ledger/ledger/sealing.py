@@ -23,6 +23,7 @@ from typing import Any, Final
 import msgspec
 
 from lead_ledger.ledger import subject_keys
+from lead_ledger.ledger.dnc_events import DncNumberAdded, dnc_subject
 from lead_ledger.ledger.envelope import EventMetadata, Sealed
 from lead_ledger.ledger.events import (
     DomainEvent,
@@ -121,6 +122,8 @@ def subjects_to_seal(event: DomainEvent, event_id: uuid.UUID) -> list[str]:
             return [refused_subject(event_id)] if event.row else []
         case JobCompleted():
             return [rejected_subject(event.job_id, r.row_number) for r in event.rejected_rows]
+        case DncNumberAdded():
+            return [dnc_subject(event.entry_id)]
         case _:
             return []
 
@@ -179,6 +182,9 @@ def seal_event(event: DomainEvent, event_id: uuid.UUID, keys: Keys, digest: Dige
                 for r in event.rejected_rows
             ]
             return msgspec.structs.replace(event, rejected_rows=rows)
+        case DncNumberAdded():
+            sealed = _seal(keys, dnc_subject(event.entry_id), _ENCODER.encode(event.number))
+            return msgspec.structs.replace(event, number="", sealed=sealed)
         case _:
             return event
 
@@ -239,6 +245,10 @@ def open_event(event: DomainEvent, keys: Keys) -> DomainEvent:
             return _open_update(event, plaintext)
         case LeadRejected():
             return _open_refusal(event, plaintext)
+        case DncNumberAdded():
+            if plaintext is None:
+                return msgspec.structs.replace(event, sealed=None, erased=True)
+            return msgspec.structs.replace(event, number=_TEXT.decode(plaintext), sealed=None)
         case _:
             return event
 

@@ -17,6 +17,7 @@ from lead_ledger.projections.config import (
     SkillsProjection,
     UsersProjection,
 )
+from lead_ledger.projections.dnc import DncProjection
 from lead_ledger.projections.fresh_inserts import WRITES, apply_fresh_inserts, split_fresh_inserts
 from lead_ledger.projections.jobs import JobsProjection
 from lead_ledger.projections.leads import ArchiveProjection, ContactsProjection, LeadsProjection
@@ -33,6 +34,7 @@ PROJECTIONS: Final[tuple[Projection, ...]] = (
     ArchiveProjection(),
     ContactsProjection(),
     JobsProjection(),
+    DncProjection(),
 )
 BY_NAME: Final = {p.name: p for p in PROJECTIONS}
 if {p.name for p in PROJECTIONS if LeadInserted in p.handles} != WRITES:

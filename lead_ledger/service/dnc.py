@@ -1,0 +1,307 @@
+"""The do-not-call registry of an account: entries added, changed and removed as events on
+their own streams, and the check every path that sets a lead's numbers asks (docs/dnc.md).
+
+An entry blocks when it is Active and not expired (`expires_at` compared with the database's
+now, so an entry expires without any job running), for every campaign of the account or for
+its one campaign. Numbers are matched by the keyed digest of their dedupe key, as the log
+stores dedupe keys. Writes take the campaign locks the entry covers (every campaign of the
+account for an account-wide entry), the locks inserts take before their duplicate check, so a
+check sees every entry committed before its write began.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+import msgspec
+
+from lead_ledger.ledger import key_store
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.dnc_events import (
+    DncNumberAdded,
+    DncNumberChanged,
+    DncNumberRemoved,
+    DncStatus,
+    dnc_subject,
+    stream_of_dnc,
+)
+from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM
+from lead_ledger.ledger.errors import LedgerError
+from lead_ledger.ledger.locks import lock_campaigns
+from lead_ledger.ledger.phones import dedupe_key, digits_only
+from lead_ledger.ledger.subject_lookup import MIN_PHONE_DIGITS, phone_tokens
+from lead_ledger.service.account_reads import default_region
+from lead_ledger.service.transactions import write_transaction
+from lead_ledger.service.writer import Context, account_digest, record, stream_append
+
+MAX_ENTRIES: Final = 10_000
+MAX_PHONE_DIGITS: Final = 15  # E.164's longest
+_PHONE: Final = re.compile(r"\+?[0-9 ()./-]+")
+
+SELECT_CAMPAIGNS: Final = "SELECT campaign_id, name FROM campaigns WHERE account_id = $1"
+NEXT_ENTRY_IDS: Final = "SELECT array(SELECT nextval('dnc_entry_ids') FROM generate_series(1, $1))"
+SELECT_SAME_SCOPE: Final = """
+SELECT digest, campaign_id FROM dnc
+WHERE account_id = $1 AND digest = ANY($2::text[])
+"""
+_COLUMNS: Final = """
+d.entry_id, d.number, c.name AS campaign, d.status, d.expires_at, d.source, d.added_at,
+d.changed_at,
+d.status = 'Active' AND (d.expires_at IS NULL OR d.expires_at > now()) AS blocking
+"""
+SELECT_ENTRY: Final = f"""
+SELECT d.campaign_id, {_COLUMNS} FROM dnc d LEFT JOIN campaigns c USING (campaign_id)
+WHERE d.account_id = $1 AND d.entry_id = $2
+"""
+SELECT_ENTRIES: Final = f"""
+SELECT {_COLUMNS} FROM dnc d LEFT JOIN campaigns c USING (campaign_id)
+WHERE d.entry_id = ANY($1::bigint[]) ORDER BY d.entry_id
+"""
+# The check: one index probe per number; account-wide entries and the campaign's own.
+SELECT_BLOCKING: Final = f"""
+SELECT d.digest, {_COLUMNS} FROM dnc d LEFT JOIN campaigns c USING (campaign_id)
+WHERE d.account_id = $1 AND d.digest = ANY($2::text[])
+  AND (d.campaign_id IS NULL OR d.campaign_id = $3)
+  AND d.status = 'Active' AND (d.expires_at IS NULL OR d.expires_at > now())
+ORDER BY d.entry_id
+"""
+SELECT_PAGE: Final = f"""
+SELECT {_COLUMNS} FROM dnc d LEFT JOIN campaigns c USING (campaign_id)
+WHERE d.account_id = $1 AND d.entry_id > $2
+  AND ($3::bigint IS NULL OR d.campaign_id = $3)
+  AND ($4::text IS NULL OR d.digest = $4)
+  AND ($5::text IS NULL OR d.status = $5)
+ORDER BY d.entry_id
+LIMIT $6
+"""
+
+
+class DncError(LedgerError):
+    """A registry request refused: `index` is the entry (0-based) of a batch, when one is at
+    fault; `field` the field."""
+
+    def __init__(self, message: str, *, index: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.index = index
+        self.field = field
+
+
+class DncNotFoundError(DncError):
+    """No such entry in this account."""
+
+
+class NewDncEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A number to keep from being called: in every campaign, or in `campaign` (its name)."""
+
+    phone: str
+    campaign: str | None = None
+    status: DncStatus = "Active"
+    expires_at: datetime | None = None
+
+
+class DncEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """An entry as listed: its number as a dedupe key, its scope (`campaign` null: every
+    campaign), and whether it blocks now."""
+
+    entry_id: int
+    phone: str
+    campaign: str | None
+    status: DncStatus
+    expires_at: datetime | None
+    blocking: bool
+    source: str
+    added_at: datetime
+    changed_at: datetime
+
+
+class DncCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether a number is blocked (in a campaign, or in every one), and by which entries."""
+
+    phone: str
+    blocked: bool
+    entries: list[DncEntry]
+
+
+def valid_number(phone: str) -> bool:
+    """A number a registry entry can hold: phone characters only, 6 to 15 digits."""
+    text = phone.strip()
+    return (
+        bool(_PHONE.fullmatch(text))
+        and MIN_PHONE_DIGITS <= len(digits_only(text)) <= MAX_PHONE_DIGITS
+    )
+
+
+def _entry(row: asyncpg.Record) -> DncEntry:
+    return DncEntry(
+        entry_id=row["entry_id"],
+        phone=row["number"],
+        campaign=row["campaign"],
+        status=row["status"],
+        expires_at=row["expires_at"],
+        blocking=row["blocking"],
+        source=row["source"],
+        added_at=row["added_at"],
+        changed_at=row["changed_at"],
+    )
+
+
+async def add_entries(
+    conn: Connection, ctx: Context, account_id: int, entries: Sequence[NewDncEntry]
+) -> list[DncEntry]:
+    """Add every entry or none: the first entry at fault refuses the batch (DncError with its
+    index). A number already in the same scope (the account, or that campaign) is at fault,
+    in the registry or earlier in the batch."""
+    if not entries:
+        raise DncError("give at least one entry")
+    if len(entries) > MAX_ENTRIES:
+        raise DncError(f"at most {MAX_ENTRIES:,} entries at once")
+    rows = await conn.fetch(SELECT_CAMPAIGNS, account_id)
+    campaigns: dict[str, int] = {row["name"]: row["campaign_id"] for row in rows}
+    region = await default_region(conn, account_id)
+    scoped: list[tuple[str, int | None]] = []
+    for index, entry in enumerate(entries):
+        if not valid_number(entry.phone):
+            raise DncError(f"{entry.phone!r} is not a phone number", index=index, field="phone")
+        campaign_id = None
+        if entry.campaign is not None:
+            campaign_id = campaigns.get(entry.campaign)
+            if campaign_id is None:
+                raise DncError(f"no campaign {entry.campaign!r}", index=index, field="campaign")
+        scoped.append((dedupe_key(entry.phone, region), campaign_id))
+    async with write_transaction(conn):
+        account_wide = any(campaign_id is None for _, campaign_id in scoped)
+        await lock_campaigns(
+            conn, campaigns.values() if account_wide else {c for _, c in scoped if c is not None}
+        )
+        digest = await account_digest(conn, account_id)
+        digests = [digest(number) for number, _ in scoped]
+        taken = {
+            (row["digest"], row["campaign_id"])
+            for row in await conn.fetch(SELECT_SAME_SCOPE, account_id, sorted(set(digests)))
+        }
+        for index, ((number, campaign_id), hashed) in enumerate(zip(scoped, digests, strict=True)):
+            if (hashed, campaign_id) in taken:
+                raise DncError(f"{number} is already in this scope", index=index, field="phone")
+            taken.add((hashed, campaign_id))
+        entry_ids: list[int] = await conn.fetchval(NEXT_ENTRY_IDS, len(entries))
+        appends = [
+            stream_append(
+                ctx,
+                stream_of_dnc(entry_id),
+                NO_STREAM,
+                [
+                    DncNumberAdded(
+                        entry_id=entry_id,
+                        account_id=account_id,
+                        campaign_id=campaign_id,
+                        number=number,
+                        digest=hashed,
+                        status=entry.status,
+                        expires_at=entry.expires_at,
+                        source=ctx.actor.dialect,
+                    )
+                ],
+                account_id=account_id,
+            )
+            for entry_id, entry, (number, campaign_id), hashed in zip(
+                entry_ids, entries, scoped, digests, strict=True
+            )
+        ]
+        await record(conn, appends)
+        added = await conn.fetch(SELECT_ENTRIES, entry_ids)
+    return [_entry(row) for row in added]
+
+
+async def _locked_entry(conn: Connection, account_id: int, entry_id: int) -> asyncpg.Record:
+    """The entry, read again under the locks of the campaigns it covers."""
+    row = await conn.fetchrow(SELECT_ENTRY, account_id, entry_id)
+    if row is None:
+        raise DncNotFoundError("no such entry in this account")
+    if row["campaign_id"] is None:
+        ids = [r["campaign_id"] for r in await conn.fetch(SELECT_CAMPAIGNS, account_id)]
+    else:
+        ids = [row["campaign_id"]]
+    await lock_campaigns(conn, ids)
+    row = await conn.fetchrow(SELECT_ENTRY, account_id, entry_id)
+    if row is None:
+        raise DncNotFoundError("no such entry in this account")
+    return row
+
+
+async def change_entry(
+    conn: Connection,
+    ctx: Context,
+    account_id: int,
+    entry_id: int,
+    *,
+    status: DncStatus | None = None,
+    expires_at: datetime | msgspec.UnsetType | None = msgspec.UNSET,
+) -> DncEntry:
+    """Set an entry's status and/or expiry (`expires_at` None: never expires)."""
+    async with write_transaction(conn):
+        row = await _locked_entry(conn, account_id, entry_id)
+        event = DncNumberChanged(
+            entry_id=entry_id,
+            account_id=account_id,
+            status=status or row["status"],
+            expires_at=row["expires_at"] if expires_at is msgspec.UNSET else expires_at,
+        )
+        append = stream_append(
+            ctx, stream_of_dnc(entry_id), ANY_VERSION, [event], account_id=account_id
+        )
+        await record(conn, [append])
+        changed = await conn.fetchrow(SELECT_ENTRY, account_id, entry_id)
+    if changed is None:  # the view folds the change into the row it read above
+        raise RuntimeError(f"dnc entry {entry_id} is gone after its change")
+    return _entry(changed)
+
+
+async def remove_entry(conn: Connection, ctx: Context, account_id: int, entry_id: int) -> None:
+    """Take an entry out of the registry. Its number leaves the view, so its digests are
+    recorded for an erasure to find it by (docs/erasure.md): only then can a person's number be
+    erased from the log for good."""
+    async with write_transaction(conn):
+        row = await _locked_entry(conn, account_id, entry_id)
+        event = DncNumberRemoved(entry_id=entry_id, account_id=account_id)
+        append = stream_append(
+            ctx, stream_of_dnc(entry_id), ANY_VERSION, [event], account_id=account_id
+        )
+        region = await default_region(conn, account_id)
+        tokens = {row["number"], *phone_tokens(row["number"], region)}
+        digest = await account_digest(conn, account_id)
+        await key_store.add_lookup(conn, account_id, {dnc_subject(entry_id): map(digest, tokens)})
+        await record(conn, [append])
+
+
+async def check(conn: Connection, account_id: int, phone: str, campaign_id: int | None) -> DncCheck:
+    """Whether the number is blocked now, account-wide or in the campaign (None: account-wide
+    entries only), and by which entries."""
+    number = dedupe_key(phone, await default_region(conn, account_id))
+    digest = await account_digest(conn, account_id)
+    rows = await conn.fetch(SELECT_BLOCKING, account_id, [digest(number)], campaign_id)
+    entries = [_entry(row) for row in rows]
+    return DncCheck(phone=number, blocked=bool(entries), entries=entries)
+
+
+async def list_entries(
+    conn: Connection,
+    account_id: int,
+    *,
+    campaign_id: int | None = None,
+    phone: str | None = None,
+    status: DncStatus | None = None,
+    limit: int = 100,
+    after: int = 0,
+) -> list[DncEntry]:
+    """A page of the registry in entry order (keyset: pass the last entry id as `after`)."""
+    hashed = None
+    if phone is not None:
+        digest = await account_digest(conn, account_id)
+        hashed = digest(dedupe_key(phone, await default_region(conn, account_id)))
+    rows = await conn.fetch(SELECT_PAGE, account_id, after, campaign_id, hashed, status, limit)
+    return [_entry(row) for row in rows]
