@@ -91,6 +91,8 @@ _DOC: Final[dict[str, Any]] = {
     description=(
         "With overwriteDuplicates=true (default false) a contact of the campaign with the same"
         " non-empty UserData is updated and keeps its ID; otherwise a new contact is created."
+        " A number on the do-not-call list is flagged `bPhoneNumberNInvalid: true` in its slot;"
+        " a contact whose every number is on it is refused (409)."
     ),
     query=ImportQuery,
     body=ImportContact,
@@ -100,6 +102,7 @@ _DOC: Final[dict[str, Any]] = {
             bad="A required field is missing, or a field is too long or of the wrong type",
             auth=AUTH_401,
             missing="Dialler campaign not found",
+            conflict="Every phone number of the contact is on the do-not-call list",
             large="Request body too large",
         ),
     },
@@ -118,6 +121,8 @@ async def import_contact(request: web.Request, principal: Principal) -> web.Resp
             contact=contact,
             overwrite=overwrite,
         )
+    if imported.blocked:
+        raise refuse(409, jtel.ALL_BLOCKED)
     if imported.record is None:
         raise refuse(400, f"Invalid contact: {imported.rejected}")
     return json_response({"records": [imported.record], "count": 1, "status": 200})

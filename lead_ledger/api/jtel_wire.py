@@ -188,7 +188,7 @@ class DeleteQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def errors(**rows: str) -> dict[int, Response]:
-    codes = {"bad": 400, "auth": 401, "missing": 404, "large": 413}
+    codes = {"bad": 400, "auth": 401, "missing": 404, "conflict": 409, "large": 413}
     return {codes[key]: Response(text, Error) for key, text in rows.items()}
 
 

@@ -20,6 +20,7 @@ from lead_ledger.api.ozonetel_wire import OZONETEL, RATE_LIMITED, Reply, rate_li
 from lead_ledger.service import ozonetel
 from lead_ledger.service.inputs import decode_json
 from lead_ledger.service.ozonetel import (
+    DND_NUMBER,
     AddCampaignData,
     Added,
     AlreadyExists,
@@ -73,6 +74,7 @@ REFUSALS: Final[dict[Refusal, Reply]] = {
     Refusal.UNKNOWN_AGENT: Reply(status="FAIL", message="Agent is not correctly mapped!"),
     Refusal.BAD_SKILL: Reply(status="FAIL", message="Please provide valid skill"),
     Refusal.RATE_LIMITED: RATE_LIMITED,
+    Refusal.DND_NUMBER: Reply(status="FAIL", message=DND_NUMBER),
 }
 
 

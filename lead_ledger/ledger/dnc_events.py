@@ -17,6 +17,8 @@ import msgspec
 from lead_ledger.ledger.envelope import Sealed
 
 DncStatus = Literal["Active", "Inactive"]
+# What an entry covers: every campaign of the account, or one.
+DncScope = Literal["account", "campaign"]
 DNC_STATUSES: Final[tuple[DncStatus, ...]] = ("Active", "Inactive")
 
 

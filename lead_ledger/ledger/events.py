@@ -13,7 +13,7 @@ from typing import Final, Literal, TypeAlias
 
 import msgspec
 
-from lead_ledger.ledger.dnc_events import DncEvent
+from lead_ledger.ledger.dnc_events import DncEvent, DncScope
 from lead_ledger.ledger.envelope import NewEvent, RecordedEvent, Sealed
 from lead_ledger.ledger.job_events import JobEvent
 
@@ -195,6 +195,9 @@ class LeadRejected(_Personal, frozen=True, kw_only=True, tag="LeadRejected"):
     row: dict[str, ExtraValue] = {}
     row_number: int | None = None
     existing_lead_ids: list[int] = []
+    # Refused as `dnc`: the do-not-call entry that blocked it, and its scope.
+    dnc_entry_id: int | None = None
+    dnc_scope: DncScope | None = None
 
 
 # --- erasures (stream erasure-<id>) ---------------------------------------------------------------

@@ -29,6 +29,9 @@ class RejectedRow(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     description: str
     sealed: Sealed | None = None
     erased: bool = False
+    # Refused by the do-not-call registry: the entry, and "account" or "campaign".
+    dnc_entry_id: int | None = None
+    dnc_scope: str | None = None
 
 
 class JobSubmitted(_JobEvent, frozen=True, kw_only=True, tag="JobSubmitted"):

@@ -17,3 +17,5 @@ CREATE TABLE dnc (
 );
 -- The check: one probe per number, account-wide and campaign entries alike.
 CREATE INDEX dnc_digest_idx ON dnc (account_id, digest);
+-- Reads that flag a lead's blocked numbers compare the dedupe keys the views hold.
+CREATE INDEX dnc_number_idx ON dnc (account_id, number);

@@ -12,7 +12,7 @@ check sees every entry committed before its write began.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Final
 
@@ -25,6 +25,7 @@ from lead_ledger.ledger.dnc_events import (
     DncNumberAdded,
     DncNumberChanged,
     DncNumberRemoved,
+    DncScope,
     DncStatus,
     dnc_subject,
     stream_of_dnc,
@@ -33,6 +34,7 @@ from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM
 from lead_ledger.ledger.errors import LedgerError
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key, digits_only
+from lead_ledger.ledger.subject_keys import Digest
 from lead_ledger.ledger.subject_lookup import MIN_PHONE_DIGITS, phone_tokens
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.transactions import write_transaction
@@ -68,6 +70,21 @@ WHERE d.account_id = $1 AND d.digest = ANY($2::text[])
   AND (d.campaign_id IS NULL OR d.campaign_id = $3)
   AND d.status = 'Active' AND (d.expires_at IS NULL OR d.expires_at > now())
 ORDER BY d.entry_id
+"""
+# A view row's blocked dedupe keys, for reads that flag numbers (jtel's bPhoneNumberNInvalid):
+# a subquery over a `leads` row named `l`.
+BLOCKED_KEYS_OF_LEAD: Final = """
+ARRAY(SELECT d.number FROM dnc d
+      WHERE d.account_id = l.account_id AND d.number = ANY(l.dedupe_keys)
+        AND (d.campaign_id IS NULL OR d.campaign_id = l.campaign_id)
+        AND d.status = 'Active' AND (d.expires_at IS NULL OR d.expires_at > now()))
+"""
+# What inserts ask: the Active, unexpired entries of these digests, in entry order.
+SELECT_BLOCKING_DIGESTS: Final = """
+SELECT digest, entry_id, campaign_id FROM dnc
+WHERE account_id = $1 AND digest = ANY($2::text[])
+  AND status = 'Active' AND (expires_at IS NULL OR expires_at > now())
+ORDER BY entry_id
 """
 SELECT_PAGE: Final = f"""
 SELECT {_COLUMNS} FROM dnc d LEFT JOIN campaigns c USING (campaign_id)
@@ -125,6 +142,61 @@ class DncCheck(msgspec.Struct, frozen=True, kw_only=True):
     phone: str
     blocked: bool
     entries: list[DncEntry]
+
+
+class DncBlock(msgspec.Struct, frozen=True, kw_only=True):
+    """The entry that keeps a lead out: account-wide (`campaign_id` None) or its campaign's."""
+
+    entry_id: int
+    campaign_id: int | None
+
+    @property
+    def scope(self) -> DncScope:
+        return "account" if self.campaign_id is None else "campaign"
+
+
+class Blocking:
+    """The registry's blocking entries for a batch's dedupe keys, read once under its locks."""
+
+    def __init__(self, entries: dict[str, list[DncBlock]]) -> None:
+        self._entries = entries
+
+    def block(self, dedupe_keys: Sequence[str], campaign_id: int) -> DncBlock | None:
+        """What blocks a lead with these keys in this campaign: an account-wide entry before a
+        campaign's (so a client is told "globally" when both apply), the oldest first."""
+        found = [
+            entry
+            for key in dedupe_keys
+            for entry in self._entries.get(key, ())
+            if entry.campaign_id is None or entry.campaign_id == campaign_id
+        ]
+        if not found:
+            return None
+        return min(found, key=lambda e: (e.campaign_id is not None, e.entry_id))
+
+    def block_all(self, dedupe_keys: Sequence[str], campaign_id: int) -> DncBlock | None:
+        """For a lead whose numbers are flagged one by one (jtel): blocked only when every
+        number is; the entry that blocks the first."""
+        if not dedupe_keys or any(self.block([k], campaign_id) is None for k in dedupe_keys):
+            return None
+        return self.block(dedupe_keys[:1], campaign_id)
+
+
+async def blocking(
+    conn: Connection, account_id: int, digest: Digest, dedupe_keys: Iterable[str]
+) -> Blocking:
+    """The blocking entries of these keys (one indexed probe each), for `Blocking.block`. Run
+    it under the campaign locks of the write, so it sees every entry committed before."""
+    by_digest: dict[str, str] = {}
+    for key in dedupe_keys:
+        by_digest.setdefault(digest(key), key)
+    entries: dict[str, list[DncBlock]] = {}
+    if by_digest:
+        rows = await conn.fetch(SELECT_BLOCKING_DIGESTS, account_id, list(by_digest))
+        for row in rows:
+            block = DncBlock(entry_id=row["entry_id"], campaign_id=row["campaign_id"])
+            entries.setdefault(by_digest[row["digest"]], []).append(block)
+    return Blocking(entries)
 
 
 def valid_number(phone: str) -> bool:

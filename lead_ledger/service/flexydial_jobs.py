@@ -23,6 +23,7 @@ from lead_ledger.ledger.lead import LeadState, decide_update
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service.account_reads import default_region
+from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.flexydial_payload import (
     BulkRequest,
     RowPatch,
@@ -41,6 +42,10 @@ INSERT_KIND: Final = "flexydial_insert"
 UPDATE_KIND: Final = "flexydial_update"
 
 UNKNOWN_USER: Final = "This user is not present in our database"
+# A number on the do-not-call list, by the scope of the entry (Flexydial's DNC matches by the
+# last ten digits; here it is the dedupe key, every spelling of the number alike).
+BLOCKED_GLOBALLY: Final = "This number is blocked globally"
+BLOCKED_IN_CAMPAIGN: Final = "This number is blocked in this campaign"
 DUPLICATE_IN_FILE: Final = "This row is duplicated in file"
 
 SELECT_KNOWN_AGENTS: Final = """
@@ -82,12 +87,26 @@ async def _known_agents(conn: Connection, account_id: int, agents: Iterable[str]
     return {row["agent_id"] for row in await conn.fetch(SELECT_KNOWN_AGENTS, account_id, wanted)}
 
 
-def _rejected(rows: list[dict[str, str]], problems: Mapping[int, str]) -> list[RejectedRow]:
-    """The refused rows as sent (1-based numbers), in upload order."""
-    return [
-        RejectedRow(row_number=n, row=dict(rows[n - 1]), description=problems[n])
-        for n in sorted(problems)
-    ]
+def _rejected(
+    rows: list[dict[str, str]],
+    problems: Mapping[int, str],
+    blocks: Mapping[int, DncBlock] | None = None,
+) -> list[RejectedRow]:
+    """The refused rows as sent (1-based numbers), in upload order; a row the do-not-call
+    registry refused names the entry."""
+    rejected = []
+    for n in sorted(problems):
+        block = (blocks or {}).get(n)
+        rejected.append(
+            RejectedRow(
+                row_number=n,
+                row=dict(rows[n - 1]),
+                description=problems[n],
+                dnc_entry_id=None if block is None else block.entry_id,
+                dnc_scope=None if block is None else block.scope,
+            )
+        )
+    return rejected
 
 
 # --- insert -------------------------------------------------------------------------------------
@@ -139,8 +158,11 @@ async def insert_job(
     for index, owners in result.duplicates.items():
         in_file = all(owner in new_ids for owner in owners)
         problems[valid[index][0]] = DUPLICATE_IN_FILE if in_file else exists
+    blocks = {valid[index][0]: block for index, block in result.blocked.items()}
+    for number, block in blocks.items():
+        problems[number] = BLOCKED_GLOBALLY if block.campaign_id is None else BLOCKED_IN_CAMPAIGN
     return JobOutcome(
-        inserted=len(result.inserted), rejected_rows=_rejected(request.rows, problems)
+        inserted=len(result.inserted), rejected_rows=_rejected(request.rows, problems, blocks)
     )
 
 

@@ -20,7 +20,9 @@ from lead_ledger.ledger.envelope import ANY_VERSION
 from lead_ledger.ledger.events import ExtraValue, LeadFields, LeadRejected
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.locks import lock_campaigns
+from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.projections.leads import LEAD_COLUMNS
+from lead_ledger.service.dnc import BLOCKED_KEYS_OF_LEAD
 from lead_ledger.service.errors import NotFound
 from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.leads import delete_leads, update_leads
@@ -114,15 +116,25 @@ WHERE k.account_id = $1 AND c.kind = 'user_data' AND c.value = $2
 ORDER BY c.lead_id LIMIT 1
 """
 SELECT_EXTRA: Final = "SELECT extra FROM leads WHERE lead_id = $1"
-SELECT_CONTACT: Final = f"SELECT {_COLUMNS} FROM leads WHERE account_id = $1 AND lead_id = $2"
+# With each contact, what flags its blocked numbers (bPhoneNumberNInvalid): the account's
+# region, to key each slot's number, and the row's keys the do-not-call registry blocks now.
+_DNC_COLUMNS: Final = f"""
+(SELECT s.default_region FROM settings s WHERE s.account_id = l.account_id) AS dnc_region,
+{BLOCKED_KEYS_OF_LEAD} AS dnc_blocked"""
+SELECT_CONTACT: Final = f"""
+SELECT {_COLUMNS}, {_DNC_COLUMNS} FROM leads l WHERE account_id = $1 AND lead_id = $2
+"""
 COUNT_CONTACTS: Final = "SELECT count(*) FROM leads WHERE account_id = $1 AND campaign_id = $2"
 # LIMIT NULL is LIMIT ALL: jtel's limitPageSize -1 (everything) is passed as NULL.
 SELECT_CONTACTS: Final = f"""
-SELECT {_COLUMNS} FROM leads
+SELECT {_COLUMNS}, {_DNC_COLUMNS} FROM leads l
 WHERE account_id = $1 AND campaign_id = $2
 ORDER BY name NULLS LAST, lead_id
 OFFSET $3 LIMIT $4
 """
+
+
+ALL_BLOCKED: Final = "All phone numbers of the contact are on a do-not-call list"
 
 
 class ContactInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -200,6 +212,7 @@ def contact_record(row: asyncpg.Record) -> dict[str, object]:
     phones: list[str] = list(row["phone_numbers"])
     by_slot = dict(zip(_slots(phones, extra), phones, strict=False))
     record: dict[str, object] = {"ID": row["lead_id"], "DiallerCampaignsID": row["campaign_id"]}
+    blocked = set(row["dnc_blocked"] or ())
     for spec in IMPORT_FIELDS:
         if spec.kind == "phone":
             record[spec.name] = by_slot.get(int(spec.name.removeprefix("PhoneNumber")))
@@ -208,6 +221,10 @@ def contact_record(row: asyncpg.Record) -> dict[str, object]:
         else:
             record[spec.name] = extra.get(spec.name)
     record.update(RUNTIME_FIELDS)
+    # A number on the do-not-call list is never dialable: flagged invalid in its slot.
+    for slot, number in by_slot.items():
+        if blocked and dedupe_key(number, row["dnc_region"]) in blocked:
+            record[f"bPhoneNumber{slot}Invalid"] = True
     record["dtImported"] = jtel_time(row["entry_at"])
     return record
 
@@ -237,6 +254,7 @@ async def find_campaign(
 class Imported(NamedTuple):
     record: dict[str, object] | None  # the contact as stored, or None when refused
     rejected: str | None = None  # why the ledger refused it (recorded as LeadRejected)
+    blocked: bool = False  # refused because every number is on the do-not-call list
 
 
 async def import_contact(
@@ -263,7 +281,11 @@ async def import_contact(
                 campaign_id=campaign_id,
                 rows=[fields],
                 check_duplicates=False,
+                rejections_stream=_rejections_stream(ctx),
+                blocked_when_all=True,
             )
+            if result.blocked:  # recorded as LeadRejected (reason dnc) on the request's stream
+                return Imported(record=None, rejected=ALL_BLOCKED, blocked=True)
             lead_id = result.inserted[0]
         else:
             current = msgspec.json.decode(await conn.fetchval(SELECT_EXTRA, lead_id))
@@ -295,8 +317,12 @@ async def _reject(
         row={name: value for name, value in contact.values.items() if value is not None},
         existing_lead_ids=[] if lead_id is None else [lead_id],
     )
-    stream = f"request-{ctx.request_id or uuid.uuid4().hex}"
+    stream = _rejections_stream(ctx)
     await record(conn, [stream_append(ctx, stream, ANY_VERSION, [refusal], account_id=account_id)])
+
+
+def _rejections_stream(ctx: Context) -> str:
+    return f"request-{ctx.request_id or uuid.uuid4().hex}"
 
 
 async def list_contacts(

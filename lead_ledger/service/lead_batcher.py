@@ -23,6 +23,7 @@ from typing import Final
 import asyncpg
 import msgspec
 
+from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
@@ -31,10 +32,12 @@ MAX_GROUP: Final = 64
 
 
 class Inserted(msgspec.Struct, frozen=True, kw_only=True):
-    """One lead's outcome: its new id, or the live leads it duplicates."""
+    """One lead's outcome: its new id, the live leads it duplicates, or the do-not-call entry
+    that keeps it out."""
 
     lead_id: int | None
     duplicate_of: list[int] = []
+    blocked: DncBlock | None = None
 
 
 @dataclass(slots=True)
@@ -119,7 +122,9 @@ class LeadInsertBatcher:
             result = results[campaign_id]
             for i, waiting in enumerate(members):
                 outcome = Inserted(
-                    lead_id=result.inserted.get(i), duplicate_of=result.duplicates.get(i, [])
+                    lead_id=result.inserted.get(i),
+                    duplicate_of=result.duplicates.get(i, []),
+                    blocked=result.blocked.get(i),
                 )
                 _settle(waiting.future, outcome)
 

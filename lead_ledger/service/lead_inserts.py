@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -22,6 +22,7 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM
 from lead_ledger.ledger.events import (
     DomainEvent,
+    ExtraValue,
     LeadFields,
     LeadInserted,
     LeadRejected,
@@ -29,9 +30,10 @@ from lead_ledger.ledger.events import (
 )
 from lead_ledger.ledger.lead import decide_insert
 from lead_ledger.ledger.locks import campaign_lock_key
-from lead_ledger.ledger.store import AppendResult
 from lead_ledger.ledger.subject_keys import Digest
+from lead_ledger.service import dnc
 from lead_ledger.service.account_reads import default_region
+from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.phone_keys import CHUNK_LEADS, KeysAhead
 from lead_ledger.service.writer import (
@@ -47,6 +49,8 @@ from lead_ledger.service.writer import (
 
 log = structlog.get_logger(__name__)
 
+DNC_REASON: Final = "dnc"  # LeadRejected.reason of a lead a do-not-call entry kept out
+
 # Ids first, then the campaign lock, in one round trip: the select list is evaluated left to
 # right, and drawing ids needs no lock (sequences are not transactional).
 NEXT_IDS_THEN_LOCK: Final = """
@@ -61,10 +65,12 @@ ORDER BY lead_id
 
 
 class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
-    """Per input row (by index): the new lead id, or the leads it duplicates."""
+    """Per input row (by index): the new lead id, the leads it duplicates, or the do-not-call
+    entry that blocks it."""
 
     inserted: dict[int, int]
     duplicates: dict[int, list[int]]
+    blocked: dict[int, DncBlock] = {}
 
 
 class NewLead(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,6 +80,9 @@ class NewLead(msgspec.Struct, frozen=True, kw_only=True):
     ctx: Context
     check_duplicates: bool = False
     rejections_stream: str | None = None
+    # Refused only when every number is on the do-not-call list (jtel flags them one by one);
+    # otherwise any blocked number refuses the lead.
+    blocked_when_all: bool = False
 
 
 async def insert_leads(  # noqa: PLR0913 - the request's keywords, and the workers for its keys
@@ -87,6 +96,7 @@ async def insert_leads(  # noqa: PLR0913 - the request's keywords, and the worke
     rejections_stream: str | None = None,
     region: str | UnsetType | None = UNSET,
     key_workers: KeyWorkers | None = None,
+    blocked_when_all: bool = False,
 ) -> InsertResult:
     """Insert leads of one request into one campaign; with `check_duplicates`, refuse rows whose
     phone dedupe key is already live in the campaign or in an earlier row of the same batch.
@@ -101,6 +111,7 @@ async def insert_leads(  # noqa: PLR0913 - the request's keywords, and the worke
             ctx=ctx,
             check_duplicates=check_duplicates,
             rejections_stream=rejections_stream,
+            blocked_when_all=blocked_when_all,
         )
         for fields in rows
     ]
@@ -189,18 +200,48 @@ async def insert_lead_groups(
         decided[campaign_id] = _decide(
             account_id, campaign_id, leads, ids[campaign_id], lead_keys, region
         )
+    # The do-not-call check first (a blocked lead is refused as such, not as a duplicate),
+    # under the locks: it sees every entry committed before them.
+    digest = await account_digest(conn, account_id)
+    registry = await dnc.blocking(conn, account_id, digest, (k for ks in all_keys for k in ks))
     appends: list[PendingAppend] = []
     results: dict[int, InsertResult] = {}
     for campaign_id in ordered:
         leads, events = groups[campaign_id], decided[campaign_id]
-        checks = [lead.check_duplicates for lead in leads]
+        blocked = _blocked(registry, campaign_id, leads, dict(enumerate(events)))
+        checks = [lead.check_duplicates and i not in blocked for i, lead in enumerate(leads)]
         duplicates = await _duplicates(conn, campaign_id, events, checks) if any(checks) else {}
-        appends.extend(_lead_appends(account_id, leads, events, duplicates))
-        appends.extend(_refusals(account_id, campaign_id, leads, events, duplicates))
-        inserted = {i: e.lead_id for i, e in enumerate(events) if i not in duplicates}
-        results[campaign_id] = InsertResult(inserted=inserted, duplicates=duplicates)
+        refused = duplicates.keys() | blocked.keys()
+        appends.extend(_lead_appends(account_id, leads, events, refused))
+        appends.extend(
+            _refusals(account_id, campaign_id, leads, dict(enumerate(events)), duplicates, blocked)
+        )
+        inserted = {i: e.lead_id for i, e in enumerate(events) if i not in refused}
+        results[campaign_id] = InsertResult(
+            inserted=inserted, duplicates=duplicates, blocked=blocked
+        )
     await record(conn, appends)
     return results
+
+
+def _blocked(
+    registry: dnc.Blocking,
+    campaign_id: int,
+    leads: Sequence[NewLead],
+    events: Mapping[int, LeadInserted],
+) -> dict[int, DncBlock]:
+    """The leads (by index) a do-not-call entry keeps out of the campaign: any of their numbers
+    blocked is enough, so that no blocked number is ever dialled (all of them, for a lead whose
+    numbers are flagged one by one)."""
+    blocked: dict[int, DncBlock] = {}
+    for i, event in events.items():
+        if leads[i].blocked_when_all:
+            block = registry.block_all(event.dedupe_keys, campaign_id)
+        else:
+            block = registry.block(event.dedupe_keys, campaign_id)
+        if block is not None:
+            blocked[i] = block
+    return blocked
 
 
 async def _ids_and_locks(
@@ -231,7 +272,8 @@ async def _insert_as_keys_arrive(
     append and projection run as a task, awaited only before the connection is needed again.
     """
     results: dict[int, InsertResult] = {}
-    writing: asyncio.Future[AppendResult] | None = None
+    blocked: dict[int, dict[int, DncBlock]] = {}
+    writing: asyncio.Future[None] | None = None
     digest = await account_digest(conn, account_id)
     loop = asyncio.get_running_loop()
     try:
@@ -253,13 +295,18 @@ async def _insert_as_keys_arrive(
                 )
                 if writing is not None:
                     await writing
-                writing = asyncio.ensure_future(record_sealed(conn, sealed))
+                writing = asyncio.ensure_future(
+                    _write_chunk(conn, campaign_id, leads, start, sealed, digest, blocked)
+                )
                 # Let the write send its first statement before this task builds the next
                 # chunk: when that chunk's keys are ready, nothing else would yield to it.
                 await asyncio.sleep(0)
-            results[campaign_id] = InsertResult(inserted=dict(enumerate(lead_ids)), duplicates={})
         if writing is not None:
             await writing
+        for campaign_id, lead_ids in ids.items():
+            kept_out = blocked.get(campaign_id, {})
+            inserted = {i: lead_id for i, lead_id in enumerate(lead_ids) if i not in kept_out}
+            results[campaign_id] = InsertResult(inserted=inserted, duplicates={}, blocked=kept_out)
     except BaseException as error:
         if writing is not None and not writing.done():
             # Failed while a chunk was being written: the connection is the caller's to roll
@@ -275,6 +322,38 @@ async def _insert_as_keys_arrive(
                 log.warning("chunk write failed", error=repr(failed))
         raise
     return results
+
+
+async def _write_chunk(
+    conn: Connection,
+    campaign_id: int,
+    leads: Sequence[NewLead],
+    start: int,
+    sealed: SealedAhead,
+    digest: Digest,
+    blocked: dict[int, dict[int, DncBlock]],
+) -> None:
+    """Write a chunk sealed ahead, but the leads the do-not-call registry keeps out (checked
+    here, under the campaign lock, on the connection the writes take turns on); note those in
+    `blocked` by their index among the campaign's leads."""
+    events = {
+        start + i: event
+        for i, append in enumerate(sealed.appends)
+        for _, event in append.events
+        if isinstance(event, LeadInserted)
+    }
+    registry = await dnc.blocking(
+        conn, sealed.account_id, digest, (k for e in events.values() for k in e.dedupe_keys)
+    )
+    kept_out = _blocked(registry, campaign_id, leads, events)
+    if kept_out:
+        sealed = sealed.without({stream_of_lead(events[i].lead_id) for i in kept_out})
+    await record_sealed(conn, sealed)
+    if kept_out:
+        blocked.setdefault(campaign_id, {}).update(kept_out)
+        refusals = _refusals(sealed.account_id, campaign_id, leads, events, {}, kept_out)
+        if refusals:
+            await record(conn, refusals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +399,7 @@ def _lead_appends(
     account_id: int,
     leads: Sequence[NewLead],
     events: Sequence[LeadInserted],
-    duplicates: Mapping[int, list[int]],
+    refused: Collection[int],
 ) -> list[PendingAppend]:
     """One new stream per inserted lead, with its own request's metadata."""
     return [
@@ -328,7 +407,7 @@ def _lead_appends(
             leads[i].ctx, stream_of_lead(e.lead_id), NO_STREAM, [e], account_id=account_id
         )
         for i, e in enumerate(events)
-        if i not in duplicates
+        if i not in refused
     ]
 
 
@@ -336,31 +415,56 @@ def _refusals(
     account_id: int,
     campaign_id: int,
     leads: Sequence[NewLead],
-    decided: Sequence[LeadInserted],
+    decided: Mapping[int, LeadInserted],
     duplicates: Mapping[int, list[int]],
+    blocked: Mapping[int, DncBlock],
 ) -> list[PendingAppend]:
     """LeadRejected events, one append per rejections stream (one stream per request)."""
     by_stream: dict[str, list[int]] = {}
-    for i in sorted(duplicates):
+    for i in sorted(duplicates.keys() | blocked.keys()):
         stream = leads[i].rejections_stream
         if stream:
             by_stream.setdefault(stream, []).append(i)
     appends = []
     for stream, indexes in by_stream.items():
         refusals: list[DomainEvent] = [
-            LeadRejected(
-                account_id=account_id,
-                campaign_id=campaign_id,
-                reason="duplicate phone number in campaign",
-                row={"phone_numbers": ", ".join(decided[i].fields.phone_numbers)},
-                row_number=_row_number(leads, i),
-                existing_lead_ids=duplicates[i],
-            )
+            _refusal(account_id, campaign_id, leads, decided, i, duplicates, blocked)
             for i in indexes
         ]
         ctx = leads[indexes[0]].ctx
         appends.append(stream_append(ctx, stream, ANY_VERSION, refusals, account_id=account_id))
     return appends
+
+
+def _refusal(
+    account_id: int,
+    campaign_id: int,
+    leads: Sequence[NewLead],
+    decided: Mapping[int, LeadInserted],
+    index: int,
+    duplicates: Mapping[int, list[int]],
+    blocked: Mapping[int, DncBlock],
+) -> LeadRejected:
+    row: dict[str, ExtraValue] = {"phone_numbers": ", ".join(decided[index].fields.phone_numbers)}
+    block = blocked.get(index)
+    if block is not None:
+        return LeadRejected(
+            account_id=account_id,
+            campaign_id=campaign_id,
+            reason=DNC_REASON,
+            row=row,
+            row_number=_row_number(leads, index),
+            dnc_entry_id=block.entry_id,
+            dnc_scope=block.scope,
+        )
+    return LeadRejected(
+        account_id=account_id,
+        campaign_id=campaign_id,
+        reason="duplicate phone number in campaign",
+        row=row,
+        row_number=_row_number(leads, index),
+        existing_lead_ids=duplicates[index],
+    )
 
 
 def _row_number(leads: Sequence[NewLead], index: int) -> int:

@@ -81,6 +81,11 @@ class AddCampaignData(msgspec.Struct, frozen=True, kw_only=True):
     userName: Scalar = None  # noqa: N815
 
 
+# The vendor's legacy add API answer for a number on its DND list; file uploads use it as the
+# description of such a row.
+DND_NUMBER: Final = "PhoneNumber Added is a DND Number"
+
+
 class Refusal(enum.Enum):
     """The vendor's checks, in its order: a refused request names the first that failed.
 
@@ -103,6 +108,8 @@ class Refusal(enum.Enum):
     UNKNOWN_AGENT = enum.auto()
     BAD_SKILL = enum.auto()
     RATE_LIMITED = enum.auto()
+    # After the rate limit and before checkDuplicate: the number is on the do-not-call list.
+    DND_NUMBER = enum.auto()
 
 
 class Added(msgspec.Struct, frozen=True):
@@ -169,6 +176,8 @@ async def add_campaign_data(
         region=row["default_region"],
         lead=accepted.lead,
     )
+    if inserted.blocked is not None:
+        return Refusal.DND_NUMBER
     return AlreadyExists() if inserted.lead_id is None else Added(row["campaign_name"])
 
 
@@ -228,6 +237,8 @@ async def _add_and_act(conn: Connection, accepted: _Accepted) -> Outcome:
             leads=[accepted.lead],
             region=row["default_region"],  # already read: one round trip less in the lock
         )
+        if result.blocked:
+            return Refusal.DND_NUMBER
         if result.duplicates:
             return AlreadyExists()
         campaign = (row["campaign_id"], row["campaign_name"])

@@ -21,13 +21,14 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.credentials import key_digest
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import RateLimits
+from lead_ledger.ledger.job_events import RejectedRow
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.service import jobs, rate_limits
 from lead_ledger.service.accounts import lock_account
 from lead_ledger.service.file_parser import FileParser, Parsed, ParseRequest
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_inserts import insert_leads
-from lead_ledger.service.ozonetel import set_campaign_state
+from lead_ledger.service.ozonetel import DND_NUMBER, set_campaign_state
 from lead_ledger.service.ozonetel_file import UploadPayload, UploadRefusal, sniff_format
 from lead_ledger.service.ozonetel_values import key_matches, lookup, names_account, stored
 from lead_ledger.service.transactions import write_transaction
@@ -276,7 +277,20 @@ async def run_upload(
     )
     if start:
         await set_campaign_state(conn, ctx, job.account_id, campaign_id, "running")
+    # A number on the do-not-call list is no file error (the vendor documents none): its row
+    # is refused in the job, the rest is loaded, and the callback reports success.
+    rejected = [
+        RejectedRow(
+            row_number=index + 1,
+            row={"phone_numbers": ", ".join(upload_payload.rows[index].phone_numbers)},
+            description=DND_NUMBER,
+            dnc_entry_id=block.entry_id,
+            dnc_scope=block.scope,
+        )
+        for index, block in sorted(result.blocked.items())
+    ]
     return jobs.JobOutcome(
         inserted=len(result.inserted),
+        rejected_rows=rejected,
         callback_body=_callback(job, "success", "Data uploaded successfully"),
     )

@@ -4,7 +4,7 @@ caller's transaction, so a request reads its own writes and duplicate checks see
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -126,6 +126,17 @@ class SealedAhead:
     stored: list[StreamAppend]
     account_id: int
     wrapped_keys: dict[str, bytes]
+
+    def without(self, streams: Collection[str]) -> SealedAhead:
+        """These appends but those to `streams` (whose subjects are their stream ids), which
+        will not be written after all, and the keys made for them."""
+        kept = [i for i, append in enumerate(self.appends) if append.stream_id not in streams]
+        return SealedAhead(
+            [self.appends[i] for i in kept],
+            [self.stored[i] for i in kept],
+            self.account_id,
+            {s: key for s, key in self.wrapped_keys.items() if s not in streams},
+        )
 
 
 def seal_ahead(

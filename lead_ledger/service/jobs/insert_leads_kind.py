@@ -26,6 +26,7 @@ class InsertLeadsPayload(msgspec.Struct, frozen=True, kw_only=True):
 
 DUPLICATE: Final = "duplicate phone number in campaign"
 NO_PHONE: Final = "a lead needs at least one phone number"
+DNC: Final = "the number is on the do-not-call list"
 
 
 async def insert_leads_job(
@@ -52,6 +53,8 @@ async def insert_leads_job(
         key_workers=key_workers,
     )
     rejected |= {valid[i][0]: DUPLICATE for i in result.duplicates}
+    blocks = {valid[i][0]: block for i, block in result.blocked.items()}
+    rejected |= dict.fromkeys(blocks, DNC)
     rows = dict(numbered)
     return JobOutcome(
         inserted=len(result.inserted),
@@ -60,6 +63,8 @@ async def insert_leads_job(
                 row_number=n,
                 row={"phone_numbers": ", ".join(rows[n].phone_numbers)},
                 description=reason,
+                dnc_entry_id=blocks[n].entry_id if n in blocks else None,
+                dnc_scope=blocks[n].scope if n in blocks else None,
             )
             for n, reason in sorted(rejected.items())
         ],
