@@ -13,6 +13,7 @@ from lead_ledger.api import (
     docs_page,
     erasures,
     flexydial,
+    flexydial_dnc,
     jobs,
     jtel,
     metrics,
@@ -130,6 +131,7 @@ def create_app(
     native.setup(app)  # native routes, and an on_shutdown hook that ends open SSE streams
     app.add_routes(erasures.routes)
     app.add_routes(dnc.routes)
+    app.add_routes(flexydial_dnc.routes)
     app.add_routes(ozonetel_add.routes)
     app.add_routes(jtel.routes)
     app.add_routes(vicidial.routes)

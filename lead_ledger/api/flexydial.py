@@ -124,7 +124,7 @@ LOGIN: Final = Dialect(
 )
 
 
-_UNAUTHORIZED: Final = Response(
+UNAUTHORIZED: Final = Response(
     "No `Authorization: Token <key>` (`Authentication credentials were not provided.`), a"
     " malformed header, or an unknown or revoked key (`Invalid token.`)",
     Detail,
@@ -242,7 +242,7 @@ def throttled(wait_seconds: int) -> web.Response:
     responses={
         201: Response("Accepted: the upload's reference and the job id", Accepted),
         400: Response("The request is refused as a whole", Errors),
-        401: _UNAUTHORIZED,
+        401: UNAUTHORIZED,
         413: Response("The body exceeds LEDGER_MAX_BODY_BYTES", Errors),
         500: Response("An unexpected failure (the vendor's catch-all text)", Errors),
     },
@@ -276,7 +276,7 @@ STATUS_PATH: Final = "/api/bulkphonebookupload/status/{job_id}/"
     security=SECURITY,
     responses={
         200: Response("The job's status", Status),
-        401: _UNAUTHORIZED,
+        401: UNAUTHORIZED,
         404: Response("No such Flexydial job in this account (`Job not found.`)", Errors),
     },
 )

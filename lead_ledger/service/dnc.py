@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Final
+from typing import Final, Literal
 
 import asyncpg
 import msgspec
@@ -97,15 +97,26 @@ LIMIT $6
 """
 
 
+DncFault = Literal["batch", "number", "campaign", "exists"]
+
+
 class DncError(LedgerError):
     """A registry request refused: `index` is the entry (0-based) of a batch, when one is at
-    fault; `field` the field."""
+    fault; `field` the field; `fault` what is wrong (each dialect words it its own way)."""
 
-    def __init__(self, message: str, *, index: int | None = None, field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None = None,
+        field: str | None = None,
+        fault: DncFault = "batch",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.index = index
         self.field = field
+        self.fault = fault
 
 
 class DncNotFoundError(DncError):
@@ -238,12 +249,19 @@ async def add_entries(
     scoped: list[tuple[str, int | None]] = []
     for index, entry in enumerate(entries):
         if not valid_number(entry.phone):
-            raise DncError(f"{entry.phone!r} is not a phone number", index=index, field="phone")
+            raise DncError(
+                f"{entry.phone!r} is not a phone number", index=index, field="phone", fault="number"
+            )
         campaign_id = None
         if entry.campaign is not None:
             campaign_id = campaigns.get(entry.campaign)
             if campaign_id is None:
-                raise DncError(f"no campaign {entry.campaign!r}", index=index, field="campaign")
+                raise DncError(
+                    f"no campaign {entry.campaign!r}",
+                    index=index,
+                    field="campaign",
+                    fault="campaign",
+                )
         scoped.append((dedupe_key(entry.phone, region), campaign_id))
     async with write_transaction(conn):
         account_wide = any(campaign_id is None for _, campaign_id in scoped)
@@ -258,7 +276,9 @@ async def add_entries(
         }
         for index, ((number, campaign_id), hashed) in enumerate(zip(scoped, digests, strict=True)):
             if (hashed, campaign_id) in taken:
-                raise DncError(f"{number} is already in this scope", index=index, field="phone")
+                raise DncError(
+                    f"{number} is already in this scope", index=index, field="phone", fault="exists"
+                )
             taken.add((hashed, campaign_id))
         entry_ids: list[int] = await conn.fetchval(NEXT_ENTRY_IDS, len(entries))
         appends = [
@@ -348,6 +368,23 @@ async def remove_entry(conn: Connection, ctx: Context, account_id: int, entry_id
         digest = await account_digest(conn, account_id)
         await key_store.add_lookup(conn, account_id, {dnc_subject(entry_id): map(digest, tokens)})
         await record(conn, [append])
+
+
+SELECT_BY_DIGEST: Final = """
+SELECT entry_id FROM dnc
+WHERE account_id = $1 AND digest = $2 AND ($3::bigint[] IS NULL OR campaign_id = ANY($3::bigint[]))
+ORDER BY entry_id
+"""
+
+
+async def entries_of(
+    conn: Connection, account_id: int, phone: str, campaign_ids: Sequence[int] | None = None
+) -> list[int]:
+    """The entries that hold this number (any spelling), in those campaigns when given."""
+    digest = await account_digest(conn, account_id)
+    hashed = digest(dedupe_key(phone, await default_region(conn, account_id)))
+    rows = await conn.fetch(SELECT_BY_DIGEST, account_id, hashed, campaign_ids)
+    return [row["entry_id"] for row in rows]
 
 
 async def check(conn: Connection, account_id: int, phone: str, campaign_id: int | None) -> DncCheck:

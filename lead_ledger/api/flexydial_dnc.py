@@ -1,0 +1,80 @@
+"""Flexydial's DNC API: `POST /api/upload-dnc/` and `POST /api/remove-dnc/` (VENDOR-APIS A and
+F), token auth as the other Flexydial routes, `{"detail": ...}` answers (docs/flexydial.md)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+
+from lead_ledger.api import openapi
+from lead_ledger.api.auth import Principal
+from lead_ledger.api.edge import context, json_response
+from lead_ledger.api.flexydial import FLEXYDIAL, SECURITY, UNAUTHORIZED, Detail
+from lead_ledger.api.keys import POOL
+from lead_ledger.api.openapi import Response
+from lead_ledger.service import flexydial_dnc
+
+routes = web.RouteTableDef()
+
+# The body as the vendor documents it (the checks, and their order, are the service's).
+UploadItems: Final = list[dict[str, str]]
+
+
+@routes.post("/api/upload-dnc/")
+@openapi.operation(
+    summary="Flexydial: add numbers to the do-not-call list, all or none",
+    description=(
+        'A JSON array of {"numeric", "campaign" (names, comma-separated), "global_dnc"'
+        ' ("true"/"false"), "status" ("Active"/"Inactive"), "dnc_end_date" (YYYY-MM-DD)}. The'
+        " first item at fault refuses the array with the vendor's text; nothing is stored."
+    ),
+    tags=("flexydial",),
+    security=SECURITY,
+    body=UploadItems,
+    responses={
+        200: Response('`{"detail": "Data processed successfully"}`', Detail),
+        400: Response("The array is refused (the vendor's text in `detail`)", Detail),
+        401: UNAUTHORIZED,
+    },
+)
+@FLEXYDIAL.route
+async def upload_dnc(request: web.Request, principal: Principal) -> web.Response:
+    body = await request.read()
+    async with request.app[POOL].acquire() as conn:
+        try:
+            detail = await flexydial_dnc.upload_dnc(
+                conn, context(request, principal), principal.account_id, body
+            )
+        except flexydial_dnc.RefusedError as refused:
+            return json_response(Detail(refused.detail), 400)
+    return json_response(Detail(detail))
+
+
+@routes.post("/api/remove-dnc/")
+@openapi.operation(
+    summary="Flexydial: remove numbers from the do-not-call list, all or none",
+    description=(
+        'A JSON array of {"numeric"} (optionally "campaign": only that campaign\'s entries).'
+        " A number with no entry refuses the array; nothing is removed."
+    ),
+    tags=("flexydial",),
+    security=SECURITY,
+    body=UploadItems,
+    responses={
+        200: Response('`{"detail": "DNC numbers removed successfully"}`', Detail),
+        400: Response("The array is refused (the vendor's text in `detail`)", Detail),
+        401: UNAUTHORIZED,
+    },
+)
+@FLEXYDIAL.route
+async def remove_dnc(request: web.Request, principal: Principal) -> web.Response:
+    body = await request.read()
+    async with request.app[POOL].acquire() as conn:
+        try:
+            detail = await flexydial_dnc.remove_dnc(
+                conn, context(request, principal), principal.account_id, body
+            )
+        except flexydial_dnc.RefusedError as refused:
+            return json_response(Detail(refused.detail), 400)
+    return json_response(Detail(detail))
