@@ -9,7 +9,7 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import aclosing
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
@@ -19,7 +19,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from lead_ledger import __version__, cli_admin, cli_erasure, cli_projections
+from lead_ledger import __version__, cli_admin, cli_dnc, cli_erasure, cli_projections
 from lead_ledger.api.app import create_app
 from lead_ledger.ledger import database, embedded, key_store, subject_keys
 from lead_ledger.ledger.errors import LedgerError
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_admin.add_commands(commands)
     cli_projections.add_commands(commands)
     cli_erasure.add_commands(commands)
+    cli_dnc.add_commands(commands)
     return parser
 
 
@@ -184,7 +185,23 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# Commands that live in modules of their own, each an async runner of (args, settings).
+_COMMAND_MODULES: Final[
+    dict[str, Callable[[argparse.Namespace, Settings], Coroutine[object, object, int]]]
+] = {
+    "projections": cli_projections.run,
+    "admin": cli_admin.run,
+    "demo": cli_admin.run,
+    "erase": cli_erasure.run_erase,
+    "keys": cli_erasure.run_keys,
+    "dnc": cli_dnc.run,
+}
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911 - one per command
+    runner = _COMMAND_MODULES.get(args.command)
+    if runner is not None:
+        return asyncio.run(runner(args, settings))
     match args.command:
         case "serve":
             return _serve(settings, args.host, args.port)
@@ -197,14 +214,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911 
             return _db_stop(settings, force=args.force)
         case "events":
             return asyncio.run(_tail(settings, args.after, args.follow, args.limit))
-        case "projections":
-            return asyncio.run(cli_projections.run(args, settings))
-        case "admin" | "demo":
-            return asyncio.run(cli_admin.run(args, settings))
-        case "erase":
-            return asyncio.run(cli_erasure.run_erase(args, settings))
-        case "keys":
-            return asyncio.run(cli_erasure.run_keys(args, settings))
         case _:  # argparse's own text, not a union: it admits no other command
             return 2
 

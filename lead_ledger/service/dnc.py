@@ -234,18 +234,69 @@ def _entry(row: asyncpg.Record) -> DncEntry:
 
 
 async def add_entries(
-    conn: Connection, ctx: Context, account_id: int, entries: Sequence[NewDncEntry]
+    conn: Connection,
+    ctx: Context,
+    account_id: int,
+    entries: Sequence[NewDncEntry],
+    *,
+    skip_listed: bool = False,
 ) -> list[DncEntry]:
     """Add every entry or none: the first entry at fault refuses the batch (DncError with its
-    index). A number already in the same scope (the account, or that campaign) is at fault,
-    in the registry or earlier in the batch."""
+    index). A number already in the same scope (the account, or that campaign), in the
+    registry or earlier in the batch, is at fault; with `skip_listed` it is left out instead
+    (an import that runs again adds what it did not add before)."""
     if not entries:
         raise DncError("give at least one entry")
     if len(entries) > MAX_ENTRIES:
         raise DncError(f"at most {MAX_ENTRIES:,} entries at once")
     rows = await conn.fetch(SELECT_CAMPAIGNS, account_id)
     campaigns: dict[str, int] = {row["name"]: row["campaign_id"] for row in rows}
-    region = await default_region(conn, account_id)
+    scoped = _scoped(entries, campaigns, await default_region(conn, account_id))
+    async with write_transaction(conn):
+        account_wide = any(campaign_id is None for _, campaign_id in scoped)
+        await lock_campaigns(
+            conn, campaigns.values() if account_wide else {c for _, c in scoped if c is not None}
+        )
+        digest = await account_digest(conn, account_id)
+        digests = [digest(number) for number, _ in scoped]
+        taken = {
+            (row["digest"], row["campaign_id"])
+            for row in await conn.fetch(SELECT_SAME_SCOPE, account_id, sorted(set(digests)))
+        }
+        kept = _unlisted(scoped, digests, taken, skip_listed=skip_listed)
+        if not kept:
+            return []
+        entry_ids: list[int] = await conn.fetchval(NEXT_ENTRY_IDS, len(kept))
+        appends = [
+            stream_append(
+                ctx,
+                stream_of_dnc(entry_id),
+                NO_STREAM,
+                [
+                    DncNumberAdded(
+                        entry_id=entry_id,
+                        account_id=account_id,
+                        campaign_id=scoped[index][1],
+                        number=scoped[index][0],
+                        digest=digests[index],
+                        status=entries[index].status,
+                        expires_at=entries[index].expires_at,
+                        source=ctx.actor.dialect,
+                    )
+                ],
+                account_id=account_id,
+            )
+            for entry_id, index in zip(entry_ids, kept, strict=True)
+        ]
+        await record(conn, appends)
+        added = await conn.fetch(SELECT_ENTRIES, entry_ids)
+    return [_entry(row) for row in added]
+
+
+def _scoped(
+    entries: Sequence[NewDncEntry], campaigns: dict[str, int], region: str | None
+) -> list[tuple[str, int | None]]:
+    """Each entry's number as a dedupe key and its campaign id (None: every campaign)."""
     scoped: list[tuple[str, int | None]] = []
     for index, entry in enumerate(entries):
         if not valid_number(entry.phone):
@@ -263,50 +314,29 @@ async def add_entries(
                     fault="campaign",
                 )
         scoped.append((dedupe_key(entry.phone, region), campaign_id))
-    async with write_transaction(conn):
-        account_wide = any(campaign_id is None for _, campaign_id in scoped)
-        await lock_campaigns(
-            conn, campaigns.values() if account_wide else {c for _, c in scoped if c is not None}
-        )
-        digest = await account_digest(conn, account_id)
-        digests = [digest(number) for number, _ in scoped]
-        taken = {
-            (row["digest"], row["campaign_id"])
-            for row in await conn.fetch(SELECT_SAME_SCOPE, account_id, sorted(set(digests)))
-        }
-        for index, ((number, campaign_id), hashed) in enumerate(zip(scoped, digests, strict=True)):
-            if (hashed, campaign_id) in taken:
-                raise DncError(
-                    f"{number} is already in this scope", index=index, field="phone", fault="exists"
-                )
-            taken.add((hashed, campaign_id))
-        entry_ids: list[int] = await conn.fetchval(NEXT_ENTRY_IDS, len(entries))
-        appends = [
-            stream_append(
-                ctx,
-                stream_of_dnc(entry_id),
-                NO_STREAM,
-                [
-                    DncNumberAdded(
-                        entry_id=entry_id,
-                        account_id=account_id,
-                        campaign_id=campaign_id,
-                        number=number,
-                        digest=hashed,
-                        status=entry.status,
-                        expires_at=entry.expires_at,
-                        source=ctx.actor.dialect,
-                    )
-                ],
-                account_id=account_id,
+    return scoped
+
+
+def _unlisted(
+    scoped: Sequence[tuple[str, int | None]],
+    digests: Sequence[str],
+    taken: set[tuple[str, int | None]],
+    *,
+    skip_listed: bool,
+) -> list[int]:
+    """The entries (by index) whose number is not yet in their scope, nor earlier in the batch;
+    DncError for the first that is, unless `skip_listed`."""
+    kept: list[int] = []
+    for index, ((number, campaign_id), hashed) in enumerate(zip(scoped, digests, strict=True)):
+        if (hashed, campaign_id) in taken:
+            if skip_listed:
+                continue
+            raise DncError(
+                f"{number} is already in this scope", index=index, field="phone", fault="exists"
             )
-            for entry_id, entry, (number, campaign_id), hashed in zip(
-                entry_ids, entries, scoped, digests, strict=True
-            )
-        ]
-        await record(conn, appends)
-        added = await conn.fetch(SELECT_ENTRIES, entry_ids)
-    return [_entry(row) for row in added]
+        taken.add((hashed, campaign_id))
+        kept.append(index)
+    return kept
 
 
 async def _locked_entry(conn: Connection, account_id: int, entry_id: int) -> asyncpg.Record:

@@ -1,0 +1,129 @@
+"""`lead-ledger dnc import` and `lead-ledger dnc check` in process through cli_dnc, on this
+test's database, with real csv files."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import msgspec
+import pytest
+
+from lead_ledger import cli_admin, cli_dnc
+from lead_ledger.settings import Settings
+from tests.conftest import TEST_MASTER_KEY
+
+Run = Callable[..., Awaitable[tuple[int, str, str]]]
+
+
+@pytest.fixture
+def run(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run admin and dnc commands on this test's database."""
+    parser = argparse.ArgumentParser(prog="lead-ledger")
+    commands = parser.add_subparsers(dest="command", required=True)
+    cli_admin.add_commands(commands)
+    cli_dnc.add_commands(commands)
+
+    async def invoke(*argv: str) -> tuple[int, str, str]:
+        args = parser.parse_args(argv)
+        settings = Settings(
+            database_url=database_url, data_dir=tmp_path, master_key=TEST_MASTER_KEY
+        )
+        runner = cli_admin.run if args.command == "admin" else cli_dnc.run
+        code = await runner(args, settings)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke
+
+
+def write(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    return path
+
+
+async def account(run: Run) -> None:
+    created = await run("admin", "accounts", "create", "acme", "--default-region", "IN")
+    assert created[0] == 0, created
+    assert (await run("admin", "campaigns", "create", "acme", "sales"))[0] == 0
+
+
+async def test_import_adds_each_number_once_and_check_finds_them(
+    run: Run, tmp_path: Path, pool: asyncpg.Pool
+) -> None:
+    """A header, blank rows and spellings of one number: each number once; run again, nothing
+    more is added; `check` finds the entry for any spelling, in any campaign."""
+    await account(run)
+    rows = [["phone"], ["9876543210"], [""], ["+91 98765 43210"], ["9812345678", "extra cell"]]
+    path = write(tmp_path / "dnc.csv", rows)
+    code, out, _ = await run("dnc", "import", str(path), "--account", "acme")
+    assert code == 0
+    assert msgspec.json.decode(out) == {"added": 2, "already_listed": 1}
+    code, out, _ = await run("dnc", "import", str(path), "--account", "acme")
+    assert msgspec.json.decode(out) == {"added": 0, "already_listed": 3}
+    assert await pool.fetchval("SELECT count(*) FROM dnc WHERE campaign_id IS NULL") == 2
+    code, out, _ = await run(
+        "dnc", "check", "--account", "acme", "--campaign", "sales", "09876543210"
+    )
+    assert code == 0
+    answer = msgspec.json.decode(out)
+    assert answer["blocked"] is True
+    assert answer["entries"][0]["source"] == "admin"
+    code, out, _ = await run("dnc", "check", "--account", "acme", "9800000000")
+    assert msgspec.json.decode(out)["blocked"] is False
+
+
+async def test_campaign_and_expiry(run: Run, tmp_path: Path, pool: asyncpg.Pool) -> None:
+    """--campaign scopes the entries; --expires is their last blocking day."""
+    await account(run)
+    path = write(tmp_path / "dnc.csv", [["9876543210"]])
+    argv = ("dnc", "import", str(path), "--account", "acme", "--campaign", "sales")
+    assert (await run(*argv, "--expires", "2020-01-31"))[0] == 0
+    row = await pool.fetchrow("SELECT campaign_id, expires_at FROM dnc")
+    assert row is not None
+    assert row["campaign_id"] is not None
+    assert row["expires_at"].isoformat() == "2020-02-01T00:00:00+00:00"
+    _, out, _ = await run("dnc", "check", "--account", "acme", "--campaign", "sales", "9876543210")
+    assert msgspec.json.decode(out)["blocked"] is False  # expired
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (("--account", "nobody"), 1, "no account 'nobody'"),
+        (("--account", "acme", "--campaign", "nope"), 1, "no campaign 'nope'"),
+        (("--account", "acme", "--expires", "31/01/2027"), 2, "is not YYYY-MM-DD"),
+    ],
+)
+async def test_refusals_are_one_line_and_import_nothing(
+    run: Run, tmp_path: Path, pool: asyncpg.Pool, argv: tuple[str, ...], code: int, message: str
+) -> None:
+    """An unknown account or campaign, or a bad date: an exit code and a line; no entry."""
+    await account(run)
+    path = write(tmp_path / "dnc.csv", [["9876543210"]])
+    result = await run("dnc", "import", str(path), *argv)
+    assert result[0] == code
+    assert message in result[2]
+    assert await pool.fetchval("SELECT count(*) FROM dnc") == 0
+
+
+async def test_a_file_with_bad_numbers_imports_nothing(
+    run: Run, tmp_path: Path, pool: asyncpg.Pool
+) -> None:
+    """Every bad line is counted, the first ones named with their line numbers."""
+    await account(run)
+    rows = [["9876543210"], ["abc"], ["12"], *[[f"x{n}"] for n in range(6)]]
+    path = write(tmp_path / "dnc.csv", rows)
+    code, _, err = await run("dnc", "import", str(path), "--account", "acme")
+    assert code == 2
+    assert "line 2: 'abc'" in err
+    assert "line 3: '12'" in err
+    assert "and 3 more" in err
+    assert await pool.fetchval("SELECT count(*) FROM dnc") == 0
+    missing = await run("dnc", "import", str(tmp_path / "none.csv"), "--account", "acme")
+    assert missing[0] == 1
+    assert "cannot read" in missing[2]
