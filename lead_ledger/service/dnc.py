@@ -12,7 +12,7 @@ check sees every entry committed before its write began.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Final, Literal
 
@@ -32,6 +32,7 @@ from lead_ledger.ledger.dnc_events import (
 )
 from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM
 from lead_ledger.ledger.errors import LedgerError
+from lead_ledger.ledger.events import DomainEvent, LeadUpdated
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key, digits_only
 from lead_ledger.ledger.subject_keys import Digest
@@ -208,6 +209,39 @@ async def blocking(
             block = DncBlock(entry_id=row["entry_id"], campaign_id=row["campaign_id"])
             entries.setdefault(by_digest[row["digest"]], []).append(block)
     return Blocking(entries)
+
+
+async def blocked_changes(
+    conn: Connection,
+    account_id: int,
+    changes: Mapping[int, tuple[int, Sequence[DomainEvent]]],
+    *,
+    when_all: bool = False,
+) -> dict[int, DncBlock]:
+    """The leads (by id; each with its campaign and the events an update decided) that the
+    update would give a number the registry blocks in their campaign, checked as an insert is
+    (`when_all`: only when every number of the lead would be blocked). Run it under the
+    campaign locks of the update."""
+    new_keys = {
+        lead_id: event.dedupe_keys
+        for lead_id, (_, events) in changes.items()
+        for event in events
+        if isinstance(event, LeadUpdated) and event.dedupe_keys is not None
+    }
+    if not new_keys:
+        return {}
+    digest = await account_digest(conn, account_id)
+    registry = await blocking(conn, account_id, digest, (k for ks in new_keys.values() for k in ks))
+    blocked: dict[int, DncBlock] = {}
+    for lead_id, keys in new_keys.items():
+        campaign_id = changes[lead_id][0]
+        if when_all:
+            block = registry.block_all(keys, campaign_id)
+        else:
+            block = registry.block(keys, campaign_id)
+        if block is not None:
+            blocked[lead_id] = block
+    return blocked
 
 
 def valid_number(phone: str) -> bool:

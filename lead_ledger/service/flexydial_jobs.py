@@ -22,6 +22,7 @@ from lead_ledger.ledger.job_events import RejectedRow
 from lead_ledger.ledger.lead import LeadState, decide_update
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key
+from lead_ledger.service import dnc
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.flexydial_payload import (
@@ -85,6 +86,10 @@ async def _known_agents(conn: Connection, account_id: int, agents: Iterable[str]
     if not wanted:
         return set()
     return {row["agent_id"] for row in await conn.fetch(SELECT_KNOWN_AGENTS, account_id, wanted)}
+
+
+def _blocked_text(block: DncBlock) -> str:
+    return BLOCKED_GLOBALLY if block.campaign_id is None else BLOCKED_IN_CAMPAIGN
 
 
 def _rejected(
@@ -160,7 +165,7 @@ async def insert_job(
         problems[valid[index][0]] = DUPLICATE_IN_FILE if in_file else exists
     blocks = {valid[index][0]: block for index, block in result.blocked.items()}
     for number, block in blocks.items():
-        problems[number] = BLOCKED_GLOBALLY if block.campaign_id is None else BLOCKED_IN_CAMPAIGN
+        problems[number] = _blocked_text(block)
     return JobOutcome(
         inserted=len(result.inserted), rejected_rows=_rejected(request.rows, problems, blocks)
     )
@@ -199,26 +204,41 @@ async def update_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -
     await lock_campaigns(conn, [campaign_id])
     owners, states = await _find(conn, campaign_id, reference, {found.key for found in parsed})
     by_lead: dict[int, list[RowPatch]] = {}
+    rows_of: dict[int, list[int]] = {}
     for found in parsed:
         leads = owners.get(found.key, [])
         if not leads:
             problems[found.number] = not_found(reference)
         for lead in leads:
             by_lead.setdefault(lead, []).append(found.patch)
+            rows_of.setdefault(lead, []).append(found.number)
 
+    decided = {
+        lead_id: decide_update(states[lead_id][0], merge_patches(fields, patches), region)
+        for lead_id, patches in sorted(by_lead.items())
+        for fields in [states[lead_id][1]]
+    }
+    # A lead the update would give a number on the do-not-call list keeps its numbers: none of
+    # the rows that found it apply, and each is refused as an insert would be.
+    blocked = await dnc.blocked_changes(
+        conn, job.account_id, {i: (campaign_id, events) for i, events in decided.items()}
+    )
+    blocks: dict[int, DncBlock] = {}
+    for lead_id, block in blocked.items():
+        for number in rows_of[lead_id]:
+            problems[number] = _blocked_text(block)
+            blocks[number] = block
     appends: list[PendingAppend] = []
     written: list[LeadEvent] = []
-    for lead_id in sorted(by_lead):
-        state, fields = states[lead_id]
-        events = decide_update(state, merge_patches(fields, by_lead[lead_id]), region)
-        if events:
-            appends.append(lead_append(ctx, state, events))
+    for lead_id, events in decided.items():
+        if events and lead_id not in blocked:
+            appends.append(lead_append(ctx, states[lead_id][0], events))
             written.extend(events)
     await record(conn, appends)
     return JobOutcome(
         updated=sum(isinstance(event, LeadUpdated) for event in written),
         reassigned=sum(isinstance(event, LeadReassigned) for event in written),
-        rejected_rows=_rejected(request.rows, problems),
+        rejected_rows=_rejected(request.rows, problems, blocks),
     )
 
 

@@ -290,7 +290,11 @@ async def import_contact(
         else:
             current = msgspec.json.decode(await conn.fetchval(SELECT_EXTRA, lead_id))
             patch = overwrite_patch(fields, current)
-            await update_leads(conn, ctx, account_id=account_id, patches={lead_id: patch})
+            updated = await update_leads(
+                conn, ctx, account_id=account_id, patches={lead_id: patch}, dnc_when_all=True
+            )
+            if updated.blocked:  # every new number on the do-not-call list: left as it was
+                return Imported(record=None, rejected=ALL_BLOCKED, blocked=True)
     except LeadError as error:
         # Decided before anything was written, so the transaction is clean for the refusal.
         await _reject(conn, ctx, account_id, campaign_id, contact, str(error), lead_id)

@@ -8,7 +8,7 @@ so safe deletes are exact across processes. New leads are inserted by `lead_inse
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final, cast
+from typing import Final, NamedTuple, cast
 
 import asyncpg
 import msgspec
@@ -33,7 +33,9 @@ from lead_ledger.ledger.lead import (
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_streams
+from lead_ledger.service import dnc
 from lead_ledger.service.account_reads import default_region
+from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
 
 SELECT_LIVE_CAMPAIGNS: Final = """
@@ -120,24 +122,43 @@ def _lead_events(events: Iterable[DomainEvent]) -> Iterable[LeadEvent]:
     return (cast("LeadEvent", e) for e in events if isinstance(e, LEAD_EVENT_TYPES))
 
 
+class Updated(NamedTuple):
+    """What `update_leads` wrote per lead, and the leads it left as they were because the
+    update would have given them a number on the do-not-call list."""
+
+    written: dict[int, list[LeadEvent]]
+    blocked: dict[int, DncBlock]
+
+
 async def update_leads(
-    conn: Connection, ctx: Context, *, account_id: int, patches: Mapping[int, Mapping[str, object]]
-) -> dict[int, list[LeadEvent]]:
+    conn: Connection,
+    ctx: Context,
+    *,
+    account_id: int,
+    patches: Mapping[int, Mapping[str, object]],
+    dnc_when_all: bool = False,
+) -> Updated:
     """Apply field patches to live leads; only real changes become events. Unknown or foreign
-    lead ids are skipped (absent from the result)."""
+    lead ids are skipped (absent from the result). A lead whose new numbers the do-not-call
+    registry blocks in its campaign is not changed (with `dnc_when_all`, only when it blocks
+    every one of them: jtel flags numbers one by one)."""
     live = await lock_live_leads(conn, account_id, patches)
     states = await load_leads(conn, live)
     region = await default_region(conn, account_id)
-    written: dict[int, list[LeadEvent]] = {}
-    appends = []
-    for lead_id in sorted(live):
-        state = states[lead_id]
-        events = decide_update(state, patches[lead_id], region)
-        written[lead_id] = events
-        if events:
-            appends.append(lead_append(ctx, state, events))
+    decided = {
+        lead_id: decide_update(states[lead_id], patches[lead_id], region)
+        for lead_id in sorted(live)
+    }
+    blocked = await dnc.blocked_changes(
+        conn,
+        account_id,
+        {i: (states[i].campaign_id, events) for i, events in decided.items()},
+        when_all=dnc_when_all,
+    )
+    written = {i: events for i, events in decided.items() if i not in blocked}
+    appends = [lead_append(ctx, states[i], events) for i, events in written.items() if events]
     await record(conn, appends)
-    return written
+    return Updated(written=written, blocked=blocked)
 
 
 async def delete_leads(

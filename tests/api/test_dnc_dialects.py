@@ -11,8 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from tests.api.test_flexydial import Tenant, leads, tenant
-from tests.api.test_flexydial_jobs import COMPLETED, api, insert
+from tests.api.test_flexydial import CITY, CUSTOMER_ID, Tenant, leads, tenant, update
+from tests.api.test_flexydial_jobs import COMPLETED, api, insert, run
 from tests.api.test_jtel import Tenant as JtelTenant
 from tests.api.test_jtel import call, contact, import_, make_tenant
 from tests.api.test_ozonetel_add import Account, body, make_account, post
@@ -169,3 +169,49 @@ async def test_jtel_flags_blocked_numbers_and_refuses_a_contact_with_no_other(
         "status": 409,
         "error": "All phone numbers of the contact are on a do-not-call list",
     }
+
+
+async def test_flexydial_update_to_a_blocked_number_leaves_the_lead_as_it_was(
+    api: Client,
+) -> None:
+    """An update by a CRM field that would give the lead a blocked number refuses its row as
+    an insert would be refused; the lead keeps its number, the other rows apply."""
+    acme: Tenant = await tenant(api)
+    rows = [
+        {"numeric": "9876500001", CUSTOMER_ID: "C-1"},
+        {"numeric": "9876500002", CUSTOMER_ID: "C-2"},
+    ]
+    assert await insert(api, acme, *rows) == COMPLETED
+    response = await api.post("/v1/dnc", json=[{"phone": "9876500099"}], headers=acme.native)
+    assert response.status == 201
+    body = update(
+        CUSTOMER_ID,
+        {CUSTOMER_ID: "C-1", "numeric": "9876500099", CITY: "Pune"},
+        {CUSTOMER_ID: "C-2", "numeric": "9876500002", CITY: "Goa"},
+    )
+    result = await run(api, acme, body)
+    assert result == {
+        "status": "Invalid Data",
+        "improper_data": [
+            {CUSTOMER_ID: "C-1", "numeric": "9876500099", CITY: "Pune", "description": GLOBALLY}
+        ],
+    }
+    found = {lead["crm"][CUSTOMER_ID]: lead for lead in await leads(api, acme)}
+    assert found["C-1"]["phone_numbers"] == ["9876500001"]
+    assert CITY not in found["C-1"]["crm"]
+    assert found["C-2"]["crm"][CITY] == "Goa"
+
+
+async def test_jtel_overwrite_to_blocked_numbers_only_is_refused(api: Client) -> None:
+    """Overwriting a contact (by UserData) with numbers that are all blocked: 409, and the
+    contact keeps its numbers."""
+    acme: JtelTenant = await make_tenant(api, "acme", "DE", ["Sales"])
+    native = {"Authorization": f"Bearer {acme.native_key}"}
+    first = await import_(api, acme, contact(acme, UserData="U-1", PhoneNumber1="+4930111111"))
+    contact_id = first["records"][0]["ID"]
+    await block(api, native, {"phone": "+4930222222"})
+    overwrite = contact(acme, UserData="U-1", PhoneNumber1="+4930222222")
+    refused = await import_(api, acme, overwrite, status=409, query="?overwriteDuplicates=true")
+    assert refused["error"] == "All phone numbers of the contact are on a do-not-call list"
+    got = await call(api, "GET", f"{acme.base}/dialler/contacts/{contact_id}", acme, 200)
+    assert got["records"][0]["PhoneNumber1"] == "+4930111111"

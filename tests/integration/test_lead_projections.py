@@ -95,7 +95,7 @@ async def test_update_writes_only_changes_and_reindexes_contacts(pool: asyncpg.P
                 }
             },
         )
-    events = written[lead_id]
+    events = written.written[lead_id]
     assert [type(e) for e in events] == [LeadUpdated, LeadReassigned]
     update = events[0]
     assert isinstance(update, LeadUpdated)

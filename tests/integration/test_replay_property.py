@@ -681,9 +681,10 @@ async def cmd_update(
         i: model.leads[i].patched(patch, region) for i in model.owned(account, lead_ids, live=True)
     }
     async with write_transaction(conn):
-        written = await update_leads(
+        updated = await update_leads(
             conn, NATIVE, account_id=account.id, patches=dict.fromkeys(lead_ids, patch)
         )
+    written = updated.written
     assert sorted(written) == sorted(expected)
     for lead_id, (fields, keys) in expected.items():
         # Events only for real changes.
