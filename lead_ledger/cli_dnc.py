@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -15,12 +14,9 @@ from typing import Final
 import msgspec
 from rich.console import Console
 
+from lead_ledger.cli_account import account_connection, cli_context
 from lead_ledger.cli_projections import progress_bar
-from lead_ledger.ledger.database import database_urls, open_database
-from lead_ledger.ledger.envelope import Actor
 from lead_ledger.service import dnc
-from lead_ledger.service.account_reads import find_account
-from lead_ledger.service.writer import Context
 from lead_ledger.settings import Settings
 
 BATCH: Final = 10_000  # entries per transaction: the registry's batch limit
@@ -101,29 +97,23 @@ async def _import(args: argparse.Namespace, settings: Settings, console: Console
         dnc.NewDncEntry(phone=number, campaign=args.campaign, expires_at=expires_at)
         for _, number in numbers
     ]
-    urls = await database_urls(settings)
-    pool = await open_database(urls.service, migration_url=urls.migration, min_size=1, max_size=1)
-    ctx = Context(actor=Actor(dialect="admin"), request_id=f"cli-{uuid.uuid4().hex}")
+    ctx = cli_context()
     added = 0
-    try:
-        async with pool.acquire() as conn:
-            account = await find_account(conn, args.account)
-            if account is None:
-                sys.stderr.write(f"lead-ledger: no account {args.account!r}\n")
-                return 1
-            with progress_bar(console) as progress:
-                progress("import", 0, len(entries))
-                for start in range(0, len(entries), BATCH):
-                    batch = entries[start : start + BATCH]
-                    try:
-                        made = await dnc.add_entries(conn, ctx, account.id, batch, skip_listed=True)
-                    except dnc.DncError as error:
-                        sys.stderr.write(f"lead-ledger: {error.message}\n")
-                        return 1
-                    added += len(made)
-                    progress("import", start + len(batch), len(entries))
-    finally:
-        await pool.close()
+    async with account_connection(settings, args.account) as found:
+        if found is None:
+            return 1
+        conn, account_id = found
+        with progress_bar(console) as progress:
+            progress("import", 0, len(entries))
+            for start in range(0, len(entries), BATCH):
+                batch = entries[start : start + BATCH]
+                try:
+                    made = await dnc.add_entries(conn, ctx, account_id, batch, skip_listed=True)
+                except dnc.DncError as error:
+                    sys.stderr.write(f"lead-ledger: {error.message}\n")
+                    return 1
+                added += len(made)
+                progress("import", start + len(batch), len(entries))
     result = Imported(added=added, already_listed=len(entries) - added)
     sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
     return 0
@@ -133,27 +123,21 @@ async def _check(args: argparse.Namespace, settings: Settings) -> int:
     if not dnc.valid_number(args.phone):
         sys.stderr.write(f"lead-ledger: {args.phone!r} is not a phone number\n")
         return 2
-    urls = await database_urls(settings)
-    pool = await open_database(urls.service, migration_url=urls.migration, min_size=1, max_size=1)
-    try:
-        async with pool.acquire() as conn:
-            account = await find_account(conn, args.account)
-            if account is None:
-                sys.stderr.write(f"lead-ledger: no account {args.account!r}\n")
+    async with account_connection(settings, args.account) as found:
+        if found is None:
+            return 1
+        conn, account_id = found
+        campaign_id = None
+        if args.campaign is not None:
+            campaign_id = await conn.fetchval(
+                "SELECT campaign_id FROM campaigns WHERE account_id = $1 AND name = $2",
+                account_id,
+                args.campaign,
+            )
+            if campaign_id is None:
+                sys.stderr.write(f"lead-ledger: no campaign {args.campaign!r}\n")
                 return 1
-            campaign_id = None
-            if args.campaign is not None:
-                campaign_id = await conn.fetchval(
-                    "SELECT campaign_id FROM campaigns WHERE account_id = $1 AND name = $2",
-                    account.id,
-                    args.campaign,
-                )
-                if campaign_id is None:
-                    sys.stderr.write(f"lead-ledger: no campaign {args.campaign!r}\n")
-                    return 1
-            answer = await dnc.check(conn, account.id, args.phone, campaign_id)
-    finally:
-        await pool.close()
+        answer = await dnc.check(conn, account_id, args.phone, campaign_id)
     encoded = msgspec.json.format(msgspec.json.encode(answer), indent=2).decode()
     sys.stdout.write(encoded + "\n")
     return 0

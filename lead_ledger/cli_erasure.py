@@ -6,18 +6,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Final, TextIO
 
 import msgspec
 
+from lead_ledger.cli_account import account_connection, cli_context
 from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.database import database_urls, open_database
-from lead_ledger.ledger.envelope import Actor
-from lead_ledger.service.account_reads import find_account
 from lead_ledger.service.erasures import ErasureRequest, erase
-from lead_ledger.service.writer import Context
 from lead_ledger.settings import Settings
 
 # Other sessions on the database while keys are rotated: a server that kept the old master key
@@ -70,18 +67,11 @@ async def run_erase(
     if not args.yes and not _confirmed(args.account, by, value, stdin):
         sys.stderr.write("lead-ledger: not erased (confirm, or pass --yes)\n")
         return 2
-    urls = await database_urls(settings)
-    pool = await open_database(urls.service, migration_url=urls.migration, min_size=1, max_size=1)
-    ctx = Context(actor=Actor(dialect="admin"), request_id=f"cli-{uuid.uuid4().hex}")
-    try:
-        async with pool.acquire() as conn:
-            account = await find_account(conn, args.account)
-            if account is None:
-                sys.stderr.write(f"lead-ledger: no account {args.account!r}\n")
-                return 1
-            erasure = await erase(conn, ctx, account.id, request)
-    finally:
-        await pool.close()
+    async with account_connection(settings, args.account) as found:
+        if found is None:
+            return 1
+        conn, account_id = found
+        erasure = await erase(conn, cli_context(), account_id, request)
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(erasure), indent=2).decode() + "\n")
     return 0
 

@@ -3,6 +3,7 @@ F), token auth as the other Flexydial routes, `{"detail": ...}` answers (docs/fl
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
@@ -13,10 +14,13 @@ from lead_ledger.api.edge import context, json_response
 from lead_ledger.api.flexydial import FLEXYDIAL, SECURITY, UNAUTHORIZED, Detail
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.openapi import Response
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.service import flexydial_dnc
+from lead_ledger.service.writer import Context
 
 routes = web.RouteTableDef()
 
+Action = Callable[[Connection, Context, int, bytes], Awaitable[str]]
 # The body as the vendor documents it (the checks, and their order, are the service's).
 UploadItems: Final = list[dict[str, str]]
 
@@ -40,15 +44,7 @@ UploadItems: Final = list[dict[str, str]]
 )
 @FLEXYDIAL.route
 async def upload_dnc(request: web.Request, principal: Principal) -> web.Response:
-    body = await request.read()
-    async with request.app[POOL].acquire() as conn:
-        try:
-            detail = await flexydial_dnc.upload_dnc(
-                conn, context(request, principal), principal.account_id, body
-            )
-        except flexydial_dnc.RefusedError as refused:
-            return json_response(Detail(refused.detail), 400)
-    return json_response(Detail(detail))
+    return await _answer(request, principal, flexydial_dnc.upload_dnc)
 
 
 @routes.post("/api/remove-dnc/")
@@ -69,12 +65,15 @@ async def upload_dnc(request: web.Request, principal: Principal) -> web.Response
 )
 @FLEXYDIAL.route
 async def remove_dnc(request: web.Request, principal: Principal) -> web.Response:
+    return await _answer(request, principal, flexydial_dnc.remove_dnc)
+
+
+async def _answer(request: web.Request, principal: Principal, action: Action) -> web.Response:
+    """Both routes: the body to the service, its text back as `detail` (400 when refused)."""
     body = await request.read()
     async with request.app[POOL].acquire() as conn:
         try:
-            detail = await flexydial_dnc.remove_dnc(
-                conn, context(request, principal), principal.account_id, body
-            )
+            detail = await action(conn, context(request, principal), principal.account_id, body)
         except flexydial_dnc.RefusedError as refused:
             return json_response(Detail(refused.detail), 400)
     return json_response(Detail(detail))
