@@ -16,7 +16,7 @@ from rich.console import Console
 
 from lead_ledger.cli_account import account_connection, cli_context
 from lead_ledger.cli_projections import progress_bar
-from lead_ledger.service import dnc
+from lead_ledger.service import dnc, reads
 from lead_ledger.settings import Settings
 
 BATCH: Final = 10_000  # entries per transaction: the registry's batch limit
@@ -127,16 +127,11 @@ async def _check(args: argparse.Namespace, settings: Settings) -> int:
         if found is None:
             return 1
         conn, account_id = found
-        campaign_id = None
-        if args.campaign is not None:
-            campaign_id = await conn.fetchval(
-                "SELECT campaign_id FROM campaigns WHERE account_id = $1 AND name = $2",
-                account_id,
-                args.campaign,
-            )
-            if campaign_id is None:
-                sys.stderr.write(f"lead-ledger: no campaign {args.campaign!r}\n")
-                return 1
+        try:
+            campaign_id = await reads.campaign_named(conn, account_id, args.campaign)
+        except reads.UnknownCampaignError:
+            sys.stderr.write(f"lead-ledger: no campaign {args.campaign!r}\n")
+            return 1
         answer = await dnc.check(conn, account_id, args.phone, campaign_id)
     encoded = msgspec.json.format(msgspec.json.encode(answer), indent=2).decode()
     sys.stdout.write(encoded + "\n")

@@ -18,7 +18,7 @@ from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem
 from lead_ledger.api.problems import problem, validation_problem
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.dnc_events import DncStatus
-from lead_ledger.service import dnc
+from lead_ledger.service import dnc, reads
 from lead_ledger.service.inputs import NUL, decimal, decode_json
 
 routes = web.RouteTableDef()
@@ -70,14 +70,11 @@ def _refused(error: dnc.DncError) -> Refused:
 
 
 async def _campaign_id(conn: Connection, account_id: int, name: str | None) -> int | None:
-    if name is None:
-        return None
-    campaign_id: int | None = await conn.fetchval(
-        "SELECT campaign_id FROM campaigns WHERE account_id = $1 AND name = $2", account_id, name
-    )
-    if campaign_id is None:
-        raise Refused(problem(404, f"no campaign {name!r}", parameter="campaign"))
-    return campaign_id
+    """The filter's campaign, as /v1/leads takes it (a name, or an id)."""
+    try:
+        return await reads.campaign_named(conn, account_id, name)
+    except reads.UnknownCampaignError:
+        raise Refused(problem(404, f"no campaign {name!r}", parameter="campaign")) from None
 
 
 def _entry_id(request: web.Request) -> int:

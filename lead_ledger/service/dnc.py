@@ -56,6 +56,11 @@ d.entry_id, d.number, c.name AS campaign, d.status, d.expires_at, d.source, d.ad
 d.changed_at,
 d.status = 'Active' AND (d.expires_at IS NULL OR d.expires_at > now()) AS blocking
 """
+SELECT_ENTRIES_OF: Final = f"""
+SELECT d.campaign_id, {_COLUMNS} FROM dnc d LEFT JOIN campaigns c USING (campaign_id)
+WHERE d.account_id = $1 AND d.entry_id = ANY($2::bigint[])
+ORDER BY d.entry_id
+"""
 SELECT_ENTRY: Final = f"""
 SELECT d.campaign_id, {_COLUMNS} FROM dnc d LEFT JOIN campaigns c USING (campaign_id)
 WHERE d.account_id = $1 AND d.entry_id = $2
@@ -283,8 +288,7 @@ async def add_entries(
         raise DncError("give at least one entry")
     if len(entries) > MAX_ENTRIES:
         raise DncError(f"at most {MAX_ENTRIES:,} entries at once")
-    rows = await conn.fetch(SELECT_CAMPAIGNS, account_id)
-    campaigns: dict[str, int] = {row["name"]: row["campaign_id"] for row in rows}
+    campaigns = await campaigns_by_name(conn, account_id)
     scoped = _scoped(entries, campaigns, await default_region(conn, account_id))
     async with write_transaction(conn):
         account_wide = any(campaign_id is None for _, campaign_id in scoped)
@@ -373,20 +377,25 @@ def _unlisted(
     return kept
 
 
-async def _locked_entry(conn: Connection, account_id: int, entry_id: int) -> asyncpg.Record:
-    """The entry, read again under the locks of the campaigns it covers."""
-    row = await conn.fetchrow(SELECT_ENTRY, account_id, entry_id)
-    if row is None:
-        raise DncNotFoundError("no such entry in this account")
-    if row["campaign_id"] is None:
+async def _locked_entries(
+    conn: Connection, account_id: int, entry_ids: Sequence[int]
+) -> list[asyncpg.Record]:
+    """The account's entries among these, read again under the locks of the campaigns they
+    cover (every campaign for an account-wide one)."""
+    rows = await conn.fetch(SELECT_ENTRIES_OF, account_id, list(entry_ids))
+    if any(row["campaign_id"] is None for row in rows):
         ids = [r["campaign_id"] for r in await conn.fetch(SELECT_CAMPAIGNS, account_id)]
     else:
-        ids = [row["campaign_id"]]
+        ids = [row["campaign_id"] for row in rows]
     await lock_campaigns(conn, ids)
-    row = await conn.fetchrow(SELECT_ENTRY, account_id, entry_id)
-    if row is None:
+    return list(await conn.fetch(SELECT_ENTRIES_OF, account_id, list(entry_ids)))
+
+
+async def _locked_entry(conn: Connection, account_id: int, entry_id: int) -> asyncpg.Record:
+    rows = await _locked_entries(conn, account_id, [entry_id])
+    if not rows:
         raise DncNotFoundError("no such entry in this account")
-    return row
+    return rows[0]
 
 
 async def change_entry(
@@ -418,37 +427,73 @@ async def change_entry(
 
 
 async def remove_entry(conn: Connection, ctx: Context, account_id: int, entry_id: int) -> None:
-    """Take an entry out of the registry. Its number leaves the view, so its digests are
-    recorded for an erasure to find it by (docs/erasure.md): only then can a person's number be
-    erased from the log for good."""
+    """Take an entry out of the registry (`remove_entries`); DncNotFoundError when it is not
+    the account's."""
+    if not await remove_entries(conn, ctx, account_id, [entry_id]):
+        raise DncNotFoundError("no such entry in this account")
+
+
+async def remove_entries(
+    conn: Connection, ctx: Context, account_id: int, entry_ids: Sequence[int]
+) -> list[int]:
+    """Take entries out of the registry, in one transaction; returns those removed (the
+    account's, still there). Their numbers leave the view, so their digests are recorded for
+    an erasure to find them by (docs/erasure.md): only then can a person's number be erased
+    from the log for good."""
     async with write_transaction(conn):
-        row = await _locked_entry(conn, account_id, entry_id)
-        event = DncNumberRemoved(entry_id=entry_id, account_id=account_id)
-        append = stream_append(
-            ctx, stream_of_dnc(entry_id), ANY_VERSION, [event], account_id=account_id
-        )
+        rows = await _locked_entries(conn, account_id, entry_ids)
+        if not rows:
+            return []
         region = await default_region(conn, account_id)
-        tokens = {row["number"], *phone_tokens(row["number"], region)}
         digest = await account_digest(conn, account_id)
-        await key_store.add_lookup(conn, account_id, {dnc_subject(entry_id): map(digest, tokens)})
-        await record(conn, [append])
+        await key_store.add_lookup(
+            conn,
+            account_id,
+            {
+                dnc_subject(row["entry_id"]): map(
+                    digest, {row["number"], *phone_tokens(row["number"], region)}
+                )
+                for row in rows
+            },
+        )
+        appends = [
+            stream_append(
+                ctx,
+                stream_of_dnc(row["entry_id"]),
+                ANY_VERSION,
+                [DncNumberRemoved(entry_id=row["entry_id"], account_id=account_id)],
+                account_id=account_id,
+            )
+            for row in rows
+        ]
+        await record(conn, appends)
+    return [row["entry_id"] for row in rows]
 
 
-SELECT_BY_DIGEST: Final = """
-SELECT entry_id FROM dnc
-WHERE account_id = $1 AND digest = $2 AND ($3::bigint[] IS NULL OR campaign_id = ANY($3::bigint[]))
+SELECT_BY_DIGESTS: Final = """
+SELECT digest, entry_id, campaign_id FROM dnc
+WHERE account_id = $1 AND digest = ANY($2::text[])
 ORDER BY entry_id
 """
 
 
-async def entries_of(
-    conn: Connection, account_id: int, phone: str, campaign_ids: Sequence[int] | None = None
-) -> list[int]:
-    """The entries that hold this number (any spelling), in those campaigns when given."""
+async def entries_holding(
+    conn: Connection, account_id: int, phones: Sequence[str]
+) -> list[list[DncBlock]]:
+    """For each number (any spelling), every entry that holds it, in one query."""
+    region = await default_region(conn, account_id)
     digest = await account_digest(conn, account_id)
-    hashed = digest(dedupe_key(phone, await default_region(conn, account_id)))
-    rows = await conn.fetch(SELECT_BY_DIGEST, account_id, hashed, campaign_ids)
-    return [row["entry_id"] for row in rows]
+    hashed = [digest(dedupe_key(phone, region)) for phone in phones]
+    held: dict[str, list[DncBlock]] = {}
+    for row in await conn.fetch(SELECT_BY_DIGESTS, account_id, sorted(set(hashed))):
+        block = DncBlock(entry_id=row["entry_id"], campaign_id=row["campaign_id"])
+        held.setdefault(row["digest"], []).append(block)
+    return [held.get(h, []) for h in hashed]
+
+
+async def campaigns_by_name(conn: Connection, account_id: int) -> dict[str, int]:
+    """The account's campaigns: name to id."""
+    return {r["name"]: r["campaign_id"] for r in await conn.fetch(SELECT_CAMPAIGNS, account_id)}
 
 
 async def check(conn: Connection, account_id: int, phone: str, campaign_id: int | None) -> DncCheck:

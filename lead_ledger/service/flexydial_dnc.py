@@ -17,7 +17,6 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.dnc_events import DncStatus
 from lead_ledger.service import dnc
 from lead_ledger.service.inputs import decode_json
-from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context
 
 PROCESSED: Final = "Data processed successfully"
@@ -30,7 +29,6 @@ UNKNOWN_CAMPAIGN: Final = "Campaign with this name is not exists"
 BAD_STATUS: Final = "Status values should be Active or Inactive"
 BAD_END_DATE: Final = "Enter Valid dnc_end_date (YYYY-MM-DD)"
 
-SELECT_CAMPAIGNS: Final = "SELECT name, campaign_id FROM campaigns WHERE account_id = $1"
 _Items = list[dict[str, object]]
 
 
@@ -48,10 +46,6 @@ class RefusedError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
-
-
-async def _campaigns(conn: Connection, account_id: int) -> dict[str, int]:
-    return {r["name"]: r["campaign_id"] for r in await conn.fetch(SELECT_CAMPAIGNS, account_id)}
 
 
 def _items(body: bytes) -> _Items:
@@ -73,6 +67,11 @@ def _text(item: dict[str, object], name: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return "\0"  # not a value any check accepts
     return str(value).strip()
+
+
+def _names(item: dict[str, object]) -> list[str]:
+    """The campaigns an item names, comma-separated."""
+    return [name.strip() for name in _text(item, "campaign").split(",") if name.strip()]
 
 
 def _flag(item: dict[str, object]) -> bool:
@@ -110,9 +109,7 @@ def _expiry(item: dict[str, object]) -> datetime | None:
 async def upload_dnc(conn: Connection, ctx: Context, account_id: int, body: bytes) -> str:
     """Add every item's entries, or none; RefusedError with the first item's fault otherwise."""
     items = _items(body)
-    campaigns = {
-        r["name"]: r["campaign_id"] for r in await conn.fetch(SELECT_CAMPAIGNS, account_id)
-    }
+    campaigns = await dnc.campaigns_by_name(conn, account_id)
     entries: list[dnc.NewDncEntry] = []
     numerics: list[str] = []  # each entry's number as its item gave it
     for item in items:
@@ -120,7 +117,7 @@ async def upload_dnc(conn: Connection, ctx: Context, account_id: int, body: byte
         if not dnc.valid_number(numeric):
             raise RefusedError(INVALID_NUMBER)
         everywhere = _flag(item)
-        names = [n.strip() for n in _text(item, "campaign").split(",") if n.strip()]
+        names = _names(item)
         if not everywhere and not names:
             raise RefusedError(NO_SCOPE)
         if not everywhere and any(name not in campaigns for name in names):
@@ -144,23 +141,22 @@ async def upload_dnc(conn: Connection, ctx: Context, account_id: int, body: byte
 
 async def remove_dnc(conn: Connection, ctx: Context, account_id: int, body: bytes) -> str:
     """Remove every entry of each item's number (of its campaigns, when it names any), or none:
-    RefusedError naming the first number that has none."""
+    RefusedError for the first item at fault, in order (a number with no entry is named)."""
     items = _items(body)
-    campaigns = {
-        r["name"]: r["campaign_id"] for r in await conn.fetch(SELECT_CAMPAIGNS, account_id)
-    }
-    async with write_transaction(conn):
-        for item in items:
-            numeric = _text(item, "numeric")
-            if not dnc.valid_number(numeric):
-                raise RefusedError(INVALID_NUMBER)
-            names = [n.strip() for n in _text(item, "campaign").split(",") if n.strip()]
-            if any(name not in campaigns for name in names):
-                raise RefusedError(UNKNOWN_CAMPAIGN)
-            ids = [campaigns[name] for name in names] or None
-            found = await dnc.entries_of(conn, account_id, numeric, ids)
-            if not found:
-                raise RefusedError(does_not_exist(numeric))
-            for entry_id in found:
-                await dnc.remove_entry(conn, ctx, account_id, entry_id)
+    campaigns = await dnc.campaigns_by_name(conn, account_id)
+    asked = [(_text(item, "numeric"), _names(item)) for item in items]
+    valid = [numeric for numeric, _ in asked if dnc.valid_number(numeric)]
+    held = dict(zip(valid, await dnc.entries_holding(conn, account_id, valid), strict=True))
+    removing: list[int] = []
+    for numeric, names in asked:
+        if not dnc.valid_number(numeric):
+            raise RefusedError(INVALID_NUMBER)
+        if any(name not in campaigns for name in names):
+            raise RefusedError(UNKNOWN_CAMPAIGN)
+        ids = {campaigns[name] for name in names}
+        found = [e.entry_id for e in held[numeric] if not ids or e.campaign_id in ids]
+        if not found:
+            raise RefusedError(does_not_exist(numeric))
+        removing.extend(found)
+    await dnc.remove_entries(conn, ctx, account_id, sorted(set(removing)))
     return REMOVED

@@ -220,7 +220,7 @@ async def insert_lead_groups(
         results[campaign_id] = InsertResult(
             inserted=inserted, duplicates=duplicates, blocked=blocked
         )
-    await record(conn, appends)
+    await record(conn, appends, digests={account_id: digest})
     return results
 
 
@@ -353,7 +353,7 @@ async def _write_chunk(
         blocked.setdefault(campaign_id, {}).update(kept_out)
         refusals = _refusals(sealed.account_id, campaign_id, leads, events, {}, kept_out)
         if refusals:
-            await record(conn, refusals)
+            await record(conn, refusals, digests={sealed.account_id: digest})
 
 
 @dataclass(frozen=True, slots=True)

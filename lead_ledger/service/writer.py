@@ -4,7 +4,7 @@ caller's transaction, so a request reads its own writes and duplicate checks see
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -102,18 +102,23 @@ def stream_append(
 
 
 async def record(
-    conn: Connection, appends: Sequence[PendingAppend], *, detect_retries: bool = False
+    conn: Connection,
+    appends: Sequence[PendingAppend],
+    *,
+    detect_retries: bool = False,
+    digests: Mapping[int, subject_keys.Digest] | None = None,
 ) -> AppendResult:
     """Seal, append and project. Must run inside the caller's transaction (and its locks),
     which should be a `service.transactions.write_transaction` so that it holds the write gate.
 
     `stream_append` gives every event a fresh id (UUIDv7), so such appends cannot be retries;
     pass `detect_retries=True` only for events with ids derived from something replayable.
-    Raises key_store.SubjectErasedError for a write to an erased subject.
+    Raises key_store.SubjectErasedError for a write to an erased subject. `digests`: accounts'
+    dedupe digests the caller already holds (`account_digest`), so they are not read again.
     """
     if not conn.is_in_transaction():
         raise RuntimeError("record() must run inside a transaction")
-    sealed = await seal_appends(conn, appends)
+    sealed = await seal_appends(conn, appends, digests)
     return await _append_and_project(conn, appends, sealed, detect_retries=detect_retries)
 
 
@@ -196,7 +201,11 @@ async def _append_and_project(
     return result
 
 
-async def seal_appends(conn: Connection, appends: Sequence[PendingAppend]) -> list[StreamAppend]:
+async def seal_appends(
+    conn: Connection,
+    appends: Sequence[PendingAppend],
+    digests: Mapping[int, subject_keys.Digest] | None = None,
+) -> list[StreamAppend]:
     """The appends as stored: each account's subjects get their keys (made where new, with the
     digests an erasure finds them by), then every event and client address is sealed."""
     by_account: dict[int, list[PendingAppend]] = {}
@@ -204,13 +213,18 @@ async def seal_appends(conn: Connection, appends: Sequence[PendingAppend]) -> li
         by_account.setdefault(append.account_id or 0, []).append(append)
     sealed: dict[int, StreamAppend] = {}
     for account_id, group in by_account.items():
-        for append, stored in zip(group, await _seal_account(conn, account_id, group), strict=True):
+        known = (digests or {}).get(account_id)
+        stored_group = await _seal_account(conn, account_id, group, known)
+        for append, stored in zip(group, stored_group, strict=True):
             sealed[id(append)] = stored
     return [sealed[id(append)] for append in appends]
 
 
 async def _seal_account(
-    conn: Connection, account_id: int, appends: Sequence[PendingAppend]
+    conn: Connection,
+    account_id: int,
+    appends: Sequence[PendingAppend],
+    known: subject_keys.Digest | None,
 ) -> list[StreamAppend]:
     master = key_store.master_key()
     subjects: set[str] = set()
@@ -227,7 +241,9 @@ async def _seal_account(
     }
     if not subjects and not leaving:
         return [_stored(append, {}, str) for append in appends]
-    digest = subject_keys.digester(await key_store.account_secret(conn, master, account_id))
+    digest = known or subject_keys.digester(
+        await key_store.account_secret(conn, master, account_id)
+    )
     keys = await key_store.keys_for_writing(conn, master, account_id, subjects)
     tokens = await _leaving_tokens(conn, leaving)
     region = await _region_if_needed(conn, account_id, appends)
