@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -64,17 +65,22 @@ def new_master_key_text() -> str:
 
 def load_or_create_master_key(data_dir: Path) -> bytes:
     """The master key of an embedded installation, from `data_dir/master.key`; created on first
-    use, readable by its owner alone (0600). Two processes starting at once agree: the file is
-    created exclusively, and the loser reads the winner's key."""
+    use, readable by its owner alone (0600). Two processes starting at once agree: the key is
+    written whole to a private temporary file and then linked into place, which fails when the
+    name exists, so a reader never sees a half-written key and the loser reads the winner's."""
     path = data_dir / MASTER_KEY_FILE
     data_dir.mkdir(parents=True, exist_ok=True)
-    text = new_master_key_text()
-    with contextlib.suppress(FileExistsError):
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as created:
-            created.write(text + "\n")
-            created.flush()
-            os.fsync(created.fileno())
+    if not path.exists():
+        descriptor, temporary = tempfile.mkstemp(dir=data_dir, prefix=".master.key.")
+        try:
+            with os.fdopen(descriptor, "w") as created:
+                created.write(new_master_key_text() + "\n")
+                created.flush()
+                os.fsync(created.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            Path(temporary).unlink()
     return parse_master_key(path.read_text(), source=str(path))
 
 
