@@ -170,6 +170,31 @@ class LeadArchiveRemoved(_Event, frozen=True, kw_only=True, tag="LeadArchiveRemo
     live_version: int
 
 
+class LeadMarkedDnc(_Event, frozen=True, kw_only=True, tag="LeadMarkedDnc"):
+    """A do-not-call entry holds one of this live lead's numbers in its scope: the lead reads
+    `DNC` and is not dialable while an entry that marked it blocks (`expires_at` is the entry's,
+    compared with the time of the read: an entry expires without an event). Recorded again with
+    the new expiry when the entry's changes; the lead's own status is kept underneath."""
+
+    lead_id: int
+    dnc_entry_id: int
+    dnc_scope: DncScope
+    expires_at: datetime | None = None
+
+
+DncClearReason = Literal["removed", "inactive", "expired", "number_changed"]
+
+
+class LeadDncCleared(_Event, frozen=True, kw_only=True, tag="LeadDncCleared"):
+    """The entry no longer marks the lead: removed from the registry, turned Inactive, given an
+    expiry already past, or none of the lead's numbers is the entry's any more. Its status reads
+    as its own again once no other entry marks it."""
+
+    lead_id: int
+    dnc_entry_id: int
+    reason: DncClearReason
+
+
 LeadEvent: TypeAlias = (
     LeadInserted
     | LeadUpdated
@@ -180,6 +205,8 @@ LeadEvent: TypeAlias = (
     | LeadRestored
     | LeadArchiveRemoved
     | LeadErased
+    | LeadMarkedDnc
+    | LeadDncCleared
 )
 
 

@@ -20,10 +20,12 @@ from lead_ledger.ledger.events import (
     LeadArchiveRemoved,
     LeadArchiveSynced,
     LeadDeleted,
+    LeadDncCleared,
     LeadErased,
     LeadEvent,
     LeadFields,
     LeadInserted,
+    LeadMarkedDnc,
     LeadReassigned,
     LeadRestored,
     LeadUpdated,
@@ -47,10 +49,16 @@ class LeadState(msgspec.Struct, frozen=True, kw_only=True):
     fields: LeadFields | None  # None while the lead is not live (deleted or archived away)
     dedupe_keys: list[str]
     archive: ArchiveCopy | None = None
+    # The do-not-call entries that mark the live lead, each with its expiry (None: never).
+    dnc_marks: dict[int, datetime | None] = {}
 
     @property
     def live(self) -> bool:
         return self.fields is not None
+
+    def dnc_at(self, at: datetime) -> bool:
+        """Whether the lead reads `DNC` at `at`: some entry marks it and has not expired."""
+        return any(expires is None or expires > at for expires in self.dnc_marks.values())
 
 
 class LeadError(ValueError):
@@ -95,7 +103,7 @@ def evolve(state: LeadState | None, event: LeadEvent) -> LeadState:  # noqa: PLR
             )
             return msgspec.structs.replace(state, version=version, archive=copy)
         case LeadDeleted():
-            return msgspec.structs.replace(state, version=version, fields=None)
+            return msgspec.structs.replace(state, version=version, fields=None, dnc_marks={})
         case LeadRestored():
             return msgspec.structs.replace(
                 state, version=version, fields=event.snapshot, dedupe_keys=event.dedupe_keys
@@ -104,9 +112,21 @@ def evolve(state: LeadState | None, event: LeadEvent) -> LeadState:  # noqa: PLR
             return msgspec.structs.replace(state, version=version, archive=None)
         case LeadErased():
             # Neither live nor archived: every command refuses an erased lead.
-            return msgspec.structs.replace(state, version=version, fields=None, archive=None)
+            return msgspec.structs.replace(
+                state, version=version, fields=None, archive=None, dnc_marks={}
+            )
+        case LeadMarkedDnc() | LeadDncCleared():
+            return msgspec.structs.replace(state, version=version, dnc_marks=_marks(state, event))
         case _:
             assert_never(event)
+
+
+def _marks(state: LeadState, event: LeadMarkedDnc | LeadDncCleared) -> dict[int, datetime | None]:
+    """The do-not-call marks after one: a second mark by an entry carries its new expiry."""
+    marks = {k: v for k, v in state.dnc_marks.items() if k != event.dnc_entry_id}
+    if isinstance(event, LeadMarkedDnc):
+        marks[event.dnc_entry_id] = event.expires_at
+    return marks
 
 
 def fold(events: Iterable[LeadEvent], state: LeadState | None = None) -> LeadState | None:

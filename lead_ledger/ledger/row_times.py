@@ -5,8 +5,9 @@ a LeadInserted enters the lead when it is recorded; a LeadRestored brings back t
 was archived with (when it has one), so a lead keeps its entry time across an archive round
 trip. A change of the live fields (LeadUpdated, LeadReassigned) moves `modified_at` to the
 time it was recorded, even when it changes nothing. Archive bookkeeping (LeadArchived,
-LeadArchiveSynced, LeadArchiveRemoved) moves the version but not the times, and a LeadDeleted
-ends the live row.
+LeadArchiveSynced, LeadArchiveRemoved) and do-not-call marks (LeadMarkedDnc, LeadDncCleared:
+the registry's doing, not a change of the lead's fields) move the version but not the times,
+and a LeadDeleted ends the live row.
 
 The Python fold of the leads view applies `entered` and `changed`; the as-of read applies
 `times_after`, which is the two together. The SQL that computes rows on the server
@@ -27,9 +28,11 @@ from lead_ledger.ledger.events import (
     LeadArchiveRemoved,
     LeadArchiveSynced,
     LeadDeleted,
+    LeadDncCleared,
     LeadErased,
     LeadEvent,
     LeadInserted,
+    LeadMarkedDnc,
     LeadReassigned,
     LeadRestored,
     LeadUpdated,
@@ -43,7 +46,13 @@ class LeadTimes(NamedTuple):
 
 # The lead events that keep a live row (changing its fields or not).
 Change: TypeAlias = (
-    LeadUpdated | LeadReassigned | LeadArchived | LeadArchiveSynced | LeadArchiveRemoved
+    LeadUpdated
+    | LeadReassigned
+    | LeadArchived
+    | LeadArchiveSynced
+    | LeadArchiveRemoved
+    | LeadMarkedDnc
+    | LeadDncCleared
 )
 
 
@@ -63,7 +72,13 @@ def changed(times: LeadTimes, event: Change, recorded_at: datetime) -> LeadTimes
     match event:
         case LeadUpdated() | LeadReassigned():
             return LeadTimes(times.entry_at, recorded_at)
-        case LeadArchived() | LeadArchiveSynced() | LeadArchiveRemoved():
+        case (
+            LeadArchived()
+            | LeadArchiveSynced()
+            | LeadArchiveRemoved()
+            | LeadMarkedDnc()
+            | LeadDncCleared()
+        ):
             return times
         case _:
             assert_never(event)
@@ -85,6 +100,8 @@ def times_after(
             | LeadArchived()
             | LeadArchiveSynced()
             | LeadArchiveRemoved()
+            | LeadMarkedDnc()
+            | LeadDncCleared()
         ):
             return None if times is None else changed(times, event, recorded_at)
         case _:

@@ -16,10 +16,12 @@ from lead_ledger.ledger.events import (
     LeadArchiveRemoved,
     LeadArchiveSynced,
     LeadDeleted,
+    LeadDncCleared,
     LeadErased,
     LeadEvent,
     LeadFields,
     LeadInserted,
+    LeadMarkedDnc,
     LeadReassigned,
     LeadRestored,
     LeadUpdated,
@@ -42,6 +44,8 @@ _LEAD_EVENTS: Final = frozenset(
         LeadRestored,
         LeadArchiveRemoved,
         LeadErased,
+        LeadMarkedDnc,
+        LeadDncCleared,
     }
 )
 
@@ -104,6 +108,8 @@ class LeadsProjection(Projection):
                 | LeadArchived()
                 | LeadArchiveSynced()
                 | LeadArchiveRemoved()
+                | LeadMarkedDnc()
+                | LeadDncCleared()
             ):
                 row = rows.get(event.lead_id)
                 if row is None:
@@ -161,7 +167,15 @@ class ArchiveProjection(Projection):
                 )
             case LeadArchiveRemoved() | LeadErased():
                 rows.drop(event.lead_id)
-            case LeadInserted() | LeadUpdated() | LeadReassigned() | LeadDeleted() | LeadRestored():
+            case (
+                LeadInserted()
+                | LeadUpdated()
+                | LeadReassigned()
+                | LeadDeleted()
+                | LeadRestored()
+                | LeadMarkedDnc()
+                | LeadDncCleared()
+            ):
                 pass  # the live lead's life leaves its archive copy as it was
             case _:
                 assert_never(event)
@@ -204,7 +218,14 @@ class ContactsProjection(Projection):
                 if not group:
                     return
                 rows.set_group(event.lead_id, _updated_contacts(group, event))
-            case LeadReassigned() | LeadArchived() | LeadArchiveSynced() | LeadArchiveRemoved():
+            case (
+                LeadReassigned()
+                | LeadArchived()
+                | LeadArchiveSynced()
+                | LeadArchiveRemoved()
+                | LeadMarkedDnc()
+                | LeadDncCleared()
+            ):
                 pass  # no contact changes: an agent is not a contact, an archive copy not live
             case _:
                 assert_never(event)

@@ -20,6 +20,7 @@ from lead_ledger.projections.config import (
 from lead_ledger.projections.dnc import DncProjection
 from lead_ledger.projections.fresh_inserts import WRITES, apply_fresh_inserts, split_fresh_inserts
 from lead_ledger.projections.jobs import JobsProjection
+from lead_ledger.projections.lead_dnc import LeadDncProjection
 from lead_ledger.projections.leads import ArchiveProjection, ContactsProjection, LeadsProjection
 
 PROJECTIONS: Final[tuple[Projection, ...]] = (
@@ -35,6 +36,7 @@ PROJECTIONS: Final[tuple[Projection, ...]] = (
     ContactsProjection(),
     JobsProjection(),
     DncProjection(),
+    LeadDncProjection(),
 )
 BY_NAME: Final = {p.name: p for p in PROJECTIONS}
 if {p.name for p in PROJECTIONS if LeadInserted in p.handles} != WRITES:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import asyncpg
 import msgspec
@@ -32,11 +32,13 @@ from lead_ledger.ledger.dnc_events import (
 )
 from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM
 from lead_ledger.ledger.errors import LedgerError
-from lead_ledger.ledger.events import DomainEvent, LeadUpdated
+from lead_ledger.ledger.events import DomainEvent, LeadEvent, LeadUpdated
+from lead_ledger.ledger.lead import LeadState
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key, digits_only
 from lead_ledger.ledger.subject_keys import Digest
 from lead_ledger.ledger.subject_lookup import MIN_PHONE_DIGITS, phone_tokens
+from lead_ledger.service import dnc_marks
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, account_digest, record, stream_append
@@ -87,7 +89,7 @@ ARRAY(SELECT d.number FROM dnc d
 """
 # What inserts ask: the Active, unexpired entries of these digests, in entry order.
 SELECT_BLOCKING_DIGESTS: Final = """
-SELECT digest, entry_id, campaign_id FROM dnc
+SELECT digest, entry_id, campaign_id, expires_at FROM dnc
 WHERE account_id = $1 AND digest = ANY($2::text[])
   AND status = 'Active' AND (expires_at IS NULL OR expires_at > now())
 ORDER BY entry_id
@@ -166,6 +168,7 @@ class DncBlock(msgspec.Struct, frozen=True, kw_only=True):
 
     entry_id: int
     campaign_id: int | None
+    expires_at: datetime | None = None
 
     @property
     def scope(self) -> DncScope:
@@ -191,6 +194,17 @@ class Blocking:
             return None
         return min(found, key=lambda e: (e.campaign_id is not None, e.entry_id))
 
+    def every_block(self, dedupe_keys: Sequence[str], campaign_id: int) -> list[DncBlock]:
+        """Every entry that blocks one of these keys in this campaign, in entry order: the
+        entries that mark a lead loaded with them (docs/dnc.md, "Marked leads")."""
+        found = {
+            entry.entry_id: entry
+            for key in dedupe_keys
+            for entry in self._entries.get(key, ())
+            if entry.campaign_id is None or entry.campaign_id == campaign_id
+        }
+        return [found[entry_id] for entry_id in sorted(found)]
+
     def block_all(self, dedupe_keys: Sequence[str], campaign_id: int) -> DncBlock | None:
         """For a lead whose numbers are flagged one by one (jtel): blocked only when every
         number is; the entry that blocks the first."""
@@ -211,22 +225,35 @@ async def blocking(
     if by_digest:
         rows = await conn.fetch(SELECT_BLOCKING_DIGESTS, account_id, list(by_digest))
         for row in rows:
-            block = DncBlock(entry_id=row["entry_id"], campaign_id=row["campaign_id"])
+            block = DncBlock(
+                entry_id=row["entry_id"],
+                campaign_id=row["campaign_id"],
+                expires_at=row["expires_at"],
+            )
             entries.setdefault(by_digest[row["digest"]], []).append(block)
     return Blocking(entries)
 
 
-async def blocked_changes(
+class CheckedUpdates(NamedTuple):
+    """What the registry says of an update: the leads it must leave as they were (by id, with
+    the entry that blocks them), and for the others the do-not-call marks their new numbers
+    bring or drop (events to append after the update's own)."""
+
+    blocked: dict[int, DncBlock]
+    marks: dict[int, list[LeadEvent]]
+
+
+async def check_updates(
     conn: Connection,
     account_id: int,
-    changes: Mapping[int, tuple[int, Sequence[DomainEvent]]],
+    changes: Mapping[int, tuple[LeadState, Sequence[DomainEvent]]],
     *,
     when_all: bool = False,
-) -> dict[int, DncBlock]:
-    """The leads (by id; each with its campaign and the events an update decided) that the
-    update would give a number the registry blocks in their campaign, checked as an insert is
-    (`when_all`: only when every number of the lead would be blocked). Run it under the
-    campaign locks of the update."""
+) -> CheckedUpdates:
+    """The leads (by id; each with its state and the events an update decided) that the update
+    would give a number the registry blocks in their campaign, checked as an insert is
+    (`when_all`: only when every number of the lead would be blocked), and the marks of the
+    rest. Run it under the campaign locks of the update."""
     new_keys = {
         lead_id: event.dedupe_keys
         for lead_id, (_, events) in changes.items()
@@ -234,19 +261,31 @@ async def blocked_changes(
         if isinstance(event, LeadUpdated) and event.dedupe_keys is not None
     }
     if not new_keys:
-        return {}
+        return CheckedUpdates(blocked={}, marks={})
     digest = await account_digest(conn, account_id)
     registry = await blocking(conn, account_id, digest, (k for ks in new_keys.values() for k in ks))
-    blocked: dict[int, DncBlock] = {}
+    numbers = await dnc_marks.entry_numbers(
+        conn, (entry_id for lead_id in new_keys for entry_id in changes[lead_id][0].dnc_marks)
+    )
+    checked = CheckedUpdates(blocked={}, marks={})
     for lead_id, keys in new_keys.items():
-        campaign_id = changes[lead_id][0]
+        state = changes[lead_id][0]
         if when_all:
-            block = registry.block_all(keys, campaign_id)
+            block = registry.block_all(keys, state.campaign_id)
         else:
-            block = registry.block(keys, campaign_id)
+            block = registry.block(keys, state.campaign_id)
         if block is not None:
-            blocked[lead_id] = block
-    return blocked
+            checked.blocked[lead_id] = block
+            continue
+        marks = dnc_marks.lead_mark_events(
+            lead_id,
+            state.dnc_marks,
+            registry.every_block(keys, state.campaign_id),
+            dropped=(e for e in state.dnc_marks if numbers.get(e) not in keys),
+        )
+        if marks:
+            checked.marks[lead_id] = marks
+    return checked
 
 
 def valid_number(phone: str) -> bool:
@@ -327,6 +366,7 @@ async def add_entries(
             for entry_id, index in zip(entry_ids, kept, strict=True)
         ]
         await record(conn, appends)
+        await dnc_marks.follow_entries(conn, ctx, account_id, entry_ids)
         added = await conn.fetch(SELECT_ENTRIES, entry_ids)
     return [_entry(row) for row in added]
 
@@ -420,6 +460,7 @@ async def change_entry(
             ctx, stream_of_dnc(entry_id), ANY_VERSION, [event], account_id=account_id
         )
         await record(conn, [append])
+        await dnc_marks.follow_entries(conn, ctx, account_id, [entry_id])
         changed = await conn.fetchrow(SELECT_ENTRY, account_id, entry_id)
     if changed is None:  # the view folds the change into the row it read above
         raise RuntimeError(f"dnc entry {entry_id} is gone after its change")
@@ -467,6 +508,7 @@ async def remove_entries(
             for row in rows
         ]
         await record(conn, appends)
+        await dnc_marks.follow_entries(conn, ctx, account_id, [row["entry_id"] for row in rows])
     return [row["entry_id"] for row in rows]
 
 

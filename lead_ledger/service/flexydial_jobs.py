@@ -220,9 +220,10 @@ async def update_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -
     }
     # A lead the update would give a number on the do-not-call list keeps its numbers: none of
     # the rows that found it apply, and each is refused as an insert would be.
-    blocked = await dnc.blocked_changes(
-        conn, job.account_id, {i: (campaign_id, events) for i, events in decided.items()}
+    checked = await dnc.check_updates(
+        conn, job.account_id, {i: (states[i][0], events) for i, events in decided.items()}
     )
+    blocked = checked.blocked
     blocks: dict[int, DncBlock] = {}
     for lead_id, block in blocked.items():
         for number in rows_of[lead_id]:
@@ -232,8 +233,9 @@ async def update_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -
     written: list[LeadEvent] = []
     for lead_id, events in decided.items():
         if events and lead_id not in blocked:
-            appends.append(lead_append(ctx, states[lead_id][0], events))
-            written.extend(events)
+            with_marks = [*events, *checked.marks.get(lead_id, ())]
+            appends.append(lead_append(ctx, states[lead_id][0], with_marks))
+            written.extend(with_marks)
     await record(conn, appends)
     return JobOutcome(
         updated=sum(isinstance(event, LeadUpdated) for event in written),

@@ -23,6 +23,7 @@ from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM
 from lead_ledger.ledger.events import (
     DomainEvent,
     ExtraValue,
+    LeadEvent,
     LeadFields,
     LeadInserted,
     LeadRejected,
@@ -31,7 +32,7 @@ from lead_ledger.ledger.events import (
 from lead_ledger.ledger.lead import decide_insert
 from lead_ledger.ledger.locks import campaign_lock_key
 from lead_ledger.ledger.subject_keys import Digest
-from lead_ledger.service import dnc
+from lead_ledger.service import dnc, dnc_marks
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.key_workers import KeyWorkers
@@ -212,7 +213,15 @@ async def insert_lead_groups(
         checks = [lead.check_duplicates and i not in blocked for i, lead in enumerate(leads)]
         duplicates = await _duplicates(conn, campaign_id, events, checks) if any(checks) else {}
         refused = duplicates.keys() | blocked.keys()
-        appends.extend(_lead_appends(account_id, leads, events, refused))
+        # A lead let in with some numbers blocked (jtel flags them one by one) is marked.
+        marks = {
+            i: dnc_marks.lead_mark_events(
+                e.lead_id, {}, registry.every_block(e.dedupe_keys, campaign_id)
+            )
+            for i, e in enumerate(events)
+            if leads[i].blocked_when_all and i not in refused
+        }
+        appends.extend(_lead_appends(account_id, leads, events, refused, marks))
         appends.extend(
             _refusals(account_id, campaign_id, leads, dict(enumerate(events)), duplicates, blocked)
         )
@@ -400,11 +409,18 @@ def _lead_appends(
     leads: Sequence[NewLead],
     events: Sequence[LeadInserted],
     refused: Collection[int],
+    marks: Mapping[int, Sequence[LeadEvent]] | None = None,
 ) -> list[PendingAppend]:
-    """One new stream per inserted lead, with its own request's metadata."""
+    """One new stream per inserted lead, with its own request's metadata (and the lead's
+    do-not-call marks, by index, after its LeadInserted)."""
+    marks = marks or {}
     return [
         stream_append(
-            leads[i].ctx, stream_of_lead(e.lead_id), NO_STREAM, [e], account_id=account_id
+            leads[i].ctx,
+            stream_of_lead(e.lead_id),
+            NO_STREAM,
+            [e, *marks.get(i, ())],
+            account_id=account_id,
         )
         for i, e in enumerate(events)
         if i not in refused

@@ -33,10 +33,16 @@ from lead_ledger.ledger.lead import (
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_streams
-from lead_ledger.service import dnc
+from lead_ledger.service import dnc, dnc_marks
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.dnc import DncBlock
-from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
+from lead_ledger.service.writer import (
+    Context,
+    PendingAppend,
+    account_digest,
+    record,
+    stream_append,
+)
 
 SELECT_LIVE_CAMPAIGNS: Final = """
 SELECT lead_id, campaign_id FROM leads WHERE account_id = $1 AND lead_id = ANY($2::bigint[])
@@ -149,16 +155,20 @@ async def update_leads(
         lead_id: decide_update(states[lead_id], patches[lead_id], region)
         for lead_id in sorted(live)
     }
-    blocked = await dnc.blocked_changes(
+    checked = await dnc.check_updates(
         conn,
         account_id,
-        {i: (states[i].campaign_id, events) for i, events in decided.items()},
+        {i: (states[i], events) for i, events in decided.items()},
         when_all=dnc_when_all,
     )
-    written = {i: events for i, events in decided.items() if i not in blocked}
+    written = {
+        i: [*events, *checked.marks.get(i, ())]
+        for i, events in decided.items()
+        if i not in checked.blocked
+    }
     appends = [lead_append(ctx, states[i], events) for i, events in written.items() if events]
     await record(conn, appends)
-    return Updated(written=written, blocked=blocked)
+    return Updated(written=written, blocked=checked.blocked)
 
 
 async def delete_leads(
@@ -220,6 +230,25 @@ async def archive_leads(
     )
 
 
+async def _registry_of_archives(
+    conn: Connection, account_id: int, states: Iterable[LeadState]
+) -> dnc.Blocking:
+    """The do-not-call entries blocking the archived numbers, read under the locks."""
+    keys = [key for state in states if state.archive for key in state.archive.dedupe_keys]
+    digest = await account_digest(conn, account_id)
+    return await dnc.blocking(conn, account_id, digest, keys)
+
+
+def _restored_marks(state: LeadState, registry: dnc.Blocking) -> list[LeadEvent]:
+    """A restored lead comes back marked when the registry now blocks one of its numbers: the
+    archive API has no answer for a refused lead, and a lead that existed before its number was
+    blocked is marked, as it would have been had it stayed live (docs/dnc.md)."""
+    if state.archive is None:
+        return []
+    blocks = registry.every_block(state.archive.dedupe_keys, state.campaign_id)
+    return dnc_marks.lead_mark_events(state.lead_id, {}, blocks)
+
+
 def _require(required: Sequence[int] | None, found: set[int]) -> None:
     if required is not None and not found.issuperset(required):
         raise LeadsNotFoundError(found)
@@ -244,6 +273,7 @@ async def dearchive_leads(
     _require(required, set(archived))
     states = await load_leads(conn, archived)
     region = await default_region(conn, account_id)
+    registry = await _registry_of_archives(conn, account_id, states.values())
     appends = []
     inserted = deleted = 0
     for lead_id in sorted(archived):
@@ -261,7 +291,8 @@ async def dearchive_leads(
         inserted += outcome.inserted
         deleted += outcome.deleted
         if outcome.events:
-            appends.append(lead_append(ctx, state, outcome.events))
+            marks = _restored_marks(state, registry) if outcome.inserted else []
+            appends.append(lead_append(ctx, state, [*outcome.events, *marks]))
     await record(conn, appends)
     return ArchiveCounts(
         select_count=len(archived),

@@ -38,8 +38,10 @@ from lead_ledger.ledger.row_times import times_after
 from lead_ledger.ledger.store import read_feed, read_stream
 from lead_ledger.projections.leads import LEAD_COLUMNS
 from lead_ledger.service.account_reads import default_region
+from lead_ledger.service.dnc_marks import DNC_STATUS, MARKED_DNC
 
-_LEAD_SELECT: Final = ", ".join(f"l.{column}" for column in LEAD_COLUMNS)
+# With each row, whether a do-not-call mark of it has not expired: it then reads `DNC`.
+_LEAD_SELECT: Final = ", ".join(f"l.{column}" for column in LEAD_COLUMNS) + f",\n{MARKED_DNC}"
 
 # An id matches before a name: ids are what every response returns, so a client paging with
 # the campaign_id it was given never lands on a campaign that happens to be named "7".
@@ -108,7 +110,9 @@ class UnknownCampaignError(LookupError):
 
 
 class LeadView(LeadFields, frozen=True, kw_only=True, omit_defaults=False):
-    """A lead as the native API shows it: every canonical field, its ids, version and times."""
+    """A lead as the native API shows it: every canonical field, its ids, version and times.
+    While a do-not-call entry marks it, `dnc` is true and `status` reads `DNC` (its own status
+    comes back when the mark is cleared or expires)."""
 
     lead_id: int
     account_id: int
@@ -117,6 +121,7 @@ class LeadView(LeadFields, frozen=True, kw_only=True, omit_defaults=False):
     dedupe_keys: list[str]
     entry_at: datetime
     modified_at: datetime
+    dnc: bool = False
 
 
 class LeadPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -254,8 +259,10 @@ async def lead_as_of(
         return None
     if times is None:
         return None
+    # Marked then: at the time asked for, or (for a version) when that version was written.
+    dnc = state.dnc_at(at if at is not None else events[-1].recorded_at)
     return LeadView(
-        **msgspec.structs.asdict(state.fields),
+        **(msgspec.structs.asdict(state.fields) | ({"status": DNC_STATUS} if dnc else {})),
         lead_id=state.lead_id,
         account_id=state.account_id,
         campaign_id=state.campaign_id,
@@ -263,6 +270,7 @@ async def lead_as_of(
         dedupe_keys=state.dedupe_keys,
         entry_at=times.entry_at,
         modified_at=times.modified_at,
+        dnc=dnc,
     )
 
 
@@ -387,6 +395,8 @@ def _lead_view(row: asyncpg.Record) -> LeadView:
     data = dict(row)
     for column in ("crm", "extra"):
         data[column] = msgspec.json.decode(data[column])
+    if data["dnc"]:
+        data["status"] = DNC_STATUS
     return msgspec.convert(data, LeadView)
 
 
