@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Final
 
 import asyncpg
 
-from lead_ledger.cli_dnc import BATCH
+from lead_ledger import cli_dnc
 from lead_ledger.ledger.database import create_pool
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
@@ -86,13 +86,10 @@ async def account_ids(pool: asyncpg.Pool) -> tuple[int, int]:
 
 
 async def import_entries(pool: asyncpg.Pool, account_id: int, count: int) -> float:
+    entries = [dnc.NewDncEntry(phone=f"70{n:08d}") for n in range(count)]
     started = time.perf_counter()
     async with pool.acquire() as conn:
-        for start in range(0, count, BATCH):
-            batch = [
-                dnc.NewDncEntry(phone=f"70{n:08d}") for n in range(start, min(count, start + BATCH))
-            ]
-            await dnc.add_entries(conn, CTX, account_id, batch, skip_listed=True)
+        await cli_dnc.import_entries(conn, CTX, account_id, entries)
     return time.perf_counter() - started
 
 

@@ -4,9 +4,10 @@ the command line (docs/dnc.md)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Final
@@ -16,7 +17,12 @@ from rich.console import Console
 
 from lead_ledger.cli_account import account_connection, cli_context
 from lead_ledger.cli_projections import progress_bar
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.service import dnc, reads
+from lead_ledger.service.account_reads import default_region
+from lead_ledger.service.key_workers import KeyWorkers
+from lead_ledger.service.phone_keys import KeysAhead
+from lead_ledger.service.writer import Context, account_digest
 from lead_ledger.settings import Settings
 
 BATCH: Final = 10_000  # entries per transaction: the registry's batch limit
@@ -98,25 +104,85 @@ async def _import(args: argparse.Namespace, settings: Settings, console: Console
         for _, number in numbers
     ]
     ctx = cli_context()
-    added = 0
     async with account_connection(settings, args.account) as found:
         if found is None:
             return 1
         conn, account_id = found
         with progress_bar(console) as progress:
             progress("import", 0, len(entries))
-            for start in range(0, len(entries), BATCH):
-                batch = entries[start : start + BATCH]
-                try:
-                    made = await dnc.add_entries(conn, ctx, account_id, batch, skip_listed=True)
-                except dnc.DncError as error:
-                    sys.stderr.write(f"lead-ledger: {error.message}\n")
-                    return 1
-                added += len(made)
-                progress("import", start + len(batch), len(entries))
+            try:
+                added = await import_entries(
+                    conn,
+                    ctx,
+                    account_id,
+                    entries,
+                    lambda done: progress("import", done, len(entries)),
+                )
+            except dnc.DncError as error:
+                sys.stderr.write(f"lead-ledger: {error.message}\n")
+                return 1
     result = Imported(added=added, already_listed=len(entries) - added)
     sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
     return 0
+
+
+async def import_entries(
+    conn: Connection,
+    ctx: Context,
+    account_id: int,
+    entries: Sequence[dnc.NewDncEntry],
+    progress: Callable[[int], None] | None = None,
+    *,
+    batch_size: int = BATCH,
+) -> int:
+    """Add entries `batch_size` at a time, each batch in its own transaction, leaving out
+    numbers already in their scope; the number added. `progress` hears how many entries are
+    done.
+
+    A pipeline, so that the server and Python work at once: the numbers' keys (phonenumbers,
+    ~15 µs a number) are computed in worker processes, and each batch is prepared (its events
+    built and sealed, ~30 µs an entry) on a thread while the batch before it is written.
+    """
+    campaigns = await dnc.campaigns_by_name(conn, account_id)
+    region = await default_region(conn, account_id)
+    digest = await account_digest(conn, account_id)
+    loop = asyncio.get_running_loop()
+    batches = [
+        entries[start : start + batch_size] for start in range(0, len(entries), batch_size)
+    ]
+
+    async def prepare(batch: Sequence[dnc.NewDncEntry]) -> asyncio.Future[dnc.PreparedEntries]:
+        """Start preparing a batch on a thread: its keys and ids first (the ids from the
+        connection, so before the write that will use it)."""
+        batch_keys = [k[0] for k in await keys.take(len(batch))]
+        scoped = dnc.scope_entries(batch, campaigns, region, batch_keys)
+        entry_ids = await dnc.draw_entry_ids(conn, len(batch))
+        return loop.run_in_executor(
+            None, dnc.prepare_entries, ctx, account_id, batch, scoped, digest, entry_ids
+        )
+
+    added = done = 0
+    with KeyWorkers() as workers:
+        keys = KeysAhead([[e.phone] for e in entries], region, streaming=True, workers=workers)
+        preparing = await prepare(batches[0]) if batches else None
+        try:
+            for index, batch in enumerate(batches):
+                if preparing is None:
+                    raise RuntimeError("a batch was not prepared")
+                prepared = await preparing
+                preparing = None
+                if index + 1 < len(batches):
+                    preparing = await prepare(batches[index + 1])
+                made = await dnc.write_prepared(conn, ctx, prepared, campaigns, skip_listed=True)
+                added += len(made)
+                done += len(batch)
+                if progress is not None:
+                    progress(done)
+        finally:
+            keys.cancel()
+            if preparing is not None:
+                preparing.cancel()
+    return added
 
 
 async def _check(args: argparse.Namespace, settings: Settings) -> int:

@@ -41,7 +41,15 @@ from lead_ledger.ledger.subject_lookup import MIN_PHONE_DIGITS, phone_tokens
 from lead_ledger.service import dnc_marks
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.writer import Context, account_digest, record, stream_append
+from lead_ledger.service.writer import (
+    Context,
+    SealedAhead,
+    account_digest,
+    record,
+    record_sealed,
+    seal_ahead,
+    stream_append,
+)
 
 MAX_ENTRIES: Final = 10_000
 MAX_PHONE_DIGITS: Final = 15  # E.164's longest
@@ -322,59 +330,148 @@ async def add_entries(
     """Add every entry or none: the first entry at fault refuses the batch (DncError with its
     index). A number already in the same scope (the account, or that campaign), in the
     registry or earlier in the batch, is at fault; with `skip_listed` it is left out instead
-    (an import that runs again adds what it did not add before)."""
+    (an import that runs again adds what it did not add before). Returns the entries added."""
+    entry_ids = await add_numbers(conn, ctx, account_id, entries, skip_listed=skip_listed)
+    if not entry_ids:
+        return []
+    return [_entry(row) for row in await conn.fetch(SELECT_ENTRIES, entry_ids)]
+
+
+async def add_numbers(
+    conn: Connection,
+    ctx: Context,
+    account_id: int,
+    entries: Sequence[NewDncEntry],
+    *,
+    skip_listed: bool = False,
+) -> list[int]:
+    """`add_entries`, answering only the ids of the entries added."""
+    campaigns = await campaigns_by_name(conn, account_id)
+    region = await default_region(conn, account_id)
+    scoped = scope_entries(entries, campaigns, region)
+    digest = await account_digest(conn, account_id)
+    entry_ids = await draw_entry_ids(conn, len(entries))
+    prepared = prepare_entries(ctx, account_id, entries, scoped, digest, entry_ids)
+    return await write_prepared(conn, ctx, prepared, campaigns, skip_listed=skip_listed)
+
+
+class PreparedEntries(NamedTuple):
+    """A batch of entries as events, sealed before their transaction (`prepare_entries`)."""
+
+    account_id: int
+    scoped: list[tuple[str, int | None]]
+    digests: list[str]
+    entry_ids: list[int]
+    sealed: SealedAhead
+
+
+async def draw_entry_ids(conn: Connection, count: int) -> list[int]:
+    """Ids for a batch's entries, drawn before it is prepared: those of entries it leaves out
+    (numbers already listed) are never used, as a sequence's ids may not be."""
+    entry_ids: list[int] = await conn.fetchval(NEXT_ENTRY_IDS, count)
+    return entry_ids
+
+
+def scope_entries(
+    entries: Sequence[NewDncEntry],
+    campaigns: dict[str, int],
+    region: str | None,
+    keys: Sequence[str] | None = None,
+) -> list[tuple[str, int | None]]:
+    """Each entry's number as a dedupe key and its campaign id (None: every campaign), checked
+    (DncError with the index of the first at fault). `keys`: the dedupe keys, in order, when
+    the caller computed them already (an import does, in worker processes)."""
     if not entries:
         raise DncError("give at least one entry")
     if len(entries) > MAX_ENTRIES:
         raise DncError(f"at most {MAX_ENTRIES:,} entries at once")
-    campaigns = await campaigns_by_name(conn, account_id)
-    scoped = _scoped(entries, campaigns, await default_region(conn, account_id))
+    if keys is not None and len(keys) != len(entries):
+        raise ValueError(f"{len(keys)} keys for {len(entries)} entries")
+    return _scoped(entries, campaigns, region, keys)
+
+
+def prepare_entries(
+    ctx: Context,
+    account_id: int,
+    entries: Sequence[NewDncEntry],
+    scoped: list[tuple[str, int | None]],
+    digest: Digest,
+    entry_ids: list[int],
+) -> PreparedEntries:
+    """The entries' DncNumberAdded events, sealed: no database, so that an import prepares
+    its next batch (on a thread) while the server writes this one."""
+    digests = [digest(number) for number, _ in scoped]
+    appends = [
+        stream_append(
+            ctx,
+            stream_of_dnc(entry_id),
+            NO_STREAM,
+            [
+                DncNumberAdded(
+                    entry_id=entry_id,
+                    account_id=account_id,
+                    campaign_id=campaign_id,
+                    number=number,
+                    digest=hashed,
+                    status=entry.status,
+                    expires_at=entry.expires_at,
+                    source=ctx.actor.dialect,
+                )
+            ],
+            account_id=account_id,
+        )
+        for entry_id, entry, (number, campaign_id), hashed in zip(
+            entry_ids, entries, scoped, digests, strict=True
+        )
+    ]
+    sealed = seal_ahead(appends, account_id, digest)
+    return PreparedEntries(account_id, scoped, digests, entry_ids, sealed)
+
+
+async def write_prepared(
+    conn: Connection,
+    ctx: Context,
+    prepared: PreparedEntries,
+    campaigns: dict[str, int],
+    *,
+    skip_listed: bool,
+) -> list[int]:
+    """Write a prepared batch, all or nothing, under the locks of the campaigns it covers;
+    the ids of the entries added. Which numbers are already listed is decided here, under the
+    locks; with `skip_listed` those entries are left out, else the first refuses the batch."""
+    scoped, account_id = prepared.scoped, prepared.account_id
     async with write_transaction(conn):
         account_wide = any(campaign_id is None for _, campaign_id in scoped)
         await lock_campaigns(
             conn, campaigns.values() if account_wide else {c for _, c in scoped if c is not None}
         )
-        digest = await account_digest(conn, account_id)
-        digests = [digest(number) for number, _ in scoped]
         taken = {
             (row["digest"], row["campaign_id"])
-            for row in await conn.fetch(SELECT_SAME_SCOPE, account_id, sorted(set(digests)))
+            for row in await conn.fetch(
+                SELECT_SAME_SCOPE, account_id, sorted(set(prepared.digests))
+            )
         }
-        kept = _unlisted(scoped, digests, taken, skip_listed=skip_listed)
+        kept = _unlisted(scoped, prepared.digests, taken, skip_listed=skip_listed)
         if not kept:
             return []
-        entry_ids: list[int] = await conn.fetchval(NEXT_ENTRY_IDS, len(kept))
-        appends = [
-            stream_append(
-                ctx,
-                stream_of_dnc(entry_id),
-                NO_STREAM,
-                [
-                    DncNumberAdded(
-                        entry_id=entry_id,
-                        account_id=account_id,
-                        campaign_id=scoped[index][1],
-                        number=scoped[index][0],
-                        digest=digests[index],
-                        status=entries[index].status,
-                        expires_at=entries[index].expires_at,
-                        source=ctx.actor.dialect,
-                    )
-                ],
-                account_id=account_id,
-            )
-            for entry_id, index in zip(entry_ids, kept, strict=True)
-        ]
-        await record(conn, appends)
+        entry_ids = [prepared.entry_ids[index] for index in kept]
+        left_out = set(prepared.entry_ids) - set(entry_ids)
+        sealed = prepared.sealed
+        if left_out:
+            sealed = sealed.without({stream_of_dnc(entry_id) for entry_id in left_out})
+        await record_sealed(conn, sealed)
         await dnc_marks.follow_entries(conn, ctx, account_id, entry_ids)
-        added = await conn.fetch(SELECT_ENTRIES, entry_ids)
-    return [_entry(row) for row in added]
+    return entry_ids
 
 
 def _scoped(
-    entries: Sequence[NewDncEntry], campaigns: dict[str, int], region: str | None
+    entries: Sequence[NewDncEntry],
+    campaigns: dict[str, int],
+    region: str | None,
+    keys: Sequence[str] | None,
 ) -> list[tuple[str, int | None]]:
-    """Each entry's number as a dedupe key and its campaign id (None: every campaign)."""
+    """Each entry's number as a dedupe key (`keys`' when given) and its campaign id (None:
+    every campaign)."""
     scoped: list[tuple[str, int | None]] = []
     for index, entry in enumerate(entries):
         if not valid_number(entry.phone):
@@ -391,7 +488,8 @@ def _scoped(
                     field="campaign",
                     fault="campaign",
                 )
-        scoped.append((dedupe_key(entry.phone, region), campaign_id))
+        key = dedupe_key(entry.phone, region) if keys is None else keys[index]
+        scoped.append((key, campaign_id))
     return scoped
 
 

@@ -16,6 +16,7 @@ whose own request had not been answered.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -69,5 +70,6 @@ async def write_transaction(conn: Connection) -> AsyncIterator[None]:
         types = APPENDED_TYPES.get() or []
         APPENDED_TYPES.reset(appended)
     await conn.execute(COMMIT_DURABLY)
-    for event_type in types:
-        EVENTS_APPENDED.labels(event_type).inc()
+    # Counted by type first: a 10,000-event batch is a few label lookups, not 10,000.
+    for event_type, count in Counter(types).items():
+        EVENTS_APPENDED.labels(event_type).inc(count)

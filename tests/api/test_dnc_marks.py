@@ -35,7 +35,7 @@ async def add(api: Client, acme: Account, phone: str, campaign: str = "sales") -
 
 async def last_lead_id(api: Client, acme: Account) -> int:
     leads = await all_leads(api, native_of(acme))
-    return max(lead["lead_id"] for lead in leads)
+    return int(max(lead["lead_id"] for lead in leads))
 
 
 async def all_leads(api: Client, native: dict[str, str]) -> list[dict[str, Any]]:

@@ -13,6 +13,11 @@ import msgspec
 import pytest
 
 from lead_ledger import cli_admin, cli_dnc
+from lead_ledger.cli_account import cli_context
+from lead_ledger.ledger.events import LeadFields
+from lead_ledger.service import dnc
+from lead_ledger.service.lead_inserts import insert_leads
+from lead_ledger.service.transactions import write_transaction
 from lead_ledger.settings import Settings
 from tests.conftest import TEST_MASTER_KEY
 
@@ -127,3 +132,38 @@ async def test_a_file_with_bad_numbers_imports_nothing(
     missing = await run("dnc", "import", str(tmp_path / "none.csv"), "--account", "acme")
     assert missing[0] == 1
     assert "cannot read" in missing[2]
+
+
+async def test_an_import_in_many_batches_adds_each_number_once_and_marks_leads(
+    run: Run, pool: asyncpg.Pool
+) -> None:
+    """Batches prepared while the one before is written: a number repeated in a later batch
+    (another spelling) is added once, progress is reported per batch, and a live lead of an
+    imported number is marked."""
+    await account(run)
+    account_id = await pool.fetchval("SELECT account_id FROM accounts WHERE name = 'acme'")
+    campaign_id = await pool.fetchval("SELECT campaign_id FROM campaigns")
+    numbers = [f"98765000{n:02d}" for n in range(11)]
+    numbers[9:9] = ["+91 98765 00002"]  # batch 3 repeats batch 1's third number
+    numbers.append("0987650-0005")  # and batch 4 the second batch's second
+    async with pool.acquire() as conn, write_transaction(conn):
+        inserted = await insert_leads(
+            conn,
+            cli_context(),
+            account_id=account_id,
+            campaign_id=campaign_id,
+            rows=[LeadFields(phone_numbers=["9876500010"])],
+            check_duplicates=False,
+        )
+    (lead_id,) = inserted.inserted.values()
+    seen: list[int] = []
+    entries = [dnc.NewDncEntry(phone=number) for number in numbers]
+    async with pool.acquire() as conn:
+        added = await cli_dnc.import_entries(
+            conn, cli_context(), account_id, entries, seen.append, batch_size=4
+        )
+    assert (added, seen) == (11, [4, 8, 12, 13])
+    listed = await pool.fetch("SELECT number FROM dnc ORDER BY entry_id")
+    assert sorted(r["number"] for r in listed) == sorted(f"+9198765000{n:02d}" for n in range(11))
+    marks = await pool.fetch("SELECT lead_id FROM lead_dnc")
+    assert [r["lead_id"] for r in marks] == [lead_id]
