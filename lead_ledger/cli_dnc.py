@@ -147,9 +147,7 @@ async def import_entries(
     region = await default_region(conn, account_id)
     digest = await account_digest(conn, account_id)
     loop = asyncio.get_running_loop()
-    batches = [
-        entries[start : start + batch_size] for start in range(0, len(entries), batch_size)
-    ]
+    batches = [entries[start : start + batch_size] for start in range(0, len(entries), batch_size)]
 
     async def prepare(batch: Sequence[dnc.NewDncEntry]) -> asyncio.Future[dnc.PreparedEntries]:
         """Start preparing a batch on a thread: its keys and ids first (the ids from the

@@ -24,6 +24,7 @@ from lead_ledger.api import (
     ozonetel_bulk,
     unmatched,
     vicidial,
+    vicidial_non_agent,
 )
 from lead_ledger.api.keys import (
     CLOCK,
@@ -35,6 +36,7 @@ from lead_ledger.api.keys import (
     MIGRATION_DATABASE_URL,
     POOL,
     SETTINGS,
+    VICIDIAL_LOGINS,
 )
 from lead_ledger.api.middleware import request_context
 from lead_ledger.ledger import key_store, subject_keys
@@ -43,6 +45,7 @@ from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.job_kinds import job_kinds
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
+from lead_ledger.service.vicidial_login import VerifiedLogins
 from lead_ledger.settings import Settings
 
 
@@ -121,6 +124,7 @@ def create_app(
     app[DATABASE_URL] = database_url
     app[MIGRATION_DATABASE_URL] = migration_url
     app[CLOCK] = _utc_now
+    app[VICIDIAL_LOGINS] = VerifiedLogins()
     # First in, last out: the key workers outlive the pool's users and the job worker.
     app.cleanup_ctx.append(_key_workers(warm=warm_key_workers))
     app.cleanup_ctx.append(_file_parser)
@@ -135,6 +139,7 @@ def create_app(
     app.add_routes(ozonetel_add.routes)
     app.add_routes(jtel.routes)
     app.add_routes(vicidial.routes)
+    app.add_routes(vicidial_non_agent.routes)
     app.add_routes(flexydial.routes)
     app.add_routes(ozonetel_bulk.routes)
     jobs.setup(app)  # GET /v1/jobs/{id}, and the job worker and callback dispatcher tasks

@@ -13,6 +13,7 @@ from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.jobs import JobKinds
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
+from lead_ledger.service.vicidial_login import VerifiedLogins
 from lead_ledger.settings import Settings
 
 SETTINGS: Final = web.AppKey("settings", Settings)
@@ -30,3 +31,5 @@ KEY_WORKERS: Final = web.AppKey("key_workers", KeyWorkers)
 JOB_KINDS: Final[web.AppKey[JobKinds]] = web.AppKey("job_kinds")
 # Parses uploaded files in a worker process with a memory limit (service/file_parser.py).
 FILE_PARSER: Final = web.AppKey("file_parser", FileParser)
+# Vicidial non-agent logins that succeeded of late (service/vicidial_login.py).
+VICIDIAL_LOGINS: Final = web.AppKey("vicidial_logins", VerifiedLogins)

@@ -202,6 +202,10 @@ class Blocking:
             return None
         return min(found, key=lambda e: (e.campaign_id is not None, e.entry_id))
 
+    def of_key(self, dedupe_key: str) -> list[DncBlock]:
+        """Every blocking entry of one number, account-wide and every campaign's."""
+        return list(self._entries.get(dedupe_key, ()))
+
     def every_block(self, dedupe_keys: Sequence[str], campaign_id: int) -> list[DncBlock]:
         """Every entry that blocks one of these keys in this campaign, in entry order: the
         entries that mark a lead loaded with them (docs/dnc.md, "Marked leads")."""

@@ -84,6 +84,9 @@ class NewLead(msgspec.Struct, frozen=True, kw_only=True):
     # Refused only when every number is on the do-not-call list (jtel flags them one by one);
     # otherwise any blocked number refuses the lead.
     blocked_when_all: bool = False
+    # Never refused for the do-not-call list, but marked (Vicidial's add_lead without its
+    # dnc_check options: the caller asked for no check, and the lead must still not be dialled).
+    blocked_marked: bool = False
 
 
 async def insert_leads(  # noqa: PLR0913 - the request's keywords, and the workers for its keys
@@ -214,13 +217,7 @@ async def insert_lead_groups(
         duplicates = await _duplicates(conn, campaign_id, events, checks) if any(checks) else {}
         refused = duplicates.keys() | blocked.keys()
         # A lead let in with some numbers blocked (jtel flags them one by one) is marked.
-        marks = {
-            i: dnc_marks.lead_mark_events(
-                e.lead_id, {}, registry.every_block(e.dedupe_keys, campaign_id)
-            )
-            for i, e in enumerate(events)
-            if leads[i].blocked_when_all and i not in refused
-        }
+        marks = _admitted_marks(registry, campaign_id, leads, dict(enumerate(events)), refused)
         appends.extend(_lead_appends(account_id, leads, events, refused, marks))
         appends.extend(
             _refusals(account_id, campaign_id, leads, dict(enumerate(events)), duplicates, blocked)
@@ -244,6 +241,8 @@ def _blocked(
     numbers are flagged one by one)."""
     blocked: dict[int, DncBlock] = {}
     for i, event in events.items():
+        if leads[i].blocked_marked:
+            continue
         if leads[i].blocked_when_all:
             block = registry.block_all(event.dedupe_keys, campaign_id)
         else:
@@ -358,11 +357,43 @@ async def _write_chunk(
     if kept_out:
         sealed = sealed.without({stream_of_lead(events[i].lead_id) for i in kept_out})
     await record_sealed(conn, sealed)
+    marks = _admitted_marks(registry, campaign_id, leads, events, kept_out)
+    if marks:  # after the chunk's LeadInserted events, each at stream version 1
+        appends = [
+            stream_append(
+                leads[i].ctx,
+                stream_of_lead(events[i].lead_id),
+                1,
+                lead_marks,
+                account_id=sealed.account_id,
+            )
+            for i, lead_marks in marks.items()
+        ]
+        await record(conn, appends, digests={sealed.account_id: digest})
     if kept_out:
         blocked.setdefault(campaign_id, {}).update(kept_out)
         refusals = _refusals(sealed.account_id, campaign_id, leads, events, {}, kept_out)
         if refusals:
             await record(conn, refusals, digests={sealed.account_id: digest})
+
+
+def _admitted_marks(
+    registry: dnc.Blocking,
+    campaign_id: int,
+    leads: Sequence[NewLead],
+    events: Mapping[int, LeadInserted],
+    refused: Collection[int],
+) -> dict[int, list[LeadEvent]]:
+    """The do-not-call marks (by index) of leads let in with blocked numbers
+    (`blocked_when_all`, `blocked_marked`), to follow their LeadInserted."""
+    marks: dict[int, list[LeadEvent]] = {}
+    for i, event in events.items():
+        if i in refused or not (leads[i].blocked_when_all or leads[i].blocked_marked):
+            continue
+        blocks = registry.every_block(event.dedupe_keys, campaign_id)
+        if blocks:
+            marks[i] = dnc_marks.lead_mark_events(event.lead_id, {}, blocks)
+    return marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +410,7 @@ def _sealed_chunk(chunk: _Chunk, digest: Digest) -> SealedAhead:
     events = _decide(
         chunk.account_id, chunk.campaign_id, chunk.leads, chunk.lead_ids, chunk.keys, chunk.region
     )
-    appends = _lead_appends(chunk.account_id, chunk.leads, events, {})
+    appends = _lead_appends(chunk.account_id, chunk.leads, events, {}, {})
     return seal_ahead(appends, chunk.account_id, digest)
 
 
@@ -409,11 +440,10 @@ def _lead_appends(
     leads: Sequence[NewLead],
     events: Sequence[LeadInserted],
     refused: Collection[int],
-    marks: Mapping[int, Sequence[LeadEvent]] | None = None,
+    marks: Mapping[int, Sequence[LeadEvent]],
 ) -> list[PendingAppend]:
     """One new stream per inserted lead, with its own request's metadata (and the lead's
     do-not-call marks, by index, after its LeadInserted)."""
-    marks = marks or {}
     return [
         stream_append(
             leads[i].ctx,

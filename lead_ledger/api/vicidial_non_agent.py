@@ -1,0 +1,172 @@
+"""Vicidial's own non-agent API: `GET|POST /vicidial/non_agent_api.php` (docs/vicidial.md).
+
+Every answer is HTTP 200 with plain text lines, as `non_agent_api.php` prints them: `version`
+before anything else, then the `source` check, then the login (`user`, `pass`: an account
+user), then the function. Parameters come from the query or a form body, the query's first,
+and are cleaned as Vicidial cleans them before any check (service/vicidial_params.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+from aiohttp import web
+
+from lead_ledger import __version__
+from lead_ledger.api import openapi
+from lead_ledger.api.edge import Dialect, no_authentication, origin
+from lead_ledger.api.keys import CLOCK, POOL, SETTINGS, VICIDIAL_LOGINS
+from lead_ledger.api.openapi import Response
+from lead_ledger.ledger.envelope import Actor
+from lead_ledger.service import login_throttle, vicidial_add_lead, vicidial_dnc
+from lead_ledger.service.vicidial_login import DIALECT, ApiUser, log_in
+from lead_ledger.service.vicidial_params import Params, join, piped
+from lead_ledger.service.writer import Context
+
+PATH: Final = "/vicidial/non_agent_api.php"
+MIN_SOURCE: Final = 2
+NO_FUNCTION: Final = "ERROR: NO FUNCTION SPECIFIED"
+UNEXPECTED: Final = "ERROR: An error has occurred."
+TOO_LARGE: Final = "ERROR: request body too large"
+
+routes = web.RouteTableDef()
+
+Function = Callable[[web.Request, Context, ApiUser, Params], Awaitable[list[str]]]
+
+
+def text(lines: list[str]) -> web.Response:
+    """Vicidial's answer: the lines, each ending in a newline, always HTTP 200."""
+    body = "".join(f"{line}\n" for line in lines)
+    return web.Response(text=body, content_type="text/plain", charset="utf-8")
+
+
+NON_AGENT: Final = Dialect(
+    name=DIALECT,
+    authenticate=no_authentication,  # user and pass are checked in Vicidial's order, below
+    too_large=lambda: text([TOO_LARGE]),
+    unexpected=lambda: text([UNEXPECTED]),
+)
+
+
+async def _params(request: web.Request) -> Params:
+    """The query's values over the form's: Vicidial reads `$_GET` before `$_POST`."""
+    values: dict[str, str] = {}
+    if request.method == "POST" and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        form = await request.post()
+        values.update((k, v) for k, v in form.items() if isinstance(v, str))
+    values.update(request.query.items())
+    return Params(values)
+
+
+def version() -> list[str]:
+    """Vicidial's fields in its order; the clock is UTC, so no daylight saving and offset 0."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    fields = (
+        f"VERSION: {__version__}",
+        f"BUILD: {__version__}",
+        f"DATE: {stamp}",
+        f"EPOCH: {int(time.time())}",
+        "DST: 0",
+        "TZ: 0.00",
+        "TZNOW: 0.00",
+    )
+    return ["|".join(fields) + "|"]
+
+
+async def add_lead(request: web.Request, ctx: Context, user: ApiUser, params: Params) -> list[str]:
+    add = vicidial_add_lead.request_of(params, user.username, request.app[CLOCK]())
+    async with request.app[POOL].acquire() as conn:
+        return await vicidial_add_lead.add_lead(conn, ctx, user.account_id, add)
+
+
+async def add_dnc_phone(
+    request: web.Request, ctx: Context, user: ApiUser, params: Params
+) -> list[str]:
+    async with request.app[POOL].acquire() as conn:
+        return await vicidial_dnc.add_dnc_phone(conn, ctx, user, params)
+
+
+async def delete_dnc_phone(
+    request: web.Request, ctx: Context, user: ApiUser, params: Params
+) -> list[str]:
+    async with request.app[POOL].acquire() as conn:
+        return await vicidial_dnc.delete_dnc_phone(conn, ctx, user, params)
+
+
+FUNCTIONS: Final[dict[str, Function]] = {
+    "add_lead": add_lead,
+    "add_dnc_phone": add_dnc_phone,
+    "delete_dnc_phone": delete_dnc_phone,
+}
+
+
+class Query(msgspec.Struct, frozen=True, kw_only=True):
+    """The parameters every call takes; each function adds its own (docs/vicidial.md)."""
+
+    function: str
+    user: str = ""
+    source: str = ""
+
+
+@routes.get(PATH)
+@routes.post(PATH)
+@openapi.operation(
+    summary="Vicidial non_agent_api.php: add_lead, DNC numbers (and version)",
+    description=(
+        "Parameters in the query or a form body (`function`, `user`, `pass`, `source`, and the"
+        " function's own); answers are always HTTP 200, plain text lines as Vicidial prints"
+        " them (`SUCCESS: ...`, `ERROR: ...`, `NOTICE: ...`). `user`/`pass` are an account"
+        " user's. See docs/vicidial.md for every function, its parameters and answers."
+    ),
+    tags=("vicidial",),
+    query=Query,
+    responses={200: Response("The function's lines", str, "text/plain")},
+)
+@NON_AGENT.route
+async def non_agent_api(request: web.Request, _caller: None) -> web.Response:
+    params = await _params(request)
+    function = params.get("function")
+    if function == "version":
+        return text(version())
+    source = params.get("source")
+    if len(source) < MIN_SOURCE:
+        return text(
+            [f"ERROR: Invalid Source - {source}", piped("ERROR", "Invalid Source", source + "|")]
+        )
+    username = params.get("user")
+    settings = request.app[SETTINGS]
+    limits = login_throttle.Limits(
+        per_username=settings.login_failures_per_username,
+        per_address=settings.login_failures_per_address,
+        window_seconds=settings.login_throttle_window_seconds,
+    )
+    async with request.app[POOL].acquire() as conn:
+        user = await log_in(
+            conn,
+            username,
+            params.get("pass"),
+            address=request.remote,
+            limits=limits,
+            verified=request.app[VICIDIAL_LOGINS],
+        )
+    if isinstance(user, login_throttle.Throttled):
+        # Vicidial's words for its own lock; the wait is the throttle's window.
+        reason = "Too many login attempts, try again in 15 minutes"
+        return text([piped("ERROR", reason, join(username, "LOCK", ""))])
+    if user is None:
+        # Vicidial prints the password back here; this never does.
+        reason = "Login incorrect, please try again"
+        return text([piped("ERROR", reason, join(username, "", "BAD", ""))])
+    handler = FUNCTIONS.get(function)
+    if handler is None:
+        return text([NO_FUNCTION])
+    actor = Actor(dialect=DIALECT, account_id=user.account_id, username=user.username)
+    ctx = origin(request).context(actor)
+    return text(await handler(request, ctx, user, params))

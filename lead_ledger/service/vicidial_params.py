@@ -1,0 +1,66 @@
+"""The parameters of a Vicidial non-agent API call, cleaned as `non_agent_api.php` cleans them
+before any check (docs/vicidial.md, "Input cleaning"), and the lines it answers with.
+
+Every answer is plain text: one line per outcome, `RESULT: reason - data` or
+`RESULT: reason: |data|`, each ending in a newline.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Final
+
+from lead_ledger.service.inputs import NUL
+
+# What survives in each cleaned parameter (Vicidial's preg_replace, kept characters).
+_KEEP: Final = {
+    "phone_number": re.compile(r"[^,0-9]"),
+    "lead_id": re.compile(r"[^0-9]"),
+    "phone_code": re.compile(r"[^0-9]"),
+    "lead_ids": re.compile(r"[^,0-9]"),
+    "list_id": re.compile(r"[^0-9]"),
+    "duplicate_check": re.compile(r"[^-_0-9a-zA-Z]"),
+    "search_method": re.compile(r"[^-_0-9a-zA-Z]"),
+    "search_location": re.compile(r"[^A-Z]"),
+}
+
+
+class Params:
+    """A call's parameters: the query's over the form's (Vicidial reads `$_GET` first), each
+    value cleaned; a missing one reads as empty, as PHP's unset variables do."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = {name: _clean(name, value) for name, value in values.items()}
+
+    def get(self, name: str) -> str:
+        return self._values.get(name, "")
+
+    def given(self, name: str) -> bool:
+        return name in self._values
+
+    def flag(self, name: str) -> bool:
+        """A Y/N option: only `Y` (any case) turns it on."""
+        return self.get(name).upper() == "Y"
+
+
+def _clean(name: str, value: str) -> str:
+    # PostgreSQL text holds no NUL; no Vicidial field means anything by one.
+    value = value.replace(NUL, "")
+    keep = _KEEP.get(name)
+    return keep.sub("", value) if keep is not None else value.strip()
+
+
+def line(result: str, reason: str, data: str) -> str:
+    """`RESULT: reason - data`."""
+    return f"{result}: {reason} - {data}"
+
+
+def piped(result: str, reason: str, data: str) -> str:
+    """`RESULT: reason: |data`: the data already holds its own trailing bars where Vicidial
+    prints them."""
+    return f"{result}: {reason}: |{data}"
+
+
+def join(*values: object) -> str:
+    return "|".join("" if v is None else str(v) for v in values)

@@ -1,0 +1,512 @@
+"""Vicidial's non_agent_api.php through the real app: the transport (version, source, login,
+unknown functions, GET and POST), add_lead's every answer (list, length, DNC, each duplicate
+mode with and without a day suffix), the DNC number functions, and the lead as every other
+dialect sees it. Every test ends with `projections verify`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+
+from lead_ledger.api.app import create_app
+from lead_ledger.api.keys import CLOCK
+from lead_ledger.service.vicidial_add_lead import duplicate_days, duplicate_modes
+from lead_ledger.settings import Settings
+from tests.api.test_flexydial import PASSWORD, admin_post
+from tests.support import Client
+
+PATH = "/vicidial/non_agent_api.php"
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def make_client(
+    database_url: str, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> MakeClient:
+    """The app, with its clock moved `later` ahead of the real one when asked."""
+
+    async def start(later: timedelta | None = None) -> Client:
+        app = create_app(settings, database_url)
+        if later is not None:
+            app[CLOCK] = lambda: datetime.now(UTC) + later
+        return await aiohttp_client(app)
+
+    return start
+
+
+@pytest.fixture
+async def api(make_client: MakeClient) -> Client:
+    return await make_client()
+
+
+class Tenant(msgspec.Struct, frozen=True):
+    username: str
+    lists: dict[str, int]  # campaign name -> its id, the Vicidial list_id
+    native: dict[str, str]
+
+
+async def tenant(api: Client, name: str = "acme") -> Tenant:
+    """An account (region IN) with campaigns sales, second and third, a user and a native key."""
+    account = await admin_post(api, "/accounts", {"name": name, "default_region": "IN"})
+    base = f"/accounts/{account['id']}"
+    lists = {}
+    for campaign in ("sales", "second", "third"):
+        lists[campaign] = (await admin_post(api, f"{base}/campaigns", {"name": campaign}))["id"]
+    username = f"{name}-vici"
+    await admin_post(api, f"{base}/users", {"username": username, "password": PASSWORD})
+    native = await admin_post(api, f"{base}/credentials", {"api": "native"})
+    return Tenant(username, lists, {"Authorization": f"Bearer {native['key']}"})
+
+
+async def call(api: Client, who: Tenant | None, method: str = "GET", **params: Any) -> str:
+    """One call with the tenant's login and source `test`; the body, after checking the
+    transport: HTTP 200, text/plain in UTF-8, every line ending in a newline."""
+    values = {"source": "test", **params}
+    if who is not None:
+        values = {"user": who.username, "pass": PASSWORD, **values}
+    values = {k: str(v) for k, v in values.items()}
+    if method == "GET":
+        response = await api.get(PATH, params=values)
+    else:
+        response = await api.post(PATH, data=values)
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    assert response.charset == "utf-8"
+    body = await response.text()
+    assert body.endswith("\n")
+    return body
+
+
+async def add(api: Client, who: Tenant, phone: str, list_name: str = "sales", **more: Any) -> str:
+    return await call(
+        api, who, function="add_lead", phone_number=phone, list_id=who.lists[list_name], **more
+    )
+
+
+def added_id(answer: str) -> int:
+    match = re.fullmatch(
+        r"SUCCESS: add_lead LEAD HAS BEEN ADDED - \d+\|\d+\|(\d+)\|[-0-9.]+\|.+\n", answer
+    )
+    assert match is not None, answer
+    return int(match.group(1))
+
+
+async def native_lead(api: Client, who: Tenant, lead_id: int) -> Any:
+    response = await api.get(f"/v1/leads/{lead_id}", headers=who.native)
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+# --- transport --------------------------------------------------------------------------------
+
+
+async def test_version_answers_before_any_login(api: Client) -> None:
+    """`version` needs no login and no source: Vicidial's fields (version, build, date, epoch,
+    daylight saving, the server's offset then and now), each followed by a bar."""
+    answer = await call(api, None, function="version", source="")
+    match = re.fullmatch(
+        r"VERSION: ([^|]+)\|BUILD: ([^|]+)\|DATE: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\|EPOCH: (\d+)"
+        r"\|DST: 0\|TZ: 0\.00\|TZNOW: 0\.00\|\n",
+        answer,
+    )
+    assert match is not None, answer
+    assert abs(int(match.group(4)) - datetime.now(UTC).timestamp()) < 60
+
+
+@pytest.mark.parametrize("source", ["", "x"])
+async def test_a_short_source_is_two_lines(api: Client, source: str) -> None:
+    """Shorter than 2 characters: Vicidial's two lines, before the login is checked."""
+    answer = await call(api, None, function="add_lead", source=source, user="u", **{"pass": "p"})
+    assert answer == f"ERROR: Invalid Source - {source}\nERROR: Invalid Source: |{source}|\n"
+
+
+async def test_a_bad_login_never_echoes_the_password(api: Client) -> None:
+    """Unknown user or wrong password: the login line with the user, never the password."""
+    who = await tenant(api)
+    wrong = await call(api, None, function="add_lead", user=who.username, **{"pass": "nope"})
+    assert wrong == f"ERROR: Login incorrect, please try again: |{who.username}||BAD|\n"
+    unknown = await call(api, None, function="add_lead", user="ghost", **{"pass": PASSWORD})
+    assert unknown == "ERROR: Login incorrect, please try again: |ghost||BAD|\n"
+    assert "nope" not in wrong
+
+
+async def test_repeated_bad_logins_are_locked_out(api: Client, settings: Settings) -> None:
+    """Past the username's failure limit: Vicidial's LOCK line, even with the right password."""
+    who = await tenant(api)
+    for _ in range(settings.login_failures_per_username):
+        await call(api, None, function="add_lead", user=who.username, **{"pass": "nope"})
+    locked = await call(api, who, function="add_lead")
+    assert locked == (
+        f"ERROR: Too many login attempts, try again in 15 minutes: |{who.username}|LOCK|\n"
+    )
+
+
+@pytest.mark.parametrize("function", ["", "no_such_function", "ADD_LEAD"])
+async def test_an_unknown_function_is_no_function_specified(api: Client, function: str) -> None:
+    """After a good login, a function this route does not know."""
+    who = await tenant(api)
+    assert await call(api, who, function=function) == "ERROR: NO FUNCTION SPECIFIED\n"
+
+
+async def test_post_form_works_and_the_query_wins(api: Client) -> None:
+    """A form body is read like a query; a parameter in both takes the query's value."""
+    who = await tenant(api)
+    answer = await call(
+        api, who, "POST", function="add_lead", phone_number="9876543210", list_id=who.lists["sales"]
+    )
+    lead_id = added_id(answer)
+    form = {
+        "source": "test",
+        "user": who.username,
+        "pass": PASSWORD,
+        "function": "add_lead",
+        "phone_number": "9812345678",
+        "list_id": str(who.lists["sales"]),
+    }
+    response = await api.post(f"{PATH}?phone_number=9800000000", data=form)
+    body = await response.text()
+    assert body.startswith("SUCCESS: add_lead LEAD HAS BEEN ADDED - 9800000000|"), body
+    assert (await native_lead(api, who, lead_id))["phone_numbers"] == ["9876543210"]
+
+
+# --- add_lead ------------------------------------------------------------------------------------
+
+
+async def test_add_lead_maps_every_field_and_answers_the_lead(api: Client) -> None:
+    """Success: phone|list|lead|gmt|user; the lead carries the mapped fields (vendor code as
+    user_data, the rest of Vicidial's columns in extra) and is one other dialects see."""
+    who = await tenant(api)
+    answer = await add(
+        api,
+        who,
+        "+91 98765-43210",
+        vendor_lead_code="VC-1",
+        first_name="Asha",
+        last_name="Rao",
+        title="Ms",
+        alt_phone="9812345678",
+        city="Pune",
+        state="MH",
+        province="West",
+        postal_code="411001",
+        country_code="IND",
+        email="asha@example.com",
+        comments="call after 5",
+        gender="F",
+        date_of_birth="1990-01-02",
+        security_phrase="blue",
+        source_id="crm",
+        owner="team-a",
+        rank="5",
+        phone_code="91",
+    )
+    lead_id = added_id(answer)
+    assert answer == (
+        f"SUCCESS: add_lead LEAD HAS BEEN ADDED - 919876543210|{who.lists['sales']}|{lead_id}"
+        f"|5.50|{who.username}\n"
+    )
+    lead = await native_lead(api, who, lead_id)
+    assert lead["phone_numbers"] == ["919876543210", "9812345678"]
+    assert lead["dedupe_keys"] == ["+919876543210", "+919812345678"]
+    expected = {
+        "user_data": "VC-1",
+        "first_name": "Asha",
+        "last_name": "Rao",
+        "title": "Ms",
+        "city": "Pune",
+        "state": "MH",
+        "postal_code": "411001",
+        "country": "IND",
+        "email": "asha@example.com",
+        "comments": "call after 5",
+        "priority": 5,
+    }
+    assert {k: lead[k] for k in expected} == expected
+    assert lead["extra"] == {
+        "province": "West",
+        "gender": "F",
+        "date_of_birth": "1990-01-02",
+        "security_phrase": "blue",
+        "source_id": "crm",
+        "owner": "team-a",
+        "phone_code": "91",
+        "gmt_offset_now": "5.50",
+    }
+
+
+async def test_fields_are_cut_to_vicidials_widths(api: Client) -> None:
+    """What MySQL would keep of an over-long value: title 4, first_name 30, state 2."""
+    who = await tenant(api)
+    lead_id = added_id(
+        await add(api, who, "9876543210", title="Doctor", first_name="A" * 40, state="MHX")
+    )
+    lead = await native_lead(api, who, lead_id)
+    assert (lead["title"], lead["first_name"], lead["state"]) == ("Doct", "A" * 30, "MH")
+
+
+async def test_a_list_that_is_not_the_accounts_is_not_allowed(api: Client) -> None:
+    """Another account's campaign, an unknown id, or none (Vicidial's default 999)."""
+    who, other = await tenant(api), await tenant(api, "other")
+    foreign = other.lists["sales"]
+    for list_id, shown in ((foreign, foreign), (987654, 987654), ("", 999)):
+        answer = await call(
+            api, who, function="add_lead", phone_number="9876543210", list_id=list_id
+        )
+        assert answer == f"ERROR: add_lead NOT AN ALLOWED LIST ID - 9876543210|{shown}\n"
+
+
+@pytest.mark.parametrize("phone", ["12345", "12345678901234567", "abc"])
+async def test_a_number_of_the_wrong_length_is_refused(
+    api: Client, pool: asyncpg.Pool, phone: str
+) -> None:
+    """6 to 16 digits, counted after cleaning (`abc` cleans to nothing); recorded as refused."""
+    who = await tenant(api)
+    cleaned = re.sub(r"[^0-9,]", "", phone)
+    answer = await add(api, who, phone)
+    assert answer == f"ERROR: add_lead INVALID PHONE NUMBER LENGTH - {cleaned}|{who.username}\n"
+    reasons = await pool.fetch(
+        "SELECT data->>'reason' AS r FROM events WHERE type = 'LeadRejected'"
+    )
+    assert [r["r"] for r in reasons] == ["invalid_phone"]
+
+
+async def test_dnc_checks_answer_and_without_them_the_lead_is_marked(
+    api: Client, pool: asyncpg.Pool
+) -> None:
+    """dnc_check=Y finds the account-wide entry, campaign_dnc_check=Y the campaign's (the
+    list's, or the one `campaign_id` names); without them the lead is added and marked DNC."""
+    who = await tenant(api)
+    response = await api.post(
+        "/v1/dnc",
+        json=[{"phone": "9876543210"}, {"phone": "9812345678", "campaign": "second"}],
+        headers=who.native,
+    )
+    assert response.status == 201
+    refused = await add(api, who, "9876543210", dnc_check="Y")
+    assert refused == f"ERROR: add_lead PHONE NUMBER IN DNC - 9876543210|{who.username}\n"
+    in_list = await add(api, who, "9812345678", "second", campaign_dnc_check="Y")
+    assert in_list == (
+        f"ERROR: add_lead PHONE NUMBER IN CAMPAIGN DNC - 9812345678|second|{who.username}\n"
+    )
+    named = await add(api, who, "9812345678", campaign_dnc_check="y", campaign_id="second")
+    assert named.startswith("ERROR: add_lead PHONE NUMBER IN CAMPAIGN DNC - 9812345678|second|")
+    # The campaign check does not look at account-wide entries, nor dnc_check at campaigns'.
+    assert (await add(api, who, "9812345678", dnc_check="Y")).startswith("SUCCESS")
+    marked = added_id(await add(api, who, "9876543210", campaign_dnc_check="Y"))
+    lead = await native_lead(api, who, marked)
+    assert (lead["status"], lead["dnc"]) == ("DNC", True)
+    scopes = await pool.fetch(
+        "SELECT data->>'dnc_scope' AS s FROM events WHERE type = 'LeadRejected' ORDER BY position"
+    )
+    assert [r["s"] for r in scopes] == ["account", "campaign", "campaign"]
+
+
+def test_duplicate_modes_are_tested_in_vicidials_order() -> None:
+    """Substrings, any case, in Vicidial's order whatever the order written; the day suffix
+    is the largest that matches (`21DAY` also holds `1DAY`)."""
+    modes = duplicate_modes("dupnamephonesys-DUPCAMP-DUPPHONEALTLIST-DUPTITLEALTPHONECAMP")
+    assert [f"DUP{m.kind}{m.scope}" for m in modes] == [
+        "DUPCAMP",
+        "DUPPHONEALTLIST",
+        "DUPTITLEALTPHONECAMP",
+        "DUPNAMEPHONESYS",
+    ]
+    assert duplicate_modes("NONE") == []
+    assert [duplicate_days(v) for v in ("DUPLIST", "DUPLIST1DAY", "DUPSYS21DAY", "X360DAY")] == [
+        None,
+        1,
+        21,
+        360,
+    ]
+
+
+async def test_duplicate_phone_in_list_campaign_and_system(api: Client) -> None:
+    """DUPLIST finds the list's lead, DUPCAMP answers CAMPAIGN LISTS (a campaign is its one
+    list), DUPSYS any campaign of the account, never another account's; every spelling of
+    the number is one number."""
+    who, other = await tenant(api), await tenant(api, "other")
+    first = added_id(await add(api, who, "9876543210"))
+    added_id(await add(api, other, "9812345678"))
+    sales = who.lists["sales"]
+    assert await add(api, who, "+919876543210", duplicate_check="DUPLIST") == (
+        f"ERROR: add_lead DUPLICATE PHONE NUMBER IN LIST - 919876543210|{sales}|{first}\n"
+    )
+    assert await add(api, who, "09876543210", duplicate_check="DUPCAMP") == (
+        "ERROR: add_lead DUPLICATE PHONE NUMBER IN CAMPAIGN LISTS -"
+        f" 09876543210|{sales}|{first}|{sales}\n"
+    )
+    second = who.lists["second"]
+    assert (await add(api, who, "9876543210", "second", duplicate_check="DUPLIST")).startswith(
+        "SUCCESS"
+    )
+    assert await add(api, who, "9876543210", "third", duplicate_check="DUPSYS") == (
+        f"ERROR: add_lead DUPLICATE PHONE NUMBER IN SYSTEM - 9876543210|{who.lists['third']}"
+        f"|{first}|{sales}\n"
+    )
+    assert (await add(api, who, "9812345678", duplicate_check="DUPSYS")).startswith("SUCCESS")
+    assert second != sales
+
+
+async def test_a_day_suffix_counts_only_recent_leads(make_client: MakeClient) -> None:
+    """With the clock two days on, DUPLIST1DAY finds nothing and DUPLIST3DAY the lead."""
+    api = await make_client()
+    who = await tenant(api)
+    first = added_id(await add(api, who, "9876543210"))
+    assert (await add(api, who, "9876543210", duplicate_check="DUPLIST1DAY")).startswith(
+        "ERROR: add_lead DUPLICATE PHONE NUMBER IN LIST"
+    )
+    later = await make_client(timedelta(days=2))
+    assert (await add(later, who, "9876543210", duplicate_check="DUPLIST1DAY")).startswith(
+        "SUCCESS"
+    )
+    assert await add(later, who, "9876543210", duplicate_check="DUPSYS3DAY") == (
+        f"ERROR: add_lead DUPLICATE PHONE NUMBER IN SYSTEM - 9876543210|{who.lists['sales']}"
+        f"|{first}|{who.lists['sales']}\n"
+    )
+
+
+async def test_duplicate_phone_or_alt_says_which_matched(api: Client) -> None:
+    """DUPPHONEALT* match the new number against a lead's phone or its alt phone."""
+    who = await tenant(api)
+    sales = who.lists["sales"]
+    lead = added_id(await add(api, who, "9876543210", alt_phone="9812345678"))
+    assert await add(api, who, "9812345678", duplicate_check="DUPPHONEALTLIST") == (
+        f"ERROR: add_lead DUPLICATE PHONE NUMBER IN LIST - 9812345678|{sales}|{lead}|ALT\n"
+    )
+    assert await add(api, who, "9876543210", duplicate_check="DUPPHONEALTCAMP") == (
+        "ERROR: add_lead DUPLICATE PHONE NUMBER IN CAMPAIGN LISTS -"
+        f" 9876543210|{sales}|{lead}|{sales}|PHONE\n"
+    )
+    third = who.lists["third"]
+    assert await add(api, who, "9812345678", "third", duplicate_check="DUPPHONEALTSYS") == (
+        "ERROR: add_lead DUPLICATE PHONE NUMBER IN SYSTEM -"
+        f" 9812345678|{third}|{lead}|{sales}|ALT\n"
+    )
+    # DUPLIST compares phone numbers only: the alt phone is no duplicate there.
+    assert (await add(api, who, "9812345678", duplicate_check="DUPLIST")).startswith("SUCCESS")
+
+
+async def test_duplicate_title_alt_phone_and_name_phone(api: Client) -> None:
+    """DUPTITLEALTPHONE*: same title and alt phone; DUPNAMEPHONE*: same first and last name
+    and phone; a different title or name is no duplicate."""
+    who = await tenant(api)
+    sales, third = who.lists["sales"], who.lists["third"]
+    lead = added_id(
+        await add(
+            api,
+            who,
+            "9876543210",
+            title="Mr",
+            alt_phone="9812345678",
+            first_name="Ravi",
+            last_name="K",
+        )
+    )
+    assert await add(
+        api,
+        who,
+        "9800000001",
+        title="Mr",
+        alt_phone="9812345678",
+        duplicate_check="DUPTITLEALTPHONELIST",
+    ) == (f"ERROR: add_lead DUPLICATE TITLE ALT_PHONE IN LIST - Mr|9812345678|{sales}|{lead}\n")
+    assert await add(
+        api,
+        who,
+        "9800000001",
+        "third",
+        title="Mr",
+        alt_phone="9812345678",
+        duplicate_check="DUPTITLEALTPHONESYS",
+    ) == (
+        "ERROR: add_lead DUPLICATE TITLE ALT_PHONE IN SYSTEM -"
+        f" Mr|9812345678|{third}|{lead}|{sales}\n"
+    )
+    assert (
+        await add(
+            api,
+            who,
+            "9800000002",
+            title="Dr",
+            alt_phone="9812345678",
+            duplicate_check="DUPTITLEALTPHONELIST",
+        )
+    ).startswith("SUCCESS")
+    assert await add(
+        api, who, "9876543210", first_name="Ravi", last_name="K", duplicate_check="DUPNAMEPHONECAMP"
+    ) == (
+        "ERROR: add_lead DUPLICATE NAME PHONE IN CAMPAIGN LISTS -"
+        f" Ravi|K|9876543210|{sales}|{lead}|{sales}\n"
+    )
+    assert (
+        await add(
+            api,
+            who,
+            "9876543210",
+            first_name="Ravi",
+            last_name="M",
+            duplicate_check="DUPNAMEPHONELIST",
+        )
+    ).startswith("SUCCESS")
+
+
+async def test_refusals_are_recorded_with_the_lead_they_duplicate(
+    api: Client, pool: asyncpg.Pool
+) -> None:
+    """A duplicate is a LeadRejected naming the lead found, by the vicidial dialect's user."""
+    who = await tenant(api)
+    first = added_id(await add(api, who, "9876543210"))
+    await add(api, who, "9876543210", duplicate_check="DUPLIST")
+    row = await pool.fetchrow("SELECT data, metadata FROM events WHERE type = 'LeadRejected'")
+    assert row is not None
+    data, metadata = msgspec.json.decode(row["data"]), msgspec.json.decode(row["metadata"])
+    assert (data["reason"], data["existing_lead_ids"]) == ("duplicate", [first])
+    assert metadata["actor"]["dialect"] == "vicidial"
+    assert metadata["actor"]["username"] == who.username
+
+
+# --- DNC numbers ---------------------------------------------------------------------------------
+
+
+async def test_add_and_delete_dnc_phone(api: Client) -> None:
+    """SYSTEM_INTERNAL is the account-wide list, a name a campaign's; adding twice, deleting
+    what is not there and missing fields each have their line; the registry follows."""
+    who = await tenant(api)
+    user = who.username
+
+    async def dnc(function: str, phone: str, campaign: str) -> str:
+        return await call(api, who, function=function, phone_number=phone, campaign_id=campaign)
+
+    assert await dnc("add_dnc_phone", "9876543210", "SYSTEM_INTERNAL") == (
+        f"SUCCESS: add_dnc_phone DNC NUMBER HAS BEEN ADDED - {user}|9876543210|SYSTEM_INTERNAL\n"
+    )
+    assert await dnc("add_dnc_phone", "9876543210", "SYSTEM_INTERNAL") == (
+        f"ERROR: add_dnc_phone DNC NUMBER ALREADY EXISTS: |{user}|9876543210|SYSTEM_INTERNAL\n"
+    )
+    assert (await dnc("add_dnc_phone", "9876543210", "sales")).startswith(
+        "SUCCESS: add_dnc_phone DNC NUMBER HAS BEEN ADDED"
+    )
+    assert await dnc("add_dnc_phone", "12345", "sales") == (
+        f"ERROR: add_dnc_phone YOU MUST USE ALL REQUIRED FIELDS: |{user}|12345|sales\n"
+    )
+    check = await api.get(
+        "/v1/dnc/check", params={"phone": "9876543210", "campaign": "sales"}, headers=who.native
+    )
+    assert len((await check.json())["entries"]) == 2
+    assert await dnc("delete_dnc_phone", "+919876543210", "sales") == (
+        f"SUCCESS: delete_dnc_phone DNC NUMBER HAS BEEN DELETED - {user}|919876543210|sales\n"
+    )
+    assert await dnc("delete_dnc_phone", "9876543210", "sales") == (
+        f"ERROR: delete_dnc_phone DNC NUMBER DOES NOT EXIST: |{user}|9876543210|sales\n"
+    )
+    assert await dnc("delete_dnc_phone", "9876543210", "x") == (
+        f"ERROR: delete_dnc_phone YOU MUST USE ALL REQUIRED FIELDS: |{user}|9876543210|x\n"
+    )
+    check = await api.get("/v1/dnc/check", params={"phone": "9876543210"}, headers=who.native)
+    assert (await check.json())["blocked"] is True
