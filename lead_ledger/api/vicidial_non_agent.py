@@ -9,7 +9,6 @@ and are cleaned as Vicidial cleans them before any check (service/vicidial_param
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -17,7 +16,8 @@ import msgspec
 from aiohttp import web
 
 from lead_ledger import __version__
-from lead_ledger.api import openapi
+from lead_ledger.api import openapi, vicidial_reads
+from lead_ledger.api.vicidial_calls import Function, text
 from lead_ledger.api.edge import Dialect, no_authentication, origin
 from lead_ledger.api.keys import CLOCK, POOL, SETTINGS, VICIDIAL_LOGINS
 from lead_ledger.api.openapi import Response
@@ -34,14 +34,6 @@ UNEXPECTED: Final = "ERROR: An error has occurred."
 TOO_LARGE: Final = "ERROR: request body too large"
 
 routes = web.RouteTableDef()
-
-Function = Callable[[web.Request, Context, ApiUser, Params], Awaitable[list[str]]]
-
-
-def text(lines: list[str]) -> web.Response:
-    """Vicidial's answer: the lines, each ending in a newline, always HTTP 200."""
-    body = "".join(f"{line}\n" for line in lines)
-    return web.Response(text=body, content_type="text/plain", charset="utf-8")
 
 
 NON_AGENT: Final = Dialect(
@@ -104,6 +96,7 @@ FUNCTIONS: Final[dict[str, Function]] = {
     "add_lead": add_lead,
     "add_dnc_phone": add_dnc_phone,
     "delete_dnc_phone": delete_dnc_phone,
+    **vicidial_reads.FUNCTIONS,
 }
 
 
