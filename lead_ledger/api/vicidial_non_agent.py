@@ -17,10 +17,10 @@ from aiohttp import web
 
 from lead_ledger import __version__
 from lead_ledger.api import openapi, vicidial_reads
-from lead_ledger.api.vicidial_calls import Function, text
 from lead_ledger.api.edge import Dialect, no_authentication, origin
 from lead_ledger.api.keys import CLOCK, POOL, SETTINGS, VICIDIAL_LOGINS
 from lead_ledger.api.openapi import Response
+from lead_ledger.api.vicidial_calls import Function, text
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.service import login_throttle, vicidial_add_lead, vicidial_dnc
 from lead_ledger.service.vicidial_login import DIALECT, ApiUser, log_in
