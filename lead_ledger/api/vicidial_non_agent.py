@@ -22,7 +22,12 @@ from lead_ledger.api.keys import CLOCK, POOL, SETTINGS, VICIDIAL_LOGINS
 from lead_ledger.api.openapi import Response
 from lead_ledger.api.vicidial_calls import Function, text
 from lead_ledger.ledger.envelope import Actor
-from lead_ledger.service import login_throttle, vicidial_add_lead, vicidial_dnc
+from lead_ledger.service import (
+    login_throttle,
+    vicidial_add_lead,
+    vicidial_dnc,
+    vicidial_update_lead,
+)
 from lead_ledger.service.vicidial_login import DIALECT, ApiUser, log_in
 from lead_ledger.service.vicidial_params import Params, join, piped
 from lead_ledger.service.writer import Context
@@ -92,8 +97,24 @@ async def delete_dnc_phone(
         return await vicidial_dnc.delete_dnc_phone(conn, ctx, user, params)
 
 
+async def update_lead(
+    request: web.Request, ctx: Context, user: ApiUser, params: Params
+) -> list[str]:
+    async with request.app[POOL].acquire() as conn:
+        return await vicidial_update_lead.update_lead(conn, ctx, user, params)
+
+
+async def batch_update_lead(
+    request: web.Request, ctx: Context, user: ApiUser, params: Params
+) -> list[str]:
+    async with request.app[POOL].acquire() as conn:
+        return await vicidial_update_lead.batch_update_lead(conn, ctx, user, params)
+
+
 FUNCTIONS: Final[dict[str, Function]] = {
     "add_lead": add_lead,
+    "update_lead": update_lead,
+    "batch_update_lead": batch_update_lead,
     "add_dnc_phone": add_dnc_phone,
     "delete_dnc_phone": delete_dnc_phone,
     **vicidial_reads.FUNCTIONS,

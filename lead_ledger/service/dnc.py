@@ -261,11 +261,13 @@ async def check_updates(
     changes: Mapping[int, tuple[LeadState, Sequence[DomainEvent]]],
     *,
     when_all: bool = False,
+    marked: bool = False,
 ) -> CheckedUpdates:
     """The leads (by id; each with its state and the events an update decided) that the update
     would give a number the registry blocks in their campaign, checked as an insert is
-    (`when_all`: only when every number of the lead would be blocked), and the marks of the
-    rest. Run it under the campaign locks of the update."""
+    (`when_all`: only when every number of the lead would be blocked; `marked`: never, the
+    lead is marked instead), and the marks of the rest. Run it under the campaign locks of the
+    update."""
     new_keys = {
         lead_id: event.dedupe_keys
         for lead_id, (_, events) in changes.items()
@@ -282,7 +284,9 @@ async def check_updates(
     checked = CheckedUpdates(blocked={}, marks={})
     for lead_id, keys in new_keys.items():
         state = changes[lead_id][0]
-        if when_all:
+        if marked:
+            block = None
+        elif when_all:
             block = registry.block_all(keys, state.campaign_id)
         else:
             block = registry.block(keys, state.campaign_id)

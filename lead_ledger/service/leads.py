@@ -143,11 +143,13 @@ async def update_leads(
     account_id: int,
     patches: Mapping[int, Mapping[str, object]],
     dnc_when_all: bool = False,
+    dnc_marked: bool = False,
 ) -> Updated:
     """Apply field patches to live leads; only real changes become events. Unknown or foreign
     lead ids are skipped (absent from the result). A lead whose new numbers the do-not-call
     registry blocks in its campaign is not changed (with `dnc_when_all`, only when it blocks
-    every one of them: jtel flags numbers one by one)."""
+    every one of them: jtel flags numbers one by one; with `dnc_marked`, never: it is changed
+    and marked, for APIs that ask for no check, Vicidial's)."""
     live = await lock_live_leads(conn, account_id, patches)
     states = await load_leads(conn, live)
     region = await default_region(conn, account_id)
@@ -160,6 +162,7 @@ async def update_leads(
         account_id,
         {i: (states[i], events) for i, events in decided.items()},
         when_all=dnc_when_all,
+        marked=dnc_marked,
     )
     written = {
         i: [*events, *checked.marks.get(i, ())]

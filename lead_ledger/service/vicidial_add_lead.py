@@ -17,13 +17,12 @@ from datetime import UTC, datetime
 from typing import Final, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import msgspec
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import ANY_VERSION
-from lead_ledger.ledger.events import ExtraValue, LeadFields, LeadRejected
+from lead_ledger.ledger.events import ExtraValue, LeadRejected
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service import dnc
@@ -31,62 +30,13 @@ from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_batch
 from lead_ledger.service.transactions import write_transaction
+from lead_ledger.service.vicidial_fields import given_values, lead_fields
 from lead_ledger.service.vicidial_params import Params, join, line
 from lead_ledger.service.writer import Context, account_digest, record, stream_append
 
 FUNCTION: Final = "add_lead"
 MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 6, 16
 DEFAULT_LIST_ID: Final = "999"
-# Column widths of vicidial_list: MySQL keeps what fits, and so does this.
-WIDTHS: Final = {
-    "vendor_lead_code": 20,
-    "source_id": 50,
-    "title": 4,
-    "first_name": 30,
-    "middle_initial": 1,
-    "last_name": 30,
-    "address1": 100,
-    "address2": 100,
-    "address3": 100,
-    "city": 50,
-    "state": 2,
-    "province": 50,
-    "postal_code": 10,
-    "country_code": 3,
-    "alt_phone": 12,
-    "email": 70,
-    "security_phrase": 100,
-    "comments": 255,
-    "owner": 20,
-    "phone_code": 10,
-}
-# Canonical fields by Vicidial name (docs/vicidial.md has the table); the rest go to `extra`.
-CANONICAL: Final = {
-    "vendor_lead_code": "user_data",
-    "title": "title",
-    "first_name": "first_name",
-    "middle_initial": "middle_initial",
-    "last_name": "last_name",
-    "address1": "address1",
-    "address2": "address2",
-    "address3": "address3",
-    "city": "city",
-    "state": "state",
-    "postal_code": "postal_code",
-    "country_code": "country",
-    "email": "email",
-    "comments": "comments",
-}
-EXTRA: Final = (
-    "province",
-    "gender",
-    "date_of_birth",
-    "security_phrase",
-    "source_id",
-    "owner",
-    "phone_code",
-)
-
 Scope = Literal["LIST", "CAMP", "SYS"]
 SCOPES: Final[tuple[Scope, ...]] = ("LIST", "CAMP", "SYS")
 # The duplicate modes, in the order Vicidial tests them: each kind, list then campaign then
@@ -161,36 +111,16 @@ class Request(NamedTuple):
 
 
 def request_of(params: Params, user: str, now: datetime) -> Request:
-    values = {
-        name: params.get(name)[:width] if name in WIDTHS else params.get(name)
-        for name in (*CANONICAL, *EXTRA, "alt_phone", "rank")
-        for width in [WIDTHS.get(name, 0)]
-        if params.get(name)
-    }
     return Request(
         user=user,
         phone=params.get("phone_number"),
         list_id=params.get("list_id") or DEFAULT_LIST_ID,
-        values=values,
+        values=given_values(params),
         dnc_check=params.flag("dnc_check"),
         campaign_dnc_check=params.flag("campaign_dnc_check"),
         campaign_name=params.get("campaign_id"),
         duplicate_check=params.get("duplicate_check"),
         now=now,
-    )
-
-
-def lead_fields(request: Request, gmt_offset: str) -> LeadFields:
-    """The canonical lead: phone_number and alt_phone its numbers, rank its priority."""
-    values = request.values
-    phones = [request.phone, *([values["alt_phone"]] if values.get("alt_phone") else [])]
-    canonical = {field: values[name] for name, field in CANONICAL.items() if name in values}
-    extra: dict[str, ExtraValue] = {name: values[name] for name in EXTRA if name in values}
-    extra["gmt_offset_now"] = gmt_offset
-    rank = values.get("rank", "")
-    priority = {"priority": int(rank)} if rank.lstrip("-").isdigit() and len(rank) < 6 else {}
-    return msgspec.convert(
-        {**canonical, **priority, "phone_numbers": phones, "extra": extra}, LeadFields
     )
 
 
@@ -223,20 +153,34 @@ async def add_lead(conn: Connection, ctx: Context, account_id: int, request: Req
             text, reason, block, existing = refusal
             await _reject(conn, ctx, account_id, list_id, request, reason, block, existing)
             return [text]
-        gmt = await gmt_offset(conn, account_id, phone, region)
-        lead = NewLead(
-            fields=lead_fields(request, gmt),
-            ctx=ctx,
-            rejections_stream=_rejections_stream(ctx),
-            # Not asked to check the registry: added, and marked if a number is blocked.
-            blocked_marked=True,
-        )
-        result = await insert_lead_batch(
-            conn, account_id=account_id, campaign_id=list_id, leads=[lead], region=region
-        )
-    lead_id = result.inserted[0]
+        lead_id, gmt = await insert_lead(conn, ctx, account_id, list_id, phone, request.values)
     data = join(phone, list_id, lead_id, gmt, user)
     return [line("SUCCESS", f"{FUNCTION} LEAD HAS BEEN ADDED", data)]
+
+
+async def insert_lead(
+    conn: Connection,
+    ctx: Context,
+    account_id: int,
+    list_id: int,
+    phone: str,
+    values: dict[str, str],
+) -> tuple[int, str]:
+    """Insert a lead whose checks are done (under the list's lock, in the caller's
+    transaction); its id and gmt offset. A number the registry blocks is not refused here (the
+    caller asked for no check, or made its own) but marked, so the lead is never dialled."""
+    region = await default_region(conn, account_id)
+    gmt = await gmt_offset(conn, account_id, phone, region)
+    lead = NewLead(
+        fields=lead_fields(phone, values, gmt),
+        ctx=ctx,
+        rejections_stream=_rejections_stream(ctx),
+        blocked_marked=True,
+    )
+    result = await insert_lead_batch(
+        conn, account_id=account_id, campaign_id=list_id, leads=[lead], region=region
+    )
+    return result.inserted[0], gmt
 
 
 def _searched(list_id: int, campaigns: dict[int, str], modes: Sequence[Mode]) -> set[int]:

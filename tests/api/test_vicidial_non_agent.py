@@ -18,7 +18,7 @@ from lead_ledger.api.app import create_app
 from lead_ledger.api.keys import CLOCK
 from lead_ledger.service.vicidial_add_lead import duplicate_days, duplicate_modes
 from lead_ledger.settings import Settings
-from tests.api.test_flexydial import PASSWORD, admin_post
+from tests.api.test_flexydial import ADMIN, PASSWORD, admin_post
 from tests.support import Client
 
 PATH = "/vicidial/non_agent_api.php"
@@ -79,7 +79,7 @@ async def call(api: Client, who: Tenant | None, method: str = "GET", **params: A
     assert response.content_type == "text/plain"
     assert response.charset == "utf-8"
     body = await response.text()
-    assert body.endswith("\n")
+    assert body == "" or body.endswith("\n"), body
     return body
 
 
@@ -510,3 +510,198 @@ async def test_add_and_delete_dnc_phone(api: Client) -> None:
     )
     check = await api.get("/v1/dnc/check", params={"phone": "9876543210"}, headers=who.native)
     assert (await check.json())["blocked"] is True
+
+
+# --- update_lead and batch_update_lead -------------------------------------------------------
+
+
+async def update(api: Client, who: Tenant, **params: Any) -> str:
+    return await call(api, who, function="update_lead", **params)
+
+
+async def test_update_lead_by_id_changes_only_what_differs(api: Client, pool: asyncpg.Pool) -> None:
+    """A LeadUpdated with the changed fields only; the same values again change no row (0);
+    the phone number is a search value unless update_phone_number=Y."""
+    who = await tenant(api)
+    lead = added_id(await add(api, who, "9876543210", first_name="Asha", city="Pune"))
+    answer = await update(api, who, lead_id=lead, first_name="Asha", city="Goa", province="West")
+    assert answer == f"SUCCESS: update_lead LEAD HAS BEEN UPDATED - {who.username}|{lead}|1|||\n"
+    again = await update(api, who, lead_id=lead, city="Goa")
+    assert again == f"SUCCESS: update_lead LEAD HAS BEEN UPDATED - {who.username}|{lead}|0|||\n"
+    seen = await native_lead(api, who, lead)
+    assert (seen["first_name"], seen["city"], seen["extra"]["province"]) == ("Asha", "Goa", "West")
+    changes = await pool.fetch(
+        "SELECT data FROM events WHERE type = 'LeadUpdated' AND stream_id = $1", f"lead-{lead}"
+    )
+    assert len(changes) == 1
+    assert [c[0] for c in msgspec.json.decode(changes[0]["data"])["changes"]] == ["city", "extra"]
+    await update(api, who, lead_id=lead, phone_number="9812345678")
+    assert (await native_lead(api, who, lead))["phone_numbers"] == ["9876543210"]
+    await update(api, who, lead_id=lead, phone_number="9812345678", update_phone_number="Y")
+    assert (await native_lead(api, who, lead))["phone_numbers"] == ["9812345678"]
+
+
+async def test_update_lead_blank_empties_fields_and_the_alt_phone(api: Client) -> None:
+    """`--BLANK--` empties a canonical field, an extra one, and drops the alt phone."""
+    who = await tenant(api)
+    lead = added_id(
+        await add(api, who, "9876543210", alt_phone="9812345678", city="Pune", owner="team")
+    )
+    await update(api, who, lead_id=lead, city="--BLANK--", owner="--BLANK--", alt_phone="--BLANK--")
+    seen = await native_lead(api, who, lead)
+    assert (seen["city"], seen["extra"]["owner"], seen["phone_numbers"]) == (
+        None,
+        None,
+        ["9876543210"],
+    )
+
+
+async def test_update_lead_searches_vendor_code_then_phone_newest_first(api: Client) -> None:
+    """VENDOR_LEAD_CODE and PHONE_NUMBER combine; records=2 updates the two newest, one line
+    each; LIST limits the search to list_id."""
+    who = await tenant(api)
+    old = added_id(await add(api, who, "9876543210"))
+    mid = added_id(await add(api, who, "9876543210", "second"))
+    new = added_id(await add(api, who, "9876543210"))
+    coded = added_id(await add(api, who, "9800000001", vendor_lead_code="VC-9"))
+    both = "VENDOR_LEAD_CODE_PHONE_NUMBER"
+    by_code = await update(api, who, search_method=both, vendor_lead_code="VC-9", comments="x")
+    assert by_code == f"SUCCESS: update_lead LEAD HAS BEEN UPDATED - {who.username}|{coded}|1|||\n"
+    by_phone = await update(
+        api, who, search_method=both, phone_number="9876543210", records=2, comments="y"
+    )
+    assert by_phone == (
+        f"SUCCESS: update_lead LEAD HAS BEEN UPDATED - {who.username}|{new}|1|||\n"
+        f"SUCCESS: update_lead LEAD HAS BEEN UPDATED - {who.username}|{mid}|1|||\n"
+    )
+    in_list = await update(
+        api,
+        who,
+        search_method="PHONE_NUMBER",
+        phone_number="+919876543210",
+        search_location="LIST",
+        list_id=who.lists["second"],
+        comments="z",
+    )
+    assert in_list == f"SUCCESS: update_lead LEAD HAS BEEN UPDATED - {who.username}|{mid}|1|||\n"
+    assert (await native_lead(api, who, old))["comments"] is None
+
+
+async def test_update_lead_finds_a_jtel_contact_by_its_user_data(api: Client) -> None:
+    """A jtel contact's UserData is a Vicidial vendor_lead_code: one lead, every dialect."""
+    who = await tenant(api)
+    account = (await (await api.get("/v1/admin/accounts", headers=ADMIN)).json())["accounts"][0]
+    jtel = await admin_post(api, f"/accounts/{account['id']}/credentials", {"api": "jtel"})
+    response = await api.post(
+        f"/rest/v1.0/{account['id']}/dialler/contacts/import",
+        json={
+            "DiallerCampaignsName": "sales",
+            "Name": "Asha",
+            "UserData": "U-7",
+            "PhoneNumber1": "+919876543210",
+        },
+        headers={"Authorization": f"Bearer {jtel['key']}"},
+    )
+    assert response.status == 200, await response.text()
+    contact_id = (await response.json())["records"][0]["ID"]
+    answer = await update(
+        api, who, search_method="VENDOR_LEAD_CODE", vendor_lead_code="U-7", city="Pune"
+    )
+    assert answer == (
+        f"SUCCESS: update_lead LEAD HAS BEEN UPDATED - {who.username}|{contact_id}|1|||\n"
+    )
+
+
+async def test_update_lead_delete_no_update_and_not_found(api: Client) -> None:
+    """delete_lead=Y deletes (reason api); no_update=Y only reports; a missing or another
+    account's lead is NO MATCHES; no usable search value is NO VALID SEARCH METHOD."""
+    who, other = await tenant(api), await tenant(api, "other")
+    user = who.username
+    lead = added_id(await add(api, who, "9876543210", vendor_lead_code="VC-1"))
+    foreign = added_id(await add(api, other, "9876543210"))
+    assert await update(api, who, lead_id=lead, no_update="Y") == (
+        f"NOTICE: update_lead LEADS FOUND IN THE SYSTEM: |{user}|{lead}|||{who.lists['sales']}|0\n"
+    )
+    assert await update(api, who, lead_id=foreign, city="x") == (
+        f"ERROR: update_lead NO MATCHES FOUND IN THE SYSTEM: |{user}|{foreign}||\n"
+    )
+    assert await update(api, who, lead_id=foreign, no_update="Y") == (
+        f"NOTICE: update_lead NO MATCHES FOUND IN THE SYSTEM: |{user}|{foreign}||\n"
+    )
+    assert await update(api, who, search_method="VENDOR_LEAD_CODE") == (
+        f"ERROR: update_lead NO VALID SEARCH METHOD - {user}|VENDOR_LEAD_CODE|||\n"
+    )
+    assert await update(api, who, lead_id=lead) == ""  # found, nothing to set: no line
+    assert await update(api, who, lead_id=lead, delete_lead="Y", city="ignored") == (
+        f"SUCCESS: update_lead LEAD HAS BEEN DELETED 0|0 - {user}|{lead}|1|0|0|\n"
+    )
+    response = await api.get(f"/v1/leads/{lead}", headers=who.native)
+    assert response.status == 404
+
+
+async def test_update_lead_inserts_when_not_found(api: Client) -> None:
+    """insert_if_not_found=Y: the NOTICE, then the lead added (phone_code and list_id
+    required, the list the account's)."""
+    who = await tenant(api)
+    user, sales = who.username, who.lists["sales"]
+    base = {
+        "search_method": "PHONE_NUMBER",
+        "phone_number": "9876543210",
+        "insert_if_not_found": "Y",
+    }
+    notice = f"NOTICE: update_lead NO MATCHES FOUND IN THE SYSTEM: |{user}||VC-2|9876543210\n"
+    answer = await update(api, who, **base, vendor_lead_code="VC-2", phone_code="91", list_id=sales)
+    lead = int(answer.split("|")[-3])
+    assert answer == (
+        notice
+        + f"SUCCESS: update_lead LEAD HAS BEEN ADDED - 9876543210|{sales}|{lead}|5.50|{user}\n"
+    )
+    assert (await native_lead(api, who, lead))["user_data"] == "VC-2"
+    missing_code = await update(api, who, **{**base, "phone_number": "9800000000"}, list_id=sales)
+    assert missing_code.endswith(
+        f"ERROR: update_lead INVALID DATA FOR LEAD INSERTION - {user}|9800000000||{sales}|Y\n"
+    )
+    foreign_list = await update(
+        api, who, **{**base, "phone_number": "9800000000"}, phone_code="91", list_id=999999
+    )
+    assert foreign_list.endswith(
+        "ERROR: update_lead NOT AN ALLOWED LIST ID, INSERT - 9800000000|999999\n"
+    )
+
+
+async def test_update_to_a_blocked_number_marks_the_lead(api: Client) -> None:
+    """Vicidial's update has no DNC check: the lead takes the number and reads DNC."""
+    who = await tenant(api)
+    lead = added_id(await add(api, who, "9876543210"))
+    response = await api.post("/v1/dnc", json=[{"phone": "9812345678"}], headers=who.native)
+    assert response.status == 201
+    await update(api, who, lead_id=lead, alt_phone="9812345678")
+    seen = await native_lead(api, who, lead)
+    assert (seen["phone_numbers"], seen["status"]) == (["9876543210", "9812345678"], "DNC")
+
+
+async def test_batch_update_lead(api: Client) -> None:
+    """The account's leads among lead_ids, highest id first, up to records; rows changed,
+    found, and their ids; none given, none found, nothing to set."""
+    who, other = await tenant(api), await tenant(api, "other")
+    user = who.username
+    first = added_id(await add(api, who, "9876543210", city="Goa"))
+    second = added_id(await add(api, who, "9812345678"))
+    foreign = added_id(await add(api, other, "9800000000"))
+    ids = f"{first},{second},{foreign},1234567890"
+    answer = await call(api, who, function="batch_update_lead", lead_ids=ids, city="Goa")
+    assert answer == (
+        f"SUCCESS: batch_update_lead LEADS HAVE BEEN UPDATED - {user}|1|2|{second},{first}\n"
+    )
+    limited = await call(
+        api, who, function="batch_update_lead", lead_ids=ids, records=1, city="Pune"
+    )
+    assert limited == f"SUCCESS: batch_update_lead LEADS HAVE BEEN UPDATED - {user}|1|1|{second}\n"
+    assert await call(api, who, function="batch_update_lead", lead_ids=",,") == (
+        f"ERROR: batch_update_lead NO LEADS DEFINED - {user}|\n"
+    )
+    assert await call(api, who, function="batch_update_lead", lead_ids=str(foreign), city="x") == (
+        f"ERROR: batch_update_lead NO MATCHES FOUND IN THE SYSTEM: |{user}|{foreign}\n"
+    )
+    assert await call(api, who, function="batch_update_lead", lead_ids=str(first)) == ""
+    assert (await native_lead(api, who, first))["city"] == "Goa"
