@@ -132,7 +132,7 @@ class Query(msgspec.Struct, frozen=True, kw_only=True):
 @routes.get(PATH)
 @routes.post(PATH)
 @openapi.operation(
-    summary="Vicidial non_agent_api.php: add_lead, DNC numbers (and version)",
+    summary="Vicidial non_agent_api.php: add, update, search and read leads; DNC numbers",
     description=(
         "Parameters in the query or a form body (`function`, `user`, `pass`, `source`, and the"
         " function's own); answers are always HTTP 200, plain text lines as Vicidial prints"
