@@ -46,8 +46,7 @@ async def account_id(pool: asyncpg.Pool, who: Tenant) -> int:
 
 
 async def insert(pool: asyncpg.Pool, who: Tenant, fields: LeadFields) -> int:
-    """A lead written as any dialect would, with what add_lead cannot set (agent, status, the
-    call columns Vicidial keeps)."""
+    """A lead written directly, with what add_lead cannot set (agent, status, call columns)."""
     account = await account_id(pool, who)
     ctx = Context(actor=Actor(dialect="native", account_id=account), request_id="t")
     async with pool.acquire() as conn, conn.transaction():
@@ -141,8 +140,7 @@ async def test_lead_all_info_prints_every_column_in_vicidials_order(
 async def test_lead_all_info_reads_agent_status_and_call_columns(
     api: Client, pool: asyncpg.Pool, method: str
 ) -> None:
-    """A lead of another dialect: its agent as user, its own status, Vicidial's call columns
-    from extra; `stage` picks the delimiter, anything unknown is a pipe."""
+    """Agent as user, own status, call columns from extra; `stage` picks the delimiter."""
     who = await tenant(api)
     fields = LeadFields(
         phone_numbers=["+91 98765 43210"],
@@ -176,8 +174,7 @@ async def test_lead_all_info_reads_agent_status_and_call_columns(
 async def test_lead_all_info_by_phone_is_newest_first_with_a_header_per_lead(
     api: Client, method: str
 ) -> None:
-    """Every lead whose phone_number is the number (in any spelling), newest first, the names
-    before each; a lead holding it as alt_phone is not one."""
+    """By number in any spelling: newest first, names before each; alt_phone does not match."""
     who = await tenant(api)
     older = added_id(await add(api, who, "9876543210"))
     newer = added_id(await add(api, who, "+91 98765-43210", "second"))
@@ -217,9 +214,7 @@ async def test_lead_all_info_lead_not_found(api: Client, method: str) -> None:
 async def test_lead_search_answers_a_line_per_number_in_the_order_given(
     api: Client, method: str
 ) -> None:
-    """Several numbers: each with its count and lead ids newest first joined by `-` (none:
-    `|0|`), repeats repeated, numbers of the wrong length left out; the header as Vicidial
-    prints it, its names run together."""
+    """A line per valid number in order, ids newest first joined by `-`; Vicidial's header."""
     who = await tenant(api)
     first = added_id(await add(api, who, "9876543210"))
     second = added_id(await add(api, who, "9876543210", "second"))
@@ -258,8 +253,7 @@ async def test_lead_search_records_limits_the_whole_search_newest_first(
 
 @METHODS
 async def test_lead_search_no_matches_and_no_valid_search_method(api: Client, method: str) -> None:
-    """Nothing found (records=0 finds nothing): the numbers, lead_id and vendor code echoed;
-    no number of 6 digits, or a method without PHONE_NUMBER: nothing searched."""
+    """NO MATCHES echoes what was asked; a short number or non-phone method: NO VALID METHOD."""
     who = await tenant(api)
     user = who.username
     await add(api, who, "9876543210")
@@ -295,8 +289,7 @@ async def test_lead_search_no_matches_and_no_valid_search_method(api: Client, me
 
 @METHODS
 async def test_lead_field_info_answers_each_columns_raw_value(api: Client, method: str) -> None:
-    """Any of lead_all_info's columns, its name in any case: the value alone on its line (an
-    empty value is an empty line)."""
+    """Each of the 32 columns, its name in any case: the value alone on its line."""
     who = await tenant(api)
     lead_id = await full_lead(api, who)
     values = full_row(who, lead_id).split("|")
@@ -311,8 +304,7 @@ async def test_lead_field_info_answers_each_columns_raw_value(api: Client, metho
 
 @METHODS
 async def test_lead_field_info_refusals(api: Client, method: str) -> None:
-    """Missing lead_id or field_name, a lead_id over 11 digits, a name that is no column:
-    INVALID SEARCH PARAMETERS (the name as cleaned); an unknown lead: LEAD NOT FOUND."""
+    """Bad lead_id or field_name: INVALID SEARCH PARAMETERS; an unknown lead: LEAD NOT FOUND."""
     who = await tenant(api)
     user = who.username
     lead_id = added_id(await add(api, who, "9876543210"))
@@ -339,8 +331,7 @@ async def test_lead_field_info_refusals(api: Client, method: str) -> None:
 async def test_archived_lead_reads_the_archive(
     api: Client, pool: asyncpg.Pool, method: str
 ) -> None:
-    """An archived lead is gone from the live reads and found by all three with
-    archived_lead=Y, as it was; a live lead is not in the archive."""
+    """An archived lead: gone from live reads, found by all three with archived_lead=Y."""
     who = await tenant(api)
     user = who.username
     lead_id = await full_lead(api, who)
@@ -411,8 +402,7 @@ async def test_another_accounts_lead_is_missing(
 
 @METHODS
 async def test_a_dnc_marked_lead_reads_dnc_while_marked(api: Client, method: str) -> None:
-    """A lead whose number an entry blocks reads DNC (lead_all_info and lead_field_info, as
-    the native read does); once the entry is deleted its own status again."""
+    """A lead an entry blocks reads DNC in both reads; its own status once the entry goes."""
     who = await tenant(api)
     lead_id = await full_lead(api, who)
     added = await call(
