@@ -115,6 +115,9 @@ def _campaign_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dial-mode", choices=get_args(DialMode))
     parser.add_argument("--state", choices=get_args(CampaignState))
     parser.add_argument("--crm-field", action="append", dest="crm_fields", metavar="SECTION:FIELD")
+    parser.add_argument(
+        "--vicidial-campaign", metavar="NAME", help="the Vicidial campaign whose lists it joins"
+    )
 
 
 def _given(args: argparse.Namespace, *names: str) -> dict[str, object]:
@@ -122,7 +125,14 @@ def _given(args: argparse.Namespace, *names: str) -> dict[str, object]:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-_CAMPAIGN_FIELDS: Final = ("direction", "assignment", "dial_mode", "state", "crm_fields")
+_CAMPAIGN_FIELDS: Final = (
+    "direction",
+    "assignment",
+    "dial_mode",
+    "state",
+    "crm_fields",
+    "vicidial_campaign",
+)
 
 
 async def _create_user(conn: Connection, ctx: Context, args: argparse.Namespace) -> object:

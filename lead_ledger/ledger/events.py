@@ -320,6 +320,9 @@ class CampaignConfig(msgspec.Struct, frozen=True, kw_only=True):
     dial_mode: DialMode = "Progressive"
     state: CampaignState = "stopped"
     crm_fields: list[str] | None = None
+    # The Vicidial campaign this campaign (a Vicidial list) belongs to: lists that share one
+    # are searched together by Vicidial's DUP...CAMP checks and CAMPAIGN search location.
+    vicidial_campaign: str | None = None
 
 
 class CampaignCreated(_Event, frozen=True, kw_only=True, tag="CampaignCreated"):

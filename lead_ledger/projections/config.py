@@ -178,6 +178,7 @@ class CampaignsProjection(_AccountKeyed):
         "dial_mode",
         "state",
         "crm_fields",
+        "vicidial_campaign",
         "created_at",
         "updated_at",
     )
@@ -198,6 +199,7 @@ class CampaignsProjection(_AccountKeyed):
                 "dial_mode": config.dial_mode,
                 "state": config.state,
                 "crm_fields": config.crm_fields,
+                "vicidial_campaign": config.vicidial_campaign,
                 "created_at": at,
                 "updated_at": at,
             }
@@ -215,6 +217,7 @@ class CampaignsProjection(_AccountKeyed):
                 "dial_mode": config.dial_mode,
                 "state": config.state,
                 "crm_fields": config.crm_fields,
+                "vicidial_campaign": config.vicidial_campaign,
             }
         else:
             changes["state"] = "running" if isinstance(event, CampaignStarted) else "stopped"

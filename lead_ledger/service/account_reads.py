@@ -46,7 +46,9 @@ SELECT_SETTINGS: Final = """
 SELECT account_id, api_authentication, default_region, office_hours, rate_limits
 FROM settings WHERE account_id = ANY($1::bigint[])
 """
-_CAMPAIGN_COLUMNS: Final = "campaign_id, name, direction, assignment, dial_mode, state, crm_fields"
+_CAMPAIGN_COLUMNS: Final = (
+    "campaign_id, name, direction, assignment, dial_mode, state, crm_fields, vicidial_campaign"
+)
 SELECT_CAMPAIGNS: Final = (
     f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE account_id = $1 ORDER BY campaign_id"
 )
@@ -95,6 +97,7 @@ class Campaign(msgspec.Struct, frozen=True, kw_only=True):
     dial_mode: DialMode
     state: CampaignState
     crm_fields: list[str] | None
+    vicidial_campaign: str | None = None
 
     @classmethod
     def of(cls, campaign_id: int, config: CampaignConfig) -> Campaign:
@@ -215,6 +218,7 @@ def _campaign(row: asyncpg.Record) -> Campaign:
         dial_mode=row["dial_mode"],
         state=row["state"],
         crm_fields=row["crm_fields"],
+        vicidial_campaign=row["vicidial_campaign"],
     )
 
 

@@ -125,10 +125,12 @@ class NewCampaign(_Input, frozen=True):
     dial_mode: DialMode = "Progressive"
     state: CampaignState = "stopped"
     crm_fields: list[str] | None = None
+    vicidial_campaign: Name | None = None
 
 
 class CampaignChanges(_Input, frozen=True):
-    """A PATCH: only the fields given change; `crm_fields: null` clears them."""
+    """A PATCH: only the fields given change; `crm_fields: null` and `vicidial_campaign: null`
+    clear them."""
 
     name: Name | UnsetType = UNSET
     direction: Direction | UnsetType = UNSET
@@ -136,6 +138,7 @@ class CampaignChanges(_Input, frozen=True):
     dial_mode: DialMode | UnsetType = UNSET
     state: CampaignState | UnsetType = UNSET
     crm_fields: list[str] | UnsetType | None = UNSET
+    vicidial_campaign: Name | UnsetType | None = UNSET
 
 
 class OfficeHoursInput(_Input, frozen=True):
@@ -192,6 +195,10 @@ def _crm_fields(value: list[str] | None) -> list[str] | None:
     if len(set(value)) != len(value):
         raise Invalid("crm_fields", "names must not repeat")
     return value
+
+
+def _vicidial_campaign(value: str | None) -> str | None:
+    return None if value is None else _check_name("vicidial_campaign", value)
 
 
 def _office_hours(value: OfficeHoursInput | None) -> OfficeHours | None:
@@ -328,6 +335,7 @@ async def create_campaign(
         dial_mode=new.dial_mode,
         state=new.state,
         crm_fields=_crm_fields(new.crm_fields),
+        vicidial_campaign=_vicidial_campaign(new.vicidial_campaign),
     )
     async with write_transaction(conn):
         ref = await _locked_account(conn, account)
@@ -352,6 +360,8 @@ async def update_campaign(
         _check_name("name", given["name"])
     if "crm_fields" in given:
         _crm_fields(given["crm_fields"])
+    if "vicidial_campaign" in given:
+        _vicidial_campaign(given["vicidial_campaign"])
     async with write_transaction(conn):
         ref = await _locked_account(conn, account)
         current = await get_campaign(conn, ref.id, name)

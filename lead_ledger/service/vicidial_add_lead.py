@@ -60,8 +60,35 @@ WHERE c.kind = 'phone' AND c.value = $2 AND c.campaign_id = ANY($1::bigint[])
   AND ($3::integer IS NULL OR l.entry_at > $4::timestamptz - make_interval(days => $3))
 ORDER BY l.lead_id
 """
-SELECT_CAMPAIGNS: Final = "SELECT campaign_id, name FROM campaigns WHERE account_id = $1"
+SELECT_LISTS: Final = """
+SELECT campaign_id, name, vicidial_campaign FROM campaigns WHERE account_id = $1
+"""
 SELECT_TIMEZONE: Final = "SELECT office_hours->>'timezone' FROM settings WHERE account_id = $1"
+
+
+class Lists(NamedTuple):
+    """The account's Vicidial lists: its campaigns, by id, with their names and the Vicidial
+    campaign each belongs to (None: a campaign of its own)."""
+
+    names: dict[int, str]
+    groups: dict[int, str | None]
+
+    def scope(self, list_id: int, scope: Scope) -> set[int]:
+        """The lists LIST, CAMP (those of the list's Vicidial campaign) and SYS search."""
+        group = self.groups.get(list_id)
+        if scope == "SYS":
+            return set(self.names)
+        if scope == "CAMP" and group is not None:
+            return {i for i, g in self.groups.items() if g == group}
+        return {list_id}
+
+
+async def account_lists(conn: Connection, account_id: int) -> Lists:
+    rows = await conn.fetch(SELECT_LISTS, account_id)
+    return Lists(
+        names={r["campaign_id"]: r["name"] for r in rows},
+        groups={r["campaign_id"]: r["vicidial_campaign"] for r in rows},
+    )
 
 
 class Mode(NamedTuple):
@@ -127,9 +154,8 @@ def request_of(params: Params, user: str, now: datetime) -> Request:
 async def add_lead(conn: Connection, ctx: Context, account_id: int, request: Request) -> list[str]:
     """The lines add_lead answers: one refusal, or the lead added."""
     user, phone = request.user, request.phone
-    campaigns = {
-        r["campaign_id"]: r["name"] for r in await conn.fetch(SELECT_CAMPAIGNS, account_id)
-    }
+    lists = await account_lists(conn, account_id)
+    campaigns = lists.names
     list_id = int(request.list_id) if request.list_id.isdigit() and len(request.list_id) < 19 else 0
     if list_id not in campaigns:
         await _reject(conn, ctx, account_id, None, request, "list_not_allowed")
@@ -143,12 +169,12 @@ async def add_lead(conn: Connection, ctx: Context, account_id: int, request: Req
     by_name = {name: campaign_id for campaign_id, name in campaigns.items()}
     dnc_campaign = by_name.get(request.campaign_name, list_id)
     modes = duplicate_modes(request.duplicate_check)
-    searched = _searched(list_id, campaigns, modes)
+    searched = {i for mode in modes for i in lists.scope(list_id, mode.scope)}
     async with write_transaction(conn):
         await lock_campaigns(conn, {list_id, dnc_campaign, *searched})
         refusal = await _dnc_refusal(conn, account_id, key, request, dnc_campaign, campaigns)
         if refusal is None and modes:
-            refusal = await _duplicate_refusal(conn, request, (key, alt_key), list_id, searched)
+            refusal = await _duplicate_refusal(conn, request, (key, alt_key), list_id, lists)
         if refusal is not None:
             text, reason, block, existing = refusal
             await _reject(conn, ctx, account_id, list_id, request, reason, block, existing)
@@ -181,14 +207,6 @@ async def insert_lead(
         conn, account_id=account_id, campaign_id=list_id, leads=[lead], region=region
     )
     return result.inserted[0], gmt
-
-
-def _searched(list_id: int, campaigns: dict[int, str], modes: Sequence[Mode]) -> set[int]:
-    """The campaigns the duplicate modes search: the list's own (a campaign's lists are its
-    one list here), and every campaign of the account for a SYS mode."""
-    if any(mode.scope == "SYS" for mode in modes):
-        return set(campaigns)
-    return {list_id}
 
 
 Refusal = tuple[str, str, DncBlock | None, list[int]]
@@ -229,17 +247,19 @@ async def _duplicate_refusal(
     request: Request,
     keys: tuple[str, str],
     list_id: int,
-    searched: set[int],
+    lists: Lists,
 ) -> Refusal | None:
     """The first duplicate mode that finds a lead, in Vicidial's order: `keys` are the phone
-    number's and the alt phone's; `searched` every campaign a mode searches."""
+    number's and the alt phone's."""
     days = duplicate_days(request.duplicate_check)
     key, alt_key = keys
+    modes = duplicate_modes(request.duplicate_check)
+    searched = {i for mode in modes for i in lists.scope(list_id, mode.scope)}
     campaigns, now = sorted(searched), request.now
     holders = await _holders(conn, campaigns, key, days, now)
     alt_holders = await _holders(conn, campaigns, alt_key, days, now) if alt_key else []
-    for mode in duplicate_modes(request.duplicate_check):
-        scope = searched if mode.scope == "SYS" else {list_id}
+    for mode in modes:
+        scope = lists.scope(list_id, mode.scope)
         hit = _first_hit(mode, request, scope, holders, alt_holders)
         if hit is not None:
             return _duplicate_line(mode, request, list_id, hit), "duplicate", None, [hit.lead_id]

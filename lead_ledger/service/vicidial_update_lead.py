@@ -21,7 +21,7 @@ from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.leads import delete_leads, lock_live_leads, update_leads
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.vicidial_add_lead import SELECT_CAMPAIGNS, insert_lead
+from lead_ledger.service.vicidial_add_lead import account_lists, insert_lead
 from lead_ledger.service.vicidial_fields import given_values, lead_patch
 from lead_ledger.service.vicidial_login import ApiUser
 from lead_ledger.service.vicidial_params import Params, join, line, piped
@@ -38,9 +38,9 @@ DEFAULT_BATCH_RECORDS: Final = 1000
 MAX_RECORDS: Final = 100_000
 
 # Newest first: Vicidial's `order by entry_date desc limit $records`, scoped to the account
-# and, for LIST and CAMPAIGN, to the campaign ($3 null: the whole account).
+# and, for LIST and CAMPAIGN, to their lists ($3 null: the whole account).
 _SCOPED: Final = """
-  AND l.account_id = $1 AND ($3::bigint IS NULL OR l.campaign_id = $3)
+  AND l.account_id = $1 AND ($3::bigint[] IS NULL OR l.campaign_id = ANY($3::bigint[]))
 ORDER BY l.entry_at DESC, l.lead_id DESC
 LIMIT $4"""
 FIND_BY_ID: Final = f"""
@@ -87,16 +87,19 @@ async def update_lead(conn: Connection, ctx: Context, user: ApiUser, params: Par
     if not (by_id or by_code or by_phone):
         data = join(user.username, method, lead_id, code, phone)
         return [line("ERROR", f"{UPDATE} NO VALID SEARCH METHOD", data)]
-    campaigns = {r["campaign_id"] for r in await conn.fetch(SELECT_CAMPAIGNS, user.account_id)}
+    lists = await account_lists(conn, user.account_id)
+    campaigns = set(lists.names)
     list_id = _list_id(params.get("list_id"), campaigns)
     location = params.get("search_location")
-    # A campaign's lists are its one list here, so CAMPAIGN searches the list as LIST does.
-    scope = list_id if list_id is not None and location in ("LIST", "CAMPAIGN") else None
+    # LIST: the list; CAMPAIGN: the lists of its Vicidial campaign; else the whole account.
+    scope: set[int] | None = None
+    if list_id is not None and location in ("LIST", "CAMPAIGN"):
+        scope = lists.scope(list_id, "LIST" if location == "LIST" else "CAMP")
     insert = params.flag("insert_if_not_found")
     async with write_transaction(conn):
         if insert:
             # Two calls inserting one missing lead must not both insert: search under locks.
-            await lock_campaigns(conn, campaigns if scope is None else {scope})
+            await lock_campaigns(conn, campaigns if scope is None else scope)
         found = await _search(conn, user, params, (by_id, by_code, by_phone), scope)
         if not found:
             return await _not_found(conn, ctx, user, params, list_id, insert=insert)
@@ -108,7 +111,7 @@ async def _search(
     user: ApiUser,
     params: Params,
     methods: tuple[bool, bool, bool],
-    scope: int | None,
+    scope: set[int] | None,
 ) -> list[Found]:
     """By lead id, else by vendor code, else by phone: the first method that finds any."""
     records = _records(params, 1)
@@ -126,9 +129,10 @@ async def _search(
 
 
 async def _find(
-    conn: Connection, sql: str, user: ApiUser, value: object, scope: int | None, records: int
+    conn: Connection, sql: str, user: ApiUser, value: object, scope: set[int] | None, records: int
 ) -> list[Found]:
-    return [Found(*row) for row in await conn.fetch(sql, user.account_id, value, scope, records)]
+    lists = None if scope is None else sorted(scope)
+    return [Found(*row) for row in await conn.fetch(sql, user.account_id, value, lists, records)]
 
 
 async def _act(

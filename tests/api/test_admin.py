@@ -352,6 +352,7 @@ async def test_create_campaign_applies_defaults_and_global_ids(admin: Client) ->
         "dial_mode": "Progressive",
         "state": "stopped",
         "crm_fields": None,
+        "vicidial_campaign": None,
     } == first
     assert (201, first["id"] + 1, "inbound", ["customer:id"]) == (
         status,

@@ -705,3 +705,39 @@ async def test_batch_update_lead(api: Client) -> None:
     )
     assert await call(api, who, function="batch_update_lead", lead_ids=str(first)) == ""
     assert (await native_lead(api, who, first))["city"] == "Goa"
+
+
+async def test_lists_of_one_vicidial_campaign_are_searched_together(api: Client) -> None:
+    """Campaigns naming one `vicidial_campaign` are its lists: DUPCAMP and update_lead's
+    CAMPAIGN location search them all, and no list outside it."""
+    who = await tenant(api)
+    account = (await (await api.get("/v1/admin/accounts", headers=ADMIN)).json())["accounts"][0]
+    for name in ("sales", "second"):
+        response = await api.patch(
+            f"/v1/admin/accounts/{account['id']}/campaigns/{name}",
+            json={"vicidial_campaign": "TESTCAMP"},
+            headers=ADMIN,
+        )
+        assert response.status == 200, await response.text()
+        assert (await response.json())["vicidial_campaign"] == "TESTCAMP"
+    sales, second, third = (who.lists[n] for n in ("sales", "second", "third"))
+    lead = added_id(await add(api, who, "9876543210"))
+    assert await add(api, who, "9876543210", "second", duplicate_check="DUPCAMP") == (
+        "ERROR: add_lead DUPLICATE PHONE NUMBER IN CAMPAIGN LISTS -"
+        f" 9876543210|{second}|{lead}|{sales}\n"
+    )
+    assert (await add(api, who, "9876543210", "third", duplicate_check="DUPCAMP")).startswith(
+        "SUCCESS"
+    )
+    found = await update(
+        api,
+        who,
+        search_method="PHONE_NUMBER",
+        phone_number="9876543210",
+        search_location="CAMPAIGN",
+        list_id=second,
+        records=5,
+        comments="grouped",
+    )
+    assert found == f"SUCCESS: update_lead LEAD HAS BEEN UPDATED - {who.username}|{lead}|1|||\n"
+    assert third != sales
