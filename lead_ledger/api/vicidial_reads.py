@@ -1,5 +1,5 @@
 """The read functions of Vicidial's non-agent API: lead_search, lead_all_info and
-lead_field_info (service/vicidial_reads.py; docs/vicidial-reads.md). Each reads the caller's
+lead_field_info (service/vicidial_reads.py; docs/vicidial.md). Each reads the caller's
 account only and writes nothing."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Vicidial's read functions (non_agent_api.php): `lead_search`, `lead_all_info` and
 `lead_field_info`, on the live leads or, with `archived_lead=Y`, on the archive
-(docs/vicidial-reads.md).
+(docs/vicidial.md).
 
 A lead is the caller's account's or it is missing. Vicidial searches `phone_number` only, so a
 number finds the leads whose first number has its dedupe key (every spelling of one number is
