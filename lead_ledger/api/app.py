@@ -36,6 +36,7 @@ from lead_ledger.api.keys import (
     MIGRATION_DATABASE_URL,
     POOL,
     SETTINGS,
+    VICIDIAL_ADDS,
     VICIDIAL_LOGINS,
 )
 from lead_ledger.api.middleware import request_context
@@ -45,6 +46,7 @@ from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.job_kinds import job_kinds
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
+from lead_ledger.service.vicidial_add_lead import vicidial_adds
 from lead_ledger.service.vicidial_login import VerifiedLogins
 from lead_ledger.settings import Settings
 
@@ -96,7 +98,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         raise
     app[POOL] = pool
     app[LEAD_BATCHER] = LeadInsertBatcher(pool, key_workers=app[KEY_WORKERS])
+    app[VICIDIAL_ADDS] = vicidial_adds(pool)
     yield
+    await app[VICIDIAL_ADDS].close()
     await app[LEAD_BATCHER].close()
     await pool.close()
 

@@ -9,11 +9,14 @@ from typing import Final
 import asyncpg
 from aiohttp import web
 
+from lead_ledger.service.account_groups import AccountGroups
 from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.jobs import JobKinds
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
+from lead_ledger.service.vicidial_add_lead import Request as VicidialAdd
 from lead_ledger.service.vicidial_login import VerifiedLogins
+from lead_ledger.service.writer import Context
 from lead_ledger.settings import Settings
 
 SETTINGS: Final = web.AppKey("settings", Settings)
@@ -33,3 +36,7 @@ JOB_KINDS: Final[web.AppKey[JobKinds]] = web.AppKey("job_kinds")
 FILE_PARSER: Final = web.AppKey("file_parser", FileParser)
 # Vicidial non-agent logins that succeeded of late (service/vicidial_login.py).
 VICIDIAL_LOGINS: Final = web.AppKey("vicidial_logins", VerifiedLogins)
+# Vicidial add_lead calls, decided in groups per account (service/vicidial_add_lead.py).
+VICIDIAL_ADDS: Final[web.AppKey[AccountGroups[tuple[Context, VicidialAdd], list[str]]]] = (
+    web.AppKey("vicidial_adds")
+)

@@ -18,7 +18,7 @@ from aiohttp import web
 from lead_ledger import __version__
 from lead_ledger.api import openapi, vicidial_reads
 from lead_ledger.api.edge import Dialect, no_authentication, origin
-from lead_ledger.api.keys import CLOCK, POOL, SETTINGS, VICIDIAL_LOGINS
+from lead_ledger.api.keys import CLOCK, POOL, SETTINGS, VICIDIAL_ADDS, VICIDIAL_LOGINS
 from lead_ledger.api.openapi import Response
 from lead_ledger.api.vicidial_calls import Function, text
 from lead_ledger.ledger.envelope import Actor
@@ -79,8 +79,8 @@ def version() -> list[str]:
 
 async def add_lead(request: web.Request, ctx: Context, user: ApiUser, params: Params) -> list[str]:
     add = vicidial_add_lead.request_of(params, user.username, request.app[CLOCK]())
-    async with request.app[POOL].acquire() as conn:
-        return await vicidial_add_lead.add_lead(conn, ctx, user.account_id, add)
+    # Calls arriving together are decided as a group, in one transaction.
+    return await request.app[VICIDIAL_ADDS].submit(user.account_id, (ctx, add))
 
 
 async def add_dnc_phone(

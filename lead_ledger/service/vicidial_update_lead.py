@@ -21,7 +21,8 @@ from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.leads import delete_leads, lock_live_leads, update_leads
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.vicidial_add_lead import account_lists, insert_lead
+from lead_ledger.service.vicidial_add_lead import insert_lead
+from lead_ledger.service.vicidial_duplicates import account_lists
 from lead_ledger.service.vicidial_fields import given_values, lead_patch
 from lead_ledger.service.vicidial_login import ApiUser
 from lead_ledger.service.vicidial_params import Params, join, line, piped

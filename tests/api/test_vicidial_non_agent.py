@@ -5,6 +5,7 @@ dialect sees it. Every test ends with `projections verify`."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,11 @@ import pytest
 
 from lead_ledger.api.app import create_app
 from lead_ledger.api.keys import CLOCK
-from lead_ledger.service.vicidial_add_lead import duplicate_days, duplicate_modes
+from lead_ledger.ledger.envelope import Actor
+from lead_ledger.service import vicidial_add_lead
+from lead_ledger.service.vicidial_duplicates import duplicate_days, duplicate_modes
+from lead_ledger.service.vicidial_params import Params
+from lead_ledger.service.writer import Context
 from lead_ledger.settings import Settings
 from tests.api.test_flexydial import ADMIN, PASSWORD, admin_post
 from tests.support import Client
@@ -741,3 +746,48 @@ async def test_lists_of_one_vicidial_campaign_are_searched_together(api: Client)
     )
     assert found == f"SUCCESS: update_lead LEAD HAS BEEN UPDATED - {who.username}|{lead}|1|||\n"
     assert third != sales
+
+
+async def test_concurrent_adds_of_one_number_let_one_in(api: Client, pool: asyncpg.Pool) -> None:
+    """Ten calls at once with DUPLIST (decided together in groups): one lead is added and the
+    nine others name it as the duplicate, whether it was added in their group or before."""
+    who = await tenant(api)
+    answers = await asyncio.gather(
+        *(add(api, who, "9876543210", duplicate_check="DUPLIST") for _ in range(10))
+    )
+    added = [a for a in answers if a.startswith("SUCCESS")]
+    assert len(added) == 1, answers
+    lead = added_id(added[0])
+    duplicate = (
+        f"ERROR: add_lead DUPLICATE PHONE NUMBER IN LIST - 9876543210|{who.lists['sales']}|{lead}\n"
+    )
+    assert sorted(answers) == sorted([added[0], *[duplicate] * 9])
+    rejected = await pool.fetch(
+        "SELECT data->'existing_lead_ids' AS ids FROM events WHERE type = 'LeadRejected'"
+    )
+    assert [msgspec.json.decode(r["ids"]) for r in rejected] == [[lead]] * 9
+
+
+async def test_a_group_sees_the_leads_its_earlier_calls_add(
+    api: Client, pool: asyncpg.Pool
+) -> None:
+    """Three calls decided in one group: the second finds the first's new lead (DUPLIST,
+    named by its id once written), the third (another number) is added."""
+    who = await tenant(api)
+    account_id = await pool.fetchval("SELECT account_id FROM accounts WHERE name = 'acme'")
+    now = datetime.now(UTC)
+    params = {"list_id": str(who.lists["sales"]), "duplicate_check": "DUPLIST"}
+
+    def call_of(phone: str) -> tuple[Context, vicidial_add_lead.Request]:
+        values = Params({**params, "phone_number": phone})
+        ctx = Context(actor=Actor(dialect="vicidial", account_id=account_id), request_id=phone)
+        return ctx, vicidial_add_lead.request_of(values, who.username, now)
+
+    calls = [call_of("9876543210"), call_of("+919876543210"), call_of("9812345678")]
+    async with pool.acquire() as conn:
+        first, second, third = await vicidial_add_lead.add_leads(conn, account_id, calls)
+    lead = added_id(first[0] + "\n")
+    assert second == [
+        f"ERROR: add_lead DUPLICATE PHONE NUMBER IN LIST - 919876543210|{who.lists['sales']}|{lead}"
+    ]
+    assert third[0].startswith("SUCCESS: add_lead LEAD HAS BEEN ADDED - 9812345678|")
