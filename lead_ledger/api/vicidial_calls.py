@@ -8,11 +8,28 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from lead_ledger.api.keys import POOL
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.service.vicidial_login import ApiUser
 from lead_ledger.service.vicidial_params import Params
 from lead_ledger.service.writer import Context
 
 Function = Callable[[web.Request, Context, ApiUser, Params], Awaitable[list[str]]]
+# A function's service side: its lines from a connection, the caller's context and user and
+# the parameters.
+ServiceFunction = Callable[[Connection, Context, ApiUser, Params], Awaitable[list[str]]]
+
+
+def on_connection(function: ServiceFunction) -> Function:
+    """The handler that runs `function` on a connection of the app's pool."""
+
+    async def handler(
+        request: web.Request, ctx: Context, user: ApiUser, params: Params
+    ) -> list[str]:
+        async with request.app[POOL].acquire() as conn:
+            return await function(conn, ctx, user, params)
+
+    return handler
 
 
 def text(lines: list[str]) -> web.Response:

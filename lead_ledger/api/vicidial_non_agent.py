@@ -16,16 +16,17 @@ import msgspec
 from aiohttp import web
 
 from lead_ledger import __version__
-from lead_ledger.api import openapi, vicidial_reads
+from lead_ledger.api import openapi
 from lead_ledger.api.edge import Dialect, no_authentication, origin
 from lead_ledger.api.keys import CLOCK, POOL, SETTINGS, VICIDIAL_ADDS, VICIDIAL_LOGINS
 from lead_ledger.api.openapi import Response
-from lead_ledger.api.vicidial_calls import Function, text
+from lead_ledger.api.vicidial_calls import Function, on_connection, text
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.service import (
     login_throttle,
     vicidial_add_lead,
     vicidial_dnc,
+    vicidial_reads,
     vicidial_update_lead,
 )
 from lead_ledger.service.vicidial_login import DIALECT, ApiUser, log_in
@@ -83,41 +84,15 @@ async def add_lead(request: web.Request, ctx: Context, user: ApiUser, params: Pa
     return await request.app[VICIDIAL_ADDS].submit(user.account_id, (ctx, add))
 
 
-async def add_dnc_phone(
-    request: web.Request, ctx: Context, user: ApiUser, params: Params
-) -> list[str]:
-    async with request.app[POOL].acquire() as conn:
-        return await vicidial_dnc.add_dnc_phone(conn, ctx, user, params)
-
-
-async def delete_dnc_phone(
-    request: web.Request, ctx: Context, user: ApiUser, params: Params
-) -> list[str]:
-    async with request.app[POOL].acquire() as conn:
-        return await vicidial_dnc.delete_dnc_phone(conn, ctx, user, params)
-
-
-async def update_lead(
-    request: web.Request, ctx: Context, user: ApiUser, params: Params
-) -> list[str]:
-    async with request.app[POOL].acquire() as conn:
-        return await vicidial_update_lead.update_lead(conn, ctx, user, params)
-
-
-async def batch_update_lead(
-    request: web.Request, ctx: Context, user: ApiUser, params: Params
-) -> list[str]:
-    async with request.app[POOL].acquire() as conn:
-        return await vicidial_update_lead.batch_update_lead(conn, ctx, user, params)
-
-
 FUNCTIONS: Final[dict[str, Function]] = {
     "add_lead": add_lead,
-    "update_lead": update_lead,
-    "batch_update_lead": batch_update_lead,
-    "add_dnc_phone": add_dnc_phone,
-    "delete_dnc_phone": delete_dnc_phone,
-    **vicidial_reads.FUNCTIONS,
+    "update_lead": on_connection(vicidial_update_lead.update_lead),
+    "batch_update_lead": on_connection(vicidial_update_lead.batch_update_lead),
+    "lead_search": on_connection(vicidial_reads.lead_search),
+    "lead_all_info": on_connection(vicidial_reads.lead_all_info),
+    "lead_field_info": on_connection(vicidial_reads.lead_field_info),
+    "add_dnc_phone": on_connection(vicidial_dnc.add_dnc_phone),
+    "delete_dnc_phone": on_connection(vicidial_dnc.delete_dnc_phone),
 }
 
 

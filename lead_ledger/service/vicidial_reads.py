@@ -24,7 +24,9 @@ from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.dnc_marks import DNC_STATUS, MARKED_DNC
 from lead_ledger.service.inputs import BIGINT_MAX, decimal
+from lead_ledger.service.vicidial_login import ApiUser
 from lead_ledger.service.vicidial_params import Params, join, line, piped
+from lead_ledger.service.writer import Context
 
 MIN_PHONE, MAX_PHONE = 6, 19  # lead_search and lead_all_info take numbers of 6 to 19 digits
 MAX_LEAD_ID_DIGITS: Final = 11  # lead_field_info's limit on lead_id
@@ -205,9 +207,12 @@ def vicidial_row(row: Row) -> dict[str, str]:
 # --- lead_search -----------------------------------------------------------------------------
 
 
-async def lead_search(conn: Connection, account_id: int, user: str, params: Params) -> list[str]:
+async def lead_search(
+    conn: Connection, _ctx: Context, caller: ApiUser, params: Params
+) -> list[str]:
     """One line per number searched (`<phone>|<count>|<lead ids joined by ->`), in the order
     given, or one refusal. Only phone numbers are searched."""
+    account_id, user = caller.account_id, caller.username
     phone = params.get("phone_number")
     method = params.get("search_method")
     if len(method) < MIN_METHOD:
@@ -244,9 +249,12 @@ async def lead_search(conn: Connection, account_id: int, user: str, params: Para
 # --- lead_all_info ---------------------------------------------------------------------------
 
 
-async def lead_all_info(conn: Connection, account_id: int, user: str, params: Params) -> list[str]:
+async def lead_all_info(
+    conn: Connection, _ctx: Context, caller: ApiUser, params: Params
+) -> list[str]:
     """One row per lead (the lead id's, or up to 1000 whose phone_number is the number, newest
     first), each after the names line when `header=YES`; or LEAD NOT FOUND."""
+    account_id, user = caller.account_id, caller.username
     lead_id, phone = params.get("lead_id"), params.get("phone_number")
     not_found = f"ERROR: lead_all_info LEAD NOT FOUND: {join(user, lead_id, phone)}"
     archived = _archived(params)
@@ -275,9 +283,10 @@ async def lead_all_info(conn: Connection, account_id: int, user: str, params: Pa
 
 
 async def lead_field_info(
-    conn: Connection, account_id: int, user: str, params: Params
+    conn: Connection, _ctx: Context, caller: ApiUser, params: Params
 ) -> list[str]:
     """The value of one of lead_all_info's columns (`field_name`, any case) of one lead."""
+    account_id, user = caller.account_id, caller.username
     lead_id = params.get("lead_id")
     field_name = _WORD.sub("", params.get("field_name"))
     column = field_name.lower()
