@@ -8,9 +8,11 @@ and are cleaned as Vicidial cleans them before any check (service/vicidial_param
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Final
+from urllib.parse import parse_qsl
 
 import msgspec
 from aiohttp import web
@@ -51,14 +53,17 @@ NON_AGENT: Final = Dialect(
 
 
 async def _params(request: web.Request) -> Params:
-    """The query's values over the form's: Vicidial reads `$_GET` before `$_POST`."""
+    """The query's values over the form's: Vicidial reads `$_GET` before `$_POST`. Bytes that
+    are not UTF-8 read as U+FFFD, as PHP would keep them as some text: a form is never a
+    failure."""
     values: dict[str, str] = {}
-    if request.method == "POST" and request.content_type in (
-        "application/x-www-form-urlencoded",
-        "multipart/form-data",
-    ):
-        form = await request.post()
-        values.update((k, v) for k, v in form.items() if isinstance(v, str))
+    if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
+        body = (await request.read()).decode("utf-8", errors="replace")
+        values.update(parse_qsl(body, keep_blank_values=True, errors="replace"))
+    elif request.method == "POST" and request.content_type == "multipart/form-data":
+        with contextlib.suppress(ValueError):  # UnicodeDecodeError among them
+            form = await request.post()
+            values.update((k, v) for k, v in form.items() if isinstance(v, str))
     values.update(request.query.items())
     return Params(values)
 

@@ -791,3 +791,22 @@ async def test_a_group_sees_the_leads_its_earlier_calls_add(
         f"ERROR: add_lead DUPLICATE PHONE NUMBER IN LIST - 919876543210|{who.lists['sales']}|{lead}"
     ]
     assert third[0].startswith("SUCCESS: add_lead LEAD HAS BEEN ADDED - 9812345678|")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"function=add_lead&source=test&first_name=%FF%FE",
+        b"function=add_lead&source=test&first_name=\xff\xfe",
+        b"function=add_lead&source=te%00st&user=%00&pass=%00",
+    ],
+)
+async def test_hostile_form_bodies_get_a_line_not_a_failure(api: Client, body: bytes) -> None:
+    """Bytes that are not UTF-8, and NULs, in a form: an answer line, HTTP 200, never a 500."""
+    response = await api.post(
+        PATH, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status == 200
+    text = await response.text()
+    assert text.startswith("ERROR: "), text
+    assert "An error has occurred" not in text
