@@ -144,7 +144,10 @@ class Projection(ABC):
     async def write(self, conn: Connection, rows: Rows, *, delete_keys: set[int]) -> None:
         if delete_keys:
             await conn.execute(self.delete_sql(), list(delete_keys))
-        records = [self.to_record(row) for row in rows.all_rows(rows.touched)]
+        await self.write_records(conn, [self.to_record(row) for row in rows.all_rows(rows.touched)])
+
+    async def write_records(self, conn: Connection, records: Sequence[tuple[Any, ...]]) -> None:
+        """New rows, as tuples in column order: COPY for many, a prepared INSERT for few."""
         if len(records) > SMALL_WRITE:
             await conn.copy_records_to_table(
                 self.table, records=records, columns=list(self.columns)

@@ -468,7 +468,7 @@ async def write_prepared(
         if left_out:
             sealed = sealed.without({stream_of_dnc(entry_id) for entry_id in left_out})
         await record_sealed(conn, sealed)
-        await dnc_marks.follow_entries(conn, ctx, account_id, entry_ids)
+        await dnc_marks.mark_new_entries(conn, ctx, account_id, entry_ids)
     return entry_ids
 
 

@@ -99,6 +99,40 @@ async def entry_numbers(conn: Connection, entry_ids: Iterable[int]) -> dict[int,
     return {r["entry_id"]: r["number"] for r in await conn.fetch(SELECT_NUMBERS, ids)}
 
 
+# The live leads that entries just added (and blocking now) hold, in one statement: a new
+# entry marks no lead yet, so there is nothing to compare with.
+SELECT_HOLDERS_OF_NEW: Final = """
+SELECT c.lead_id, d.entry_id, d.campaign_id, d.expires_at
+FROM dnc d
+JOIN contacts c ON c.kind = 'phone' AND c.value = d.number
+JOIN leads l ON l.lead_id = c.lead_id AND l.account_id = d.account_id
+WHERE d.entry_id = ANY($1::bigint[])
+  AND d.status = 'Active' AND (d.expires_at IS NULL OR d.expires_at > now())
+  AND (d.campaign_id IS NULL OR c.campaign_id = d.campaign_id)
+ORDER BY c.lead_id, d.entry_id
+"""
+
+
+async def mark_new_entries(
+    conn: Connection, ctx: Context, account_id: int, entry_ids: Sequence[int]
+) -> int:
+    """`follow_entries` for entries just added (an import's 10,000 at a time): one query for the
+    leads they mark. Returns the number of lead events written."""
+    if not entry_ids:
+        return 0
+    events: dict[int, list[LeadEvent]] = {}
+    for row in await conn.fetch(SELECT_HOLDERS_OF_NEW, list(entry_ids)):
+        events.setdefault(row["lead_id"], []).append(
+            LeadMarkedDnc(
+                lead_id=row["lead_id"],
+                dnc_entry_id=row["entry_id"],
+                dnc_scope="account" if row["campaign_id"] is None else "campaign",
+                expires_at=row["expires_at"],
+            )
+        )
+    return await _record_lead_events(conn, ctx, account_id, events)
+
+
 async def follow_entries(
     conn: Connection, ctx: Context, account_id: int, entry_ids: Sequence[int]
 ) -> int:
@@ -143,6 +177,13 @@ async def follow_entries(
         events.setdefault(lead_id, []).append(
             LeadDncCleared(lead_id=lead_id, dnc_entry_id=entry_id, reason=reason)
         )
+    return await _record_lead_events(conn, ctx, account_id, events)
+
+
+async def _record_lead_events(
+    conn: Connection, ctx: Context, account_id: int, events: Mapping[int, Sequence[LeadEvent]]
+) -> int:
+    """Append each lead's events at its version (read under the locks the caller holds)."""
     if not events:
         return 0
     versions = {
