@@ -280,7 +280,8 @@ async def sample_waits(url: str) -> Counter[str]:
         await conn.close()
 
 
-def report(tally: Tally, seconds: float) -> None:
+def report(tally: Tally, seconds: float, *, judged: bool = True) -> None:
+    """The figures, and (when `judged`: not for a baseline) the target and the result."""
     ordered = sorted(tally.latencies)
     rate = len(ordered) / seconds
     p50, p90, p99 = (percentile(ordered, f) * 1000 for f in (0.50, 0.90, 0.99))
@@ -301,6 +302,8 @@ def report(tally: Tally, seconds: float) -> None:
             ],
         ]
     )
+    if not judged:
+        return
     print()
     print_pairs(
         [

@@ -42,7 +42,6 @@ from lead_ledger.service.vicidial_duplicates import (
     Holder,
     Lists,
     Mode,
-    account_lists,
     duplicate_line,
     duplicate_modes,
     first_duplicate,
@@ -115,9 +114,7 @@ async def add_leads(
     conn: Connection, account_id: int, calls: Sequence[tuple[Context, Request]]
 ) -> list[list[str]]:
     """Each call's lines, the calls decided in order in one transaction."""
-    lists = await account_lists(conn, account_id)
-    region = await default_region(conn, account_id)
-    zone = _zone(await conn.fetchval(SELECT_TIMEZONE, account_id) or "")
+    lists, region, zone = await _account(conn, account_id)
     decided = [_checked(_Call(ctx, request), lists, region, zone) for ctx, request in calls]
     open_calls = [c for c in decided if c.candidate is not None]
     async with write_transaction(conn):
@@ -137,6 +134,30 @@ async def add_leads(
                     call.duplicate = (mode, hit)
         await _record_refusals(conn, account_id, decided)
     return [[call.answer or ""] for call in decided]
+
+
+# What a group needs of the account, in one round trip: its lists, region and time zone.
+SELECT_ACCOUNT: Final = """
+SELECT s.default_region, s.office_hours->>'timezone' AS timezone,
+       array(SELECT c.campaign_id FROM campaigns c WHERE c.account_id = s.account_id
+             ORDER BY c.campaign_id) AS ids,
+       array(SELECT c.name FROM campaigns c WHERE c.account_id = s.account_id
+             ORDER BY c.campaign_id) AS names,
+       array(SELECT c.vicidial_campaign FROM campaigns c WHERE c.account_id = s.account_id
+             ORDER BY c.campaign_id) AS groups
+FROM settings s WHERE s.account_id = $1
+"""
+
+
+async def _account(conn: Connection, account_id: int) -> tuple[Lists, str | None, ZoneInfo | None]:
+    row = await conn.fetchrow(SELECT_ACCOUNT, account_id)
+    if row is None:  # an account always has its settings; one without has no lists either
+        return Lists(names={}, groups={}), None, None
+    lists = Lists(
+        names=dict(zip(row["ids"], row["names"], strict=True)),
+        groups=dict(zip(row["ids"], row["groups"], strict=True)),
+    )
+    return lists, row["default_region"], _zone(row["timezone"] or "")
 
 
 def _checked(call: _Call, lists: Lists, region: str | None, zone: ZoneInfo | None) -> _Call:
