@@ -24,6 +24,7 @@ from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.dnc_marks import DNC_STATUS, MARKED_DNC
 from lead_ledger.service.inputs import BIGINT_MAX, decimal
+from lead_ledger.service.vicidial_fields import CANONICAL, EXTRA
 from lead_ledger.service.vicidial_login import ApiUser
 from lead_ledger.service.vicidial_params import Params, join, line, piped
 from lead_ledger.service.writer import Context
@@ -83,43 +84,63 @@ def _status(row: Row, _extra: Extra) -> str:
     return status.upper() if status == NEW_STATUS else status
 
 
-# lead_all_info's columns in Vicidial's order (non_agent_api.php L14771), each read from the
-# canonical lead (docs/vicidial.md, "vicidial_list columns and the canonical lead"). Columns a
-# lead never had print as vicidial_list's defaults: 0 for the counts and ids, else empty.
-COLUMNS: Final[dict[str, Callable[[Row, Extra], str]]] = {
+# lead_all_info's columns in Vicidial's order (non_agent_api.php L14771).
+ORDER: Final = (
+    "status",
+    "user",
+    "vendor_lead_code",
+    "source_id",
+    "list_id",
+    "gmt_offset_now",
+    "phone_code",
+    "phone_number",
+    "title",
+    "first_name",
+    "middle_initial",
+    "last_name",
+    "address1",
+    "address2",
+    "address3",
+    "city",
+    "state",
+    "province",
+    "postal_code",
+    "country_code",
+    "gender",
+    "date_of_birth",
+    "alt_phone",
+    "email",
+    "security_phrase",
+    "comments",
+    "called_count",
+    "last_local_call_time",
+    "rank",
+    "owner",
+    "entry_list_id",
+    "lead_id",
+)
+# The columns that are not add_lead's fields (service/vicidial_fields.py maps those, one
+# mapping for writes and reads). Columns a lead never had print as vicidial_list's defaults:
+# 0 for the counts and ids, else empty.
+_OWN: Final[dict[str, Callable[[Row, Extra], str]]] = {
     "status": _status,
     "user": _column("agent"),
-    "vendor_lead_code": _column("user_data"),
-    "source_id": _extra("source_id"),
     "list_id": _column("campaign_id"),
     "gmt_offset_now": _extra("gmt_offset_now"),
-    "phone_code": _extra("phone_code"),
     "phone_number": _phone(0),
-    "title": _column("title"),
-    "first_name": _column("first_name"),
-    "middle_initial": _column("middle_initial"),
-    "last_name": _column("last_name"),
-    "address1": _column("address1"),
-    "address2": _column("address2"),
-    "address3": _column("address3"),
-    "city": _column("city"),
-    "state": _column("state"),
-    "province": _extra("province"),
-    "postal_code": _column("postal_code"),
-    "country_code": _column("country"),
-    "gender": _extra("gender"),
-    "date_of_birth": _extra("date_of_birth"),
     "alt_phone": _phone(1),
-    "email": _column("email"),
-    "security_phrase": _extra("security_phrase"),
-    "comments": _column("comments"),
     "called_count": _extra("called_count", "0"),
     "last_local_call_time": _extra("last_local_call_time"),
     "rank": _column("priority"),
-    "owner": _extra("owner"),
     "entry_list_id": _extra("entry_list_id", "0"),
     "lead_id": _column("lead_id"),
 }
+COLUMNS: Final[dict[str, Callable[[Row, Extra], str]]] = {
+    name: _OWN.get(name) or (_column(CANONICAL[name]) if name in CANONICAL else _extra(name))
+    for name in ORDER
+}
+if set(COLUMNS) - set(_OWN) != {*CANONICAL, *EXTRA}:
+    raise RuntimeError("lead_all_info's columns and vicidial_fields' mapping disagree")
 
 _SELECTED: Final = (
     "l.lead_id, l.campaign_id, l.phone_numbers, l.agent, l.user_data, l.title, l.first_name,"
