@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,9 +69,23 @@ async def tenant(api: Client, name: str = "acme") -> Tenant:
     return Tenant(username, lists, {"Authorization": f"Bearer {native['key']}"})
 
 
-async def call(api: Client, who: Tenant | None, method: str = "GET", **params: Any) -> str:
-    """One call with the tenant's login and source `test`; the body, after checking the
-    transport: HTTP 200, text/plain in UTF-8, every line ending in a newline."""
+# Every test of this file runs twice: its calls as GET queries, then as POST forms.
+METHOD: dict[str, str] = {"default": "GET"}
+
+
+@pytest.fixture(autouse=True, params=["GET", "POST"])
+def http_method(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The method `call` uses by default in this test."""
+    METHOD["default"] = request.param
+    yield request.param
+    METHOD["default"] = "GET"
+
+
+async def call(api: Client, who: Tenant | None, method: str = "", **params: Any) -> str:
+    """One call with the tenant's login and source `test` (by the test's method unless given);
+    the body, after checking the transport: HTTP 200, text/plain in UTF-8, every line ending
+    in a newline."""
+    method = method or METHOD["default"]
     values = {"source": "test", **params}
     if who is not None:
         values = {"user": who.username, "pass": PASSWORD, **values}
@@ -810,3 +824,59 @@ async def test_hostile_form_bodies_get_a_line_not_a_failure(api: Client, body: b
     text = await response.text()
     assert text.startswith("ERROR: "), text
     assert "An error has occurred" not in text
+
+
+# Each mode: the lead it finds, the call that finds it, and the start of the refusal.
+_EXISTING: dict[str, dict[str, str]] = {
+    "": {"phone_number": "9876543210"},
+    "PHONEALT": {"phone_number": "9800000001", "alt_phone": "9876543210"},
+    "TITLEALTPHONE": {"phone_number": "9800000001", "title": "Mr", "alt_phone": "9812345678"},
+    "NAMEPHONE": {"phone_number": "9876543210", "first_name": "Ravi", "last_name": "K"},
+}
+_NEW: dict[str, dict[str, str]] = {
+    "": {"phone_number": "9876543210"},
+    "PHONEALT": {"phone_number": "9876543210"},
+    "TITLEALTPHONE": {"phone_number": "9800000002", "title": "Mr", "alt_phone": "9812345678"},
+    "NAMEPHONE": {"phone_number": "9876543210", "first_name": "Ravi", "last_name": "K"},
+}
+_REASON = {
+    "": "PHONE NUMBER",
+    "PHONEALT": "PHONE NUMBER",
+    "TITLEALTPHONE": "TITLE ALT_PHONE",
+    "NAMEPHONE": "NAME PHONE",
+}
+_WHERE = {"LIST": "IN LIST", "CAMP": "IN CAMPAIGN LISTS", "SYS": "IN SYSTEM"}
+
+
+@pytest.mark.parametrize("kind", ["", "PHONEALT", "TITLEALTPHONE", "NAMEPHONE"])
+@pytest.mark.parametrize("scope", ["LIST", "CAMP", "SYS"])
+async def test_every_duplicate_mode_with_and_without_a_day_suffix(
+    make_client: MakeClient, kind: str, scope: str
+) -> None:
+    """Each of the twelve modes finds its lead (SYS from another list); with the clock two
+    days on, its `1DAY` form finds nothing and its `3DAY` form finds the lead again."""
+    api = await make_client()
+    who = await tenant(api)
+    mode = f"DUP{kind}{scope}"
+    target = "third" if scope == "SYS" else "sales"
+    expected = f"ERROR: add_lead DUPLICATE {_REASON[kind]} {_WHERE[scope]} - "
+
+    async def try_add(client: Client, check: str) -> str:
+        return await call(
+            client,
+            who,
+            function="add_lead",
+            list_id=who.lists[target],
+            duplicate_check=check,
+            **_NEW[kind],
+        )
+
+    lead = added_id(
+        await call(api, who, function="add_lead", list_id=who.lists["sales"], **_EXISTING[kind])
+    )
+    found = await try_add(api, mode)
+    assert found.startswith(expected), found
+    assert f"|{lead}" in found
+    later = await make_client(timedelta(days=2))
+    assert (await try_add(later, f"{mode}1DAY")).startswith("SUCCESS"), mode
+    assert (await try_add(later, f"{mode}3DAY")).startswith(expected)
