@@ -22,6 +22,7 @@ from lead_ledger.api import (
     ops,
     ozonetel_add,
     ozonetel_bulk,
+    ozonetel_delete,
     unmatched,
     vicidial,
     vicidial_non_agent,
@@ -141,6 +142,7 @@ def create_app(
     app.add_routes(dnc.routes)
     app.add_routes(flexydial_dnc.routes)
     app.add_routes(ozonetel_add.routes)
+    app.add_routes(ozonetel_delete.routes)
     app.add_routes(jtel.routes)
     app.add_routes(vicidial.routes)
     app.add_routes(vicidial_non_agent.routes)

@@ -263,6 +263,7 @@ class OfficeHours(msgspec.Struct, frozen=True, kw_only=True):
 class RateLimits(msgspec.Struct, frozen=True, kw_only=True):
     ozonetel_bulk_per_minute: int = 1
     ozonetel_add_per_minute: int = 100
+    ozonetel_delete_per_minute: int = 100
 
 
 class AccountSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -24,7 +24,11 @@ DEFAULT_SETTINGS = {
     "api_authentication": "BASIC_AUTH",
     "default_region": None,
     "office_hours": None,
-    "rate_limits": {"ozonetel_bulk_per_minute": 1, "ozonetel_add_per_minute": 100},
+    "rate_limits": {
+        "ozonetel_bulk_per_minute": 1,
+        "ozonetel_add_per_minute": 100,
+        "ozonetel_delete_per_minute": 100,
+    },
 }
 
 
@@ -614,7 +618,11 @@ async def test_rate_limits_merge_and_stopping_records_campaign_stopped(
         "/v1/admin/accounts/acme/settings",
         {"rate_limits": {"ozonetel_add_per_minute": 60}},
     )
-    assert limits["rate_limits"] == {"ozonetel_bulk_per_minute": 1, "ozonetel_add_per_minute": 60}
+    assert limits["rate_limits"] == {
+        "ozonetel_bulk_per_minute": 1,
+        "ozonetel_add_per_minute": 60,
+        "ozonetel_delete_per_minute": 100,
+    }
     body = {"name": "Sales", "state": "running"}
     await call(admin, "POST", "/v1/admin/accounts/acme/campaigns", body)
     path = "/v1/admin/accounts/acme/campaigns/Sales"
