@@ -130,7 +130,11 @@ async def test_settings_show_and_set(run: Run) -> None:
         "api_authentication": "TOKEN_AUTH",
         "default_region": "IN",
         "office_hours": msgspec.json.decode(hours),
-        "rate_limits": {"ozonetel_bulk_per_minute": 1, "ozonetel_add_per_minute": 50},
+        "rate_limits": {
+            "ozonetel_bulk_per_minute": 1,
+            "ozonetel_add_per_minute": 50,
+            "ozonetel_delete_per_minute": 100,
+        },
     }
     assert expected == changed
     cleared = await ok(
