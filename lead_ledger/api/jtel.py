@@ -10,12 +10,16 @@ from __future__ import annotations
 from typing import Any, Final
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal, bearer_token, find_principal
 from lead_ledger.api.edge import Dialect, context, json_response
 from lead_ledger.api.jtel_wire import (
     AUTH_401,
+    CampaignRecords,
+    CampaignsPage,
+    CampaignsQuery,
     ContactRecords,
     ContactsPage,
     DeleteQuery,
@@ -45,6 +49,7 @@ routes = web.RouteTableDef()
 
 BASE: Final = "/rest/v1.0/{ClientsID}"
 CONTACTS: Final = f"{BASE}/dialler/contacts"
+CAMPAIGNS: Final = f"{BASE}/dialler/campaigns"
 
 SECURITY: Final = openapi.bearer("jtelKey", "A credential of dialect `jtel`.")
 
@@ -146,8 +151,36 @@ async def import_contact(request: web.Request, principal: Principal) -> web.Resp
 @JTEL.route
 async def list_contacts(request: web.Request, principal: Principal) -> web.Response:
     query = check_query(request)
-    if "diallerCampaignsID" not in query:
+    user_data = query.get("userData")
+    if "diallerCampaignsID" not in query and user_data is None:
         raise missing("diallerCampaignsID")
+    start, size = _page(request, query)
+    campaign_id = None
+    if "diallerCampaignsID" in query:
+        campaign_id = _campaign_id(query["diallerCampaignsID"])
+    async with request.app[POOL].acquire() as conn:
+        if user_data is not None:
+            page = await jtel.contacts_by_user_data(
+                conn,
+                principal.account_id,
+                user_data,
+                campaign_id,
+                start=start,
+                size=None if size < 0 else size,
+            )
+        else:
+            page = await jtel.list_contacts(
+                conn,
+                principal.account_id,
+                campaign_id or 0,
+                start=start,
+                size=None if size < 0 else size,
+            )
+    return _listed(start, size, [jtel.contact_record(row) for row in page.rows], page.total)
+
+
+def _page(request: web.Request, query: MultiMapping[str]) -> tuple[int, int]:
+    """limitStart and limitPageSize, after the options jtel lists but lead-ledger does not do."""
     start = number(request, "limitStart", 0, minimum=0)
     size = number(request, "limitPageSize", -1, minimum=-1)
     if query.get("filter", ""):
@@ -156,28 +189,74 @@ async def list_contacts(request: web.Request, principal: Principal) -> web.Respo
         raise invalid("orderBy", "only Name is supported")
     if not flag(request, "ascending", default=True):
         raise invalid("ascending", "only true is supported")
-    campaign_id = positive_id(query["diallerCampaignsID"])
+    return start, size
+
+
+def _campaign_id(text: str) -> int:
+    campaign_id = positive_id(text)
     if campaign_id is None:
-        text = query["diallerCampaignsID"]
         if not (text.isascii() and text.isdigit()):  # '²' is a digit to str.isdigit()
             raise invalid("diallerCampaignsID", "an integer is required")
         raise jtel.campaign_not_found()
-    async with request.app[POOL].acquire() as conn:
-        page = await jtel.list_contacts(
-            conn, principal.account_id, campaign_id, start=start, size=None if size < 0 else size
-        )
+    return campaign_id
+
+
+def _listed(start: int, size: int, records: list[Any], total: int) -> web.Response:
+    """jtel's list envelope."""
     return json_response(
         {
             "filter": "",
             "limitStart": start,
             "limitPageSize": size,
-            "records": [jtel.contact_record(row) for row in page.rows],
-            "count": page.total,
+            "records": records,
+            "count": total,
             "orderBy": "Name",
             "ascending": True,
             "status": 200,
         }
     )
+
+
+@routes.get(CAMPAIGNS)
+@openapi.operation(
+    summary="The account's dialler campaigns, ordered by Name",
+    description="limitStart/limitPageSize page the list (-1: everything); count is the total.",
+    query=CampaignsQuery,
+    responses={
+        200: Response("The campaigns", CampaignsPage),
+        **errors(bad="A parameter is invalid or unsupported", auth=AUTH_401),
+    },
+    **_DOC,
+)
+@JTEL.route
+async def list_campaigns(request: web.Request, principal: Principal) -> web.Response:
+    start, size = _page(request, check_query(request))
+    async with request.app[POOL].acquire() as conn:
+        records = await jtel.list_campaigns(conn, principal.account_id)
+    shown = records[start:] if size < 0 else records[start : start + size]
+    return _listed(start, size, shown, len(records))
+
+
+@routes.get(f"{CAMPAIGNS}/{{ID}}")
+@openapi.operation(
+    summary="One dialler campaign by ID",
+    responses={
+        200: Response("The campaign", CampaignRecords),
+        **errors(auth=AUTH_401, missing="Dialler campaign not found"),
+    },
+    **(_DOC | {"path": {"ClientsID": int, "ID": int}}),
+)
+@JTEL.route
+async def get_campaign(request: web.Request, principal: Principal) -> web.Response:
+    campaign_id = positive_id(request.match_info["ID"])
+    found = []
+    if campaign_id is not None:
+        async with request.app[POOL].acquire() as conn:
+            records = await jtel.list_campaigns(conn, principal.account_id)
+        found = [r for r in records if r["ID"] == campaign_id]
+    if not found:
+        raise jtel.campaign_not_found()
+    return json_response({"records": found, "count": 1, "status": 200})
 
 
 @routes.get(f"{CONTACTS}/{{ID}}")

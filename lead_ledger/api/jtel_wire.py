@@ -175,7 +175,19 @@ class ImportQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ListQuery(msgspec.Struct, frozen=True, kw_only=True):
-    diallerCampaignsID: int  # noqa: N815
+    """A campaign's contacts (diallerCampaignsID), or the contacts with a UserData (userData,
+    in one campaign when diallerCampaignsID is given too)."""
+
+    diallerCampaignsID: int | None = None  # noqa: N815
+    userData: str | None = None  # noqa: N815
+    limitStart: Annotated[int, msgspec.Meta(ge=0)] = 0  # noqa: N815
+    limitPageSize: Annotated[int, msgspec.Meta(ge=-1)] = -1  # noqa: N815
+    filter: str = ""
+    orderBy: str = "Name"  # noqa: N815
+    ascending: bool = True
+
+
+class CampaignsQuery(msgspec.Struct, frozen=True, kw_only=True):
     limitStart: Annotated[int, msgspec.Meta(ge=0)] = 0  # noqa: N815
     limitPageSize: Annotated[int, msgspec.Meta(ge=-1)] = -1  # noqa: N815
     filter: str = ""
@@ -240,6 +252,44 @@ ContactRecords: Final = msgspec.defstruct(
     "DiallerContactRecords",
     [("records", list[DiallerContact]), ("count", int), ("status", int)],  # type: ignore[valid-type]
 )
+
+
+class DiallerCampaign(msgspec.Struct, frozen=True):
+    """A campaign as jtel shows it (service.jtel.campaign_record); jtel's fields lead-ledger
+    has no value for are null."""
+
+    ID: int
+    Name: str
+    ClientsID: int
+    bActive: bool  # noqa: N815
+    DialMode: str
+    Direction: str
+    Assignment: str
+    ContactPreviewTime: None
+    nMaxParallelLines: None  # noqa: N815
+    dtFrom: None  # noqa: N815
+    dtTo: None  # noqa: N815
+    LanguagesID: None
+    bCallerIDActive: None  # noqa: N815
+
+
+class CampaignsPage(msgspec.Struct, frozen=True):
+    filter: str
+    limitStart: int  # noqa: N815
+    limitPageSize: int  # noqa: N815
+    records: list[DiallerCampaign]
+    count: int
+    orderBy: str  # noqa: N815
+    ascending: bool
+    status: int
+
+
+class CampaignRecords(msgspec.Struct, frozen=True):
+    records: list[DiallerCampaign]
+    count: int
+    status: int
+
+
 ContactsPage: Final = msgspec.defstruct(
     "DiallerContactsPage",
     [

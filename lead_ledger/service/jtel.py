@@ -125,6 +125,23 @@ SELECT_CONTACT: Final = f"""
 SELECT {_COLUMNS}, {_DNC_COLUMNS} FROM leads l WHERE account_id = $1 AND lead_id = $2
 """
 COUNT_CONTACTS: Final = "SELECT count(*) FROM leads WHERE account_id = $1 AND campaign_id = $2"
+# Contacts by UserData, through the contact index: the account's (in one campaign when $3 is
+# given), ordered as the campaign list is.
+_BY_USER_DATA: Final = """
+FROM contacts c JOIN leads l USING (lead_id)
+WHERE c.kind = 'user_data' AND c.value = $2 AND l.account_id = $1
+  AND ($3::bigint IS NULL OR l.campaign_id = $3)"""
+COUNT_BY_USER_DATA: Final = f"SELECT count(*) {_BY_USER_DATA}"
+SELECT_BY_USER_DATA_PAGE: Final = f"""
+SELECT {", ".join(f"l.{c}" for c in LEAD_COLUMNS)}, {_DNC_COLUMNS} {_BY_USER_DATA}
+ORDER BY l.name NULLS LAST, l.lead_id
+OFFSET $4 LIMIT $5
+"""
+# The account's campaigns in jtel's order (by Name).
+SELECT_CAMPAIGNS: Final = """
+SELECT campaign_id, name, direction, assignment, dial_mode, state
+FROM campaigns WHERE account_id = $1 ORDER BY name, campaign_id
+"""
 # LIMIT NULL is LIMIT ALL: jtel's limitPageSize -1 (everything) is passed as NULL.
 SELECT_CONTACTS: Final = f"""
 SELECT {_COLUMNS}, {_DNC_COLUMNS} FROM leads l
@@ -339,6 +356,57 @@ async def list_contacts(
         count: int = await conn.fetchval(COUNT_CONTACTS, account_id, campaign_id)
         rows = await conn.fetch(SELECT_CONTACTS, account_id, campaign_id, start, size)
     return ContactPage(total=count, rows=rows)
+
+
+async def contacts_by_user_data(
+    conn: Connection,
+    account_id: int,
+    user_data: str,
+    campaign_id: int | None,
+    *,
+    start: int,
+    size: int | None,
+) -> ContactPage:
+    """One page of the account's contacts with this UserData (in one campaign when given)."""
+    if campaign_id is not None:
+        await find_campaign(conn, account_id, campaign_id, None)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        count: int = await conn.fetchval(COUNT_BY_USER_DATA, account_id, user_data, campaign_id)
+        rows = await conn.fetch(
+            SELECT_BY_USER_DATA_PAGE, account_id, user_data, campaign_id, start, size
+        )
+    return ContactPage(total=count, rows=rows)
+
+
+# jtel's campaign fields lead-ledger has no value for: present, as null, so that a client
+# reading jtel's records finds every name it expects.
+JTEL_ONLY_CAMPAIGN_FIELDS: Final = (
+    "ContactPreviewTime",
+    "nMaxParallelLines",
+    "dtFrom",
+    "dtTo",
+    "LanguagesID",
+    "bCallerIDActive",
+)
+
+
+def campaign_record(row: asyncpg.Record, account_id: int) -> dict[str, object]:
+    """A campaign as jtel shows it: its ID, Name and ClientsID, its settings under jtel-style
+    names, and jtel's other fields as null."""
+    return {
+        "ID": row["campaign_id"],
+        "Name": row["name"],
+        "ClientsID": account_id,
+        "bActive": row["state"] == "running",
+        "DialMode": row["dial_mode"],
+        "Direction": row["direction"],
+        "Assignment": row["assignment"],
+        **dict.fromkeys(JTEL_ONLY_CAMPAIGN_FIELDS),
+    }
+
+
+async def list_campaigns(conn: Connection, account_id: int) -> list[dict[str, object]]:
+    return [campaign_record(r, account_id) for r in await conn.fetch(SELECT_CAMPAIGNS, account_id)]
 
 
 async def get_contact(conn: Connection, account_id: int, lead_id: int) -> dict[str, object] | None:

@@ -566,7 +566,7 @@ async def test_another_accounts_contact_is_not_found(
 
 async def test_an_unknown_route_under_the_base_is_a_json_404(api: Client, acme: Tenant) -> None:
     """Paths and methods the API lacks answer jtel's error shape, not a framework page."""
-    for method, path in (("GET", "/dialler/campaigns"), ("PUT", "/dialler/contacts/import")):
+    for method, path in (("GET", "/dialler/skills"), ("PUT", "/dialler/contacts/import")):
         answer = await call(api, method, acme.base + path, acme, 404)
         assert answer == {"status": 404, "error": "Resource not found"}
 
