@@ -174,25 +174,22 @@ class ImportQuery(msgspec.Struct, frozen=True, kw_only=True):
     overwriteDuplicates: bool = False  # noqa: N815 - jtel's parameter name
 
 
-class ListQuery(msgspec.Struct, frozen=True, kw_only=True):
+class CampaignsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """jtel's paging of a list (and the ordering it states, the only one supported)."""
+
+    limitStart: Annotated[int, msgspec.Meta(ge=0)] = 0  # noqa: N815
+    limitPageSize: Annotated[int, msgspec.Meta(ge=-1)] = -1  # noqa: N815
+    filter: str = ""
+    orderBy: str = "Name"  # noqa: N815
+    ascending: bool = True
+
+
+class ListQuery(CampaignsQuery, frozen=True, kw_only=True):
     """A campaign's contacts (diallerCampaignsID), or the contacts with a UserData (userData,
     in one campaign when diallerCampaignsID is given too)."""
 
     diallerCampaignsID: int | None = None  # noqa: N815
     userData: str | None = None  # noqa: N815
-    limitStart: Annotated[int, msgspec.Meta(ge=0)] = 0  # noqa: N815
-    limitPageSize: Annotated[int, msgspec.Meta(ge=-1)] = -1  # noqa: N815
-    filter: str = ""
-    orderBy: str = "Name"  # noqa: N815
-    ascending: bool = True
-
-
-class CampaignsQuery(msgspec.Struct, frozen=True, kw_only=True):
-    limitStart: Annotated[int, msgspec.Meta(ge=0)] = 0  # noqa: N815
-    limitPageSize: Annotated[int, msgspec.Meta(ge=-1)] = -1  # noqa: N815
-    filter: str = ""
-    orderBy: str = "Name"  # noqa: N815
-    ascending: bool = True
 
 
 class DeleteQuery(msgspec.Struct, frozen=True, kw_only=True):
