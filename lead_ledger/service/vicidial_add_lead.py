@@ -33,7 +33,6 @@ from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service import dnc
 from lead_ledger.service.account_groups import AccountGroups
-from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_batch, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
@@ -61,7 +60,6 @@ from lead_ledger.service.writer import (
 FUNCTION: Final = "add_lead"
 MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 6, 16
 DEFAULT_LIST_ID: Final = "999"
-SELECT_TIMEZONE: Final = "SELECT office_hours->>'timezone' FROM settings WHERE account_id = $1"
 
 
 class Request(NamedTuple):
@@ -114,7 +112,7 @@ async def add_leads(
     conn: Connection, account_id: int, calls: Sequence[tuple[Context, Request]]
 ) -> list[list[str]]:
     """Each call's lines, the calls decided in order in one transaction."""
-    lists, region, zone = await _account(conn, account_id)
+    lists, region, zone = await read_account(conn, account_id)
     decided = [_checked(_Call(ctx, request), lists, region, zone) for ctx, request in calls]
     open_calls = [c for c in decided if c.candidate is not None]
     async with write_transaction(conn):
@@ -149,7 +147,10 @@ FROM settings s WHERE s.account_id = $1
 """
 
 
-async def _account(conn: Connection, account_id: int) -> tuple[Lists, str | None, ZoneInfo | None]:
+async def read_account(
+    conn: Connection, account_id: int
+) -> tuple[Lists, str | None, ZoneInfo | None]:
+    """The account's Vicidial lists, its default region and its office-hours time zone."""
     row = await conn.fetchrow(SELECT_ACCOUNT, account_id)
     if row is None:  # an account always has its settings; one without has no lists either
         return Lists(names={}, groups={}), None, None
@@ -305,8 +306,7 @@ async def insert_lead(
     """Insert a lead whose checks are done (update_lead's insert_if_not_found: under the
     list's lock, in the caller's transaction); its id and gmt offset. A blocked number marks
     the lead."""
-    region = await default_region(conn, account_id)
-    zone = _zone(await conn.fetchval(SELECT_TIMEZONE, account_id) or "")
+    _, region, zone = await read_account(conn, account_id)
     gmt = gmt_offset(phone, region, zone)
     lead = NewLead(
         fields=lead_fields(phone, values, gmt),

@@ -40,9 +40,6 @@ FROM contacts c JOIN leads l USING (lead_id)
 WHERE c.kind = 'phone' AND c.value = ANY($2::text[]) AND c.campaign_id = ANY($1::bigint[])
 ORDER BY l.lead_id
 """
-SELECT_LISTS: Final = """
-SELECT campaign_id, name, vicidial_campaign FROM campaigns WHERE account_id = $1
-"""
 
 
 class Lists(NamedTuple):
@@ -60,14 +57,6 @@ class Lists(NamedTuple):
         if scope == "CAMP" and group is not None:
             return {i for i, g in self.groups.items() if g == group}
         return {list_id}
-
-
-async def account_lists(conn: Connection, account_id: int) -> Lists:
-    rows = await conn.fetch(SELECT_LISTS, account_id)
-    return Lists(
-        names={r["campaign_id"]: r["name"] for r in rows},
-        groups={r["campaign_id"]: r["vicidial_campaign"] for r in rows},
-    )
 
 
 class Mode(NamedTuple):

@@ -21,8 +21,7 @@ from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.leads import delete_leads, lock_live_leads, update_leads
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.vicidial_add_lead import insert_lead
-from lead_ledger.service.vicidial_duplicates import account_lists
+from lead_ledger.service.vicidial_add_lead import insert_lead, read_account
 from lead_ledger.service.vicidial_fields import given_values, lead_patch
 from lead_ledger.service.vicidial_login import ApiUser
 from lead_ledger.service.vicidial_params import Params, join, line, piped
@@ -88,7 +87,7 @@ async def update_lead(conn: Connection, ctx: Context, user: ApiUser, params: Par
     if not (by_id or by_code or by_phone):
         data = join(user.username, method, lead_id, code, phone)
         return [line("ERROR", f"{UPDATE} NO VALID SEARCH METHOD", data)]
-    lists = await account_lists(conn, user.account_id)
+    lists, _, _ = await read_account(conn, user.account_id)
     campaigns = set(lists.names)
     list_id = _list_id(params.get("list_id"), campaigns)
     location = params.get("search_location")
