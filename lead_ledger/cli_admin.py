@@ -98,6 +98,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     change.add_argument("--ozonetel-bulk-per-minute", type=int, metavar="N")
     change.add_argument("--ozonetel-add-per-minute", type=int, metavar="N")
     change.add_argument("--ozonetel-delete-per-minute", type=int, metavar="N")
+    change.add_argument("--ozonetel-bulk-v4-per-minute", type=int, metavar="N")
 
     demo = subparsers.add_parser(
         "demo", help="create (or re-show) a demo account with fresh keys and curl examples"
@@ -170,6 +171,7 @@ async def _set_settings(conn: Connection, ctx: Context, args: argparse.Namespace
         "ozonetel_bulk_per_minute",
         "ozonetel_add_per_minute",
         "ozonetel_delete_per_minute",
+        "ozonetel_bulk_v4_per_minute",
     )
     if limits:
         changes["rate_limits"] = limits

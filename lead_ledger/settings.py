@@ -29,6 +29,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: LogLevel = "info"
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1)] = 64 * 1024 * 1024
     callback_allow_private: bool = False
+    # Where clients reach this service (scheme://host[:port][/prefix]), for the links it hands
+    # out (Ozonetel bulk V4's failedFilePath). Unset: the scheme and Host of the request.
+    public_url: str | None = None
     # The upload parser's worker process (service/file_parser.py): its address-space limit,
     # and how long one file may take (wall clock; as many seconds of CPU).
     parser_memory_bytes: Annotated[int, msgspec.Meta(ge=256 * 1024 * 1024)] = 1024**3

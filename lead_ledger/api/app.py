@@ -23,6 +23,7 @@ from lead_ledger.api import (
     ozonetel_add,
     ozonetel_bulk,
     ozonetel_delete,
+    ozonetel_v4,
     unmatched,
     vicidial,
     vicidial_non_agent,
@@ -148,6 +149,7 @@ def create_app(
     app.add_routes(vicidial_non_agent.routes)
     app.add_routes(flexydial.routes)
     app.add_routes(ozonetel_bulk.routes)
+    app.add_routes(ozonetel_v4.routes)
     jobs.setup(app)  # GET /v1/jobs/{id}, and the job worker and callback dispatcher tasks
     app.add_routes(openapi.routes)
     app.add_routes(docs_page.routes)  # GET /docs

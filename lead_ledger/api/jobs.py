@@ -87,6 +87,9 @@ class JobsParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     from_: datetime | None = msgspec.field(name="from", default=None)  # submitted at or after
     to: datetime | None = None  # submitted before
     before: Annotated[int, msgspec.Meta(ge=1, le=BIGINT_MAX)] | None = None
+    # The uploader's own reference: Ozonetel bulk V4's transactionId, Flexydial's phonebook.
+    transaction_id: str | None = None
+    upload_ref: str | None = None
     limit: Limit = 100
 
 
@@ -95,9 +98,11 @@ class JobsParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     summary="The account's bulk jobs, newest first, filtered",
     description=(
         "Every upload that was accepted is a job (Flexydial bulk, Ozonetel file, native jobs):"
-        " find yours by dialect, campaign, state or submission time, then follow it with"
-        " `GET /v1/jobs/{id}`. Keyset paging: pass `next_before` back as `before` until it is"
-        " null. A time without an offset is UTC. Rejected rows are listed by the single job."
+        " find yours by dialect, campaign, state, submission time or reference (`transaction_id`:"
+        " Ozonetel bulk V4's transactionId; `upload_ref`, its other name, also Flexydial's"
+        " phonebook name), then follow it with `GET /v1/jobs/{id}`. Keyset paging: pass"
+        " `next_before` back as `before` until it is null. A time without an offset is UTC."
+        " Rejected rows are listed by the single job."
     ),
     tags=("native",),
     security=openapi.NATIVE_KEY,
@@ -112,6 +117,13 @@ class JobsParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 @NATIVE.route
 async def list_jobs(request: web.Request, principal: Principal) -> web.StreamResponse:
     params = query_params(request, JobsParams)
+    reference = params.transaction_id or params.upload_ref
+    if params.transaction_id and params.upload_ref and params.transaction_id != params.upload_ref:
+        return problem(
+            400,
+            "transaction_id and upload_ref name the same reference: give one",
+            parameter="upload_ref",
+        )
     query = jobs.JobsQuery(
         dialect=params.dialect,
         campaign=params.campaign,
@@ -119,6 +131,7 @@ async def list_jobs(request: web.Request, principal: Principal) -> web.StreamRes
         from_=as_utc(params.from_),
         to=as_utc(params.to),
         before=params.before,
+        upload_ref=reference,
         limit=params.limit,
     )
     async with request.app[POOL].acquire() as conn:
@@ -156,3 +169,39 @@ async def get_job(request: web.Request, principal: Principal) -> web.StreamRespo
     if job is None:
         return problem(404, f"no job {text}")
     return json_response(job)
+
+
+@routes.get("/v1/jobs/{id}/rejected.csv")
+@openapi.operation(
+    summary="A job's refused rows as csv: row number, the cells as sent, the reason",
+    description=(
+        "What Ozonetel bulk V4's callback links as failedFilePath; any job's rejected rows read"
+        " so. Columns: `row_number`, every cell name the rows have (in the order first met),"
+        " `reason`. A cell a spreadsheet would run as a formula starts with `'`; an erased"
+        " row's cells are blank. Empty (the header only) until the job is done."
+    ),
+    tags=("native",),
+    security=openapi.NATIVE_KEY,
+    path={"id": int},
+    responses={
+        200: Response("The csv file", str, content_type="text/csv"),
+        401: UNAUTHORIZED,
+        404: problem_response("No such job in this account"),
+    },
+)
+@NATIVE.route
+async def rejected_csv(request: web.Request, principal: Principal) -> web.StreamResponse:
+    text = request.match_info["id"]
+    job_id = decimal(text, minimum=1)
+    if job_id is None:
+        return problem(404, f"no job {text}")
+    async with request.app[POOL].acquire() as conn:
+        rows = await jobs.rejected_rows(conn, principal.account_id, job_id)
+    if rows is None:
+        return problem(404, f"no job {text}")
+    return web.Response(
+        text=jobs.rejected_csv(rows),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="job-{job_id}-rejected.csv"'},
+    )

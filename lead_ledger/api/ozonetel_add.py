@@ -20,7 +20,7 @@ from lead_ledger.api.ozonetel_wire import OZONETEL, RATE_LIMITED, Reply, rate_li
 from lead_ledger.service import ozonetel
 from lead_ledger.service.inputs import decode_json
 from lead_ledger.service.ozonetel import (
-    DND_NUMBER,
+    ROW_MESSAGES,
     AddCampaignData,
     Added,
     AlreadyExists,
@@ -44,6 +44,10 @@ def _auth(message: str) -> Reply:
     return Reply(status="false", message=message, data=None)
 
 
+def _row(status: str, refusal: Refusal) -> Reply:
+    return Reply(status=status, message=ROW_MESSAGES[refusal])
+
+
 # The vendor's answer to each refusal: HTTP 200 (429 for the rate limit) with its own pair.
 REFUSALS: Final[dict[Refusal, Reply]] = {
     Refusal.NO_API_KEY: _auth("Api Key Should Not be Null or Empty."),
@@ -55,26 +59,15 @@ REFUSALS: Final[dict[Refusal, Reply]] = {
         status="FAIL", message="No User Found or Campaign Name is Invalid"
     ),
     Refusal.NOT_OUTBOUND: Reply(status="Fail", message="The selected campaign is not outbound"),
-    Refusal.BAD_PHONE: Reply(
-        status="error",
-        message="phone number should be numeric and must be between 3 to 16 digits and allows"
-        " prefix +",
-    ),
-    Refusal.BAD_PRIORITY: Reply(
-        status="Error", message="The priority value must be numeric and range from 0 to 99."
-    ),
-    Refusal.BAD_DATE: Reply(
-        status="Error",
-        message="Invalid date format. Please pass date in format yyyy-MM-dd HH:mm:ss or yyyy-MM-dd",
-    ),
-    Refusal.PAST_DATE: Reply(
-        status="Error", message="The expiry date and time must be in the future"
-    ),
-    Refusal.NO_AGENT: Reply(status="FAIL", message="Agent Is Empty!"),
-    Refusal.UNKNOWN_AGENT: Reply(status="FAIL", message="Agent is not correctly mapped!"),
-    Refusal.BAD_SKILL: Reply(status="FAIL", message="Please provide valid skill"),
+    Refusal.BAD_PHONE: _row("error", Refusal.BAD_PHONE),
+    Refusal.BAD_PRIORITY: _row("Error", Refusal.BAD_PRIORITY),
+    Refusal.BAD_DATE: _row("Error", Refusal.BAD_DATE),
+    Refusal.PAST_DATE: _row("Error", Refusal.PAST_DATE),
+    Refusal.NO_AGENT: _row("FAIL", Refusal.NO_AGENT),
+    Refusal.UNKNOWN_AGENT: _row("FAIL", Refusal.UNKNOWN_AGENT),
+    Refusal.BAD_SKILL: _row("FAIL", Refusal.BAD_SKILL),
     Refusal.RATE_LIMITED: RATE_LIMITED,
-    Refusal.DND_NUMBER: Reply(status="FAIL", message=DND_NUMBER),
+    Refusal.DND_NUMBER: _row("FAIL", Refusal.DND_NUMBER),
 }
 
 

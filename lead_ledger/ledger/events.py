@@ -264,6 +264,7 @@ class RateLimits(msgspec.Struct, frozen=True, kw_only=True):
     ozonetel_bulk_per_minute: int = 1
     ozonetel_add_per_minute: int = 100
     ozonetel_delete_per_minute: int = 100
+    ozonetel_bulk_v4_per_minute: int = 5
 
 
 class AccountSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -154,6 +154,7 @@ class RateLimitsInput(_Input, frozen=True):
     ozonetel_bulk_per_minute: PerMinute | UnsetType = UNSET
     ozonetel_add_per_minute: PerMinute | UnsetType = UNSET
     ozonetel_delete_per_minute: PerMinute | UnsetType = UNSET
+    ozonetel_bulk_v4_per_minute: PerMinute | UnsetType = UNSET
 
 
 class SettingsChanges(_Input, frozen=True):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from lead_ledger.service import flexydial_jobs, ozonetel_bulk
+from lead_ledger.service import flexydial_jobs, ozonetel_bulk, ozonetel_v4, ozonetel_v4_job
 from lead_ledger.service.jobs import JobKind, JobKinds, insert_leads_kind
 from lead_ledger.service.key_workers import KeyWorkers
 
@@ -28,5 +28,9 @@ def job_kinds(key_workers: KeyWorkers | None = None) -> JobKinds:
         ozonetel_bulk.KIND: JobKind(
             partial(ozonetel_bulk.run_upload, key_workers=key_workers),
             failure_body=ozonetel_bulk.failure_body,
+        ),
+        ozonetel_v4.KIND: JobKind(
+            partial(ozonetel_v4_job.run_bulk_v4, key_workers=key_workers),
+            failure_body=ozonetel_v4_job.failure_body,
         ),
     }

@@ -63,6 +63,13 @@ SELECT value, lead_id FROM contacts
 WHERE campaign_id = $1 AND kind = 'phone' AND value = ANY($2::text[])
 ORDER BY lead_id
 """
+# Archived leads of the campaign holding any of the keys (lead_archive_dedupe_idx), one row per
+# key held: for checks that count a number as present whatever became of its lead.
+SELECT_ARCHIVED_OWNERS: Final = """
+SELECT k.value, a.lead_id FROM lead_archive a, unnest(a.dedupe_keys) AS k(value)
+WHERE a.dedupe_keys && $2::text[] AND a.campaign_id = $1 AND k.value = ANY($2::text[])
+ORDER BY a.lead_id
+"""
 
 
 class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,6 +87,8 @@ class NewLead(msgspec.Struct, frozen=True, kw_only=True):
     fields: LeadFields
     ctx: Context
     check_duplicates: bool = False
+    # With check_duplicates: archived leads of the campaign count too (Ozonetel's isDelete).
+    check_archived: bool = False
     rejections_stream: str | None = None
     # Refused only when every number is on the do-not-call list (jtel flags them one by one);
     # otherwise any blocked number refuses the lead.
@@ -101,9 +110,11 @@ async def insert_leads(  # noqa: PLR0913 - the request's keywords, and the worke
     region: str | UnsetType | None = UNSET,
     key_workers: KeyWorkers | None = None,
     blocked_when_all: bool = False,
+    check_archived: bool = False,
 ) -> InsertResult:
     """Insert leads of one request into one campaign; with `check_duplicates`, refuse rows whose
-    phone dedupe key is already live in the campaign or in an earlier row of the same batch.
+    phone dedupe key is already live in the campaign (or archived in it, with `check_archived`)
+    or in an earlier row of the same batch.
 
     Pass the account's `region` when already read, to keep a round trip out of the locked part,
     and the app's `key_workers` where a batch may be large (bulk jobs): without them a large
@@ -114,6 +125,7 @@ async def insert_leads(  # noqa: PLR0913 - the request's keywords, and the worke
             fields=fields,
             ctx=ctx,
             check_duplicates=check_duplicates,
+            check_archived=check_archived,
             rejections_stream=rejections_stream,
             blocked_when_all=blocked_when_all,
         )
@@ -214,7 +226,12 @@ async def insert_lead_groups(
         leads, events = groups[campaign_id], decided[campaign_id]
         blocked = _blocked(registry, campaign_id, leads, dict(enumerate(events)))
         checks = [lead.check_duplicates and i not in blocked for i, lead in enumerate(leads)]
-        duplicates = await _duplicates(conn, campaign_id, events, checks) if any(checks) else {}
+        archived = [
+            check and lead.check_archived for check, lead in zip(checks, leads, strict=True)
+        ]
+        duplicates = (
+            await _duplicates(conn, campaign_id, events, checks, archived) if any(checks) else {}
+        )
         refused = duplicates.keys() | blocked.keys()
         # A lead let in with some numbers blocked (jtel flags them one by one) is marked.
         marks = _admitted_marks(registry, campaign_id, leads, dict(enumerate(events)), refused)
@@ -520,19 +537,37 @@ def _row_number(leads: Sequence[NewLead], index: int) -> int:
 
 
 async def _duplicates(
-    conn: Connection, campaign_id: int, decided: Sequence[LeadInserted], checks: Sequence[bool]
+    conn: Connection,
+    campaign_id: int,
+    decided: Sequence[LeadInserted],
+    checks: Sequence[bool],
+    archived: Sequence[bool],
 ) -> dict[int, list[int]]:
     keys = sorted(
         {key for e, check in zip(decided, checks, strict=True) if check for key in e.dedupe_keys}
     )
-    owners: dict[str, list[int]] = {}
-    for row in await conn.fetch(SELECT_PHONE_OWNERS, campaign_id, keys):
-        owners.setdefault(row["value"], []).append(row["lead_id"])
+    owners = await _owners(conn, SELECT_PHONE_OWNERS, campaign_id, keys)
+    archived_keys = sorted(
+        {key for e, check in zip(decided, archived, strict=True) if check for key in e.dedupe_keys}
+    )
+    archived_owners = (
+        await _owners(conn, SELECT_ARCHIVED_OWNERS, campaign_id, archived_keys)
+        if archived_keys
+        else {}
+    )
     duplicates: dict[int, list[int]] = {}
     seen_in_batch: dict[str, int] = {}
     for i, event in enumerate(decided):
         if checks[i]:
-            found = sorted({lead for key in event.dedupe_keys for lead in owners.get(key, [])})
+            holders = [owners, archived_owners] if archived[i] else [owners]
+            found = sorted(
+                {
+                    lead
+                    for key in event.dedupe_keys
+                    for held in holders
+                    for lead in held.get(key, [])
+                }
+            )
             earlier = [seen_in_batch[key] for key in event.dedupe_keys if key in seen_in_batch]
             if found or earlier:
                 duplicates[i] = found or sorted(set(earlier))
@@ -540,3 +575,13 @@ async def _duplicates(
         for key in event.dedupe_keys:
             seen_in_batch.setdefault(key, event.lead_id)
     return duplicates
+
+
+async def _owners(
+    conn: Connection, query: str, campaign_id: int, keys: Sequence[str]
+) -> dict[str, list[int]]:
+    """Lead ids by dedupe key, from `query` (live or archived holders in the campaign)."""
+    owners: dict[str, list[int]] = {}
+    for row in await conn.fetch(query, campaign_id, keys):
+        owners.setdefault(row["value"], []).append(row["lead_id"])
+    return owners

@@ -112,6 +112,24 @@ class Refusal(enum.Enum):
     DND_NUMBER = enum.auto()
 
 
+# The vendor's text for each check one number can fail (checks 9-13 and the do-not-call list):
+# AddCampaignData answers with it, and the bulk V4 job gives it as a refused row's reason.
+ROW_MESSAGES: Final[dict[Refusal, str]] = {
+    Refusal.BAD_PHONE: (
+        "phone number should be numeric and must be between 3 to 16 digits and allows prefix +"
+    ),
+    Refusal.BAD_PRIORITY: "The priority value must be numeric and range from 0 to 99.",
+    Refusal.BAD_DATE: (
+        "Invalid date format. Please pass date in format yyyy-MM-dd HH:mm:ss or yyyy-MM-dd"
+    ),
+    Refusal.PAST_DATE: "The expiry date and time must be in the future",
+    Refusal.NO_AGENT: "Agent Is Empty!",
+    Refusal.UNKNOWN_AGENT: "Agent is not correctly mapped!",
+    Refusal.BAD_SKILL: "Please provide valid skill",
+    Refusal.DND_NUMBER: DND_NUMBER,
+}
+
+
 class Added(msgspec.Struct, frozen=True):
     """The number was added (no action, or an action other than start and stop)."""
 
@@ -199,7 +217,14 @@ async def _accept(
     refused = _check_caller(row, body) or _check_campaign(row, body)
     if refused is not None:
         return refused
-    fields = lead_fields(row, body, now)
+    fields = lead_fields(
+        body,
+        now,
+        timezone=office_timezone(row["office_hours"]),
+        assignment=row["assignment"],
+        agent_known=row["agent_known"],
+        skill_known=row["skill_known"],
+    )
     if isinstance(fields, Refusal):
         return fields
     limits = msgspec.json.decode(row["rate_limits"], type=RateLimits)
@@ -268,10 +293,29 @@ def _check_campaign(row: asyncpg.Record, body: AddCampaignData) -> Refusal | Non
     return None
 
 
+def office_timezone(office_hours: bytes | str | None) -> str | None:
+    """The time zone of the account's office hours (settings.office_hours as stored), if any."""
+    if office_hours is None:
+        return None
+    office = msgspec.json.decode(office_hours, type=OfficeHours | None)
+    return office.timezone if office else None
+
+
 def lead_fields(  # noqa: PLR0911 - a return per documented answer
-    row: asyncpg.Record, body: AddCampaignData, now: datetime
+    body: AddCampaignData,
+    now: datetime,
+    *,
+    timezone: str | None,
+    assignment: str,
+    agent_known: bool,
+    skill_known: bool,
 ) -> LeadFields | Refusal:
-    """Checks 9-13 (phone, priority, expiry, agent, skill), then the canonical lead."""
+    """Checks 9-13 (phone, priority, expiry, agent, skill), then the canonical lead.
+
+    An expiry's wall time is in `timezone` (the office hours'; UTC without); `agent_known` and
+    `skill_known` say whether the body's agentId and skill exist in the account, which matters
+    for an agentwise (skillwise) campaign only. The bulk V4 job checks each row with it.
+    """
     phone = text_of(body.phoneNumber)
     if phone is None or not PHONE.fullmatch(phone):
         return Refusal.BAD_PHONE
@@ -281,20 +325,18 @@ def lead_fields(  # noqa: PLR0911 - a return per documented answer
     expires_at = None
     expiry = text_of(body.expiryDate)
     if expiry is not None:
-        hours = row["office_hours"]
-        office = None if hours is None else msgspec.json.decode(hours, type=OfficeHours | None)
-        expires_at = parse_expiry(expiry, office.timezone if office else None)
+        expires_at = parse_expiry(expiry, timezone)
         if expires_at is None:
             return Refusal.BAD_DATE
         if expires_at <= now:
             return Refusal.PAST_DATE
     agent_id, skill = given(body.agentId), given(body.skill)
-    if row["assignment"] == "agentwise":
+    if assignment == "agentwise":
         if agent_id is None:
             return Refusal.NO_AGENT
-        if not row["agent_known"]:
+        if not agent_known:
             return Refusal.UNKNOWN_AGENT
-    if row["assignment"] == "skillwise" and not row["skill_known"]:
+    if assignment == "skillwise" and not skill_known:
         return Refusal.BAD_SKILL
     return LeadFields(
         phone_numbers=[phone],

@@ -28,6 +28,7 @@ DEFAULT_SETTINGS = {
         "ozonetel_bulk_per_minute": 1,
         "ozonetel_add_per_minute": 100,
         "ozonetel_delete_per_minute": 100,
+        "ozonetel_bulk_v4_per_minute": 5,
     },
 }
 
@@ -622,6 +623,7 @@ async def test_rate_limits_merge_and_stopping_records_campaign_stopped(
         "ozonetel_bulk_per_minute": 1,
         "ozonetel_add_per_minute": 60,
         "ozonetel_delete_per_minute": 100,
+        "ozonetel_bulk_v4_per_minute": 5,
     }
     body = {"name": "Sales", "state": "running"}
     await call(admin, "POST", "/v1/admin/accounts/acme/campaigns", body)

@@ -134,6 +134,7 @@ async def test_settings_show_and_set(run: Run) -> None:
             "ozonetel_bulk_per_minute": 1,
             "ozonetel_add_per_minute": 50,
             "ozonetel_delete_per_minute": 100,
+            "ozonetel_bulk_v4_per_minute": 5,
         },
     }
     assert expected == changed

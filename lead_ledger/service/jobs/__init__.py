@@ -26,6 +26,7 @@ from lead_ledger.service.jobs.lifecycle import (
     run_job,
     submit_job,
 )
+from lead_ledger.service.jobs.rejected_csv import rejected_csv
 from lead_ledger.service.jobs.views import (
     JobPage,
     JobsQuery,
@@ -33,6 +34,7 @@ from lead_ledger.service.jobs.views import (
     JobView,
     get_job,
     list_jobs,
+    rejected_rows,
 )
 from lead_ledger.service.reads import UnknownCampaignError
 
@@ -57,6 +59,8 @@ __all__ = [
     "get_job",
     "list_jobs",
     "load_job",
+    "rejected_csv",
+    "rejected_rows",
     "release",
     "run_job",
     "submit_job",

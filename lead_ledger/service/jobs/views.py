@@ -39,9 +39,11 @@ WHERE j.account_id = $1 AND j.job_id < $2
                 ELSE j.state END) = $5)
   AND ($6::timestamptz IS NULL OR j.submitted_at >= $6)
   AND ($7::timestamptz IS NULL OR j.submitted_at < $7)
+  AND ($9::text IS NULL OR j.upload_ref = $9)
 ORDER BY j.job_id DESC
 LIMIT $8
 """
+SELECT_REJECTED: Final = "SELECT rejected_rows FROM jobs WHERE job_id = $1 AND account_id = $2"
 
 
 class JobCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +108,7 @@ class JobsQuery(msgspec.Struct, frozen=True, kw_only=True):
     from_: datetime | None = None  # submitted at or after
     to: datetime | None = None  # submitted before
     before: int | None = None  # a job_id: only older jobs
+    upload_ref: str | None = None  # the uploader's reference (Ozonetel's transactionId)
     limit: int = 100
 
 
@@ -116,6 +119,14 @@ async def get_job(conn: Connection, account_id: int, job_id: int) -> JobView | N
         return None
     rejected_rows = msgspec.json.decode(row["rejected_rows"], type=list[RejectedRow])
     return JobView(**msgspec.structs.asdict(_summary(row)), rejected_rows=rejected_rows)
+
+
+async def rejected_rows(conn: Connection, account_id: int, job_id: int) -> list[RejectedRow] | None:
+    """The account's job's refused rows (empty until it is done), or None without such a job."""
+    found = await conn.fetchval(SELECT_REJECTED, job_id, account_id)
+    if found is None:
+        return None
+    return msgspec.json.decode(found, type=list[RejectedRow])
 
 
 async def list_jobs(conn: Connection, account_id: int, query: JobsQuery) -> JobPage:
@@ -134,6 +145,7 @@ async def list_jobs(conn: Connection, account_id: int, query: JobsQuery) -> JobP
         query.from_,
         query.to,
         query.limit,
+        query.upload_ref,
     )
     jobs = [_summary(row) for row in rows]
     return JobPage(jobs=jobs, next_before=jobs[-1].job_id if len(jobs) == query.limit else None)
