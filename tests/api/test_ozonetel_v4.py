@@ -621,3 +621,29 @@ async def test_times_in_the_office_hours_zone(
     zone = ZoneInfo("Pacific/Kiritimati")  # UTC+14: no test machine's own zone
     end = datetime.strptime(data["endDateTime"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=zone)
     assert abs((datetime.now(UTC) - end).total_seconds()) < 120
+
+
+async def test_erasure_blanks_a_refused_row(
+    api: Client, acme: Account, receiver: Receiver, pool: asyncpg.Pool
+) -> None:
+    """A refused row is a subject of its own: erasing its number blanks its cells in the
+    failed-rows file, keeps its number and reason, and leaves the other rows readable."""
+    response = await api.post("/v1/dnc", json=[{"phone": "9876500001"}], headers=native(acme))
+    assert response.status == 201
+    bulk = {"map": ["PhoneNumber", "Name"], "data": [["9876500001", "Asha"], ["12", "Ravi"]]}
+    queued(await post(api, body(acme, bulkData=bulk, callBackUrl=receiver.url)))
+    url = (await receiver.next())["data"]["failedFilePath"]
+    assert len(await failed_rows(api, acme, url)) == 2
+    response = await api.post(
+        "/v1/erasures", json={"phone": "+91 98765 00001"}, headers=native(acme)
+    )
+    assert response.status == 200, await response.text()
+    assert (await response.json())["subjects"] == 1
+    rows = await failed_rows(api, acme, url)
+    assert [(r["row_number"], r["PhoneNumber"], r["Name"]) for r in rows] == [
+        ("1", "", ""),
+        ("2", "12", "Ravi"),
+    ]
+    assert rows[0]["reason"] == "PhoneNumber Added is a DND Number"
+    stored = await pool.fetch("SELECT data FROM events WHERE type = 'JobCompleted'")
+    assert all(b"9876500001" not in row["data"] and b"Asha" not in row["data"] for row in stored)
