@@ -14,12 +14,13 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from aiohttp import web
+from msgspec import UNSET, UnsetType
 
 from lead_ledger.api import openapi
 from lead_ledger.api.edge import json_response, origin
 from lead_ledger.api.keys import CLOCK, POOL, SETTINGS
 from lead_ledger.api.openapi import Response
-from lead_ledger.api.ozonetel_wire import OZONETEL, Reply, rate_limited, reply
+from lead_ledger.api.ozonetel_wire import OZONETEL, Reply, rate_limited
 from lead_ledger.service import ozonetel_v4
 from lead_ledger.service.inputs import decode_json
 from lead_ledger.service.ozonetel_v4 import MESSAGES, Queued, Refusal
@@ -79,10 +80,10 @@ class AddBulkData(msgspec.Struct, frozen=True, kw_only=True):
     ] = None
 
 
-class QueuedReply(msgspec.Struct, frozen=True):
-    """The vendor's answer to an accepted request, its fields in its order."""
+class V4Reply(msgspec.Struct, frozen=True, kw_only=True):
+    """The vendor's answer, its fields in its order: with a transactionId when queued."""
 
-    transactionId: str  # noqa: N815
+    transactionId: str | UnsetType = UNSET  # noqa: N815
     status: str
     message: str
 
@@ -120,7 +121,7 @@ def links_base(request: web.Request) -> str:
     tags=("ozonetel",),
     body=AddBulkData,
     responses={
-        200: Response("Queued (`queued successfully`), or refused by a check", QueuedReply),
+        200: Response("Queued (`queued successfully`), or refused by a check", V4Reply),
         413: Response("The body is over LEDGER_MAX_BODY_BYTES (`Data limit exceeded`)", Reply),
         429: Response("Over the account's ozonetel_bulk_v4_per_minute", Reply),
         500: Response("An unexpected failure", Reply),
@@ -140,5 +141,8 @@ async def add_bulk_data(request: web.Request, _caller: None) -> web.Response:
     if outcome is Refusal.RATE_LIMITED:
         return rate_limited()
     if isinstance(outcome, Queued):
-        return json_response(QueuedReply(outcome.transaction_id, "success", "queued successfully"))
-    return reply("error", MESSAGES[outcome])
+        queued = V4Reply(
+            transactionId=outcome.transaction_id, status="success", message="queued successfully"
+        )
+        return json_response(queued)
+    return json_response(V4Reply(status="error", message=MESSAGES[outcome]))
