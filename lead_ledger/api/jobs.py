@@ -39,25 +39,32 @@ def setup(app: web.Application) -> None:
 
 
 async def background(app: web.Application) -> AsyncIterator[None]:
-    """Run one job worker and one callback dispatcher while the app runs; on shutdown, stop
-    them: a job in flight rolls back and its lease is released for the next worker."""
+    """Run LEDGER_JOB_WORKERS job workers and one callback dispatcher while the app runs; on
+    shutdown, stop them: a job in flight rolls back and its lease is released for the next
+    worker."""
     pool = app[POOL]
     listen_url = app[DATABASE_URL]  # listeners on their own connections, not the pool's
     stop = asyncio.Event()
-    worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(app):x}"
-    allow_private = app[SETTINGS].callback_allow_private
+    process_id = f"{socket.gethostname()}:{os.getpid()}:{id(app):x}"
+    settings = app[SETTINGS]
+    allow_private = settings.callback_allow_private
     async with callback_session(allow_private=allow_private) as session:
+        # Several jobs at once: while one waits on PostgreSQL (its COPY, its commit), another
+        # decodes, checks and seals its rows. Jobs of one campaign still run in turn.
         tasks = [
             asyncio.create_task(
                 worker.run_worker(
                     pool,
                     stop,
                     kinds=app[JOB_KINDS],
-                    worker_id=worker_id,
-                    lease_seconds=app[SETTINGS].job_lease_seconds,
+                    worker_id=f"{process_id}:{n}",
+                    lease_seconds=settings.job_lease_seconds,
                     listen_url=listen_url,
                 )
-            ),
+            )
+            for n in range(settings.job_workers)
+        ]
+        tasks.append(
             asyncio.create_task(
                 callbacks.run_dispatcher(
                     pool,
@@ -66,8 +73,8 @@ async def background(app: web.Application) -> AsyncIterator[None]:
                     allow_private=allow_private,
                     listen_url=listen_url,
                 )
-            ),
-        ]
+            )
+        )
         try:
             yield
         finally:

@@ -4,6 +4,7 @@ and finding the job by transactionId. Every test ends with `projections verify`.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -19,6 +20,7 @@ import pytest
 
 from lead_ledger.api import ozonetel_v4
 from lead_ledger.api.callback_http import poster
+from lead_ledger.ledger.locks import campaign_lock_key
 from lead_ledger.service import callbacks, jobs
 from lead_ledger.service.job_kinds import job_kinds
 from tests.api.test_ozonetel_bulk import (
@@ -32,6 +34,7 @@ from tests.api.test_ozonetel_bulk import (
 )
 from tests.api.test_ozonetel_bulk import make_account as make_bulk_account
 from tests.api.test_ozonetel_bulk_jobs import Receiver, receiver
+from tests.integration.test_jobs import until
 from tests.support import Client, fresh_minute
 
 __all__ = ["api", "make_client", "receiver"]  # fixtures, imported to be found here
@@ -621,6 +624,26 @@ async def test_times_in_the_office_hours_zone(
     zone = ZoneInfo("Pacific/Kiritimati")  # UTC+14: no test machine's own zone
     end = datetime.strptime(data["endDateTime"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=zone)
     assert abs((datetime.now(UTC) - end).total_seconds()) < 120
+
+
+async def test_other_campaigns_jobs_run_while_one_waits(
+    api: Client, acme: Account, receiver: Receiver, pool: asyncpg.Pool
+) -> None:
+    """A process runs LEDGER_JOB_WORKERS jobs at once (2 by default): while one campaign's job
+    waits on the campaign's lock, another campaign's job runs to its callback."""
+    sales = await pool.fetchval("SELECT campaign_id FROM campaigns WHERE name = 'sales'")
+    async with pool.acquire() as holder:
+        await holder.execute("SELECT pg_advisory_lock($1)", campaign_lock_key(sales))
+        try:
+            first = queued(await post(api, body(acme, callBackUrl=receiver.url)))
+            await until(pool, "SELECT EXISTS (SELECT FROM job_queue WHERE state = 'running')")
+            sent = body(acme, campaignName="second", callBackUrl=receiver.url)
+            second = queued(await post(api, sent))
+            callback = await asyncio.wait_for(receiver.bodies.get(), timeout=15)
+            assert callback["data"]["transactionId"] == second
+        finally:
+            await holder.execute("SELECT pg_advisory_unlock($1)", campaign_lock_key(sales))
+    assert (await receiver.next())["data"]["transactionId"] == first
 
 
 async def test_erasure_blanks_a_refused_row(

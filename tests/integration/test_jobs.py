@@ -207,6 +207,30 @@ async def test_two_workers_never_run_the_same_job(
     assert await pool.fetchval("SELECT max(attempts) FROM job_queue") == 1
 
 
+async def test_a_busy_campaigns_jobs_wait_for_it_and_others_go_first(
+    pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """While a campaign has a job running under a live lease, its next job is not claimed (it
+    would only wait on the campaign's lock): a later job of another campaign is; once the
+    first ends, or its lease expires, the campaign's next job is claimable again."""
+    account_id, busy = campaign
+    other = await make_campaign(pool, account_id, "other")
+    first = await submit(pool, account_id, busy, [])
+    second = await submit(pool, account_id, busy, [])
+    third = await submit(pool, account_id, other, [])
+    async with pool.acquire() as conn:
+        claims = [await jobs.claim_next(conn, f"w{n}", 60) for n in range(3)]
+        assert [c.job_id if c else None for c in claims] == [first, third, None]
+        await conn.execute("UPDATE job_queue SET lease_until = now() - interval '1 second'")
+        retaken = await jobs.claim_next(conn, "w4", 60)
+        assert retaken is not None
+        assert retaken.job_id == first  # the expired lease's job, before the campaign's next
+        await conn.execute("UPDATE job_queue SET state = 'done' WHERE job_id = $1", first)
+        claim = await jobs.claim_next(conn, "w5", 60)
+        assert claim is not None
+        assert claim.job_id == second
+
+
 async def test_failing_handler_is_retried_then_job_failed(
     pool: asyncpg.Pool, campaign: tuple[int, int]
 ) -> None:

@@ -45,6 +45,15 @@ def test_bad_value_names_the_setting() -> None:
         Settings.from_env({"LEDGER_DB_POOL_MAX": "lots"})
 
 
+def test_job_workers_default_and_bounds() -> None:
+    """LEDGER_JOB_WORKERS: 2 by default, 1 to 32."""
+    assert Settings.from_env({}).job_workers == 2
+    assert Settings.from_env({"LEDGER_JOB_WORKERS": "1"}).job_workers == 1
+    for bad in ("0", "33", "two"):
+        with pytest.raises(SettingsError, match="LEDGER_JOB_WORKERS"):
+            Settings.from_env({"LEDGER_JOB_WORKERS": bad})
+
+
 def test_job_lease_is_positive_seconds() -> None:
     """LEDGER_JOB_LEASE_SECONDS: 300 by default, fractions allowed, zero or less refused."""
     assert Settings.from_env({}).job_lease_seconds == 300.0

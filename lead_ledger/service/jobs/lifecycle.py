@@ -40,11 +40,17 @@ INSERT_QUEUE: Final = """
 INSERT INTO job_queue (job_id, account_id, kind, campaign_id) VALUES ($1, $2, $3, $4)
 """
 NOTIFY: Final = "SELECT pg_notify($1, $2)"
+# A job whose campaign has a job running under a live lease waits for it: it would only block on
+# the campaign's lock, holding a worker that a job of another campaign could use.
 CLAIM_NEXT: Final = """
 WITH next AS (
-    SELECT job_id FROM job_queue
+    SELECT job_id FROM job_queue q
     WHERE available_at <= now()
       AND (state = 'queued' OR (state = 'running' AND lease_until < now()))
+      AND NOT EXISTS (
+          SELECT 1 FROM job_queue r
+          WHERE r.campaign_id = q.campaign_id AND r.state = 'running'
+            AND r.lease_until >= now() AND r.job_id <> q.job_id)
     ORDER BY available_at, job_id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
