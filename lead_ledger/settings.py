@@ -39,6 +39,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How long a claimed job stays its worker's before another may claim it, should the worker
     # die between the claim and the run's row lock (which then holds it for the whole run).
     job_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    # How long an export's file is kept after it is written, then removed (docs/exports.md).
+    export_retention_hours: Annotated[float, msgspec.Meta(gt=0)] = 24.0
     # Jobs one process runs at once (of different campaigns: a campaign's jobs run in turn).
     job_workers: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2
     # Failed logins (Flexydial's generate-token) allowed per window, per username and per client

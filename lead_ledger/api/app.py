@@ -12,6 +12,7 @@ from lead_ledger.api import (
     dnc,
     docs_page,
     erasures,
+    exports,
     flexydial,
     flexydial_dnc,
     jobs,
@@ -140,6 +141,7 @@ def create_app(
     app.add_routes(admin.routes)
     native.setup(app)  # native routes, and an on_shutdown hook that ends open SSE streams
     app.add_routes(erasures.routes)
+    exports.setup(app)  # routes, and the sweep of files past their retention
     app.add_routes(dnc.routes)
     app.add_routes(flexydial_dnc.routes)
     app.add_routes(ozonetel_add.routes)

@@ -46,6 +46,16 @@ class JobSubmitted(_JobEvent, frozen=True, kw_only=True, tag="JobSubmitted"):
     options: dict[str, CellValue] = {}
 
 
+class JobOutput(msgspec.Struct, frozen=True, kw_only=True):
+    """A file a job wrote (an export): kept in job_output_chunks until it is removed."""
+
+    file_name: str
+    content_type: str
+    rows: int
+    bytes: int
+    chunks: int
+
+
 class JobCompleted(_JobEvent, frozen=True, kw_only=True, tag="JobCompleted"):
     job_id: int
     inserted: int = 0
@@ -53,6 +63,7 @@ class JobCompleted(_JobEvent, frozen=True, kw_only=True, tag="JobCompleted"):
     reassigned: int = 0
     rejected: int = 0
     rejected_rows: list[RejectedRow] = []
+    output: JobOutput | None = None
 
 
 class JobFailed(_JobEvent, frozen=True, kw_only=True, tag="JobFailed"):
@@ -83,8 +94,21 @@ class JobRowsErased(_JobEvent, frozen=True, kw_only=True, tag="JobRowsErased"):
     erasure_id: str
 
 
+class JobOutputRemoved(_JobEvent, frozen=True, kw_only=True, tag="JobOutputRemoved"):
+    """The job's output file was removed (`reason`: retention)."""
+
+    job_id: int
+    reason: str
+
+
 JobEvent: TypeAlias = (
-    JobSubmitted | JobCompleted | JobFailed | CallbackAttempted | CallbackAbandoned | JobRowsErased
+    JobSubmitted
+    | JobCompleted
+    | JobFailed
+    | CallbackAttempted
+    | CallbackAbandoned
+    | JobRowsErased
+    | JobOutputRemoved
 )
 
 

@@ -85,6 +85,7 @@ SELECT_STREAMS: Final = f"""
 SELECT {_COLUMNS}
 FROM events
 WHERE stream_id = ANY($1::text[])
+  AND ($2::timestamptz IS NULL OR recorded_at <= $2)
 ORDER BY stream_id, stream_version
 """
 
@@ -346,11 +347,12 @@ async def read_stream(
 
 
 async def read_streams(
-    conn: Connection, stream_ids: Sequence[str]
+    conn: Connection, stream_ids: Sequence[str], *, up_to_time: datetime | None = None
 ) -> dict[str, list[RecordedEvent]]:
-    """Several whole streams in one query (archive requests load up to 500 leads at once)."""
+    """Several streams in one query (archive requests load up to 500 leads at once), whole or
+    as they stood at `up_to_time` (an export as of a time)."""
     streams: dict[str, list[RecordedEvent]] = {}
-    for row in await conn.fetch(SELECT_STREAMS, list(stream_ids)):
+    for row in await conn.fetch(SELECT_STREAMS, list(stream_ids), up_to_time):
         streams.setdefault(row["stream_id"], []).append(_recorded(row))
     return streams
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from lead_ledger.service import flexydial_jobs, ozonetel_bulk, ozonetel_v4, ozonetel_v4_job
+from lead_ledger.service import exports, flexydial_jobs, ozonetel_bulk, ozonetel_v4, ozonetel_v4_job
 from lead_ledger.service.jobs import JobKind, JobKinds, insert_leads_kind
 from lead_ledger.service.key_workers import KeyWorkers
 
@@ -29,6 +29,7 @@ def job_kinds(key_workers: KeyWorkers | None = None) -> JobKinds:
             partial(ozonetel_bulk.run_upload, key_workers=key_workers),
             failure_body=ozonetel_bulk.failure_body,
         ),
+        exports.KIND: JobKind(exports.run_export),
         ozonetel_v4.KIND: JobKind(
             partial(ozonetel_v4_job.run_bulk_v4, key_workers=key_workers),
             failure_body=ozonetel_v4_job.failure_body,

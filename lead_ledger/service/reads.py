@@ -8,6 +8,7 @@ missing one (None), so callers cannot tell the two apart. SQL lives in module co
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
@@ -216,7 +217,7 @@ async def find_leads(conn: Connection, account_id: int, query: LeadQuery) -> Lea
         phone_key,
         query.limit + 1,
     )
-    leads = [_lead_view(row) for row in rows[: query.limit]]
+    leads = [lead_view_of_row(row) for row in rows[: query.limit]]
     more = len(rows) > query.limit
     return LeadPage(leads=leads, next_after=leads[-1].lead_id if more else None)
 
@@ -224,7 +225,7 @@ async def find_leads(conn: Connection, account_id: int, query: LeadQuery) -> Lea
 async def get_lead(conn: Connection, account_id: int, lead_id: int) -> LeadView | None:
     """The live lead from the projection, or None (missing, deleted, or another account's)."""
     row = await conn.fetchrow(SELECT_LEAD, lead_id, account_id)
-    return None if row is None else _lead_view(row)
+    return None if row is None else lead_view_of_row(row)
 
 
 async def lead_as_of(
@@ -243,10 +244,21 @@ async def lead_as_of(
     events = await read_stream(conn, stream_of_lead(lead_id), up_to_version=version, up_to_time=at)
     if version is not None and (not events or events[-1].stream_version < version):
         return None  # that version was never reached
+    return fold_lead_view(await _open_lead_events(conn, events), account_id, at)
+
+
+def fold_lead_view(
+    pairs: Sequence[tuple[RecordedEvent, DomainEvent | None]],
+    account_id: int,
+    at: datetime | None,
+) -> LeadView | None:
+    """The lead its opened events (its stream up to a time or version) make, as `lead_as_of`
+    shows it; None when they make no live lead of this account. Exports as of a time fold
+    each lead with it, so an export and the as-of read cannot disagree."""
     state = None
     times = None
     try:
-        for recorded, opened in await _open_lead_events(conn, events):
+        for recorded, opened in pairs:
             event = opened if isinstance(opened, LeadEvent) else None
             if event is None:
                 return None
@@ -260,7 +272,7 @@ async def lead_as_of(
     if times is None:
         return None
     # Marked then: at the time asked for, or (for a version) when that version was written.
-    dnc = state.dnc_at(at if at is not None else events[-1].recorded_at)
+    dnc = state.dnc_at(at if at is not None else pairs[-1][0].recorded_at)
     return LeadView(
         **(msgspec.structs.asdict(state.fields) | ({"status": DNC_STATUS} if dnc else {})),
         lead_id=state.lead_id,
@@ -390,7 +402,8 @@ def _metadata(recorded: RecordedEvent) -> EventMetadata:
         return EventMetadata()
 
 
-def _lead_view(row: asyncpg.Record) -> LeadView:
+def lead_view_of_row(row: asyncpg.Record) -> LeadView:
+    """A row of `leads` (with its `dnc` column) as the native API shows it."""
     # Rows carry jsonb as raw JSON bytes (see ledger.database); msgspec decodes crm and extra.
     data = dict(row)
     for column in ("crm", "extra"):

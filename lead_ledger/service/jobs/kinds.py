@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.job_events import CellValue, RejectedRow
+from lead_ledger.ledger.job_events import CellValue, JobOutput, RejectedRow
 from lead_ledger.service.writer import Context
 
 
@@ -40,6 +40,7 @@ class JobOutcome(msgspec.Struct, frozen=True, kw_only=True):
     reassigned: int = 0
     rejected_rows: list[RejectedRow] = []
     callback_body: dict[str, Any] | None = None
+    output: JobOutput | None = None  # a file the job wrote (exports)
 
 
 JobHandler = Callable[[Connection, Context, Job, bytes], Awaitable[JobOutcome]]

@@ -206,6 +206,7 @@ async def _complete(conn: Connection, ctx: Context, job: Job, outcome: JobOutcom
         reassigned=outcome.reassigned,
         rejected=len(outcome.rejected_rows),
         rejected_rows=outcome.rejected_rows,
+        output=outcome.output,
     )
     body = outcome.callback_body
     if body is None:

@@ -1,0 +1,192 @@
+"""Exports: `POST /v1/exports`, `GET /v1/exports/{id}`, `GET /v1/exports/{id}/file` (native key,
+account-scoped, problem+json; docs/exports.md), and the sweep that removes files past their
+retention while the app runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from lead_ledger.api import openapi
+from lead_ledger.api.auth import Principal
+from lead_ledger.api.edge import Refused, context, json_response
+from lead_ledger.api.keys import POOL, SETTINGS
+from lead_ledger.api.native import NATIVE
+from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
+from lead_ledger.api.ozonetel_v4 import links_base
+from lead_ledger.api.problems import problem, validation_problem
+from lead_ledger.service import exports
+from lead_ledger.service.export_files import EXPORTABLE
+from lead_ledger.service.inputs import decimal, decode_json
+from lead_ledger.service.reads import UnknownCampaignError
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+SWEEP_SECONDS: Final = 60.0
+
+
+def setup(app: web.Application) -> None:
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_sweeper)
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Remove expired files once a minute while the app runs (any process may: each file is
+    taken by one sweeper, under its row lock)."""
+    retention = timedelta(hours=app[SETTINGS].export_retention_hours)
+
+    async def sweep_forever() -> None:
+        while True:
+            try:
+                async with app[POOL].acquire() as conn:
+                    await exports.sweep_expired(conn, datetime.now(UTC), retention)
+            except Exception:  # the sweep must outlive a failed round
+                log.exception("export_sweep_failed")
+            await asyncio.sleep(SWEEP_SECONDS)
+
+    task = asyncio.create_task(sweep_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _retention(request: web.Request) -> timedelta:
+    return timedelta(hours=request.app[SETTINGS].export_retention_hours)
+
+
+def _export_id(request: web.Request) -> int | None:
+    return decimal(request.match_info["id"], minimum=1)
+
+
+@routes.post("/v1/exports")
+@openapi.operation(
+    summary="Export a campaign's leads, now or as they stood at a time, as csv, xlsx or jsonl",
+    description=(
+        "Queued as a job: follow it with `GET /v1/exports/{id}`, then download the file from"
+        " its `download_url`. `as_of` folds every lead from the log as it stood then (a lead"
+        " updated since shows its old values, one deleted since is there, one inserted since"
+        " is not). csv and xlsx cells that a spreadsheet would run as formulas are escaped. The"
+        " file is kept for LEDGER_EXPORT_RETENTION_HOURS. See docs/exports.md."
+    ),
+    tags=("native",),
+    security=openapi.NATIVE_KEY,
+    body=exports.ExportRequest,
+    responses={
+        202: Response("Queued", exports.ExportView),
+        400: BAD_REQUEST,
+        401: UNAUTHORIZED,
+        404: problem_response("The campaign names no campaign of this account"),
+    },
+)
+@NATIVE.route
+async def create_export(request: web.Request, principal: Principal) -> web.StreamResponse:
+    body = await request.read()
+    try:
+        asked = decode_json(
+            body, lambda data: msgspec.json.decode(data, type=exports.ExportRequest)
+        )
+    except msgspec.DecodeError as error:  # also ValidationError: malformed or mistyped
+        raise Refused(validation_problem(error)) from error
+    if asked.as_of is not None and asked.as_of.tzinfo is None:
+        asked = msgspec.structs.replace(asked, as_of=asked.as_of.replace(tzinfo=UTC))
+    async with request.app[POOL].acquire() as conn:
+        try:
+            export_id = await exports.submit_export(
+                conn, context(request, principal), principal.account_id, asked
+            )
+        except UnknownCampaignError:
+            return problem(404, f"no campaign {asked.campaign!r}", field="campaign")
+        except exports.UnknownFieldError as error:
+            return problem(
+                400,
+                f"not exportable fields: {error}; fields are {', '.join(EXPORTABLE)}",
+                field="fields",
+            )
+        view = await exports.export_view(
+            conn,
+            principal.account_id,
+            export_id,
+            retention=_retention(request),
+            base=links_base(request),
+        )
+    return json_response(view, 202)
+
+
+@routes.get("/v1/exports/{id}")
+@openapi.operation(
+    summary="One export: state, rows, timings and, once written, its download_url",
+    description=(
+        "`state` is queued, running, done, failed, or removed (its file outlived the"
+        " retention); `expires_at` is when the file will be removed."
+    ),
+    tags=("native",),
+    security=openapi.NATIVE_KEY,
+    path={"id": int},
+    responses={
+        200: Response("The export", exports.ExportView),
+        401: UNAUTHORIZED,
+        404: problem_response("No such export in this account"),
+    },
+)
+@NATIVE.route
+async def show_export(request: web.Request, principal: Principal) -> web.StreamResponse:
+    export_id = _export_id(request)
+    view = None
+    if export_id is not None:
+        async with request.app[POOL].acquire() as conn:
+            view = await exports.export_view(
+                conn,
+                principal.account_id,
+                export_id,
+                retention=_retention(request),
+                base=links_base(request),
+            )
+    if view is None:
+        return problem(404, f"no export {request.match_info['id']}")
+    return json_response(view)
+
+
+@routes.get("/v1/exports/{id}/file")
+@openapi.operation(
+    summary="The export's file, streamed (Content-Disposition: attachment)",
+    tags=("native",),
+    security=openapi.NATIVE_KEY,
+    path={"id": int},
+    responses={
+        200: Response(
+            "The file (csv, xlsx or jsonl)", str, content_type="application/octet-stream"
+        ),
+        401: UNAUTHORIZED,
+        404: problem_response("No such export, not written yet, or removed"),
+    },
+)
+@NATIVE.route
+async def download_export(request: web.Request, principal: Principal) -> web.StreamResponse:
+    export_id = _export_id(request)
+    if export_id is None:
+        return problem(404, f"no export {request.match_info['id']}")
+    pool = request.app[POOL]
+    async with pool.acquire() as conn:
+        stored = await exports.file_of(conn, principal.account_id, export_id)
+    if stored is None:
+        return problem(404, f"export {export_id} has no file (not written yet, or removed)")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": stored.content_type,
+            "Content-Disposition": f'attachment; filename="{stored.file_name}"',
+        }
+    )
+    response.content_length = stored.bytes
+    await response.prepare(request)
+    async for chunk in exports.file_chunks(pool, export_id, stored.chunks):
+        await response.write(chunk)
+    await response.write_eof()
+    return response

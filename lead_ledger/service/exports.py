@@ -1,0 +1,289 @@
+"""Exports (docs/exports.md): a campaign's leads, now or as of a time, as a csv, xlsx or jsonl
+file, made by a job of kind `export` (the same queue, workers and events as bulk uploads).
+
+The job spools the leads to a temporary file, writes the file from it, and stores the file in
+`job_output_chunks` in its own transaction, so that any `serve` process sharing the database
+can stream it back a chunk at a time, and a worker that dies leaves no half file. JobCompleted
+records the file (rows, bytes); the retention sweep removes files older than
+LEDGER_EXPORT_RETENTION_HOURS and records each removal as JobOutputRemoved.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import asyncpg
+import msgspec
+
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.envelope import ANY_VERSION, Actor
+from lead_ledger.ledger.job_events import JobOutput, JobOutputRemoved, stream_of_job
+from lead_ledger.service import jobs
+from lead_ledger.service.export_files import (
+    CONTENT_TYPES,
+    EXPORTABLE,
+    ExportFormat,
+    Spool,
+    write_csv,
+    write_xlsx,
+)
+from lead_ledger.service.export_rows import ExportQuery, export_leads
+from lead_ledger.service.reads import campaign_named
+from lead_ledger.service.transactions import write_transaction
+from lead_ledger.service.writer import Context, record, stream_append
+
+KIND: Final = "export"
+CHUNK_BYTES: Final = 1024 * 1024
+
+SELECT_CAMPAIGN_NAMES: Final = "SELECT campaign_id, name FROM campaigns WHERE account_id = $1"
+INSERT_CHUNK: Final = "INSERT INTO job_output_chunks (job_id, seq, data) VALUES ($1, $2, $3)"
+SELECT_CHUNK: Final = "SELECT data FROM job_output_chunks WHERE job_id = $1 AND seq = $2"
+SELECT_EXPORT: Final = """
+SELECT j.job_id, j.state, j.options, j.output, j.output_removed_at, j.error, j.submitted_at,
+       j.completed_at, CASE WHEN j.state = 'queued' AND q.state = 'running' THEN 'running'
+                            ELSE j.state END AS shown_state
+FROM jobs j LEFT JOIN job_queue q USING (job_id)
+WHERE j.job_id = $1 AND j.account_id = $2 AND j.kind = 'export'
+"""
+# Files past their time, oldest first; the row lock lets one sweeper of several take each.
+SELECT_EXPIRED: Final = """
+SELECT job_id, account_id FROM jobs
+WHERE output IS NOT NULL AND output_removed_at IS NULL AND completed_at < $1
+ORDER BY completed_at
+LIMIT $2
+FOR UPDATE SKIP LOCKED
+"""
+DELETE_CHUNKS: Final = "DELETE FROM job_output_chunks WHERE job_id = $1"
+
+
+class ExportRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/exports`: which leads, as of when, in what file."""
+
+    campaign: str | None = None  # a campaign name (or id) of the account; None: all
+    as_of: datetime | None = None  # None: now
+    format: ExportFormat = "csv"
+    include_archived: bool = False
+    fields: list[str] | None = None  # canonical field names; None: all
+
+
+class UnknownFieldError(ValueError):
+    """`fields` names something that is no exportable field."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = list(names)
+
+
+class ExportFile(msgspec.Struct, frozen=True, kw_only=True):
+    file_name: str
+    content_type: str
+    rows: int
+    bytes: int
+
+
+class ExportView(msgspec.Struct, frozen=True, kw_only=True):
+    """An export as the API shows it."""
+
+    export_id: int
+    state: str  # queued | running | done | failed | removed
+    campaign: str | None
+    as_of: str | None
+    format: str
+    include_archived: bool
+    fields: list[str] | None
+    rows: int | None
+    bytes: int | None
+    submitted_at: datetime
+    completed_at: datetime | None
+    expires_at: datetime | None
+    removed_at: datetime | None
+    download_url: str | None
+    error: str | None = None
+
+
+async def submit_export(
+    conn: Connection, ctx: Context, account_id: int, request: ExportRequest
+) -> int:
+    """Check the request and queue its job; raises UnknownCampaignError, UnknownFieldError."""
+    campaign_id = await campaign_named(conn, account_id, request.campaign)
+    # Not the queue's campaign: a job of a campaign runs under its lock, which would hold the
+    # campaign's writers for as long as the export runs, and an export needs no lock (it reads
+    # one snapshot, or the log up to a time).
+    if request.fields is not None:
+        unknown = [name for name in request.fields if name not in EXPORTABLE]
+        if unknown:
+            raise UnknownFieldError(unknown)
+    async with write_transaction(conn):
+        return await jobs.submit_job(
+            conn,
+            ctx,
+            account_id=account_id,
+            dialect="native",
+            kind=KIND,
+            campaign_id=None,
+            payload=msgspec.json.encode(request),
+            received=0,
+            options={
+                "campaign": request.campaign,
+                "campaign_id": campaign_id,
+                "as_of": request.as_of.isoformat() if request.as_of else None,
+                "format": request.format,
+                "include_archived": request.include_archived,
+                "fields": ",".join(request.fields) if request.fields is not None else None,
+            },
+        )
+
+
+async def run_export(
+    conn: Connection,
+    ctx: Context,  # noqa: ARG001 - an export writes no lead events
+    job: jobs.Job,
+    payload: bytes,
+) -> jobs.JobOutcome:
+    """Write the file and store it in chunks, in the job's transaction."""
+    request = msgspec.json.decode(payload, type=ExportRequest)
+    campaign_id = job.options.get("campaign_id")
+    query = ExportQuery(
+        account_id=job.account_id,
+        campaign_id=campaign_id if isinstance(campaign_id, int) else None,
+        as_of=request.as_of,
+        include_archived=request.include_archived,
+    )
+    with tempfile.TemporaryDirectory(prefix="lead-ledger-export-") as scratch:
+        output = await write_export_file(conn, query, request, Path(scratch))
+        chunks = 0
+        with output.path.open("rb") as handle:
+            while data := handle.read(CHUNK_BYTES):
+                await conn.execute(INSERT_CHUNK, job.job_id, chunks, data)
+                chunks += 1
+    stored = JobOutput(
+        file_name=f"export-{job.job_id}.{request.format}",
+        content_type=CONTENT_TYPES[request.format],
+        rows=output.rows,
+        bytes=output.size,
+        chunks=chunks,
+    )
+    return jobs.JobOutcome(output=stored)
+
+
+class WrittenFile(msgspec.Struct, frozen=True):
+    path: Path
+    rows: int
+    size: int
+
+
+async def write_export_file(
+    conn: Connection,
+    query: ExportQuery,
+    request: ExportRequest,
+    scratch: Path,
+    on_rows: Callable[[int], None] | None = None,
+) -> WrittenFile:
+    """The export's file in `scratch` (the CLI writes it this way too; `on_rows` hears of each
+    batch of leads spooled). Run it in a transaction."""
+    campaigns = {
+        r["campaign_id"]: r["name"]
+        for r in await conn.fetch(SELECT_CAMPAIGN_NAMES, query.account_id)
+    }
+    fields = request.fields if request.fields is not None else list(EXPORTABLE)
+    spool_path = scratch / "spool.jsonl"
+    with spool_path.open("w+b") as handle:
+        spool = Spool(handle, campaigns, fields)
+        async for batch in export_leads(conn, query):
+            spool.add(batch, archived_column=query.include_archived)
+            if on_rows is not None:
+                on_rows(len(batch))
+        handle.flush()
+        if request.format == "jsonl":
+            return WrittenFile(spool_path, spool.rows, spool_path.stat().st_size)
+        columns = spool.columns(archived=query.include_archived)
+        target = scratch / f"export.{request.format}"
+        if request.format == "csv":
+            with target.open("wb") as out:
+                write_csv(spool.records(), columns, out)
+        else:
+            write_xlsx(spool.records(), columns, target)
+    return WrittenFile(target, spool.rows, target.stat().st_size)
+
+
+async def export_view(
+    conn: Connection, account_id: int, export_id: int, *, retention: timedelta, base: str
+) -> ExportView | None:
+    """The account's export, or None (another account's is a missing one). `base` is where
+    clients reach the service (the download_url starts with it)."""
+    row = await conn.fetchrow(SELECT_EXPORT, export_id, account_id)
+    if row is None:
+        return None
+    options = msgspec.json.decode(row["options"])
+    output = msgspec.json.decode(row["output"], type=JobOutput | None) if row["output"] else None
+    removed = row["output_removed_at"]
+    state = "removed" if removed is not None else row["shown_state"]
+    fields = options.get("fields")
+    available = output is not None and removed is None
+    completed = row["completed_at"]
+    return ExportView(
+        export_id=row["job_id"],
+        state=state,
+        campaign=options.get("campaign"),
+        as_of=options.get("as_of"),
+        format=options.get("format", "csv"),
+        include_archived=bool(options.get("include_archived")),
+        fields=None if not isinstance(fields, str) else [f for f in fields.split(",") if f],
+        rows=output.rows if output else None,
+        bytes=output.bytes if output else None,
+        submitted_at=row["submitted_at"],
+        completed_at=row["completed_at"],
+        expires_at=completed + retention if output is not None and completed else None,
+        removed_at=removed,
+        download_url=f"{base}/v1/exports/{export_id}/file" if available else None,
+        error=row["error"],
+    )
+
+
+async def file_of(conn: Connection, account_id: int, export_id: int) -> JobOutput | None:
+    """The export's stored file, while it is there."""
+    row = await conn.fetchrow(SELECT_EXPORT, export_id, account_id)
+    if row is None or row["output"] is None or row["output_removed_at"] is not None:
+        return None
+    return msgspec.json.decode(row["output"], type=JobOutput)
+
+
+async def file_chunks(pool: asyncpg.Pool, export_id: int, chunks: int) -> AsyncIterator[bytes]:
+    """The file's chunks in order, a pooled connection held for one read each (not while a slow
+    client takes the chunk); stops if the file is removed meanwhile."""
+    for seq in range(chunks):
+        async with pool.acquire() as conn:
+            data = await conn.fetchval(SELECT_CHUNK, export_id, seq)
+        if data is None:
+            return
+        yield data
+
+
+async def sweep_expired(
+    conn: Connection, now: datetime, retention: timedelta, limit: int = 100
+) -> int:
+    """Remove files completed before `now - retention`: their chunks go, JobOutputRemoved is
+    recorded on each job's stream. Returns how many were removed."""
+    async with write_transaction(conn):
+        expired = await conn.fetch(SELECT_EXPIRED, now - retention, limit)
+        for row in expired:
+            await conn.execute(DELETE_CHUNKS, row["job_id"])
+            ctx = Context(actor=Actor(dialect="native", account_id=row["account_id"]))
+            event = JobOutputRemoved(job_id=row["job_id"], reason="retention")
+            await record(
+                conn,
+                [
+                    stream_append(
+                        ctx,
+                        stream_of_job(row["job_id"]),
+                        ANY_VERSION,
+                        [event],
+                        account_id=row["account_id"],
+                    )
+                ],
+            )
+    return len(expired)

@@ -1,0 +1,316 @@
+"""Exports through the real app: csv, xlsx and jsonl files of a campaign now and as of a time
+(compared with the as-of reads for every lead), spreadsheet escaping, archived leads, erased
+subjects, the retention sweep, and every refusal. Every test ends with `projections verify`."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+import openpyxl
+import pytest
+
+from lead_ledger.ledger.events import LeadDeleted, LeadEvent, stream_of_lead
+from lead_ledger.ledger.lead import RowTimes, decide_archive, fold
+from lead_ledger.ledger.opening import open_pairs
+from lead_ledger.ledger.store import read_stream
+from lead_ledger.service import exports
+from tests.api.test_native import (
+    CAMPAIGN_A,
+    KEY_B,
+    A,
+    api,
+    auth,
+    ctx,
+    insert_lead,
+    seeded,
+    update_lead,
+    write,
+)
+from tests.support import Client
+
+__all__ = ["api", "seeded"]  # fixtures, imported to be found here
+
+
+async def export(api: Client, key: str | None = None, **body: Any) -> dict[str, Any]:
+    """POST /v1/exports, then poll the export until it is done; returns its view."""
+    response = await api.post("/v1/exports", json=body, headers=auth(key) if key else auth())
+    assert response.status == 202, await response.text()
+    view = await response.json()
+    assert view["state"] in ("queued", "running")
+    deadline = time.monotonic() + 60
+    while view["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, view
+        await asyncio.sleep(0.05)
+        got = await api.get(
+            f"/v1/exports/{view['export_id']}", headers=auth(key) if key else auth()
+        )
+        assert got.status == 200
+        view = await got.json()
+    assert view["state"] == "done", view
+    return view
+
+
+async def download(api: Client, view: dict[str, Any]) -> tuple[bytes, str]:
+    path = view["download_url"].split("://", 1)[1].split("/", 1)[1]
+    response = await api.get(f"/{path}", headers=auth())
+    assert response.status == 200, await response.text()
+    disposition = response.headers["Content-Disposition"]
+    assert disposition == f'attachment; filename="export-{view["export_id"]}.{view["format"]}"'
+    return await response.read(), response.content_type
+
+
+def csv_rows(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode())))
+
+
+def xlsx_rows(data: bytes) -> list[dict[str, str]]:
+    sheet = openpyxl.load_workbook(io.BytesIO(data), read_only=True).worksheets[0]
+    rows = [
+        [("" if c is None else str(c)) for c in row] for row in sheet.iter_rows(values_only=True)
+    ]
+    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+async def as_of_read(api: Client, lead_id: int, at: datetime) -> dict[str, Any] | None:
+    response = await api.get(
+        f"/v1/leads/{lead_id}", params={"as_of": at.isoformat()}, headers=auth()
+    )
+    if response.status == 404:
+        return None
+    assert response.status == 200
+    found: dict[str, Any] = await response.json()
+    return found
+
+
+def shown(value: Any) -> str:
+    """A lead's value as a csv cell holds it."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(value)
+    return str(value)
+
+
+async def test_a_campaign_now_as_csv(api: Client, seeded: asyncpg.Pool) -> None:
+    """Every live lead of the campaign, in lead id order, with its columns; other campaigns and
+    accounts are not in it; the view counts the rows and says when the file expires."""
+    await update_lead(seeded, A, 2, ctx(A), crm={"loan:amount": "5000"}, extra={"City": "Pune"})
+    view = await export(api, campaign="north", format="csv")
+    assert view["rows"] == 3
+    assert view["expires_at"] is not None
+    data, content_type = await download(api, view)
+    assert content_type == "text/csv"
+    rows = csv_rows(data)
+    assert [r["lead_id"] for r in rows] == ["1", "2", "3"]
+    assert {r["campaign"] for r in rows} == {"north"}
+    assert rows[1]["loan:amount"] == "5000"
+    assert rows[1]["extra:City"] == "Pune"
+    assert rows[0]["loan:amount"] == ""
+    assert rows[0]["phone_numbers"] == "+919876543211"
+    assert rows[0]["name"] == "Lead 1"
+    assert rows[0]["status"] == "new"
+    header = next(csv.reader(io.StringIO(data.decode())))
+    assert header[:3] == ["lead_id", "campaign", "status"]
+    assert header[-2:] == ["entry_at", "modified_at"]
+
+
+@pytest.mark.parametrize("file_format", ["csv", "xlsx"])
+async def test_as_of_export_equals_the_as_of_reads(
+    api: Client, seeded: asyncpg.Pool, file_format: str
+) -> None:
+    """As of a time: a lead updated since shows its old values, one deleted since is there,
+    one inserted since is not; every row equals GET /v1/leads/{id}?as_of= for that lead, and
+    every lead that read finds is in the file."""
+    await update_lead(seeded, A, 1, ctx(A), name="Before", agent="ag-1")
+    await asyncio.sleep(0.01)
+    at = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+    await update_lead(seeded, A, 1, ctx(A), name="After")
+    await write(seeded, ctx(A), stream_of_lead(2), 1, [LeadDeleted(lead_id=2, reason="api")], A)
+    await insert_lead(seeded, A, CAMPAIGN_A, 6, phone_numbers=["+919876543216"], name="New")
+    view = await export(api, campaign="north", format=file_format, as_of=at.isoformat())
+    data, _ = await download(api, view)
+    rows = csv_rows(data) if file_format == "csv" else xlsx_rows(data)
+    by_id = {int(r["lead_id"]): r for r in rows}
+    assert sorted(by_id) == [1, 2, 3]
+    assert by_id[1]["name"] == "Before"
+    for lead_id in range(1, 7):
+        read = await as_of_read(api, lead_id, at)
+        if read is None or read["campaign_id"] != CAMPAIGN_A:
+            assert lead_id not in by_id
+            continue
+        row = by_id[lead_id]
+        for name in ("phone_numbers", "name", "agent", "user_data", "priority", "status"):
+            assert row[name] == shown(read[name]), (lead_id, name)
+        assert datetime.fromisoformat(row["modified_at"]) == datetime.fromisoformat(
+            read["modified_at"]
+        )
+
+
+async def test_jsonl_is_raw(api: Client, seeded: asyncpg.Pool) -> None:
+    """jsonl keeps lists, numbers and nested crm/extra as they are, and escapes nothing."""
+    await update_lead(seeded, A, 1, ctx(A), name="=1+2", crm={"a:b": "c"})
+    view = await export(
+        api, campaign="north", format="jsonl", fields=["phone_numbers", "name", "priority", "crm"]
+    )
+    data, content_type = await download(api, view)
+    assert content_type == "application/x-ndjson"
+    records = [msgspec.json.decode(line) for line in data.splitlines()]
+    assert records[0]["name"] == "=1+2"
+    assert records[0]["phone_numbers"] == ["+919876543211"]
+    assert records[0]["priority"] == 1
+    assert records[0]["crm"] == {"a:b": "c"}
+    assert set(records[0]) == {
+        "lead_id",
+        "campaign",
+        "status",
+        "phone_numbers",
+        "name",
+        "priority",
+        "crm",
+        "entry_at",
+        "modified_at",
+    }
+
+
+@pytest.mark.parametrize("file_format", ["csv", "xlsx"])
+async def test_formulas_are_escaped(api: Client, seeded: asyncpg.Pool, file_format: str) -> None:
+    """Cells starting with = + - @ tab or CR are written as text (a leading '), in csv and
+    xlsx; a signed phone number stays as it is."""
+    await update_lead(seeded, A, 1, ctx(A), name='=HYPERLINK("http://x")', comments="@SUM(A1)")
+    await update_lead(seeded, A, 2, ctx(A), name="+cmd|' /C calc'!A0", comments="\tx")
+    view = await export(api, campaign="north", format=file_format)
+    data, _ = await download(api, view)
+    rows = csv_rows(data) if file_format == "csv" else xlsx_rows(data)
+    assert rows[0]["name"] == '\'=HYPERLINK("http://x")'
+    assert rows[0]["comments"] == "'@SUM(A1)"
+    assert rows[1]["name"] == "'+cmd|' /C calc'!A0"
+    assert rows[1]["comments"] == "'\tx"
+    assert rows[0]["phone_numbers"] == "+919876543211"
+
+
+async def test_fields_and_all_campaigns(api: Client, seeded: asyncpg.Pool) -> None:
+    """Without a campaign every campaign of the account is exported; `fields` picks the
+    columns (lead id, campaign, status and the times always)."""
+    view = await export(api, fields=["name"])
+    data, _ = await download(api, view)
+    rows = csv_rows(data)
+    assert [r["lead_id"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert {r["campaign"] for r in rows} == {"north", "south"}
+    assert list(rows[0]) == ["lead_id", "campaign", "status", "name", "entry_at", "modified_at"]
+    other = await export(api, KEY_B)
+    assert other["rows"] == 1
+
+
+async def archive(pool: asyncpg.Pool, lead_id: int) -> None:
+    """Archive a lead as the Vicidial archive does: copy into the archive, then safe-delete."""
+    async with pool.acquire() as conn:
+        stored = await open_pairs(conn, await read_stream(conn, stream_of_lead(lead_id)))
+    state = fold(e for _, e in stored if isinstance(e, LeadEvent))
+    assert state is not None
+    row = await pool.fetchrow("SELECT entry_at, modified_at FROM leads WHERE lead_id = $1", lead_id)
+    times = RowTimes(entry_at=row["entry_at"], modified_at=row["modified_at"])
+    outcome = decide_archive(state, insert=True, update=False, delete=True, times=times)
+    await write(pool, ctx(A), stream_of_lead(lead_id), state.version, outcome.events, A)
+
+
+async def test_include_archived(api: Client, seeded: asyncpg.Pool) -> None:
+    """include_archived adds the archive's leads, marked in an `archived` column, now and as
+    of a time after the archive; without it they are not there."""
+    await archive(seeded, 3)
+    assert [
+        r["lead_id"]
+        for r in csv_rows((await download(api, await export(api, campaign="north")))[0])
+    ] == ["1", "2"]
+    view = await export(api, campaign="north", include_archived=True)
+    rows = csv_rows((await download(api, view))[0])
+    assert [(r["lead_id"], r["archived"]) for r in rows] == [
+        ("1", "false"),
+        ("2", "false"),
+        ("3", "true"),
+    ]
+    assert rows[2]["name"] == "Lead 3"
+    at = datetime.now(UTC)
+    then = await export(api, campaign="north", include_archived=True, as_of=at.isoformat())
+    rows = csv_rows((await download(api, then))[0])
+    assert [(r["lead_id"], r["archived"], r["name"]) for r in rows] == [
+        ("1", "false", "Lead 1"),
+        ("2", "false", "Lead 2"),
+        ("3", "true", "Lead 3"),
+    ]
+
+
+async def test_refusals(api: Client, seeded: asyncpg.Pool) -> None:
+    """An unknown campaign 404, unknown fields or format 400, another account's export and a
+    missing one 404, no key 401."""
+    response = await api.post("/v1/exports", json={"campaign": "nope"}, headers=auth())
+    assert (response.status, response.content_type) == (404, "application/problem+json")
+    response = await api.post("/v1/exports", json={"fields": ["name", "password"]}, headers=auth())
+    assert response.status == 400
+    assert "password" in (await response.json())["detail"]
+    response = await api.post("/v1/exports", json={"format": "pdf"}, headers=auth())
+    assert response.status == 400
+    response = await api.post("/v1/exports", json={"as_of": "yesterday"}, headers=auth())
+    assert response.status == 400
+    assert (await api.post("/v1/exports", json={})).status == 401
+    view = await export(api, campaign="north")
+    assert (await api.get(f"/v1/exports/{view['export_id']}", headers=auth(KEY_B))).status == 404
+    assert (
+        await api.get(f"/v1/exports/{view['export_id']}/file", headers=auth(KEY_B))
+    ).status == 404
+    assert (await api.get("/v1/exports/999999", headers=auth())).status == 404
+    assert (await api.get("/v1/exports/abc/file", headers=auth())).status == 404
+
+
+async def test_retention_sweep_removes_the_file(api: Client, seeded: asyncpg.Pool) -> None:
+    """A file past its retention is removed by the sweep: its chunks go, JobOutputRemoved is
+    recorded, the export reads `removed` and its file is a 404; a newer file stays."""
+    old = await export(api, campaign="north")
+    async with seeded.acquire() as conn:
+        later = datetime.now(UTC) + timedelta(hours=24, minutes=1)
+        assert await exports.sweep_expired(conn, datetime.now(UTC), timedelta(hours=24)) == 0
+        assert await exports.sweep_expired(conn, later, timedelta(hours=24)) == 1
+    got = await (await api.get(f"/v1/exports/{old['export_id']}", headers=auth())).json()
+    assert (got["state"], got["download_url"]) == ("removed", None)
+    assert got["removed_at"] is not None
+    response = await api.get(f"/v1/exports/{old['export_id']}/file", headers=auth())
+    assert response.status == 404
+    assert await seeded.fetchval("SELECT count(*) FROM job_output_chunks") == 0
+    types = await seeded.fetch(
+        "SELECT type FROM events WHERE stream_id = $1 ORDER BY stream_version",
+        f"job-{old['export_id']}",
+    )
+    assert [t["type"] for t in types] == ["JobSubmitted", "JobCompleted", "JobOutputRemoved"]
+
+
+async def test_an_erased_subject_is_empty_in_a_past_export(
+    api: Client, seeded: asyncpg.Pool
+) -> None:
+    """A lead erased after the time asked for is in an as-of export, with its personal data
+    empty and its clear fields (priority, status) as they were."""
+    at = datetime.now(UTC)
+    response = await api.post("/v1/erasures", json={"lead_id": 2}, headers=auth())
+    assert response.status == 200, await response.text()
+    view = await export(api, campaign="north", as_of=at.isoformat(), format="jsonl")
+    records = {
+        r["lead_id"]: r
+        for r in map(msgspec.json.decode, (await download(api, view))[0].splitlines())
+    }
+    assert sorted(records) == [1, 2, 3]
+    assert (records[2]["name"], records[2]["phone_numbers"], records[2]["user_data"]) == (
+        None,
+        [],
+        None,
+    )
+    assert (records[2]["priority"], records[2]["status"]) == (1, "new")
+    assert records[1]["name"] == "Lead 1"
+    read = await as_of_read(api, 2, at)
+    assert read is not None
+    assert read["name"] is None
