@@ -19,7 +19,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from lead_ledger import __version__, cli_admin, cli_dnc, cli_erasure, cli_projections
+from lead_ledger import __version__, cli_admin, cli_dnc, cli_erasure, cli_export, cli_projections
 from lead_ledger.api.app import create_app
 from lead_ledger.ledger import database, embedded, key_store, subject_keys
 from lead_ledger.ledger.errors import LedgerError
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_projections.add_commands(commands)
     cli_erasure.add_commands(commands)
     cli_dnc.add_commands(commands)
+    cli_export.add_commands(commands)
     return parser
 
 
@@ -195,6 +196,7 @@ _COMMAND_MODULES: Final[
     "erase": cli_erasure.run_erase,
     "keys": cli_erasure.run_keys,
     "dnc": cli_dnc.run,
+    "export": cli_export.run_export,
 }
 
 

@@ -92,6 +92,7 @@ _PHASES: Final = {
     "copy": ("copy tables", "tables"),
     "index": ("build indexes", "indexes"),
     "swap": ("catch up and swap", None),
+    "export": ("export leads", "leads"),
 }
 
 

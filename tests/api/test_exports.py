@@ -54,7 +54,8 @@ async def export(api: Client, key: str | None = None, **body: Any) -> dict[str, 
         assert got.status == 200
         view = await got.json()
     assert view["state"] == "done", view
-    return view
+    done: dict[str, Any] = view
+    return done
 
 
 async def download(api: Client, view: dict[str, Any]) -> tuple[bytes, str]:
@@ -216,6 +217,7 @@ async def archive(pool: asyncpg.Pool, lead_id: int) -> None:
     state = fold(e for _, e in stored if isinstance(e, LeadEvent))
     assert state is not None
     row = await pool.fetchrow("SELECT entry_at, modified_at FROM leads WHERE lead_id = $1", lead_id)
+    assert row is not None
     times = RowTimes(entry_at=row["entry_at"], modified_at=row["modified_at"])
     outcome = decide_archive(state, insert=True, update=False, delete=True, times=times)
     await write(pool, ctx(A), stream_of_lead(lead_id), state.version, outcome.events, A)

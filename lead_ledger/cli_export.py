@@ -1,0 +1,107 @@
+"""`lead-ledger export`: an account's leads (one campaign or all, now or as of a time) written to a
+csv, xlsx or jsonl file with a progress bar, the same file `POST /v1/exports` makes
+(docs/exports.md), without the job queue: for an operator at the database's side."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import get_args
+
+import msgspec
+from rich.console import Console
+
+from lead_ledger.cli_account import account_connection
+from lead_ledger.cli_projections import progress_bar
+from lead_ledger.service.export_files import ExportFormat
+from lead_ledger.service.export_rows import ExportQuery
+from lead_ledger.service.exports import ExportRequest, write_export_file
+from lead_ledger.service.reads import UnknownCampaignError, campaign_named
+from lead_ledger.settings import Settings
+
+
+class Exported(msgspec.Struct, frozen=True, kw_only=True):
+    file: str
+    rows: int
+    bytes: int
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "export", help="write an account's leads (now or as of a time) to a csv, xlsx or jsonl file"
+    )
+    parser.add_argument("--account", required=True, help="the account's name or id")
+    parser.add_argument("--campaign", help="one campaign (default: every campaign)")
+    parser.add_argument(
+        "--as-of", metavar="TIME", help="ISO 8601; the leads as they stood then (default: now)"
+    )
+    parser.add_argument("--format", choices=get_args(ExportFormat), default="csv")
+    parser.add_argument(
+        "--include-archived", action="store_true", help="add the archive's leads (now only)"
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the file to write")
+
+
+def _time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)  # ValueError for the caller
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    """0 written, 1 refused (no such account or campaign, a file that cannot be written), 2 an
+    invalid time."""
+    try:
+        as_of = _time(args.as_of)
+    except ValueError:
+        sys.stderr.write(f"lead-ledger: --as-of {args.as_of!r} is not an ISO 8601 time\n")
+        return 2
+    request = ExportRequest(
+        campaign=args.campaign,
+        as_of=as_of,
+        format=args.format,
+        include_archived=args.include_archived,
+    )
+    console = Console(stderr=True)
+    async with account_connection(settings, args.account) as found:
+        if found is None:
+            return 1
+        conn, account_id = found
+        try:
+            campaign_id = await campaign_named(conn, account_id, args.campaign)
+        except UnknownCampaignError:
+            sys.stderr.write(f"lead-ledger: no campaign {args.campaign!r} in {args.account!r}\n")
+            return 1
+        query = ExportQuery(
+            account_id=account_id,
+            campaign_id=campaign_id,
+            as_of=as_of,
+            include_archived=args.include_archived,
+        )
+        with tempfile.TemporaryDirectory(prefix="lead-ledger-export-") as scratch:
+            with progress_bar(console) as progress:
+                done = 0
+
+                def spooled(rows: int) -> None:
+                    nonlocal done
+                    done += rows
+                    progress("export", done, 0)
+
+                progress("export", 0, 0)
+                async with conn.transaction(readonly=True):
+                    written = await write_export_file(
+                        conn, query, request, Path(scratch), on_rows=spooled
+                    )
+            try:
+                shutil.copyfile(written.path, args.output)
+            except OSError as error:
+                sys.stderr.write(f"lead-ledger: cannot write {args.output}: {error}\n")
+                return 1
+    result = Exported(file=str(args.output), rows=written.rows, bytes=written.size)
+    sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
+    return 0

@@ -1,0 +1,112 @@
+"""`lead-ledger export` in process through cli_export, on this test's database: the file it
+writes now and as of a time, and its refusals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import msgspec
+import pytest
+
+from lead_ledger import cli_admin, cli_export
+from lead_ledger.cli_account import cli_context
+from lead_ledger.ledger.events import LeadFields
+from lead_ledger.service.lead_inserts import insert_leads
+from lead_ledger.service.transactions import write_transaction
+from lead_ledger.settings import Settings
+from tests.conftest import TEST_MASTER_KEY
+
+Run = Callable[..., Awaitable[tuple[int, str, str]]]
+
+
+@pytest.fixture
+def run(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run admin and export commands on this test's database."""
+    parser = argparse.ArgumentParser(prog="lead-ledger")
+    commands = parser.add_subparsers(dest="command", required=True)
+    cli_admin.add_commands(commands)
+    cli_export.add_commands(commands)
+
+    async def invoke(*argv: str) -> tuple[int, str, str]:
+        args = parser.parse_args(argv)
+        settings = Settings(
+            database_url=database_url, data_dir=tmp_path, master_key=TEST_MASTER_KEY
+        )
+        runner = cli_admin.run if args.command == "admin" else cli_export.run_export
+        code = await runner(args, settings)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke
+
+
+async def add(pool: asyncpg.Pool, names: list[str]) -> None:
+    async with pool.acquire() as conn, write_transaction(conn):
+        account_id = await conn.fetchval("SELECT account_id FROM accounts WHERE name = 'acme'")
+        campaign_id = await conn.fetchval("SELECT campaign_id FROM campaigns WHERE name = 'sales'")
+        rows = [
+            LeadFields(phone_numbers=[f"98765000{n:02d}"], name=name)
+            for n, name in enumerate(names)
+        ]
+        await insert_leads(
+            conn,
+            cli_context(),
+            account_id=account_id,
+            campaign_id=campaign_id,
+            rows=rows,
+            check_duplicates=False,
+        )
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+async def test_export_now_and_as_of(run: Run, tmp_path: Path, pool: asyncpg.Pool) -> None:
+    """The campaign's leads now, and as of a time before later ones were added; the summary
+    names the file and its rows."""
+    assert (await run("admin", "accounts", "create", "acme", "--default-region", "IN"))[0] == 0
+    assert (await run("admin", "campaigns", "create", "acme", "sales"))[0] == 0
+    await add(pool, ["Asha", "Ravi"])
+    await asyncio.sleep(0.01)
+    at = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+    await add(pool, ["Late"])
+    now_file = tmp_path / "now.csv"
+    code, out, err = await run(
+        "export", "--account", "acme", "--campaign", "sales", "-o", str(now_file)
+    )
+    assert code == 0, err
+    assert msgspec.json.decode(out)["rows"] == 3
+    assert [r["name"] for r in read(now_file)] == ["Asha", "Ravi", "Late"]
+    then_file = tmp_path / "then.csv"
+    code, out, err = await run(
+        "export", "--account", "acme", "--as-of", at.isoformat(), "-o", str(then_file)
+    )
+    assert code == 0, err
+    assert msgspec.json.decode(out) == {
+        "file": str(then_file),
+        "rows": 2,
+        "bytes": then_file.stat().st_size,
+    }
+    assert [r["name"] for r in read(then_file)] == ["Asha", "Ravi"]
+
+
+async def test_refusals(run: Run, tmp_path: Path) -> None:
+    """No such account or campaign: 1 with a one-line error; a bad time: 2; nothing written."""
+    assert (await run("admin", "accounts", "create", "acme"))[0] == 0
+    target = tmp_path / "x.csv"
+    code, _, err = await run("export", "--account", "nope", "-o", str(target))
+    assert (code, err) == (1, "lead-ledger: no account 'nope'\n")
+    code, _, err = await run("export", "--account", "acme", "--campaign", "x", "-o", str(target))
+    assert (code, err) == (1, "lead-ledger: no campaign 'x' in 'acme'\n")
+    code, _, err = await run("export", "--account", "acme", "--as-of", "soon", "-o", str(target))
+    assert (code, err) == (2, "lead-ledger: --as-of 'soon' is not an ISO 8601 time\n")
+    assert not target.exists()
