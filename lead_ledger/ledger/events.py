@@ -16,6 +16,7 @@ import msgspec
 from lead_ledger.ledger.dnc_events import DncEvent, DncScope
 from lead_ledger.ledger.envelope import NewEvent, RecordedEvent, Sealed
 from lead_ledger.ledger.job_events import JobEvent
+from lead_ledger.ledger.subscription_events import SubscriptionEvent
 
 # A lead field's value as it travels in a diff: text, a number, a flag, a list of numbers, a map.
 FieldValue: TypeAlias = (
@@ -365,7 +366,13 @@ AccountEvent: TypeAlias = (
 )
 
 DomainEvent: TypeAlias = (
-    LeadEvent | AccountEvent | LeadRejected | SubjectErased | JobEvent | DncEvent
+    LeadEvent
+    | AccountEvent
+    | LeadRejected
+    | SubjectErased
+    | JobEvent
+    | DncEvent
+    | SubscriptionEvent
 )
 LEAD_EVENT_TYPES: Final = typing.get_args(LeadEvent)
 EVENT_TYPES: Final[tuple[type[DomainEvent], ...]] = typing.get_args(DomainEvent)

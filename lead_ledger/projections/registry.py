@@ -22,6 +22,7 @@ from lead_ledger.projections.fresh_inserts import WRITES, apply_fresh_inserts, s
 from lead_ledger.projections.jobs import JobsProjection
 from lead_ledger.projections.lead_dnc import LeadDncProjection
 from lead_ledger.projections.leads import ArchiveProjection, ContactsProjection, LeadsProjection
+from lead_ledger.projections.subscriptions import SubscriptionsProjection
 
 PROJECTIONS: Final[tuple[Projection, ...]] = (
     AccountsProjection(),
@@ -37,6 +38,7 @@ PROJECTIONS: Final[tuple[Projection, ...]] = (
     JobsProjection(),
     DncProjection(),
     LeadDncProjection(),
+    SubscriptionsProjection(),
 )
 BY_NAME: Final = {p.name: p for p in PROJECTIONS}
 if {p.name for p in PROJECTIONS if LeadInserted in p.handles} != WRITES:

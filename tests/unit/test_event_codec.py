@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lead_ledger.ledger import dnc_events, events, job_events
+from lead_ledger.ledger import dnc_events, events, job_events, subscription_events
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import (
     EVENT_TAGS,
@@ -98,7 +98,7 @@ def test_every_tagged_event_class_is_in_the_union() -> None:
     """A tagged event class left out of DomainEvent could be written but never decoded."""
     tagged = {
         value
-        for module in (events, job_events, dnc_events)
+        for module in (events, job_events, dnc_events, subscription_events)
         for value in vars(module).values()
         if isinstance(value, type)
         and issubclass(value, msgspec.Struct)
