@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
@@ -22,7 +21,7 @@ import xlsxwriter
 
 from lead_ledger.ledger.events import FIELD_NAMES
 from lead_ledger.service.export_rows import ExportLead
-from lead_ledger.service.spreadsheet_cells import spreadsheet_text
+from lead_ledger.service.spreadsheet_cells import spreadsheet_cell, spreadsheet_text
 
 ExportFormat = Literal["csv", "xlsx", "jsonl"]
 CONTENT_TYPES: Final[dict[ExportFormat, str]] = {
@@ -109,31 +108,28 @@ class Spool:
 
 
 def flat_cells(record: dict[str, Any], columns: Columns) -> list[object]:
-    """A record's cells in the columns' order (lists joined, times as ISO 8601 text)."""
+    """A record's cells in the columns' order, escaped (`spreadsheet_cell`)."""
     crm = record.get("crm") or {}
     extra = record.get("extra") or {}
-    cells: list[object] = [record["lead_id"], record["campaign"], record["status"]]
+    get = record.get
+    cell = spreadsheet_cell
+    cells: list[object] = [record["lead_id"], cell(record["campaign"]), cell(record["status"])]
     if columns.archived:
-        cells.append(record.get("archived", False))
-    cells.extend(_cell(record.get(name)) for name in columns.fields)
-    cells.extend(_cell(crm.get(name)) for name in columns.crm)
-    cells.extend(_cell(extra.get(name)) for name in columns.extra)
-    cells.extend((record["entry_at"], record["modified_at"]))
+        cells.append(cell(get("archived", False)))
+    cells += [cell(get(name)) for name in columns.fields]
+    if columns.crm:
+        cells += [cell(crm.get(name)) for name in columns.crm]
+    if columns.extra:
+        cells += [cell(extra.get(name)) for name in columns.extra]
+    cells += (record["entry_at"], record["modified_at"])
     return cells
 
 
-def _cell(value: object) -> object:
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return value
-
-
 def write_csv(records: Iterator[dict[str, Any]], columns: Columns, out: IO[bytes]) -> None:
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
     writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow([spreadsheet_text(name) for name in columns.header()])
-    for record in records:
-        writer.writerow([spreadsheet_text(cell) for cell in flat_cells(record, columns)])
+    writer.writerows(flat_cells(record, columns) for record in records)
     text.flush()
     text.detach()
 
@@ -161,11 +157,5 @@ def write_xlsx(records: Iterator[dict[str, Any]], columns: Columns, path: Path) 
 
 
 def _xlsx_value(cell: object) -> object:
-    # Numbers stay numbers; text is escaped like the csv's (a leading ' shows as text).
-    if isinstance(cell, bool) or cell is None:
-        return spreadsheet_text(cell)
-    if isinstance(cell, int | float):
-        return cell
-    if isinstance(cell, datetime):
-        return cell.isoformat()
-    return spreadsheet_text(cell)
+    # Cells come escaped from flat_cells: numbers stay numbers, None is a blank cell.
+    return "" if cell is None else cell

@@ -13,15 +13,30 @@ from __future__ import annotations
 import re
 from typing import Final
 
-_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
-_SIGNED_NUMBER: Final = re.compile(r"[+-][0-9 ().\-]*")
+_FORMULA_STARTS: Final = frozenset("=+-@\t\r")
+_SIGNED_NUMBER: Final = re.compile(r"[+-][0-9 ().\-]*").fullmatch
 
 
 def spreadsheet_text(value: object) -> str:
     """`value` as cell text that no spreadsheet reads as a formula (None: blank)."""
-    if value is None:
-        return ""
-    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    if text.startswith(_FORMULA_STARTS) and not _SIGNED_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
+    cell = spreadsheet_cell(value)
+    return "" if cell is None else str(cell)
+
+
+def spreadsheet_cell(value: object) -> object:
+    """`value` as a csv writer takes it, escaped: text that no spreadsheet reads as a
+    formula, a list as its items joined by ", ", a flag as true/false; numbers and None (blank)
+    as they are. On the hot path of every export: the common cases return first."""
+    kind = type(value)
+    if kind is str:
+        text: str = value  # type: ignore[assignment]
+        if text[:1] in _FORMULA_STARTS and not _SIGNED_NUMBER(text):
+            return "'" + text
+        return text
+    if value is None or kind is int or kind is float:
+        return value
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is list:
+        return spreadsheet_cell(", ".join(str(item) for item in value))  # type: ignore[attr-defined]
+    return spreadsheet_cell(str(value))
