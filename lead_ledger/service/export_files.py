@@ -31,6 +31,8 @@ CONTENT_TYPES: Final[dict[ExportFormat, str]] = {
 }
 # The canonical fields an export may name in `fields` (crm and extra: their columns).
 EXPORTABLE: Final = tuple(name for name in FIELD_NAMES if name != "status")
+# As PostgreSQL's COPY ends a csv line (service/export_sql.py writes exports of now).
+LINE_END: Final = "\n"
 # An xlsx sheet holds 1,048,576 rows: a larger export goes on to a next sheet.
 SHEET_ROWS: Final = 1_048_575
 
@@ -127,7 +129,7 @@ def flat_cells(record: dict[str, Any], columns: Columns) -> list[object]:
 
 def write_csv(records: Iterator[dict[str, Any]], columns: Columns, out: IO[bytes]) -> None:
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
-    writer = csv.writer(text, lineterminator="\r\n")
+    writer = csv.writer(text, lineterminator=LINE_END)
     writer.writerow([spreadsheet_text(name) for name in columns.header()])
     writer.writerows(flat_cells(record, columns) for record in records)
     text.flush()

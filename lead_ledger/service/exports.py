@@ -26,12 +26,14 @@ from lead_ledger.service import jobs
 from lead_ledger.service.export_files import (
     CONTENT_TYPES,
     EXPORTABLE,
+    Columns,
     ExportFormat,
     Spool,
     write_csv,
     write_xlsx,
 )
 from lead_ledger.service.export_rows import ExportQuery, export_leads
+from lead_ledger.service.export_sql import copy_csv, field_names
 from lead_ledger.service.reads import campaign_named
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, record, stream_append
@@ -185,11 +187,13 @@ async def write_export_file(
 ) -> WrittenFile:
     """The export's file in `scratch` (the CLI writes it this way too; `on_rows` hears of each
     batch of leads spooled). Run it in a transaction."""
+    fields = request.fields if request.fields is not None else list(EXPORTABLE)
+    if request.format == "csv" and query.as_of is None:
+        return await _copied_csv(conn, query, fields, scratch, on_rows)
     campaigns = {
         r["campaign_id"]: r["name"]
         for r in await conn.fetch(SELECT_CAMPAIGN_NAMES, query.account_id)
     }
-    fields = request.fields if request.fields is not None else list(EXPORTABLE)
     spool_path = scratch / "spool.jsonl"
     with spool_path.open("w+b") as handle:
         spool = Spool(handle, campaigns, fields)
@@ -208,6 +212,27 @@ async def write_export_file(
         else:
             write_xlsx(spool.records(), columns, target)
     return WrittenFile(target, spool.rows, target.stat().st_size)
+
+
+async def _copied_csv(
+    conn: Connection,
+    query: ExportQuery,
+    fields: list[str],
+    scratch: Path,
+    on_rows: Callable[[int], None] | None,
+) -> WrittenFile:
+    """A csv of now, rendered by PostgreSQL (service/export_sql.py)."""
+    columns = Columns(
+        fields=tuple(name for name in fields if name not in ("crm", "extra")),
+        crm=await field_names(conn, query, "crm") if "crm" in fields else [],
+        extra=await field_names(conn, query, "extra") if "extra" in fields else [],
+        archived=query.include_archived,
+    )
+    target = scratch / "export.csv"
+    rows = await copy_csv(conn, query, columns, target)
+    if on_rows is not None:
+        on_rows(rows)
+    return WrittenFile(target, rows, target.stat().st_size)
 
 
 async def export_view(
