@@ -31,6 +31,8 @@ from lead_ledger.ledger.store import read_stream
 from lead_ledger.projections.rebuild import rebuild
 from lead_ledger.service.subscriptions.delivery import Deliverer, Policy
 from lead_ledger.settings import Settings
+from tests.api.test_edge import account_with_every_key
+from tests.api.test_hostile_inputs import ADMIN
 from tests.api.test_native import (
     CAMPAIGN_A,
     CAMPAIGN_B,
@@ -45,6 +47,7 @@ from tests.api.test_native import (
     update_lead,
     write,
 )
+from tests.api.test_schemathesis import fuzz
 from tests.support import Client
 
 SUBSCRIPTIONS = "/v1/subscriptions"
@@ -654,3 +657,23 @@ async def feed_of(pool: asyncpg.Pool) -> list[dict[str, Any]]:
         page = await feed_page(conn, A, after=0, limit=1000)
     decoded: list[dict[str, Any]] = msgspec.json.decode(msgspec.json.encode(page.events))
     return decoded
+
+
+async def test_schemathesis_finds_no_undocumented_answer_in_subscription_routes(
+    database_url: str, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    """The project's schemathesis run (test_schemathesis.py), on the subscription routes as
+    `setup` wires them: no 5xx, no answer the document does not describe."""
+    app = create_app(settings, database_url)
+    subscriptions.setup(app)
+    server = TestServer(app)
+    api = await aiohttp_client(server)
+    world = await account_with_every_key(api)
+    document = await (await api.get("/openapi.json", headers=ADMIN)).json()
+    document["paths"] = {
+        path: item for path, item in document["paths"].items() if path.startswith(SUBSCRIPTIONS)
+    }
+    assert len(document["paths"]) == 3
+    base_url = str(server.make_url("")).rstrip("/")
+    failures = await asyncio.to_thread(fuzz, base_url, document, world.keys, world.account_id)
+    assert failures == [], "\n\n".join(failures)
