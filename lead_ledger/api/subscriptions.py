@@ -83,8 +83,9 @@ async def background(app: web.Application) -> AsyncIterator[None]:
     owner = f"{socket.gethostname()}:{os.getpid()}:{id(app):x}"
     stop = asyncio.Event()
     async with callback_session(allow_private=policy.allow_private) as session:
-        deliverer = Deliverer(app[POOL], signed_poster(session), owner=owner, clock=app[CLOCK])
-        deliverer.policy = policy
+        deliverer = Deliverer(
+            app[POOL], signed_poster(session), owner=owner, clock=app[CLOCK], policy=policy
+        )
         task = asyncio.create_task(deliverer.run(stop, listen_url=app[DATABASE_URL]))
         try:
             yield

@@ -315,6 +315,11 @@ async def test_private_targets_are_refused_at_creation_and_at_delivery(
         response = await api.post(SUBSCRIPTIONS, json={"url": url}, headers=auth())
         assert response.status == 400, url
         assert "LEDGER_CALLBACK_ALLOW_PRIVATE=1" in (await response.json())["detail"]
+    # A host no resolver takes (a label over 63 characters) is a 400 as well, never a 500.
+    long_label = f"https://{'a' * 70}.example.com/hook"
+    response = await api.post(SUBSCRIPTIONS, json={"url": long_label}, headers=auth())
+    assert response.status == 400
+    assert (await response.json())["field"] == "url"
     # Made while private targets were allowed (through the service), delivered by processes
     # that do not allow them: the app's and this one.
     sid = await subscribe_via(pool, receiver)

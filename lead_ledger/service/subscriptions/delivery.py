@@ -269,7 +269,9 @@ class Deliverer:
             if error is None:
                 status = await self.post(claimed.url, body, headers)
                 error = None if 200 <= status < 300 else f"answered {status}"
-        except (OSError, TimeoutError) as failure:
+        except (OSError, TimeoutError, ValueError) as failure:
+            # ValueError: a host name the resolver does not take, accepted where private
+            # targets were allowed (and so not resolved). A failure, retried, never a crash.
             error = str(failure) or type(failure).__name__
             refused = False
         latency_ms = (time.perf_counter() - started) * 1000

@@ -158,8 +158,10 @@ async def check_url(url: str, *, allow_private: bool) -> None:
         refused = await callbacks.refusal(url, allow_private=allow_private)
     except OSError as error:  # at creation a host must resolve: nothing would be delivered
         raise SubscriptionError(str(error), field="url") from error
+    except ValueError as error:  # a host name no resolver takes (a label over 63 characters)
+        raise SubscriptionError(f"url has no valid host name: {error}", field="url") from error
     if refused is not None:
-        raise SubscriptionError(refused.replace("callback", "subscription"), field="url")
+        raise SubscriptionError(refused, field="url")
 
 
 def check_types(event_types: Sequence[str] | None) -> list[str] | None:
@@ -245,14 +247,11 @@ async def change(
         events: list[SubscriptionEvent] = []
         new_url = row["url"] if url is None else url
         new_types = current_types if isinstance(event_types, msgspec.UnsetType) else event_types
-        changed = [
-            name
-            for name, differs in (
-                ("url", new_url != row["url"]),
-                ("event_types", new_types != current_types),
-            )
-            if differs
-        ]
+        changed: list[str] = []
+        if new_url != row["url"]:
+            changed.append("url")
+        if new_types != current_types:
+            changed.append("event_types")
         if changed:
             events.append(
                 SubscriptionChanged(
