@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ from lead_ledger.ledger.lead import RowTimes, decide_archive, fold
 from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.projections.rebuild import rebuild
+from lead_ledger.service.subscriptions import delivery
 from lead_ledger.service.subscriptions.delivery import Deliverer, Policy
 from lead_ledger.settings import Settings
 from tests.api.test_edge import account_with_every_key
@@ -682,3 +684,25 @@ async def test_schemathesis_finds_no_undocumented_answer_in_subscription_routes(
     base_url = str(server.make_url("")).rstrip("/")
     failures = await asyncio.to_thread(fuzz, base_url, document, world.keys, world.account_id)
     assert failures == [], "\n\n".join(failures)
+
+
+async def test_old_attempts_are_pruned_per_subscription(api: Client, pool: asyncpg.Pool) -> None:
+    """Pruning keeps a subscription's newest KEEP_ATTEMPTS attempts and no other's are touched;
+    the deliveries route lists the newest first."""
+    first = (await subscribe(api, "https://example.com/a"))["subscription_id"]
+    second = (await subscribe(api, "https://example.com/b"))["subscription_id"]
+    rows = [
+        (sid, uuid.uuid4(), 1, n, n, 500, "answered 500", 1.0, False)
+        for n in range(1, 301)
+        for sid in (first, second)
+    ]
+    async with pool.acquire() as conn:
+        await conn.executemany(delivery.INSERT_ATTEMPT, rows)
+        await conn.execute(delivery.PRUNE_ATTEMPTS, first, delivery.KEEP_ATTEMPTS)
+        grouped = await conn.fetch(
+            "SELECT subscription_id, count(*) AS n FROM subscription_attempts GROUP BY 1"
+        )
+    counts = {row["subscription_id"]: row["n"] for row in grouped}
+    assert counts == {first: delivery.KEEP_ATTEMPTS, second: 300}
+    listed = await api.get(f"{SUBSCRIPTIONS}/{first}/deliveries?limit=3", headers=auth())
+    assert [a["last_position"] for a in (await listed.json())["attempts"]] == [300, 299, 298]

@@ -131,11 +131,16 @@ INSERT INTO subscription_attempts (subscription_id, delivery_id, events, first_p
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING attempt_id
 """
+# The subscription's attempts older than its KEEP_ATTEMPTS newest (none when it has fewer).
 PRUNE_ATTEMPTS: Final = """
 DELETE FROM subscription_attempts
-WHERE subscription_id = $1 AND attempt_id <= $2::bigint - $3::bigint
+WHERE subscription_id = $1 AND attempt_id <= (
+    SELECT attempt_id FROM subscription_attempts WHERE subscription_id = $1
+    ORDER BY attempt_id DESC OFFSET $2 LIMIT 1)
 """
-PRUNE_EVERY: Final = 50  # attempts; keep about KEEP_ATTEMPTS of them per subscription
+# Pruned when an attempt's (global) id is a multiple of this: about one attempt in 50 of each
+# subscription pays for the DELETE, and none keeps more than KEEP_ATTEMPTS for long.
+PRUNE_EVERY: Final = 50
 KEEP_ATTEMPTS: Final = 200
 RELEASE: Final = """
 UPDATE subscription_delivery SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1
@@ -316,7 +321,7 @@ class Deliverer:
     async def _attempted(self, conn: Connection, attempt: Sequence[object]) -> None:
         attempt_id: int = await conn.fetchval(INSERT_ATTEMPT, *attempt)
         if attempt_id % PRUNE_EVERY == 0:
-            await conn.execute(PRUNE_ATTEMPTS, attempt[0], attempt_id, KEEP_ATTEMPTS)
+            await conn.execute(PRUNE_ATTEMPTS, attempt[0], KEEP_ATTEMPTS)
 
     async def _failed(
         self, conn: Connection, claimed: Claimed, attempt: Sequence[object]
