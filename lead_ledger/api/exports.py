@@ -17,7 +17,7 @@ from aiohttp import web
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal
 from lead_ledger.api.edge import Refused, context, json_response
-from lead_ledger.api.keys import POOL, SETTINGS
+from lead_ledger.api.keys import CLOCK, POOL, SETTINGS
 from lead_ledger.api.native import NATIVE
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.ozonetel_v4 import links_base
@@ -97,6 +97,9 @@ async def create_export(request: web.Request, principal: Principal) -> web.Strea
         raise Refused(validation_problem(error)) from error
     if asked.as_of is not None and asked.as_of.tzinfo is None:
         asked = msgspec.structs.replace(asked, as_of=asked.as_of.replace(tzinfo=UTC))
+    if asked.as_of is not None and asked.as_of > request.app[CLOCK]():
+        # What the log will hold then is not known yet: such a file could not be made again.
+        raise Refused(problem(400, "as_of is in the future", field="as_of"))
     async with request.app[POOL].acquire() as conn:
         try:
             export_id = await exports.submit_export(

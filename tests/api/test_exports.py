@@ -261,6 +261,10 @@ async def test_refusals(api: Client, seeded: asyncpg.Pool) -> None:
     assert response.status == 400
     response = await api.post("/v1/exports", json={"as_of": "yesterday"}, headers=auth())
     assert response.status == 400
+    future = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    response = await api.post("/v1/exports", json={"as_of": future}, headers=auth())
+    assert response.status == 400
+    assert (await response.json())["field"] == "as_of"
     assert (await api.post("/v1/exports", json={})).status == 401
     view = await export(api, campaign="north")
     assert (await api.get(f"/v1/exports/{view['export_id']}", headers=auth(KEY_B))).status == 404
