@@ -706,3 +706,23 @@ async def test_old_attempts_are_pruned_per_subscription(api: Client, pool: async
     assert counts == {first: delivery.KEEP_ATTEMPTS, second: 300}
     listed = await api.get(f"{SUBSCRIPTIONS}/{first}/deliveries?limit=3", headers=auth())
     assert [a["last_position"] for a in (await listed.json())["attempts"]] == [300, 299, 298]
+
+
+async def test_new_types_make_a_new_batch_under_a_new_delivery_id(
+    api: Client, pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    """A batch failing under the old types is not sent again under its id once the types
+    change: a delivery id always names the same events."""
+    sid = (await subscribe(api, receiver.url))["subscription_id"]
+    receiver.status = 500
+    await insert_many(pool, 1, 3)
+    await update_lead(pool, A, 2, ctx(A), first_name="Ravi")
+    await until(lambda: len(receiver.posts) >= 2)
+    old_id = receiver.posts[0][0]["X-Ledger-Delivery"]
+    await patch(api, sid, event_types=["LeadUpdated"])
+    await until(lambda: receiver.posts[-1][0]["X-Ledger-Delivery"] != old_id)
+    receiver.status = 200
+    await until(lambda: len(receiver.entries()) >= 1)
+    ok = [(h, b) for h, b in receiver.posts if h["ok"] == "1"]
+    assert ok[0][0]["X-Ledger-Delivery"] != old_id
+    assert [(e["type"], e["stream_id"]) for e in receiver.entries()] == [("LeadUpdated", "lead-2")]

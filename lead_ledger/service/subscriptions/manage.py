@@ -72,6 +72,11 @@ SET failures = 0, failing_since = NULL, next_attempt_at = now(), lease_owner = N
     lease_until = NULL
 WHERE subscription_id = $1
 """
+# New types make a new batch: the one in flight was chosen by the old ones, and a delivery id
+# must always name the same events.
+FORGET_BATCH: Final = """
+UPDATE subscription_delivery SET batch_last = NULL, delivery_id = NULL WHERE subscription_id = $1
+"""
 DELETE_DELIVERY: Final = "DELETE FROM subscription_delivery WHERE subscription_id = $1"
 DELETE_ATTEMPTS: Final = "DELETE FROM subscription_attempts WHERE subscription_id = $1"
 SELECT_ATTEMPTS: Final = """
@@ -252,6 +257,7 @@ async def change(
             changed.append("url")
         if new_types != current_types:
             changed.append("event_types")
+            await conn.execute(FORGET_BATCH, subscription_id)
         if changed:
             events.append(
                 SubscriptionChanged(
