@@ -22,6 +22,7 @@ from lead_ledger.api.native import NATIVE
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.ozonetel_v4 import links_base
 from lead_ledger.api.problems import problem, validation_problem
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.service import exports
 from lead_ledger.service.export_files import EXPORTABLE
 from lead_ledger.service.inputs import decimal, decode_json
@@ -64,6 +65,14 @@ def _retention(request: web.Request) -> timedelta:
 
 def _export_id(request: web.Request) -> int | None:
     return decimal(request.match_info["id"], minimum=1)
+
+
+async def _view(
+    request: web.Request, conn: Connection, account_id: int, export_id: int
+) -> exports.ExportView | None:
+    return await exports.export_view(
+        conn, account_id, export_id, retention=_retention(request), base=links_base(request)
+    )
 
 
 @routes.post("/v1/exports")
@@ -113,13 +122,7 @@ async def create_export(request: web.Request, principal: Principal) -> web.Strea
                 f"not exportable fields: {error}; fields are {', '.join(EXPORTABLE)}",
                 field="fields",
             )
-        view = await exports.export_view(
-            conn,
-            principal.account_id,
-            export_id,
-            retention=_retention(request),
-            base=links_base(request),
-        )
+        view = await _view(request, conn, principal.account_id, export_id)
     return json_response(view, 202)
 
 
@@ -145,13 +148,7 @@ async def show_export(request: web.Request, principal: Principal) -> web.StreamR
     view = None
     if export_id is not None:
         async with request.app[POOL].acquire() as conn:
-            view = await exports.export_view(
-                conn,
-                principal.account_id,
-                export_id,
-                retention=_retention(request),
-                base=links_base(request),
-            )
+            view = await _view(request, conn, principal.account_id, export_id)
     if view is None:
         return problem(404, f"no export {request.match_info['id']}")
     return json_response(view)

@@ -61,6 +61,12 @@ WHERE job_id = ANY($1::bigint[]) AND delivered_at IS NULL AND abandoned_at IS NU
 FOR UPDATE
 """
 UPDATE_BODY: Final = "UPDATE callback_outbox SET body = $2 WHERE job_id = $1"
+# The jobs' callback rows, locked before the erasure's first write: the dispatcher appends its
+# CallbackAttempted to the same job streams under these rows' locks, and two appends to one
+# stream at once would both take its next version.
+LOCK_CALLBACKS: Final = """
+SELECT job_id FROM callback_outbox WHERE job_id = ANY($1::bigint[]) ORDER BY job_id FOR UPDATE
+"""
 
 
 class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -114,6 +120,7 @@ async def erase(
         rejected = sorted(_rejected_row(s) for s in subjects if s.startswith("rejected-"))
         campaigns = [r["campaign_id"] for r in await conn.fetch(SELECT_CAMPAIGNS, lead_ids)]
         await lock_campaigns(conn, campaigns)
+        await conn.execute(LOCK_CALLBACKS, sorted({job_id for job_id, _ in rejected}))
         event = SubjectErased(
             erasure_id=erasure_id,
             account_id=account_id,

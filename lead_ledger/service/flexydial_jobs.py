@@ -75,12 +75,6 @@ def not_found(field: str) -> str:
     return f"the {field} is not exist in campaign, please insert first"
 
 
-def _campaign_of(job: Job) -> int:
-    if job.campaign_id is None:
-        raise ValueError(f"flexydial job {job.job_id} has no campaign")
-    return job.campaign_id
-
-
 async def _known_agents(conn: Connection, account_id: int, agents: Iterable[str]) -> set[str]:
     wanted = sorted(set(agents))
     if not wanted:
@@ -151,7 +145,7 @@ async def insert_job(
         conn,
         ctx,
         account_id=job.account_id,
-        campaign_id=_campaign_of(job),
+        campaign_id=job.required_campaign(),
         rows=[fields for _, fields in valid],
         check_duplicates=True,
         key_workers=key_workers,
@@ -189,7 +183,7 @@ async def update_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -
     """
     request = _decode_request(payload)
     reference = request.reference_field or "numeric"
-    campaign_id = _campaign_of(job)
+    campaign_id = job.required_campaign()
     region = await default_region(conn, job.account_id)
     problems: dict[int, str] = {}
     parsed = _parse_rows(request.rows, reference, region, problems)

@@ -257,9 +257,7 @@ async def run_upload(
 ) -> jobs.JobOutcome:
     """Insert every row (no duplicate check) and, for `action=start`, start the campaign."""
     upload_payload = msgspec.json.decode(payload, type=UploadPayload)
-    campaign_id = job.campaign_id
-    if campaign_id is None:
-        raise ValueError(f"job {job.job_id} names no campaign")
+    campaign_id = job.required_campaign()
     start = job.options.get("action") == "start"
     if start:
         # Both locks before the first lead is written (docs/decisions.md, "Locks before the

@@ -203,9 +203,7 @@ async def run_bulk_v4(
 ) -> jobs.JobOutcome:
     """Check every row, insert the good ones, and for `action=start` start the campaign."""
     bulk = _decode_payload(payload)
-    campaign_id = job.campaign_id
-    if campaign_id is None:
-        raise ValueError(f"job {job.job_id} names no campaign")
+    campaign_id = job.required_campaign()
     start = job.options.get("action") == "start"
     if start:
         # Both locks before the first write (docs/decisions.md, "Locks before the first

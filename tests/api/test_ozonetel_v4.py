@@ -20,9 +20,12 @@ import pytest
 
 from lead_ledger.api import ozonetel_v4
 from lead_ledger.api.callback_http import poster
+from lead_ledger.ledger.envelope import ANY_VERSION, Actor
+from lead_ledger.ledger.job_events import CallbackAttempted
 from lead_ledger.ledger.locks import campaign_lock_key
 from lead_ledger.service import callbacks, jobs
 from lead_ledger.service.job_kinds import job_kinds
+from lead_ledger.service.writer import Context, record, stream_append
 from tests.api.test_ozonetel_bulk import (
     RATE_LIMITED,
     Account,
@@ -670,3 +673,50 @@ async def test_erasure_blanks_a_refused_row(
     assert rows[0]["reason"] == "PhoneNumber Added is a DND Number"
     stored = await pool.fetch("SELECT data FROM events WHERE type = 'JobCompleted'")
     assert all(b"9876500001" not in row["data"] and b"Asha" not in row["data"] for row in stored)
+
+
+async def test_an_erasure_waits_for_a_callback_being_recorded(
+    make_client: Callable[..., Awaitable[Client]], receiver: Receiver, pool: asyncpg.Pool
+) -> None:
+    """An erasure of a job's refused row while the dispatcher is recording that job's callback
+    attempt (same job stream) waits for it, then appends after it: 200, not a version clash."""
+    api = await make_client(worker=False)
+    acme = await make_account(api)
+    bulk = {"map": ["PhoneNumber"], "data": [["12"]]}
+    queued(await post(api, body(acme, bulkData=bulk, callBackUrl=receiver.url)))
+    async with pool.acquire() as conn:
+        claim = await jobs.claim_next(conn, "test-worker", 60)
+        assert claim is not None
+        assert await jobs.run_job(conn, "test-worker", claim, job_kinds()) == "done"
+    job_id = claim.job_id
+    async with pool.acquire() as dispatcher, dispatcher.transaction():
+        # What the dispatcher does for an attempt: its outbox row first, then the event.
+        await dispatcher.execute(
+            "UPDATE callback_outbox SET attempts = attempts WHERE job_id = $1", job_id
+        )
+        account_id = await dispatcher.fetchval(
+            "SELECT account_id FROM jobs WHERE job_id = $1", job_id
+        )
+        ctx = Context(actor=Actor(dialect="system", account_id=account_id), job_id=str(job_id))
+        attempt = CallbackAttempted(job_id=job_id, attempt=1, url=receiver.url, status_code=200)
+        append = stream_append(ctx, f"job-{job_id}", ANY_VERSION, [attempt], account_id=account_id)
+        await record(dispatcher, [append])
+        erasing = asyncio.create_task(
+            api.post("/v1/erasures", json={"user_data": "12"}, headers=native(acme))
+        )
+        await until(
+            pool,
+            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database())",
+        )
+    response = await erasing
+    assert response.status == 200, await response.text()
+    types = await pool.fetch(
+        "SELECT type FROM events WHERE stream_id = $1 ORDER BY stream_version", f"job-{job_id}"
+    )
+    assert [t["type"] for t in types] == [
+        "JobSubmitted",
+        "JobCompleted",
+        "CallbackAttempted",
+        "JobRowsErased",
+    ]

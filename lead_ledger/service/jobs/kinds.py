@@ -31,6 +31,12 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     options: dict[str, CellValue]
     attempts: int
 
+    def required_campaign(self) -> int:
+        """The job's campaign, for kinds whose jobs always name one (an error without)."""
+        if self.campaign_id is None:
+            raise ValueError(f"job {self.job_id} names no campaign")
+        return self.campaign_id
+
 
 class JobOutcome(msgspec.Struct, frozen=True, kw_only=True):
     """What a handler did; `callback_body` replaces the generic callback (vendor shapes)."""
