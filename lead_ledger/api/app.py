@@ -25,6 +25,7 @@ from lead_ledger.api import (
     ozonetel_bulk,
     ozonetel_delete,
     ozonetel_v4,
+    subscriptions,
     unmatched,
     vicidial,
     vicidial_non_agent,
@@ -153,6 +154,7 @@ def create_app(
     app.add_routes(ozonetel_bulk.routes)
     app.add_routes(ozonetel_v4.routes)
     jobs.setup(app)  # GET /v1/jobs/{id}, and the job worker and callback dispatcher tasks
+    subscriptions.setup(app)  # /v1/subscriptions, and the delivery task (after the pool opens)
     app.add_routes(openapi.routes)
     app.add_routes(docs_page.routes)  # GET /docs
     return app

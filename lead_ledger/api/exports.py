@@ -24,8 +24,8 @@ from lead_ledger.api.ozonetel_v4 import links_base
 from lead_ledger.api.problems import problem, validation_problem
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.service import exports
-from lead_ledger.service.export_files import EXPORTABLE
-from lead_ledger.service.inputs import decimal, decode_json
+from lead_ledger.service.export_files import CONTENT_TYPES, EXPORTABLE
+from lead_ledger.service.inputs import NUL, decimal, decode_json, shown
 from lead_ledger.service.reads import UnknownCampaignError
 
 log = structlog.get_logger(__name__)
@@ -106,6 +106,9 @@ async def create_export(request: web.Request, principal: Principal) -> web.Strea
         raise Refused(validation_problem(error)) from error
     if asked.as_of is not None and asked.as_of.tzinfo is None:
         asked = msgspec.structs.replace(asked, as_of=asked.as_of.replace(tzinfo=UTC))
+    if asked.campaign is not None and NUL in asked.campaign:
+        # No campaign's name holds NUL (PostgreSQL text cannot): like any other unknown name.
+        return problem(404, f"no campaign {shown(asked.campaign)!r}", field="campaign")
     if asked.as_of is not None and asked.as_of > request.app[CLOCK]():
         # What the log will hold then is not known yet: such a file could not be made again.
         raise Refused(problem(400, "as_of is in the future", field="as_of"))
@@ -162,7 +165,10 @@ async def show_export(request: web.Request, principal: Principal) -> web.StreamR
     path={"id": int},
     responses={
         200: Response(
-            "The file (csv, xlsx or jsonl)", str, content_type="application/octet-stream"
+            "The file (csv, xlsx or jsonl)",
+            str,
+            content_type=CONTENT_TYPES["csv"],
+            other_content_types=(CONTENT_TYPES["xlsx"], CONTENT_TYPES["jsonl"]),
         ),
         401: UNAUTHORIZED,
         404: problem_response("No such export, not written yet, or removed"),

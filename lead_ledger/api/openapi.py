@@ -83,6 +83,8 @@ class Response:
     description: str
     schema: Any = None  # any type msgspec can describe; None for a body-less response
     content_type: str = "application/json"
+    # Other media types the same body may come as (an export's file: csv, xlsx or jsonl).
+    other_content_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +232,10 @@ def _operation(
     for status, response in sorted(op.responses.items()):
         entry: dict[str, Any] = {"description": response.description}
         if response.schema is not None:
-            entry["content"] = {response.content_type: {"schema": schema_of[response.schema]}}
+            entry["content"] = {
+                media: {"schema": schema_of[response.schema]}
+                for media in (response.content_type, *response.other_content_types)
+            }
         doc["responses"][str(status)] = entry
     return doc
 

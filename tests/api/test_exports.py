@@ -254,6 +254,8 @@ async def test_refusals(api: Client, seeded: asyncpg.Pool) -> None:
     missing one 404, no key 401."""
     response = await api.post("/v1/exports", json={"campaign": "nope"}, headers=auth())
     assert (response.status, response.content_type) == (404, "application/problem+json")
+    response = await api.post("/v1/exports", json={"campaign": "no\u0000rth"}, headers=auth())
+    assert (response.status, (await response.json())["field"]) == (404, "campaign")
     response = await api.post("/v1/exports", json={"fields": ["name", "password"]}, headers=auth())
     assert response.status == 400
     assert "password" in (await response.json())["detail"]

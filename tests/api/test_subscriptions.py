@@ -118,13 +118,12 @@ async def api(
     clock: Clock,
     aiohttp_client: Callable[..., Awaitable[Client]],
 ) -> Client:
-    """The real app with the subscription routes and delivery wired as `setup` wires them, on
+    """The real app (its subscription routes and delivery task) with a fast delivery policy, on
     accounts A (campaigns 11, 12) and B (21); private targets allowed (the receiver is local)."""
     await make_account(pool, A, KEY_A, {CAMPAIGN_A: "north", OTHER_CAMPAIGN_A: "south"}, "IN")
     await make_account(pool, B, KEY_B, {CAMPAIGN_B: "west"}, "IN")
     settings = Settings(db_pool_min=1, db_pool_max=8, callback_allow_private=True)
     app = create_app(settings, database_url)
-    subscriptions.setup(app)
     app[subscriptions.POLICY] = FAST
     app[CLOCK] = clock.__call__
     return await aiohttp_client(app)
@@ -311,7 +310,6 @@ async def test_private_targets_are_refused_at_creation_and_at_delivery(
     after creation is never POSTed to: the subscription is suspended, recorded by an event."""
     await make_account(pool, A, KEY_A, {CAMPAIGN_A: "north"}, "IN")
     app = create_app(Settings(db_pool_min=1, db_pool_max=8), database_url)
-    subscriptions.setup(app)
     api = await aiohttp_client(app)
     for url in (receiver.url, "http://10.0.0.1/hook", "http://[::1]/hook"):
         response = await api.post(SUBSCRIPTIONS, json={"url": url}, headers=auth())
@@ -669,10 +667,9 @@ async def feed_of(pool: asyncpg.Pool) -> list[dict[str, Any]]:
 async def test_schemathesis_finds_no_undocumented_answer_in_subscription_routes(
     database_url: str, settings: Settings, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> None:
-    """The project's schemathesis run (test_schemathesis.py), on the subscription routes as
-    `setup` wires them: no 5xx, no answer the document does not describe."""
+    """The project's schemathesis run (test_schemathesis.py), on the subscription routes: no
+    5xx, no answer the document does not describe."""
     app = create_app(settings, database_url)
-    subscriptions.setup(app)
     server = TestServer(app)
     api = await aiohttp_client(server)
     world = await account_with_every_key(api)
