@@ -67,6 +67,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f" LEDGER_DB_POOL_MAX={settings.db_pool_max}: the pool cannot keep more"
                 " connections open than it may have"
             )
+        if settings.job_workers >= settings.db_pool_max:
+            # Each worker holds a pooled connection for its whole job.
+            raise SettingsError(
+                f"LEDGER_JOB_WORKERS={settings.job_workers} would hold every connection of"
+                f" LEDGER_DB_POOL_MAX={settings.db_pool_max} while jobs run: requests need some"
+                " too; raise the pool or lower the workers"
+            )
         return settings
 
 

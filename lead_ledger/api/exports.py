@@ -192,7 +192,14 @@ async def download_export(request: web.Request, principal: Principal) -> web.Str
     )
     response.content_length = stored.bytes
     await response.prepare(request)
+    sent = 0
     async for chunk in exports.file_chunks(pool, export_id, stored.chunks):
         await response.write(chunk)
+        sent += 1
+    if sent < stored.chunks and request.transport is not None:
+        # Removed by the retention sweep meanwhile: cut the connection, so that the client
+        # sees a short body (its Content-Length unmet) instead of waiting for the rest.
+        request.transport.close()
+        return response
     await response.write_eof()
     return response

@@ -18,7 +18,7 @@ from typing import Final
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.events import LeadEvent
+from lead_ledger.ledger.events import LeadArchived, LeadArchiveSynced, LeadEvent
 from lead_ledger.ledger.lead import LeadError, LeadState, evolve
 from lead_ledger.ledger.opening import Pair, open_pairs
 from lead_ledger.ledger.store import read_streams
@@ -29,8 +29,9 @@ from lead_ledger.service.reads import LeadView, fold_lead_view, lead_view_of_row
 BATCH: Final = 1000
 
 _COLUMNS: Final = ", ".join(f"l.{column}" for column in LEAD_COLUMNS)
-# Live leads, then (with $3) archived ones, merged in lead id order by their (account_id,
-# lead_id) indexes. An archived lead is not dialled, so it reads no do-not-call mark.
+# Live leads, then (with $3) archived ones that are not live too (an archive copy of a live lead
+# is the lead's, shown once, live), merged in lead id order by their (account_id, lead_id)
+# indexes. An archived lead is not dialled, so it reads no do-not-call mark.
 SELECT_NOW: Final = f"""
 SELECT * FROM (
     SELECT {_COLUMNS}, {MARKED_DNC}, false AS archived FROM leads l
@@ -38,6 +39,7 @@ SELECT * FROM (
     UNION ALL
     SELECT {_COLUMNS}, false AS dnc, true AS archived FROM lead_archive l
     WHERE $3 AND l.account_id = $1 AND ($2::bigint IS NULL OR l.campaign_id = $2)
+      AND NOT EXISTS (SELECT 1 FROM leads x WHERE x.lead_id = l.lead_id)
 ) rows
 ORDER BY lead_id
 """
@@ -129,8 +131,8 @@ async def _fold_batch(
 
 
 def _archived_view(pairs: list[Pair], account_id: int) -> LeadView | None:
-    """The archive's copy of a lead archived (and not live) by the end of `pairs`, as a view:
-    entered with its first event, modified with its last."""
+    """The archive's copy of a lead archived (and not live) by the end of `pairs`, as a view,
+    with the times the archive row has: those its copy carries (else when it was made)."""
     state: LeadState | None = None
     entry_at = modified_at = None
     try:
@@ -138,8 +140,9 @@ def _archived_view(pairs: list[Pair], account_id: int) -> LeadView | None:
             if not isinstance(event, LeadEvent):
                 return None
             state = evolve(state, event)
-            entry_at = entry_at or recorded.recorded_at
-            modified_at = recorded.recorded_at
+            if isinstance(event, LeadArchived | LeadArchiveSynced):
+                entry_at = event.entry_at or recorded.recorded_at
+                modified_at = event.modified_at or recorded.recorded_at
     except LeadError:
         return None
     if state is None or state.account_id != account_id or state.archive is None:

@@ -38,6 +38,7 @@ WHERE l.account_id = $1 AND ($2::bigint IS NULL OR l.campaign_id = $2)
 UNION ALL
 SELECT {columns}, false AS dnc, true AS archived FROM lead_archive l
 WHERE $3 AND l.account_id = $1 AND ($2::bigint IS NULL OR l.campaign_id = $2)
+  AND NOT EXISTS (SELECT 1 FROM leads x WHERE x.lead_id = l.lead_id)
 """
 _LEAD_COLUMNS: Final = ", ".join(f"l.{column}" for column in LEAD_COLUMNS)
 # The text fields of a lead (the rest of FIELD_NAMES are a list, a number, a time, maps).

@@ -221,18 +221,32 @@ async def _copied_csv(
     scratch: Path,
     on_rows: Callable[[int], None] | None,
 ) -> WrittenFile:
-    """A csv of now, rendered by PostgreSQL (service/export_sql.py)."""
-    columns = Columns(
+    """A csv of now, rendered by PostgreSQL (service/export_sql.py).
+
+    The CRM and extra names are read before the COPY, each statement in a snapshot of its own:
+    a name first written in between would have values and no column. So they are read again
+    after it, and the COPY runs again until both reads agree (a write of a new name that falls
+    exactly between them is rare, and the next round sees it settled)."""
+    target = scratch / "export.csv"
+    columns = await _copy_columns(conn, query, fields)
+    while True:
+        rows = await copy_csv(conn, query, columns, target)
+        after = await _copy_columns(conn, query, fields)
+        if after == columns:
+            break
+        columns = after
+    if on_rows is not None:
+        on_rows(rows)
+    return WrittenFile(target, rows, target.stat().st_size)
+
+
+async def _copy_columns(conn: Connection, query: ExportQuery, fields: list[str]) -> Columns:
+    return Columns(
         fields=tuple(name for name in fields if name not in ("crm", "extra")),
         crm=await field_names(conn, query, "crm") if "crm" in fields else [],
         extra=await field_names(conn, query, "extra") if "extra" in fields else [],
         archived=query.include_archived,
     )
-    target = scratch / "export.csv"
-    rows = await copy_csv(conn, query, columns, target)
-    if on_rows is not None:
-        on_rows(rows)
-    return WrittenFile(target, rows, target.stat().st_size)
 
 
 async def export_view(

@@ -40,7 +40,7 @@ from lead_ledger.service.ozonetel_v4 import (
     column_roles,
     wall_clock,
 )
-from lead_ledger.service.ozonetel_values import stored
+from lead_ledger.service.ozonetel_values import lookup, stored
 from lead_ledger.service.writer import Context
 
 NOT_AN_ARRAY: Final = "Row should be an array of values"
@@ -71,7 +71,9 @@ class _Columns(msgspec.Struct, frozen=True):
     titles: list[str]  # every column's name in a refused row (unnamed ones by position)
 
 
-def _columns(names: Sequence[str]) -> _Columns:
+def _columns(given_names: Sequence[str]) -> _Columns:
+    # Names become lead field names and jsonb keys, which cannot hold NUL: it is dropped.
+    names = [stored(name) or "" for name in given_names]
     extra: list[tuple[int, str]] = []
     seen: set[str] = set()
     for index, raw in enumerate(names):
@@ -116,8 +118,9 @@ async def _rules(
 ) -> _Rules:
     agent_at, skill_at = columns.roles.get("agent"), columns.roles.get("skill")
     cells = [row for row in rows if isinstance(row, list)]
-    agents = sorted({a for r in cells if (a := _cell(r, agent_at)) is not None})
-    skills = sorted({s for r in cells if (s := _cell(r, skill_at)) is not None})
+    # A value holding NUL names no agent or skill (PostgreSQL text cannot hold it): not looked up.
+    agents = sorted({a for r in cells if (a := lookup(_cell(r, agent_at))) is not None})
+    skills = sorted({s for r in cells if (s := lookup(_cell(r, skill_at))) is not None})
     found = await conn.fetchrow(SELECT_ROW_CONTEXT, campaign_id, agents, skills)
     if found is None:
         raise ValueError(f"campaign {campaign_id} does not exist")

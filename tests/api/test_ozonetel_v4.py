@@ -720,3 +720,32 @@ async def test_an_erasure_waits_for_a_callback_being_recorded(
         "CallbackAttempted",
         "JobRowsErased",
     ]
+
+
+async def test_nul_characters_lose_nothing(
+    api: Client, acme: Account, receiver: Receiver, pool: asyncpg.Pool
+) -> None:
+    """NUL in a column name, a lead field, an agent or a skill: the rows are checked like any
+    other (the NUL dropped from what is stored, an agent holding it is unknown), never a failed
+    job."""
+    bulk = {
+        "map": ["PhoneNumber", "Ci\u0000ty", "Name"],
+        "data": [["9876500001", "Pu\u0000ne", "As\u0000ha"]],
+    }
+    queued(await post(api, body(acme, bulkData=bulk, callBackUrl=receiver.url)))
+    data = (await receiver.next())["data"]
+    assert (data["status"], data["numbersProcessed"]) == ("Success", "1")
+    row = await pool.fetchrow("SELECT name, extra FROM leads")
+    assert row is not None
+    assert (row["name"], msgspec.json.decode(row["extra"])) == ("Asha", {"City": "Pune"})
+    agents = {
+        "map": ["PhoneNumber", "AgentId", "skill"],
+        "data": [["9876500002", "agent\u0000-1", "bil\u0000ling"]],
+    }
+    sent = body(acme, campaignName="agents", bulkData=agents, callBackUrl=receiver.url)
+    queued(await post(api, sent))
+    data = (await receiver.next())["data"]
+    assert (data["status"], data["numbersNotProcessed"]) == ("Success", "1")
+    rows = await failed_rows(api, acme, data["failedFilePath"])
+    assert rows[0]["reason"] == "Agent is not correctly mapped!"
+    assert rows[0]["AgentId"] == "agent-1"

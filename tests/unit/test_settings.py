@@ -52,6 +52,12 @@ def test_job_workers_default_and_bounds() -> None:
     for bad in ("0", "33", "two"):
         with pytest.raises(SettingsError, match="LEDGER_JOB_WORKERS"):
             Settings.from_env({"LEDGER_JOB_WORKERS": bad})
+    with pytest.raises(SettingsError, match="LEDGER_JOB_WORKERS=10 would hold every connection"):
+        Settings.from_env({"LEDGER_JOB_WORKERS": "10"})
+    assert (
+        Settings.from_env({"LEDGER_JOB_WORKERS": "12", "LEDGER_DB_POOL_MAX": "16"}).job_workers
+        == 12
+    )
 
 
 def test_job_lease_is_positive_seconds() -> None:
