@@ -580,6 +580,33 @@ async def test_two_processes_share_the_work_and_a_dead_ones_lease_expires(
     assert created > 0
 
 
+async def test_more_due_subscriptions_than_a_claim_takes_are_all_served(
+    pool: asyncpg.Pool, clock: Clock
+) -> None:
+    """A process that claims one subscription a pass still serves two: the claim takes the one
+    the last pass did not, though the other stays due with nothing new."""
+    from lead_ledger.service.subscriptions import manage  # noqa: PLC0415
+
+    await make_account(pool, A, KEY_A, {CAMPAIGN_A: "north"}, "IN")
+    posted: list[str] = []
+
+    async def post(url: str, _body: bytes, _headers: object) -> int:
+        posted.append(url)
+        return 200
+
+    for url in ("http://10.1.1.1/one", "http://10.1.1.2/two"):
+        async with pool.acquire() as conn:
+            await manage.create(
+                conn, ctx(A), A, url=url, event_types=None, campaign_id=None, secret=SECRET
+            )
+    await insert_many(pool, 1, 1)
+    policy = Policy(allow_private=True, claim_limit=1, lease_seconds=60)
+    deliverer = Deliverer(pool, post, owner="one-at-a-time", clock=clock, policy=policy)
+    for _ in range(4):
+        await deliverer.pass_once()
+    assert sorted(set(posted)) == ["http://10.1.1.1/one", "http://10.1.1.2/two"]
+
+
 async def test_a_rebuild_sends_nothing_again(
     api: Client, pool: asyncpg.Pool, owner_pool: asyncpg.Pool, receiver: Receiver
 ) -> None:

@@ -90,13 +90,16 @@ _CAMPAIGN_OF: Final = msgspec.json.Decoder(_CampaignOf)
 
 # Due, active, and not held by another live process. The row lock (SKIP LOCKED) keeps two
 # processes from leasing one subscription in the same instant; the lease keeps them apart after.
+# Unleased first, then the longest since last leased: with more due subscriptions than a claim
+# takes, each pass takes the ones the last passes did not (an idle subscription stays due, so
+# an order by id would take the same first ones for ever).
 CLAIM: Final = """
 WITH due AS (
     SELECT d.subscription_id FROM subscription_delivery d
     JOIN subscriptions s ON s.subscription_id = d.subscription_id
     WHERE s.state = 'active' AND d.next_attempt_at <= now()
       AND (d.lease_owner IS NULL OR d.lease_owner = $1 OR d.lease_until < now())
-    ORDER BY d.subscription_id
+    ORDER BY d.lease_until NULLS FIRST, d.subscription_id
     LIMIT $3
     FOR UPDATE OF d SKIP LOCKED
 )
@@ -219,8 +222,18 @@ class Deliverer:
                 CLAIM, self.owner, self.policy.lease_seconds, self.policy.claim_limit
             )
         claimed = [_claimed(row) for row in rows]
-        moved = await asyncio.gather(*(self._step(c) for c in claimed))
-        return any(moved)
+        # One subscription's failure (its events do not open, the database hiccups) is its
+        # own: the pass goes on, and waits for every step before the next claim.
+        moved = await asyncio.gather(*(self._step(c) for c in claimed), return_exceptions=True)
+        for step, result in zip(claimed, moved, strict=True):
+            if isinstance(result, BaseException):
+                log.error(
+                    "subscription_step_failed",
+                    subscription_id=step.subscription_id,
+                    owner=self.owner,
+                    exc_info=result,
+                )
+        return any(result is True for result in moved)
 
     async def _step(self, claimed: Claimed) -> bool:
         async with self.pool.acquire() as conn:
