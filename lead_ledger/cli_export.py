@@ -93,7 +93,7 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
                     progress("export", done, 0)
 
                 progress("export", 0, 0)
-                async with conn.transaction(readonly=True):
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
                     written = await write_export_file(
                         conn, query, request, Path(scratch), on_rows=spooled
                     )

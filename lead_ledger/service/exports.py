@@ -11,7 +11,8 @@ LEDGER_EXPORT_RETENTION_HOURS and records each removal as JobOutputRemoved.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -140,13 +141,20 @@ async def submit_export(
         )
 
 
-async def run_export(
-    conn: Connection,
-    ctx: Context,  # noqa: ARG001 - an export writes no lead events
-    job: jobs.Job,
-    payload: bytes,
-) -> jobs.JobOutcome:
-    """Write the file and store it in chunks, in the job's transaction."""
+class PreparedFile(msgspec.Struct, frozen=True, kw_only=True):
+    """An export's file, written before the job's transaction: what its handler stores."""
+
+    path: str
+    rows: int
+    size: int
+    format: ExportFormat
+
+
+@asynccontextmanager
+async def prepare_export(conn: Connection, job: jobs.Job, payload: bytes) -> AsyncIterator[bytes]:
+    """Write the file in a temporary directory, reading in one read-only REPEATABLE READ
+    transaction (one snapshot for the CRM and extra names and the rows, and no transaction id
+    held against the feed's readers); the directory goes once the job is done."""
     request = msgspec.json.decode(payload, type=ExportRequest)
     campaign_id = job.options.get("campaign_id")
     query = ExportQuery(
@@ -156,20 +164,42 @@ async def run_export(
         include_archived=request.include_archived,
     )
     with tempfile.TemporaryDirectory(prefix="lead-ledger-export-") as scratch:
-        output = await write_export_file(conn, query, request, Path(scratch))
-        chunks = 0
-        with output.path.open("rb") as handle:
-            while data := handle.read(CHUNK_BYTES):
-                await conn.execute(INSERT_CHUNK, job.job_id, chunks, data)
-                chunks += 1
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            written = await write_export_file(conn, query, request, Path(scratch))
+        prepared = PreparedFile(
+            path=str(written.path), rows=written.rows, size=written.size, format=request.format
+        )
+        yield msgspec.json.encode(prepared)
+
+
+async def run_export(
+    conn: Connection,
+    ctx: Context,  # noqa: ARG001 - an export writes no lead events
+    job: jobs.Job,
+    payload: bytes,
+) -> jobs.JobOutcome:
+    """Store the prepared file in chunks, in the job's transaction (`payload` is the
+    PreparedFile `prepare_export` made)."""
+    prepared = msgspec.json.decode(payload, type=PreparedFile)
+    chunks = 0
+    for data in _file_chunks(Path(prepared.path)):
+        await conn.execute(INSERT_CHUNK, job.job_id, chunks, data)
+        chunks += 1
     stored = JobOutput(
-        file_name=f"export-{job.job_id}.{request.format}",
-        content_type=CONTENT_TYPES[request.format],
-        rows=output.rows,
-        bytes=output.size,
+        file_name=f"export-{job.job_id}.{prepared.format}",
+        content_type=CONTENT_TYPES[prepared.format],
+        rows=prepared.rows,
+        bytes=prepared.size,
         chunks=chunks,
     )
     return jobs.JobOutcome(output=stored)
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    """The file a chunk at a time (a local temporary file: each read takes a millisecond)."""
+    with path.open("rb") as handle:
+        while data := handle.read(CHUNK_BYTES):
+            yield data
 
 
 class WrittenFile(msgspec.Struct, frozen=True):
@@ -186,7 +216,7 @@ async def write_export_file(
     on_rows: Callable[[int], None] | None = None,
 ) -> WrittenFile:
     """The export's file in `scratch` (the CLI writes it this way too; `on_rows` hears of each
-    batch of leads spooled). Run it in a transaction."""
+    batch of leads spooled). Run it in a REPEATABLE READ transaction: one snapshot."""
     fields = request.fields if request.fields is not None else list(EXPORTABLE)
     if request.format == "csv" and query.as_of is None:
         return await _copied_csv(conn, query, fields, scratch, on_rows)
@@ -221,20 +251,12 @@ async def _copied_csv(
     scratch: Path,
     on_rows: Callable[[int], None] | None,
 ) -> WrittenFile:
-    """A csv of now, rendered by PostgreSQL (service/export_sql.py).
-
-    The CRM and extra names are read before the COPY, each statement in a snapshot of its own:
-    a name first written in between would have values and no column. So they are read again
-    after it, and the COPY runs again until both reads agree (a write of a new name that falls
-    exactly between them is rare, and the next round sees it settled)."""
+    """A csv of now, rendered by PostgreSQL (service/export_sql.py). The CRM and extra names
+    and the rows must come from one snapshot (a name written in between would have values and
+    no column): callers run it in a REPEATABLE READ transaction."""
     target = scratch / "export.csv"
     columns = await _copy_columns(conn, query, fields)
-    while True:
-        rows = await copy_csv(conn, query, columns, target)
-        after = await _copy_columns(conn, query, fields)
-        if after == columns:
-            break
-        columns = after
+    rows = await copy_csv(conn, query, columns, target)
     if on_rows is not None:
         on_rows(rows)
     return WrittenFile(target, rows, target.stat().st_size)

@@ -30,6 +30,7 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.ledger.locks import campaign_lock_key
+from lead_ledger.ledger.store import read_feed
 from lead_ledger.service import callbacks, jobs
 from lead_ledger.service.job_kinds import job_kinds
 from lead_ledger.service.jobs import Job, JobKind, JobKinds, JobOutcome
@@ -229,6 +230,39 @@ async def test_a_busy_campaigns_jobs_wait_for_it_and_others_go_first(
         claim = await jobs.claim_next(conn, "w5", 60)
         assert claim is not None
         assert claim.job_id == second
+
+
+async def test_a_kinds_preparation_holds_back_no_reader_of_the_feed(
+    pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """A kind's `prepare` runs before the job's transaction: an event appended meanwhile is in
+    the feed at once. In the handler (inside the transaction, its queue row locked) the same
+    append is held back by the visibility fence until the job commits."""
+    account_id, campaign_id = campaign
+    seen: dict[str, bool] = {}
+
+    async def appended_is_visible() -> bool:
+        head = await pool.fetchval("SELECT coalesce(max(position), 0) FROM events")
+        await submit(pool, account_id, campaign_id, [], kind="other")
+        async with pool.acquire() as reader:
+            return bool(await read_feed(reader, after=head))
+
+    @asynccontextmanager
+    async def prepare(_conn: Connection, _job: Job, payload: bytes) -> AsyncIterator[bytes]:
+        seen["prepare"] = await appended_is_visible()
+        yield payload
+
+    async def handle(_conn: Connection, _ctx: Context, _job: Job, _payload: bytes) -> JobOutcome:
+        seen["handler"] = await appended_is_visible()
+        return JobOutcome()
+
+    kinds = {"test_prepared": JobKind(handle, prepare=prepare)}
+    await submit(pool, account_id, campaign_id, [], kind="test_prepared")
+    async with pool.acquire() as conn:
+        claim = await jobs.claim_next(conn, "w1", 60)
+        assert claim is not None
+        assert await jobs.run_job(conn, "w1", claim, kinds) == "done"
+    assert seen == {"prepare": True, "handler": False}
 
 
 async def test_failing_handler_is_retried_then_job_failed(

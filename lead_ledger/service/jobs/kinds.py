@@ -7,6 +7,7 @@ handed to the worker: importing a dialect's module registers nothing.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,15 +53,25 @@ class JobOutcome(msgspec.Struct, frozen=True, kw_only=True):
 JobHandler = Callable[[Connection, Context, Job, bytes], Awaitable[JobOutcome]]
 # The callback body of a failed job, for dialects whose callback has a shape of its own.
 FailureBody = Callable[[Job, str], dict[str, Any]]
+# Long read-only work before the job's transaction: given the job and its payload, it yields
+# what the handler gets instead of the payload, and cleans up once the handler is done.
+JobPreparation = Callable[[Connection, Job, bytes], AbstractAsyncContextManager[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
 class JobKind:
     """How jobs of one kind run: `handler` writes through the lead services; a failed job's
-    callback is `failure_body(job, error)` when given, else the generic failure body."""
+    callback is `failure_body(job, error)` when given, else the generic failure body.
+
+    `prepare`, when given, runs before the job's transaction, outside any (its own read-only
+    transactions take no transaction id): a job's transaction holds one from its queue row's
+    lock to its commit, and while it does the feed's visibility fence holds back every reader of
+    the feed (SSE, `/v1/events`, webhooks). An export reads for a minute; it must not do so
+    there."""
 
     handler: JobHandler
     failure_body: FailureBody | None = None
+    prepare: JobPreparation | None = None
 
 
 # Job kind name -> how its jobs run. A job of a kind missing here fails ("no handler").

@@ -9,6 +9,8 @@ it, even if the lease expires; the lease only covers the gap between claim and t
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import msgspec
@@ -173,7 +175,7 @@ async def run_job(
     """Run a claimed job with the handler of its kind in `kinds`; returns its queue state after
     (done, failed, queued, or lost)."""
     try:
-        async with write_transaction(conn):
+        async with _prepared(conn, claim, kinds, max_attempts) as prepared, write_transaction(conn):
             if claim.campaign_id is not None:
                 # Before the row lock, which takes a transaction id: the feed orders events by
                 # transaction id, so a lead's writers must hold its campaign lock from before
@@ -190,12 +192,35 @@ async def run_job(
             if kind is None:
                 await _fail(conn, ctx, job, kinds, f"no handler for job kind {job.kind!r}")
                 return "failed"
-            payload: bytes = await conn.fetchval(SELECT_PAYLOAD, claim.job_id)
+            payload: bytes = (
+                prepared
+                if prepared is not None
+                else await conn.fetchval(SELECT_PAYLOAD, claim.job_id)
+            )
             outcome = await kind.handler(conn, ctx, job, payload)
             await _complete(conn, ctx, job, outcome)
             return "done"
     except Exception as error:  # noqa: BLE001 - any handler error is the job's failure
         return await _after_error(conn, worker_id, claim, kinds, error, max_attempts, retry_seconds)
+
+
+@asynccontextmanager
+async def _prepared(
+    conn: Connection, claim: Claim, kinds: JobKinds, max_attempts: int
+) -> AsyncIterator[bytes | None]:
+    """What the kind's `prepare` yields for this job, made before its transaction (None for
+    kinds without one, and for a job about to be failed for its attempts)."""
+    if claim.attempts > max_attempts:
+        yield None
+        return
+    job, _ = await load_job(conn, claim.job_id, claim.attempts)
+    kind = kinds.get(job.kind)
+    if kind is None or kind.prepare is None:
+        yield None
+        return
+    payload: bytes = await conn.fetchval(SELECT_PAYLOAD, claim.job_id)
+    async with kind.prepare(conn, job, payload) as prepared:
+        yield prepared
 
 
 async def _complete(conn: Connection, ctx: Context, job: Job, outcome: JobOutcome) -> None:
