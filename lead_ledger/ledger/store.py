@@ -51,6 +51,14 @@ SELECT_EVENTS_BY_ID: Final = f"""
 SELECT {_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position
 """
 
+# A stream as it stood at a time is the prefix of its versions before the first one recorded
+# after that time, not every event recorded by then: recorded_at is its transaction's start,
+# and a transaction that began first may have waited for the stream's lock and written a later
+# version (v3 recorded before v2). `cut` is that first version (NULL: none after the time).
+_CUT: Final = (
+    "min(stream_version) FILTER (WHERE recorded_at > {time}) OVER (PARTITION BY stream_id)"
+)
+# Without a time (every write's read of a stream) the plain queries serve.
 SELECT_STREAM: Final = f"""
 SELECT {_COLUMNS}
 FROM events
@@ -58,7 +66,18 @@ WHERE stream_id = $1
   AND stream_version > $2
   AND ($3::int IS NULL OR stream_version <= $3)
   AND ($4::bigint IS NULL OR position <= $4)
-  AND ($5::timestamptz IS NULL OR recorded_at <= $5)
+ORDER BY stream_version
+"""
+SELECT_STREAM_AS_OF: Final = f"""
+SELECT {_COLUMNS} FROM (
+    SELECT {_COLUMNS}, {_CUT.format(time="$5")} AS cut
+    FROM events
+    WHERE stream_id = $1
+      AND stream_version > $2
+      AND ($3::int IS NULL OR stream_version <= $3)
+      AND ($4::bigint IS NULL OR position <= $4)
+) stream
+WHERE cut IS NULL OR stream_version < cut
 ORDER BY stream_version
 """
 
@@ -85,7 +104,15 @@ SELECT_STREAMS: Final = f"""
 SELECT {_COLUMNS}
 FROM events
 WHERE stream_id = ANY($1::text[])
-  AND ($2::timestamptz IS NULL OR recorded_at <= $2)
+ORDER BY stream_id, stream_version
+"""
+SELECT_STREAMS_AS_OF: Final = f"""
+SELECT {_COLUMNS} FROM (
+    SELECT {_COLUMNS}, {_CUT.format(time="$2")} AS cut
+    FROM events
+    WHERE stream_id = ANY($1::text[])
+) streams
+WHERE cut IS NULL OR stream_version < cut
 ORDER BY stream_id, stream_version
 """
 
@@ -340,9 +367,19 @@ async def read_stream(
     up_to_time: datetime | None = None,
 ) -> list[RecordedEvent]:
     """A stream's events in version order, optionally cut at a version, position or time."""
-    rows = await conn.fetch(
-        SELECT_STREAM, stream_id, after_version, up_to_version, up_to_position, up_to_time
-    )
+    if up_to_time is None:
+        rows = await conn.fetch(
+            SELECT_STREAM, stream_id, after_version, up_to_version, up_to_position
+        )
+    else:
+        rows = await conn.fetch(
+            SELECT_STREAM_AS_OF,
+            stream_id,
+            after_version,
+            up_to_version,
+            up_to_position,
+            up_to_time,
+        )
     return [_recorded(row) for row in rows]
 
 
@@ -352,7 +389,11 @@ async def read_streams(
     """Several streams in one query (archive requests load up to 500 leads at once), whole or
     as they stood at `up_to_time` (an export as of a time)."""
     streams: dict[str, list[RecordedEvent]] = {}
-    for row in await conn.fetch(SELECT_STREAMS, list(stream_ids), up_to_time):
+    if up_to_time is None:
+        rows = await conn.fetch(SELECT_STREAMS, list(stream_ids))
+    else:
+        rows = await conn.fetch(SELECT_STREAMS_AS_OF, list(stream_ids), up_to_time)
+    for row in rows:
         streams.setdefault(row["stream_id"], []).append(_recorded(row))
     return streams
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -233,6 +233,31 @@ async def test_another_accounts_campaign_is_unknown(api: Client, seeded: asyncpg
     body = await get_json(api, f"/v1/leads?campaign={CAMPAIGN_B}", 404)
     assert body["parameter"] == "campaign"
     await get_json(api, "/v1/leads?campaign=nowhere", 404)
+
+
+async def test_as_of_is_a_prefix_of_the_stream_not_every_event_recorded_by_then(
+    api: Client, seeded: asyncpg.Pool
+) -> None:
+    """A transaction that began first but wrote a later version (it waited for the stream)
+    records v3 before v2: as of a time between their starts, the lead is v1, not v1 + v3."""
+    async with seeded.acquire() as first, first.transaction():
+        await first.fetchval("SELECT now()")  # this transaction's recorded_at is taken
+        await asyncio.sleep(0.02)
+        between = datetime.now(UTC)
+        await asyncio.sleep(0.02)
+        await update_lead(seeded, A, 1, ctx(A), name="Second")  # v2, recorded after `between`
+        stored = await open_pairs(first, await read_stream(first, stream_of_lead(1)))
+        state = fold(e for _, e in stored if isinstance(e, LeadEvent))
+        assert state is not None
+        events = list(decide_update(state, {"name": "Third"}, "IN"))
+        await record(first, [stream_append(ctx(A), stream_of_lead(1), 2, events, account_id=A)])
+    versions = await seeded.fetch(
+        "SELECT stream_version, recorded_at FROM events WHERE stream_id = 'lead-1' ORDER BY 1"
+    )
+    assert versions[2]["recorded_at"] < between < versions[1]["recorded_at"]
+    then = await get_json(api, "/v1/leads/1", params={"as_of": between.isoformat()})
+    assert (then["name"], then["version"]) == ("Lead 1", 1)
+    assert (await get_json(api, "/v1/leads/1"))["name"] == "Third"
 
 
 @pytest.mark.parametrize(

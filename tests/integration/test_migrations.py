@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import pytest
 
@@ -144,8 +145,10 @@ INDEXED_LOOKUPS = [
     (jtel.SELECT_BY_USER_DATA, (1, "u-1"), CONTACTS_INDEXES),
     (jtel.SELECT_FIRST_BY_USER_DATA, (1, "u-1", [2]), CONTACTS_INDEXES),
     (reads.SELECT_LEADS, (1, 0, None, None, "+919876543210", 10), CONTACTS_INDEXES),
-    (store.SELECT_STREAM, ("lead-1", 0, None, None, None), STREAM_INDEXES),
+    (store.SELECT_STREAM, ("lead-1", 0, None, None), STREAM_INDEXES),
     (store.SELECT_STREAMS, (["lead-1", "job-7"],), STREAM_INDEXES),
+    (store.SELECT_STREAM_AS_OF, ("lead-1", 0, None, None, datetime.now(UTC)), STREAM_INDEXES),
+    (store.SELECT_STREAMS_AS_OF, (["lead-1", "job-7"], datetime.now(UTC)), STREAM_INDEXES),
 ]
 
 
