@@ -28,10 +28,12 @@ def job_kinds(key_workers: KeyWorkers | None = None) -> JobKinds:
         ozonetel_bulk.KIND: JobKind(
             partial(ozonetel_bulk.run_upload, key_workers=key_workers),
             failure_body=ozonetel_bulk.failure_body,
+            locks_account=ozonetel_bulk.starts_campaign,
         ),
         exports.KIND: JobKind(exports.run_export, prepare=exports.prepare_export),
         ozonetel_v4.KIND: JobKind(
             partial(ozonetel_v4_job.run_bulk_v4, key_workers=key_workers),
             failure_body=ozonetel_v4_job.failure_body,
+            locks_account=ozonetel_bulk.starts_campaign,
         ),
     }

@@ -242,6 +242,12 @@ def _callback(job: jobs.Job, status: str, message: str) -> dict[str, Any]:
     }
 
 
+def starts_campaign(job: jobs.Job) -> bool:
+    """An `action=start` job starts its campaign, under the account's lock: the run takes it
+    (JobKind.locks_account)."""
+    return job.options.get("action") == "start"
+
+
 def failure_body(job: jobs.Job, error: str) -> dict[str, Any]:  # noqa: ARG001 - no reason in it
     """The vendor's callback for an upload that could not be completed."""
     return _callback(job, "error", "Data upload failed")
@@ -258,12 +264,10 @@ async def run_upload(
     """Insert every row (no duplicate check) and, for `action=start`, start the campaign."""
     upload_payload = msgspec.json.decode(payload, type=UploadPayload)
     campaign_id = job.required_campaign()
-    start = job.options.get("action") == "start"
-    if start:
-        # Both locks before the first lead is written (docs/decisions.md, "Locks before the
-        # first write"); insert_leads takes the campaign lock again, which is free.
-        await lock_campaigns(conn, [campaign_id])
-        await lock_account(conn, job.account_id)
+    # With action=start the run took the account's lock with the campaign's, before its first
+    # write and its transaction id (`starts_campaign`; docs/decisions.md, "Locks before the
+    # first write").
+    start = starts_campaign(job)
     result = await insert_leads(
         conn,
         ctx,

@@ -21,7 +21,6 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.events import ExtraValue, LeadFields
 from lead_ledger.ledger.job_events import CellValue, RejectedRow
 from lead_ledger.service import jobs
-from lead_ledger.service.accounts import lock_account
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.ozonetel import (
@@ -32,6 +31,7 @@ from lead_ledger.service.ozonetel import (
     office_timezone,
     set_campaign_state,
 )
+from lead_ledger.service.ozonetel_bulk import starts_campaign
 from lead_ledger.service.ozonetel_file import MAX_NAME_LENGTH
 from lead_ledger.service.ozonetel_v4 import (
     ROLES,
@@ -207,11 +207,9 @@ async def run_bulk_v4(
     """Check every row, insert the good ones, and for `action=start` start the campaign."""
     bulk = _decode_payload(payload)
     campaign_id = job.required_campaign()
-    start = job.options.get("action") == "start"
-    if start:
-        # Both locks before the first write (docs/decisions.md, "Locks before the first
-        # write"); the job's run holds the campaign lock already.
-        await lock_account(conn, job.account_id)
+    # With action=start the run holds the account's lock too, taken with the campaign's before
+    # its transaction id (`starts_campaign`; docs/decisions.md, "Locks before the first write").
+    start = starts_campaign(job)
     columns = _columns(bulk.columns)
     rules = await _rules(conn, campaign_id, columns, bulk.rows)
     now = datetime.now(UTC)

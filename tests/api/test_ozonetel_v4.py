@@ -22,7 +22,7 @@ from lead_ledger.api import ozonetel_v4
 from lead_ledger.api.callback_http import poster
 from lead_ledger.ledger.envelope import ANY_VERSION, Actor
 from lead_ledger.ledger.job_events import CallbackAttempted
-from lead_ledger.ledger.locks import campaign_lock_key
+from lead_ledger.ledger.locks import account_lock_key, campaign_lock_key
 from lead_ledger.service import callbacks, jobs
 from lead_ledger.service.job_kinds import job_kinds
 from lead_ledger.service.writer import Context, record, stream_append
@@ -749,3 +749,30 @@ async def test_nul_characters_lose_nothing(
     rows = await failed_rows(api, acme, data["failedFilePath"])
     assert rows[0]["reason"] == "Agent is not correctly mapped!"
     assert rows[0]["AgentId"] == "agent-1"
+
+
+async def test_a_start_job_takes_the_account_lock_before_its_transaction_id(
+    make_client: Callable[..., Awaitable[Client]], receiver: Receiver, pool: asyncpg.Pool
+) -> None:
+    """action=start writes under the account's lock: the run waits for it holding no
+    transaction id yet (the feed orders by transaction id), then starts the campaign."""
+    api = await make_client(worker=False)
+    acme = await make_account(api)
+    queued(await post(api, body(acme, action="start", callBackUrl=receiver.url)))
+    account_id = await pool.fetchval("SELECT account_id FROM accounts WHERE name = 'acme'")
+    waiting = (
+        "SELECT backend_xid IS NULL FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+    )
+    async with pool.acquire() as holder, pool.acquire() as conn:
+        await holder.execute("SELECT pg_advisory_lock($1)", account_lock_key(account_id))
+        try:
+            claim = await jobs.claim_next(conn, "test-worker", 60)
+            assert claim is not None
+            running = asyncio.create_task(jobs.run_job(conn, "test-worker", claim, job_kinds()))
+            await until(pool, f"SELECT EXISTS ({waiting})")
+            assert await pool.fetchval(waiting) is True
+        finally:
+            await holder.execute("SELECT pg_advisory_unlock($1)", account_lock_key(account_id))
+        assert await running == "done"
+    assert await campaign_state(api, acme) == "running"

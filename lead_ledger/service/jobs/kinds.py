@@ -72,6 +72,9 @@ class JobKind:
     handler: JobHandler
     failure_body: FailureBody | None = None
     prepare: JobPreparation | None = None
+    # Whether the job writes under its account's lock too (it starts or stops its campaign):
+    # taken with the campaign's, before the queue row's lock gives the run a transaction id.
+    locks_account: Callable[[Job], bool] | None = None
 
 
 # Job kind name -> how its jobs run. A job of a kind missing here fails ("no handler").

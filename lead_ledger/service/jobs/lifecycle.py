@@ -24,7 +24,7 @@ from lead_ledger.ledger.job_events import (
     JobSubmitted,
     stream_of_job,
 )
-from lead_ledger.ledger.locks import lock_campaigns
+from lead_ledger.ledger.locks import LOCK_XACT, account_lock_key, lock_campaigns
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.service.jobs.kinds import Job, JobKinds, JobOutcome
 from lead_ledger.service.transactions import write_transaction
@@ -181,14 +181,16 @@ async def run_job(
                 # transaction id, so a lead's writers must hold its campaign lock from before
                 # then (docs/decisions.md, "Locks before the first write").
                 await lock_campaigns(conn, [claim.campaign_id])
+            job, ctx = await load_job(conn, claim.job_id, claim.attempts)
+            kind = kinds.get(job.kind)
+            if kind is not None and kind.locks_account is not None and kind.locks_account(job):
+                await conn.execute(LOCK_XACT, account_lock_key(job.account_id))
             if await conn.fetchval(LOCK_CLAIMED, claim.job_id, worker_id) is None:
                 return "lost"  # the lease expired and another worker took the job
-            job, ctx = await load_job(conn, claim.job_id, claim.attempts)
             if claim.attempts > max_attempts:
                 # Earlier attempts crashed their workers; do not try a poison job forever.
                 await _fail(conn, ctx, job, kinds, f"gave up after {max_attempts} attempts")
                 return "failed"
-            kind = kinds.get(job.kind)
             if kind is None:
                 await _fail(conn, ctx, job, kinds, f"no handler for job kind {job.kind!r}")
                 return "failed"
