@@ -32,17 +32,17 @@ _COLUMNS: Final = ", ".join(f"l.{column}" for column in LEAD_COLUMNS)
 # Live leads, then (with $3) archived ones that are not live too (an archive copy of a live lead
 # is the lead's, shown once, live), merged in lead id order by their (account_id, lead_id)
 # indexes. An archived lead is not dialled, so it reads no do-not-call mark.
-SELECT_NOW: Final = f"""
-SELECT * FROM (
-    SELECT {_COLUMNS}, {MARKED_DNC}, false AS archived FROM leads l
-    WHERE l.account_id = $1 AND ($2::bigint IS NULL OR l.campaign_id = $2)
-    UNION ALL
-    SELECT {_COLUMNS}, false AS dnc, true AS archived FROM lead_archive l
-    WHERE $3 AND l.account_id = $1 AND ($2::bigint IS NULL OR l.campaign_id = $2)
-      AND NOT EXISTS (SELECT 1 FROM leads x WHERE x.lead_id = l.lead_id)
-) rows
-ORDER BY lead_id
+# ($1 account, $2 campaign or NULL, $3 include archived.) Both renderings of an export of now
+# read these rows: this module's, and PostgreSQL's csv (service/export_sql.py).
+EXPORTED_NOW: Final = f"""
+SELECT {_COLUMNS}, {MARKED_DNC}, false AS archived FROM leads l
+WHERE l.account_id = $1 AND ($2::bigint IS NULL OR l.campaign_id = $2)
+UNION ALL
+SELECT {_COLUMNS}, false AS dnc, true AS archived FROM lead_archive l
+WHERE $3 AND l.account_id = $1 AND ($2::bigint IS NULL OR l.campaign_id = $2)
+  AND NOT EXISTS (SELECT 1 FROM leads x WHERE x.lead_id = l.lead_id)
 """
+SELECT_NOW: Final = f"SELECT * FROM ({EXPORTED_NOW}) rows ORDER BY lead_id"
 # Every lead stream of the account begun by then: a lead's stream begins with its LeadInserted,
 # which carries its campaign in the clear. Leads never change campaign.
 SELECT_STREAMS_BEGUN: Final = """

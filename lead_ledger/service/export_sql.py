@@ -16,31 +16,14 @@ from pathlib import Path
 from typing import Final
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.projections.leads import LEAD_COLUMNS
-from lead_ledger.service.dnc_marks import MARKED_DNC
 from lead_ledger.service.export_files import Columns
-from lead_ledger.service.export_rows import ExportQuery
+from lead_ledger.service.export_rows import EXPORTED_NOW, ExportQuery
 from lead_ledger.service.spreadsheet_cells import spreadsheet_text
 
 # Every CRM (extra) field name a lead of the export holds: the columns, known before the rows.
-SELECT_KEYS: Final = """
-SELECT DISTINCT k FROM (
-    SELECT jsonb_object_keys(l.{column}) AS k FROM leads l
-    WHERE l.account_id = $1 AND ($2::bigint IS NULL OR l.campaign_id = $2)
-    UNION ALL
-    SELECT jsonb_object_keys(l.{column}) FROM lead_archive l
-    WHERE $3 AND l.account_id = $1 AND ($2::bigint IS NULL OR l.campaign_id = $2)
-) keys
+SELECT_KEYS: Final = f"""
+SELECT DISTINCT jsonb_object_keys(rows.{{column}}) AS k FROM ({EXPORTED_NOW}) rows
 """
-_ROWS: Final = """
-SELECT {columns}, {dnc}, false AS archived FROM leads l
-WHERE l.account_id = $1 AND ($2::bigint IS NULL OR l.campaign_id = $2)
-UNION ALL
-SELECT {columns}, false AS dnc, true AS archived FROM lead_archive l
-WHERE $3 AND l.account_id = $1 AND ($2::bigint IS NULL OR l.campaign_id = $2)
-  AND NOT EXISTS (SELECT 1 FROM leads x WHERE x.lead_id = l.lead_id)
-"""
-_LEAD_COLUMNS: Final = ", ".join(f"l.{column}" for column in LEAD_COLUMNS)
 # The text fields of a lead (the rest of FIELD_NAMES are a list, a number, a time, maps).
 _LIST, _NUMBER, _TIME = "phone_numbers", "priority", "expires_at"
 
@@ -89,10 +72,9 @@ def copy_query(columns: Columns) -> str:
     cells += [_escaped(f"l.crm ->> ($4::text[])[{i}]") for i in range(1, len(columns.crm) + 1)]
     cells += [_escaped(f"l.extra ->> ($5::text[])[{i}]") for i in range(1, len(columns.extra) + 1)]
     cells += [_time("l.entry_at"), _time("l.modified_at")]
-    rows = _ROWS.format(columns=_LEAD_COLUMNS, dnc=MARKED_DNC)
     # $4 and $5 are typed even when no column reads them (no CRM or extra fields).
     return (
-        f"SELECT {', '.join(cells)} FROM ({rows}) l"
+        f"SELECT {', '.join(cells)} FROM ({EXPORTED_NOW}) l"
         " JOIN campaigns c ON c.campaign_id = l.campaign_id"
         " WHERE cardinality($4::text[]) >= 0 AND cardinality($5::text[]) >= 0"
         " ORDER BY l.lead_id"
