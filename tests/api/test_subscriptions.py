@@ -750,3 +750,40 @@ async def test_new_types_make_a_new_batch_under_a_new_delivery_id(
     ok = [(h, b) for h, b in receiver.posts if h["ok"] == "1"]
     assert ok[0][0]["X-Ledger-Delivery"] != old_id
     assert [(e["type"], e["stream_id"]) for e in receiver.entries()] == [("LeadUpdated", "lead-2")]
+
+
+async def test_new_types_while_a_batch_is_sent_skip_nothing_they_match(
+    pool: asyncpg.Pool, clock: Clock
+) -> None:
+    """Types changed while a batch chosen by the old ones is being sent: its 2xx does not move
+    the checkpoint past the events only the new types match; they are sent next."""
+    from lead_ledger.service.subscriptions import manage  # noqa: PLC0415
+
+    await make_account(pool, A, KEY_A, {CAMPAIGN_A: "north"}, "IN")
+    async with pool.acquire() as conn:
+        created = await manage.create(
+            conn,
+            ctx(A),
+            A,
+            url="http://10.1.1.1/hook",
+            event_types=["LeadInserted"],
+            campaign_id=None,
+            secret=SECRET,
+        )
+    sid = created.subscription_id
+    await insert_many(pool, 1, 1)
+    await update_lead(pool, A, 1, ctx(A), first_name="Ravi")
+    sent: list[list[str]] = []
+
+    async def post(_url: str, body: bytes, _headers: object) -> int:
+        sent.append([e["type"] for e in msgspec.json.decode(body)["events"]])
+        if len(sent) == 1:  # the types change while the first batch is on its way
+            async with pool.acquire() as conn:
+                await manage.change(conn, ctx(A), A, sid, event_types=["LeadUpdated"])
+        return 200
+
+    policy = Policy(allow_private=True, lease_seconds=60)
+    deliverer = Deliverer(pool, post, owner="sender", clock=clock, policy=policy)
+    for _ in range(3):
+        await deliverer.pass_once()
+    assert sent == [["LeadInserted"], ["LeadUpdated"]]

@@ -73,9 +73,13 @@ SET failures = 0, failing_since = NULL, next_attempt_at = now(), lease_owner = N
 WHERE subscription_id = $1
 """
 # New types make a new batch: the one in flight was chosen by the old ones, and a delivery id
-# must always name the same events.
+# must always name the same events. The lease goes too: a step still sending the old batch then
+# cannot move the checkpoint past events that only the new types match (its update is for the
+# lease holder only); the next claim reads them again under the new types.
 FORGET_BATCH: Final = """
-UPDATE subscription_delivery SET batch_last = NULL, delivery_id = NULL WHERE subscription_id = $1
+UPDATE subscription_delivery
+SET batch_last = NULL, delivery_id = NULL, lease_owner = NULL, lease_until = NULL
+WHERE subscription_id = $1
 """
 DELETE_DELIVERY: Final = "DELETE FROM subscription_delivery WHERE subscription_id = $1"
 DELETE_ATTEMPTS: Final = "DELETE FROM subscription_attempts WHERE subscription_id = $1"
