@@ -270,9 +270,9 @@ async def run(args: argparse.Namespace) -> None:
                         headers={"Authorization": f"Bearer {key}"},
                     ) as response:
                         if response.status != 201:
+                            detail = await response.text()
                             raise SystemExit(
-                                f"POST /v1/subscriptions answered {response.status}: is"
-                                " subscriptions.setup called by create_app?"
+                                f"POST /v1/subscriptions answered {response.status}: {detail}"
                             )
                 sse = asyncio.create_task(follow_sse(session, base, key, arrivals))
                 await asyncio.sleep(0.5)  # the stream is open before the first write
