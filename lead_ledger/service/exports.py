@@ -81,13 +81,6 @@ class UnknownFieldError(ValueError):
         self.names = list(names)
 
 
-class ExportFile(msgspec.Struct, frozen=True, kw_only=True):
-    file_name: str
-    content_type: str
-    rows: int
-    bytes: int
-
-
 class ExportView(msgspec.Struct, frozen=True, kw_only=True):
     """An export as the API shows it."""
 
