@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.database import database_urls, open_database
+from lead_ledger.ledger.database import DatabaseUrls, database_urls, open_database
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.service.account_reads import find_account
 from lead_ledger.service.writer import Context
@@ -23,11 +23,12 @@ def cli_context() -> Context:
 
 @asynccontextmanager
 async def account_connection(
-    settings: Settings, account: str
+    settings: Settings, account: str, urls: DatabaseUrls | None = None
 ) -> AsyncIterator[tuple[Connection, int] | None]:
     """A connection and the account's id; None, once the error is on stderr, when the
-    account does not exist."""
-    urls = await database_urls(settings)
+    account does not exist. `urls`: the database's, when the caller resolved them already."""
+    if urls is None:
+        urls = await database_urls(settings)
     pool = await open_database(urls.service, migration_url=urls.migration, min_size=1, max_size=1)
     try:
         async with pool.acquire() as conn:

@@ -17,7 +17,9 @@ from rich.console import Console
 
 from lead_ledger.cli_account import account_connection
 from lead_ledger.cli_projections import progress_bar
+from lead_ledger.ledger.database import database_urls
 from lead_ledger.service.export_files import ExportFormat
+from lead_ledger.service.export_parallel import ExportWorkers
 from lead_ledger.service.export_rows import ExportQuery
 from lead_ledger.service.exports import ExportRequest, write_export_file
 from lead_ledger.service.reads import UnknownCampaignError, campaign_named
@@ -68,7 +70,9 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
         include_archived=args.include_archived,
     )
     console = Console(stderr=True)
-    async with account_connection(settings, args.account) as found:
+    urls = await database_urls(settings)
+    workers = ExportWorkers.of(settings, urls.service)
+    async with account_connection(settings, args.account, urls) as found:
         if found is None:
             return 1
         conn, account_id = found
@@ -95,7 +99,7 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
                 progress("export", 0, 0)
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
                     written = await write_export_file(
-                        conn, query, request, Path(scratch), on_rows=spooled
+                        conn, query, request, Path(scratch), on_rows=spooled, workers=workers
                     )
             try:
                 shutil.copyfile(written.path, args.output)

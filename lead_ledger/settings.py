@@ -41,6 +41,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     job_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     # How long an export's file is kept after it is written, then removed (docs/exports.md).
     export_retention_hours: Annotated[float, msgspec.Meta(gt=0)] = 24.0
+    # Processes that fold a large export as of a time (service/export_parallel.py): 0, one
+    # per core this process may use; 1, none (in the job's own process).
+    export_workers: Annotated[int, msgspec.Meta(ge=0, le=32)] = 0
+    # Exports of fewer leads are folded in the job's own process: the workers' start (~0.3 s)
+    # would cost more than they save.
+    export_parallel_min_leads: Annotated[int, msgspec.Meta(ge=1)] = 20_000
     # Jobs one process runs at once (of different campaigns: a campaign's jobs run in turn).
     job_workers: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2
     # Failed logins (Flexydial's generate-token) allowed per window, per username and per client

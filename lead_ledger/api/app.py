@@ -46,6 +46,7 @@ from lead_ledger.api.keys import (
 from lead_ledger.api.middleware import request_context
 from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.database import open_database
+from lead_ledger.service.export_parallel import ExportWorkers
 from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.job_kinds import job_kinds
 from lead_ledger.service.key_workers import KeyWorkers
@@ -57,14 +58,17 @@ from lead_ledger.settings import Settings
 
 def _key_workers(*, warm: bool) -> Callable[[web.Application], AsyncIterator[None]]:
     """The app's phone key workers, alive exactly as long as the app: the job kinds and the
-    insert batcher compute large batches' keys in them. Warm, they start with the app."""
+    insert batcher compute large batches' keys in them. Warm, they start with the app. The job
+    kinds are bound to them here, and exports to the export workers' settings (those processes
+    start with each large export as of a time)."""
 
     async def owned(app: web.Application) -> AsyncIterator[None]:
         with KeyWorkers() as key_workers:
             if warm:
                 key_workers.warm()
             app[KEY_WORKERS] = key_workers
-            app[JOB_KINDS] = job_kinds(key_workers)
+            export_workers = ExportWorkers.of(app[SETTINGS], app[DATABASE_URL])
+            app[JOB_KINDS] = job_kinds(key_workers, export_workers)
             yield
 
     return owned

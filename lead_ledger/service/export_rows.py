@@ -44,12 +44,26 @@ WHERE $3 AND l.account_id = $1 AND ($2::bigint IS NULL OR l.campaign_id = $2)
 """
 SELECT_NOW: Final = f"SELECT * FROM ({EXPORTED_NOW}) rows ORDER BY lead_id"
 # Every lead stream of the account begun by then: a lead's stream begins with its LeadInserted,
-# which carries its campaign in the clear. Leads never change campaign.
-SELECT_STREAMS_BEGUN: Final = """
-SELECT stream_id FROM events
+# which carries its campaign in the clear. Leads never change campaign. ($4, $5: the lead ids
+# after and up to which one worker's share runs, service/export_parallel.py; NULL: no bound.)
+_BEGUN: Final = """
+FROM events
 WHERE account_id = $1 AND type = 'LeadInserted' AND recorded_at <= $2
   AND ($3::bigint IS NULL OR (data->>'campaign_id')::bigint = $3)
+"""
+SELECT_STREAMS_BEGUN: Final = f"""
+SELECT stream_id {_BEGUN}
+  AND ($4::bigint IS NULL OR (data->>'lead_id')::bigint > $4)
+  AND ($5::bigint IS NULL OR (data->>'lead_id')::bigint <= $5)
 ORDER BY (data->>'lead_id')::bigint
+"""
+NO_PARALLEL_READS: Final = "SET LOCAL max_parallel_workers_per_gather = 0"
+# How many streams began by then, and the lead ids that cut them into shares of equal size
+# ($4: the fractions, for instance {0.5} for two shares).
+SELECT_SHARES: Final = f"""
+SELECT count(*) AS streams,
+       percentile_disc($4::float8[]) WITHIN GROUP (ORDER BY (data->>'lead_id')::bigint) AS cuts
+{_BEGUN}
 """
 
 
@@ -58,6 +72,10 @@ class ExportQuery(msgspec.Struct, frozen=True, kw_only=True):
     campaign_id: int | None  # None: every campaign of the account
     as_of: datetime | None  # None: now
     include_archived: bool = False
+    # As of a time, the share of the leads one export worker folds: lead ids after `after`
+    # and up to `until` (None: unbounded).
+    after: int | None = None
+    until: int | None = None
 
 
 class ExportLead(msgspec.Struct, frozen=True):
@@ -94,9 +112,20 @@ async def _now(conn: Connection, query: ExportQuery) -> AsyncIterator[list[Expor
 async def _as_of(
     conn: Connection, query: ExportQuery, at: datetime
 ) -> AsyncIterator[list[ExportLead]]:
+    # A batch's read is an index scan of a thousand streams, repeated a thousand times for a
+    # million leads. Without statistics on a young table PostgreSQL estimates it at tens of
+    # thousands of rows and plans it parallel: starting its two helpers costs ~20 ms a read,
+    # ten times the read itself (docs/performance.md, "Exports").
+    await conn.execute(NO_PARALLEL_READS)
     streams: list[str] = []
     cursor = conn.cursor(
-        SELECT_STREAMS_BEGUN, query.account_id, at, query.campaign_id, prefetch=BATCH
+        SELECT_STREAMS_BEGUN,
+        query.account_id,
+        at,
+        query.campaign_id,
+        query.after,
+        query.until,
+        prefetch=BATCH,
     )
     async for row in cursor:
         streams.append(row["stream_id"])

@@ -19,6 +19,7 @@ from typing import Final
 
 import asyncpg
 import msgspec
+import structlog
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import ANY_VERSION, Actor
@@ -30,14 +31,19 @@ from lead_ledger.service.export_files import (
     Columns,
     ExportFormat,
     Spool,
+    WrittenFile,
+    spooled_rows,
     write_csv,
     write_xlsx,
 )
+from lead_ledger.service.export_parallel import ExportWorkerError, ExportWorkers, export_in_workers
 from lead_ledger.service.export_rows import ExportQuery, export_leads
 from lead_ledger.service.export_sql import copy_csv, field_names
 from lead_ledger.service.reads import campaign_named
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, record, stream_append
+
+log = structlog.get_logger(__name__)
 
 KIND: Final = "export"
 CHUNK_BYTES: Final = 1024 * 1024
@@ -144,7 +150,9 @@ class PreparedFile(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @asynccontextmanager
-async def prepare_export(conn: Connection, job: jobs.Job, payload: bytes) -> AsyncIterator[bytes]:
+async def prepare_export(
+    conn: Connection, job: jobs.Job, payload: bytes, *, workers: ExportWorkers | None = None
+) -> AsyncIterator[bytes]:
     """Write the file in a temporary directory, reading in one read-only REPEATABLE READ
     transaction (one snapshot for the CRM and extra names and the rows, and no transaction id
     held against the feed's readers); the directory goes once the job is done."""
@@ -158,7 +166,7 @@ async def prepare_export(conn: Connection, job: jobs.Job, payload: bytes) -> Asy
     )
     with tempfile.TemporaryDirectory(prefix="lead-ledger-export-") as scratch:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            written = await write_export_file(conn, query, request, Path(scratch))
+            written = await write_export_file(conn, query, request, Path(scratch), workers=workers)
         prepared = PreparedFile(
             path=str(written.path), rows=written.rows, size=written.size, format=request.format
         )
@@ -195,21 +203,17 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
             yield data
 
 
-class WrittenFile(msgspec.Struct, frozen=True):
-    path: Path
-    rows: int
-    size: int
-
-
 async def write_export_file(
     conn: Connection,
     query: ExportQuery,
     request: ExportRequest,
     scratch: Path,
     on_rows: Callable[[int], None] | None = None,
+    workers: ExportWorkers | None = None,
 ) -> WrittenFile:
     """The export's file in `scratch` (the CLI writes it this way too; `on_rows` hears of each
-    batch of leads spooled). Run it in a REPEATABLE READ transaction: one snapshot."""
+    batch of leads spooled). Run it in a REPEATABLE READ transaction: one snapshot. A large
+    export as of a time is folded by `workers` (service/export_parallel.py)."""
     fields = request.fields if request.fields is not None else list(EXPORTABLE)
     if request.format == "csv" and query.as_of is None:
         return await _copied_csv(conn, query, fields, scratch, on_rows)
@@ -217,23 +221,48 @@ async def write_export_file(
         r["campaign_id"]: r["name"]
         for r in await conn.fetch(SELECT_CAMPAIGN_NAMES, query.account_id)
     }
+    if workers is not None:
+        try:
+            written = await export_in_workers(
+                conn,
+                query,
+                fields=fields,
+                campaigns=campaigns,
+                format=request.format,
+                scratch=scratch,
+                workers=workers,
+                on_rows=on_rows,
+            )
+        except ExportWorkerError as error:
+            # The snapshot is still this transaction's: the same rows, folded here.
+            log.warning("export_workers_failed", error=str(error))
+            written = None
+        if written is not None:
+            return written
     spool_path = scratch / "spool.jsonl"
     with spool_path.open("w+b") as handle:
-        spool = Spool(handle, campaigns, fields)
+        spool = Spool(
+            handle,
+            campaigns,
+            fields,
+            archived_column=query.include_archived,
+            raw=request.format == "jsonl",
+        )
         async for batch in export_leads(conn, query):
-            spool.add(batch, archived_column=query.include_archived)
+            spool.add(batch)
             if on_rows is not None:
                 on_rows(len(batch))
         handle.flush()
         if request.format == "jsonl":
             return WrittenFile(spool_path, spool.rows, spool_path.stat().st_size)
-        columns = spool.columns(archived=query.include_archived)
+        columns = spool.columns()
+        rows = spooled_rows(spool.lines(), columns)
         target = scratch / f"export.{request.format}"
         if request.format == "csv":
             with target.open("wb") as out:
-                write_csv(spool.records(), columns, out)
+                write_csv(rows, columns, out)
         else:
-            write_xlsx(spool.records(), columns, target)
+            write_xlsx(rows, columns, target)
     return WrittenFile(target, spool.rows, target.stat().st_size)
 
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 from functools import partial
 
 from lead_ledger.service import exports, flexydial_jobs, ozonetel_bulk, ozonetel_v4, ozonetel_v4_job
+from lead_ledger.service.export_parallel import ExportWorkers
 from lead_ledger.service.jobs import JobKind, JobKinds, insert_leads_kind
 from lead_ledger.service.key_workers import KeyWorkers
 
 
-def job_kinds(key_workers: KeyWorkers | None = None) -> JobKinds:
+def job_kinds(
+    key_workers: KeyWorkers | None = None, export_workers: ExportWorkers | None = None
+) -> JobKinds:
     """The kinds `serve`'s worker runs; the ones that insert large batches compute their phone
-    keys in `key_workers` (in process without them)."""
+    keys in `key_workers` (in process without them), and large exports as of a time are folded
+    by `export_workers` (in process without them)."""
     return {
         insert_leads_kind.KIND: JobKind(
             partial(insert_leads_kind.insert_leads_job, key_workers=key_workers)
@@ -30,7 +34,9 @@ def job_kinds(key_workers: KeyWorkers | None = None) -> JobKinds:
             failure_body=ozonetel_bulk.failure_body,
             locks_account=ozonetel_bulk.starts_campaign,
         ),
-        exports.KIND: JobKind(exports.run_export, prepare=exports.prepare_export),
+        exports.KIND: JobKind(
+            exports.run_export, prepare=partial(exports.prepare_export, workers=export_workers)
+        ),
         ozonetel_v4.KIND: JobKind(
             partial(ozonetel_v4_job.run_bulk_v4, key_workers=key_workers),
             failure_body=ozonetel_v4_job.failure_body,
