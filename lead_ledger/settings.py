@@ -18,6 +18,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     # The tables' owner, for migrations and rebuilds; without it they use `database_url`.
     migration_database_url: str | None = None
+    # A streaming replica of the database for the native reads (api/read_routing.py); unset:
+    # they read the primary.
+    read_database_url: str | None = None
+    # How long a read carrying X-Ledger-Min-Position waits for the replica before the primary
+    # answers it.
+    read_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
     data_dir: Path = Path(platformdirs.user_data_dir("lead-ledger"))
     db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 2
     db_pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10

@@ -25,6 +25,7 @@ from lead_ledger.api import (
     ozonetel_bulk,
     ozonetel_delete,
     ozonetel_v4,
+    read_routing,
     subscriptions,
     unmatched,
     vicidial,
@@ -39,13 +40,14 @@ from lead_ledger.api.keys import (
     LEAD_BATCHER,
     MIGRATION_DATABASE_URL,
     POOL,
+    READ_POOL,
     SETTINGS,
     VICIDIAL_ADDS,
     VICIDIAL_LOGINS,
 )
 from lead_ledger.api.middleware import request_context
 from lead_ledger.ledger import key_store, subject_keys
-from lead_ledger.ledger.database import open_database
+from lead_ledger.ledger.database import create_pool, open_database
 from lead_ledger.service.export_parallel import ExportWorkers
 from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.job_kinds import job_kinds
@@ -105,11 +107,18 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
         raise
     app[POOL] = pool
+    if settings.read_database_url is not None:
+        # A replica is read only: no migration, no role check (it is the primary's roles).
+        app[READ_POOL] = await create_pool(
+            settings.read_database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
     app[LEAD_BATCHER] = LeadInsertBatcher(pool, key_workers=app[KEY_WORKERS])
     app[VICIDIAL_ADDS] = vicidial_adds(pool)
     yield
     await app[VICIDIAL_ADDS].close()
     await app[LEAD_BATCHER].close()
+    if READ_POOL in app:
+        await app[READ_POOL].close()
     await pool.close()
 
 
@@ -145,6 +154,7 @@ def create_app(
     metrics.setup(app)  # GET /metrics
     app.add_routes(admin.routes)
     native.setup(app)  # native routes, and an on_shutdown hook that ends open SSE streams
+    read_routing.setup(app)  # X-Ledger-Read-From on the reads a replica may serve
     app.add_routes(erasures.routes)
     exports.setup(app)  # routes, and the sweep of files past their retention
     app.add_routes(dnc.routes)

@@ -24,6 +24,8 @@ DATABASE_URL: Final = web.AppKey("database_url", str)
 # The owner's URL, which migrates at start; None: the service's own URL migrates (one role).
 MIGRATION_DATABASE_URL: Final[web.AppKey[str | None]] = web.AppKey("migration_database_url")
 POOL: Final = web.AppKey("pool", asyncpg.Pool)
+# A streaming replica's pool for the native reads (LEDGER_READ_DATABASE_URL; api/read_routing.py).
+READ_POOL: Final = web.AppKey("read_pool", asyncpg.Pool)
 # The time, as the handlers see it: injectable so office hours and expiry checks are testable.
 CLOCK: Final[web.AppKey[Callable[[], datetime]]] = web.AppKey("clock")
 # Groups single-lead inserts per campaign within this process (service/lead_batcher.py).

@@ -21,6 +21,7 @@ from lead_ledger.api.edge import REQUEST_ID, REQUEST_ID_HEADER, Dialect, Refused
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import bad_parameter, body_too_large, internal_error, problem
+from lead_ledger.api.read_routing import READ_HEADERS, read_connection
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import EVENT_TAGS
 from lead_ledger.ledger.feed import FeedEntry, follow_feed
@@ -139,6 +140,7 @@ NOT_FOUND: Final = problem_response("No such lead in this account")
     description="Keyset paging: pass `next_after` back as `after` until it is null.",
     tags=("native",),
     security=openapi.NATIVE_KEY,
+    headers=READ_HEADERS,
     query=LeadsQuery,
     responses={
         200: Response("A page of leads", reads.LeadPage),
@@ -151,7 +153,7 @@ NOT_FOUND: Final = problem_response("No such lead in this account")
 async def list_leads(request: web.Request, principal: Principal) -> web.StreamResponse:
     params = query_params(request, LeadsQuery)
     query = reads.LeadQuery(**msgspec.structs.asdict(params))
-    async with request.app[POOL].acquire() as conn:
+    async with read_connection(request) as conn:
         try:
             page = await reads.find_leads(conn, principal.account_id, query)
         except reads.UnknownCampaignError:
@@ -168,6 +170,7 @@ async def list_leads(request: web.Request, principal: Principal) -> web.StreamRe
     ),
     tags=("native",),
     security=openapi.NATIVE_KEY,
+    headers=READ_HEADERS,
     path={"id": int},
     query=AsOfQuery,
     responses={
@@ -186,7 +189,7 @@ async def get_lead(request: web.Request, principal: Principal) -> web.StreamResp
     at = params.as_of
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    async with request.app[POOL].acquire() as conn:
+    async with read_connection(request) as conn:
         if at is None and params.as_of_version is None:
             lead = await reads.get_lead(conn, principal.account_id, lead_id)
         else:
@@ -201,13 +204,14 @@ async def get_lead(request: web.Request, principal: Principal) -> web.StreamResp
     summary="Every event of a lead, with actor and field-level changes",
     tags=("native",),
     security=openapi.NATIVE_KEY,
+    headers=READ_HEADERS,
     path={"id": int},
     responses={200: Response("The history", History), 401: UNAUTHORIZED, 404: NOT_FOUND},
 )
 @NATIVE.route
 async def lead_history(request: web.Request, principal: Principal) -> web.StreamResponse:
     lead_id = _lead_id(request)
-    async with request.app[POOL].acquire() as conn:
+    async with read_connection(request) as conn:
         events = await reads.lead_history(conn, principal.account_id, lead_id)
     return (
         _no_lead(lead_id)
@@ -252,6 +256,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     description="Keyset paging by position: pass `next_after` back as `after`.",
     tags=("native",),
     security=openapi.NATIVE_KEY,
+    headers=READ_HEADERS,
     query=AuditParams,
     responses={
         200: Response("A page of events", reads.EventPage),
@@ -283,7 +288,7 @@ async def audit(request: web.Request, principal: Principal) -> web.StreamRespons
         after=params.after,
         limit=params.limit,
     )
-    async with request.app[POOL].acquire() as conn:
+    async with read_connection(request) as conn:
         page = await reads.audit_events(conn, principal.account_id, query)
     return json_response(page)
 

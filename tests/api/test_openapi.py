@@ -87,8 +87,11 @@ async def test_operations_carry_parameters_schemas_and_security(api: Client) -> 
     lead = document["paths"]["/v1/leads/{id}"]["get"]
     path_id = next(p for p in lead["parameters"] if p["in"] == "path")
     assert path_id == {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
-    audit = {p["name"] for p in document["paths"]["/v1/audit"]["get"]["parameters"]}
-    assert audit == {"dialect", "actor", "type", "from", "to", "after", "limit"}
+    audit = {(p["name"], p["in"]) for p in document["paths"]["/v1/audit"]["get"]["parameters"]}
+    assert audit == {
+        *((name, "query") for name in ("dialect", "actor", "type", "from", "to", "after", "limit")),
+        ("X-Ledger-Min-Position", "header"),
+    }
     assert document["paths"]["/healthz"]["get"]["security"] == []
 
 

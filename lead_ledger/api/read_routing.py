@@ -1,0 +1,103 @@
+"""Native reads served by a streaming replica (LEDGER_READ_DATABASE_URL), and the staleness rule.
+
+The lead list, one lead (now or as of a time), its history and the audit read from the replica's
+pool when one is configured; every decision (duplicates, do-not-call, safe deletes), every write
+and the safe feed (`/v1/events`, SSE, subscriptions) stay on the primary. A replica is behind
+the primary by its replay lag. A client that must see its own write sends the position of that
+write's event (from the feed, SSE, a subscription delivery or a lead's history) as
+`X-Ledger-Min-Position`: the read waits until the replica holds the event at that position, for
+up to LEDGER_READ_WAIT_SECONDS, and is otherwise served by the primary. Every such read says
+where it was served in `X-Ledger-Read-From` (`replica` or `primary`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final
+
+from aiohttp import web
+
+from lead_ledger.api.edge import Refused
+from lead_ledger.api.keys import POOL, READ_POOL, SETTINGS
+from lead_ledger.api.problems import problem
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.service.inputs import BIGINT_MAX
+
+MIN_POSITION: Final = "X-Ledger-Min-Position"
+READ_FROM: Final = "X-Ledger-Read-From"
+_SERVED_FROM: Final = web.RequestKey("ledger_read_from", str)
+# The request headers of a read a replica may serve, for /openapi.json.
+READ_HEADERS: Final = {
+    MIN_POSITION: (
+        "Read at least this far: the position of an event (from the feed, SSE, a subscription"
+        " or a lead's history). With a replica configured, the read waits for the replica to"
+        " hold that event, up to LEDGER_READ_WAIT_SECONDS, else the primary answers. The"
+        " answer's X-Ledger-Read-From says which did."
+    )
+}
+# The event at a position is there once its transaction's commit is replayed: a commit the
+# client saw, so it is on the primary and comes to the replica in commit order.
+SELECT_HAS_POSITION: Final = "SELECT EXISTS (SELECT 1 FROM events WHERE position = $1)"
+_POLL_SECONDS: Final = 0.01
+
+
+def min_position(request: web.Request) -> int | None:
+    """The request's X-Ledger-Min-Position; a 400 problem (Refused) when it is not a whole
+    number of at least 1 within bigint."""
+    text = request.headers.get(MIN_POSITION)
+    if text is None:
+        return None
+    value = text.strip()
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= BIGINT_MAX:
+        raise Refused(
+            problem(
+                400,
+                f"{MIN_POSITION} must be an event position (a whole number from 1), not {text!r}",
+                title="Invalid header",
+                header=MIN_POSITION,
+            )
+        )
+    return int(value)
+
+
+async def replayed(conn: Connection, position: int, wait_seconds: float) -> bool:
+    """Whether the replica holds the event at `position`, waiting up to `wait_seconds`."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        if await conn.fetchval(SELECT_HAS_POSITION, position):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_POLL_SECONDS)
+
+
+@asynccontextmanager
+async def read_connection(request: web.Request) -> AsyncIterator[Connection]:
+    """A connection for a native read: the replica's, unless no replica is configured or it
+    has not replayed the request's X-Ledger-Min-Position in time; then the primary's."""
+    position = min_position(request)
+    replica = request.app.get(READ_POOL)
+    if replica is not None:
+        async with replica.acquire() as conn:
+            wait = request.app[SETTINGS].read_wait_seconds
+            if position is None or await replayed(conn, position, wait):
+                request[_SERVED_FROM] = "replica"
+                yield conn
+                return
+    async with request.app[POOL].acquire() as conn:
+        if replica is not None:
+            request[_SERVED_FROM] = "primary"
+        yield conn
+
+
+async def _say_where(request: web.Request, response: web.StreamResponse) -> None:
+    served = request.get(_SERVED_FROM)
+    if served is not None:
+        response.headers[READ_FROM] = served
+
+
+def setup(app: web.Application) -> None:
+    app.on_response_prepare.append(_say_where)
