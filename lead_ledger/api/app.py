@@ -53,6 +53,7 @@ from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.job_kinds import job_kinds
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_batcher import LeadInsertBatcher
+from lead_ledger.service.replica import Replica
 from lead_ledger.service.vicidial_add_lead import vicidial_adds
 from lead_ledger.service.vicidial_login import VerifiedLogins
 from lead_ledger.settings import Settings
@@ -60,17 +61,13 @@ from lead_ledger.settings import Settings
 
 def _key_workers(*, warm: bool) -> Callable[[web.Application], AsyncIterator[None]]:
     """The app's phone key workers, alive exactly as long as the app: the job kinds and the
-    insert batcher compute large batches' keys in them. Warm, they start with the app. The job
-    kinds are bound to them here, and exports to the export workers' settings (those processes
-    start with each large export as of a time)."""
+    insert batcher compute large batches' keys in them. Warm, they start with the app."""
 
     async def owned(app: web.Application) -> AsyncIterator[None]:
         with KeyWorkers() as key_workers:
             if warm:
                 key_workers.warm()
             app[KEY_WORKERS] = key_workers
-            export_workers = ExportWorkers.of(app[SETTINGS], app[DATABASE_URL])
-            app[JOB_KINDS] = job_kinds(key_workers, export_workers)
             yield
 
     return owned
@@ -107,11 +104,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
         raise
     app[POOL] = pool
+    replica = None
     if settings.read_database_url is not None:
         # A replica is read only: no migration, no role check (it is the primary's roles).
         app[READ_POOL] = await create_pool(
             settings.read_database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
+        replica = Replica(app[READ_POOL], settings.read_database_url, settings.read_wait_seconds)
+    # Bound to the key workers, and for exports to their worker processes and the replica.
+    app[JOB_KINDS] = job_kinds(
+        app[KEY_WORKERS], ExportWorkers.of(settings, app[DATABASE_URL]), replica
+    )
     app[LEAD_BATCHER] = LeadInsertBatcher(pool, key_workers=app[KEY_WORKERS])
     app[VICIDIAL_ADDS] = vicidial_adds(pool)
     yield

@@ -12,8 +12,6 @@ where it was served in `X-Ledger-Read-From` (`replica` or `primary`).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
@@ -25,6 +23,7 @@ from lead_ledger.api.keys import POOL, READ_POOL, SETTINGS
 from lead_ledger.api.problems import problem
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.service.inputs import BIGINT_MAX
+from lead_ledger.service.replica import replayed
 
 MIN_POSITION: Final = "X-Ledger-Min-Position"
 READ_FROM: Final = "X-Ledger-Read-From"
@@ -38,10 +37,6 @@ READ_HEADERS: Final = {
         " answer's X-Ledger-Read-From says which did."
     )
 }
-# The event at a position is there once its transaction's commit is replayed: a commit the
-# client saw, so it is on the primary and comes to the replica in commit order.
-SELECT_HAS_POSITION: Final = "SELECT EXISTS (SELECT 1 FROM events WHERE position = $1)"
-_POLL_SECONDS: Final = 0.01
 
 
 def min_position(request: web.Request) -> int | None:
@@ -61,17 +56,6 @@ def min_position(request: web.Request) -> int | None:
             )
         )
     return int(value)
-
-
-async def replayed(conn: Connection, position: int, wait_seconds: float) -> bool:
-    """Whether the replica holds the event at `position`, waiting up to `wait_seconds`."""
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        if await conn.fetchval(SELECT_HAS_POSITION, position):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(_POLL_SECONDS)
 
 
 @asynccontextmanager

@@ -54,6 +54,9 @@ class JobOutput(msgspec.Struct, frozen=True, kw_only=True):
     rows: int
     bytes: int
     chunks: int
+    # Where the file was read from: "replica" (LEDGER_READ_DATABASE_URL) or "primary"; None
+    # for files written before replicas were known.
+    read_from: str | None = None
 
 
 class JobCompleted(_JobEvent, frozen=True, kw_only=True, tag="JobCompleted"):

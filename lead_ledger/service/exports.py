@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -24,6 +24,7 @@ import structlog
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import ANY_VERSION, Actor
 from lead_ledger.ledger.job_events import JobOutput, JobOutputRemoved, stream_of_job
+from lead_ledger.ledger.store import head_position
 from lead_ledger.service import jobs
 from lead_ledger.service.export_files import (
     CONTENT_TYPES,
@@ -40,6 +41,7 @@ from lead_ledger.service.export_parallel import ExportWorkerError, ExportWorkers
 from lead_ledger.service.export_rows import ExportQuery, export_leads
 from lead_ledger.service.export_sql import copy_csv, field_names
 from lead_ledger.service.reads import campaign_named
+from lead_ledger.service.replica import Replica, replayed
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, record, stream_append
 
@@ -99,6 +101,7 @@ class ExportView(msgspec.Struct, frozen=True, kw_only=True):
     fields: list[str] | None
     rows: int | None
     bytes: int | None
+    read_from: str | None  # replica | primary: where the file was read from, once written
     submitted_at: datetime
     completed_at: datetime | None
     expires_at: datetime | None
@@ -119,6 +122,8 @@ async def submit_export(
         unknown = [name for name in request.fields if name not in EXPORTABLE]
         if unknown:
             raise UnknownFieldError(unknown)
+    # An export reads at least this fresh: a replica serves it once it holds this position.
+    head = await head_position(conn)
     async with write_transaction(conn):
         return await jobs.submit_job(
             conn,
@@ -136,6 +141,7 @@ async def submit_export(
                 "format": request.format,
                 "include_archived": request.include_archived,
                 "fields": ",".join(request.fields) if request.fields is not None else None,
+                "position": head,
             },
         )
 
@@ -147,15 +153,41 @@ class PreparedFile(msgspec.Struct, frozen=True, kw_only=True):
     rows: int
     size: int
     format: ExportFormat
+    read_from: str
 
 
 @asynccontextmanager
 async def prepare_export(
-    conn: Connection, job: jobs.Job, payload: bytes, *, workers: ExportWorkers | None = None
+    conn: Connection,
+    job: jobs.Job,
+    payload: bytes,
+    *,
+    workers: ExportWorkers | None = None,
+    replica: Replica | None = None,
 ) -> AsyncIterator[bytes]:
     """Write the file in a temporary directory, reading in one read-only REPEATABLE READ
     transaction (one snapshot for the CRM and extra names and the rows, and no transaction id
-    held against the feed's readers); the directory goes once the job is done."""
+    held against the feed's readers); the directory goes once the job is done. With a
+    replica that holds the log as it was when the export was asked for, the export reads the
+    replica (and so do its workers)."""
+    read_from = "primary"
+    async with AsyncExitStack() as stack:
+        position = job.options.get("position")
+        if replica is not None:
+            replica_conn = await stack.enter_async_context(replica.pool.acquire())
+            wanted = position if isinstance(position, int) else 0  # an export from before
+            if wanted < 1 or await replayed(replica_conn, wanted, replica.wait_seconds):
+                conn, read_from = replica_conn, "replica"
+                if workers is not None:
+                    workers = msgspec.structs.replace(workers, database_url=replica.url)
+        async with _prepared(conn, job, payload, workers, read_from) as prepared:
+            yield prepared
+
+
+@asynccontextmanager
+async def _prepared(
+    conn: Connection, job: jobs.Job, payload: bytes, workers: ExportWorkers | None, read_from: str
+) -> AsyncIterator[bytes]:
     request = msgspec.json.decode(payload, type=ExportRequest)
     campaign_id = job.options.get("campaign_id")
     query = ExportQuery(
@@ -168,7 +200,11 @@ async def prepare_export(
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             written = await write_export_file(conn, query, request, Path(scratch), workers=workers)
         prepared = PreparedFile(
-            path=str(written.path), rows=written.rows, size=written.size, format=request.format
+            path=str(written.path),
+            rows=written.rows,
+            size=written.size,
+            format=request.format,
+            read_from=read_from,
         )
         yield msgspec.json.encode(prepared)
 
@@ -192,6 +228,7 @@ async def run_export(
         rows=prepared.rows,
         bytes=prepared.size,
         chunks=chunks,
+        read_from=prepared.read_from,
     )
     return jobs.JobOutcome(output=stored)
 
@@ -318,6 +355,7 @@ async def export_view(
         fields=None if not isinstance(fields, str) else [f for f in fields.split(",") if f],
         rows=output.rows if output else None,
         bytes=output.bytes if output else None,
+        read_from=output.read_from if output else None,
         submitted_at=row["submitted_at"],
         completed_at=row["completed_at"],
         expires_at=completed + retention if output is not None and completed else None,

@@ -13,14 +13,18 @@ from lead_ledger.service import exports, flexydial_jobs, ozonetel_bulk, ozonetel
 from lead_ledger.service.export_parallel import ExportWorkers
 from lead_ledger.service.jobs import JobKind, JobKinds, insert_leads_kind
 from lead_ledger.service.key_workers import KeyWorkers
+from lead_ledger.service.replica import Replica
 
 
 def job_kinds(
-    key_workers: KeyWorkers | None = None, export_workers: ExportWorkers | None = None
+    key_workers: KeyWorkers | None = None,
+    export_workers: ExportWorkers | None = None,
+    replica: Replica | None = None,
 ) -> JobKinds:
     """The kinds `serve`'s worker runs; the ones that insert large batches compute their phone
-    keys in `key_workers` (in process without them), and large exports as of a time are folded
-    by `export_workers` (in process without them)."""
+    keys in `key_workers` (in process without them), large exports as of a time are folded
+    by `export_workers` (in process without them), and exports read `replica` when one is
+    configured."""
     return {
         insert_leads_kind.KIND: JobKind(
             partial(insert_leads_kind.insert_leads_job, key_workers=key_workers)
@@ -35,7 +39,8 @@ def job_kinds(
             locks_account=ozonetel_bulk.starts_campaign,
         ),
         exports.KIND: JobKind(
-            exports.run_export, prepare=partial(exports.prepare_export, workers=export_workers)
+            exports.run_export,
+            prepare=partial(exports.prepare_export, workers=export_workers, replica=replica),
         ),
         ozonetel_v4.KIND: JobKind(
             partial(ozonetel_v4_job.run_bulk_v4, key_workers=key_workers),

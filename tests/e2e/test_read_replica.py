@@ -6,6 +6,7 @@ of X-Ledger-Min-Position."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from lead_ledger.api.app import create_app
 from lead_ledger.ledger.database import create_pool
 from lead_ledger.settings import Settings
+from tests.api.test_exports import csv_rows, download, export
 from tests.api.test_native import CAMPAIGN_A, KEY_A, A, auth, insert_lead, make_account
 from tests.conftest import ADMIN_TOKEN
 from tests.replica import Servers, primary_and_replica
@@ -53,6 +55,8 @@ async def app_client(
         db_pool_max=4,
         read_database_url=servers.replica,
         read_wait_seconds=WAIT_SECONDS,
+        export_workers=2,  # every export as of a time folded by workers on the replica
+        export_parallel_min_leads=1,
     )
     client = await aiohttp_client(create_app(settings, servers.primary))
     await make_account(primary, A, KEY_A, {CAMPAIGN_A: "north"}, "IN")
@@ -117,6 +121,28 @@ async def test_every_routed_read_goes_to_the_replica(
         assert (status, source) == (200, "replica"), (path, body)
     status, source, _ = await read(app_client, "/v1/events", position)
     assert (status, source) == (200, "")
+
+
+async def test_exports_read_the_replica_once_it_holds_the_log_as_asked(
+    app_client: Client, primary: asyncpg.Pool, replica: asyncpg.Connection
+) -> None:
+    """An export (now, and as of a time by two workers importing the replica's snapshot) is
+    read from the replica once it holds the log as it stood when the export was asked for; with
+    replay paused behind it, the primary writes the file after the wait. The newest lead is in
+    the file either way."""
+    await insert_lead(primary, A, CAMPAIGN_A, 1, phone_numbers=["+919876543211"], name="One")
+    await insert_lead(primary, A, CAMPAIGN_A, 2, phone_numbers=["+919876543212"], name="Two")
+    view = await export(app_client, campaign="north")
+    assert view["read_from"] == "replica"
+    at = datetime.now(UTC)
+    view = await export(app_client, campaign="north", as_of=at.isoformat(), format="jsonl")
+    assert (view["read_from"], view["rows"]) == ("replica", 2)
+    await replica.execute("SELECT pg_wal_replay_pause()")
+    await insert_lead(primary, A, CAMPAIGN_A, 3, phone_numbers=["+919876543213"], name="Three")
+    view = await export(app_client, campaign="north")
+    assert view["read_from"] == "primary"
+    data, _ = await download(app_client, view)
+    assert [row["lead_id"] for row in csv_rows(data)] == ["1", "2", "3"]
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "abc", "1.5", "1e3", "99999999999999999999"])
