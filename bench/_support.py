@@ -32,6 +32,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import psutil
 
 from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.connection import Connection
@@ -258,6 +259,28 @@ async def serve_processes(
                 process.kill()
 
 
+@contextlib.asynccontextmanager
+async def bare_endpoint(database_url: str) -> AsyncIterator[tuple[str, int]]:
+    """bench/bare_endpoint.py on a free port against the database: (base URL, pid)."""
+    port = free_port()
+    script = Path(__file__).with_name("bare_endpoint.py")
+    # Started once, before anything is measured: blocking here costs nothing.
+    process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own bench script
+        [sys.executable, str(script), "--port", str(port), "--database-url", database_url]
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _wait_ready(session, base, process)
+        yield base, process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 async def _wait_ready(
     session: aiohttp.ClientSession, base: str, process: subprocess.Popen[bytes]
 ) -> None:
@@ -271,6 +294,34 @@ async def _wait_ready(
                     return
         await asyncio.sleep(0.1)
     raise RuntimeError(f"the server for {base} did not answer within 60 s")
+
+
+def resident(process: psutil.Process) -> int:
+    """The resident memory of the server and its worker processes (an export as of a time is
+    folded by worker processes of its own)."""
+    total = 0
+    for each in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += each.memory_info().rss
+    return total
+
+
+class Sampler:
+    """The resident memory of a server, sampled every 20 ms until stopped: the peak of the
+    server and its workers together (`peak`), and of the server process alone (`own_peak`)."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.own_peak = 0
+        self.running = True
+
+    async def run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, resident(self.process))
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self.own_peak = max(self.own_peak, self.process.memory_info().rss)
+            await asyncio.sleep(0.02)
 
 
 class Phones:

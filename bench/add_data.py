@@ -1,4 +1,4 @@
-"""Ozonetel AddCampaignData under load: two real servers, 32 clients, one number per request.
+"""Ozonetel AddCampaignData under load, beside a bare endpoint measured in the same run.
 
 Run it from the repository root:
 
@@ -7,14 +7,19 @@ Run it from the repository root:
     LEDGER_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \
         .venv/bin/python bench/add_data.py
 
-Two `lead-ledger serve` processes (the console script beside this interpreter) run on free ports
-against one scratch database (LEDGER_DATABASE_URL, LEDGER_LOG_LEVEL=warning). The load generator
-is one aiohttp ClientSession in this process: half the clients on each server, every request a
-new random number with checkDuplicate true, so each one takes the campaign lock, runs the exact
-duplicate check and appends. The account's ozonetel_add_per_minute is set to its maximum so the
-limit is counted (one UPDATE per request) but never reached. Target: >= 800 requests/s with
-p99 <= 50 ms. With --profile DIR, py-spy records the first server while the load runs.
-The exit status is 0 whether or not the target is met: this is a measurement to read.
+Three phases against one scratch database, each with the same load generator (one aiohttp
+ClientSession in this process, 32 clients, the same request body):
+1. the baseline: bench/bare_endpoint.py, a bare aiohttp + asyncpg endpoint (uvloop, a pool of
+   serve's size) that inserts the request body as one row in its own transaction;
+2. one `lead-ledger serve` process (the console script beside this interpreter);
+3. two of them, the clients split between them.
+Every lead-ledger request is a new random number with checkDuplicate true, so each one takes the
+campaign lock, runs the exact duplicate check and the do-not-call check, seals the lead's
+personal data and appends; the account's ozonetel_add_per_minute is at its maximum so the limit
+is counted (one UPDATE per request) but never reached. Targets (issue 18): one process at
+least the baseline's requests/s with a p99 no higher than the baseline's; two processes at
+least 1.6x one process's requests/s. With --profile DIR, py-spy records the one-process server
+while the load runs. The exit status is 0 whether or not the targets are met.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
     # sys.path. Both name the same file.
     from bench._support import (
         Phones,
+        bare_endpoint,
         bench_database,
         bench_server,
         machine_description,
@@ -55,6 +61,7 @@ if TYPE_CHECKING:
 else:
     from _support import (
         Phones,
+        bare_endpoint,
         bench_database,
         bench_server,
         machine_description,
@@ -67,6 +74,8 @@ else:
         server_description,
     )
 
+TWO_PROCESSES_TARGET: Final = 1.6
+# bench/vicidial_add.py's absolute target, judged by `report`.
 TARGET_RATE: Final = 800.0
 TARGET_P99_MS: Final = 50.0
 ACCOUNT: Final = "bench"
@@ -86,7 +95,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured duration")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured load first")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients in all")
-    parser.add_argument("--servers", type=int, default=2, help="server processes")
     parser.add_argument(
         "--campaigns",
         type=int,
@@ -119,7 +127,7 @@ async def seed(database_url: str, campaigns: int) -> str:
         await conn.close()
 
 
-async def client(
+async def client(  # noqa: PLR0913 - one client's whole setting
     session: aiohttp.ClientSession,
     url: str,
     key: str,
@@ -128,6 +136,8 @@ async def client(
     stop_at: float,
     measure_from: float,
     tally: Tally,
+    *,
+    bare: bool,
 ) -> None:
     headers = {"apiKey": key}
     expected = EXPECTED.format(campaign)
@@ -142,7 +152,7 @@ async def client(
         try:
             async with session.post(url, json=payload, headers=headers) as response:
                 answer = await response.json(content_type=None)
-                ok = response.status == 200 and answer.get("message") == expected
+                ok = response.status == 200 and (bare or answer.get("message") == expected)
                 problem = f"{response.status} {answer}"
         except aiohttp.ClientError as error:
             ok, problem = False, repr(error)
@@ -155,9 +165,11 @@ async def client(
             tally.first_error = tally.first_error or problem
 
 
-async def load(bases: Sequence[str], key: str, args: argparse.Namespace) -> tuple[Tally, float]:
+async def load(
+    bases: Sequence[str], key: str, args: argparse.Namespace, phones: Phones, *, bare: bool = False
+) -> Tally:
     tally = Tally()
-    phones = Phones()
+    path = "/ingest" if bare else ozonetel_add.PATH
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         now = time.perf_counter()
@@ -166,18 +178,19 @@ async def load(bases: Sequence[str], key: str, args: argparse.Namespace) -> tupl
         tasks = [
             client(
                 session,
-                f"{bases[i % len(bases)]}{ozonetel_add.PATH}",
+                f"{bases[i % len(bases)]}{path}",
                 key,
                 campaign_name(i % args.campaigns),
                 phones,
                 stop_at,
                 measure_from,
                 tally,
+                bare=bare,
             )
             for i in range(args.clients)
         ]
         await asyncio.gather(*tasks)
-    return tally, args.seconds
+    return tally
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float:
@@ -211,40 +224,53 @@ async def profile(pid: int, directory: Path, seconds: float) -> subprocess.Popen
 
 async def run(args: argparse.Namespace) -> None:
     quiet_logs()
-    print("AddCampaignData load: two lead-ledger serve processes, one database")
+    print("AddCampaignData load beside a bare endpoint, one database")
+    phones = Phones()
+    results: list[tuple[str, Tally]] = []
+    waits: Counter[str] = Counter()
     async with bench_server() as server, bench_database(server.url, "bench_add") as url:
         print_pairs([("server", server.source), *await server_description(server.url)])
         print_pairs(machine_description())
         key = await seed(url, args.campaigns)
-        extra = {} if args.pool is None else {"LEDGER_DB_POOL_MAX": str(args.pool)}
-        async with serve_processes(url, args.servers, extra) as running:
-            bases = [base for base, _ in running]
-            print_pairs(
-                [
+        print_pairs(
+            [
+                ("pool", f"LEDGER_DB_POOL_MAX={args.pool or 10} (the baseline's pool alike)"),
+                (
+                    "load",
                     (
-                        "servers",
-                        f"{len(bases)} (lead-ledger serve), LEDGER_DB_POOL_MAX={args.pool}",
+                        f"{args.clients} clients on {args.campaigns} campaign(s),"
+                        f" {args.warmup:g} s warm-up + {args.seconds:g} s a phase"
                     ),
-                    (
-                        "load",
-                        (
-                            f"{args.clients} clients on {args.campaigns} campaign(s),"
-                            f" {args.warmup:g} s warm-up + {args.seconds:g} s"
-                        ),
-                    ),
-                ]
+                ),
+            ]
+        )
+        async with bare_endpoint(url) as (base, _):
+            results.append(
+                (
+                    "baseline: bare aiohttp + asyncpg insert",
+                    await load([base], key, args, phones, bare=True),
+                )
             )
-            spy = None
-            if args.profile is not None:
-                spy = await profile(running[0][1], args.profile, args.warmup + args.seconds)
-            sampler = asyncio.create_task(sample_waits(url)) if args.waits else None
-            tally, seconds = await load(bases, key, args)
-            if sampler is not None:
-                sampler.cancel()
-                waits = await sampler
-            if spy is not None:
-                spy.wait(timeout=60)
-    report(tally, seconds)
+        extra = {} if args.pool is None else {"LEDGER_DB_POOL_MAX": str(args.pool)}
+        for count in (1, 2):
+            async with serve_processes(url, count, extra) as running:
+                bases = [base for base, _ in running]
+                spy = None
+                if args.profile is not None and count == 1:
+                    spy = await profile(running[0][1], args.profile, args.warmup + args.seconds)
+                sampler = asyncio.create_task(sample_waits(url)) if args.waits else None
+                label = (
+                    "lead-ledger, 1 serve process"
+                    if count == 1
+                    else "lead-ledger, 2 serve processes"
+                )
+                results.append((label, await load(bases, key, args, phones)))
+                if sampler is not None:
+                    sampler.cancel()
+                    waits += await sampler
+                if spy is not None:
+                    spy.wait(timeout=60)
+    report_phases(results, args.seconds)
     if args.waits:
         print()
         print("  what server backends were doing (pg_stat_activity samples, every 20 ms):")
@@ -280,8 +306,71 @@ async def sample_waits(url: str) -> Counter[str]:
         await conn.close()
 
 
+class Figures:
+    """One phase's requests/s and latency percentiles."""
+
+    def __init__(self, tally: Tally, seconds: float) -> None:
+        ordered = sorted(tally.latencies)
+        self.requests = len(ordered)
+        self.errors = tally.errors
+        self.rate = len(ordered) / seconds
+        self.p50, self.p90, self.p99 = (percentile(ordered, f) * 1000 for f in (0.5, 0.9, 0.99))
+        self.peak = ordered[-1] * 1000 if ordered else float("nan")
+
+
+def report_phases(results: Sequence[tuple[str, Tally]], seconds: float) -> None:
+    """Each phase's figures, then the targets judged against the baseline of the same run."""
+    figures = [(label, Figures(tally, seconds)) for label, tally in results]
+    print()
+    rows = [["phase", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"]]
+    rows += [
+        [
+            label,
+            f"{f.requests:,}",
+            f"{f.errors:,}",
+            f"{f.rate:,.0f}",
+            f"{f.p50:.1f}",
+            f"{f.p90:.1f}",
+            f"{f.p99:.1f}",
+            f"{f.peak:.1f}",
+        ]
+        for label, f in figures
+    ]
+    print_table(rows)
+    (_, bare), (_, one), (_, two) = figures
+    errors = sum(f.errors for _, f in figures)
+    throughput = one.rate / bare.rate if bare.rate else float("nan")
+    tail = one.p99 / bare.p99 if bare.p99 else float("nan")
+    scaling = two.rate / one.rate if one.rate else float("nan")
+    print()
+    print_pairs(
+        [
+            (
+                "1 process vs baseline",
+                (
+                    f"{throughput:.2f}x its req/s (target >= 1.00),"
+                    f" {tail:.2f}x its p99 (target <= 1.00):"
+                    f" {'PASS' if throughput >= 1 and tail <= 1 else 'FAIL'}"
+                ),
+            ),
+            (
+                "2 processes vs 1",
+                (
+                    f"{scaling:.2f}x (target >= {TWO_PROCESSES_TARGET}):"
+                    f" {'PASS' if scaling >= TWO_PROCESSES_TARGET else 'FAIL'}"
+                ),
+            ),
+            ("errors", f"{errors} {'(none)' if not errors else 'FAIL'}"),
+        ]
+    )
+    first = next((t.first_error for _, t in results if t.first_error), None)
+    if first:
+        print_notes([f"first error: {first}"])
+
+
 def report(tally: Tally, seconds: float, *, judged: bool = True) -> None:
-    """The figures, and (when `judged`: not for a baseline) the target and the result."""
+    """One load's figures, and (when `judged`) the absolute target bench/vicidial_add.py
+    holds its adds to, and the result."""
     ordered = sorted(tally.latencies)
     rate = len(ordered) / seconds
     p50, p90, p99 = (percentile(ordered, f) * 1000 for f in (0.50, 0.90, 0.99))

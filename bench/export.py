@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -49,6 +48,7 @@ from lead_ledger.service.writer import Context
 
 if TYPE_CHECKING:
     from bench._support import (
+        Sampler,
         bench_database,
         bench_server,
         machine_description,
@@ -56,12 +56,14 @@ if TYPE_CHECKING:
         print_pairs,
         print_table,
         quiet_logs,
+        resident,
         seed_ozonetel_account,
         serve_processes,
         server_description,
     )
 else:
     from _support import (
+        Sampler,
         bench_database,
         bench_server,
         machine_description,
@@ -69,6 +71,7 @@ else:
         print_pairs,
         print_table,
         quiet_logs,
+        resident,
         seed_ozonetel_account,
         serve_processes,
         server_description,
@@ -154,30 +157,6 @@ async def update_tenth(database_url: str, campaign_id: int) -> None:
                 await update_leads(conn, CTX, account_id=rows[0]["account_id"], patches=patches)
     finally:
         await conn.close()
-
-
-def resident(process: psutil.Process) -> int:
-    """The resident memory of the server and its worker processes (an export as of a time is
-    folded by worker processes of its own)."""
-    total = 0
-    for each in [process, *process.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += each.memory_info().rss
-    return total
-
-
-class Sampler:
-    """The resident memory of the server and its workers, sampled until stopped: its peak."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self.running = True
-
-    async def run(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, resident(self.process))
-            await asyncio.sleep(0.02)
 
 
 async def timed_export(
