@@ -442,8 +442,8 @@ def report(args: argparse.Namespace, results: Results) -> None:
                 "serve peak RSS",
                 (
                     f"{own:,.0f} MB (the process; target < {RSS_TARGET_MB} MB:"
-                    f" {'PASS' if own < RSS_TARGET_MB else 'FAIL'}), {with_workers:,.0f} MB with its"
-                    " worker processes"
+                    f" {'PASS' if own < RSS_TARGET_MB else 'FAIL'}),"
+                    f" {with_workers:,.0f} MB with its worker processes"
                 ),
             )
         ]
