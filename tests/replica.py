@@ -32,10 +32,15 @@ fsync = off
 class Servers:
     """The two servers' admin URLs."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, user: str | None) -> None:
         self.base = base
+        self.user = user
         self.primary = _url(base / "s1")
         self.replica = _url(base / "s2")
+
+    def stop_replica(self) -> None:
+        """The replica shut down (fast: its sessions are ended)."""
+        _run("pg_ctl", "-D", str(self.base / "replica"), "-m", "fast", "-w", "stop", user=self.user)
 
 
 def _url(socket: Path) -> str:
@@ -105,7 +110,7 @@ def primary_and_replica() -> Iterator[Servers]:
             conf.write(f"unix_socket_directories = '{base / 's2'}'\n")
         _start(replica, user)
         started.append(replica)
-        yield Servers(base)
+        yield Servers(base, user)
     finally:
         for data in reversed(started):
             subprocess.run(  # noqa: S603 - the wheel's own binary

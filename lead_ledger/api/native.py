@@ -21,7 +21,8 @@ from lead_ledger.api.edge import REQUEST_ID, REQUEST_ID_HEADER, Dialect, Refused
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import bad_parameter, body_too_large, internal_error, problem
-from lead_ledger.api.read_routing import READ_HEADERS, read_connection
+from lead_ledger.api.read_routing import READ_HEADERS, on_read_pool
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import EVENT_TAGS
 from lead_ledger.ledger.feed import FeedEntry, follow_feed
@@ -153,11 +154,12 @@ NOT_FOUND: Final = problem_response("No such lead in this account")
 async def list_leads(request: web.Request, principal: Principal) -> web.StreamResponse:
     params = query_params(request, LeadsQuery)
     query = reads.LeadQuery(**msgspec.structs.asdict(params))
-    async with read_connection(request) as conn:
-        try:
-            page = await reads.find_leads(conn, principal.account_id, query)
-        except reads.UnknownCampaignError:
-            return problem(404, f"no campaign {params.campaign!r}", parameter="campaign")
+    try:
+        page = await on_read_pool(
+            request, lambda conn: reads.find_leads(conn, principal.account_id, query)
+        )
+    except reads.UnknownCampaignError:
+        return problem(404, f"no campaign {params.campaign!r}", parameter="campaign")
     return json_response(page)
 
 
@@ -189,13 +191,15 @@ async def get_lead(request: web.Request, principal: Principal) -> web.StreamResp
     at = params.as_of
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    async with read_connection(request) as conn:
+
+    async def read(conn: Connection) -> reads.LeadView | None:
         if at is None and params.as_of_version is None:
-            lead = await reads.get_lead(conn, principal.account_id, lead_id)
-        else:
-            lead = await reads.lead_as_of(
-                conn, principal.account_id, lead_id, at=at, version=params.as_of_version
-            )
+            return await reads.get_lead(conn, principal.account_id, lead_id)
+        return await reads.lead_as_of(
+            conn, principal.account_id, lead_id, at=at, version=params.as_of_version
+        )
+
+    lead = await on_read_pool(request, read)
     return _no_lead(lead_id) if lead is None else json_response(lead)
 
 
@@ -211,8 +215,9 @@ async def get_lead(request: web.Request, principal: Principal) -> web.StreamResp
 @NATIVE.route
 async def lead_history(request: web.Request, principal: Principal) -> web.StreamResponse:
     lead_id = _lead_id(request)
-    async with read_connection(request) as conn:
-        events = await reads.lead_history(conn, principal.account_id, lead_id)
+    events = await on_read_pool(
+        request, lambda conn: reads.lead_history(conn, principal.account_id, lead_id)
+    )
     return (
         _no_lead(lead_id)
         if events is None
@@ -288,8 +293,9 @@ async def audit(request: web.Request, principal: Principal) -> web.StreamRespons
         after=params.after,
         limit=params.limit,
     )
-    async with read_connection(request) as conn:
-        page = await reads.audit_events(conn, principal.account_id, query)
+    page = await on_read_pool(
+        request, lambda conn: reads.audit_events(conn, principal.account_id, query)
+    )
     return json_response(page)
 
 

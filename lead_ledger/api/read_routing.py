@@ -12,10 +12,10 @@ where it was served in `X-Ledger-Read-From` (`replica` or `primary`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
 
+import structlog
 from aiohttp import web
 
 from lead_ledger.api.edge import Refused
@@ -23,7 +23,10 @@ from lead_ledger.api.keys import POOL, READ_POOL, SETTINGS
 from lead_ledger.api.problems import problem
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.service.inputs import BIGINT_MAX
-from lead_ledger.service.replica import replayed
+from lead_ledger.service.replica import REPLICA_ERRORS, replayed
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 MIN_POSITION: Final = "X-Ledger-Min-Position"
 READ_FROM: Final = "X-Ledger-Read-From"
@@ -58,23 +61,27 @@ def min_position(request: web.Request) -> int | None:
     return int(value)
 
 
-@asynccontextmanager
-async def read_connection(request: web.Request) -> AsyncIterator[Connection]:
-    """A connection for a native read: the replica's, unless no replica is configured or it
-    has not replayed the request's X-Ledger-Min-Position in time; then the primary's."""
+async def on_read_pool(request: web.Request, read: Callable[[Connection], Awaitable[T]]) -> T:
+    """`read` run on the replica, unless no replica is configured, it has not replayed the
+    request's X-Ledger-Min-Position in time, or it fails (down, restarting, or a query
+    cancelled by a conflict with its recovery); then on the primary."""
     position = min_position(request)
     replica = request.app.get(READ_POOL)
     if replica is not None:
-        async with replica.acquire() as conn:
-            wait = request.app[SETTINGS].read_wait_seconds
-            if position is None or await replayed(conn, position, wait):
-                request[_SERVED_FROM] = "replica"
-                yield conn
-                return
+        try:
+            async with replica.acquire() as conn:
+                wait = request.app[SETTINGS].read_wait_seconds
+                if position is None or await replayed(conn, position, wait):
+                    result = await read(conn)
+                    request[_SERVED_FROM] = "replica"
+                    return result
+        except REPLICA_ERRORS as error:
+            log.warning("replica_read_failed", error=f"{type(error).__name__}: {error}")
     async with request.app[POOL].acquire() as conn:
-        if replica is not None:
-            request[_SERVED_FROM] = "primary"
-        yield conn
+        result = await read(conn)
+    if replica is not None:
+        request[_SERVED_FROM] = "primary"
+    return result
 
 
 async def _say_where(request: web.Request, response: web.StreamResponse) -> None:

@@ -41,7 +41,7 @@ from lead_ledger.service.export_parallel import ExportWorkerError, ExportWorkers
 from lead_ledger.service.export_rows import ExportQuery, export_leads
 from lead_ledger.service.export_sql import copy_csv, field_names
 from lead_ledger.service.reads import campaign_named
-from lead_ledger.service.replica import Replica, replayed
+from lead_ledger.service.replica import REPLICA_ERRORS, Replica, replayed
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, record, stream_append
 
@@ -170,18 +170,38 @@ async def prepare_export(
     held against the feed's readers); the directory goes once the job is done. With a
     replica that holds the log as it was when the export was asked for, the export reads the
     replica (and so do its workers)."""
-    read_from = "primary"
     async with AsyncExitStack() as stack:
-        position = job.options.get("position")
+        prepared = None
         if replica is not None:
-            replica_conn = await stack.enter_async_context(replica.pool.acquire())
-            wanted = position if isinstance(position, int) else 0  # an export from before
-            if wanted < 1 or await replayed(replica_conn, wanted, replica.wait_seconds):
-                conn, read_from = replica_conn, "replica"
-                if workers is not None:
-                    workers = msgspec.structs.replace(workers, database_url=replica.url)
-        async with _prepared(conn, job, payload, workers, read_from) as prepared:
-            yield prepared
+            prepared = await _prepared_on_replica(stack, replica, job, payload, workers)
+        if prepared is None:
+            prepared = await stack.enter_async_context(
+                _prepared(conn, job, payload, workers, "primary")
+            )
+        yield prepared
+
+
+async def _prepared_on_replica(
+    stack: AsyncExitStack,
+    replica: Replica,
+    job: jobs.Job,
+    payload: bytes,
+    workers: ExportWorkers | None,
+) -> bytes | None:
+    """The file read from the replica, once it holds the log as it stood when the export was
+    asked for; None when it does not in time, or fails (the primary writes it then)."""
+    position = job.options.get("position")
+    wanted = position if isinstance(position, int) else 0  # an export from before replicas
+    try:
+        conn = await stack.enter_async_context(replica.pool.acquire())
+        if wanted >= 1 and not await replayed(conn, wanted, replica.wait_seconds):
+            return None
+        if workers is not None:
+            workers = msgspec.structs.replace(workers, database_url=replica.url)
+        return await stack.enter_async_context(_prepared(conn, job, payload, workers, "replica"))
+    except REPLICA_ERRORS as error:
+        log.warning("replica_export_failed", job_id=job.job_id, error=f"{type(error).__name__}")
+        return None
 
 
 @asynccontextmanager

@@ -16,6 +16,10 @@ from lead_ledger.ledger.connection import Connection
 # reader knows of, so it is on the primary and comes to the replica in commit order.
 SELECT_HAS_POSITION: Final = "SELECT EXISTS (SELECT 1 FROM events WHERE position = $1)"
 _POLL_SECONDS: Final = 0.01
+# What a replica that is down, restarting or replaying raises: the read then goes to the
+# primary. (A hot standby cancels a query that conflicts with the recovery it replays, with
+# SQLSTATE 40001: a long read there can fail through no fault of its own.)
+REPLICA_ERRORS: Final = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,19 @@ async def test_exports_read_the_replica_once_it_holds_the_log_as_asked(
     assert [row["lead_id"] for row in csv_rows(data)] == ["1", "2", "3"]
 
 
+async def test_a_replica_that_is_down_leaves_the_reads_to_the_primary(
+    app_client: Client, primary: asyncpg.Pool, servers: Servers
+) -> None:
+    """With the replica shut down, a read and an export are answered by the primary instead
+    of failing."""
+    await insert_lead(primary, A, CAMPAIGN_A, 1, phone_numbers=["+919876543211"], name="One")
+    servers.stop_replica()
+    status, source, body = await read(app_client, "/v1/leads/1")
+    assert (status, source) == (200, "primary"), body
+    view = await export(app_client, campaign="north")
+    assert (view["read_from"], view["rows"]) == ("primary", 1)
+
+
 @pytest.mark.parametrize("value", ["0", "-3", "abc", "1.5", "1e3", "99999999999999999999"])
 async def test_a_position_that_is_not_one_is_refused(app_client: Client, value: str) -> None:
     """X-Ledger-Min-Position that is no position answers 400 problem+json, naming the header."""
