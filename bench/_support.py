@@ -25,7 +25,7 @@ import tempfile
 import textwrap
 import time
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +33,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import psutil
+from aiohttp import web
 
 from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.connection import Connection
@@ -257,6 +258,25 @@ async def serve_processes(
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@contextlib.asynccontextmanager
+async def receiving(
+    routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]],
+) -> AsyncIterator[str]:
+    """A receiver in this process for what a server sends (callbacks, webhooks): each path's
+    POST handler on a free port of 127.0.0.1; yields its base URL."""
+    hook = web.Application()
+    for path, handler in routes.items():
+        hook.router.add_post(path, handler)
+    runner = web.AppRunner(hook, access_log=None)
+    await runner.setup()
+    try:
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

@@ -53,13 +53,13 @@ if TYPE_CHECKING:
         Sampler,
         bench_database,
         bench_server,
-        free_port,
         machine_description,
         median,
         print_notes,
         print_pairs,
         print_table,
         quiet_logs,
+        receiving,
         seed_ozonetel_account,
         serve_processes,
         server_description,
@@ -73,13 +73,13 @@ else:
         Sampler,
         bench_database,
         bench_server,
-        free_port,
         machine_description,
         median,
         print_notes,
         print_pairs,
         print_table,
         quiet_logs,
+        receiving,
         seed_ozonetel_account,
         serve_processes,
         server_description,
@@ -311,70 +311,63 @@ async def run(args: argparse.Namespace) -> None:
     }
     results = Results()
     receiver = Callbacks()
-    hook = web.Application()
-    hook.router.add_post("/callback", receiver.receive)
-    runner = web.AppRunner(hook, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    callback_url = f"http://127.0.0.1:{port}/callback"
-    try:
-        async with bench_server() as server, bench_database(server.url, "bench_bulk") as url:
-            print_pairs([("server", server.source), *await server_description(server.url)])
-            print_pairs(machine_description())
-            key = await seed(url, list(campaigns.values()))
-            extra = {"LEDGER_CALLBACK_ALLOW_PRIVATE": "1"}
-            async with (
-                serve_processes(url, 1, extra) as running,
-                aiohttp.ClientSession() as session,
-            ):
-                base, pid = running[0]
-                sampler = Sampler(pid)
-                sampling = asyncio.create_task(sampler.run())
-                token = await flexydial_token(session, base)
-                for r in range(args.rounds):
-                    rows = make_rows(args.rows, phones)
-                    csv_data, xlsx_data = csv_bytes(rows), xlsx_bytes(make_rows(args.rows, phones))
-                    flexy = flexydial_body(
-                        campaigns["flexydial insert", r], make_rows(args.rows, phones)
+    async with (
+        receiving({"/callback": receiver.receive}) as hooks,
+        bench_server() as server,
+        bench_database(server.url, "bench_bulk") as url,
+    ):
+        callback_url = f"{hooks}/callback"
+        print_pairs([("server", server.source), *await server_description(server.url)])
+        print_pairs(machine_description())
+        key = await seed(url, list(campaigns.values()))
+        extra = {"LEDGER_CALLBACK_ALLOW_PRIVATE": "1"}
+        async with (
+            serve_processes(url, 1, extra) as running,
+            aiohttp.ClientSession() as session,
+        ):
+            base, pid = running[0]
+            sampler = Sampler(pid)
+            sampling = asyncio.create_task(sampler.run())
+            token = await flexydial_token(session, base)
+            for r in range(args.rounds):
+                rows = make_rows(args.rows, phones)
+                csv_data, xlsx_data = csv_bytes(rows), xlsx_bytes(make_rows(args.rows, phones))
+                flexy = flexydial_body(
+                    campaigns["flexydial insert", r], make_rows(args.rows, phones)
+                )
+                for case, data, filename in (
+                    ("ozonetel csv", csv_data, "leads.csv"),
+                    ("ozonetel xlsx", xlsx_data, "leads.xlsx"),
+                ):
+                    campaign = campaigns[case, r]
+                    timing = await ozonetel_upload(
+                        session, base, key, campaign, data, filename, receiver, callback_url
                     )
-                    for case, data, filename in (
-                        ("ozonetel csv", csv_data, "leads.csv"),
-                        ("ozonetel xlsx", xlsx_data, "leads.xlsx"),
-                    ):
-                        campaign = campaigns[case, r]
-                        timing = await ozonetel_upload(
-                            session, base, key, campaign, data, filename, receiver, callback_url
-                        )
-                        results.add(case, timing)
-                        await check_leads(url, campaign, args.rows)
-                    timing = await flexydial_insert(session, base, token, flexy)
-                    results.add("flexydial insert", timing)
-                    await check_leads(url, campaigns["flexydial insert", r], args.rows)
-                    results.copy_seconds.append(
-                        await copy_baseline(url, campaigns["ozonetel csv", r])
+                    results.add(case, timing)
+                    await check_leads(url, campaign, args.rows)
+                timing = await flexydial_insert(session, base, token, flexy)
+                results.add("flexydial insert", timing)
+                await check_leads(url, campaigns["flexydial insert", r], args.rows)
+                results.copy_seconds.append(await copy_baseline(url, campaigns["ozonetel csv", r]))
+                if eventsourcing_peer.available():
+                    results.peer_seconds.append(
+                        await asyncio.to_thread(eventsourcing_peer.save_seconds, url, rows)
                     )
-                    if eventsourcing_peer.available():
-                        results.peer_seconds.append(
-                            await asyncio.to_thread(eventsourcing_peer.save_seconds, url, rows)
-                        )
-                    print(
-                        f"  round {r + 1}: "
-                        + ", ".join(
-                            f"{case} {results.timings[case][-1].completed:.2f} s" for case in cases
-                        )
-                        + f", COPY {results.copy_seconds[-1]:.2f} s"
-                        + (
-                            f", eventsourcing {results.peer_seconds[-1]:.2f} s"
-                            if results.peer_seconds
-                            else ""
-                        )
+                print(
+                    f"  round {r + 1}: "
+                    + ", ".join(
+                        f"{case} {results.timings[case][-1].completed:.2f} s" for case in cases
                     )
-                sampler.running = False
-                await sampling
-                results.peak_rss = (sampler.own_peak, sampler.peak)
-    finally:
-        await runner.cleanup()
+                    + f", COPY {results.copy_seconds[-1]:.2f} s"
+                    + (
+                        f", eventsourcing {results.peer_seconds[-1]:.2f} s"
+                        if results.peer_seconds
+                        else ""
+                    )
+                )
+            sampler.running = False
+            await sampling
+            results.peak_rss = (sampler.own_peak, sampler.peak)
     report(args, results)
 
 

@@ -53,13 +53,13 @@ if TYPE_CHECKING:
         Phones,
         bench_database,
         bench_server,
-        free_port,
         machine_description,
         median,
         print_notes,
         print_pairs,
         print_table,
         quiet_logs,
+        receiving,
         seed_ozonetel_account,
         serve_processes,
         server_description,
@@ -71,13 +71,13 @@ else:
         Phones,
         bench_database,
         bench_server,
-        free_port,
         machine_description,
         median,
         print_notes,
         print_pairs,
         print_table,
         quiet_logs,
+        receiving,
         seed_ozonetel_account,
         serve_processes,
         server_description,
@@ -341,17 +341,9 @@ class Target:
 async def receivers() -> AsyncIterator[tuple[Callbacks, Deliveries, str]]:
     """Both callback receivers on one free port: the csv upload's and V4's at its /v4."""
     callbacks, deliveries = Callbacks(), Deliveries()
-    hook = web.Application()
-    hook.router.add_post("/callback", callbacks.receive)
-    hook.router.add_post("/callback/v4", deliveries.receive)
-    runner = web.AppRunner(hook, access_log=None)
-    await runner.setup()
-    try:
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        yield callbacks, deliveries, f"http://127.0.0.1:{port}/callback"
-    finally:
-        await runner.cleanup()
+    routes = {"/callback": callbacks.receive, "/callback/v4": deliveries.receive}
+    async with receiving(routes) as base:
+        yield callbacks, deliveries, f"{base}/callback"
 
 
 async def one_round(

@@ -33,7 +33,6 @@ import aiohttp
 import asyncpg
 import msgspec
 import psutil
-from aiohttp import web
 
 from lead_ledger.ledger.database import connect, create_pool
 from lead_ledger.ledger.envelope import Actor
@@ -52,13 +51,13 @@ if TYPE_CHECKING:
         bench_database,
         bench_server,
         checkpoint,
-        free_port,
         machine_description,
         median,
         print_notes,
         print_pairs,
         print_table,
         quiet_logs,
+        receiving,
         seed_ozonetel_account,
         serve_processes,
         server_description,
@@ -71,13 +70,13 @@ else:
         bench_database,
         bench_server,
         checkpoint,
-        free_port,
         machine_description,
         median,
         print_notes,
         print_pairs,
         print_table,
         quiet_logs,
+        receiving,
         seed_ozonetel_account,
         serve_processes,
         server_description,
@@ -307,47 +306,42 @@ async def run(args: argparse.Namespace) -> None:
     phones = Phones(seed=7)
     grown = [f"grown-{n}" for n in range(args.campaigns)]
     receiver = Callbacks()
-    hook = web.Application()
-    hook.router.add_post("/callback", receiver.receive)
-    runner = web.AppRunner(hook, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    callback_url = f"http://127.0.0.1:{port}/callback"
     phases: dict[str, Phase] = {}
-    try:
-        async with bench_server() as server, bench_database(server.url, "bench_growth") as url:
-            print_pairs([("server", server.source), *await server_description(server.url)])
-            print_pairs(machine_description())
-            sizes_ = ("empty", "grown")
-            names = [CAMPAIGN, *(f"{k}-{n}" for k in ("upload", "warm") for n in sizes_), *grown]
-            keys, account_id = await seed_account(url, names)
-            conn = await connect(url)
-            try:
-                ids = {r["name"]: r["campaign_id"] for r in await conn.fetch("TABLE campaigns")}
-            finally:
-                await conn.close()
-            extra = {"LEDGER_CALLBACK_ALLOW_PRIVATE": "1"}
-            for label in ("empty", "grown"):
-                if label == "grown":
-                    print("  growing the ledger:")
-                    seconds = await grow(url, account_id, [ids[n] for n in grown], args.leads)
-                    print(f"  grown in {seconds:,.0f} s ({args.leads / seconds:,.0f} leads/s)")
-                async with (
-                    serve_processes(url, 1, extra) as running,
-                    aiohttp.ClientSession() as session,
-                ):
-                    base = running[0][0]
-                    phases[label] = await measure(
-                        session, base, keys, receiver, callback_url, url, label, args, phones
-                    )
-                print(f"  measured the {label} ledger")
-            events, baseline_seconds = await copy_baseline(url)
-            print(f"  baseline: {events:,} events read and COPYed in {baseline_seconds:.1f} s")
-            rate, peak, before, verify_seconds = await rebuild_and_verify(url)
-            sizes = await disk(url)
-    finally:
-        await runner.cleanup()
+    async with (
+        receiving({"/callback": receiver.receive}) as hooks,
+        bench_server() as server,
+        bench_database(server.url, "bench_growth") as url,
+    ):
+        callback_url = f"{hooks}/callback"
+        print_pairs([("server", server.source), *await server_description(server.url)])
+        print_pairs(machine_description())
+        sizes_ = ("empty", "grown")
+        names = [CAMPAIGN, *(f"{k}-{n}" for k in ("upload", "warm") for n in sizes_), *grown]
+        keys, account_id = await seed_account(url, names)
+        conn = await connect(url)
+        try:
+            ids = {r["name"]: r["campaign_id"] for r in await conn.fetch("TABLE campaigns")}
+        finally:
+            await conn.close()
+        extra = {"LEDGER_CALLBACK_ALLOW_PRIVATE": "1"}
+        for label in ("empty", "grown"):
+            if label == "grown":
+                print("  growing the ledger:")
+                seconds = await grow(url, account_id, [ids[n] for n in grown], args.leads)
+                print(f"  grown in {seconds:,.0f} s ({args.leads / seconds:,.0f} leads/s)")
+            async with (
+                serve_processes(url, 1, extra) as running,
+                aiohttp.ClientSession() as session,
+            ):
+                base = running[0][0]
+                phases[label] = await measure(
+                    session, base, keys, receiver, callback_url, url, label, args, phones
+                )
+            print(f"  measured the {label} ledger")
+        events, baseline_seconds = await copy_baseline(url)
+        print(f"  baseline: {events:,} events read and COPYed in {baseline_seconds:.1f} s")
+        rate, peak, before, verify_seconds = await rebuild_and_verify(url)
+        sizes = await disk(url)
     report(args, phases, events / baseline_seconds, rate, peak - before, verify_seconds, sizes)
 
 

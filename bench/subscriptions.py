@@ -49,12 +49,12 @@ if TYPE_CHECKING:
     from bench._support import (
         bench_database,
         bench_server,
-        free_port,
         machine_description,
         print_notes,
         print_pairs,
         print_table,
         quiet_logs,
+        receiving,
         serve_processes,
         server_description,
     )
@@ -62,12 +62,12 @@ else:
     from _support import (
         bench_database,
         bench_server,
-        free_port,
         machine_description,
         print_notes,
         print_pairs,
         print_table,
         quiet_logs,
+        receiving,
         serve_processes,
         server_description,
     )
@@ -246,46 +246,41 @@ async def run(args: argparse.Namespace) -> None:
         f" for {args.seconds:.0f} s"
     )
     arrivals = Arrivals()
-    hook = web.Application()
-    hook.router.add_post("/hook", arrivals.receive)
-    runner = web.AppRunner(hook, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with bench_server() as server, bench_database(server.url, "bench_subs") as url:
-            print_pairs([("server", server.source), *await server_description(server.url)])
-            print_pairs(machine_description())
-            account_id, campaign_id, key = await seed(url)
-            extra = {"LEDGER_CALLBACK_ALLOW_PRIVATE": "1"}
-            async with (
-                serve_processes(url, 1, extra) as running,
-                aiohttp.ClientSession() as session,
-            ):
-                base = running[0][0]
-                for _ in range(args.subscriptions):
-                    async with session.post(
-                        f"{base}/v1/subscriptions",
-                        json={"url": f"http://127.0.0.1:{port}/hook", "secret": SECRET},
-                        headers={"Authorization": f"Bearer {key}"},
-                    ) as response:
-                        if response.status != 201:
-                            detail = await response.text()
-                            raise SystemExit(
-                                f"POST /v1/subscriptions answered {response.status}: {detail}"
-                            )
-                sse = asyncio.create_task(follow_sse(session, base, key, arrivals))
-                await asyncio.sleep(0.5)  # the stream is open before the first write
-                written = await write_leads(
-                    url, account_id, campaign_id, args.rate, args.seconds, arrivals
-                )
-                await drained(arrivals, written, args.subscriptions)
-                sse.cancel()
-                with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
-                    await sse
-            feed = await feed_order(url, account_id)
-    finally:
-        await runner.cleanup()
+    async with (
+        receiving({"/hook": arrivals.receive}) as hooks,
+        bench_server() as server,
+        bench_database(server.url, "bench_subs") as url,
+    ):
+        print_pairs([("server", server.source), *await server_description(server.url)])
+        print_pairs(machine_description())
+        account_id, campaign_id, key = await seed(url)
+        extra = {"LEDGER_CALLBACK_ALLOW_PRIVATE": "1"}
+        async with (
+            serve_processes(url, 1, extra) as running,
+            aiohttp.ClientSession() as session,
+        ):
+            base = running[0][0]
+            for _ in range(args.subscriptions):
+                async with session.post(
+                    f"{base}/v1/subscriptions",
+                    json={"url": f"{hooks}/hook", "secret": SECRET},
+                    headers={"Authorization": f"Bearer {key}"},
+                ) as response:
+                    if response.status != 201:
+                        detail = await response.text()
+                        raise SystemExit(
+                            f"POST /v1/subscriptions answered {response.status}: {detail}"
+                        )
+            sse = asyncio.create_task(follow_sse(session, base, key, arrivals))
+            await asyncio.sleep(0.5)  # the stream is open before the first write
+            written = await write_leads(
+                url, account_id, campaign_id, args.rate, args.seconds, arrivals
+            )
+            await drained(arrivals, written, args.subscriptions)
+            sse.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+                await sse
+        feed = await feed_order(url, account_id)
     report(args, arrivals, written, feed)
 
 
