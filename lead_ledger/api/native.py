@@ -210,7 +210,12 @@ async def get_lead(request: web.Request, principal: Principal) -> web.StreamResp
     security=openapi.NATIVE_KEY,
     headers=READ_HEADERS,
     path={"id": int},
-    responses={200: Response("The history", History), 401: UNAUTHORIZED, 404: NOT_FOUND},
+    responses={
+        200: Response("The history", History),
+        400: BAD_REQUEST,
+        401: UNAUTHORIZED,
+        404: NOT_FOUND,
+    },
 )
 @NATIVE.route
 async def lead_history(request: web.Request, principal: Principal) -> web.StreamResponse:

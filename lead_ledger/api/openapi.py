@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -36,6 +36,13 @@ H = TypeVar("H", bound=Handler)
 
 _REF_TEMPLATE: Final = "#/components/schemas/{name}"
 _PATH_PARAMETER: Final = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+
+
+class Header(NamedTuple):
+    """A request header an operation reads: what it means, and its JSON schema."""
+
+    description: str
+    schema: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +103,8 @@ class Operation:
     security: SecurityScheme | None = None  # None for a public route
     path: Mapping[str, Any] = field(default_factory=dict)  # path parameter -> type (default str)
     query: type[msgspec.Struct] | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)  # request header -> description
+    # request header -> its description, or a Header (a description and a schema)
+    headers: Mapping[str, str | Header] = field(default_factory=dict)
     body: Any = None
     body_content_type: str = "application/json"
 
@@ -127,7 +135,7 @@ def operation(  # noqa: PLR0913 - one keyword per part of an OpenAPI operation
     security: SecurityScheme | None = None,
     path: Mapping[str, Any] | None = None,
     query: type[msgspec.Struct] | None = None,
-    headers: Mapping[str, str] | None = None,
+    headers: Mapping[str, str | Header] | None = None,
     body: object = None,
     body_content_type: str = "application/json",
 ) -> Callable[[H], H]:
@@ -212,9 +220,14 @@ def _operation(
     if op.query is not None:
         parameters += _query_parameters(schema_of[op.query], components)
     parameters += [
-        {"name": name, "in": "header", "required": False, "description": text}
-        | {"schema": {"type": "string"}}
-        for name, text in op.headers.items()
+        {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "description": spec if isinstance(spec, str) else spec.description,
+            "schema": {"type": "string"} if isinstance(spec, str) else dict(spec.schema),
+        }
+        for name, spec in op.headers.items()
     ]
     doc: dict[str, Any] = {"summary": op.summary, "responses": {}}
     if op.description:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from lead_ledger.api.edge import Refused
 from lead_ledger.api.keys import POOL, READ_POOL, SETTINGS
+from lead_ledger.api.openapi import Header
 from lead_ledger.api.problems import problem
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.service.inputs import BIGINT_MAX
@@ -33,11 +34,12 @@ READ_FROM: Final = "X-Ledger-Read-From"
 _SERVED_FROM: Final = web.RequestKey("ledger_read_from", str)
 # The request headers of a read a replica may serve, for /openapi.json.
 READ_HEADERS: Final = {
-    MIN_POSITION: (
+    MIN_POSITION: Header(
         "Read at least this far: the position of an event (from the feed, SSE, a subscription"
         " or a lead's history). With a replica configured, the read waits for the replica to"
         " hold that event, up to LEDGER_READ_WAIT_SECONDS, else the primary answers. The"
-        " answer's X-Ledger-Read-From says which did."
+        " answer's X-Ledger-Read-From says which did.",
+        {"type": "string", "pattern": "^[0-9]+$"},
     )
 }
 
