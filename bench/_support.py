@@ -320,7 +320,11 @@ def resident(process: psutil.Process) -> int:
     """The resident memory of the server and its worker processes (an export as of a time is
     folded by worker processes of its own)."""
     total = 0
-    for each in [process, *process.children(recursive=True)]:
+    try:
+        children = process.children(recursive=True)
+    except psutil.NoSuchProcess:  # the server is gone: nothing of it is resident
+        return 0
+    for each in [process, *children]:
         with contextlib.suppress(psutil.NoSuchProcess):
             total += each.memory_info().rss
     return total
