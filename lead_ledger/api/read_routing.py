@@ -78,7 +78,12 @@ async def on_read_pool(request: web.Request, read: Callable[[Connection], Awaita
                     request[_SERVED_FROM] = "replica"
                     return result
         except REPLICA_ERRORS as error:
-            log.warning("replica_read_failed", error=f"{type(error).__name__}: {error}")
+            # The error's type and SQLSTATE only: a message may quote a value of the read.
+            log.warning(
+                "replica_read_failed",
+                error=type(error).__name__,
+                sqlstate=getattr(error, "sqlstate", None),
+            )
     async with request.app[POOL].acquire() as conn:
         result = await read(conn)
     if replica is not None:
