@@ -193,12 +193,19 @@ async def _prepared_on_replica(
     position = job.options.get("position")
     wanted = position if isinstance(position, int) else 0  # an export from before replicas
     try:
-        conn = await stack.enter_async_context(replica.pool.acquire())
-        if wanted >= 1 and not await replayed(conn, wanted, replica.wait_seconds):
-            return None
-        if workers is not None:
-            workers = msgspec.structs.replace(workers, database_url=replica.url)
-        return await stack.enter_async_context(_prepared(conn, job, payload, workers, "replica"))
+        # The connection goes back at once when the replica is not used; otherwise it is
+        # handed to `stack` with the file, held until the job is done with them.
+        async with AsyncExitStack() as held:
+            conn = await held.enter_async_context(replica.pool.acquire())
+            if wanted >= 1 and not await replayed(conn, wanted, replica.wait_seconds):
+                return None
+            if workers is not None:
+                workers = msgspec.structs.replace(workers, database_url=replica.url)
+            prepared = await held.enter_async_context(
+                _prepared(conn, job, payload, workers, "replica")
+            )
+            stack.push_async_exit(held.pop_all())
+            return prepared
     except REPLICA_ERRORS as error:
         log.warning("replica_export_failed", job_id=job.job_id, error=f"{type(error).__name__}")
         return None
