@@ -787,3 +787,37 @@ async def test_new_types_while_a_batch_is_sent_skip_nothing_they_match(
     for _ in range(3):
         await deliverer.pass_once()
     assert sent == [["LeadInserted"], ["LeadUpdated"]]
+
+
+async def test_a_step_claimed_before_a_pause_sends_nothing_written_after_it(
+    pool: asyncpg.Pool, clock: Clock
+) -> None:
+    """A process that leased the subscription just before it was paused finds it paused when it
+    has read the feed, and sends nothing; resumed, the events go out."""
+    from lead_ledger.service.subscriptions import manage  # noqa: PLC0415
+
+    await make_account(pool, A, KEY_A, {CAMPAIGN_A: "north"}, "IN")
+    async with pool.acquire() as conn:
+        created = await manage.create(
+            conn, ctx(A), A, url="http://10.1.1.1/hook", event_types=None, campaign_id=None,
+            secret=SECRET,
+        )  # fmt: skip
+    sid = created.subscription_id
+    sent: list[list[str]] = []
+
+    async def post(_url: str, body: bytes, _headers: object) -> int:
+        sent.append([e["stream_id"] for e in msgspec.json.decode(body)["events"]])
+        return 200
+
+    policy = Policy(allow_private=True, lease_seconds=60)
+    deliverer = Deliverer(pool, post, owner="early", clock=clock, policy=policy)
+    (claimed,) = await deliverer.claim()
+    async with pool.acquire() as conn:
+        await manage.change(conn, ctx(A), A, sid, state="paused")
+    await insert_many(pool, 1, 2)
+    assert await deliverer.step(claimed) is False
+    assert sent == []
+    async with pool.acquire() as conn:
+        await manage.change(conn, ctx(A), A, sid, state="active")
+    await deliverer.pass_once()
+    assert sent == [["lead-1", "lead-2"]]

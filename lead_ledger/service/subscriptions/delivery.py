@@ -110,6 +110,15 @@ WHERE d.subscription_id = due.subscription_id AND s.subscription_id = d.subscrip
 RETURNING d.subscription_id, d.account_id, d.checkpoint, d.batch_last, d.delivery_id,
           d.failures, s.url, s.event_types, s.campaign_id
 """
+# Asked after the feed was read and before anything is sent: a pause (or a change of types, or
+# a deletion) that committed after the claim stops the step here. Any event the batch holds was
+# read before this statement began, so before a pause this statement did not see: nothing
+# written after a pause is sent until the subscription is resumed.
+STILL_OURS: Final = """
+SELECT 1 FROM subscription_delivery d
+JOIN subscriptions s ON s.subscription_id = d.subscription_id
+WHERE d.subscription_id = $1 AND d.lease_owner = $2 AND s.state = 'active'
+"""
 MARK_IN_FLIGHT: Final = """
 UPDATE subscription_delivery SET batch_last = $3, delivery_id = $4
 WHERE subscription_id = $1 AND lease_owner = $2
@@ -217,14 +226,10 @@ class Deliverer:
     async def pass_once(self) -> bool:
         """Lease what is due, and move each leased subscription on by one batch (at once);
         whether any moved."""
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                CLAIM, self.owner, self.policy.lease_seconds, self.policy.claim_limit
-            )
-        claimed = [_claimed(row) for row in rows]
+        claimed = await self.claim()
         # One subscription's failure (its events do not open, the database hiccups) is its
         # own: the pass goes on, and waits for every step before the next claim.
-        moved = await asyncio.gather(*(self._step(c) for c in claimed), return_exceptions=True)
+        moved = await asyncio.gather(*(self.step(c) for c in claimed), return_exceptions=True)
         for step, result in zip(claimed, moved, strict=True):
             if isinstance(result, BaseException):
                 log.error(
@@ -235,7 +240,16 @@ class Deliverer:
                 )
         return any(result is True for result in moved)
 
-    async def _step(self, claimed: Claimed) -> bool:
+    async def claim(self) -> list[Claimed]:
+        """Lease the subscriptions that are due and held by no other live process."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                CLAIM, self.owner, self.policy.lease_seconds, self.policy.claim_limit
+            )
+        return [_claimed(row) for row in rows]
+
+    async def step(self, claimed: Claimed) -> bool:
+        """Send the claimed subscription's next batch; whether its checkpoint moved."""
         async with self.pool.acquire() as conn:
             batch = await next_batch(conn, claimed)
             if batch is None:
@@ -245,6 +259,8 @@ class Deliverer:
                     DELIVERED, claimed.subscription_id, self.owner, batch.last
                 )
                 return status.endswith(" 1")
+            if await conn.fetchval(STILL_OURS, claimed.subscription_id, self.owner) is None:
+                return False  # paused, changed or deleted since the claim
             delivery_id = claimed.delivery_id
             if claimed.batch_last is None or delivery_id is None:
                 delivery_id = uuid.uuid4()
