@@ -37,7 +37,7 @@ from aiohttp import web
 
 from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.database import embedded_server_url, with_database
+from lead_ledger.ledger.database import connect, embedded_server_url, with_database
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.migrate import migrate
 from lead_ledger.ledger.store import COPY_COLUMNS as STORE_COPY_COLUMNS
@@ -396,3 +396,47 @@ async def seed_ozonetel_account(
         await accounts.create_campaign(conn, ctx, account, accounts.NewCampaign(name=name))
     await accounts.change_settings(conn, ctx, account, accounts.SettingsChanges(rate_limits=limits))
     return issued.key
+
+
+async def read_and_copy_baseline(url: str) -> tuple[int, float]:
+    """(rows, seconds) of reading every event with a cursor and COPYing it into a table LIKE
+    events without its indexes: what moving the log at all costs."""
+    conn = await connect(url)
+    try:
+        await conn.execute("CREATE UNLOGGED TABLE events_scratch (LIKE events)")
+        started = time.perf_counter()
+        rows = 0
+        async with conn.transaction():
+            batch: list[tuple[object, ...]] = []
+            writer = await connect(url)
+            try:
+                async for record in conn.cursor("SELECT * FROM events", prefetch=10_000):
+                    batch.append(tuple(record))
+                    if len(batch) == 10_000:
+                        await writer.copy_records_to_table("events_scratch", records=batch)
+                        rows += len(batch)
+                        batch = []
+                if batch:
+                    await writer.copy_records_to_table("events_scratch", records=batch)
+                    rows += len(batch)
+            finally:
+                await writer.close()
+        seconds = time.perf_counter() - started
+        await conn.execute("DROP TABLE events_scratch")
+    finally:
+        await conn.close()
+    return rows, seconds
+
+
+class PeakMemory:
+    """This process's resident memory, sampled every 20 ms while it runs."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.peak = 0
+        self.running = True
+
+    async def run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            await asyncio.sleep(0.02)

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Final
 import aiohttp
 import asyncpg
 import msgspec
-import psutil
 
 from lead_ledger.ledger.database import connect, create_pool
 from lead_ledger.ledger.envelope import Actor
@@ -47,6 +46,7 @@ from lead_ledger.service.writer import Context
 
 if TYPE_CHECKING:
     from bench._support import (
+        PeakMemory,
         Phones,
         bench_database,
         bench_server,
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         print_pairs,
         print_table,
         quiet_logs,
+        read_and_copy_baseline,
         receiving,
         seed_ozonetel_account,
         serve_processes,
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from bench.bulk_upload import ACCOUNT, Callbacks, csv_bytes, make_rows, ozonetel_upload
 else:
     from _support import (
+        PeakMemory,
         Phones,
         bench_database,
         bench_server,
@@ -76,6 +78,7 @@ else:
         print_pairs,
         print_table,
         quiet_logs,
+        read_and_copy_baseline,
         receiving,
         seed_ozonetel_account,
         serve_processes,
@@ -219,50 +222,6 @@ async def grow(url: str, account_id: int, campaign_ids: list[int], leads: int) -
     return time.perf_counter() - started
 
 
-async def copy_baseline(url: str) -> tuple[int, float]:
-    """(rows, seconds) of reading every event with a cursor and COPYing it into a table LIKE
-    events without its indexes: what moving the log at all costs."""
-    conn = await connect(url)
-    try:
-        await conn.execute("CREATE UNLOGGED TABLE events_scratch (LIKE events)")
-        started = time.perf_counter()
-        rows = 0
-        async with conn.transaction():
-            batch: list[tuple[object, ...]] = []
-            writer = await connect(url)
-            try:
-                async for record in conn.cursor("SELECT * FROM events", prefetch=10_000):
-                    batch.append(tuple(record))
-                    if len(batch) == 10_000:
-                        await writer.copy_records_to_table("events_scratch", records=batch)
-                        rows += len(batch)
-                        batch = []
-                if batch:
-                    await writer.copy_records_to_table("events_scratch", records=batch)
-                    rows += len(batch)
-            finally:
-                await writer.close()
-        seconds = time.perf_counter() - started
-        await conn.execute("DROP TABLE events_scratch")
-    finally:
-        await conn.close()
-    return rows, seconds
-
-
-class PeakMemory:
-    """This process's resident memory, sampled every 20 ms while it runs."""
-
-    def __init__(self) -> None:
-        self.process = psutil.Process()
-        self.peak = 0
-        self.running = True
-
-    async def run(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            await asyncio.sleep(0.02)
-
-
 async def rebuild_and_verify(url: str) -> tuple[float, int, int, float]:
     """(rebuild events/s, its peak RSS, the RSS before it, verify seconds)."""
     pool = await create_pool(url, min_size=1, max_size=4)
@@ -338,7 +297,7 @@ async def run(args: argparse.Namespace) -> None:
                     session, base, keys, receiver, callback_url, url, label, args, phones
                 )
             print(f"  measured the {label} ledger")
-        events, baseline_seconds = await copy_baseline(url)
+        events, baseline_seconds = await read_and_copy_baseline(url)
         print(f"  baseline: {events:,} events read and COPYed in {baseline_seconds:.1f} s")
         rate, peak, before, verify_seconds = await rebuild_and_verify(url)
         sizes = await disk(url)

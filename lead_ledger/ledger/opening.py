@@ -9,12 +9,12 @@ fields reads null.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final, TypeVar, overload
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
 import msgspec
 
-from lead_ledger.ledger import key_store, subject_keys
+from lead_ledger.ledger import key_store
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.dnc_events import DncNumberAdded
 from lead_ledger.ledger.envelope import METADATA_ENCODER, EventMetadata, RecordedEvent
@@ -32,54 +32,6 @@ Pair = tuple[RecordedEvent, DomainEvent]
 _PERSONAL: Final = frozenset(PERSONAL_FIELDS)
 _ENCODER: Final = msgspec.json.Encoder()
 _METADATA: Final = msgspec.json.Decoder(EventMetadata)
-
-
-_T = TypeVar("_T")
-
-SELECT_ALL_KEYS: Final = """
-SELECT subject_id, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL
-"""
-
-
-class WrappedKeys(Mapping[str, bytes]):
-    """Every subject's key as stored, unwrapped when first asked for: a rebuild reads them all
-    in one query and opens only the subjects its events name."""
-
-    def __init__(self, master_key: bytes, wrapped: dict[str, bytes]) -> None:
-        self._master = master_key
-        self._wrapped = wrapped
-        self._open: dict[str, bytes] = {}
-
-    def __getitem__(self, subject: str) -> bytes:
-        key = self._open.get(subject)
-        if key is None:
-            key = self._open[subject] = subject_keys.unwrap(self._master, self._wrapped[subject])
-        return key
-
-    @overload
-    def get(self, subject: str, /) -> bytes | None: ...
-    @overload
-    def get(self, subject: str, /, default: bytes | _T) -> bytes | _T: ...
-    def get(self, subject: str, /, default: object = None) -> object:
-        # Mapping.get goes through __getitem__ and a KeyError; a rebuild asks once per event.
-        key = self._open.get(subject)
-        if key is None:
-            wrapped = self._wrapped.get(subject)
-            if wrapped is None:
-                return default
-            key = self._open[subject] = subject_keys.unwrap(self._master, wrapped)
-        return key
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._wrapped)
-
-    def __len__(self) -> int:
-        return len(self._wrapped)
-
-
-async def all_keys(conn: Connection) -> WrappedKeys:
-    rows = await conn.fetch(SELECT_ALL_KEYS)
-    return WrappedKeys(key_store.master_key(), {row[0]: row[1] for row in rows})
 
 
 async def keys_for(conn: Connection, subjects: Iterable[str]) -> Keys:

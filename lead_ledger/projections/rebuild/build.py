@@ -16,8 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Final
 
+from lead_ledger.ledger import key_store
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.opening import all_keys
 from lead_ledger.projections.base import Projection
 from lead_ledger.projections.rebuild.catch_up import catch_up
 from lead_ledger.projections.rebuild.replay import (
@@ -57,15 +57,14 @@ async def build_shadow(
         if progress:
             progress("read", report.events, total)
 
-    # The keys and the events opened with them are millions of objects that live until the
-    # COPY: no cyclic GC walks them meanwhile (replay.gc_paused).
+    # The rows folded in Python are millions of objects that live until the COPY: no cyclic GC
+    # walks them meanwhile (replay.gc_paused). Both paths read the subjects' keys with their
+    # events, a batch at a time.
     with gc_paused():
         t0 = time.perf_counter()
-        # Every subject's key, read once (the owner may read them): both paths open with it.
-        keys = await all_keys(conn)
-        timings["keys"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        sql_types = await apply_set_based(conns, shadow, fence, keys, progress, batch)
+        sql_types = await apply_set_based(
+            conns, shadow, fence, key_store.master_key(), progress, batch
+        )
         # The statements alone: opening their events is timed apart ("open").
         timings["sql"] = time.perf_counter() - t0 - timings.get("open", 0.0)
         in_sql = report.events
@@ -75,9 +74,8 @@ async def build_shadow(
         if progress:
             progress("read", in_sql, total)
         rows = await fold_log(
-            conn, shadow, fence, sql_types, batch, keys, folded if progress else None
+            conn, shadow, fence, sql_types, batch, conns[-1], folded if progress else None
         )
-        del keys
         t0 = time.perf_counter()
         await copy_folded(conns, shadow, rows, progress)
         timings["copy"] = time.perf_counter() - t0

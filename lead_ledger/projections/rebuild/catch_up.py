@@ -13,9 +13,8 @@ import contextlib
 from typing import Final
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.opening import keys_for
 from lead_ledger.projections.base import SHADOW_SCHEMA, Rows
-from lead_ledger.projections.rebuild.replay import SELECT_STREAMS, decode_records, subjects_of
+from lead_ledger.projections.rebuild.replay import SELECT_STREAMS, opened_pairs
 from lead_ledger.projections.rebuild.shadow import Shadow
 
 # The feed from (xid, position) on; `$3` drops the visibility fence, for the final catch-up
@@ -45,7 +44,7 @@ async def catch_up(conn: Connection, shadow: Shadow, *, final: bool, batch: int)
         shadow.report.position = max(shadow.report.position, *(r["position"] for r in feed))
         streams = sorted({r["stream_id"] for r in feed})
         records = await conn.fetch(SELECT_STREAMS, streams, shadow.types)
-        pairs = decode_records(records, await keys_for(conn, subjects_of(records)))
+        pairs = await opened_pairs(conn, records)
         # Unqualified table names in the projections' SQL now mean the shadow tables; `events`
         # still resolves to public.events. LOCAL: reset at the end of this transaction.
         await conn.execute(f"SET LOCAL search_path = {SHADOW_SCHEMA}, public")

@@ -21,7 +21,8 @@ import msgspec
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import SCHEMA_VERSION, DomainEvent, decode_event
-from lead_ledger.ledger.sealing import Keys, open_event, sealed_subjects
+from lead_ledger.ledger.opening import keys_for
+from lead_ledger.ledger.sealing import open_event, sealed_subjects
 from lead_ledger.projections.base import SHADOW_SCHEMA, Pair, Projection, Row, Rows
 from lead_ledger.projections.rebuild.shadow import PYTHON_STREAMS, Progress, Shadow, in_lanes
 
@@ -61,32 +62,28 @@ _JSON: Final = msgspec.json.Encoder()
 _NIL: Final = uuid.UUID(int=0)
 
 
-def decode_records(records: Sequence[asyncpg.Record], keys: Keys) -> list[Pair]:
+async def opened_pairs(conn: Connection, records: Sequence[asyncpg.Record]) -> list[Pair]:
     """Pairs for folding, built for speed: one msgspec call per batch, not one per event; each
-    event opened with `keys` (an erased subject's reads as erased).
+    event opened with its subjects' keys, read for this batch only (an erased subject's reads
+    as erased), so a rebuild holds the keys of one batch at a time, whatever the log's size.
 
     Folds read only the envelope's position, stream, version, type and time, so the event id and
     metadata are not fetched and the body is not kept. Events of another schema version go through
     `decode_event`, where upcasters live.
     """
-    events = open_records(records, keys)
-    return [(_recorded(r, b""), e) for r, e in zip(records, events, strict=True)]
+    events = decoded_records(records)
+    keys = await keys_for(conn, (s for e in events for s in sealed_subjects(e)))
+    return [(_recorded(r, b""), open_event(e, keys)) for r, e in zip(records, events, strict=True)]
 
 
-def open_records(records: Sequence[asyncpg.Record], keys: Keys) -> list[DomainEvent]:
-    """The records' events, decoded in one msgspec call and opened."""
+def decoded_records(records: Sequence[asyncpg.Record]) -> list[DomainEvent]:
+    """The records' events, decoded in one msgspec call, still sealed."""
     if all(r[4] == SCHEMA_VERSION for r in records):
         events: list[DomainEvent] = _LIST_DECODER.decode(
             b"[" + b",".join(r[5] for r in records) + b"]"
         )
-    else:
-        events = [decode_event(_recorded(r, r[5])) for r in records]
-    return [open_event(e, keys) for e in events]
-
-
-def subjects_of(records: Sequence[asyncpg.Record]) -> set[str]:
-    """The subjects whose keys opening these records needs."""
-    return {s for r in records for s in sealed_subjects(decode_event(_recorded(r, r[5])))}
+        return events
+    return [decode_event(_recorded(r, r[5])) for r in records]
 
 
 def _recorded(r: asyncpg.Record, data: bytes) -> RecordedEvent:
@@ -140,10 +137,12 @@ async def fold_log(
     fence: int,
     sql_types: list[str],
     batch: int,
-    keys: Keys,
+    key_conn: Connection,
     progress: Callable[[], None] | None,
 ) -> dict[str, Rows]:
-    """Read below the fence in position order (what the SQL path left) and fold in memory."""
+    """Read below the fence in position order (what the SQL path left) and fold in memory.
+    The keys of each batch are read on `key_conn` while the next batch is read on `conn`; with
+    one connection for both, the next read waits for the keys."""
     report, projections = shadow.report, shadow.projections
     rows = {p.name: Rows() for p in projections}
     t_read = t_fold = 0.0
@@ -156,11 +155,13 @@ async def fold_log(
         while pending is not None:
             records = await pending
             pending = None
-            if len(records) == batch:
+            if len(records) == batch and key_conn is not conn:
                 # Send the next read before folding this batch: the server runs it meanwhile.
                 pending = asyncio.ensure_future(conn.fetch(SELECT_BULK, records[-1][0], *args))
                 await asyncio.sleep(0)
-            pairs = decode_records(records, keys)
+            pairs = await opened_pairs(key_conn, records)
+            if len(records) == batch and pending is None:
+                pending = asyncio.ensure_future(conn.fetch(SELECT_BULK, records[-1][0], *args))
             t1 = time.perf_counter()
             fold_batch(projections, rows, pairs)
             t_read, t_fold = t_read + t1 - t0, t_fold + time.perf_counter() - t1

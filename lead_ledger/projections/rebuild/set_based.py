@@ -36,10 +36,10 @@ from lead_ledger.ledger.events import (
 from lead_ledger.ledger.row_times import MODIFYING
 from lead_ledger.ledger.sealing import (
     PERSONAL_FIELDS,
-    Keys,
     inserted_secret_json,
     updated_secret_json,
 )
+from lead_ledger.ledger.subject_keys import unwrap
 from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.lead_rows_sql import (
     write_leads_and_contacts_sql,
@@ -151,19 +151,24 @@ WITH inserted AS (
 
 # What `open_events` reads: the sealed events below the fence that the statements apply (the
 # classification above already sent every stream they cannot apply to Python), the sealed part
-# base64-decoded on the server, and for an update its changes (the names of the personal ones
-# are clear) and whether it carries dedupe keys. $1 after, $2 fence, $3 SQL_TYPES, $4 how many
-# positions, $5 partitions. A range of positions rather than LIMIT: the planner cannot estimate
-# how many rows the filters keep, and for a LIMIT it chose to sort the whole log on every read.
+# base64-decoded on the server, for an update its changes (the names of the personal ones
+# are clear) and whether it carries dedupe keys, and its subject's wrapped key (null once
+# erased): the keys travel with their events, so the rebuild holds one batch's keys at a time
+# however many subjects the ledger has (a dict of every key took 3.3 GB at 10,000,000 leads).
+# The key is a subquery, one primary-key lookup per event, so it is never a join that hashes
+# the whole key table for each batch. $1 after, $2 fence, $3 SQL_TYPES, $4 how many positions,
+# $5 partitions. A range of positions rather than LIMIT: the planner cannot estimate how many
+# rows the filters keep, and for a LIMIT it chose to sort the whole log on every read.
 SELECT_TO_OPEN: Final = f"""
-SELECT position, abs(hashtext(stream_id) % $5), type, data->'sealed'->>0,
-       decode(data->'sealed'->>1, 'base64'),
-       CASE WHEN type = '{_UPDATED}' THEN data->'changes' END,
-       coalesce(data->'dedupe_keys', 'null') <> 'null'
-FROM events
-WHERE position > $1 AND position <= $1 + $4 AND transaction_id < $2 AND type = ANY($3::text[])
-  AND jsonb_typeof(data->'sealed') = 'array'
-  AND stream_id NOT IN (SELECT stream_id FROM {PYTHON_STREAMS})
+SELECT e.position, abs(hashtext(e.stream_id) % $5), e.type, e.data->'sealed'->>0,
+       decode(e.data->'sealed'->>1, 'base64'),
+       CASE WHEN e.type = '{_UPDATED}' THEN e.data->'changes' END,
+       coalesce(e.data->'dedupe_keys', 'null') <> 'null',
+       (SELECT k.wrapped_key FROM subject_keys k WHERE k.subject_id = e.data->'sealed'->>0)
+FROM events e
+WHERE e.position > $1 AND e.position <= $1 + $4 AND e.transaction_id < $2
+  AND e.type = ANY($3::text[]) AND jsonb_typeof(e.data->'sealed') = 'array'
+  AND e.stream_id NOT IN (SELECT stream_id FROM {PYTHON_STREAMS})
 """
 OPENED_COLUMNS: Final = ["position", "lane", "secret"]
 
@@ -178,7 +183,7 @@ def applies(shadow: Shadow) -> bool:
 
 
 async def open_events(
-    conns: Sequence[Connection], fence: int, last: int, keys: Keys, batch: int
+    conns: Sequence[Connection], fence: int, last: int, master_key: bytes, batch: int
 ) -> None:
     """Copy the personal part of every sealed event the statements apply, up to position
     `last`, into OPENED_EVENTS, opened: reads of `batch` positions on the first connection,
@@ -189,7 +194,7 @@ async def open_events(
     if reader is writer:
         for after in range(0, last, batch):
             records = await reader.fetch(SELECT_TO_OPEN, after, fence, SQL_TYPES, batch, 1)
-            await _copy_opened(writer, _opened_rows(records, keys))
+            await _copy_opened(writer, _opened_rows(records, master_key))
         await writer.execute(f"ANALYZE {OPENED_EVENTS}")
         return
 
@@ -207,7 +212,7 @@ async def open_events(
             after += batch
             reading = read(after) if after < last else None
             await asyncio.sleep(0)  # the next read goes out before this process opens
-            rows = _opened_rows(records, keys)
+            rows = _opened_rows(records, master_key)
             if copying is not None:
                 await copying
             copying = asyncio.ensure_future(_copy_opened(writer, rows))
@@ -223,19 +228,20 @@ async def open_events(
     await writer.execute(f"ANALYZE {OPENED_EVENTS}")
 
 
-def _opened_rows(records: Sequence[asyncpg.Record], keys: Keys) -> list[tuple[int, int, bytes]]:
+def _opened_rows(
+    records: Sequence[asyncpg.Record], master_key: bytes
+) -> list[tuple[int, int, bytes]]:
     # A LeadInserted's plaintext is already the shape the statements read: a decrypt, no decode.
-    get = keys.get
-    return [
-        (
-            position,
-            lane,
-            inserted_secret_json(get(subject), subject, data)
+    rows = []
+    for position, lane, kind, subject, data, changes, keyed, wrapped in records:
+        key = None if wrapped is None else unwrap(master_key, wrapped)
+        secret = (
+            inserted_secret_json(key, subject, data)
             if kind == _INSERTED
-            else updated_secret_json(get(subject), subject, data, changes, has_dedupe_keys=keyed),
+            else updated_secret_json(key, subject, data, changes, has_dedupe_keys=keyed)
         )
-        for position, lane, kind, subject, data, changes, keyed in records
-    ]
+        rows.append((position, lane, secret))
+    return rows
 
 
 async def _copy_opened(conn: Connection, rows: list[tuple[int, int, bytes]]) -> None:
@@ -248,7 +254,7 @@ async def apply_set_based(
     conns: Sequence[Connection],
     shadow: Shadow,
     fence: int,
-    keys: Keys,
+    master_key: bytes,
     progress: Progress | None = None,
     batch: int = 20_000,
 ) -> list[str]:
@@ -267,7 +273,7 @@ async def apply_set_based(
     )
     events, position = classified if classified is not None else (0, 0)
     t0 = time.perf_counter()
-    await open_events(conns, fence, position, keys, batch)
+    await open_events(conns, fence, position, master_key, batch)
     report.timings["open"] = time.perf_counter() - t0
     report.events += events
     report.events_in_sql = events
