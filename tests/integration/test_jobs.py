@@ -268,7 +268,8 @@ async def test_a_kinds_preparation_holds_back_no_reader_of_the_feed(
 async def test_failing_handler_is_retried_then_job_failed(
     pool: asyncpg.Pool, campaign: tuple[int, int]
 ) -> None:
-    """A raising handler is retried up to max_attempts, then JobFailed; nothing it wrote stays."""
+    """A raising handler is retried up to max_attempts, then JobFailed; nothing it wrote stays;
+    each failed attempt is logged with the error's type, never its message."""
     account_id, campaign_id = campaign
     calls = 0
 
@@ -281,9 +282,15 @@ async def test_failing_handler_is_retried_then_job_failed(
     rows = [LeadFields(phone_numbers=[phone(7)])]
     job_id = await submit(pool, account_id, campaign_id, rows, kind="test_broken")
     kinds = {"test_broken": JobKind(broken)}
-    async with worker(pool, kinds=kinds, max_attempts=3, retry_seconds=0.01):
-        await until(pool, FINISHED)
+    with structlog.testing.capture_logs() as logged:
+        async with worker(pool, kinds=kinds, max_attempts=3, retry_seconds=0.01):
+            await until(pool, FINISHED)
     assert calls == 3
+    failed = [line for line in logged if line["event"] == "job_attempt_failed"]
+    assert [(f["log_level"], f["attempt"], f["error"]) for f in failed] == [
+        ("warning", n, "RuntimeError") for n in (1, 2, 3)
+    ]
+    assert "vendor file unreadable" not in repr(failed)
     assert await job_events(pool, job_id) == ["JobSubmitted", "JobFailed"]
     row = await pool.fetchrow("SELECT state, error FROM jobs WHERE job_id = $1", job_id)
     assert row is not None

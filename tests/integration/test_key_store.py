@@ -10,6 +10,8 @@ import asyncpg
 import pytest
 
 from lead_ledger.ledger import key_store, subject_keys
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.service.transactions import write_transaction
 
 MASTER = subject_keys.new_data_key()
 
@@ -80,6 +82,40 @@ async def test_keys_made_ahead_are_stored_only_for_subjects_without_one(
         assert conflict.value.subjects == ["lead-7"]
         with pytest.raises(key_store.SubjectErasedError):
             await key_store.store_new_keys(conn, 1, {"lead-8": fresh["lead-5"]})
+
+
+@pytest.mark.parametrize("count", [3, key_store.COPY_KEYS_FROM])
+async def test_a_conflict_among_new_keys_names_its_subjects_and_leaves_the_write_usable(
+    pool: asyncpg.Pool, count: int
+) -> None:
+    """Within a writer's transaction (an explicit BEGIN, as jobs and writers begin theirs), by
+    INSERT or (from COPY_KEYS_FROM keys on) by COPY in a savepoint: new
+    keys are all stored; a batch in which one subject had a key keeps that subject's key, names
+    the subject, and leaves the transaction usable; an erased one is named as erased."""
+
+    def fresh(first: int) -> dict[str, bytes]:
+        return {
+            f"lead-{n}": subject_keys.wrap(MASTER, subject_keys.new_data_key())
+            for n in range(first, first + count)
+        }
+
+    async def stored(conn: Connection) -> dict[str, bytes]:
+        rows = await conn.fetch("SELECT subject_id, wrapped_key FROM subject_keys")
+        return {row["subject_id"]: row["wrapped_key"] for row in rows}
+
+    async with pool.acquire() as conn, write_transaction(conn):
+        first = fresh(1)
+        await key_store.store_new_keys(conn, 1, first)
+        assert await stored(conn) == first
+        clash = fresh(count + 1) | {"lead-1": subject_keys.wrap(MASTER, b"k" * 32)}
+        with pytest.raises(key_store.KeyConflictError) as conflict:
+            await key_store.store_new_keys(conn, 1, clash)
+        assert conflict.value.subjects == ["lead-1"]
+        assert (await stored(conn))["lead-1"] == first["lead-1"]
+        await key_store.erase(conn, ["lead-2"])
+        with pytest.raises(key_store.SubjectErasedError) as erased:
+            await key_store.store_new_keys(conn, 1, fresh(3 * count + 1) | {"lead-2": b"x" * 40})
+        assert erased.value.subjects == ["lead-2"]
 
 
 async def test_account_secrets_are_made_once_per_account(pool: asyncpg.Pool) -> None:

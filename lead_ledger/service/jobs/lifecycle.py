@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import msgspec
+import structlog
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM, Actor
@@ -29,6 +30,8 @@ from lead_ledger.ledger.store import read_stream
 from lead_ledger.service.jobs.kinds import Job, JobKinds, JobOutcome
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, record, stream_append
+
+log = structlog.get_logger(__name__)
 
 CHANNEL: Final = "ledger_jobs"
 CALLBACK_CHANNEL: Final = "ledger_callbacks"
@@ -295,6 +298,15 @@ async def _after_error(
     retry_seconds: float,
 ) -> str:
     """The run rolled back: retry later with backoff, or record JobFailed after the last try."""
+    # The error's type and SQLSTATE only: a message may quote a row's value (JobFailed, which
+    # is sealed, keeps the message). An operator needs to see why an attempt failed at once.
+    log.warning(
+        "job_attempt_failed",
+        job_id=claim.job_id,
+        attempt=claim.attempts,
+        error=type(error).__name__,
+        sqlstate=getattr(error, "sqlstate", None),
+    )
     async with write_transaction(conn):
         if await conn.fetchval(LOCK_CLAIMED, claim.job_id, worker_id) is None:
             return "lost"
