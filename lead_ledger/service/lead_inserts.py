@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
@@ -187,18 +187,18 @@ async def insert_lead_groups(
     ordered = sorted(groups)
     # So are the dedupe keys, the costliest part of a large insert: worker processes compute
     # them ahead, chunk by chunk, starting now (`key_workers`; a thread of this process without
-    # them). Without duplicate checks nothing needs the whole batch's keys at once: each chunk
-    # is appended and projected as soon as its keys arrive, while the workers compute the next
-    # (`_insert_as_keys_arrive`).
-    streaming = not any(lead.check_duplicates for leads in groups.values() for lead in leads)
+    # them). Nothing needs the whole batch's keys at once: each chunk is checked, appended and
+    # projected as soon as its keys arrive, while the workers compute the next
+    # (`_insert_as_keys_arrive`); duplicates of an earlier chunk's leads are found as they
+    # would be in one batch (`Seen`).
     keys = KeysAhead(
         [lead.fields.phone_numbers for campaign_id in ordered for lead in groups[campaign_id]],
         region,
-        streaming=streaming,
+        streaming=True,
         workers=key_workers,
     )
     try:
-        if streaming and keys.chunked:
+        if keys.chunked:
             ids = await _ids_and_locks(conn, groups)
             return await _insert_as_keys_arrive(conn, account_id, groups, ids, region, keys)
         # Otherwise every key before the locks: a small batch has them at once, and deciding
@@ -230,7 +230,9 @@ async def insert_lead_groups(
             check and lead.check_archived for check, lead in zip(checks, leads, strict=True)
         ]
         duplicates = (
-            await _duplicates(conn, campaign_id, events, checks, archived) if any(checks) else {}
+            await _duplicates(conn, campaign_id, events, checks, archived, Seen())
+            if any(checks)
+            else {}
         )
         refused = duplicates.keys() | blocked.keys()
         # A lead let in with some numbers blocked (jtel flags them one by one) is marked.
@@ -298,12 +300,14 @@ async def _insert_as_keys_arrive(
     """
     results: dict[int, InsertResult] = {}
     blocked: dict[int, dict[int, DncBlock]] = {}
+    duplicates: dict[int, dict[int, list[int]]] = {}
     writing: asyncio.Future[None] | None = None
     digest = await account_digest(conn, account_id)
     loop = asyncio.get_running_loop()
     try:
         for campaign_id in sorted(groups):
             leads, lead_ids = groups[campaign_id], ids[campaign_id]
+            seen = Seen(own=frozenset(lead_ids))
             for start in range(0, len(leads), CHUNK_LEADS):
                 chunk = leads[start : start + CHUNK_LEADS]
                 chunk_ids = lead_ids[start : start + CHUNK_LEADS]
@@ -320,8 +324,9 @@ async def _insert_as_keys_arrive(
                 )
                 if writing is not None:
                     await writing
+                written = _Written(blocked.setdefault(campaign_id, {}), duplicates, seen)
                 writing = asyncio.ensure_future(
-                    _write_chunk(conn, campaign_id, leads, start, sealed, digest, blocked)
+                    _write_chunk(conn, campaign_id, leads, start, sealed, digest, written)
                 )
                 # Let the write send its first statement before this task builds the next
                 # chunk: when that chunk's keys are ready, nothing else would yield to it.
@@ -330,8 +335,15 @@ async def _insert_as_keys_arrive(
             await writing
         for campaign_id, lead_ids in ids.items():
             kept_out = blocked.get(campaign_id, {})
-            inserted = {i: lead_id for i, lead_id in enumerate(lead_ids) if i not in kept_out}
-            results[campaign_id] = InsertResult(inserted=inserted, duplicates={}, blocked=kept_out)
+            doubles = dict(sorted(duplicates.get(campaign_id, {}).items()))
+            inserted = {
+                i: lead_id
+                for i, lead_id in enumerate(lead_ids)
+                if i not in kept_out and i not in doubles
+            }
+            results[campaign_id] = InsertResult(
+                inserted=inserted, duplicates=doubles, blocked=kept_out
+            )
     except BaseException as error:
         if writing is not None and not writing.done():
             # Failed while a chunk was being written: the connection is the caller's to roll
@@ -349,6 +361,16 @@ async def _insert_as_keys_arrive(
     return results
 
 
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """What the chunks of one campaign have refused so far, by the lead's index among the
+    campaign's leads, and the keys its inserted leads hold."""
+
+    blocked: dict[int, DncBlock]
+    duplicates: dict[int, dict[int, list[int]]]
+    seen: Seen
+
+
 async def _write_chunk(
     conn: Connection,
     campaign_id: int,
@@ -356,11 +378,11 @@ async def _write_chunk(
     start: int,
     sealed: SealedAhead,
     digest: Digest,
-    blocked: dict[int, dict[int, DncBlock]],
+    written: _Written,
 ) -> None:
-    """Write a chunk sealed ahead, but the leads the do-not-call registry keeps out (checked
-    here, under the campaign lock, on the connection the writes take turns on); note those in
-    `blocked` by their index among the campaign's leads."""
+    """Write a chunk sealed ahead, but the leads the do-not-call registry keeps out and the
+    duplicates (both checked here, under the campaign lock, on the connection the writes take
+    turns on); note those refused in `written`."""
     events = {
         start + i: event
         for i, append in enumerate(sealed.appends)
@@ -371,10 +393,19 @@ async def _write_chunk(
         conn, sealed.account_id, digest, (k for e in events.values() for k in e.dedupe_keys)
     )
     kept_out = _blocked(registry, campaign_id, leads, events)
-    if kept_out:
-        sealed = sealed.without({stream_of_lead(events[i].lead_id) for i in kept_out})
+    # As in one batch: a blocked lead is refused as such, not as a duplicate, and holds no key.
+    order = sorted(events)
+    checks = [leads[i].check_duplicates and i not in kept_out for i in order]
+    archived = [check and leads[i].check_archived for check, i in zip(checks, order, strict=True)]
+    found = await _duplicates(
+        conn, campaign_id, [events[i] for i in order], checks, archived, written.seen
+    )
+    doubles = {order[n]: owners for n, owners in found.items()}
+    refused = kept_out.keys() | doubles.keys()
+    if refused:
+        sealed = sealed.without({stream_of_lead(events[i].lead_id) for i in refused})
     await record_sealed(conn, sealed)
-    marks = _admitted_marks(registry, campaign_id, leads, events, kept_out)
+    marks = _admitted_marks(registry, campaign_id, leads, events, refused)
     if marks:  # after the chunk's LeadInserted events, each at stream version 1
         appends = [
             stream_append(
@@ -387,9 +418,10 @@ async def _write_chunk(
             for i, lead_marks in marks.items()
         ]
         await record(conn, appends, digests={sealed.account_id: digest})
-    if kept_out:
-        blocked.setdefault(campaign_id, {}).update(kept_out)
-        refusals = _refusals(sealed.account_id, campaign_id, leads, events, {}, kept_out)
+    if refused:
+        written.blocked.update(kept_out)
+        written.duplicates.setdefault(campaign_id, {}).update(doubles)
+        refusals = _refusals(sealed.account_id, campaign_id, leads, events, doubles, kept_out)
         if refusals:
             await record(conn, refusals, digests={sealed.account_id: digest})
 
@@ -536,17 +568,35 @@ def _row_number(leads: Sequence[NewLead], index: int) -> int:
     return sum(1 for lead in leads[: index + 1] if lead.rejections_stream == stream)
 
 
+@dataclass(slots=True)
+class Seen:
+    """The dedupe keys the leads inserted so far by this batch hold (key -> the first lead to
+    hold it), and the ids drawn for the batch: a batch written chunk by chunk has projected its
+    earlier chunks, and their leads must count as the batch's earlier leads (`earlier`), not
+    as leads that were live before it (`found`), exactly as in one write."""
+
+    keys: dict[str, int] = field(default_factory=dict)
+    own: frozenset[int] = frozenset()
+
+
 async def _duplicates(
     conn: Connection,
     campaign_id: int,
     decided: Sequence[LeadInserted],
     checks: Sequence[bool],
     archived: Sequence[bool],
+    seen: Seen,
 ) -> dict[int, list[int]]:
     keys = sorted(
         {key for e, check in zip(decided, checks, strict=True) if check for key in e.dedupe_keys}
     )
     owners = await _owners(conn, SELECT_PHONE_OWNERS, campaign_id, keys)
+    if seen.own:
+        owners = {
+            key: kept
+            for key, leads in owners.items()
+            if (kept := [n for n in leads if n not in seen.own])
+        }
     archived_keys = sorted(
         {key for e, check in zip(decided, archived, strict=True) if check for key in e.dedupe_keys}
     )
@@ -556,7 +606,7 @@ async def _duplicates(
         else {}
     )
     duplicates: dict[int, list[int]] = {}
-    seen_in_batch: dict[str, int] = {}
+    seen_in_batch = seen.keys
     for i, event in enumerate(decided):
         if checks[i]:
             holders = [owners, archived_owners] if archived[i] else [owners]

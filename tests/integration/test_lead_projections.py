@@ -13,7 +13,7 @@ from lead_ledger.ledger.events import LeadFields, LeadInserted, LeadReassigned, 
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_stream
-from lead_ledger.service.lead_inserts import InsertResult, insert_leads
+from lead_ledger.service.lead_inserts import InsertResult, NewLead, insert_lead_batch, insert_leads
 from lead_ledger.service.leads import (
     archive_leads,
     dearchive_leads,
@@ -234,16 +234,17 @@ async def _insert_logging_queries(
     return result, queries
 
 
-async def test_fifty_thousand_inserts_take_a_constant_number_of_queries(
+async def test_fifty_thousand_checked_inserts_take_a_few_queries_per_chunk(
     pool: asyncpg.Pool,
 ) -> None:
-    """Projections are set-based: the statement count does not grow with the batch."""
+    """Projections and duplicate checks are set-based: a few statements per chunk of keys,
+    never one per lead."""
     account = await make_account(pool)
     campaign = await make_campaign(pool, account)
     rows = [LeadFields(phone_numbers=[f"+9198{n:08d}"], name=f"n{n}") for n in range(50_000)]
     result, queries = await _insert_logging_queries(pool, account, campaign, rows, check=True)
     assert len(result.inserted) == 50_000
-    assert len(queries) < 25, queries
+    assert len(queries) <= 4 + 10 * -(-50_000 // CHUNK_LEADS), queries
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM leads") == 50_000
         assert await conn.fetchval("SELECT count(*) FROM contacts") == 50_000
@@ -332,3 +333,79 @@ async def test_large_insert_failing_midway_writes_nothing(pool: asyncpg.Pool) ->
         assert await conn.fetchval("SELECT count(*) FROM events WHERE type = 'LeadInserted'") == 0
         assert await conn.fetchval("SELECT count(*) FROM leads") == 0
         assert await conn.fetchval("SELECT count(*) FROM contacts") == 0
+
+
+def _expected_outcome(
+    lead_ids: list[int], rows: list[NewLead], live: dict[str, int]
+) -> tuple[dict[int, int], dict[int, list[int]]]:
+    """The rule, one lead after another: a lead that checks is refused when a number of its is
+    live in the campaign (those holders) or held by an earlier inserted lead of the batch (the
+    first to hold it); every inserted lead holds its numbers."""
+    inserted: dict[int, int] = {}
+    duplicates: dict[int, list[int]] = {}
+    held: dict[str, int] = {}
+    for i, (lead_id, row) in enumerate(zip(lead_ids, rows, strict=True)):
+        numbers = row.fields.phone_numbers
+        if row.check_duplicates:
+            found = sorted({live[n] for n in numbers if n in live})
+            earlier = sorted({held[n] for n in numbers if n in held})
+            if found or earlier:
+                duplicates[i] = found or earlier
+                continue
+        inserted[i] = lead_id
+        for number in numbers:
+            held.setdefault(number, lead_id)
+    return inserted, duplicates
+
+
+async def test_a_large_checked_insert_refuses_duplicates_across_its_chunks_as_one_batch(
+    pool: asyncpg.Pool,
+) -> None:
+    """A batch of several chunks with duplicate checks is written chunk by chunk, and each lead
+    gets the outcome it would get in one batch: refused for a number live before the batch or
+    held by an earlier inserted lead (in its chunk or an earlier one, checking or not), with
+    the same holders named; the leads and contacts are those of the inserted leads only."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    live = {f"+91970{n:07d}": 0 for n in (5, 6)}
+    for number in live:
+        live[number] = (await _insert(pool, account, campaign, LeadFields(phone_numbers=[number])))[
+            0
+        ]
+    count = 2 * CHUNK_LEADS + 50
+    rows = []
+    for n in range(count):
+        number = f"+9198{n:08d}"
+        if n % 97 == 3:  # the number of a lead some rows before, often in an earlier chunk
+            number = f"+9198{n - 1 - (n * 7919) % min(n, 3 * CHUNK_LEADS // 2):08d}"
+        if n in (0, 10, CHUNK_LEADS + 10):
+            number = "+919700000005"  # live before the batch
+        second = ["+919700000006"] if n == 2 * CHUNK_LEADS + 5 else []
+        rows.append(
+            NewLead(
+                fields=LeadFields(phone_numbers=[number, *second], name=f"n{n}"),
+                ctx=NATIVE,
+                check_duplicates=n % 11 != 0,  # some rows do not check, but still hold numbers
+            )
+        )
+    async with pool.acquire() as conn, conn.transaction():
+        result = await insert_lead_batch(conn, account_id=account, campaign_id=campaign, leads=rows)
+    drawn = sorted([*result.inserted.values()])
+    first_id = drawn[0] - next(i for i in range(count) if i in result.inserted)
+    lead_ids = [first_id + i for i in range(count)]
+    inserted, duplicates = _expected_outcome(lead_ids, rows, live)
+    assert len(duplicates) > 60  # the batch does refuse some, in and across chunks
+    assert any(i >= CHUNK_LEADS and min(d) < lead_ids[CHUNK_LEADS] for i, d in duplicates.items())
+    assert result.inserted == inserted
+    assert result.duplicates == duplicates
+    async with pool.acquire() as conn:
+        stored = await conn.fetch("SELECT lead_id FROM leads ORDER BY lead_id")
+        assert [r["lead_id"] for r in stored] == sorted([*live.values(), *inserted.values()])
+        held = await conn.fetch(
+            "SELECT value, lead_id FROM contacts WHERE campaign_id = $1 AND kind = 'phone'",
+            campaign,
+        )
+        expected = set(live.items()) | {
+            (number, lead_ids[i]) for i in inserted for number in rows[i].fields.phone_numbers
+        }
+        assert {(r["value"], r["lead_id"]) for r in held} == expected
