@@ -400,7 +400,7 @@ async def _write_chunk(
         conn, sealed.account_id, digest, (k for e in events.values() for k in e.dedupe_keys)
     )
     kept_out = _blocked(registry, campaign_id, leads, events)
-    # As in one batch: a blocked lead is refused as such, not as a duplicate, and holds no key.
+    # As in one batch: a blocked lead is refused as such, not checked as a duplicate.
     order = sorted(events)
     checks = [leads[i].check_duplicates and i not in kept_out for i in order]
     archived = [check and leads[i].check_archived for check, i in zip(checks, order, strict=True)]
