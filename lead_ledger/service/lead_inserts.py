@@ -231,7 +231,15 @@ async def insert_lead_groups(
             check and lead.check_archived for check, lead in zip(checks, leads, strict=True)
         ]
         duplicates = (
-            await _duplicates(conn, campaign_id, events, checks, archived, Seen())
+            await _duplicates(
+                conn,
+                campaign_id,
+                events,
+                checks,
+                archived,
+                Seen(),
+                [i in blocked for i in range(len(events))],
+            )
             if any(checks)
             else {}
         )
@@ -405,7 +413,13 @@ async def _write_chunk(
     checks = [leads[i].check_duplicates and i not in kept_out for i in order]
     archived = [check and leads[i].check_archived for check, i in zip(checks, order, strict=True)]
     found = await _duplicates(
-        conn, campaign_id, [events[i] for i in order], checks, archived, written.seen
+        conn,
+        campaign_id,
+        [events[i] for i in order],
+        checks,
+        archived,
+        written.seen,
+        [i in kept_out for i in order],
     )
     doubles = {order[n]: owners for n, owners in found.items()}
     refused = kept_out.keys() | doubles.keys()
@@ -593,6 +607,7 @@ async def _duplicates(
     checks: Sequence[bool],
     archived: Sequence[bool],
     seen: Seen,
+    blocked: Sequence[bool],
 ) -> dict[int, list[int]]:
     keys = sorted(
         {key for e, check in zip(decided, checks, strict=True) if check for key in e.dedupe_keys}
@@ -629,6 +644,8 @@ async def _duplicates(
             if found or earlier:
                 duplicates[i] = found or sorted(set(earlier))
                 continue
+        if blocked[i]:
+            continue  # kept out by the do-not-call list: never inserted, it holds no number
         for key in event.dedupe_keys:
             seen_in_batch.setdefault(key, event.lead_id)
     return duplicates

@@ -13,6 +13,7 @@ from lead_ledger.ledger.events import LeadFields, LeadInserted, LeadReassigned, 
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_stream
+from lead_ledger.service import dnc
 from lead_ledger.service.lead_inserts import InsertResult, NewLead, insert_lead_batch, insert_leads
 from lead_ledger.service.leads import (
     archive_leads,
@@ -412,3 +413,35 @@ async def test_a_large_checked_insert_refuses_duplicates_across_its_chunks_as_on
             (number, lead_ids[i]) for i in inserted for number in rows[i].fields.phone_numbers
         }
         assert {(r["value"], r["lead_id"]) for r in held} == expected
+
+
+@pytest.mark.parametrize("count", [2, 2 * CHUNK_LEADS])
+async def test_a_lead_refused_for_the_do_not_call_list_holds_no_number_for_later_rows(
+    pool: asyncpg.Pool, count: int
+) -> None:
+    """In one batch and in a streamed one: a lead kept out by the do-not-call list was never
+    inserted, so a later lead (let in with some of its numbers blocked, as jtel's contacts
+    are) that shares its number is not a duplicate of it."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    blocked_number = "+919700000001"
+    async with pool.acquire() as conn, conn.transaction():
+        await dnc.add_entries(conn, NATIVE, account, [dnc.NewDncEntry(phone=blocked_number)])
+    rows = [
+        NewLead(
+            fields=LeadFields(phone_numbers=[f"+9198{n:08d}"]),
+            ctx=NATIVE,
+            check_duplicates=True,
+            blocked_when_all=True,
+        )
+        for n in range(count)
+    ]
+    only_blocked = LeadFields(phone_numbers=[blocked_number])
+    also_free = LeadFields(phone_numbers=[blocked_number, "+919700000002"])
+    rows[0] = msgspec.structs.replace(rows[0], fields=only_blocked)
+    rows[-1] = msgspec.structs.replace(rows[-1], fields=also_free)
+    async with pool.acquire() as conn, conn.transaction():
+        result = await insert_lead_batch(conn, account_id=account, campaign_id=campaign, leads=rows)
+    assert list(result.blocked) == [0]
+    assert result.duplicates == {}
+    assert sorted(result.inserted) == list(range(1, count))
