@@ -101,9 +101,16 @@ SELECT_ANY_WRAPPED: Final = """
 UNION ALL (SELECT wrapped_secret FROM account_secrets LIMIT 1)
 LIMIT 1
 """
-SELECT_ALL_KEYS: Final = """
-SELECT subject_id, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL FOR UPDATE
+# A rotation's keys a batch at a time, in subject order: its memory is one batch's, however
+# many subjects there are. $1 the last subject of the batch before ('' at first), $2 how many.
+SELECT_KEYS_AFTER: Final = """
+SELECT subject_id, wrapped_key FROM subject_keys
+WHERE subject_id > $1 AND wrapped_key IS NOT NULL
+ORDER BY subject_id
+LIMIT $2
+FOR UPDATE
 """
+ROTATE_BATCH: Final = 10_000
 UPDATE_KEYS: Final = """
 UPDATE subject_keys k SET wrapped_key = u.wrapped
 FROM unnest($1::text[], $2::bytea[]) AS u(subject_id, wrapped)
@@ -255,26 +262,32 @@ async def check_master_key(conn: Connection, master_key: bytes) -> None:
             ) from None
 
 
-async def rotate(conn: Connection, old_master: bytes, new_master: bytes) -> int:
+async def rotate(
+    conn: Connection, old_master: bytes, new_master: bytes, *, batch: int = ROTATE_BATCH
+) -> int:
     """Re-wrap every stored key and secret under `new_master`, in the caller's transaction;
     no event changes. Returns how many were re-wrapped."""
     if not conn.is_in_transaction():
         raise RuntimeError("rotate the keys inside one transaction: all or none")
-    # The cryptography is per key, in Python; the writes are one statement per table, not one
-    # round trip per subject.
-    keys = await conn.fetch(SELECT_ALL_KEYS)
-    await conn.execute(
-        UPDATE_KEYS,
-        [row["subject_id"] for row in keys],
-        [_rewrap(old_master, new_master, row["wrapped_key"]) for row in keys],
-    )
+    # The cryptography is per key, in Python; the writes are one statement per batch of keys,
+    # not one round trip per subject, and one batch is held at a time.
+    rewrapped = 0
+    after = ""
+    while keys := await conn.fetch(SELECT_KEYS_AFTER, after, batch):
+        await conn.execute(
+            UPDATE_KEYS,
+            [row["subject_id"] for row in keys],
+            [_rewrap(old_master, new_master, row["wrapped_key"]) for row in keys],
+        )
+        rewrapped += len(keys)
+        after = keys[-1]["subject_id"]
     wrapped_secrets = await conn.fetch(SELECT_ALL_ACCOUNT_WRAPPED)
     await conn.execute(
         UPDATE_ACCOUNTS_WRAPPED,
         [row["account_id"] for row in wrapped_secrets],
         [_rewrap(old_master, new_master, row["wrapped_secret"]) for row in wrapped_secrets],
     )
-    return len(keys) + len(wrapped_secrets)
+    return rewrapped + len(wrapped_secrets)
 
 
 def _rewrap(old_master: bytes, new_master: bytes, wrapped: bytes) -> bytes:

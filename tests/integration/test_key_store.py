@@ -126,17 +126,24 @@ async def test_account_secrets_are_made_once_per_account(pool: asyncpg.Pool) -> 
         assert await key_store.account_secret(conn, MASTER, 2) != first
 
 
-async def test_rotation_rewraps_everything_under_the_new_master_key(pool: asyncpg.Pool) -> None:
-    """After a rotation the new master key opens every key and secret, the old one none."""
+@pytest.mark.parametrize("batch", [key_store.ROTATE_BATCH, 2])
+async def test_rotation_rewraps_everything_under_the_new_master_key(
+    pool: asyncpg.Pool, batch: int
+) -> None:
+    """After a rotation, in one batch or several, the new master key opens every key and
+    secret (an erased subject's tombstone stays one), the old one none."""
     new_master = subject_keys.new_data_key()
+    subjects = ["lead-1", "lead-2", "lead-10", "lead-3", "lead-9"]
     async with pool.acquire() as conn:
-        keys = await key_store.keys_for_writing(conn, MASTER, 1, ["lead-1", "lead-2"])
+        keys = await key_store.keys_for_writing(conn, MASTER, 1, [*subjects, "lead-4"])
+        await key_store.erase(conn, ["lead-4"])
         secret = await key_store.account_secret(conn, MASTER, 1)
         with pytest.raises(RuntimeError, match="inside one transaction"):
             await key_store.rotate(conn, MASTER, new_master)
         async with conn.transaction():
-            assert await key_store.rotate(conn, MASTER, new_master) == 3
-        assert await key_store.keys_for_reading(conn, new_master, keys) == keys
+            assert await key_store.rotate(conn, MASTER, new_master, batch=batch) == 6
+        del keys["lead-4"]
+        assert await key_store.keys_for_reading(conn, new_master, [*keys, "lead-4"]) == keys
         assert await key_store.account_secret(conn, new_master, 1) == secret
         with pytest.raises(subject_keys.SubjectKeyError):
             await key_store.keys_for_reading(conn, MASTER, ["lead-1"])
