@@ -322,7 +322,11 @@ async def _insert_as_keys_arrive(
     try:
         for campaign_id in sorted(groups):
             leads, lead_ids = groups[campaign_id], ids[campaign_id]
-            seen = Seen(own=frozenset(lead_ids))
+            written = _Written(
+                blocked.setdefault(campaign_id, {}),
+                duplicates.setdefault(campaign_id, {}),
+                Seen(own=frozenset(lead_ids)),
+            )
             for start in range(0, len(leads), CHUNK_LEADS):
                 chunk = leads[start : start + CHUNK_LEADS]
                 chunk_ids = lead_ids[start : start + CHUNK_LEADS]
@@ -339,7 +343,6 @@ async def _insert_as_keys_arrive(
                 )
                 if writing is not None:
                     await writing
-                written = _Written(blocked.setdefault(campaign_id, {}), duplicates, seen)
                 writing = asyncio.ensure_future(
                     _write_chunk(conn, campaign_id, leads, start, sealed, digest, written)
                 )
@@ -382,7 +385,7 @@ class _Written:
     campaign's leads, and the keys its inserted leads hold."""
 
     blocked: dict[int, DncBlock]
-    duplicates: dict[int, dict[int, list[int]]]
+    duplicates: dict[int, list[int]]
     seen: Seen
 
 
@@ -441,7 +444,7 @@ async def _write_chunk(
         await record(conn, appends, digests={sealed.account_id: digest})
     if refused:
         written.blocked.update(kept_out)
-        written.duplicates.setdefault(campaign_id, {}).update(doubles)
+        written.duplicates.update(doubles)
         refusals = _refusals(sealed.account_id, campaign_id, leads, events, doubles, kept_out)
         if refusals:
             await record(conn, refusals, digests={sealed.account_id: digest})

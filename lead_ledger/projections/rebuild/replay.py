@@ -148,20 +148,23 @@ async def fold_log(
     t_read = t_fold = 0.0
     t0 = time.perf_counter()
     args = (fence, shadow.types, sql_types, batch)
-    pending: asyncio.Future[list[asyncpg.Record]] | None = asyncio.ensure_future(
-        conn.fetch(SELECT_BULK, 0, *args)
-    )
+
+    def read_after(position: int) -> asyncio.Future[list[asyncpg.Record]]:
+        return asyncio.ensure_future(conn.fetch(SELECT_BULK, position, *args))
+
+    pending: asyncio.Future[list[asyncpg.Record]] | None = read_after(0)
     try:
         while pending is not None:
             records = await pending
             pending = None
-            if len(records) == batch and key_conn is not conn:
+            more = len(records) == batch
+            if more and key_conn is not conn:
                 # Send the next read before folding this batch: the server runs it meanwhile.
-                pending = asyncio.ensure_future(conn.fetch(SELECT_BULK, records[-1][0], *args))
+                pending = read_after(records[-1][0])
                 await asyncio.sleep(0)
             pairs = await opened_pairs(key_conn, records)
-            if len(records) == batch and pending is None:
-                pending = asyncio.ensure_future(conn.fetch(SELECT_BULK, records[-1][0], *args))
+            if more and pending is None:  # one connection: the keys were read first
+                pending = read_after(records[-1][0])
             t1 = time.perf_counter()
             fold_batch(projections, rows, pairs)
             t_read, t_fold = t_read + t1 - t0, t_fold + time.perf_counter() - t1
