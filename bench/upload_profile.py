@@ -10,8 +10,8 @@ Run it from the repository root:
         .venv/bin/python bench/upload_profile.py --rounds 3
 
 Everything runs in this process, through the service's own path, on a scratch database made and
-seeded as bench/bulk_upload.py makes it, with what `serve` uses: uvloop, its GC settings
-(`lead_ledger.cli._tune_gc`), its phone key workers started warm (`KeyWorkers().warm()`), the
+seeded as bench/bulk_upload.py makes it, with what `serve` uses: uvloop, its GC and GIL settings
+(`lead_ledger.cli._tune_runtime`), its phone key workers started warm (`KeyWorkers().warm()`), the
 upload parser's worker process, the job kinds bound to those workers (`job_kinds`). Each round
 takes new rows and new campaigns; per job: the request (`ozonetel_bulk.upload` with the csv
 file, or Flexydial's `parse_structure` + `submit_bulk` with the JSON body; no HTTP), then the
@@ -960,7 +960,7 @@ async def run(args: argparse.Namespace) -> None:
                 ) as parser,
             ):
                 key_workers.warm()
-                cli._tune_gc()  # noqa: SLF001 - serve's own GC settings, not a copy of them
+                cli._tune_runtime()  # noqa: SLF001 - serve's own settings, not a copy of them
                 TIMER_COST[0] = measure_timer_cost()
                 async with callback_session(allow_private=True) as session:
                     setup = Setup(

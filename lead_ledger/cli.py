@@ -31,6 +31,8 @@ from lead_ledger.settings import Settings, SettingsError
 
 log = structlog.get_logger("lead_ledger.cli")
 MAX_PORT: Final = 65535
+# Seconds a thread holds the GIL while another waits for it (CPython's default: 0.005).
+GIL_SWITCH_INTERVAL: Final = 0.0005
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,7 +255,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     # Its phone key workers start with the app, importing while the server starts, so the
     # first large upload does not wait; they end with it.
     app = create_app(settings, urls.service, migration_url=urls.migration, warm_key_workers=True)
-    _tune_gc()
+    _tune_runtime()
 
     def serving(_banner: str) -> None:
         # run_app calls its `print` once every socket is bound: only then is the server serving.
@@ -296,16 +298,25 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _tune_gc() -> None:
-    """Fewer, cheaper cyclic collections: they pause every request in flight.
+def _tune_runtime() -> None:
+    """Fewer, cheaper cyclic collections, and a short GIL switch interval.
 
-    Objects alive at start (modules, the app) are frozen out of collection, and the youngest
-    generation is collected after 20,000 allocations instead of 700: a request allocates
-    thousands of short-lived objects that reference counting frees anyway.
+    Collections pause every request in flight: objects alive at start (modules, the app) are
+    frozen out of collection, and the youngest generation is collected after 20,000
+    allocations instead of 700: a request allocates thousands of short-lived objects that
+    reference counting frees anyway.
+
+    A large upload seals its next chunk on a thread while the event loop waits for the
+    server's reply to the last statement. When the reply came, the loop waited for the GIL
+    until the sealing thread was made to drop it: up to CPython's switch interval, 5 ms, on
+    each of a job's ~140 statements, with the server idle meanwhile (a SAVEPOINT's round trip
+    took ~4.4 ms in a 50,000-row upload job, ~1.3 ms at 0.5 ms; docs/performance.md). With
+    one thread, as under request load, the interval changes nothing.
     """
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
 
 
 async def _migrate(settings: Settings) -> int:

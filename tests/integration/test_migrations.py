@@ -15,7 +15,17 @@ from lead_ledger.ledger.migrate import Migration, migrate, shipped_migrations
 from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.rebuild import shadow
 from lead_ledger.projections.registry import BY_NAME
-from lead_ledger.service import flexydial_jobs, jtel, lead_inserts, reads
+from lead_ledger.service import (
+    dnc_marks,
+    erasures,
+    flexydial_jobs,
+    jtel,
+    lead_inserts,
+    ozonetel_delete,
+    reads,
+    vicidial_duplicates,
+    vicidial_reads,
+)
 
 DatabaseFactory = Callable[..., Awaitable[str]]
 
@@ -135,9 +145,9 @@ async def test_key_columns_compare_bytes(owner_database_url: str) -> None:
 
 # Each lookup on a key column, its parameters, and the indexes that can serve it: the parameters
 # carry the database's collation and the columns "C" (the column's wins), so the text indexes
-# stay usable; a mismatch would leave only a sequential scan. Which of the two contacts indexes
-# the planner picks depends on the statistics, so either is accepted.
-CONTACTS_INDEXES = ("contacts_lookup_idx", "contacts_kind_value_idx")
+# stay usable; a mismatch would leave only a sequential scan. One index serves every contacts
+# lookup, with a campaign or without (0015).
+CONTACTS_INDEXES = ("contacts_value_idx",)
 STREAM_INDEXES = ("events_stream_version_key",)
 INDEXED_LOOKUPS = [
     (lead_inserts.SELECT_PHONE_OWNERS, (1, ["+919876543210"]), CONTACTS_INDEXES),
@@ -145,6 +155,11 @@ INDEXED_LOOKUPS = [
     (jtel.SELECT_BY_USER_DATA, (1, "u-1"), CONTACTS_INDEXES),
     (jtel.SELECT_FIRST_BY_USER_DATA, (1, "u-1", [2]), CONTACTS_INDEXES),
     (reads.SELECT_LEADS, (1, 0, None, None, "+919876543210", 10), CONTACTS_INDEXES),
+    (erasures.SELECT_LIVE, (1, "phone", ["+919876543210"]), CONTACTS_INDEXES),
+    (ozonetel_delete.SELECT_HOLDERS, (1, "+919876543210", None), CONTACTS_INDEXES),
+    (vicidial_duplicates.SELECT_HOLDERS, ([1, 2], ["+919876543210"]), CONTACTS_INDEXES),
+    (vicidial_reads.SELECT_LIVE_BY_PHONE, (1, ["+919876543210"], 10), CONTACTS_INDEXES),
+    (dnc_marks.SELECT_HOLDERS, (1, [7], ["+919876543210"], [None]), CONTACTS_INDEXES),
     (store.SELECT_STREAM, ("lead-1", 0, None, None), STREAM_INDEXES),
     (store.SELECT_STREAMS, (["lead-1", "job-7"],), STREAM_INDEXES),
     (store.SELECT_STREAM_AS_OF, ("lead-1", 0, None, None, datetime.now(UTC)), STREAM_INDEXES),
