@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lead_ledger.ledger import store
+from lead_ledger.ledger import key_store, store
 from lead_ledger.ledger.database import connect
 from lead_ledger.ledger.errors import MigrationError
 from lead_ledger.ledger.migrate import Migration, migrate, shipped_migrations
@@ -34,6 +34,7 @@ C_COLLATED = [
     ("public", "contacts", "kind"),
     ("public", "contacts", "value"),
     ("public", "events", "stream_id"),
+    ("public", "subject_keys", "subject_id"),
 ]
 SELECT_COLLATION = """
 SELECT collation_name FROM information_schema.columns
@@ -149,6 +150,7 @@ async def test_key_columns_compare_bytes(owner_database_url: str) -> None:
 # lookup, with a campaign or without (0015).
 CONTACTS_INDEXES = ("contacts_value_idx",)
 STREAM_INDEXES = ("events_stream_version_key",)
+KEY_INDEXES = ("subject_keys_pkey",)
 INDEXED_LOOKUPS = [
     (lead_inserts.SELECT_PHONE_OWNERS, (1, ["+919876543210"]), CONTACTS_INDEXES),
     (flexydial_jobs.SELECT_MATCHES, (1, "user_data", ["a", "b"]), CONTACTS_INDEXES),
@@ -160,6 +162,9 @@ INDEXED_LOOKUPS = [
     (vicidial_duplicates.SELECT_HOLDERS, ([1, 2], ["+919876543210"]), CONTACTS_INDEXES),
     (vicidial_reads.SELECT_LIVE_BY_PHONE, (1, ["+919876543210"], 10), CONTACTS_INDEXES),
     (dnc_marks.SELECT_HOLDERS, (1, [7], ["+919876543210"], [None]), CONTACTS_INDEXES),
+    (key_store.SELECT_KEYS, (["lead-1", "lead-2"],), KEY_INDEXES),
+    (key_store.SELECT_KEYS_AFTER, ("lead-1", 10), KEY_INDEXES),
+    (erasures.SELECT_SUBJECT, ("lead-1", 1), KEY_INDEXES),
     (store.SELECT_STREAM, ("lead-1", 0, None, None), STREAM_INDEXES),
     (store.SELECT_STREAMS, (["lead-1", "job-7"],), STREAM_INDEXES),
     (store.SELECT_STREAM_AS_OF, ("lead-1", 0, None, None, datetime.now(UTC)), STREAM_INDEXES),
