@@ -1,4 +1,4 @@
--- Subject ids compare bytes, as the other key columns do since 0005: `lead-123`, `job-7-row-4`
+-- Subject ids compare bytes, as the other key columns do since 0005: `lead-123`, `rejected-7-4`
 -- are only matched for equality (every write of a new subject inserts one into the primary
 -- key, and the rebuild looks one up for each sealed event it opens) or read in a deterministic
 -- order (a key rotation's batches), never sorted for a reader. Under the database's libc
