@@ -95,6 +95,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         migration_url=app[MIGRATION_DATABASE_URL],
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
+        session_state=False,
     )
     try:
         # A wrong master key would read every subject as erased: refuse to start instead.
@@ -108,7 +109,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     if settings.read_database_url is not None:
         # A replica is read only: no migration, no role check (it is the primary's roles).
         app[READ_POOL] = await create_pool(
-            settings.read_database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            settings.read_database_url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            session_state=False,
         )
         replica = Replica(app[READ_POOL], settings.read_database_url, settings.read_wait_seconds)
     # Bound to the key workers, and for exports to their worker processes and the replica.

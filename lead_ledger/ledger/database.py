@@ -142,11 +142,34 @@ def _decode_jsonb(value: bytes) -> bytes:
     return value[1:]
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    url: str, *, min_size: int = 2, max_size: int = 10, session_state: bool = True
+) -> asyncpg.Pool:
+    """A pool whose connections have the shared codecs. `session_state=False` for a pool whose
+    users keep no state in the session (see `_end_transaction_only`)."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        url, min_size=min(min_size, max_size), max_size=max_size, init=init_connection
+        url,
+        min_size=min(min_size, max_size),
+        max_size=max_size,
+        init=init_connection,
+        reset=None if session_state else _end_transaction_only,
     )
     return pool
+
+
+async def _end_transaction_only(_conn: asyncpg.Connection) -> None:
+    """The reset of a connection returned to a pool whose users keep no state in the session:
+    nothing to send.
+
+    Before it, asyncpg rolls back any transaction left open and drops the connection's
+    notification callbacks, whatever the reset. Its default reset then sends
+    `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every release: a round
+    trip per pooled statement or transaction (two of the fourteen an AddCampaignData request
+    makes). `serve`'s pools skip it, so their users keep to what a transaction ends: settings by
+    `SET LOCAL` or `set_config(..., true)`, transaction-level advisory locks, cursors inside
+    transactions; LISTEN only through `add_listener`, undone by `remove_listener`. The session
+    locks of migrations and rebuilds are taken on connections of their own or of the CLI's
+    pools, which keep the default reset. tests/integration/test_pool_reset.py holds both."""
 
 
 async def open_database(
@@ -156,15 +179,17 @@ async def open_database(
     min_size: int = 2,
     max_size: int = 10,
     check_role: bool = True,
+    session_state: bool = True,
 ) -> asyncpg.Pool:
     """Migrate the database (as `migration_url`'s role, when given), then open the pool of
-    `url`. With `check_role`, warn when that pool's role could rewrite the log."""
+    `url` (`session_state` as for `create_pool`). With `check_role`, warn when that pool's role
+    could rewrite the log."""
     conn = await asyncpg.connect(migration_url or url)
     try:
         await migrate(conn)
     finally:
         await conn.close()
-    pool = await create_pool(url, min_size=min_size, max_size=max_size)
+    pool = await create_pool(url, min_size=min_size, max_size=max_size, session_state=session_state)
     if check_role:
         async with pool.acquire() as pooled:
             await warn_if_privileged(pooled)
