@@ -22,6 +22,7 @@ from lead_ledger.projections.rebuild.shadow import (
     RebuildError,
     connections,
     drop_shadow,
+    in_lanes,
     rebuild_lock,
     select_projections,
 )
@@ -116,7 +117,7 @@ async def verify(
             shadow = await build_shadow(conns, projections, progress, batch)
             # Without holding writers: a write between the catch-up and the compare shows as a
             # difference, so any difference is checked again below with writers held out.
-            checks = [await compare(conn, p, None) for p in projections]
+            checks = await _compare_in_lanes(conns, projections)
             if not all(c.ok for c in checks):
                 try:
                     async with gate_closed(conn, shadow, lock_timeout_ms):
@@ -131,6 +132,25 @@ async def verify(
                 await drop_shadow(conn, projections)
     report = shadow.report
     return VerifyReport(checks, report.events + report.caught_up, time.perf_counter() - started)
+
+
+async def _compare_in_lanes(
+    conns: Sequence[Connection], projections: Sequence[Projection]
+) -> list[TableCheck]:
+    """Every projection compared, each on the next free connection: the two large tables
+    (leads, contacts) are compared at once, each on a core of the server, instead of one after
+    the other (at 10,000,000 leads a verify took 194 s, a rebuild of the same log 137 s: the
+    rest is mostly these comparisons)."""
+    checked: dict[str, TableCheck] = {}
+    waiting = list(projections)
+
+    async def lane(conn: Connection) -> None:
+        while waiting:
+            projection = waiting.pop(0)
+            checked[projection.name] = await compare(conn, projection, None)
+
+    await in_lanes([lane(conn) for conn in conns])
+    return [checked[p.name] for p in projections]
 
 
 async def _differing_keys(conn: Connection, projection: Projection) -> list[int]:
