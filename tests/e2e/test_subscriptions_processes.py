@@ -36,6 +36,9 @@ from tests.api.test_subscriptions import archive_and_delete
 from tests.support import Served, serve_process, stop, until_ready
 
 INSERTS, UPDATES, ARCHIVES = 500, 300, 100  # 1,000 commands; an archive is two events
+# Inserted after the kill: whatever the killed process had delivered by then (it may have
+# delivered everything written before), these only the other process can deliver.
+AFTER_KILL = 10
 FAILING_SECONDS = 3.0  # the receiver's 500s, from its first request
 
 
@@ -105,7 +108,8 @@ async def test_killed_process_hands_over_and_every_event_arrives_in_order(
     database_url: str, pool: asyncpg.Pool, receiver: tuple[Receiver, str]
 ) -> None:
     """Two serve processes, a receiver failing at first, the delivering process SIGKILLed
-    mid-delivery: every lead event arrives, at least once, in feed order, signed."""
+    mid-delivery, events written after: every lead event arrives, at least once, in feed
+    order, signed, and the other process holds the lease."""
     found, url = receiver
     await make_account(pool, A, KEY_A, {CAMPAIGN_A: "north", OTHER_CAMPAIGN_A: "south"}, "IN")
     servers = [
@@ -136,13 +140,15 @@ async def test_killed_process_hands_over_and_every_event_arrives_in_order(
         doomed.process.wait()
         survivor = next(s for s in servers if s is not doomed)
         await writing
+        for lead_id in range(INSERTS + 1, INSERTS + AFTER_KILL + 1):
+            await insert_lead(pool, A, CAMPAIGN_A, lead_id, phone_numbers=[f"98{lead_id:08d}"])
         async with pool.acquire() as conn:
             page = await feed_page(conn, A, after=0, limit=1000)
             expected = [e.position for e in page.events if e.stream_id.startswith("lead-")]
             while page.events and len(page.events) == 1000:
                 page = await feed_page(conn, A, after=page.next_after, limit=1000)
                 expected += [e.position for e in page.events if e.stream_id.startswith("lead-")]
-        assert len(expected) == INSERTS + UPDATES + 2 * ARCHIVES
+        assert len(expected) == INSERTS + UPDATES + 2 * ARCHIVES + AFTER_KILL
         deadline = time.monotonic() + 180  # the dead lease expires within 30 s
         while set(found.positions()) != set(expected):
             assert time.monotonic() < deadline, (
