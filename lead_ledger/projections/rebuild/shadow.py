@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 import asyncpg
 
@@ -213,15 +213,16 @@ async def index_shadow(
             target.append((rows.get(p.name, 0), statement))
         analyzes.append((rows.get(p.name, 0), analyze))
     queue = [s for group in (constraints, indexes, analyzes) for _, s in sorted(group, key=_big)]
-    total = len(queue)
+    total, done = len(queue), 0
 
-    async def lane(conn: Connection) -> None:
-        while queue:
-            await conn.execute(queue.pop(0))
-            if progress:
-                progress("index", total - len(queue), total)
+    async def run(conn: Connection, statement: str) -> None:
+        nonlocal done
+        await conn.execute(statement)
+        done += 1
+        if progress:
+            progress("index", done, total)
 
-    await in_lanes([lane(c) for c in conns])
+    await each_on_a_free_lane(conns, queue, run)
 
 
 def _big(item: tuple[int, str]) -> int:
@@ -234,6 +235,25 @@ async def in_lanes(work: Sequence[Awaitable[None]]) -> None:
     async with asyncio.TaskGroup() as group:
         for item in work:
             group.create_task(_awaited(item))
+
+
+_Item = TypeVar("_Item")
+
+
+async def each_on_a_free_lane(
+    conns: Sequence[Connection],
+    items: Sequence[_Item],
+    work: Callable[[Connection, _Item], Awaitable[None]],
+) -> None:
+    """`work` on every item, in order, each by the next lane that is free: a lane that drew a
+    quick item takes the next instead of waiting for the others."""
+    queue = list(items)
+
+    async def lane(conn: Connection) -> None:
+        while queue:
+            await work(conn, queue.pop(0))
+
+    await in_lanes([lane(conn) for conn in conns])
 
 
 async def _awaited(item: Awaitable[None]) -> None:

@@ -22,7 +22,7 @@ from lead_ledger.projections.rebuild.shadow import (
     RebuildError,
     connections,
     drop_shadow,
-    in_lanes,
+    each_on_a_free_lane,
     rebuild_lock,
     select_projections,
 )
@@ -142,14 +142,11 @@ async def _compare_in_lanes(
     the other (at 10,000,000 leads a verify took 194 s, a rebuild of the same log 137 s: the
     rest is mostly these comparisons)."""
     checked: dict[str, TableCheck] = {}
-    waiting = list(projections)
 
-    async def lane(conn: Connection) -> None:
-        while waiting:
-            projection = waiting.pop(0)
-            checked[projection.name] = await compare(conn, projection, None)
+    async def check(conn: Connection, projection: Projection) -> None:
+        checked[projection.name] = await compare(conn, projection, None)
 
-    await in_lanes([lane(conn) for conn in conns])
+    await each_on_a_free_lane(conns, projections, check)
     return [checked[p.name] for p in projections]
 
 
