@@ -5,6 +5,10 @@ Groups are per account (one region, one tenant) and may span its campaigns: each
 leads are decided on their own, under that campaign's lock, all locks taken in id order. The
 outcome of each lead is exactly what it would get alone, in arrival order (see
 `insert_lead_batch`), and each keeps its own request id, client address and refusal stream.
+
+A lead may come with its request's rate limit: the group counts those hits in one statement
+before its transaction (outside it, as rate_limits.take requires), numbered in arrival order,
+so each request is answered as if counted alone, and a request over its limit writes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
+from lead_ledger.ledger.connection import Connection
+from lead_ledger.service import rate_limits
 from lead_ledger.service.account_groups import MAX_GROUP, AccountGroups
 from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.key_workers import KeyWorkers
@@ -23,19 +29,32 @@ from lead_ledger.service.transactions import write_transaction
 
 
 class Inserted(msgspec.Struct, frozen=True, kw_only=True):
-    """One lead's outcome: its new id, the live leads it duplicates, or the do-not-call entry
-    that keeps it out."""
+    """One lead's outcome: its new id, the live leads it duplicates, the do-not-call entry
+    that keeps it out, or its request over its rate limit."""
 
     lead_id: int | None
     duplicate_of: list[int] = []
     blocked: DncBlock | None = None
+    rate_limited: bool = False
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """The request's bucket and its account's limit per minute (service/rate_limits.py)."""
+
+    bucket: str
+    limit: int
+
+
+@dataclass(slots=True)
 class _Pending:
     campaign_id: int
     region: str | None
     lead: NewLead
+    rate_limit: RateLimit | None
+    # Whether its hit was within the limit, once counted: a group that fails is written again
+    # lead by lead (account_groups.py), and a hit must not be counted twice.
+    allowed: bool | None = None
 
 
 class LeadInsertBatcher:
@@ -53,27 +72,40 @@ class LeadInsertBatcher:
         )
 
     async def insert(
-        self, *, account_id: int, campaign_id: int, region: str | None, lead: NewLead
+        self,
+        *,
+        account_id: int,
+        campaign_id: int,
+        region: str | None,
+        lead: NewLead,
+        rate_limit: RateLimit | None = None,
     ) -> Inserted:
-        return await self._groups.submit(account_id, _Pending(campaign_id, region, lead))
+        pending = _Pending(campaign_id, region, lead, rate_limit)
+        return await self._groups.submit(account_id, pending)
 
     async def close(self) -> None:
         """Let groups being written finish (on shutdown, before the pool closes)."""
         await self._groups.close()
 
     async def _write(self, account_id: int, group: Sequence[_Pending]) -> list[Inserted]:
-        by_campaign: dict[int, list[int]] = {}
-        for index, pending in enumerate(group):
-            by_campaign.setdefault(pending.campaign_id, []).append(index)
-        async with self._pool.acquire() as conn, write_transaction(conn):
-            results = await insert_lead_groups(
-                conn,
-                account_id=account_id,
-                groups={c: [group[i].lead for i in ids] for c, ids in by_campaign.items()},
-                region=group[0].region,
-                key_workers=self._key_workers,
-            )
         outcomes: dict[int, Inserted] = {}
+        async with self._pool.acquire() as conn:
+            await _count_hits(conn, account_id, group)
+            by_campaign: dict[int, list[int]] = {}
+            for index, pending in enumerate(group):
+                if pending.allowed is False:
+                    outcomes[index] = Inserted(lead_id=None, rate_limited=True)
+                else:
+                    by_campaign.setdefault(pending.campaign_id, []).append(index)
+            if by_campaign:
+                async with write_transaction(conn):
+                    results = await insert_lead_groups(
+                        conn,
+                        account_id=account_id,
+                        groups={c: [group[i].lead for i in ids] for c, ids in by_campaign.items()},
+                        region=group[0].region,
+                        key_workers=self._key_workers,
+                    )
         for campaign_id, indexes in by_campaign.items():
             result = results[campaign_id]
             for i, index in enumerate(indexes):
@@ -83,3 +115,17 @@ class LeadInsertBatcher:
                     blocked=result.blocked.get(i),
                 )
         return [outcomes[index] for index in range(len(group))]
+
+
+async def _count_hits(conn: Connection, account_id: int, group: Sequence[_Pending]) -> None:
+    """Count the rate-limit hits of the group's leads not counted yet, one statement a bucket,
+    in arrival order."""
+    by_bucket: dict[str, list[_Pending]] = {}
+    for pending in group:
+        if pending.rate_limit is not None and pending.allowed is None:
+            by_bucket.setdefault(pending.rate_limit.bucket, []).append(pending)
+    for bucket, counted in by_bucket.items():
+        limits = [p.rate_limit.limit for p in counted if p.rate_limit is not None]
+        allowed = await rate_limits.take_many(conn, account_id, bucket, limits)
+        for pending, within in zip(counted, allowed, strict=True):
+            pending.allowed = within

@@ -4,9 +4,11 @@ The vendor checks a request in a fixed order; `add_campaign_data` replays that o
 names the first check that failed (`Refusal`), or what was done (docs/ozonetel.md lists both;
 api/ozonetel_add.py holds the vendor's answer to each).
 It is on a hot path, so everything it must know before writing (the credential, its account,
-the settings, the campaign, whether the agent and skill exist) comes from one query, and the
-whole request uses one pooled connection: that read, the rate-limit hit (outside any
-transaction), then the insert and the campaign action in one transaction.
+the settings, the campaign, whether the agent and skill exist) comes from one query. A plain add
+then goes to the account's insert groups (`LeadInsertBatcher`), which count its rate-limit hit
+together with the group's and write it; an add with a campaign action keeps the request's
+connection: the rate-limit hit (outside any transaction), then the insert and the action in one
+transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from lead_ledger.ledger.events import CampaignState, LeadFields, OfficeHours, Ra
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.service import rate_limits
 from lead_ledger.service.accounts import CampaignChanges, lock_account, update_campaign
-from lead_ledger.service.lead_batcher import LeadInsertBatcher
+from lead_ledger.service.lead_batcher import LeadInsertBatcher, RateLimit
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_batch
 from lead_ledger.service.ozonetel_values import (
     PHONE,
@@ -162,7 +164,8 @@ Outcome = Refusal | Added | AlreadyExists | Started | AlreadyStarted | Stopped
 
 
 class _Accepted(msgspec.Struct, frozen=True, kw_only=True):
-    """A request that passed every check and the rate limit: what remains is to write it."""
+    """A request that passed every check of its own: what remains is the rate limit, then to
+    write it."""
 
     row: asyncpg.Record
     ctx: Context
@@ -184,16 +187,24 @@ async def add_campaign_data(
         accepted = await _accept(conn, api_key, body, now, origin)
         if isinstance(accepted, Refusal):
             return accepted
+        row = accepted.row
+        limit = msgspec.json.decode(row["rate_limits"], type=RateLimits).ozonetel_add_per_minute
         if (accepted.action or "").lower() in ("start", "stop"):
+            # Check 14, the rate limit, after every check of the request itself.
+            if not await rate_limits.take(conn, row["account_id"], BUCKET, limit):
+                return Refusal.RATE_LIMITED
             return await _add_and_act(conn, accepted)
-    # A plain add goes through the per-campaign batcher, this request's connection released.
-    row = accepted.row
+    # A plain add goes through the per-account batcher, this request's connection released;
+    # the batcher counts the rate-limit hit (check 14) with its group's.
     inserted = await batcher.insert(
         account_id=row["account_id"],
         campaign_id=row["campaign_id"],
         region=row["default_region"],
         lead=accepted.lead,
+        rate_limit=RateLimit(BUCKET, limit),
     )
+    if inserted.rate_limited:
+        return Refusal.RATE_LIMITED
     if inserted.blocked is not None:
         return Refusal.DND_NUMBER
     return AlreadyExists() if inserted.lead_id is None else Added(row["campaign_name"])
@@ -206,7 +217,8 @@ async def _accept(
     now: datetime,
     origin: Origin,
 ) -> _Accepted | Refusal:
-    """Checks 1-14, in the vendor's order; the first that fails is the answer."""
+    """Checks 1-13, in the vendor's order; the first that fails is the answer (the rate limit,
+    check 14, is counted after them by the caller)."""
     if not api_key:
         return Refusal.NO_API_KEY
     digest = key_digest(api_key)
@@ -227,9 +239,6 @@ async def _accept(
     )
     if isinstance(fields, Refusal):
         return fields
-    limits = msgspec.json.decode(row["rate_limits"], type=RateLimits)
-    if not await rate_limits.take(conn, row["account_id"], BUCKET, limits.ozonetel_add_per_minute):
-        return Refusal.RATE_LIMITED
     actor = Actor(
         dialect="ozonetel", account_id=row["account_id"], credential_id=row["credential_id"]
     )

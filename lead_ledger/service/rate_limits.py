@@ -7,6 +7,7 @@ minute boundary can see up to twice the limit within sixty seconds, which they a
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
@@ -15,11 +16,12 @@ from lead_ledger.ledger.connection import Connection
 # Every request of an account goes through its window row, which stays locked until the commit's
 # WAL flush; counted asynchronously (set_config in the FROM clause, so it runs before the
 # insert), the row is held for the statement alone. A crash may forget a few hits: harmless.
+# `$3` hits at once: the requests of a group, counted in one statement (`take_many`).
 HIT: Final = """
 INSERT INTO rate_limit_windows AS w (account_id, bucket, window_start, hits)
-SELECT $1, $2, date_trunc('minute', clock_timestamp()), 1
+SELECT $1, $2, date_trunc('minute', clock_timestamp()), $3
 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
-ON CONFLICT (account_id, bucket, window_start) DO UPDATE SET hits = w.hits + 1
+ON CONFLICT (account_id, bucket, window_start) DO UPDATE SET hits = w.hits + excluded.hits
 RETURNING hits
 """
 FORGET_OLD_WINDOWS: Final = """
@@ -34,12 +36,22 @@ async def take(conn: Connection, account_id: int, bucket: str, limit: int) -> bo
     Run it outside the request's transaction (autocommit): the window row stays locked until
     its statement's transaction ends, and every request of the account goes through that row.
     """
+    [allowed] = await take_many(conn, account_id, bucket, [limit])
+    return allowed
+
+
+async def take_many(
+    conn: Connection, account_id: int, bucket: str, limits: Sequence[int]
+) -> list[bool]:
+    """Count one request per limit in `limits`, in one statement; for each, in order, whether
+    it is within its limit: exactly what `take` would answer for them one after another."""
     if conn.is_in_transaction():
         raise RuntimeError("rate limits must be taken outside a transaction")
-    hits: int = await conn.fetchval(HIT, account_id, bucket)
+    hits: int = await conn.fetchval(HIT, account_id, bucket, len(limits))
     if random.random() < _CLEANUP_CHANCE:  # noqa: S311 - housekeeping, not security
         await conn.execute(FORGET_OLD_WINDOWS)
-    return hits <= limit
+    first = hits - len(limits) + 1  # the hit number of the first of them
+    return [first + n <= limit for n, limit in enumerate(limits)]
 
 
 def seconds_to_next_window(now: datetime) -> int:

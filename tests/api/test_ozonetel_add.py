@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -383,6 +384,24 @@ async def test_rate_limit_shared_by_two_app_instances(
     assert await add(api, acme, phoneNumber="9876543212") == added()
     assert await post(other, acme, body(acme, phoneNumber="9876543213")) == (429, RATE_LIMITED)
     assert await post(api, acme, body(acme, phoneNumber="9876543214")) == (429, RATE_LIMITED)
+
+
+async def test_rate_limit_exact_for_concurrent_requests(
+    api: Client, acme: Account, pool: asyncpg.Pool
+) -> None:
+    """Ten requests at once against a limit of 4 (they are counted in groups): exactly four
+    numbers are added, six requests are 429, and the minute counts ten."""
+    await admin(
+        api, "PATCH", "/accounts/acme/settings", {"rate_limits": {"ozonetel_add_per_minute": 4}}
+    )
+    await fresh_minute()
+    answers = await asyncio.gather(
+        *(post(api, acme, body(acme, phoneNumber=f"98765432{n:02d}")) for n in range(10))
+    )
+    assert sorted(status for status, _ in answers) == [200] * 4 + [429] * 6
+    assert all(answer == RATE_LIMITED for status, answer in answers if status == 429)
+    assert await count(pool) == 4
+    assert await pool.fetchval("SELECT sum(hits) FROM rate_limit_windows") == 10
 
 
 # --- 15: duplicates -------------------------------------------------------------------------------

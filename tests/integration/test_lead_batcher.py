@@ -12,7 +12,7 @@ from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.store import read_stream
-from lead_ledger.service.lead_batcher import LeadInsertBatcher
+from lead_ledger.service.lead_batcher import LeadInsertBatcher, RateLimit
 from lead_ledger.service.lead_inserts import NewLead
 from lead_ledger.service.writer import Context
 from tests.factories import make_account, make_campaign
@@ -189,3 +189,67 @@ async def test_a_group_spans_the_campaigns_of_an_account(pool: asyncpg.Pool) -> 
         )
     assert sorted(r["count"] for r in per_campaign) == [1, 1, 1]
     assert transactions < 3
+
+
+async def test_rate_limit_hits_are_counted_with_the_group_in_arrival_order(
+    pool: asyncpg.Pool,
+) -> None:
+    """Twelve leads at once against a limit of 5: the first five are inserted, the other seven
+    are rate limited and write nothing, and the window counts all twelve."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    batcher = LeadInsertBatcher(pool)
+    outcomes = await asyncio.gather(
+        *(
+            batcher.insert(
+                account_id=account,
+                campaign_id=campaign,
+                region="IN",
+                lead=_lead(f"+9197{n:08d}", f"l{n}"),
+                rate_limit=RateLimit("ozonetel_add", 5),
+            )
+            for n in range(12)
+        )
+    )
+    await batcher.close()
+    assert [o.rate_limited for o in outcomes] == [False] * 5 + [True] * 7
+    assert all(o.lead_id is not None for o in outcomes[:5])
+    assert all(o.lead_id is None and not o.duplicate_of for o in outcomes[5:])
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM leads") == 5
+        assert (
+            await conn.fetchval("SELECT count(*) FROM events WHERE stream_id LIKE 'request-%'") == 0
+        )
+        hits = await conn.fetchval(
+            "SELECT hits FROM rate_limit_windows WHERE account_id = $1 AND bucket = 'ozonetel_add'",
+            account,
+        )
+    assert hits == 12
+
+
+async def test_a_failing_group_counts_each_hit_once(pool: asyncpg.Pool) -> None:
+    """A group that fails is written again lead by lead: each lead's hit is counted once."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    batcher = LeadInsertBatcher(pool)
+    results = await asyncio.gather(
+        *(
+            batcher.insert(
+                account_id=account,
+                campaign_id=campaign,
+                region="IN",
+                lead=_lead(phone, f"f{n}"),
+                rate_limit=RateLimit("ozonetel_add", 3),
+            )
+            for n, phone in enumerate(["9000000021", "--", "9000000022", "9000000023"])
+        ),
+        return_exceptions=True,
+    )
+    await batcher.close()
+    assert isinstance(results[1], LeadError)
+    # Hits 1, 2 and 3 are within the limit, the fourth is not: counted once, before the failure.
+    rate_limited = [r.rate_limited for r in results if not isinstance(r, BaseException)]
+    assert rate_limited == [False, False, True]
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM leads") == 2
+        assert await conn.fetchval("SELECT hits FROM rate_limit_windows") == 4
