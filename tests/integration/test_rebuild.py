@@ -43,6 +43,8 @@ from lead_ledger.ledger.store import read_stream
 from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.gate import REBUILD_LOCK_KEY, enter_write_gate
 from lead_ledger.projections.rebuild import RebuildError, rebuild, status, verify
+from lead_ledger.projections.rebuild.shadow import index_statements
+from lead_ledger.projections.registry import BY_NAME
 from lead_ledger.service.writer import Context, record, stream_append
 from lead_ledger.settings import Settings
 
@@ -264,6 +266,27 @@ async def test_verify_counts_rows_moved_far_and_repeated(
     assert sorted((d.key, d.side) for d in leads.differences) == [(moved, "rebuilt"), (far, "live")]
     assert (contacts.only_live, contacts.only_rebuilt) == (contacts_of_moved, 0)
     assert {(d.key, d.side) for d in contacts.differences} == {(moved, "live")}
+
+
+async def test_verify_builds_only_the_indexes_its_catch_up_looks_up_by(
+    pool: asyncpg.Pool,
+) -> None:
+    """A rebuild's shadow tables get every constraint and index of the live ones; verify's only
+    those leading with the projection's key, which the catch-up finds rows by."""
+    leads, contacts = BY_NAME["leads"], BY_NAME["contacts"]
+    async with pool.acquire() as conn:
+        every, _ = await index_statements(conn, leads)
+        keyed, _ = await index_statements(conn, leads, key_lookups_only=True)
+        every_contact, _ = await index_statements(conn, contacts)
+        keyed_contact, _ = await index_statements(conn, contacts, key_lookups_only=True)
+    assert len(every) == 3
+    assert keyed == [
+        f'ALTER TABLE {SHADOW_SCHEMA}.leads ADD CONSTRAINT "leads_pkey" PRIMARY KEY (lead_id)'
+    ]
+    assert len(every_contact) == 2
+    assert keyed_contact == [
+        f"CREATE INDEX contacts_lead_idx ON {SHADOW_SCHEMA}.contacts USING btree (lead_id)"
+    ]
 
 
 async def test_rebuild_restores_a_corrupted_row_and_records_a_checkpoint(

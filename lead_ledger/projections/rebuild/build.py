@@ -45,7 +45,11 @@ async def build_shadow(
     projections: list[Projection],
     progress: Progress | None,
     batch: int,
+    *,
+    key_lookups_only: bool = False,
 ) -> Shadow:
+    """The shadow tables, filled and caught up. `key_lookups_only` (for tables that are
+    compared, never swapped): only the indexes the catch-up finds rows by (`index_statements`)."""
     conn = conns[0]
     report = RebuildReport(names=[p.name for p in projections])
     shadow = Shadow(projections, handled_types(projections), report)
@@ -80,7 +84,7 @@ async def build_shadow(
         await copy_folded(conns, shadow, rows, progress)
         timings["copy"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    await index_shadow(conns, projections, report.rows, progress)
+    await index_shadow(conns, projections, report.rows, progress, key_lookups_only=key_lookups_only)
     timings["index"] = time.perf_counter() - t0
 
     # Everything below the fence is folded; the feed resumes at the fence's first transaction.

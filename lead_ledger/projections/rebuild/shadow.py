@@ -42,12 +42,17 @@ WITH (autovacuum_enabled = false)
 DROP_OPENED_EVENTS: Final = f"DROP TABLE IF EXISTS {OPENED_EVENTS}"
 
 # Primary keys, unique and exclusion constraints, then indexes that back no constraint.
+# Each with the name of its first column (null for an expression).
 SELECT_CONSTRAINTS: Final = """
-SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+SELECT conname, pg_get_constraintdef(oid),
+       (SELECT attname FROM pg_attribute WHERE attrelid = conrelid AND attnum = conkey[1])
+FROM pg_constraint
 WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'x') ORDER BY conname
 """
 SELECT_INDEXES: Final = """
-SELECT pg_get_indexdef(x.indexrelid) FROM pg_index x
+SELECT pg_get_indexdef(x.indexrelid),
+       (SELECT attname FROM pg_attribute WHERE attrelid = x.indrelid AND attnum = x.indkey[0])
+FROM pg_index x
 WHERE x.indrelid = $1::regclass
   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)
 ORDER BY x.indexrelid
@@ -173,17 +178,30 @@ async def drop_shadow(conn: Connection, projections: Sequence[Projection]) -> No
     await conn.execute(DROP_OPENED_EVENTS)
 
 
-async def index_statements(conn: Connection, projection: Projection) -> tuple[list[str], str]:
+async def index_statements(
+    conn: Connection, projection: Projection, *, key_lookups_only: bool = False
+) -> tuple[list[str], str]:
     """The live table's constraints and indexes, retargeted to the shadow table with the live
     names, and the ANALYZE to run after them. Names are per schema, so they do not clash with
-    the live ones, and after the swap they are exactly the live names again."""
+    the live ones, and after the swap they are exactly the live names again.
+
+    `key_lookups_only`: only those that lead with the projection's key column, for shadow tables
+    that are compared and dropped, never swapped (verify): the catch-up finds rows by key, and
+    nothing else reads them through an index."""
     table = projection.table
     live, shadow = f"public.{table}", f"{SHADOW_SCHEMA}.{table}"
+
+    def wanted(first_column: str | None) -> bool:
+        return not key_lookups_only or first_column == projection.key
+
     statements = [
         f'ALTER TABLE {shadow} ADD CONSTRAINT "{name}" {definition}'
-        for name, definition in await conn.fetch(SELECT_CONSTRAINTS, live)
+        for name, definition, first in await conn.fetch(SELECT_CONSTRAINTS, live)
+        if wanted(first)
     ]
-    for (definition,) in await conn.fetch(SELECT_INDEXES, live):
+    for definition, first in await conn.fetch(SELECT_INDEXES, live):
+        if not wanted(first):
+            continue
         target = f" ON {live} "
         if definition.count(target) != 1:
             raise RebuildError(f"cannot retarget index definition: {definition}")
@@ -196,8 +214,11 @@ async def index_shadow(
     projections: Sequence[Projection],
     rows: dict[str, int],
     progress: Progress | None,
+    *,
+    key_lookups_only: bool = False,
 ) -> None:
-    """Every shadow table's constraints, indexes and statistics, on all lanes at once.
+    """Every shadow table's constraints, indexes and statistics, on all lanes at once
+    (`key_lookups_only`: see `index_statements`).
 
     One queue, biggest tables first, constraints (which lock their table exclusively) before
     plain indexes (which share it): each lane takes the next statement when it is free, so a
@@ -207,7 +228,7 @@ async def index_shadow(
     indexes: list[tuple[int, str]] = []
     analyzes: list[tuple[int, str]] = []
     for p in projections:
-        statements, analyze = await index_statements(conns[0], p)
+        statements, analyze = await index_statements(conns[0], p, key_lookups_only=key_lookups_only)
         for statement in statements:
             target = constraints if statement.startswith("ALTER TABLE") else indexes
             target.append((rows.get(p.name, 0), statement))
