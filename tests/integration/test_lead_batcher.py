@@ -12,7 +12,7 @@ from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.store import read_stream
-from lead_ledger.service.lead_batcher import LeadInsertBatcher, RateLimit
+from lead_ledger.service.lead_batcher import Inserted, LeadInsertBatcher, RateLimit
 from lead_ledger.service.lead_inserts import NewLead
 from lead_ledger.service.writer import Context
 from tests.factories import make_account, make_campaign
@@ -28,25 +28,44 @@ def _lead(phone: str, request: str, *, check: bool = True) -> NewLead:
     )
 
 
-async def test_concurrent_duplicates_one_wins_each_refusal_on_its_own_stream(
-    pool: asyncpg.Pool,
-) -> None:
-    """20 requests for one number at once: one lead, 19 refusals, each keeps its request id."""
+async def _insert_at_once(
+    pool: asyncpg.Pool, phones: list[str], prefix: str, rate_limit: RateLimit | None = None
+) -> tuple[int, list[Inserted | BaseException]]:
+    """Leads of a new account's campaign through one batcher, all submitted at once; the
+    account and each lead's outcome or error, in submission order."""
     account = await make_account(pool)
     campaign = await make_campaign(pool, account)
     batcher = LeadInsertBatcher(pool)
-    outcomes = await asyncio.gather(
+    results = await asyncio.gather(
         *(
             batcher.insert(
                 account_id=account,
                 campaign_id=campaign,
                 region="IN",
-                lead=_lead("+91 98765 43210" if n % 2 else "09876543210", f"r{n}"),
+                lead=_lead(phone, f"{prefix}{n}"),
+                rate_limit=rate_limit,
             )
-            for n in range(20)
-        )
+            for n, phone in enumerate(phones)
+        ),
+        return_exceptions=True,
     )
     await batcher.close()
+    return account, results
+
+
+def _all_answered(results: list[Inserted | BaseException]) -> list[Inserted]:
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert errors == []
+    return [r for r in results if not isinstance(r, BaseException)]
+
+
+async def test_concurrent_duplicates_one_wins_each_refusal_on_its_own_stream(
+    pool: asyncpg.Pool,
+) -> None:
+    """20 requests for one number at once: one lead, 19 refusals, each keeps its request id."""
+    spellings = ["+91 98765 43210" if n % 2 else "09876543210" for n in range(20)]
+    _, results = await _insert_at_once(pool, spellings, "r")
+    outcomes = _all_answered(results)
     winners = [o.lead_id for o in outcomes if o.lead_id is not None]
     assert len(winners) == 1
     assert all(o.duplicate_of == winners for o in outcomes if o.lead_id is None)
@@ -93,22 +112,7 @@ async def test_unchecked_leads_are_inserted_and_count_for_later_checks(pool: asy
 
 async def test_a_failing_lead_fails_alone(pool: asyncpg.Pool) -> None:
     """One undialable lead in a group: it gets the error, the others are inserted."""
-    account = await make_account(pool)
-    campaign = await make_campaign(pool, account)
-    batcher = LeadInsertBatcher(pool)
-    results = await asyncio.gather(
-        *(
-            batcher.insert(
-                account_id=account,
-                campaign_id=campaign,
-                region="IN",
-                lead=_lead(phone, f"x{n}"),
-            )
-            for n, phone in enumerate(["9000000011", "--", "9000000012"])
-        ),
-        return_exceptions=True,
-    )
-    await batcher.close()
+    _, results = await _insert_at_once(pool, ["9000000011", "--", "9000000012"], "x")
     assert isinstance(results[1], LeadError)
     assert all(
         not isinstance(r, BaseException) and r.lead_id is not None for r in (results[0], results[2])
@@ -120,21 +124,8 @@ async def test_a_failing_lead_fails_alone(pool: asyncpg.Pool) -> None:
 
 async def test_groups_form_under_load(pool: asyncpg.Pool) -> None:
     """100 concurrent inserts to one campaign take far fewer transactions than requests."""
-    account = await make_account(pool)
-    campaign = await make_campaign(pool, account)
-    batcher = LeadInsertBatcher(pool)
-    outcomes = await asyncio.gather(
-        *(
-            batcher.insert(
-                account_id=account,
-                campaign_id=campaign,
-                region="IN",
-                lead=_lead(f"+9198{n:08d}", f"g{n}"),
-            )
-            for n in range(100)
-        )
-    )
-    await batcher.close()
+    _, results = await _insert_at_once(pool, [f"+9198{n:08d}" for n in range(100)], "g")
+    outcomes = _all_answered(results)
     assert all(o.lead_id is not None for o in outcomes)
     async with pool.acquire() as conn:
         transactions = await conn.fetchval(
@@ -196,22 +187,9 @@ async def test_rate_limit_hits_are_counted_with_the_group_in_arrival_order(
 ) -> None:
     """Twelve leads at once against a limit of 5: the first five are inserted, the other seven
     are rate limited and write nothing, and the window counts all twelve."""
-    account = await make_account(pool)
-    campaign = await make_campaign(pool, account)
-    batcher = LeadInsertBatcher(pool)
-    outcomes = await asyncio.gather(
-        *(
-            batcher.insert(
-                account_id=account,
-                campaign_id=campaign,
-                region="IN",
-                lead=_lead(f"+9197{n:08d}", f"l{n}"),
-                rate_limit=RateLimit("ozonetel_add", 5),
-            )
-            for n in range(12)
-        )
-    )
-    await batcher.close()
+    phones = [f"+9197{n:08d}" for n in range(12)]
+    account, results = await _insert_at_once(pool, phones, "l", RateLimit("ozonetel_add", 5))
+    outcomes = _all_answered(results)
     assert [o.rate_limited for o in outcomes] == [False] * 5 + [True] * 7
     assert all(o.lead_id is not None for o in outcomes[:5])
     assert all(o.lead_id is None and not o.duplicate_of for o in outcomes[5:])
@@ -229,23 +207,8 @@ async def test_rate_limit_hits_are_counted_with_the_group_in_arrival_order(
 
 async def test_a_failing_group_counts_each_hit_once(pool: asyncpg.Pool) -> None:
     """A group that fails is written again lead by lead: each lead's hit is counted once."""
-    account = await make_account(pool)
-    campaign = await make_campaign(pool, account)
-    batcher = LeadInsertBatcher(pool)
-    results = await asyncio.gather(
-        *(
-            batcher.insert(
-                account_id=account,
-                campaign_id=campaign,
-                region="IN",
-                lead=_lead(phone, f"f{n}"),
-                rate_limit=RateLimit("ozonetel_add", 3),
-            )
-            for n, phone in enumerate(["9000000021", "--", "9000000022", "9000000023"])
-        ),
-        return_exceptions=True,
-    )
-    await batcher.close()
+    phones = ["9000000021", "--", "9000000022", "9000000023"]
+    _, results = await _insert_at_once(pool, phones, "f", RateLimit("ozonetel_add", 3))
     assert isinstance(results[1], LeadError)
     # Hits 1, 2 and 3 are within the limit, the fourth is not: counted once, before the failure.
     rate_limited = [r.rate_limited for r in results if not isinstance(r, BaseException)]
