@@ -8,7 +8,7 @@ import importlib
 import random
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -44,7 +44,7 @@ from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.gate import REBUILD_LOCK_KEY, enter_write_gate
 from lead_ledger.projections.rebuild import RebuildError, rebuild, status, verify
 from lead_ledger.projections.rebuild.shadow import index_statements
-from lead_ledger.projections.registry import BY_NAME
+from lead_ledger.projections.registry import BY_NAME, PROJECTIONS
 from lead_ledger.service.writer import Context, record, stream_append
 from lead_ledger.settings import Settings
 
@@ -287,6 +287,33 @@ async def test_verify_builds_only_the_indexes_its_catch_up_looks_up_by(
     assert keyed_contact == [
         f"CREATE INDEX contacts_lead_idx ON {SHADOW_SCHEMA}.contacts USING btree (lead_id)"
     ]
+
+
+@pytest.mark.parametrize(("run", "persistence"), [(verify, "u"), (rebuild, "p")])
+async def test_only_verify_builds_unlogged_shadow_tables(
+    pool: asyncpg.Pool, run: Callable[..., Any], persistence: str
+) -> None:
+    """Verify's shadow tables, compared and dropped, write no WAL (unlogged); a rebuild's, which
+    are swapped in as the live tables, are logged like them."""
+    async with pool.acquire() as conn:
+        await seed(conn, leads=12)
+    seen: list[asyncio.Task[list[asyncpg.Record]]] = []
+
+    def progress(_phase: str, _done: int, _total: int) -> None:
+        # Once, while the build runs: the shadow tables exist from the first report on.
+        if not seen:
+            seen.append(asyncio.ensure_future(pool.fetch(SHADOW_PERSISTENCE, SHADOW_SCHEMA)))
+
+    await run(pool, progress=progress)
+    tables = {r["relname"]: r["relpersistence"] for r in await seen[0]}
+    assert {"leads", "contacts", "lead_archive"} <= tables.keys()
+    assert {tables[p.table] for p in PROJECTIONS} == {persistence}
+
+
+SHADOW_PERSISTENCE = """
+SELECT c.relname, c.relpersistence::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relkind = 'r'
+"""
 
 
 async def test_rebuild_restores_a_corrupted_row_and_records_a_checkpoint(

@@ -46,15 +46,16 @@ async def build_shadow(
     progress: Progress | None,
     batch: int,
     *,
-    key_lookups_only: bool = False,
+    disposable: bool = False,
 ) -> Shadow:
-    """The shadow tables, filled and caught up. `key_lookups_only` (for tables that are
-    compared, never swapped): only the indexes the catch-up finds rows by (`index_statements`)."""
+    """The shadow tables, filled and caught up. `disposable`: tables that are compared and
+    dropped, never swapped in (verify's): unlogged, and with only the indexes the catch-up
+    finds rows by (`index_statements`)."""
     conn = conns[0]
     report = RebuildReport(names=[p.name for p in projections])
     shadow = Shadow(projections, handled_types(projections), report)
     fence: int = await conn.fetchval(SELECT_FENCE)
-    await create_shadow(conn, projections)
+    await create_shadow(conn, projections, unlogged=disposable)
     timings = report.timings
 
     def folded() -> None:
@@ -84,7 +85,7 @@ async def build_shadow(
         await copy_folded(conns, shadow, rows, progress)
         timings["copy"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    await index_shadow(conns, projections, report.rows, progress, key_lookups_only=key_lookups_only)
+    await index_shadow(conns, projections, report.rows, progress, key_lookups_only=disposable)
     timings["index"] = time.perf_counter() - t0
 
     # Everything below the fence is folded; the feed resumes at the fence's first transaction.

@@ -147,15 +147,20 @@ async def rebuild_lock(conn: Connection) -> AsyncIterator[None]:
         await conn.execute(UNLOCK_REBUILD, REBUILD_LOCK_KEY)
 
 
-async def create_shadow(conn: Connection, projections: Sequence[Projection]) -> None:
-    """Empty copies of the live tables (columns, defaults, checks), dropping stale ones."""
+async def create_shadow(
+    conn: Connection, projections: Sequence[Projection], *, unlogged: bool = False
+) -> None:
+    """Empty copies of the live tables (columns, defaults, checks), dropping stale ones.
+    `unlogged` for tables that are never swapped in (verify's): no WAL for their rows and
+    indexes, so a replica is not sent what is dropped minutes later."""
     await drop_shadow(conn, projections)
+    kind = "UNLOGGED TABLE" if unlogged else "TABLE"
     for p in projections:
         # No autovacuum while it is built: a worker vacuuming a freshly filled shadow table holds
         # a lock the swap needs, and it only yields after deadlock_timeout, longer than the
         # swap waits. The swap resets the option (`live_options`).
         await conn.execute(
-            f"CREATE TABLE {SHADOW_SCHEMA}.{p.table} "
+            f"CREATE {kind} {SHADOW_SCHEMA}.{p.table} "
             f"(LIKE public.{p.table} INCLUDING ALL EXCLUDING INDEXES) "
             "WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
         )

@@ -157,9 +157,9 @@ async def verify(
     async with connections(pool_or_conn) as conns, rebuild_lock(conns[0]):
         conn = conns[0]
         try:
-            # Without the indexes only reads use: the comparison scans whole tables, and their
-            # sorts would be time spent on tables that are dropped.
-            shadow = await build_shadow(conns, projections, progress, batch, key_lookups_only=True)
+            # Disposable: never swapped in, so no WAL for them, and no index that only reads
+            # use (the comparison scans whole tables).
+            shadow = await build_shadow(conns, projections, progress, batch, disposable=True)
             # Without holding writers: a write between the catch-up and the compare shows as a
             # difference, so the buckets that differ are compared again below, writers held
             # out and the shadow caught up.
