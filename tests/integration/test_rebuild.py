@@ -311,7 +311,8 @@ async def test_only_verify_builds_unlogged_shadow_tables(
 
 
 SHADOW_PERSISTENCE = """
-SELECT c.relname, c.relpersistence::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT c.relname, c.relpersistence::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relkind = 'r'
 """
 
