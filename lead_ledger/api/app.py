@@ -37,8 +37,8 @@ from lead_ledger.api.keys import (
     FILE_PARSER,
     JOB_KINDS,
     KEY_WORKERS,
-    LEAD_BATCHER,
     MIGRATION_DATABASE_URL,
+    OZONETEL_ADDS,
     POOL,
     READ_POOL,
     SETTINGS,
@@ -52,7 +52,7 @@ from lead_ledger.service.export_parallel import ExportWorkers
 from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.job_kinds import job_kinds
 from lead_ledger.service.key_workers import KeyWorkers
-from lead_ledger.service.lead_batcher import LeadInsertBatcher
+from lead_ledger.service.ozonetel_adds import AddCampaignDataGroups
 from lead_ledger.service.replica import Replica
 from lead_ledger.service.vicidial_add_lead import vicidial_adds
 from lead_ledger.service.vicidial_login import VerifiedLogins
@@ -119,11 +119,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[JOB_KINDS] = job_kinds(
         app[KEY_WORKERS], ExportWorkers.of(settings, app[DATABASE_URL]), replica
     )
-    app[LEAD_BATCHER] = LeadInsertBatcher(pool, key_workers=app[KEY_WORKERS])
+    app[OZONETEL_ADDS] = AddCampaignDataGroups(pool, key_workers=app[KEY_WORKERS])
     app[VICIDIAL_ADDS] = vicidial_adds(pool)
     yield
     await app[VICIDIAL_ADDS].close()
-    await app[LEAD_BATCHER].close()
+    await app[OZONETEL_ADDS].close()
     if READ_POOL in app:
         await app[READ_POOL].close()
     await pool.close()

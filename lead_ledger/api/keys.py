@@ -13,7 +13,7 @@ from lead_ledger.service.account_groups import AccountGroups
 from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.jobs import JobKinds
 from lead_ledger.service.key_workers import KeyWorkers
-from lead_ledger.service.lead_batcher import LeadInsertBatcher
+from lead_ledger.service.ozonetel_adds import AddCampaignDataGroups
 from lead_ledger.service.vicidial_add_lead import Request as VicidialAdd
 from lead_ledger.service.vicidial_login import VerifiedLogins
 from lead_ledger.service.writer import Context
@@ -28,8 +28,9 @@ POOL: Final = web.AppKey("pool", asyncpg.Pool)
 READ_POOL: Final = web.AppKey("read_pool", asyncpg.Pool)
 # The time, as the handlers see it: injectable so office hours and expiry checks are testable.
 CLOCK: Final[web.AppKey[Callable[[], datetime]]] = web.AppKey("clock")
-# Groups single-lead inserts per campaign within this process (service/lead_batcher.py).
-LEAD_BATCHER: Final = web.AppKey("lead_batcher", LeadInsertBatcher)
+# Ozonetel's AddCampaignData, checked and written in groups per API key within this process
+# (service/ozonetel_adds.py).
+OZONETEL_ADDS: Final = web.AppKey("ozonetel_adds", AddCampaignDataGroups)
 # The phone key workers, alive as long as the app (docs/decisions.md, "The app owns its job kinds
 # and key workers"), and what the app's job worker runs (service/job_kinds.py), bound to them.
 KEY_WORKERS: Final = web.AppKey("key_workers", KeyWorkers)
@@ -39,6 +40,6 @@ FILE_PARSER: Final = web.AppKey("file_parser", FileParser)
 # Vicidial non-agent logins that succeeded of late (service/vicidial_login.py).
 VICIDIAL_LOGINS: Final = web.AppKey("vicidial_logins", VerifiedLogins)
 # Vicidial add_lead calls, decided in groups per account (service/vicidial_add_lead.py).
-VICIDIAL_ADDS: Final[web.AppKey[AccountGroups[tuple[Context, VicidialAdd], list[str]]]] = (
+VICIDIAL_ADDS: Final[web.AppKey[AccountGroups[int, tuple[Context, VicidialAdd], list[str]]]] = (
     web.AppKey("vicidial_adds")
 )

@@ -14,10 +14,9 @@ from aiohttp import web
 
 from lead_ledger.api import openapi
 from lead_ledger.api.edge import Refused, json_response, origin
-from lead_ledger.api.keys import CLOCK, LEAD_BATCHER, POOL
+from lead_ledger.api.keys import CLOCK, OZONETEL_ADDS
 from lead_ledger.api.openapi import Response
 from lead_ledger.api.ozonetel_wire import OZONETEL, RATE_LIMITED, Reply, rate_limited, reply
-from lead_ledger.service import ozonetel
 from lead_ledger.service.inputs import decode_json
 from lead_ledger.service.ozonetel import (
     ROW_MESSAGES,
@@ -72,7 +71,7 @@ REFUSALS: Final[dict[Refusal, Reply]] = {
 
 
 def answer(outcome: Outcome) -> web.Response:  # noqa: PLR0911 - one answer per outcome
-    """The vendor's answer to an outcome of `ozonetel.add_campaign_data`."""
+    """The vendor's answer to an outcome of `AddCampaignDataGroups.add`."""
     match outcome:
         case Refusal.RATE_LIMITED:
             return rate_limited()
@@ -128,9 +127,7 @@ async def add_campaign_data(request: web.Request, _caller: None) -> web.Response
         body = decode_json(raw, _DECODER.decode)
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise Refused(json_response(MALFORMED, 400)) from None
-    outcome = await ozonetel.add_campaign_data(
-        request.app[POOL],
-        request.app[LEAD_BATCHER],
+    outcome = await request.app[OZONETEL_ADDS].add(
         api_key=request.headers.get("apiKey", "").strip(),
         body=body,
         now=request.app[CLOCK](),

@@ -1,10 +1,10 @@
-"""Group single-lead inserts of one account that arrive together into one transaction
-(service/account_groups.py says how and why).
+"""Write a group of single-lead inserts of one account in one transaction: the leads of the
+requests a group gathered (service/account_groups.py), each decided as it would be alone.
 
-Groups are per account (one region, one tenant) and may span its campaigns: each campaign's
-leads are decided on their own, under that campaign's lock, all locks taken in id order. The
-outcome of each lead is exactly what it would get alone, in arrival order (see
-`insert_lead_batch`), and each keeps its own request id, client address and refusal stream.
+The group may span the account's campaigns: each campaign's leads are decided on their own,
+under that campaign's lock, all locks taken in id order. The outcome of each lead is exactly
+what it would get alone, in arrival order (see `insert_lead_batch`), and each keeps its own
+request id, client address and refusal stream.
 
 A lead may come with its request's rate limit: the group counts those hits in one statement
 before its transaction (outside it, as rate_limits.take requires), numbered in arrival order,
@@ -16,12 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.service import rate_limits
-from lead_ledger.service.account_groups import MAX_GROUP, AccountGroups
 from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_groups
@@ -47,65 +45,43 @@ class RateLimit:
 
 
 @dataclass(slots=True)
-class _Pending:
+class Pending:
+    """A lead waiting in a group."""
+
     campaign_id: int
     region: str | None
     lead: NewLead
-    rate_limit: RateLimit | None
+    rate_limit: RateLimit | None = None
     # Whether its hit was within the limit, once counted: a group that fails is written again
     # lead by lead (account_groups.py), and a hit must not be counted twice.
     allowed: bool | None = None
 
 
-class LeadInsertBatcher:
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        *,
-        max_group: int = MAX_GROUP,
-        key_workers: KeyWorkers | None = None,
-    ) -> None:
-        self._pool = pool
-        self._key_workers = key_workers
-        self._groups: AccountGroups[_Pending, Inserted] = AccountGroups(
-            self._write, max_group=max_group
-        )
-
-    async def insert(
-        self,
-        *,
-        account_id: int,
-        campaign_id: int,
-        region: str | None,
-        lead: NewLead,
-        rate_limit: RateLimit | None = None,
-    ) -> Inserted:
-        pending = _Pending(campaign_id, region, lead, rate_limit)
-        return await self._groups.submit(account_id, pending)
-
-    async def close(self) -> None:
-        """Let groups being written finish (on shutdown, before the pool closes)."""
-        await self._groups.close()
-
-    async def _write(self, account_id: int, group: Sequence[_Pending]) -> list[Inserted]:
-        outcomes: dict[int, Inserted] = {}
-        async with self._pool.acquire() as conn:
-            await _count_hits(conn, account_id, group)
-            by_campaign: dict[int, list[int]] = {}
-            for index, pending in enumerate(group):
-                if pending.allowed is False:
-                    outcomes[index] = Inserted(lead_id=None, rate_limited=True)
-                else:
-                    by_campaign.setdefault(pending.campaign_id, []).append(index)
-            if by_campaign:
-                async with write_transaction(conn):
-                    results = await insert_lead_groups(
-                        conn,
-                        account_id=account_id,
-                        groups={c: [group[i].lead for i in ids] for c, ids in by_campaign.items()},
-                        region=group[0].region,
-                        key_workers=self._key_workers,
-                    )
+async def write_leads(
+    conn: Connection,
+    account_id: int,
+    group: Sequence[Pending],
+    key_workers: KeyWorkers | None = None,
+) -> list[Inserted]:
+    """Count the group's rate-limit hits, then insert those within their limits in one
+    transaction; each lead's outcome, in order."""
+    await _count_hits(conn, account_id, group)
+    outcomes: dict[int, Inserted] = {}
+    by_campaign: dict[int, list[int]] = {}
+    for index, pending in enumerate(group):
+        if pending.allowed is False:
+            outcomes[index] = Inserted(lead_id=None, rate_limited=True)
+        else:
+            by_campaign.setdefault(pending.campaign_id, []).append(index)
+    if by_campaign:
+        async with write_transaction(conn):
+            results = await insert_lead_groups(
+                conn,
+                account_id=account_id,
+                groups={c: [group[i].lead for i in ids] for c, ids in by_campaign.items()},
+                region=group[0].region,  # one account, one region
+                key_workers=key_workers,
+            )
         for campaign_id, indexes in by_campaign.items():
             result = results[campaign_id]
             for i, index in enumerate(indexes):
@@ -114,13 +90,13 @@ class LeadInsertBatcher:
                     duplicate_of=result.duplicates.get(i, []),
                     blocked=result.blocked.get(i),
                 )
-        return [outcomes[index] for index in range(len(group))]
+    return [outcomes[index] for index in range(len(group))]
 
 
-async def _count_hits(conn: Connection, account_id: int, group: Sequence[_Pending]) -> None:
+async def _count_hits(conn: Connection, account_id: int, group: Sequence[Pending]) -> None:
     """Count the rate-limit hits of the group's leads not counted yet, one statement a bucket,
     in arrival order."""
-    by_bucket: dict[str, list[_Pending]] = {}
+    by_bucket: dict[str, list[Pending]] = {}
     for pending in group:
         if pending.rate_limit is not None and pending.allowed is None:
             by_bucket.setdefault(pending.rate_limit.bucket, []).append(pending)

@@ -1,19 +1,20 @@
 """Ozonetel CloudAgent AddCampaignData: one number into an outbound campaign (seed 002).
 
-The vendor checks a request in a fixed order; `add_campaign_data` replays that order exactly and
+The vendor checks a request in a fixed order; `check` replays that order exactly and
 names the first check that failed (`Refusal`), or what was done (docs/ozonetel.md lists both;
 api/ozonetel_add.py holds the vendor's answer to each).
-It is on a hot path, so everything it must know before writing (the credential, its account,
-the settings, the campaign, whether the agent and skill exist) comes from one query. A plain add
-then goes to the account's insert groups (`LeadInsertBatcher`), which count its rate-limit hit
-together with the group's and write it; an add with a campaign action keeps the request's
-connection: the rate-limit hit (outside any transaction), then the insert and the action in one
-transaction.
+It is on a hot path, so everything the checks need (the credential, its account, the
+settings, the campaign, whether the agent and skill exist) comes from one query, which reads
+the contexts of many requests at once. A plain add is checked and written with the requests of
+the same API key that arrive together (service/ozonetel_adds.py); an add with a campaign action
+runs alone on one connection: the read, the rate-limit hit (outside any transaction), then the
+insert and the action in one transaction.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
@@ -21,13 +22,11 @@ import asyncpg
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.credentials import key_digest
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import CampaignState, LeadFields, OfficeHours, RateLimits
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.service import rate_limits
 from lead_ledger.service.accounts import CampaignChanges, lock_account, update_campaign
-from lead_ledger.service.lead_batcher import LeadInsertBatcher, RateLimit
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_batch
 from lead_ledger.service.ozonetel_values import (
     PHONE,
@@ -47,20 +46,25 @@ from lead_ledger.service.writer import Context, Origin
 
 BUCKET: Final = "ozonetel_add"
 
-# Everything the checks need, in one round trip. The campaign, agent and skill are looked up in
-# the key's own account only, so another account's names behave exactly like missing ones.
-SELECT_REQUEST_CONTEXT: Final = """
-SELECT c.account_id, c.credential_id, c.key_sha256, a.name AS account_name,
+# Everything the checks need, in one round trip, for one request or several with one API key:
+# a row per request (`n`, from 1, in the order of the arrays), none when the key is no ozonetel
+# credential. The campaign, agent and skill are looked up in the key's own account only, so
+# another account's names behave exactly like missing ones. $1 the key's digest, $2 campaign
+# names, $3 agent ids, $4 skill names.
+SELECT_REQUEST_CONTEXTS: Final = """
+SELECT r.n, c.account_id, c.credential_id, c.key_sha256, a.name AS account_name,
        s.api_authentication, s.office_hours, s.rate_limits, s.default_region,
        k.campaign_id, k.name AS campaign_name, k.direction, k.assignment, k.dial_mode,
        EXISTS (SELECT 1 FROM agents g
-               WHERE g.account_id = c.account_id AND g.agent_id = $3) AS agent_known,
+               WHERE g.account_id = c.account_id AND g.agent_id = r.agent) AS agent_known,
        EXISTS (SELECT 1 FROM skills l
-               WHERE l.account_id = c.account_id AND l.name = $4) AS skill_known
+               WHERE l.account_id = c.account_id AND l.name = r.skill) AS skill_known
 FROM credentials c
 JOIN accounts a ON a.account_id = c.account_id
 JOIN settings s ON s.account_id = c.account_id
-LEFT JOIN campaigns k ON k.account_id = c.account_id AND k.name = $2
+CROSS JOIN unnest($2::text[], $3::text[], $4::text[])
+    WITH ORDINALITY AS r(campaign, agent, skill, n)
+LEFT JOIN campaigns k ON k.account_id = c.account_id AND k.name = r.campaign
 WHERE c.key_sha256 = $1 AND c.dialect = 'ozonetel' AND NOT c.revoked
 """
 # Read again under the account lock: the state decides what `action` does, and a rename may
@@ -163,7 +167,7 @@ class Stopped(msgspec.Struct, frozen=True):
 Outcome = Refusal | Added | AlreadyExists | Started | AlreadyStarted | Stopped
 
 
-class _Accepted(msgspec.Struct, frozen=True, kw_only=True):
+class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     """A request that passed every check of its own: what remains is the rate limit, then to
     write it."""
 
@@ -172,58 +176,53 @@ class _Accepted(msgspec.Struct, frozen=True, kw_only=True):
     lead: NewLead
     action: str | None
 
+    @property
+    def rate_limit(self) -> int:
+        return msgspec.json.decode(self.row["rate_limits"], type=RateLimits).ozonetel_add_per_minute
 
-async def add_campaign_data(
-    pool: asyncpg.Pool,
-    batcher: LeadInsertBatcher,
-    *,
-    api_key: str,
-    body: AddCampaignData,
-    now: datetime,
-    origin: Origin,
+
+def acts_on_campaign(body: AddCampaignData) -> bool:
+    """The request starts or stops its campaign besides adding the number."""
+    return (text_of(body.action) or "").lower() in ("start", "stop")
+
+
+async def read_contexts(
+    conn: Connection, digest: str, bodies: Sequence[AddCampaignData]
+) -> list[asyncpg.Record | None]:
+    """Each request's context (`SELECT_REQUEST_CONTEXTS`), in order: None for every one when
+    the key is no ozonetel credential."""
+    campaigns = [lookup(given(body.campaignName)) for body in bodies]
+    agents = [lookup(given(body.agentId)) for body in bodies]
+    skills = [lookup(given(body.skill)) for body in bodies]
+    rows = await conn.fetch(SELECT_REQUEST_CONTEXTS, digest, campaigns, agents, skills)
+    by_request = {row["n"]: row for row in rows}
+    return [by_request.get(n) for n in range(1, len(bodies) + 1)]
+
+
+async def add_and_act(
+    conn: Connection, digest: str, body: AddCampaignData, now: datetime, origin: Origin
 ) -> Outcome:
-    """Run the vendor's checks in order, then add the number and apply `action`."""
-    async with pool.acquire() as conn:
-        accepted = await _accept(conn, api_key, body, now, origin)
-        if isinstance(accepted, Refusal):
-            return accepted
-        row = accepted.row
-        limit = msgspec.json.decode(row["rate_limits"], type=RateLimits).ozonetel_add_per_minute
-        if (accepted.action or "").lower() in ("start", "stop"):
-            # Check 14, the rate limit, after every check of the request itself.
-            if not await rate_limits.take(conn, row["account_id"], BUCKET, limit):
-                return Refusal.RATE_LIMITED
-            return await _add_and_act(conn, accepted)
-    # A plain add goes through the per-account batcher, this request's connection released;
-    # the batcher counts the rate-limit hit (check 14) with its group's.
-    inserted = await batcher.insert(
-        account_id=row["account_id"],
-        campaign_id=row["campaign_id"],
-        region=row["default_region"],
-        lead=accepted.lead,
-        rate_limit=RateLimit(BUCKET, limit),
-    )
-    if inserted.rate_limited:
+    """A request with a campaign action, alone on `conn`: checks 2-13, the rate limit (check
+    14), then the add and the action in one transaction."""
+    [row] = await read_contexts(conn, digest, [body])
+    accepted = check(row, digest, body, now, origin)
+    if isinstance(accepted, Refusal):
+        return accepted
+    if not await rate_limits.take(conn, accepted.row["account_id"], BUCKET, accepted.rate_limit):
         return Refusal.RATE_LIMITED
-    if inserted.blocked is not None:
-        return Refusal.DND_NUMBER
-    return AlreadyExists() if inserted.lead_id is None else Added(row["campaign_name"])
+    return await _add_and_act(conn, accepted)
 
 
-async def _accept(
-    conn: Connection,
-    api_key: str,
+def check(
+    row: asyncpg.Record | None,
+    digest: str,
     body: AddCampaignData,
     now: datetime,
     origin: Origin,
-) -> _Accepted | Refusal:
-    """Checks 1-13, in the vendor's order; the first that fails is the answer (the rate limit,
-    check 14, is counted after them by the caller)."""
-    if not api_key:
-        return Refusal.NO_API_KEY
-    digest = key_digest(api_key)
-    lookups = (lookup(given(body.campaignName)), lookup(given(body.agentId)))
-    row = await conn.fetchrow(SELECT_REQUEST_CONTEXT, digest, *lookups, lookup(given(body.skill)))
+) -> Accepted | Refusal:
+    """Checks 2-13 on a request's context, in the vendor's order; the first that fails is the
+    answer. Check 1 (a key at all) comes before the context is read, the rate limit (check 14)
+    after these."""
     if not key_matches(row, digest):
         return Refusal.INVALID_USER
     refused = _check_caller(row, body) or _check_campaign(row, body)
@@ -250,10 +249,10 @@ async def _accept(
         # The refusal is audited on the request's own stream (DESIGN.md 4).
         rejections_stream=f"request-{origin.request_id}",
     )
-    return _Accepted(row=row, ctx=ctx, lead=lead, action=text_of(body.action))
+    return Accepted(row=row, ctx=ctx, lead=lead, action=text_of(body.action))
 
 
-async def _add_and_act(conn: Connection, accepted: _Accepted) -> Outcome:
+async def _add_and_act(conn: Connection, accepted: Accepted) -> Outcome:
     """Add the number and start or stop the campaign, in one transaction."""
     row, ctx = accepted.row, accepted.ctx
     account_id: int = row["account_id"]

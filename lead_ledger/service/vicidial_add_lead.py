@@ -377,7 +377,7 @@ def _refusal(call: _Call, account_id: int, existing: list[int]) -> PendingAppend
     return stream_append(call.ctx, stream, ANY_VERSION, [refusal], account_id=account_id)
 
 
-def vicidial_adds(pool: asyncpg.Pool) -> AccountGroups[tuple[Context, Request], list[str]]:
+def vicidial_adds(pool: asyncpg.Pool) -> AccountGroups[int, tuple[Context, Request], list[str]]:
     """The app's add_lead calls, decided in groups per account, one connection a group."""
 
     async def write(account_id: int, calls: Sequence[tuple[Context, Request]]) -> list[list[str]]:

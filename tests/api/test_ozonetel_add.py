@@ -17,6 +17,10 @@ from openapi_spec_validator import validate
 from lead_ledger.api import ozonetel_add
 from lead_ledger.api.app import create_app
 from lead_ledger.api.keys import CLOCK
+from lead_ledger.ledger.database import init_connection
+from lead_ledger.service.ozonetel import AddCampaignData, Added, AlreadyExists, Refusal
+from lead_ledger.service.ozonetel_adds import AddCampaignDataGroups
+from lead_ledger.service.writer import Origin
 from lead_ledger.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.support import Client, fresh_minute
@@ -402,6 +406,72 @@ async def test_rate_limit_exact_for_concurrent_requests(
     assert all(answer == RATE_LIMITED for status, answer in answers if status == 429)
     assert await count(pool) == 4
     assert await pool.fetchval("SELECT sum(hits) FROM rate_limit_windows") == 10
+
+
+async def test_requests_of_one_key_are_read_checked_and_written_together(
+    acme: Account, database_url: str, pool: asyncpg.Pool
+) -> None:
+    """Five requests of one key at once: one read of their contexts and one transaction, and
+    each gets the answer it would get alone, in arrival order (a bad number, an unknown
+    campaign and a duplicate of an earlier request among them)."""
+    statements: list[str] = []
+
+    async def logged(conn: asyncpg.Connection) -> None:
+        await init_connection(conn)
+        conn.add_query_logger(lambda record: statements.append(record.query))
+
+    asked = [
+        body(acme, phoneNumber="9876500001"),
+        body(acme, phoneNumber="12"),
+        body(acme, campaignName="nowhere", phoneNumber="9876500002"),
+        body(acme, phoneNumber="+919876500001", checkDuplicate=True),
+        body(acme, campaignName="second", phoneNumber="9876500003"),
+    ]
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2, init=logged) as own:
+        adds = AddCampaignDataGroups(own)
+        outcomes = await asyncio.gather(
+            *(
+                adds.add(
+                    api_key=acme.key,
+                    body=msgspec.convert(b, AddCampaignData),
+                    now=datetime.now(UTC),
+                    origin=Origin(request_id=f"together-{n}"),
+                )
+                for n, b in enumerate(asked)
+            )
+        )
+        await adds.close()
+    assert outcomes == [
+        Added("sales"),
+        Refusal.BAD_PHONE,
+        Refusal.UNKNOWN_CAMPAIGN,
+        AlreadyExists(),
+        Added("second"),
+    ]
+    assert sum("FROM credentials c" in s for s in statements) == 1
+    assert sum(s.startswith("BEGIN") for s in statements) == 1
+    assert await count(pool) == 2
+
+
+async def test_a_group_with_an_unknown_key_refuses_every_request(
+    acme: Account, pool: asyncpg.Pool
+) -> None:
+    """Requests with a key that is no credential, together: each is Invalid User Details."""
+    adds = AddCampaignDataGroups(pool)
+    outcomes = await asyncio.gather(
+        *(
+            adds.add(
+                api_key="not-a-key",
+                body=msgspec.convert(body(acme, phoneNumber=f"98765000{n:02d}"), AddCampaignData),
+                now=datetime.now(UTC),
+                origin=Origin(),
+            )
+            for n in range(3)
+        )
+    )
+    await adds.close()
+    assert outcomes == [Refusal.INVALID_USER] * 3
+    assert await count(pool) == 0
 
 
 # --- 15: duplicates -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import asyncpg
 import msgspec
@@ -12,10 +13,38 @@ from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.store import read_stream
-from lead_ledger.service.lead_batcher import Inserted, LeadInsertBatcher, RateLimit
+from lead_ledger.service.account_groups import AccountGroups
+from lead_ledger.service.lead_batcher import Inserted, Pending, RateLimit, write_leads
 from lead_ledger.service.lead_inserts import NewLead
 from lead_ledger.service.writer import Context
 from tests.factories import make_account, make_campaign
+
+
+class _Groups:
+    """Leads already checked, grouped per account and written by `write_leads` on a connection
+    of their own: what service/ozonetel_adds.py does after its checks."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        async def write(account_id: int, group: Sequence[Pending]) -> list[Inserted]:
+            async with pool.acquire() as conn:
+                return await write_leads(conn, account_id, group)
+
+        self._groups: AccountGroups[int, Pending, Inserted] = AccountGroups(write)
+
+    async def insert(
+        self,
+        *,
+        account_id: int,
+        campaign_id: int,
+        region: str | None,
+        lead: NewLead,
+        rate_limit: RateLimit | None = None,
+    ) -> Inserted:
+        pending = Pending(campaign_id, region, lead, rate_limit)
+        return await self._groups.submit(account_id, pending)
+
+    async def close(self) -> None:
+        await self._groups.close()
 
 
 def _lead(phone: str, request: str, *, check: bool = True) -> NewLead:
@@ -35,7 +64,7 @@ async def _insert_at_once(
     account and each lead's outcome or error, in submission order."""
     account = await make_account(pool)
     campaign = await make_campaign(pool, account)
-    batcher = LeadInsertBatcher(pool)
+    batcher = _Groups(pool)
     results = await asyncio.gather(
         *(
             batcher.insert(
@@ -86,7 +115,7 @@ async def test_unchecked_leads_are_inserted_and_count_for_later_checks(pool: asy
     """A lead without checkDuplicate is added; a later checking lead sees it as a duplicate."""
     account = await make_account(pool)
     campaign = await make_campaign(pool, account)
-    batcher = LeadInsertBatcher(pool)
+    batcher = _Groups(pool)
     first = batcher.insert(
         account_id=account,
         campaign_id=campaign,
@@ -139,7 +168,7 @@ async def test_an_idle_campaign_writes_at_once(pool: asyncpg.Pool, size: int) ->
     """Sequential requests each get their own transaction without waiting for company."""
     account = await make_account(pool)
     campaign = await make_campaign(pool, account)
-    batcher = LeadInsertBatcher(pool)
+    batcher = _Groups(pool)
     for n in range(size):
         outcome = await asyncio.wait_for(
             batcher.insert(
@@ -159,7 +188,7 @@ async def test_a_group_spans_the_campaigns_of_an_account(pool: asyncpg.Pool) -> 
     decides its own duplicates."""
     account = await make_account(pool)
     campaigns = [await make_campaign(pool, account, f"c{n}") for n in range(3)]
-    batcher = LeadInsertBatcher(pool)
+    batcher = _Groups(pool)
     outcomes = await asyncio.gather(
         *(
             batcher.insert(
