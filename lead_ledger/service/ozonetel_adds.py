@@ -83,7 +83,7 @@ class AddCampaignDataGroups:
 
     async def _write(self, digest: str, requests: Sequence[_Request]) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}
-        accepted: dict[int, Accepted] = {}
+        written: list[tuple[int, Accepted, Pending]] = []
         async with self._pool.acquire() as conn:
             contexts = await read_contexts(conn, digest, [r.body for r in requests])
             for index, (request, row) in enumerate(zip(requests, contexts, strict=True)):
@@ -91,17 +91,14 @@ class AddCampaignDataGroups:
                 if isinstance(checked, Refusal):
                     outcomes[index] = checked
                     continue
-                accepted[index] = checked
                 request.pending = _pending(checked, request.pending)
-            if accepted:
-                written = list(accepted)
-                account_id: int = accepted[written[0]].row["account_id"]
-                pendings = [requests[i].pending for i in written]
-                inserted = await write_leads(
-                    conn, account_id, [p for p in pendings if p is not None], self._key_workers
-                )
-                for index, result in zip(written, inserted, strict=True):
-                    outcomes[index] = _outcome(accepted[index], result)
+                written.append((index, checked, request.pending))
+            if written:
+                account_id: int = written[0][1].row["account_id"]  # one key, one account
+                pendings = [pending for _, _, pending in written]
+                inserted = await write_leads(conn, account_id, pendings, self._key_workers)
+                for (index, accepted, _), result in zip(written, inserted, strict=True):
+                    outcomes[index] = _outcome(accepted, result)
         return [outcomes[index] for index in range(len(requests))]
 
 
