@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import aiohttp
+import psutil
 
 from lead_ledger.api import ozonetel_add
 from lead_ledger.ledger.database import connect
@@ -88,6 +90,47 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     first_error: str | None = None
+    # CPU seconds of the measured window per part: the server(s), PostgreSQL, the load generator.
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
+class CpuWatch:
+    """CPU seconds (user + system) of the HTTP server processes, of every PostgreSQL process
+    (the postmaster and its children, found from a backend) and of this process, the load
+    generator: what saturates the two cores during a phase."""
+
+    def __init__(self, servers: Sequence[int], postmaster: int) -> None:
+        self.servers = [psutil.Process(pid) for pid in servers]
+        self.postmaster = psutil.Process(postmaster)
+        self.here = psutil.Process()
+
+    @staticmethod
+    def _seconds(processes: Sequence[psutil.Process]) -> float:
+        total = 0.0
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def snapshot(self) -> dict[str, float]:
+        database = [self.postmaster, *self.postmaster.children()]
+        servers = list(self.servers)
+        for server in self.servers:  # serve's key workers count as the server's
+            with contextlib.suppress(psutil.NoSuchProcess):
+                servers += server.children(recursive=True)
+        return {
+            "server": self._seconds(servers),
+            "postgresql": self._seconds(database),
+            "load generator": self._seconds([self.here]),
+        }
+
+    async def measure(self, measure_from: float, stop_at: float, tally: Tally) -> None:
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        start = self.snapshot()
+        await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
+        end = self.snapshot()
+        tally.cpu = {part: end[part] - start[part] for part in start}
 
 
 def parse_args() -> argparse.Namespace:
@@ -123,6 +166,30 @@ async def seed(database_url: str, campaigns: int) -> str:
             [campaign_name(index) for index in range(campaigns)],
             accounts.RateLimitsInput(ozonetel_add_per_minute=100_000),
         )
+    finally:
+        await conn.close()
+
+
+async def postmaster_pid(database_url: str) -> int:
+    """The PostgreSQL server's postmaster: the parent of a backend (on this machine)."""
+    conn = await connect(database_url)
+    try:
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+        parent = psutil.Process(backend).parent()
+        if parent is None:
+            raise RuntimeError("a backend without its postmaster: is the server on this machine?")
+        return parent.pid
+    finally:
+        await conn.close()
+
+
+async def reset_rate_limits(database_url: str) -> None:
+    """Empties the rate-limit windows: a phase starts with its account's minute unspent, so a
+    fast phase after another within the same minute is not refused (the limit is counted, never
+    reached)."""
+    conn = await connect(database_url)
+    try:
+        await conn.execute("DELETE FROM rate_limit_windows")
     finally:
         await conn.close()
 
@@ -166,7 +233,13 @@ async def client(  # noqa: PLR0913 - one client's whole setting
 
 
 async def load(
-    bases: Sequence[str], key: str, args: argparse.Namespace, phones: Phones, *, bare: bool = False
+    bases: Sequence[str],
+    key: str,
+    args: argparse.Namespace,
+    phones: Phones,
+    watch: CpuWatch | None = None,
+    *,
+    bare: bool = False,
 ) -> Tally:
     tally = Tally()
     path = "/ingest" if bare else ozonetel_add.PATH
@@ -189,6 +262,8 @@ async def load(
             )
             for i in range(args.clients)
         ]
+        if watch is not None:
+            tasks.append(watch.measure(measure_from, stop_at, tally))
         await asyncio.gather(*tasks)
     return tally
 
@@ -244,15 +319,17 @@ async def run(args: argparse.Namespace) -> None:
                 ),
             ]
         )
-        async with bare_endpoint(url) as (base, _):
+        postmaster = await postmaster_pid(url)
+        async with bare_endpoint(url) as (base, pid):
             results.append(
                 (
                     "baseline: bare aiohttp + asyncpg insert",
-                    await load([base], key, args, phones, bare=True),
+                    await load([base], key, args, phones, CpuWatch([pid], postmaster), bare=True),
                 )
             )
         extra = {} if args.pool is None else {"LEDGER_DB_POOL_MAX": str(args.pool)}
         for count in (1, 2):
+            await reset_rate_limits(url)
             async with serve_processes(url, count, extra) as running:
                 bases = [base for base, _ in running]
                 spy = None
@@ -264,7 +341,8 @@ async def run(args: argparse.Namespace) -> None:
                     if count == 1
                     else "lead-ledger, 2 serve processes"
                 )
-                results.append((label, await load(bases, key, args, phones)))
+                watch = CpuWatch([pid for _, pid in running], postmaster)
+                results.append((label, await load(bases, key, args, phones, watch)))
                 if sampler is not None:
                     sampler.cancel()
                     waits += await sampler
@@ -337,6 +415,7 @@ def report_phases(results: Sequence[tuple[str, Tally]], seconds: float) -> None:
         for label, f in figures
     ]
     print_table(rows)
+    report_cpu(results, seconds)
     (_, bare), (_, one), (_, two) = figures
     errors = sum(f.errors for _, f in figures)
     throughput = one.rate / bare.rate if bare.rate else float("nan")
@@ -366,6 +445,19 @@ def report_phases(results: Sequence[tuple[str, Tally]], seconds: float) -> None:
     first = next((t.first_error for _, t in results if t.first_error), None)
     if first:
         print_notes([f"first error: {first}"])
+
+
+def report_cpu(results: Sequence[tuple[str, Tally]], seconds: float) -> None:
+    """Where each phase's CPU went: per part, CPU ms per request and cores kept busy."""
+    parts = list(results[0][1].cpu)
+    print()
+    print("  CPU of the measured window, per part: ms per request (cores busy)")
+    rows = [["phase", *parts, "all"]]
+    for label, tally in results:
+        count = max(1, len(tally.latencies))
+        cells = [*tally.cpu.values(), sum(tally.cpu.values())]
+        rows.append([label, *(f"{1000 * cpu / count:.3f} ({cpu / seconds:.2f})" for cpu in cells)])
+    print_table(rows)
 
 
 def report(tally: Tally, seconds: float, *, judged: bool = True) -> None:

@@ -59,6 +59,13 @@ async def sleep_until(wake: asyncio.Event, stop: asyncio.Event, seconds: float) 
     wake.clear()
 
 
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds` (none when not positive), or until a stop."""
+    if seconds > 0 and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
 async def run_worker(  # noqa: PLR0913 - what to run, and one keyword per knob
     pool: asyncpg.Pool,
     stop: asyncio.Event,

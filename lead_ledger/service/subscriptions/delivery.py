@@ -43,7 +43,7 @@ from lead_ledger.service.reads import shown_entry
 from lead_ledger.service.subscriptions import signing
 from lead_ledger.service.subscriptions.manage import LEAD_TYPE_NAMES
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.worker import listening, sleep_until
+from lead_ledger.service.worker import listening, pause, sleep_until
 from lead_ledger.service.writer import Context, record, stream_append
 
 log = structlog.get_logger(__name__)
@@ -65,6 +65,10 @@ class Policy:
 
     lease_seconds: float = 30.0  # longer than a POST may take (10 s) plus its bookkeeping
     poll_seconds: float = 1.0  # the backstop when no NOTIFY arrives (see ledger/feed.py)
+    # Every commit that appends notifies: under a steady stream of them, a pass that found
+    # nothing to send is followed by the next one no sooner than this, so a busy ledger pays a
+    # few claims a second instead of one per commit. A quiet one pays no wait.
+    min_pass_seconds: float = 0.05
     backoff_seconds: float = 1.0  # 1 s, 2 s, 4 s, ... capped
     max_backoff_seconds: float = 300.0
     suspend_after: timedelta = timedelta(hours=24)
@@ -209,9 +213,11 @@ class Deliverer:
     async def run(self, stop: asyncio.Event, *, listen_url: str | None = None) -> None:
         """Deliver until `stop` is set; woken by every append, polling as the backstop. On the
         way out the leases are released, so another process takes over at once."""
+        loop = asyncio.get_running_loop()
         try:
             async with listening(self.pool, CHANNEL, listen_url) as wake:
                 while not stop.is_set():
+                    started = loop.time()
                     try:
                         progressed = await self.pass_once()
                     except Exception:  # the loop must outlive any one pass
@@ -219,6 +225,7 @@ class Deliverer:
                         progressed = False
                     if not progressed:
                         await sleep_until(wake, stop, self.policy.poll_seconds)
+                        await pause(stop, started + self.policy.min_pass_seconds - loop.time())
         finally:
             async with self.pool.acquire() as conn:
                 await conn.execute(RELEASE, self.owner)
