@@ -24,6 +24,7 @@ from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
+from lead_ledger.service.writer import AccountDigests
 
 
 class Inserted(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,9 +63,11 @@ async def write_leads(
     account_id: int,
     group: Sequence[Pending],
     key_workers: KeyWorkers | None = None,
+    digests: AccountDigests | None = None,
 ) -> list[Inserted]:
     """Count the group's rate-limit hits, then insert those within their limits in one
-    transaction; each lead's outcome, in order."""
+    transaction; each lead's outcome, in order. `digests`: the writer's known account digests,
+    read before the transaction when not known yet (not inside the campaign locks)."""
     await _count_hits(conn, account_id, group)
     outcomes: dict[int, Inserted] = {}
     by_campaign: dict[int, list[int]] = {}
@@ -74,6 +77,7 @@ async def write_leads(
         else:
             by_campaign.setdefault(pending.campaign_id, []).append(index)
     if by_campaign:
+        digest = None if digests is None else await digests.get(conn, account_id)
         async with write_transaction(conn):
             results = await insert_lead_groups(
                 conn,
@@ -81,6 +85,7 @@ async def write_leads(
                 groups={c: [group[i].lead for i in ids] for c, ids in by_campaign.items()},
                 region=group[0].region,  # one account, one region
                 key_workers=key_workers,
+                digest=digest,
             )
         for campaign_id, indexes in by_campaign.items():
             result = results[campaign_id]

@@ -174,8 +174,10 @@ async def insert_lead_groups(
     groups: Mapping[int, Sequence[NewLead]],
     region: str | UnsetType | None = UNSET,
     key_workers: KeyWorkers | None = None,
+    digest: Digest | None = None,
 ) -> dict[int, InsertResult]:
     """`insert_lead_batch` for several campaigns of one account in one transaction.
+    `digest`: the account's dedupe digest when the caller holds it (read here otherwise).
 
     Every campaign is locked, in ascending id order, before anything is written: the order
     keeps concurrent groups deadlock-free, and locking before the first write keeps the feed in
@@ -219,7 +221,8 @@ async def insert_lead_groups(
         )
     # The do-not-call check first (a blocked lead is refused as such, not as a duplicate),
     # under the locks: it sees every entry committed before them.
-    digest = await account_digest(conn, account_id)
+    if digest is None:
+        digest = await account_digest(conn, account_id)
     registry = await dnc.blocking(conn, account_id, digest, (k for ks in all_keys for k in ks))
     appends: list[PendingAppend] = []
     results: dict[int, InsertResult] = {}

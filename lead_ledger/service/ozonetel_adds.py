@@ -36,7 +36,7 @@ from lead_ledger.service.ozonetel import (
     check,
     read_contexts,
 )
-from lead_ledger.service.writer import Origin
+from lead_ledger.service.writer import AccountDigests, Origin
 
 
 @dataclass(slots=True)
@@ -64,6 +64,7 @@ class AddCampaignDataGroups:
         self._groups: AccountGroups[str, _Request, Outcome] = AccountGroups(
             self._write, max_group=max_group
         )
+        self._digests = AccountDigests()
 
     async def add(
         self, *, api_key: str, body: AddCampaignData, now: datetime, origin: Origin
@@ -96,7 +97,9 @@ class AddCampaignDataGroups:
             if written:
                 account_id: int = written[0][1].row["account_id"]  # one key, one account
                 pendings = [pending for _, _, pending in written]
-                inserted = await write_leads(conn, account_id, pendings, self._key_workers)
+                inserted = await write_leads(
+                    conn, account_id, pendings, self._key_workers, self._digests
+                )
                 for (index, accepted, _), result in zip(written, inserted, strict=True):
                     outcomes[index] = _outcome(accepted, result)
         return [outcomes[index] for index in range(len(requests))]

@@ -174,6 +174,26 @@ async def account_digest(conn: Connection, account_id: int) -> subject_keys.Dige
     )
 
 
+class AccountDigests:
+    """Accounts' dedupe digests for a long-lived writer (one per app, so per database): an
+    account's secret is made once and never changes (`keys rotate` re-wraps it, the secret
+    stays), so a group writer reads it once instead of once per transaction."""
+
+    def __init__(self) -> None:
+        self._secrets: dict[int, bytes] = {}
+
+    async def get(self, conn: Connection, account_id: int) -> subject_keys.Digest:
+        secret = self._secrets.get(account_id)
+        if secret is None:
+            secret = await key_store.account_secret(conn, key_store.master_key(), account_id)
+            # Kept only once committed: a secret made inside a transaction that then rolls
+            # back was never the account's.
+            if not conn.is_in_transaction():
+                self._secrets[account_id] = secret
+        # A digester per call: each remembers the values it hashed, for one write's span.
+        return subject_keys.digester(secret)
+
+
 async def record_sealed(conn: Connection, sealed: SealedAhead) -> AppendResult:
     """`record` for appends sealed ahead: their keys stored, then appended and projected.
     Raises key_store.SubjectErasedError or KeyConflictError if a subject had a key after all."""

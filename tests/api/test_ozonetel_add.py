@@ -413,7 +413,8 @@ async def test_requests_of_one_key_are_read_checked_and_written_together(
 ) -> None:
     """Five requests of one key at once: one read of their contexts and one transaction, and
     each gets the answer it would get alone, in arrival order (a bad number, an unknown
-    campaign and a duplicate of an earlier request among them)."""
+    campaign and a duplicate of an earlier request among them); a later request is a group of
+    its own that does not read the account's secret again."""
     statements: list[str] = []
 
     async def logged(conn: asyncpg.Connection) -> None:
@@ -440,7 +441,16 @@ async def test_requests_of_one_key_are_read_checked_and_written_together(
                 for n, b in enumerate(asked)
             )
         )
+        later = await adds.add(
+            api_key=acme.key,
+            body=msgspec.convert(body(acme, phoneNumber="9876500004"), AddCampaignData),
+            now=datetime.now(UTC),
+            origin=Origin(request_id="later"),
+        )
         await adds.close()
+    assert later == Added("sales")
+    # The account's secret is read by the first group only: it never changes.
+    assert sum("FROM account_secrets" in s for s in statements) == 1
     assert outcomes == [
         Added("sales"),
         Refusal.BAD_PHONE,
@@ -448,9 +458,9 @@ async def test_requests_of_one_key_are_read_checked_and_written_together(
         AlreadyExists(),
         Added("second"),
     ]
-    assert sum("FROM credentials c" in s for s in statements) == 1
-    assert sum(s.startswith("BEGIN") for s in statements) == 1
-    assert await count(pool) == 2
+    assert sum("FROM credentials c" in s for s in statements) == 2  # a group each
+    assert sum(s.startswith("BEGIN") for s in statements) == 2
+    assert await count(pool) == 3
 
 
 async def test_a_group_with_an_unknown_key_refuses_every_request(
