@@ -151,6 +151,9 @@ async def create_pool(
         url,
         min_size=min(min_size, max_size),
         max_size=max_size,
+        # Timestamps travel in binary, whatever the session's time zone; in UTC, the new leads'
+        # statement (projections/fresh_inserts.py) needs no setting changed and put back.
+        server_settings={"TimeZone": "UTC"},
         init=init_connection,
         reset=None if session_state else _end_transaction_only,
     )

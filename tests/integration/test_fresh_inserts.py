@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.database import init_connection
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import (
     SCHEMA_VERSION,
@@ -49,7 +50,8 @@ def varied(i: int) -> LeadFields:
         None,
         datetime(2031, 5, 17, 9, 30, tzinfo=UTC),
         datetime(2031, 5, 17, 9, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
-    ][i % 3]
+        datetime(2031, 5, 17, 9, 30),  # noqa: DTZ001 - no offset: read as UTC in any session zone
+    ][i % 4]
     return LeadFields(
         phone_numbers=[f"98{i:08d}", f"+4420794{i:05d}"][: 1 + i % 2],
         name=None if i % 4 == 0 else f"Lead {i} \u00e9\u4e2d",
@@ -113,6 +115,40 @@ async def test_updates_in_the_same_write_find_the_new_rows(pool: asyncpg.Pool) -
     assert dict(row) == {"city": "Pune", "agent": "z", "version": 3}
 
 
+async def test_a_connection_in_another_time_zone_writes_the_same_rows_and_keeps_its_zone(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    """On a connection in Asia/Kolkata, new leads get the rows they get on the package's pools
+    (in UTC, where no time-zone setting is sent), and the connection keeps its zone."""
+    account_id = await make_account(pool)
+    on_pool = await make_campaign(pool, account_id, "on-pool")
+    zoned = await make_campaign(pool, account_id, "zoned")
+    statements: list[str] = []
+
+    def logged(record: asyncpg.connection.LoggedQuery) -> None:
+        statements.append(record.query)
+
+    async with pool.acquire() as pooled:
+        pooled.add_query_logger(logged)
+        try:
+            async with write_transaction(pooled):
+                await insert_in(pooled, account_id, on_pool)
+        finally:
+            pooled.remove_query_logger(logged)
+    assert statements
+    assert not [s for s in statements if "TimeZone" in s]
+    conn = await asyncpg.connect(database_url, server_settings={"TimeZone": "Asia/Kolkata"})
+    try:
+        await init_connection(conn)
+        async with write_transaction(conn):
+            await insert_in(conn, account_id, zoned)
+            assert conn.get_settings().TimeZone == "Asia/Kolkata"
+    finally:
+        await conn.close()
+    assert await pool.fetch(LEAD_VALUES, zoned) == await pool.fetch(LEAD_VALUES, on_pool)
+    assert await pool.fetch(CONTACTS, zoned) == await pool.fetch(CONTACTS, on_pool)
+
+
 def pair(position: int, kind: str = "LeadInserted", version: int = 1) -> Pair:
     """A recorded event and the event as written: a LeadInserted, or a LeadUpdated."""
     event: DomainEvent = (
@@ -137,7 +173,7 @@ def pair(position: int, kind: str = "LeadInserted", version: int = 1) -> Pair:
     return recorded, event
 
 
-def test_only_large_batches_of_first_inserts_go_to_sql() -> None:
+def test_only_first_inserts_go_to_sql() -> None:
     """Below SQL_FROM nothing is split off; at it, only version-1 LeadInserted events are."""
     below = [pair(p) for p in range(fresh_inserts.SQL_FROM - 1)]
     assert fresh_inserts.split_fresh_inserts(below) == ([], below)
