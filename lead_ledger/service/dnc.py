@@ -230,19 +230,31 @@ async def blocking(
 ) -> Blocking:
     """The blocking entries of these keys (one indexed probe each), for `Blocking.block`. Run
     it under the campaign locks of the write, so it sees every entry committed before."""
+    by_digest = digested(digest, dedupe_keys)
+    if not by_digest:
+        return Blocking({})
+    rows = await conn.fetch(SELECT_BLOCKING_DIGESTS, account_id, list(by_digest))
+    return blocking_of(rows, by_digest)
+
+
+def digested(digest: Digest, dedupe_keys: Iterable[str]) -> dict[str, str]:
+    """Each key by its digest: what SELECT_BLOCKING_DIGESTS looks up ($2, the dict's keys)."""
     by_digest: dict[str, str] = {}
     for key in dedupe_keys:
         by_digest.setdefault(digest(key), key)
+    return by_digest
+
+
+def blocking_of(rows: Iterable[asyncpg.Record], by_digest: Mapping[str, str]) -> Blocking:
+    """`Blocking` from the rows of SELECT_BLOCKING_DIGESTS (or a statement that includes it)."""
     entries: dict[str, list[DncBlock]] = {}
-    if by_digest:
-        rows = await conn.fetch(SELECT_BLOCKING_DIGESTS, account_id, list(by_digest))
-        for row in rows:
-            block = DncBlock(
-                entry_id=row["entry_id"],
-                campaign_id=row["campaign_id"],
-                expires_at=row["expires_at"],
-            )
-            entries.setdefault(by_digest[row["digest"]], []).append(block)
+    for row in rows:
+        block = DncBlock(
+            entry_id=row["entry_id"],
+            campaign_id=row["campaign_id"],
+            expires_at=row["expires_at"],
+        )
+        entries.setdefault(by_digest[row["digest"]], []).append(block)
     return Blocking(entries)
 
 

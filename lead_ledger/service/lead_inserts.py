@@ -64,6 +64,16 @@ SELECT value, lead_id FROM contacts
 WHERE campaign_id = $1 AND kind = 'phone' AND value = ANY($2::text[])
 ORDER BY lead_id
 """
+# The do-not-call entries of a write's keys ($1 account, $2 digests) and the live holders of
+# the checked keys in its one campaign ($3, $4), in one round trip: both are read under the
+# campaign lock and neither depends on the other (a blocked lead's holders are read and unused).
+SELECT_BLOCKING_AND_OWNERS: Final = f"""
+SELECT digest, entry_id, campaign_id, expires_at, NULL::text AS value, NULL::bigint AS lead_id
+FROM ({dnc.SELECT_BLOCKING_DIGESTS}) AS blocking
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, value, lead_id
+FROM ({SELECT_PHONE_OWNERS.replace("$1", "$3").replace("$2", "$4")}) AS owners
+"""
 # Archived leads of the campaign holding any of the keys (lead_archive_dedupe_idx), one row per
 # key held: for checks that count a number as present whatever became of its lead.
 SELECT_ARCHIVED_OWNERS: Final = """
@@ -223,7 +233,9 @@ async def insert_lead_groups(
     # under the locks: it sees every entry committed before them.
     if digest is None:
         digest = await account_digest(conn, account_id)
-    registry = await dnc.blocking(conn, account_id, digest, (k for ks in all_keys for k in ks))
+    registry, owners = await _blocking_and_owners(
+        conn, account_id, digest, [k for ks in all_keys for k in ks], groups, decided
+    )
     appends: list[PendingAppend] = []
     results: dict[int, InsertResult] = {}
     for campaign_id in ordered:
@@ -242,6 +254,7 @@ async def insert_lead_groups(
                 archived,
                 Seen(),
                 [i in blocked for i in range(len(events))],
+                owners.get(campaign_id),
             )
             if any(checks)
             else {}
@@ -614,11 +627,19 @@ async def _duplicates(
     archived: Sequence[bool],
     seen: Seen,
     blocked: Sequence[bool],
+    read: Mapping[str, list[int]] | None = None,
 ) -> dict[int, list[int]]:
+    """The leads (by index) that duplicate live (or archived) leads of the campaign, or an
+    earlier lead of the batch. `read`: the live holders of (at least) the checked keys, when
+    already read with the do-not-call entries."""
     keys = sorted(
         {key for e, check in zip(decided, checks, strict=True) if check for key in e.dedupe_keys}
     )
-    owners = await _owners(conn, SELECT_PHONE_OWNERS, campaign_id, keys)
+    owners = (
+        dict(read)
+        if read is not None
+        else await _owners(conn, SELECT_PHONE_OWNERS, campaign_id, keys)
+    )
     if seen.own:
         owners = {
             key: kept
@@ -655,6 +676,44 @@ async def _duplicates(
         for key in event.dedupe_keys:
             seen_in_batch.setdefault(key, event.lead_id)
     return duplicates
+
+
+async def _blocking_and_owners(
+    conn: Connection,
+    account_id: int,
+    digest: Digest,
+    keys: Sequence[str],
+    groups: Mapping[int, Sequence[NewLead]],
+    decided: Mapping[int, Sequence[LeadInserted]],
+) -> tuple[dnc.Blocking, dict[int, dict[str, list[int]]]]:
+    """The do-not-call entries of every key of the write, and, for a write to one campaign, the
+    live holders of the keys its leads check, in one statement (by campaign); a write to
+    several campaigns reads the holders of each as it checks it."""
+    if len(groups) != 1:
+        return await dnc.blocking(conn, account_id, digest, keys), {}
+    [(campaign_id, leads)] = groups.items()
+    checked = sorted(
+        {
+            key
+            for lead, event in zip(leads, decided[campaign_id], strict=True)
+            if lead.check_duplicates
+            for key in event.dedupe_keys
+        }
+    )
+    if not checked:
+        return await dnc.blocking(conn, account_id, digest, keys), {}
+    by_digest = dnc.digested(digest, keys)
+    rows = await conn.fetch(
+        SELECT_BLOCKING_AND_OWNERS, account_id, list(by_digest), campaign_id, checked
+    )
+    owners: dict[str, list[int]] = {}
+    for row in rows:
+        if row["lead_id"] is not None:
+            owners.setdefault(row["value"], []).append(row["lead_id"])
+    for holders in owners.values():
+        holders.sort()  # as SELECT_PHONE_OWNERS orders them: a UNION ALL keeps no order
+    registry = dnc.blocking_of((row for row in rows if row["lead_id"] is None), by_digest)
+    return registry, {campaign_id: owners}
 
 
 async def _owners(

@@ -414,7 +414,8 @@ async def test_requests_of_one_key_are_read_checked_and_written_together(
     """Five requests of one key at once: one read of their contexts and one transaction, and
     each gets the answer it would get alone, in arrival order (a bad number, an unknown
     campaign and a duplicate of an earlier request among them); a later request is a group of
-    its own that does not read the account's secret again."""
+    its own that does not read the account's secret again, and reads the do-not-call entries
+    with the holders of its number."""
     statements: list[str] = []
 
     async def logged(conn: asyncpg.Connection) -> None:
@@ -443,7 +444,9 @@ async def test_requests_of_one_key_are_read_checked_and_written_together(
         )
         later = await adds.add(
             api_key=acme.key,
-            body=msgspec.convert(body(acme, phoneNumber="9876500004"), AddCampaignData),
+            body=msgspec.convert(
+                body(acme, phoneNumber="9876500004", checkDuplicate=True), AddCampaignData
+            ),
             now=datetime.now(UTC),
             origin=Origin(request_id="later"),
         )
@@ -459,6 +462,13 @@ async def test_requests_of_one_key_are_read_checked_and_written_together(
         Added("second"),
     ]
     assert sum("FROM credentials c" in s for s in statements) == 2  # a group each
+    # A group writing to one campaign reads the do-not-call entries and the holders of the
+    # numbers it checks in one statement; one writing to two reads each campaign's holders
+    # apart.
+    assert [("FROM dnc" in s, "FROM contacts" in s) for s in statements if "FROM dnc" in s] == [
+        (True, False),
+        (True, True),
+    ]
     assert sum(s.startswith("BEGIN") for s in statements) == 2
     assert await count(pool) == 3
 

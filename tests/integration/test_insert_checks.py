@@ -1,0 +1,78 @@
+"""A write's do-not-call and duplicate checks: a write to one campaign reads the registry and
+the numbers' holders in one statement, a write to several reads them apart, and each lead gets
+the same answer either way."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from lead_ledger.ledger.events import LeadFields
+from lead_ledger.service import dnc
+from lead_ledger.service.lead_inserts import InsertResult, NewLead, insert_lead_groups
+from lead_ledger.service.transactions import write_transaction
+from tests.factories import NATIVE, make_account, make_campaign
+
+HELD_TWICE, BLOCKED, FREE = "9876500001", "9876500002", "9876500003"
+
+
+def _lead(phone: str, *, check: bool = True) -> NewLead:
+    return NewLead(
+        fields=LeadFields(phone_numbers=[phone]),
+        ctx=NATIVE,
+        check_duplicates=check,
+        rejections_stream="request-checks",
+    )
+
+
+async def _write(
+    pool: asyncpg.Pool, account_id: int, groups: dict[int, list[NewLead]], statements: list[str]
+) -> dict[int, InsertResult]:
+    def logged(record: asyncpg.connection.LoggedQuery) -> None:
+        statements.append(record.query)
+
+    async with pool.acquire() as conn:
+        conn.add_query_logger(logged)
+        try:
+            async with write_transaction(conn):
+                return await insert_lead_groups(conn, account_id=account_id, groups=groups)
+        finally:
+            conn.remove_query_logger(logged)
+
+
+async def test_checks_read_together_answer_as_checks_read_apart(pool: asyncpg.Pool) -> None:
+    """Each of two campaigns holds one number twice and a blocked one: a duplicate names both
+    holders in id order, a blocked number is refused as blocked though held, a free number goes
+    in and its second lead duplicates it; alone (one statement) and beside another campaign
+    (read apart) alike."""
+    account_id = await make_account(pool)
+    alone = await make_campaign(pool, account_id, "alone")
+    beside = await make_campaign(pool, account_id, "beside")
+    other = await make_campaign(pool, account_id, "other")
+    unchecked = [_lead(HELD_TWICE, check=False), _lead(HELD_TWICE, check=False)]
+    seeded = await _write(
+        pool, account_id, {alone: [*unchecked, _lead(BLOCKED)], beside: [*unchecked]}, []
+    )
+    await _write(pool, account_id, {beside: [_lead(BLOCKED)]}, [])
+    async with pool.acquire() as conn:
+        await dnc.add_entries(conn, NATIVE, account_id, [dnc.NewDncEntry(phone=BLOCKED)])
+    checked = [_lead(HELD_TWICE), _lead(BLOCKED), _lead(FREE), _lead(FREE)]
+
+    together: list[str] = []
+    one = (await _write(pool, account_id, {alone: checked}, together))[alone]
+    apart: list[str] = []
+    two = await _write(pool, account_id, {beside: checked, other: [_lead(FREE)]}, apart)
+
+    assert [("FROM dnc" in s, "FROM contacts" in s) for s in together if "FROM dnc" in s] == [
+        (True, True)
+    ]
+    assert [("FROM dnc" in s, "FROM contacts" in s) for s in apart if "FROM dnc" in s] == [
+        (True, False)
+    ]
+    for campaign_id, result in ((alone, one), (beside, two[beside])):
+        holders = [seeded[campaign_id].inserted[i] for i in (0, 1)]
+        assert result.duplicates[0] == holders
+        assert result.blocked.keys() == {1}
+        assert list(result.inserted) == [2]
+        assert result.duplicates[3] == [result.inserted[2]]
+        assert result.duplicates.keys() == {0, 3}
+    assert list(two[other].inserted) == [0]
