@@ -119,7 +119,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[JOB_KINDS] = job_kinds(
         app[KEY_WORKERS], ExportWorkers.of(settings, app[DATABASE_URL]), replica
     )
-    app[OZONETEL_ADDS] = AddCampaignDataGroups(pool, key_workers=app[KEY_WORKERS])
+    app[OZONETEL_ADDS] = AddCampaignDataGroups(pool)
     app[VICIDIAL_ADDS] = vicidial_adds(pool)
     yield
     await app[VICIDIAL_ADDS].close()

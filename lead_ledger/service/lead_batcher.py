@@ -9,22 +9,34 @@ request id, client address and refusal stream.
 A lead may come with its request's rate limit: the group counts those hits in one statement
 before its transaction (outside it, as rate_limits.take requires), numbered in arrival order,
 so each request is answered as if counted alone, and a request over its limit writes nothing.
+The same statement draws the group's lead ids, and the transaction's BEGIN takes the campaign
+locks: a group's locks are held for its checks and writes alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.service import rate_limits
 from lead_ledger.service.dnc import DncBlock
-from lead_ledger.service.key_workers import KeyWorkers
-from lead_ledger.service.lead_inserts import NewLead, insert_lead_groups
+from lead_ledger.service.key_workers import keys_of
+from lead_ledger.service.lead_inserts import NewLead, Prepared, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import AccountDigests
+
+DRAW_IDS: Final = "SELECT array(SELECT nextval('lead_ids') FROM generate_series(1, $1))"
+# A group's hits ($1-$3, as rate_limits.HIT counts them) and ids for its leads ($4), one round
+# trip; both outside the transaction (the window row is every request's, and ids need no lock).
+HITS_AND_IDS: Final = f"""
+WITH counted AS ({rate_limits.HIT})
+SELECT (SELECT hits FROM counted) AS hits,
+       array(SELECT nextval('lead_ids') FROM generate_series(1, $4)) AS ids
+"""
 
 
 class Inserted(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,13 +74,17 @@ async def write_leads(
     conn: Connection,
     account_id: int,
     group: Sequence[Pending],
-    key_workers: KeyWorkers | None = None,
     digests: AccountDigests | None = None,
 ) -> list[Inserted]:
     """Count the group's rate-limit hits, then insert those within their limits in one
-    transaction; each lead's outcome, in order. `digests`: the writer's known account digests,
-    read before the transaction when not known yet (not inside the campaign locks)."""
-    await _count_hits(conn, account_id, group)
+    transaction; each lead's outcome, in order.
+
+    Everything that needs no lock is done before the transaction: the hits and the lead ids in
+    one statement, the dedupe keys here (a group is small), the account's digest once per
+    `digests`. The transaction's BEGIN takes the campaigns' locks, so the locks are held for
+    the checks and the writes alone.
+    """
+    ids = await _count_hits_and_draw_ids(conn, account_id, group)
     outcomes: dict[int, Inserted] = {}
     by_campaign: dict[int, list[int]] = {}
     for index, pending in enumerate(group):
@@ -77,15 +93,21 @@ async def write_leads(
         else:
             by_campaign.setdefault(pending.campaign_id, []).append(index)
     if by_campaign:
+        ordered = sorted(by_campaign)
+        leads = {c: [group[i].lead for i in by_campaign[c]] for c in ordered}
+        region = group[0].region  # one account, one region
+        keys = keys_of([lead.fields.phone_numbers for c in ordered for lead in leads[c]], region)
+        drawn = iter(ids)
+        prepared = Prepared({c: [next(drawn) for _ in leads[c]] for c in ordered}, keys)
         digest = None if digests is None else await digests.get(conn, account_id)
-        async with write_transaction(conn):
+        async with write_transaction(conn, campaigns=ordered):
             results = await insert_lead_groups(
                 conn,
                 account_id=account_id,
-                groups={c: [group[i].lead for i in ids] for c, ids in by_campaign.items()},
-                region=group[0].region,  # one account, one region
-                key_workers=key_workers,
+                groups=leads,
+                region=region,
                 digest=digest,
+                prepared=prepared,
             )
         for campaign_id, indexes in by_campaign.items():
             result = results[campaign_id]
@@ -98,15 +120,29 @@ async def write_leads(
     return [outcomes[index] for index in range(len(group))]
 
 
-async def _count_hits(conn: Connection, account_id: int, group: Sequence[Pending]) -> None:
-    """Count the rate-limit hits of the group's leads not counted yet, one statement a bucket,
-    in arrival order."""
+async def _count_hits_and_draw_ids(
+    conn: Connection, account_id: int, group: Sequence[Pending]
+) -> list[int]:
+    """Count the rate-limit hits of the group's leads not counted yet, in arrival order, and
+    draw an id for each lead (ascending; those of leads over their limit go unused, as a
+    sequence's ids may): one statement for a group of one bucket, the usual case."""
     by_bucket: dict[str, list[Pending]] = {}
     for pending in group:
         if pending.rate_limit is not None and pending.allowed is None:
             by_bucket.setdefault(pending.rate_limit.bucket, []).append(pending)
+    ids: list[int] | None = None
     for bucket, counted in by_bucket.items():
         limits = [p.rate_limit.limit for p in counted if p.rate_limit is not None]
-        allowed = await rate_limits.take_many(conn, account_id, bucket, limits)
-        for pending, within in zip(counted, allowed, strict=True):
-            pending.allowed = within
+        if ids is None:
+            row = await conn.fetchrow(HITS_AND_IDS, account_id, bucket, len(limits), len(group))
+            if row is None:  # a SELECT without FROM answers one row
+                raise RuntimeError("HITS_AND_IDS answered no row")
+            hits, ids = row["hits"], row["ids"]
+        else:
+            hits = await conn.fetchval(rate_limits.HIT, account_id, bucket, len(limits))
+        await rate_limits.forget_old_windows_now_and_then(conn)
+        for pending, allowed in zip(counted, rate_limits.within(hits, limits), strict=True):
+            pending.allowed = allowed
+    if ids is None:
+        ids = await conn.fetchval(DRAW_IDS, len(group))
+    return sorted(ids)

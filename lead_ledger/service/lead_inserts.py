@@ -83,6 +83,17 @@ ORDER BY a.lead_id
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a small write drew and computed before its transaction, which it began with its
+    campaigns' locks (`write_transaction(conn, campaigns=...)`): each campaign's lead ids (one
+    per lead, ascending, from `lead_ids`) and every lead's dedupe keys, campaigns in ascending
+    order, leads in order."""
+
+    ids: Mapping[int, list[int]]
+    keys: Sequence[list[str]]
+
+
 class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
     """Per input row (by index): the new lead id, the leads it duplicates, or the do-not-call
     entry that blocks it."""
@@ -185,9 +196,12 @@ async def insert_lead_groups(
     region: str | UnsetType | None = UNSET,
     key_workers: KeyWorkers | None = None,
     digest: Digest | None = None,
+    prepared: Prepared | None = None,
 ) -> dict[int, InsertResult]:
     """`insert_lead_batch` for several campaigns of one account in one transaction.
     `digest`: the account's dedupe digest when the caller holds it (read here otherwise).
+    `prepared`: the ids and keys a small write drew and computed before its transaction, whose
+    BEGIN took the locks: nothing is drawn, computed or locked here.
 
     Every campaign is locked, in ascending id order, before anything is written: the order
     keeps concurrent groups deadlock-free, and locking before the first write keeps the feed in
@@ -198,6 +212,10 @@ async def insert_lead_groups(
     if isinstance(region, UnsetType):
         region = await default_region(conn, account_id)
     ordered = sorted(groups)
+    if prepared is not None:
+        return await _insert_decided(
+            conn, account_id, groups, prepared.ids, prepared.keys, region, digest
+        )
     # So are the dedupe keys, the costliest part of a large insert: worker processes compute
     # them ahead, chunk by chunk, starting now (`key_workers`; a thread of this process without
     # them). Nothing needs the whole batch's keys at once: each chunk is checked, appended and
@@ -220,6 +238,21 @@ async def insert_lead_groups(
     finally:
         keys.cancel()
     ids = await _ids_and_locks(conn, groups)
+    return await _insert_decided(conn, account_id, groups, ids, all_keys, region, digest)
+
+
+async def _insert_decided(
+    conn: Connection,
+    account_id: int,
+    groups: Mapping[int, Sequence[NewLead]],
+    ids: Mapping[int, list[int]],
+    all_keys: Sequence[list[str]],
+    region: str | None,
+    digest: Digest | None,
+) -> dict[int, InsertResult]:
+    """A small write under its locks: decide each campaign's leads (with their ids and keys),
+    check them against the registry and the campaign's leads, and record what goes in."""
+    ordered = sorted(groups)
     decided: dict[int, list[LeadInserted]] = {}
     start = 0
     for campaign_id in ordered:

@@ -21,7 +21,6 @@ import asyncpg
 
 from lead_ledger.ledger.credentials import key_digest
 from lead_ledger.service.account_groups import MAX_GROUP, AccountGroups
-from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.lead_batcher import Inserted, Pending, RateLimit, write_leads
 from lead_ledger.service.ozonetel import (
     BUCKET,
@@ -56,11 +55,9 @@ class AddCampaignDataGroups:
         self,
         pool: asyncpg.Pool,
         *,
-        key_workers: KeyWorkers | None = None,
         max_group: int = MAX_GROUP,
     ) -> None:
         self._pool = pool
-        self._key_workers = key_workers
         self._groups: AccountGroups[str, _Request, Outcome] = AccountGroups(
             self._write, max_group=max_group
         )
@@ -97,9 +94,7 @@ class AddCampaignDataGroups:
             if written:
                 account_id: int = written[0][1].row["account_id"]  # one key, one account
                 pendings = [pending for _, _, pending in written]
-                inserted = await write_leads(
-                    conn, account_id, pendings, self._key_workers, self._digests
-                )
+                inserted = await write_leads(conn, account_id, pendings, self._digests)
                 for (index, accepted, _), result in zip(written, inserted, strict=True):
                     outcomes[index] = _outcome(accepted, result)
         return [outcomes[index] for index in range(len(requests))]

@@ -48,10 +48,21 @@ async def take_many(
     if conn.is_in_transaction():
         raise RuntimeError("rate limits must be taken outside a transaction")
     hits: int = await conn.fetchval(HIT, account_id, bucket, len(limits))
-    if random.random() < _CLEANUP_CHANCE:  # noqa: S311 - housekeeping, not security
-        await conn.execute(FORGET_OLD_WINDOWS)
+    await forget_old_windows_now_and_then(conn)
+    return within(hits, limits)
+
+
+def within(hits: int, limits: Sequence[int]) -> list[bool]:
+    """For `len(limits)` hits just counted (the window now at `hits`), in order, whether each
+    is within its limit."""
     first = hits - len(limits) + 1  # the hit number of the first of them
     return [first + n <= limit for n, limit in enumerate(limits)]
+
+
+async def forget_old_windows_now_and_then(conn: Connection) -> None:
+    """Delete the windows of the past hour and more, on about one call in a hundred."""
+    if random.random() < _CLEANUP_CHANCE:  # noqa: S311 - housekeeping, not security
+        await conn.execute(FORGET_OLD_WINDOWS)
 
 
 def seconds_to_next_window(now: datetime) -> int:

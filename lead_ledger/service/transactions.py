@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Final
@@ -25,7 +25,7 @@ from typing import Final
 import asyncpg
 
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.locks import WRITE_GATE_KEY
+from lead_ledger.ledger.locks import WRITE_GATE_KEY, campaign_lock_key
 from lead_ledger.metrics import EVENTS_APPENDED
 
 # Each is one round trip (a simple-protocol script; the only value in them is our own constant).
@@ -35,6 +35,8 @@ BEGIN_WRITE: Final = (
     "BEGIN; SELECT set_config('synchronous_commit', 'off', true), "
     f"pg_advisory_xact_lock_shared({WRITE_GATE_KEY})"
 )
+# A campaign lock in BEGIN's script: the key is an int from ledger/locks.py, never input.
+LOCK_CAMPAIGN: Final = "SELECT pg_advisory_xact_lock(%d)"
 # The barrier runs after COMMIT in its own implicit transaction, where the session's
 # synchronous_commit applies. A transactional logical message takes an xid and writes WAL, so
 # its commit must flush, past ours; merely taking an xid (pg_current_xact_id()) writes no WAL,
@@ -48,15 +50,23 @@ APPENDED_TYPES: Final[ContextVar[list[str] | None]] = ContextVar("appended_types
 
 
 @asynccontextmanager
-async def write_transaction(conn: Connection) -> AsyncIterator[None]:
+async def write_transaction(
+    conn: Connection, *, campaigns: Sequence[int] = ()
+) -> AsyncIterator[None]:
     """A transaction whose commit does not hold locks through the fsync; durable on exit.
 
     Inside a transaction already open, it joins it: the outer one commits (and flushes).
+    `campaigns`: their locks are taken in the BEGIN round trip itself, after the write gate, in
+    ascending id order (ledger/locks.py), each by a statement of its own in the script, so the
+    statements after it see every write committed before the locks were granted.
     """
     if conn.is_in_transaction():
+        if campaigns:
+            raise RuntimeError("campaign locks are taken when the write transaction begins")
         yield
         return
-    await conn.execute(BEGIN_WRITE)
+    locks = "".join(f"; {LOCK_CAMPAIGN % key}" for key in _lock_keys(campaigns))
+    await conn.execute(BEGIN_WRITE + locks)
     appended = APPENDED_TYPES.set([])
     try:
         yield
@@ -73,3 +83,7 @@ async def write_transaction(conn: Connection) -> AsyncIterator[None]:
     # Counted by type first: a 10,000-event batch is a few label lookups, not 10,000.
     for event_type, count in Counter(types).items():
         EVENTS_APPENDED.labels(event_type).inc(count)
+
+
+def _lock_keys(campaigns: Sequence[int]) -> list[int]:
+    return [int(campaign_lock_key(campaign_id)) for campaign_id in sorted(set(campaigns))]

@@ -462,6 +462,14 @@ async def test_requests_of_one_key_are_read_checked_and_written_together(
         Added("second"),
     ]
     assert sum("FROM credentials c" in s for s in statements) == 2  # a group each
+    # Each group draws its ids with its rate-limit hits, before its transaction, whose BEGIN
+    # takes the campaign locks.
+    draws = [s for s in statements if "nextval('lead_ids')" in s]
+    assert len(draws) == 2
+    assert all("rate_limit_windows" in s for s in draws)
+    locks = [s for s in statements if "pg_advisory_xact_lock(" in s]
+    assert len(locks) == 2
+    assert all(s.startswith("BEGIN") for s in locks)
     # A group writing to one campaign reads the do-not-call entries and the holders of the
     # numbers it checks in one statement; one writing to two reads each campaign's holders
     # apart.
@@ -471,6 +479,39 @@ async def test_requests_of_one_key_are_read_checked_and_written_together(
     ]
     assert sum(s.startswith("BEGIN") for s in statements) == 2
     assert await count(pool) == 3
+
+
+async def test_groups_of_two_processes_check_duplicates_exactly(
+    acme: Account, database_url: str, pool: asyncpg.Pool
+) -> None:
+    """Two writers with pools of their own (two processes' groups) add the same numbers at the
+    same moments, checking duplicates: each number goes in once, the other add is refused."""
+    async with (
+        asyncpg.create_pool(database_url, min_size=1, max_size=2, init=init_connection) as one,
+        asyncpg.create_pool(database_url, min_size=1, max_size=2, init=init_connection) as two,
+    ):
+        writers = [AddCampaignDataGroups(one), AddCampaignDataGroups(two)]
+        for round_ in range(12):
+            phone = f"98765{round_:05d}"
+            outcomes = await asyncio.gather(
+                *(
+                    writer.add(
+                        api_key=acme.key,
+                        body=msgspec.convert(
+                            body(acme, phoneNumber=phone, checkDuplicate=True), AddCampaignData
+                        ),
+                        now=datetime.now(UTC),
+                        origin=Origin(request_id=f"race-{round_}-{n}"),
+                    )
+                    for n, writer in enumerate(writers)
+                )
+            )
+            assert sorted(map(repr, outcomes)) == sorted(
+                [repr(Added("sales")), repr(AlreadyExists())]
+            )
+        for writer in writers:
+            await writer.close()
+    assert await count(pool) == 12
 
 
 async def test_a_group_with_an_unknown_key_refuses_every_request(

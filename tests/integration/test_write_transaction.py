@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -60,3 +62,35 @@ async def _nested_then_fail(conn: Connection) -> None:
             await conn.execute("INSERT INTO v VALUES (1)")
         assert await conn.fetchval("SELECT count(*) FROM v") == 1
         raise RuntimeError
+
+
+async def test_campaign_locks_are_taken_by_begin_and_waited_for(pool: asyncpg.Pool) -> None:
+    """A write transaction begun with a campaign holds its lock from BEGIN on: a second one of
+    the same campaign waits in its BEGIN until the first commits, then sees what it wrote;
+    another campaign's does not wait."""
+    async with pool.acquire() as setup:
+        await setup.execute("CREATE TABLE w (x int)")
+    first_done = asyncio.Event()
+
+    async def second(campaign_id: int) -> tuple[bool, int]:
+        async with pool.acquire() as conn, write_transaction(conn, campaigns=[campaign_id]):
+            return first_done.is_set(), await conn.fetchval("SELECT count(*) FROM w")
+
+    async with pool.acquire() as conn:
+        async with write_transaction(conn, campaigns=[7, 3]):
+            locks = await conn.fetch(
+                "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                " AND mode = 'ExclusiveLock'"
+            )
+            assert {row["objid"] for row in locks} == {3, 7}
+            other = await asyncio.wait_for(second(5), timeout=5)
+            waiting = asyncio.create_task(second(7))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            await conn.execute("INSERT INTO w VALUES (1)")
+            first_done.set()
+        assert other == (False, 0)
+        assert await asyncio.wait_for(waiting, timeout=5) == (True, 1)
+        with pytest.raises(RuntimeError, match="when the write transaction begins"):
+            async with write_transaction(conn), write_transaction(conn, campaigns=[3]):
+                pass
