@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, NamedTuple, TypeAlias
 
 import aiohttp
+import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+
+from lead_ledger.ledger.connection import Connection
 
 Client: TypeAlias = TestClient[web.Request, web.Application]
 
@@ -78,3 +83,18 @@ def stop(served: Served) -> None:
     """SIGTERM, then wait for a clean exit."""
     served.process.send_signal(signal.SIGTERM)
     served.process.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def logged_statements(conn: Connection) -> Iterator[list[str]]:
+    """The text of every statement `conn` runs inside the block, in order."""
+    statements: list[str] = []
+
+    def logged(record: asyncpg.connection.LoggedQuery) -> None:
+        statements.append(record.query)
+
+    conn.add_query_logger(logged)
+    try:
+        yield statements
+    finally:
+        conn.remove_query_logger(logged)

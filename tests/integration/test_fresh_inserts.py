@@ -26,6 +26,7 @@ from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.leads import update_leads
 from lead_ledger.service.transactions import write_transaction
 from tests.factories import NATIVE, make_account, make_campaign
+from tests.support import logged_statements
 
 ROWS = fresh_inserts.SQL_FROM + 44
 LEAD_VALUES = """
@@ -123,18 +124,12 @@ async def test_a_connection_in_another_time_zone_writes_the_same_rows_and_keeps_
     account_id = await make_account(pool)
     on_pool = await make_campaign(pool, account_id, "on-pool")
     zoned = await make_campaign(pool, account_id, "zoned")
-    statements: list[str] = []
-
-    def logged(record: asyncpg.connection.LoggedQuery) -> None:
-        statements.append(record.query)
-
-    async with pool.acquire() as pooled:
-        pooled.add_query_logger(logged)
-        try:
-            async with write_transaction(pooled):
-                await insert_in(pooled, account_id, on_pool)
-        finally:
-            pooled.remove_query_logger(logged)
+    async with (
+        pool.acquire() as pooled,
+        write_transaction(pooled),
+    ):
+        with logged_statements(pooled) as statements:
+            await insert_in(pooled, account_id, on_pool)
     assert statements
     assert not [s for s in statements if "TimeZone" in s]
     conn = await asyncpg.connect(database_url, server_settings={"TimeZone": "Asia/Kolkata"})

@@ -11,6 +11,7 @@ from lead_ledger.service import dnc
 from lead_ledger.service.lead_inserts import InsertResult, NewLead, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
 from tests.factories import NATIVE, make_account, make_campaign
+from tests.support import logged_statements
 
 HELD_TWICE, BLOCKED, FREE = "9876500001", "9876500002", "9876500003"
 
@@ -27,16 +28,12 @@ def _lead(phone: str, *, check: bool = True) -> NewLead:
 async def _write(
     pool: asyncpg.Pool, account_id: int, groups: dict[int, list[NewLead]], statements: list[str]
 ) -> dict[int, InsertResult]:
-    def logged(record: asyncpg.connection.LoggedQuery) -> None:
-        statements.append(record.query)
-
     async with pool.acquire() as conn:
-        conn.add_query_logger(logged)
-        try:
+        with logged_statements(conn) as logged:
             async with write_transaction(conn):
-                return await insert_lead_groups(conn, account_id=account_id, groups=groups)
-        finally:
-            conn.remove_query_logger(logged)
+                result = await insert_lead_groups(conn, account_id=account_id, groups=groups)
+        statements.extend(logged)
+        return result
 
 
 async def test_checks_read_together_answer_as_checks_read_apart(pool: asyncpg.Pool) -> None:

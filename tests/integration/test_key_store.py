@@ -13,6 +13,7 @@ from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import AccountDigests
+from tests.support import logged_statements
 
 MASTER = subject_keys.new_data_key()
 
@@ -172,22 +173,12 @@ async def test_a_writers_account_digests_keep_only_committed_secrets(pool: async
     """A writer reads an account's secret once; one made in a transaction that rolled back is
     not kept (another writer would make and keep a different one)."""
     digests = AccountDigests()
-    reads: list[str] = []
-
-    def logged(record: asyncpg.connection.LoggedQuery) -> None:
-        if "account_secrets" in record.query:
-            reads.append(record.query)
-
     async with pool.acquire() as conn:
-        conn.add_query_logger(logged)
-        try:
-            made_and_lost = await _made_in_a_rolled_back_transaction(conn, digests)
-            kept = (await digests.get(conn, 7))("9876500001")
-            assert kept != made_and_lost
-            stored = await key_store.account_secret(conn, key_store.master_key(), 7)
-            assert subject_keys.digester(stored)("9876500001") == kept
-            reads.clear()
+        made_and_lost = await _made_in_a_rolled_back_transaction(conn, digests)
+        kept = (await digests.get(conn, 7))("9876500001")
+        assert kept != made_and_lost
+        stored = await key_store.account_secret(conn, key_store.master_key(), 7)
+        assert subject_keys.digester(stored)("9876500001") == kept
+        with logged_statements(conn) as statements:
             assert (await digests.get(conn, 7))("9876500001") == kept
-            assert reads == []
-        finally:
-            conn.remove_query_logger(logged)
+        assert statements == []
