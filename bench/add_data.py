@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -451,9 +452,28 @@ def report_phases(results: Sequence[tuple[str, Tally]], seconds: float) -> None:
             ("errors", f"{errors} {'(none)' if not errors else 'FAIL'}"),
         ]
     )
+    notes = []
+    cores = usable_cores()
+    one_cpu = sum(results[1][1].cpu.values())
+    if one_cpu and one.requests:
+        # What two processes' target asks of the machine, at one process's CPU per request
+        # (server, database and load generator together): a second process cannot do better.
+        needed = TWO_PROCESSES_TARGET * one.rate * one_cpu / one.requests
+        notes.append(
+            f"{TWO_PROCESSES_TARGET}x one process's rate needs ~{needed:.1f} cores at its CPU per"
+            f" request ({1000 * one_cpu / one.requests:.3f} ms, every part); {cores} usable"
+        )
     first = next((t.first_error for _, t in results if t.first_error), None)
     if first:
-        print_notes([f"first error: {first}"])
+        notes.append(f"first error: {first}")
+    if notes:
+        print_notes(notes)
+
+
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def report_cpu(results: Sequence[tuple[str, Tally]], seconds: float) -> None:

@@ -10,6 +10,7 @@ writers of one subject agree on one key without a lock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
@@ -60,6 +61,21 @@ class SubjectErasedError(LedgerError):
     def __init__(self, subjects: Iterable[str]) -> None:
         self.subjects = sorted(subjects)
         super().__init__(f"erased subjects cannot be written again: {', '.join(self.subjects)}")
+
+
+@dataclass(frozen=True, slots=True)
+class NewKeys:
+    """Keys made for subjects that should have none yet, wrapped: stored by the statement that
+    appends the events sealed with them (`store.append_events(new_keys=...)`), which appends
+    nothing if any of those subjects had a key after all (`KeysExistedError`)."""
+
+    subject_ids: list[str]
+    account_ids: list[int]
+    wrapped: list[bytes]
+
+
+class KeysExistedError(LedgerError):
+    """Some subjects that keys were made for had one already: nothing was appended."""
 
 
 class KeyConflictError(LedgerError):

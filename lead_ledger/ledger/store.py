@@ -8,13 +8,14 @@ SQL is named after what it does and lives in module constants with `$n` paramete
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 import asyncpg
 
+from lead_ledger.ledger import key_store
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import (
     ANY_VERSION,
@@ -24,6 +25,7 @@ from lead_ledger.ledger.envelope import (
     StreamAppend,
 )
 from lead_ledger.ledger.errors import ConcurrencyError, LedgerError
+from lead_ledger.ledger.key_store import KeysExistedError, NewKeys
 
 _COLUMNS: Final = (
     "position, event_id, stream_id, stream_version, type, schema_version, data, metadata,"
@@ -46,6 +48,19 @@ SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bigint[], $5::text[]
                      $7::jsonb[], $8::jsonb[])
 RETURNING event_id, position, recorded_at, transaction_id
 """
+
+# INSERT_EVENTS ($1-$8) with the keys of the events' new subjects ($9-$11, as
+# key_store.INSERT_KEYS stores them): the events go in only if every key did (none of those
+# subjects had one), so a subject's events are never sealed with a key that is not its own.
+_KEYS_AS_9_TO_11: Final = (
+    key_store.INSERT_KEYS.replace("$1", "$9").replace("$2", "$10").replace("$3", "$11")
+)
+_EVENTS_IF_ALL_MADE: Final = INSERT_EVENTS.replace(
+    "\nRETURNING", "\nWHERE (SELECT count(*) FROM made) = cardinality($9::text[])\nRETURNING"
+)
+if _EVENTS_IF_ALL_MADE == INSERT_EVENTS:
+    raise RuntimeError("INSERT_EVENTS changed: update _EVENTS_IF_ALL_MADE")
+INSERT_KEYS_AND_EVENTS: Final = f"WITH made AS ({_KEYS_AS_9_TO_11}){_EVENTS_IF_ALL_MADE}"
 
 SELECT_EVENTS_BY_ID: Final = f"""
 SELECT {_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position
@@ -135,7 +150,11 @@ class AppendResult:
 
 
 async def append_events(
-    conn: Connection, appends: Sequence[StreamAppend], *, detect_retries: bool = True
+    conn: Connection,
+    appends: Sequence[StreamAppend],
+    *,
+    detect_retries: bool = True,
+    new_keys: NewKeys | None = None,
 ) -> AppendResult:
     """Append events to one or more streams in one statement (INSERT, or COPY when large).
 
@@ -144,39 +163,20 @@ async def append_events(
     request records nothing twice. Callers whose event ids are fresh random ones cannot be
     retrying and pass `detect_retries=False`, which saves the savepoint's two round trips; a
     clash then aborts their transaction, as any error would.
+
+    `new_keys` (with fresh event ids only): keys made for subjects that should have none, which
+    the events are sealed with; stored by the INSERT itself (one round trip for both), or just
+    before a COPY. If any of those subjects had a key, no event is appended and
+    KeysExistedError is raised, with the caller's transaction still usable: the keys that were
+    new are kept, and the caller seals again with the stored ones.
     """
+    if new_keys is not None and detect_retries:
+        raise ValueError("new_keys are for appends of fresh event ids (detect_retries=False)")
     appends = [a for a in appends if a.events]
     if not appends:
         return AppendResult([])
-    next_version = await _next_versions(conn, appends)
-
-    event_ids: list[uuid.UUID] = []
-    stream_ids: list[str] = []
-    versions: list[int] = []
-    accounts: list[int | None] = []
-    types: list[str] = []
-    schema_versions: list[int] = []
-    bodies: list[bytes] = []
-    metadatas: list[bytes] = []
-    for append in appends:
-        metadata = METADATA_ENCODER.encode(append.metadata)
-        version = next_version[append.stream_id]
-        for event in append.events:
-            event_ids.append(event.event_id)
-            stream_ids.append(append.stream_id)
-            versions.append(version)
-            accounts.append(append.account_id)
-            types.append(event.type)
-            schema_versions.append(event.schema_version)
-            bodies.append(event.data)
-            metadatas.append(metadata)
-            version += 1
-        next_version[append.stream_id] = version
-
-    rows = _Rows(
-        event_ids, stream_ids, versions, accounts, types, schema_versions, bodies, metadatas
-    )
-    write = _copy_events if len(event_ids) >= COPY_THRESHOLD else _insert_events
+    rows = _rows_of(appends, await _next_versions(conn, appends))
+    write = await _writer(conn, rows, new_keys)
     try:
         if not detect_retries:
             return AppendResult(await write(conn, rows))
@@ -196,7 +196,7 @@ async def append_events(
             await conn.execute(RELEASE_SAVEPOINT)
     except asyncpg.UniqueViolationError as error:
         if detect_retries and error.constraint_name == "events_event_id_key":
-            return await _stored_retry(conn, event_ids)
+            return await _stored_retry(conn, rows.event_ids)
         raise _clash(appends) from error
     return AppendResult(recorded)
 
@@ -273,6 +273,10 @@ async def _insert_events(conn: Connection, rows: _Rows) -> list[RecordedEvent]:
         rows.bodies,
         rows.metadatas,
     )
+    return _recorded_rows(rows, returned)
+
+
+def _recorded_rows(rows: _Rows, returned: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
     by_id = {row["event_id"]: row for row in returned}
     recorded = []
     for i, event_id in enumerate(rows.event_ids):
@@ -281,6 +285,85 @@ async def _insert_events(conn: Connection, rows: _Rows) -> list[RecordedEvent]:
             rows.recorded(i, row["position"], row["recorded_at"], row["transaction_id"])
         )
     return recorded
+
+
+def _rows_of(appends: Sequence[StreamAppend], next_version: dict[str, int]) -> _Rows:
+    """The appends' events as columns, each numbered from its stream's next version."""
+
+    event_ids: list[uuid.UUID] = []
+    stream_ids: list[str] = []
+    versions: list[int] = []
+    accounts: list[int | None] = []
+    types: list[str] = []
+    schema_versions: list[int] = []
+    bodies: list[bytes] = []
+    metadatas: list[bytes] = []
+    for append in appends:
+        metadata = METADATA_ENCODER.encode(append.metadata)
+        version = next_version[append.stream_id]
+        for event in append.events:
+            event_ids.append(event.event_id)
+            stream_ids.append(append.stream_id)
+            versions.append(version)
+            accounts.append(append.account_id)
+            types.append(event.type)
+            schema_versions.append(event.schema_version)
+            bodies.append(event.data)
+            metadatas.append(metadata)
+            version += 1
+        next_version[append.stream_id] = version
+
+    return _Rows(
+        event_ids, stream_ids, versions, accounts, types, schema_versions, bodies, metadatas
+    )
+
+
+_Write = Callable[[Connection, "_Rows"], Awaitable[list[RecordedEvent]]]
+
+
+async def _writer(conn: Connection, rows: _Rows, new_keys: NewKeys | None) -> _Write:
+    """How these rows are written: by INSERT, or COPY when many; with new keys, stored by the
+    INSERT itself, or before the COPY."""
+    if len(rows.event_ids) >= COPY_THRESHOLD:
+        if new_keys is not None:
+            await _store_keys(conn, new_keys)
+        return _copy_events
+    if new_keys is None:
+        return _insert_events
+    keys = new_keys
+
+    async def insert_with_keys(conn: Connection, rows: _Rows) -> list[RecordedEvent]:
+        return await _insert_keys_and_events(conn, rows, keys)
+
+    return insert_with_keys
+
+
+async def _insert_keys_and_events(
+    conn: Connection, rows: _Rows, keys: NewKeys
+) -> list[RecordedEvent]:
+    returned = await conn.fetch(
+        INSERT_KEYS_AND_EVENTS,
+        rows.event_ids,
+        rows.stream_ids,
+        rows.versions,
+        rows.accounts,
+        rows.types,
+        rows.schema_versions,
+        rows.bodies,
+        rows.metadatas,
+        keys.subject_ids,
+        keys.account_ids,
+        keys.wrapped,
+    )
+    if not returned:
+        raise KeysExistedError
+    return _recorded_rows(rows, returned)
+
+
+async def _store_keys(conn: Connection, keys: NewKeys) -> None:
+    made = await conn.fetch(key_store.INSERT_KEYS, keys.subject_ids, keys.account_ids, keys.wrapped)
+    if len(made) != len(keys.subject_ids):
+        raise KeysExistedError
 
 
 async def _copy_events(conn: Connection, rows: _Rows) -> list[RecordedEvent]:

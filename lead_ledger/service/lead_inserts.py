@@ -303,7 +303,8 @@ async def _insert_decided(
         results[campaign_id] = InsertResult(
             inserted=inserted, duplicates=duplicates, blocked=blocked
         )
-    await record(conn, appends, digests={account_id: digest})
+    # Every subject here is new: leads with ids just drawn, refusals of this write.
+    await record(conn, appends, digests={account_id: digest}, new_subjects=True)
     return results
 
 

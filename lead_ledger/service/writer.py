@@ -3,6 +3,7 @@ caller's transaction, so a request reads its own writes and duplicate checks see
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ async def record(
     *,
     detect_retries: bool = False,
     digests: Mapping[int, subject_keys.Digest] | None = None,
+    new_subjects: bool = False,
 ) -> AppendResult:
     """Seal, append and project. Must run inside the caller's transaction (and its locks),
     which should be a `service.transactions.write_transaction` so that it holds the write gate.
@@ -115,9 +117,23 @@ async def record(
     pass `detect_retries=True` only for events with ids derived from something replayable.
     Raises key_store.SubjectErasedError for a write to an erased subject. `digests`: accounts'
     dedupe digests the caller already holds (`account_digest`), so they are not read again.
+    `new_subjects`: every subject of these appends should have no key yet (leads with ids just
+    drawn, and their request's refusals): keys are made here and stored by the events' own
+    statement. If one had a key after all (a request id sent again), that statement appends
+    nothing, and the appends are sealed again with the stored keys, as without the hint.
     """
     if not conn.is_in_transaction():
         raise RuntimeError("record() must run inside a transaction")
+    if new_subjects and not detect_retries:
+        made = {
+            account_id: {subject: subject_keys.new_data_key() for subject in _subjects(group)}
+            for account_id, group in _by_account(appends).items()
+        }
+        sealed = await seal_appends(conn, appends, digests, made=made)
+        with contextlib.suppress(key_store.KeysExistedError):
+            return await _append_and_project(
+                conn, appends, sealed, detect_retries=False, new_keys=_wrapped(made)
+            )
     sealed = await seal_appends(conn, appends, digests)
     return await _append_and_project(conn, appends, sealed, detect_retries=detect_retries)
 
@@ -209,8 +225,9 @@ async def _append_and_project(
     sealed: list[StreamAppend],
     *,
     detect_retries: bool,
+    new_keys: key_store.NewKeys | None = None,
 ) -> AppendResult:
-    result = await append_events(conn, sealed, detect_retries=detect_retries)
+    result = await append_events(conn, sealed, detect_retries=detect_retries, new_keys=new_keys)
     if not result.already_stored:
         # The projections fold the events as written, not as stored: nothing to open.
         plain = [event for append in appends for _, event in append.events]
@@ -225,19 +242,49 @@ async def seal_appends(
     conn: Connection,
     appends: Sequence[PendingAppend],
     digests: Mapping[int, subject_keys.Digest] | None = None,
+    *,
+    made: Mapping[int, Keys] | None = None,
 ) -> list[StreamAppend]:
     """The appends as stored: each account's subjects get their keys (made where new, with the
-    digests an erasure finds them by), then every event and client address is sealed."""
-    by_account: dict[int, list[PendingAppend]] = {}
-    for append in appends:
-        by_account.setdefault(append.account_id or 0, []).append(append)
+    digests an erasure finds them by), then every event and client address is sealed. `made`:
+    keys made for every subject of an account, used as they are (stored by the caller)."""
     sealed: dict[int, StreamAppend] = {}
-    for account_id, group in by_account.items():
+    for account_id, group in _by_account(appends).items():
         known = (digests or {}).get(account_id)
-        stored_group = await _seal_account(conn, account_id, group, known)
+        keys = None if made is None else made.get(account_id, {})
+        stored_group = await _seal_account(conn, account_id, group, known, keys)
         for append, stored in zip(group, stored_group, strict=True):
             sealed[id(append)] = stored
     return [sealed[id(append)] for append in appends]
+
+
+def _by_account(appends: Sequence[PendingAppend]) -> dict[int, list[PendingAppend]]:
+    by_account: dict[int, list[PendingAppend]] = {}
+    for append in appends:
+        by_account.setdefault(append.account_id or 0, []).append(append)
+    return by_account
+
+
+def _subjects(appends: Sequence[PendingAppend]) -> set[str]:
+    """Every subject sealing these appends needs a key of: the events' personal data, and each
+    client address (the append's stream is its subject)."""
+    subjects: set[str] = set()
+    for append in appends:
+        if append.metadata.client_address is not None:
+            subjects.add(append.stream_id)
+        for event_id, event in append.events:
+            subjects.update(subjects_to_seal(event, event_id))
+    return subjects
+
+
+def _wrapped(made: Mapping[int, Keys]) -> key_store.NewKeys:
+    master = key_store.master_key()
+    subject_ids = [subject for keys in made.values() for subject in keys]
+    return key_store.NewKeys(
+        subject_ids=subject_ids,
+        account_ids=[account_id for account_id, keys in made.items() for _ in keys],
+        wrapped=[subject_keys.wrap(master, key) for keys in made.values() for key in keys.values()],
+    )
 
 
 async def _seal_account(
@@ -245,14 +292,10 @@ async def _seal_account(
     account_id: int,
     appends: Sequence[PendingAppend],
     known: subject_keys.Digest | None,
+    made: Keys | None = None,
 ) -> list[StreamAppend]:
     master = key_store.master_key()
-    subjects: set[str] = set()
-    for append in appends:
-        if append.metadata.client_address is not None:
-            subjects.add(append.stream_id)
-        for event_id, event in append.events:
-            subjects.update(subjects_to_seal(event, event_id))
+    subjects = _subjects(appends)
     leaving = {
         lead_id
         for append in appends
@@ -264,7 +307,11 @@ async def _seal_account(
     digest = known or subject_keys.digester(
         await key_store.account_secret(conn, master, account_id)
     )
-    keys = await key_store.keys_for_writing(conn, master, account_id, subjects)
+    keys = (
+        made
+        if made is not None
+        else await key_store.keys_for_writing(conn, master, account_id, subjects)
+    )
     tokens = await _leaving_tokens(conn, leaving)
     region = await _region_if_needed(conn, account_id, appends)
     for append in appends:

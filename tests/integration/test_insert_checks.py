@@ -5,11 +5,15 @@ the same answer either way."""
 from __future__ import annotations
 
 import asyncpg
+import msgspec
 
-from lead_ledger.ledger.events import LeadFields
+from lead_ledger.ledger.events import LeadFields, LeadRejected
+from lead_ledger.ledger.opening import open_pairs, shown_records
+from lead_ledger.ledger.store import read_stream
 from lead_ledger.service import dnc
 from lead_ledger.service.lead_inserts import InsertResult, NewLead, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
+from lead_ledger.service.writer import Context
 from tests.factories import NATIVE, make_account, make_campaign
 from tests.support import logged_statements
 
@@ -73,3 +77,40 @@ async def test_checks_read_together_answer_as_checks_read_apart(pool: asyncpg.Po
         assert result.duplicates[3] == [result.inserted[2]]
         assert result.duplicates.keys() == {0, 3}
     assert list(two[other].inserted) == [0]
+
+
+async def test_a_request_id_sent_again_is_sealed_with_its_stored_key(pool: asyncpg.Pool) -> None:
+    """A refusal on the stream of a request id used before (a client that sends its id again):
+    its subject already has a key, so the write that stores keys with the events appends
+    nothing, and the refusal is sealed again with the stored key; both refusals open."""
+    account_id = await make_account(pool)
+    campaign_id = await make_campaign(pool, account_id)
+    await _write(pool, account_id, {campaign_id: [_lead(HELD_TWICE, check=False)]}, [])
+    ctx = Context(actor=NATIVE.actor, request_id="again", client_address="10.1.2.3")
+    sent = NewLead(
+        fields=LeadFields(phone_numbers=[HELD_TWICE]),
+        ctx=ctx,
+        check_duplicates=True,
+        rejections_stream="request-again",
+    )
+    first: list[str] = []
+    await _write(pool, account_id, {campaign_id: [sent]}, first)
+    again: list[str] = []
+    await _write(pool, account_id, {campaign_id: [sent]}, again)
+    # The first write stored the key with the events; the second tried, then read the key.
+    assert sum("INSERT INTO subject_keys" in s for s in first) == 1
+    keyed = [s for s in again if "subject_keys" in s or "INSERT INTO events" in s]
+    assert [("INSERT INTO events" in s, "subject_keys" in s) for s in keyed][:3] == [
+        (True, True),  # the keys and the events: nothing appended
+        (False, True),  # the keys offered again: none new
+        (False, True),  # the stored key read
+    ]
+    async with pool.acquire() as conn:
+        stored = await read_stream(conn, "request-again")
+        opened = await open_pairs(conn, stored)
+        shown = await shown_records(conn, stored)
+    assert [type(event).__name__ for _, event in opened] == ["LeadRejected", "LeadRejected"]
+    assert all(
+        isinstance(e, LeadRejected) and e.row == {"phone_numbers": HELD_TWICE} for _, e in opened
+    )
+    assert [msgspec.json.decode(r.metadata)["client_address"] for r in shown] == ["10.1.2.3"] * 2

@@ -20,6 +20,7 @@ from lead_ledger.ledger.envelope import (
     StreamAppend,
 )
 from lead_ledger.ledger.errors import ConcurrencyError
+from lead_ledger.ledger.key_store import KeysExistedError, NewKeys
 from lead_ledger.ledger.store import (
     COPY_THRESHOLD,
     DuplicateEventError,
@@ -27,6 +28,7 @@ from lead_ledger.ledger.store import (
     head_position,
     read_stream,
 )
+from tests.support import logged_statements
 
 
 def event(kind: str = "thing_happened", **body: object) -> NewEvent:
@@ -214,3 +216,53 @@ async def test_large_appends_go_by_copy_with_the_same_guarantees(pool: asyncpg.P
         await append(pool, "big", NO_STREAM, *others)
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM events") == len(events)
+
+
+def _new_keys(*subjects: str) -> NewKeys:
+    return NewKeys(
+        subject_ids=list(subjects),
+        account_ids=[1] * len(subjects),
+        wrapped=[f"wrapped {s}".encode() for s in subjects],
+    )
+
+
+@pytest.mark.parametrize("count", [3, COPY_THRESHOLD + 4])
+async def test_new_keys_are_stored_with_the_events_or_nothing_is(
+    pool: asyncpg.Pool, count: int
+) -> None:
+    """Keys for new subjects go in with their events (by the INSERT itself, or before a COPY);
+    when one of them had a key, no event goes in, the new keys are kept, and the transaction
+    goes on: the same events then append without keys, and a stream clash still raises."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO subject_keys (subject_id, account_id, wrapped_key) VALUES ('had', 1, 'x')"
+        )
+        events = [event(n=n) for n in range(count)]
+        appended = [StreamAppend(stream_id="s", expected_version=NO_STREAM, events=events)]
+        async with conn.transaction():
+            with logged_statements(conn) as statements:
+                result = await append_events(
+                    conn, appended, detect_retries=False, new_keys=_new_keys("a", "b")
+                )
+            assert len(result.events) == count
+            if count < COPY_THRESHOLD:  # one statement for the keys and the events
+                assert [s for s in statements if "subject_keys" in s] == [
+                    s for s in statements if "INSERT INTO events" in s
+                ]
+        again = [StreamAppend(stream_id="t", expected_version=NO_STREAM, events=[event()])]
+        async with conn.transaction():
+            with pytest.raises(KeysExistedError):
+                await append_events(
+                    conn, again, detect_retries=False, new_keys=_new_keys("c", "had")
+                )
+            assert await conn.fetchval("SELECT count(*) FROM events WHERE stream_id = 't'") == 0
+            assert (await append_events(conn, again, detect_retries=False)).events
+        clash = [StreamAppend(stream_id="s", expected_version=NO_STREAM, events=[event()])]
+        async with conn.transaction():
+            with pytest.raises(ConcurrencyError):
+                await append_events(conn, clash, detect_retries=False, new_keys=_new_keys("d"))
+        keys = await conn.fetch("SELECT subject_id FROM subject_keys ORDER BY subject_id")
+        assert [row["subject_id"] for row in keys] == ["a", "b", "c", "had"]
+        assert await conn.fetchval("SELECT count(*) FROM events") == count + 1
+        with pytest.raises(ValueError, match="fresh event ids"):
+            await append_events(conn, again, new_keys=_new_keys("e"))
