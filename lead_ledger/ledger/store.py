@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 
@@ -244,6 +244,19 @@ class _Rows:
     bodies: list[bytes]
     metadatas: list[bytes]
 
+    def columns(self) -> tuple[list[Any], ...]:
+        """INSERT_EVENTS's parameters $1-$8, in order."""
+        return (
+            self.event_ids,
+            self.stream_ids,
+            self.versions,
+            self.accounts,
+            self.types,
+            self.schema_versions,
+            self.bodies,
+            self.metadatas,
+        )
+
     def recorded(
         self, i: int, position: int, recorded_at: datetime, transaction_id: int
     ) -> RecordedEvent:
@@ -262,17 +275,7 @@ class _Rows:
 
 
 async def _insert_events(conn: Connection, rows: _Rows) -> list[RecordedEvent]:
-    returned = await conn.fetch(
-        INSERT_EVENTS,
-        rows.event_ids,
-        rows.stream_ids,
-        rows.versions,
-        rows.accounts,
-        rows.types,
-        rows.schema_versions,
-        rows.bodies,
-        rows.metadatas,
-    )
+    returned = await conn.fetch(INSERT_EVENTS, *rows.columns())
     return _recorded_rows(rows, returned)
 
 
@@ -342,18 +345,7 @@ async def _insert_keys_and_events(
     conn: Connection, rows: _Rows, keys: NewKeys
 ) -> list[RecordedEvent]:
     returned = await conn.fetch(
-        INSERT_KEYS_AND_EVENTS,
-        rows.event_ids,
-        rows.stream_ids,
-        rows.versions,
-        rows.accounts,
-        rows.types,
-        rows.schema_versions,
-        rows.bodies,
-        rows.metadatas,
-        keys.subject_ids,
-        keys.account_ids,
-        keys.wrapped,
+        INSERT_KEYS_AND_EVENTS, *rows.columns(), keys.subject_ids, keys.account_ids, keys.wrapped
     )
     if not returned:
         raise KeysExistedError
