@@ -69,9 +69,12 @@ class NewKeys:
     appends the events sealed with them (`store.append_events(new_keys=...)`), which appends
     nothing if any of those subjects had a key after all (`KeysExistedError`)."""
 
-    subject_ids: list[str]
-    account_ids: list[int]
-    wrapped: list[bytes]
+    by_account: Mapping[int, Mapping[str, bytes]]  # account -> subject -> wrapped key
+
+    def columns(self) -> tuple[list[str], list[int], list[bytes]]:
+        """INSERT_KEYS's parameters: subject ids, account ids, wrapped keys."""
+        pairs = [(a, s, w) for a, keys in self.by_account.items() for s, w in keys.items()]
+        return [s for _, s, _ in pairs], [a for a, _, _ in pairs], [w for _, _, w in pairs]
 
 
 class KeysExistedError(LedgerError):

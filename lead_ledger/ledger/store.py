@@ -344,18 +344,18 @@ async def _writer(conn: Connection, rows: _Rows, new_keys: NewKeys | None) -> _W
 async def _insert_keys_and_events(
     conn: Connection, rows: _Rows, keys: NewKeys
 ) -> list[RecordedEvent]:
-    returned = await conn.fetch(
-        INSERT_KEYS_AND_EVENTS, *rows.columns(), keys.subject_ids, keys.account_ids, keys.wrapped
-    )
+    returned = await conn.fetch(INSERT_KEYS_AND_EVENTS, *rows.columns(), *keys.columns())
     if not returned:
         raise KeysExistedError
     return _recorded_rows(rows, returned)
 
 
 async def _store_keys(conn: Connection, keys: NewKeys) -> None:
-    made = await conn.fetch(key_store.INSERT_KEYS, keys.subject_ids, keys.account_ids, keys.wrapped)
-    if len(made) != len(keys.subject_ids):
-        raise KeysExistedError
+    for account_id, wrapped in keys.by_account.items():
+        try:
+            await key_store.store_new_keys(conn, account_id, wrapped)
+        except (key_store.KeyConflictError, key_store.SubjectErasedError):
+            raise KeysExistedError from None
 
 
 async def _copy_events(conn: Connection, rows: _Rows) -> list[RecordedEvent]:

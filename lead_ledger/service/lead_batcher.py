@@ -137,11 +137,12 @@ async def _count_hits_and_draw_ids(
             row = await conn.fetchrow(HITS_AND_IDS, account_id, bucket, len(limits), len(group))
             if row is None:  # a SELECT without FROM answers one row
                 raise RuntimeError("HITS_AND_IDS answered no row")
-            hits, ids = row["hits"], row["ids"]
-        else:
-            hits = await conn.fetchval(rate_limits.HIT, account_id, bucket, len(limits))
-        await rate_limits.forget_old_windows_now_and_then(conn)
-        for pending, allowed in zip(counted, rate_limits.within(hits, limits), strict=True):
+            ids = row["ids"]
+            answers = rate_limits.within(row["hits"], limits)
+            await rate_limits.forget_old_windows_now_and_then(conn)
+        else:  # another bucket of the same group: its hits alone
+            answers = await rate_limits.take_many(conn, account_id, bucket, limits)
+        for pending, allowed in zip(counted, answers, strict=True):
             pending.allowed = allowed
     if ids is None:
         ids = await conn.fetchval(DRAW_IDS, len(group))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -126,13 +126,14 @@ async def record(
         raise RuntimeError("record() must run inside a transaction")
     if new_subjects and not detect_retries:
         made = {
-            account_id: {subject: subject_keys.new_data_key() for subject in _subjects(group)}
+            account_id: _fresh_keys(_subjects(group))
             for account_id, group in _by_account(appends).items()
         }
         sealed = await seal_appends(conn, appends, digests, made=made)
+        new_keys = key_store.NewKeys({a: _wrapped(keys) for a, keys in made.items()})
         with contextlib.suppress(key_store.KeysExistedError):
             return await _append_and_project(
-                conn, appends, sealed, detect_retries=False, new_keys=_wrapped(made)
+                conn, appends, sealed, detect_retries=False, new_keys=new_keys
             )
     sealed = await seal_appends(conn, appends, digests)
     return await _append_and_project(conn, appends, sealed, detect_retries=detect_retries)
@@ -167,20 +168,15 @@ def seal_ahead(
     large insert seals its next chunk while the server writes the last one. `digest` is the
     account's (`account_digest`). Appends that take contacts out of the views or record
     lookup digests go through `record`, which does both."""
-    subjects: set[str] = set()
     for append in appends:
         if append.account_id != account_id:
             raise ValueError("seal_ahead: appends of another account")
-        if append.metadata.client_address is not None:
-            subjects.add(append.stream_id)
         for event_id, event in append.events:
             if leaving_contacts(event) is not None or event_tokens(event, event_id, None):
                 raise ValueError(f"seal_ahead: {type(event).__name__} needs record()")
-            subjects.update(subjects_to_seal(event, event_id))
-    master = key_store.master_key()
-    keys = {subject: subject_keys.new_data_key() for subject in subjects}
-    wrapped = {subject: subject_keys.wrap(master, key) for subject, key in keys.items()}
-    return SealedAhead(appends, [_stored(a, keys, digest) for a in appends], account_id, wrapped)
+    keys = _fresh_keys(_subjects(appends))
+    stored = [_stored(append, keys, digest) for append in appends]
+    return SealedAhead(appends, stored, account_id, _wrapped(keys))
 
 
 async def account_digest(conn: Connection, account_id: int) -> subject_keys.Digest:
@@ -277,14 +273,14 @@ def _subjects(appends: Sequence[PendingAppend]) -> set[str]:
     return subjects
 
 
-def _wrapped(made: Mapping[int, Keys]) -> key_store.NewKeys:
+def _fresh_keys(subjects: Iterable[str]) -> Keys:
+    return {subject: subject_keys.new_data_key() for subject in subjects}
+
+
+def _wrapped(keys: Keys) -> dict[str, bytes]:
+    """The keys as they are stored: wrapped under the master key."""
     master = key_store.master_key()
-    subject_ids = [subject for keys in made.values() for subject in keys]
-    return key_store.NewKeys(
-        subject_ids=subject_ids,
-        account_ids=[account_id for account_id, keys in made.items() for _ in keys],
-        wrapped=[subject_keys.wrap(master, key) for keys in made.values() for key in keys.values()],
-    )
+    return {subject: subject_keys.wrap(master, key) for subject, key in keys.items()}
 
 
 async def _seal_account(

@@ -219,11 +219,7 @@ async def test_large_appends_go_by_copy_with_the_same_guarantees(pool: asyncpg.P
 
 
 def _new_keys(*subjects: str) -> NewKeys:
-    return NewKeys(
-        subject_ids=list(subjects),
-        account_ids=[1] * len(subjects),
-        wrapped=[f"wrapped {s}".encode() for s in subjects],
-    )
+    return NewKeys({1: {s: f"wrapped {s}".encode() for s in subjects}})
 
 
 @pytest.mark.parametrize("count", [3, COPY_THRESHOLD + 4])
