@@ -7,6 +7,7 @@ SQL is named after what it does and lives in module constants with `$n` paramete
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,33 @@ _EVENTS_IF_ALL_MADE: Final = INSERT_EVENTS.replace(
 if _EVENTS_IF_ALL_MADE == INSERT_EVENTS:
     raise RuntimeError("INSERT_EVENTS changed: update _EVENTS_IF_ALL_MADE")
 INSERT_KEYS_AND_EVENTS: Final = f"WITH made AS ({_KEYS_AS_9_TO_11}){_EVENTS_IF_ALL_MADE}"
+# The unique constraints of `events`: a violation of one is a clash of streams (or a retry).
+_EVENT_CONSTRAINTS: Final = frozenset(
+    {"events_pkey", "events_event_id_key", "events_stream_version_key"}
+)
+# The first parameter an `Along`'s statements may take ($1-$11 are the keys' and the events').
+ALONG_FIRST_PARAMETER: Final = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Along:
+    """More writes for the statement that appends events with their new subjects' keys, in its
+    round trip: `ctes` are WITH items (`name AS (...)`, comma-separated) that may read
+    `appended`, the events as inserted (event_id, position, recorded_at, transaction_id), which
+    is empty when a subject had a key after all, and take their parameters, `args`, from
+    $ALONG_FIRST_PARAMETER on. The projections use it to write the rows of new leads."""
+
+    ctes: str
+    args: tuple[object, ...]
+
+
+@functools.cache
+def _insert_keys_and_events_along(ctes: str) -> str:
+    return (
+        f"WITH made AS ({_KEYS_AS_9_TO_11}), appended AS ({_EVENTS_IF_ALL_MADE}), {ctes}\n"
+        "SELECT * FROM appended"
+    )
+
 
 SELECT_EVENTS_BY_ID: Final = f"""
 SELECT {_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position
@@ -155,6 +183,7 @@ async def append_events(
     *,
     detect_retries: bool = True,
     new_keys: NewKeys | None = None,
+    along: Along | None = None,
 ) -> AppendResult:
     """Append events to one or more streams in one statement (INSERT, or COPY when large).
 
@@ -169,14 +198,19 @@ async def append_events(
     before a COPY. If any of those subjects had a key, no event is appended and
     KeysExistedError is raised, with the caller's transaction still usable: the keys that were
     new are kept, and the caller seals again with the stored ones.
+
+    `along` (with `new_keys`, for appends that `one_statement` writes): more writes that go in
+    the same statement, and only if the events do.
     """
     if new_keys is not None and detect_retries:
         raise ValueError("new_keys are for appends of fresh event ids (detect_retries=False)")
     appends = [a for a in appends if a.events]
+    if along is not None and (new_keys is None or not one_statement(appends)):
+        raise ValueError("along: for appends with new_keys that one statement writes")
     if not appends:
         return AppendResult([])
     rows = _rows_of(appends, await _next_versions(conn, appends))
-    write = await _writer(conn, rows, new_keys)
+    write = await _writer(conn, rows, new_keys, along)
     try:
         if not detect_retries:
             return AppendResult(await write(conn, rows))
@@ -197,7 +231,9 @@ async def append_events(
     except asyncpg.UniqueViolationError as error:
         if detect_retries and error.constraint_name == "events_event_id_key":
             return await _stored_retry(conn, rows.event_ids)
-        raise _clash(appends) from error
+        if error.constraint_name in _EVENT_CONSTRAINTS:
+            raise _clash(appends) from error
+        raise  # another table's (an `along` write's): not the streams'
     return AppendResult(recorded)
 
 
@@ -205,6 +241,12 @@ async def append_events(
 # encoded, sent and its RETURNING rows decoded in series with the server, while COPY streams
 # rows as they are built. Below it, COPY's extra round trip costs more than it saves.
 COPY_THRESHOLD: Final = 256
+
+
+def one_statement(appends: Sequence[StreamAppend]) -> bool:
+    """Whether these appends' events go in by one INSERT (else by COPY)."""
+    return sum(len(append.events) for append in appends) < COPY_THRESHOLD
+
 
 # Positions are drawn before the COPY so the client knows them without RETURNING. Identity
 # values supplied by COPY are used as given; recorded_at and transaction_id still come from
@@ -324,9 +366,11 @@ def _rows_of(appends: Sequence[StreamAppend], next_version: dict[str, int]) -> _
 _Write = Callable[[Connection, "_Rows"], Awaitable[list[RecordedEvent]]]
 
 
-async def _writer(conn: Connection, rows: _Rows, new_keys: NewKeys | None) -> _Write:
+async def _writer(
+    conn: Connection, rows: _Rows, new_keys: NewKeys | None, along: Along | None = None
+) -> _Write:
     """How these rows are written: by INSERT, or COPY when many; with new keys, stored by the
-    INSERT itself, or before the COPY."""
+    INSERT itself (with `along`'s writes), or before the COPY."""
     if len(rows.event_ids) >= COPY_THRESHOLD:
         if new_keys is not None:
             await _store_keys(conn, new_keys)
@@ -336,15 +380,23 @@ async def _writer(conn: Connection, rows: _Rows, new_keys: NewKeys | None) -> _W
     keys = new_keys
 
     async def insert_with_keys(conn: Connection, rows: _Rows) -> list[RecordedEvent]:
-        return await _insert_keys_and_events(conn, rows, keys)
+        return await _insert_keys_and_events(conn, rows, keys, along)
 
     return insert_with_keys
 
 
 async def _insert_keys_and_events(
-    conn: Connection, rows: _Rows, keys: NewKeys
+    conn: Connection, rows: _Rows, keys: NewKeys, along: Along | None
 ) -> list[RecordedEvent]:
-    returned = await conn.fetch(INSERT_KEYS_AND_EVENTS, *rows.columns(), *keys.columns())
+    if along is None:
+        returned = await conn.fetch(INSERT_KEYS_AND_EVENTS, *rows.columns(), *keys.columns())
+    else:
+        returned = await conn.fetch(
+            _insert_keys_and_events_along(along.ctes),
+            *rows.columns(),
+            *keys.columns(),
+            *along.args,
+        )
     if not returned:
         raise KeysExistedError
     return _recorded_rows(rows, returned)

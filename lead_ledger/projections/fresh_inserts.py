@@ -6,8 +6,9 @@ the writer runs on, for rows that are a pure function of events the database alr
 So the `leads` and `contacts` rows of new leads are computed from the just-appended events by
 the statement that rebuilds them (`rebuild/set_based.py`), in the same transaction, one
 statement for both tables; the Python fold applies everything else. For a few leads too (a
-group of single-lead requests): one round trip instead of the fold's two (an INSERT per table),
-and less work on the writer's one core. Both produce the same rows: every test
+group of single-lead requests), whose events and keys one statement appends: the rows go in
+that statement as more CTEs (`along_append`), with no round trip of their own, and no fold or
+row encoding on the writer's one core. Both produce the same rows: every test
 database is verified against a rebuild that folds in Python where the SQL path does not apply,
 and tests/integration/test_fresh_inserts.py compares the two paths on the same leads.
 """
@@ -21,8 +22,12 @@ import msgspec
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.events import SCHEMA_VERSION, LeadInserted
+from lead_ledger.ledger.store import ALONG_FIRST_PARAMETER, Along
 from lead_ledger.projections.base import Pair
-from lead_ledger.projections.lead_rows_sql import write_leads_and_contacts_sql
+from lead_ledger.projections.lead_rows_sql import (
+    leads_and_contacts_ctes,
+    write_leads_and_contacts_sql,
+)
 
 # From this many new leads in one write. The statement is prepared once per connection, so
 # even one lead costs a single round trip, where the fold pays one per table.
@@ -30,23 +35,41 @@ SQL_FROM: Final = 1
 # The projections the statement writes: it must write every view that handles LeadInserted.
 WRITES: Final = frozenset({"leads", "contacts"})
 
-# A new lead's row: the event's own fields, version 1, entered and modified when recorded
-# (row_times.entered of a LeadInserted). The events come as written ($1), not as stored: the
-# stored ones hold their personal data sealed, which SQL cannot open.
-_FRESH_LEADS: Final = """
-WITH final AS (
+
+def _final(source: str, at: str, times: str = "") -> str:
+    """The `final` CTE of new leads: each event's own fields (`source`, a jsonb[] of LeadInserted
+    events as written), version 1, entered and modified `at` (row_times.entered of a
+    LeadInserted: when recorded), which `times` (a FROM item) may provide."""
+    return f"""final AS (
     SELECT (data->>'lead_id')::bigint AS lead_id,
            (data->>'account_id')::bigint AS account_id,
            (data->>'campaign_id')::bigint AS campaign_id,
            1 AS version,
            data->'dedupe_keys' AS dedupe_keys,
            data->'fields' AS f,
-           $2::timestamptz AS entry_at,
-           $2::timestamptz AS modified_at
-    FROM unnest($1::jsonb[]) AS e(data)
+           {at} AS entry_at,
+           {at} AS modified_at
+    FROM unnest({source}::jsonb[]) AS e(data){times}
     OFFSET 0
 )"""
-APPLY_FRESH_LEADS: Final = write_leads_and_contacts_sql(_FRESH_LEADS, "public")
+
+
+# The events come as written ($1), not as stored: the stored ones hold their personal data
+# sealed, which SQL cannot open.
+APPLY_FRESH_LEADS: Final = write_leads_and_contacts_sql(
+    f"WITH {_final('$1', '$2::timestamptz')}", "public"
+)
+# The same rows, written by the statement that appends the events (store.Along), at the time
+# the events were recorded: none when no event was appended (a subject had a key after all).
+ALONG_APPEND: Final = (
+    _final(
+        f"${ALONG_FIRST_PARAMETER}",
+        "appended_at.recorded_at",
+        "\n    CROSS JOIN (SELECT recorded_at FROM appended LIMIT 1) AS appended_at",
+    )
+    + ", "
+    + leads_and_contacts_ctes("public")
+)
 # The statement reads expiry times written without an offset as UTC, as the rebuild does; on a
 # connection in another time zone (not the package's pools: database.create_pool) the caller's
 # setting is put back for the rest of its transaction.
@@ -87,3 +110,12 @@ async def apply_fresh_inserts(conn: Connection, fresh: Sequence[Pair]) -> None:
     previous = await conn.fetchrow(USE_UTC)
     await conn.fetchrow(APPLY_FRESH_LEADS, bodies, recorded_at.pop())
     await conn.execute(RESTORE_TIME_ZONE, previous[0] if previous is not None else "UTC")
+
+
+def along_append(conn: Connection, events: Sequence[LeadInserted]) -> Along | None:
+    """The rows of these new leads, written by the statement that appends their events in one
+    round trip (store.Along; registry.apply_inline is then told they are `projected`). None on a
+    connection in another time zone than UTC, whose session APPLY_FRESH_LEADS must set first."""
+    if len(events) < max(SQL_FROM, 1) or conn.get_settings().TimeZone not in UTC_NAMES:
+        return None
+    return Along(ALONG_APPEND, ([_JSON.encode(event) for event in events],))

@@ -1,5 +1,5 @@
 """The SQL that computes `leads` and `contacts` rows from lead events, shared by the rebuild
-(`rebuild/set_based.py`) and the inline apply of large batches of new leads (`fresh_inserts.py`).
+(`rebuild/set_based.py`) and the inline apply of new leads (`fresh_inserts.py`).
 
 It must produce exactly what LeadsProjection.fold and ContactsProjection.fold produce; the
 module refuses to import when LeadFields or the leads columns change under it.
@@ -71,15 +71,15 @@ SELECT {", ".join(_LEAD_VALUES.values())}
 FROM final"""
 
 
-def write_leads_and_contacts_sql(final: str, schema: str) -> str:
-    """`final` (a WITH clause defining `final`), its lead rows and their contacts, written into
-    `schema` in one statement; answers the two row counts.
+def leads_and_contacts_ctes(schema: str) -> str:
+    """`written` and `contacts`: the lead rows of a `final` CTE (one row per lead, fields in
+    `f`) and their contacts, written into `schema`, for a WITH clause that defines `final`.
 
     Contacts as ContactsProjection.contact_rows gives them for the final row: every dedupe key,
     user_data and reference_number when not empty, each non-empty CRM value. Taken from the rows
     just written (RETURNING) rather than by reading the table again.
     """
-    return f"""{final}, written AS ({write_leads_sql(schema)}
+    return f"""written AS ({write_leads_sql(schema)}
     RETURNING lead_id, campaign_id, dedupe_keys, user_data, reference_number, crm
 ), contacts AS (
     INSERT INTO {schema}.contacts (lead_id, campaign_id, kind, value)
@@ -93,6 +93,12 @@ def write_leads_and_contacts_sql(final: str, schema: str) -> str:
     SELECT lead_id, campaign_id, 'crm:' || c.key, c.value
     FROM written, jsonb_each_text(crm) AS c WHERE c.value <> ''
     RETURNING 1
-)
+)"""
+
+
+def write_leads_and_contacts_sql(final: str, schema: str) -> str:
+    """`final` (a WITH clause defining `final`), its lead rows and their contacts, written into
+    `schema` in one statement (`leads_and_contacts_ctes`); answers the two row counts."""
+    return f"""{final}, {leads_and_contacts_ctes(schema)}
 SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM contacts)
 """

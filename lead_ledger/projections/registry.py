@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Collection, Sequence
 from typing import Final
 
 from lead_ledger.ledger.connection import Connection
@@ -45,16 +46,24 @@ if {p.name for p in PROJECTIONS if LeadInserted in p.handles} != WRITES:
     raise RuntimeError("fresh_inserts.py must write every view that handles LeadInserted")
 
 
-async def apply_inline(conn: Connection, pairs: Sequence[Pair]) -> None:
+async def apply_inline(
+    conn: Connection, pairs: Sequence[Pair], *, projected: Collection[uuid.UUID] = ()
+) -> None:
     """Update every view in the writer's transaction, one set-based pass each, from the events
     as written (their personal data in the clear) paired with their records.
 
-    A large batch of new leads is first projected by the server (fresh_inserts.py); the rest is
-    folded, so updates of those leads in the same write find their rows.
+    New leads are first projected by the server (fresh_inserts.py); the rest is folded, so
+    updates of those leads in the same write find their rows. `projected`: the event ids of new
+    leads whose rows the append's own statement wrote (fresh_inserts.along_append).
     """
     if not pairs:
         return
     fresh, pairs = split_fresh_inserts(pairs)
+    if projected:
+        done = set(projected)
+        if not done <= {recorded.event_id for recorded, _ in fresh}:
+            raise ValueError("projected along the append: events that are not new leads")
+        fresh = [pair for pair in fresh if pair[0].event_id not in done]
     if fresh:
         await apply_fresh_inserts(conn, fresh)
     if not pairs:

@@ -13,9 +13,9 @@ import msgspec
 
 from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.envelope import Actor, EventMetadata, StreamAppend
+from lead_ledger.ledger.envelope import NO_STREAM, Actor, EventMetadata, StreamAppend
 from lead_ledger.ledger.event_ids import new_event_id
-from lead_ledger.ledger.events import DomainEvent, encode_event
+from lead_ledger.ledger.events import DomainEvent, LeadInserted, encode_event
 from lead_ledger.ledger.sealing import (
     Keys,
     lead_subject,
@@ -23,7 +23,7 @@ from lead_ledger.ledger.sealing import (
     seal_metadata,
     subjects_to_seal,
 )
-from lead_ledger.ledger.store import AppendResult, append_events
+from lead_ledger.ledger.store import AppendResult, append_events, one_statement
 from lead_ledger.ledger.subject_lookup import (
     LEAD_CONTACT_KINDS,
     contact_token,
@@ -31,6 +31,7 @@ from lead_ledger.ledger.subject_lookup import (
     leaving_contacts,
     needs_region,
 )
+from lead_ledger.projections.fresh_inserts import along_append
 from lead_ledger.projections.registry import apply_inline
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.transactions import APPENDED_TYPES
@@ -223,15 +224,36 @@ async def _append_and_project(
     detect_retries: bool,
     new_keys: key_store.NewKeys | None = None,
 ) -> AppendResult:
-    result = await append_events(conn, sealed, detect_retries=detect_retries, new_keys=new_keys)
+    # New leads' rows go in with their events, in one round trip, where one statement appends
+    # them with their keys.
+    fresh = _new_leads(appends) if new_keys is not None and one_statement(sealed) else {}
+    along = along_append(conn, list(fresh.values()))
+    result = await append_events(
+        conn, sealed, detect_retries=detect_retries, new_keys=new_keys, along=along
+    )
     if not result.already_stored:
         # The projections fold the events as written, not as stored: nothing to open.
         plain = [event for append in appends for _, event in append.events]
-        await apply_inline(conn, list(zip(result.events, plain, strict=True)))
+        await apply_inline(
+            conn,
+            list(zip(result.events, plain, strict=True)),
+            projected=fresh.keys() if along is not None else (),
+        )
         counted = APPENDED_TYPES.get()
         if counted is not None:
             counted.extend(event.type for event in result.events)
     return result
+
+
+def _new_leads(appends: Sequence[PendingAppend]) -> dict[uuid.UUID, LeadInserted]:
+    """The LeadInserted events that open new streams (each at version 1), by event id."""
+    return {
+        append.events[0][0]: event
+        for append in appends
+        if append.expected_version == NO_STREAM
+        and append.events
+        and isinstance(event := append.events[0][1], LeadInserted)
+    }
 
 
 async def seal_appends(

@@ -415,7 +415,7 @@ async def test_requests_of_one_key_are_read_checked_and_written_together(
     each gets the answer it would get alone, in arrival order (a bad number, an unknown
     campaign and a duplicate of an earlier request among them); a later request is a group of
     its own that does not read the account's secret again, and reads the do-not-call entries
-    with the holders of its number."""
+    with the holders of its number; each group's leads rows go in with its events."""
     statements: list[str] = []
 
     async def logged(conn: asyncpg.Connection) -> None:
@@ -478,6 +478,10 @@ async def test_requests_of_one_key_are_read_checked_and_written_together(
         (True, True),
     ]
     assert sum(s.startswith("BEGIN") for s in statements) == 2
+    # Each group's new leads are projected by the statement that appends their events.
+    projecting = [s for s in statements if "INSERT INTO public.leads" in s]
+    assert len(projecting) == 2
+    assert all("INSERT INTO events" in s for s in projecting)
     assert await count(pool) == 3
 
 

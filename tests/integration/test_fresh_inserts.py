@@ -22,6 +22,7 @@ from lead_ledger.ledger.events import (
 )
 from lead_ledger.projections import fresh_inserts
 from lead_ledger.projections.base import Pair
+from lead_ledger.projections.registry import apply_inline
 from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.leads import update_leads
 from lead_ledger.service.transactions import write_transaction
@@ -120,7 +121,8 @@ async def test_a_connection_in_another_time_zone_writes_the_same_rows_and_keeps_
     pool: asyncpg.Pool, database_url: str
 ) -> None:
     """On a connection in Asia/Kolkata, new leads get the rows they get on the package's pools
-    (in UTC, where no time-zone setting is sent), and the connection keeps its zone."""
+    (in UTC, where no time-zone setting is sent and the rows go in with the events), and the
+    connection keeps its zone."""
     account_id = await make_account(pool)
     on_pool = await make_campaign(pool, account_id, "on-pool")
     zoned = await make_campaign(pool, account_id, "zoned")
@@ -130,14 +132,19 @@ async def test_a_connection_in_another_time_zone_writes_the_same_rows_and_keeps_
     ):
         with logged_statements(pooled) as statements:
             await insert_in(pooled, account_id, on_pool)
-    assert statements
     assert not [s for s in statements if "TimeZone" in s]
+    assert ["INSERT INTO events" in s for s in statements if "INSERT INTO public.leads" in s] == [
+        True
+    ]
     conn = await asyncpg.connect(database_url, server_settings={"TimeZone": "Asia/Kolkata"})
     try:
         await init_connection(conn)
         async with write_transaction(conn):
-            await insert_in(conn, account_id, zoned)
+            with logged_statements(conn) as zoned_statements:
+                await insert_in(conn, account_id, zoned)
             assert conn.get_settings().TimeZone == "Asia/Kolkata"
+        separate = [s for s in zoned_statements if "INSERT INTO public.leads" in s]
+        assert ["INSERT INTO events" in s for s in separate] == [False]
     finally:
         await conn.close()
     assert await pool.fetch(LEAD_VALUES, zoned) == await pool.fetch(LEAD_VALUES, on_pool)
@@ -187,3 +194,11 @@ def test_fresh_inserts_come_from_one_append() -> None:
     )
     with pytest.raises(ValueError, match="one append"):
         asyncio.run(fresh_inserts.apply_fresh_inserts(None, [(later, first[1]), second]))  # type: ignore[arg-type]
+
+
+def test_only_new_leads_can_be_projected_along_their_append() -> None:
+    """An event said to be projected by its append's statement that is no new lead is an
+    error, not a row silently left out."""
+    update = pair(7, "LeadUpdated", 2)
+    with pytest.raises(ValueError, match="not new leads"):
+        asyncio.run(apply_inline(None, [pair(1), update], projected=[update[0].event_id]))  # type: ignore[arg-type]

@@ -82,7 +82,8 @@ async def test_checks_read_together_answer_as_checks_read_apart(pool: asyncpg.Po
 async def test_a_request_id_sent_again_is_sealed_with_its_stored_key(pool: asyncpg.Pool) -> None:
     """A refusal on the stream of a request id used before (a client that sends its id again):
     its subject already has a key, so the write that stores keys with the events appends
-    nothing, and the refusal is sealed again with the stored key; both refusals open."""
+    nothing, nor the rows of the new lead beside it, and the refusal is sealed again with the
+    stored key; both refusals open, and the new lead is written once."""
     account_id = await make_account(pool)
     campaign_id = await make_campaign(pool, account_id)
     await _write(pool, account_id, {campaign_id: [_lead(HELD_TWICE, check=False)]}, [])
@@ -96,15 +97,21 @@ async def test_a_request_id_sent_again_is_sealed_with_its_stored_key(pool: async
     first: list[str] = []
     await _write(pool, account_id, {campaign_id: [sent]}, first)
     again: list[str] = []
-    await _write(pool, account_id, {campaign_id: [sent]}, again)
+    beside = msgspec.structs.replace(sent, fields=LeadFields(phone_numbers=[FREE]))
+    result = await _write(pool, account_id, {campaign_id: [sent, beside]}, again)
+    assert list(result[campaign_id].inserted) == [1]
     # The first write stored the key with the events; the second tried, then read the key.
     assert sum("INSERT INTO subject_keys" in s for s in first) == 1
     keyed = [s for s in again if "subject_keys" in s or "INSERT INTO events" in s]
     assert [("INSERT INTO events" in s, "subject_keys" in s) for s in keyed][:3] == [
-        (True, True),  # the keys and the events: nothing appended
+        (True, True),  # the keys and the events (and the new lead's rows): nothing appended
         (False, True),  # the keys offered again: none new
         (False, True),  # the stored key read
     ]
+    assert "INSERT INTO public.leads" in keyed[0]
+    # The new lead's rows, then, by a statement of their own after the events.
+    projecting = [s for s in again if "INSERT INTO public.leads" in s]
+    assert ["INSERT INTO events" in s for s in projecting] == [True, False]
     async with pool.acquire() as conn:
         stored = await read_stream(conn, "request-again")
         opened = await open_pairs(conn, stored)
@@ -114,3 +121,6 @@ async def test_a_request_id_sent_again_is_sealed_with_its_stored_key(pool: async
         isinstance(e, LeadRejected) and e.row == {"phone_numbers": HELD_TWICE} for _, e in opened
     )
     assert [msgspec.json.decode(r.metadata)["client_address"] for r in shown] == ["10.1.2.3"] * 2
+    lead_id = result[campaign_id].inserted[1]
+    assert await pool.fetchval("SELECT count(*) FROM leads WHERE lead_id = $1", lead_id) == 1
+    assert await pool.fetchval("SELECT count(*) FROM contacts WHERE lead_id = $1", lead_id) == 1

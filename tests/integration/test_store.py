@@ -23,6 +23,7 @@ from lead_ledger.ledger.errors import ConcurrencyError
 from lead_ledger.ledger.key_store import KeysExistedError, NewKeys
 from lead_ledger.ledger.store import (
     COPY_THRESHOLD,
+    Along,
     DuplicateEventError,
     append_events,
     head_position,
@@ -262,3 +263,58 @@ async def test_new_keys_are_stored_with_the_events_or_nothing_is(
         assert await conn.fetchval("SELECT count(*) FROM events") == count + 1
         with pytest.raises(ValueError, match="fresh event ids"):
             await append_events(conn, again, new_keys=_new_keys("e"))
+
+
+async def test_along_writes_go_in_with_the_events_or_not_at_all(pool: asyncpg.Pool) -> None:
+    """An append's `along` writes run in its statement, read the events as appended, and run
+    for nothing when a subject had a key after all; their own errors are theirs, not a clash of
+    streams; they are refused without new keys and for appends a COPY writes."""
+    along = Along(
+        "noted AS (INSERT INTO noted SELECT event_id, $12::text FROM appended RETURNING 1)",
+        ("seen",),
+    )
+    async with pool.acquire() as conn:
+        await conn.execute("CREATE TEMP TABLE noted (event_id uuid, note text)")
+        await conn.execute(
+            "INSERT INTO subject_keys (subject_id, account_id, wrapped_key) VALUES ('had', 1, 'x')"
+        )
+        events = [event(n=n) for n in range(3)]
+        appended = [StreamAppend(stream_id="s", expected_version=NO_STREAM, events=events)]
+        async with conn.transaction():
+            with logged_statements(conn) as statements:
+                result = await append_events(
+                    conn, appended, detect_retries=False, new_keys=_new_keys("a"), along=along
+                )
+        assert len([s for s in statements if "INSERT INTO events" in s]) == 1
+        assert [s for s in statements if "noted" in s] == [
+            s for s in statements if "INSERT INTO events" in s
+        ]
+        noted = await conn.fetch("SELECT event_id, note FROM noted ORDER BY event_id")
+        assert [(r["event_id"], r["note"]) for r in noted] == sorted(
+            (e.event_id, "seen") for e in result.events
+        )
+        again = [StreamAppend(stream_id="t", expected_version=NO_STREAM, events=[event()])]
+        async with conn.transaction():
+            with pytest.raises(KeysExistedError):
+                await append_events(
+                    conn, again, detect_retries=False, new_keys=_new_keys("had"), along=along
+                )
+        assert await conn.fetchval("SELECT count(*) FROM noted") == len(events)
+        await conn.execute("CREATE TEMP TABLE once (note text PRIMARY KEY)")
+        twice = Along(
+            "noted AS (INSERT INTO once SELECT $12::text FROM appended, generate_series(1, 2))",
+            ("x",),
+        )
+        async with conn.transaction():
+            with pytest.raises(asyncpg.UniqueViolationError):  # not a clash of streams
+                await append_events(
+                    conn, again, detect_retries=False, new_keys=_new_keys("t1"), along=twice
+                )
+        with pytest.raises(ValueError, match="along"):
+            await append_events(conn, again, detect_retries=False, along=along)
+        many = [event(n=n) for n in range(COPY_THRESHOLD)]
+        big = [StreamAppend(stream_id="u", expected_version=NO_STREAM, events=many)]
+        with pytest.raises(ValueError, match="along"):
+            await append_events(
+                conn, big, detect_retries=False, new_keys=_new_keys("u"), along=along
+            )
