@@ -40,10 +40,11 @@ from lead_ledger.ledger.lead import (
 from lead_ledger.ledger.locks import WRITE_GATE_KEY
 from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_stream
+from lead_ledger.ledger.subject_keys import SubjectKeyError
 from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.gate import REBUILD_LOCK_KEY, enter_write_gate
 from lead_ledger.projections.rebuild import RebuildError, rebuild, status, verify
-from lead_ledger.projections.rebuild.shadow import index_statements
+from lead_ledger.projections.rebuild.shadow import LANES, index_statements
 from lead_ledger.projections.registry import BY_NAME, PROJECTIONS
 from lead_ledger.service.writer import Context, record, stream_append
 from lead_ledger.settings import Settings
@@ -683,3 +684,43 @@ async def test_progress_reports_each_phase_in_order(pool: asyncpg.Pool) -> None:
     for phase in phases:
         done = [d for p, d, _ in calls if p == phase]
         assert done == sorted(done), phase
+
+
+async def test_a_key_the_master_key_does_not_open_stops_the_rebuild_cleanly(
+    pool: asyncpg.Pool,
+) -> None:
+    """A rebuild that meets a subject key this master key does not open (in the last lane)
+    raises that error, and leaves the live tables, the shadow schema and the pool as they
+    were."""
+    async with pool.acquire() as conn:
+        await seed(conn, leads=24)
+        before = await conn.fetch("SELECT * FROM leads ORDER BY lead_id")
+        row = await conn.fetchrow(
+            """SELECT k.subject_id, k.wrapped_key FROM subject_keys k
+               JOIN events e ON e.stream_id = k.subject_id AND e.stream_version = 1
+               WHERE e.type = 'LeadInserted' AND abs(hashtext(e.stream_id) % $1) = $1 - 1
+               ORDER BY e.position LIMIT 1""",
+            LANES,
+        )
+        assert row is not None
+        subject, wrapped = row
+        await conn.execute(
+            "UPDATE subject_keys SET wrapped_key = $2 WHERE subject_id = $1", subject, bytes(40)
+        )
+    try:
+        with pytest.raises(SubjectKeyError):
+            await rebuild(pool, ["leads", "contacts"])
+    finally:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE subject_keys SET wrapped_key = $2 WHERE subject_id = $1", subject, wrapped
+            )
+    async with pool.acquire() as conn:
+        assert await conn.fetch("SELECT * FROM leads ORDER BY lead_id") == before
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = $1", SHADOW_SCHEMA
+            )
+            == 0
+        )
+    assert await asyncio.gather(*(pool.fetchval("SELECT 1") for _ in range(4))) == [1] * 4
