@@ -32,6 +32,7 @@ SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
 ON CONFLICT (subject_id) DO NOTHING
 RETURNING subject_id
 """
+DELETE_UNUSED_KEYS: Final = "DELETE FROM subject_keys WHERE subject_id = ANY($1::text[])"
 # From this many new keys on, `store_new_keys` COPYs them (the store's threshold for events:
 # below it, one INSERT is fewer round trips than a savepoint and a COPY).
 COPY_KEYS_FROM: Final = 256
@@ -240,6 +241,12 @@ async def add_lookup(
     pairs = sorted({(d, s) for s, found in digests.items() for d in found})
     if pairs:
         await conn.execute(INSERT_LOOKUP, account_id, [d for d, _ in pairs], [s for _, s in pairs])
+
+
+async def forget_unused(conn: Connection, subjects: Iterable[str]) -> None:
+    """Delete the keys stored ahead for subjects that were then never written (leads refused
+    after their keys went in), in the same transaction: no key is left without its events."""
+    await conn.execute(DELETE_UNUSED_KEYS, sorted(set(subjects)))
 
 
 async def erase(conn: Connection, subjects: Iterable[str]) -> int:

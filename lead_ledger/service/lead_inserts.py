@@ -18,6 +18,7 @@ import msgspec
 import structlog
 from msgspec import UNSET, UnsetType
 
+from lead_ledger.ledger import key_store
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM
 from lead_ledger.ledger.events import (
@@ -31,6 +32,7 @@ from lead_ledger.ledger.events import (
 )
 from lead_ledger.ledger.lead import decide_insert
 from lead_ledger.ledger.locks import campaign_lock_key
+from lead_ledger.ledger.sealing import Keys, lead_subject
 from lead_ledger.ledger.subject_keys import Digest
 from lead_ledger.service import dnc, dnc_marks
 from lead_ledger.service.account_reads import default_region
@@ -42,6 +44,7 @@ from lead_ledger.service.writer import (
     PendingAppend,
     SealedAhead,
     account_digest,
+    made_keys,
     record,
     record_sealed,
     seal_ahead,
@@ -370,6 +373,12 @@ async def _insert_as_keys_arrive(
     digest = await account_digest(conn, account_id)
     loop = asyncio.get_running_loop()
     try:
+        # Every lead's key at once: made on a thread while the key workers compute the first
+        # chunk's dedupe keys, stored by one COPY that the first chunk's write waits for, and
+        # each chunk sealed with them; a COPY per chunk put its key rows on every write's path.
+        subjects = [lead_subject(lead_id) for c in sorted(groups) for lead_id in ids[c]]
+        lead_keys, wrapped = await loop.run_in_executor(None, made_keys, subjects)
+        writing = asyncio.ensure_future(key_store.store_new_keys(conn, account_id, wrapped))
         for campaign_id in sorted(groups):
             leads, lead_ids = groups[campaign_id], ids[campaign_id]
             written = _Written(
@@ -381,15 +390,16 @@ async def _insert_as_keys_arrive(
                 chunk = leads[start : start + CHUNK_LEADS]
                 chunk_ids = lead_ids[start : start + CHUNK_LEADS]
                 chunk_keys = await keys.take(len(chunk))
-                # New leads only: decided and sealed (keys made here) on a thread, so that the
-                # event loop keeps driving the last chunk's write meanwhile; a thread takes the
-                # GIL from this one every few milliseconds, where a task would hold it for the
-                # whole chunk and leave the server idle.
+                # New leads only: decided and sealed on a thread, so that the event loop keeps
+                # driving the last chunk's write meanwhile; a thread takes the GIL from this one
+                # every few milliseconds, where a task would hold it for the whole chunk and
+                # leave the server idle.
                 sealed = await loop.run_in_executor(
                     None,
                     _sealed_chunk,
                     _Chunk(account_id, campaign_id, chunk, chunk_ids, chunk_keys, region),
                     digest,
+                    lead_keys,
                 )
                 if writing is not None:
                     await writing
@@ -478,6 +488,8 @@ async def _write_chunk(
     refused = kept_out.keys() | doubles.keys()
     if refused:
         sealed = sealed.without({stream_of_lead(events[i].lead_id) for i in refused})
+        # Their keys went in at the job's start; they will seal nothing.
+        await key_store.forget_unused(conn, [lead_subject(events[i].lead_id) for i in refused])
     await record_sealed(conn, sealed)
     marks = _admitted_marks(registry, campaign_id, leads, events, refused)
     if marks:  # after the chunk's LeadInserted events, each at stream version 1
@@ -529,12 +541,12 @@ class _Chunk:
     region: str | None
 
 
-def _sealed_chunk(chunk: _Chunk, digest: Digest) -> SealedAhead:
+def _sealed_chunk(chunk: _Chunk, digest: Digest, stored_keys: Keys) -> SealedAhead:
     events = _decide(
         chunk.account_id, chunk.campaign_id, chunk.leads, chunk.lead_ids, chunk.keys, chunk.region
     )
     appends = _lead_appends(chunk.account_id, chunk.leads, events, {}, {})
-    return seal_ahead(appends, chunk.account_id, digest)
+    return seal_ahead(appends, chunk.account_id, digest, stored_keys)
 
 
 def _decide(

@@ -163,21 +163,40 @@ class SealedAhead:
 
 
 def seal_ahead(
-    appends: Sequence[PendingAppend], account_id: int, digest: subject_keys.Digest
+    appends: Sequence[PendingAppend],
+    account_id: int,
+    digest: subject_keys.Digest,
+    stored_keys: Keys | None = None,
 ) -> SealedAhead:
     """Seal appends whose every subject is new, with fresh keys, without the database: a
     large insert seals its next chunk while the server writes the last one. `digest` is the
-    account's (`account_digest`). Appends that take contacts out of the views or record
-    lookup digests go through `record`, which does both."""
+    account's (`account_digest`). `stored_keys`: keys already made and stored, in this
+    transaction, for every subject of these appends (`made_keys`); else keys are made here, and
+    `record_sealed` stores them. Appends that take contacts out of the views or record lookup
+    digests go through `record`, which does both."""
     for append in appends:
         if append.account_id != account_id:
             raise ValueError("seal_ahead: appends of another account")
         for event_id, event in append.events:
             if leaving_contacts(event) is not None or event_tokens(event, event_id, None):
                 raise ValueError(f"seal_ahead: {type(event).__name__} needs record()")
-    keys = _fresh_keys(_subjects(appends))
+    subjects = _subjects(appends)
+    if stored_keys is None:
+        keys = _fresh_keys(subjects)
+        to_store = _wrapped(keys)
+    else:
+        keys = {subject: stored_keys[subject] for subject in subjects}
+        to_store = {}
     stored = [_stored(append, keys, digest) for append in appends]
-    return SealedAhead(appends, stored, account_id, _wrapped(keys))
+    return SealedAhead(appends, stored, account_id, to_store)
+
+
+def made_keys(subjects: Iterable[str]) -> tuple[Keys, dict[str, bytes]]:
+    """Fresh keys for subjects that have none (leads with ids just drawn), and the same keys
+    wrapped, as `key_store.store_new_keys` stores them: a large insert stores every lead's key
+    at once, then seals each chunk with them (`seal_ahead(stored_keys=...)`)."""
+    keys = _fresh_keys(subjects)
+    return keys, _wrapped(keys)
 
 
 async def account_digest(conn: Connection, account_id: int) -> subject_keys.Digest:
@@ -212,7 +231,8 @@ async def record_sealed(conn: Connection, sealed: SealedAhead) -> AppendResult:
     Raises key_store.SubjectErasedError or KeyConflictError if a subject had a key after all."""
     if not conn.is_in_transaction():
         raise RuntimeError("record_sealed() must run inside a transaction")
-    await key_store.store_new_keys(conn, sealed.account_id, sealed.wrapped_keys)
+    if sealed.wrapped_keys:
+        await key_store.store_new_keys(conn, sealed.account_id, sealed.wrapped_keys)
     return await _append_and_project(conn, sealed.appends, sealed.stored, detect_retries=False)
 
 

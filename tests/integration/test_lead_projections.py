@@ -287,10 +287,13 @@ async def test_large_insert_without_checks_is_written_as_its_keys_arrive(
             (lead_id, f"+9198{n:08d}") for n, lead_id in enumerate(lead_ids)
         ]
         assert await conn.fetchval("SELECT count(*) FROM leads") == count
-        # Sealed ahead of each write, with keys made in this process and stored beside them:
-        # every lead's key is there, and its event opens back to what was inserted.
+        # Sealed ahead of each write, with keys made in this process and stored at the start,
+        # by one statement for every chunk: every lead's key is there, and its event opens back
+        # to what was inserted.
         keys = "SELECT count(*) FROM subject_keys WHERE account_id = $1"
         assert await conn.fetchval(keys, account) == count
+        # (A COPY is not logged; the savepoint around the keys' COPY is.)
+        assert queries.count("SAVEPOINT new_subject_keys") == 1
         last = await open_pairs(conn, await read_stream(conn, f"lead-{lead_ids[-1]}"))
         inserted = last[0][1]
         assert isinstance(inserted, LeadInserted)
@@ -365,7 +368,8 @@ async def test_a_large_checked_insert_refuses_duplicates_across_its_chunks_as_on
     """A batch of several chunks with duplicate checks is written chunk by chunk, and each lead
     gets the outcome it would get in one batch: refused for a number live before the batch or
     held by an earlier inserted lead (in its chunk or an earlier one, checking or not), with
-    the same holders named; the leads and contacts are those of the inserted leads only."""
+    the same holders named; the leads, contacts and subject keys are those of the inserted
+    leads only."""
     account = await make_account(pool)
     campaign = await make_campaign(pool, account)
     live = {f"+91970{n:07d}": 0 for n in (5, 6)}
@@ -413,6 +417,15 @@ async def test_a_large_checked_insert_refuses_duplicates_across_its_chunks_as_on
             (number, lead_ids[i]) for i in inserted for number in rows[i].fields.phone_numbers
         }
         assert {(r["value"], r["lead_id"]) for r in held} == expected
+        # The keys stored for every lead at the start stay for the inserted ones alone.
+        keyed = await conn.fetch(
+            "SELECT subject_id FROM subject_keys"
+            " WHERE account_id = $1 AND subject_id LIKE 'lead-%'",
+            account,
+        )
+        assert sorted(r["subject_id"] for r in keyed) == sorted(
+            f"lead-{lead_id}" for lead_id in [*live.values(), *inserted.values()]
+        )
 
 
 @pytest.mark.parametrize("count", [2, 2 * CHUNK_LEADS])

@@ -17,7 +17,7 @@ from lead_ledger.ledger.events import (
     LeadUpdated,
 )
 from lead_ledger.ledger.sealing import open_event, open_metadata
-from lead_ledger.service.writer import Context, seal_ahead, stream_append
+from lead_ledger.service.writer import Context, made_keys, seal_ahead, stream_append
 
 CTX = Context(actor=Actor(dialect="native", account_id=1), client_address="203.0.113.9")
 DIGEST = subject_keys.digester(subject_keys.new_data_key())
@@ -61,3 +61,19 @@ def test_events_that_need_the_database_are_refused() -> None:
         seal_ahead([stream_append(CTX, "lead-41", 1, [update], account_id=1)], 1, DIGEST)
     with pytest.raises(ValueError, match="another account"):
         seal_ahead([stream_append(CTX, "lead-41", 0, [INSERTED], account_id=2)], 1, DIGEST)
+
+
+def test_keys_made_and_stored_ahead_seal_and_are_not_stored_again() -> None:
+    """With every lead's key made at once (`made_keys`, stored by the caller), a chunk is sealed
+    with its leads' keys and carries no key of its own to store; the wrapped keys open to the
+    data keys."""
+    keys, wrapped = made_keys(["lead-41", "lead-42"])
+    assert subject_keys.unwrap(key_store.master_key(), wrapped["lead-42"]) == keys["lead-42"]
+    assert keys["lead-41"] != keys["lead-42"]
+    append = stream_append(CTX, "lead-41", 0, [INSERTED], account_id=1)
+    sealed = seal_ahead([append], 1, DIGEST, keys)
+    assert sealed.wrapped_keys == {}
+    clear = msgspec.json.decode(sealed.stored[0].events[0].data, type=DomainEvent)
+    assert open_event(clear, {"lead-41": keys["lead-41"]}) == INSERTED
+    with pytest.raises(subject_keys.SubjectKeyError):
+        open_event(clear, {"lead-41": keys["lead-42"]})
