@@ -388,15 +388,11 @@ async def _writer(
 async def _insert_keys_and_events(
     conn: Connection, rows: _Rows, keys: NewKeys, along: Along | None
 ) -> list[RecordedEvent]:
-    if along is None:
-        returned = await conn.fetch(INSERT_KEYS_AND_EVENTS, *rows.columns(), *keys.columns())
-    else:
-        returned = await conn.fetch(
-            _insert_keys_and_events_along(along.ctes),
-            *rows.columns(),
-            *keys.columns(),
-            *along.args,
-        )
+    statement = (
+        INSERT_KEYS_AND_EVENTS if along is None else _insert_keys_and_events_along(along.ctes)
+    )
+    more = () if along is None else along.args
+    returned = await conn.fetch(statement, *rows.columns(), *keys.columns(), *more)
     if not returned:
         raise KeysExistedError
     return _recorded_rows(rows, returned)

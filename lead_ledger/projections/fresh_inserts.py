@@ -116,6 +116,6 @@ def along_append(conn: Connection, events: Sequence[LeadInserted]) -> Along | No
     """The rows of these new leads, written by the statement that appends their events in one
     round trip (store.Along; registry.apply_inline is then told they are `projected`). None on a
     connection in another time zone than UTC, whose session APPLY_FRESH_LEADS must set first."""
-    if len(events) < max(SQL_FROM, 1) or conn.get_settings().TimeZone not in UTC_NAMES:
+    if not events or len(events) < SQL_FROM or conn.get_settings().TimeZone not in UTC_NAMES:
         return None
     return Along(ALONG_APPEND, ([_JSON.encode(event) for event in events],))

@@ -126,12 +126,11 @@ async def record(
     if not conn.is_in_transaction():
         raise RuntimeError("record() must run inside a transaction")
     if new_subjects and not detect_retries:
-        made = {
-            account_id: _fresh_keys(_subjects(group))
-            for account_id, group in _by_account(appends).items()
-        }
-        sealed = await seal_appends(conn, appends, digests, made=made)
-        new_keys = key_store.NewKeys({a: _wrapped(keys) for a, keys in made.items()})
+        made = {a: made_keys(_subjects(group)) for a, group in _by_account(appends).items()}
+        sealed = await seal_appends(
+            conn, appends, digests, made={a: k for a, (k, _) in made.items()}
+        )
+        new_keys = key_store.NewKeys({a: wrapped for a, (_, wrapped) in made.items()})
         with contextlib.suppress(key_store.KeysExistedError):
             return await _append_and_project(
                 conn, appends, sealed, detect_retries=False, new_keys=new_keys
@@ -180,23 +179,22 @@ def seal_ahead(
         for event_id, event in append.events:
             if leaving_contacts(event) is not None or event_tokens(event, event_id, None):
                 raise ValueError(f"seal_ahead: {type(event).__name__} needs record()")
-    subjects = _subjects(appends)
     if stored_keys is None:
-        keys = _fresh_keys(subjects)
-        to_store = _wrapped(keys)
+        keys, to_store = made_keys(_subjects(appends))
     else:
-        keys = {subject: stored_keys[subject] for subject in subjects}
-        to_store = {}
+        keys, to_store = stored_keys, {}
     stored = [_stored(append, keys, digest) for append in appends]
     return SealedAhead(appends, stored, account_id, to_store)
 
 
 def made_keys(subjects: Iterable[str]) -> tuple[Keys, dict[str, bytes]]:
     """Fresh keys for subjects that have none (leads with ids just drawn), and the same keys
-    wrapped, as `key_store.store_new_keys` stores them: a large insert stores every lead's key
-    at once, then seals each chunk with them (`seal_ahead(stored_keys=...)`)."""
-    keys = _fresh_keys(subjects)
-    return keys, _wrapped(keys)
+    wrapped under the master key, as they are stored: by the events' INSERT (`record` with
+    `new_subjects`), with a chunk (`seal_ahead`), or all of a large insert's at once, before its
+    chunks are sealed with them (`seal_ahead(stored_keys=...)`)."""
+    master = key_store.master_key()
+    keys = {subject: subject_keys.new_data_key() for subject in subjects}
+    return keys, {subject: subject_keys.wrap(master, key) for subject, key in keys.items()}
 
 
 async def account_digest(conn: Connection, account_id: int) -> subject_keys.Digest:
@@ -313,16 +311,6 @@ def _subjects(appends: Sequence[PendingAppend]) -> set[str]:
         for event_id, event in append.events:
             subjects.update(subjects_to_seal(event, event_id))
     return subjects
-
-
-def _fresh_keys(subjects: Iterable[str]) -> Keys:
-    return {subject: subject_keys.new_data_key() for subject in subjects}
-
-
-def _wrapped(keys: Keys) -> dict[str, bytes]:
-    """The keys as they are stored: wrapped under the master key."""
-    master = key_store.master_key()
-    return {subject: subject_keys.wrap(master, key) for subject, key in keys.items()}
 
 
 async def _seal_account(
