@@ -52,10 +52,16 @@ async def erase(request: web.Request, principal: Principal) -> web.StreamRespons
     except ValueError as error:
         raise Refused(problem(400, str(error), title="Invalid request body")) from error
     if asked.lead_id is not None and not 1 <= asked.lead_id <= BIGINT_MAX:
-        raise Refused(problem(400, "lead_id is not a lead id", field="lead_id"))
+        raise Refused(
+            problem(400, "lead_id is not a lead id", title="Invalid request body", field="lead_id")
+        )
     for name in ("phone", "user_data"):
         if NUL in (getattr(asked, name) or ""):
-            raise Refused(problem(400, f"{name} holds a NUL character", field=name))
+            raise Refused(
+                problem(
+                    400, f"{name} holds a NUL character", title="Invalid request body", field=name
+                )
+            )
     async with request.app[POOL].acquire() as conn:
         erasure = await erasures.erase(
             conn, context(request, principal), principal.account_id, asked

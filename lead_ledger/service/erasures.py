@@ -28,7 +28,7 @@ from lead_ledger.ledger.events import (
 )
 from lead_ledger.ledger.job_events import JobRowsErased, stream_of_job
 from lead_ledger.ledger.locks import lock_campaigns
-from lead_ledger.ledger.phones import dedupe_key
+from lead_ledger.ledger.phones import dedupe_key, digits_only
 from lead_ledger.ledger.sealing import lead_subject
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.ledger.subject_lookup import phone_tokens, user_data_token
@@ -90,6 +90,10 @@ class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         by, value = asked[0]
         if not value.strip():
             raise ValueError(f"{by} is empty")
+        if by == "phone" and not digits_only(value):
+            # Its dedupe key and lookup tokens would be empty: it can name no one, and an
+            # erasure of nothing would be recorded for what is likely a pasted wrong value.
+            raise ValueError("phone holds no digits: it is no phone number")
         return by, value
 
 

@@ -161,18 +161,23 @@ async def test_an_erased_lead_cannot_be_written_to_again(
         ({}, "give exactly one of phone, lead_id and user_data"),
         ({"phone": "98", "lead_id": 1}, "give exactly one of phone, lead_id and user_data"),
         ({"phone": "  "}, "phone is empty"),
+        ({"phone": "abc"}, "phone holds no digits: it is no phone number"),
+        ({"phone": "+ ( ) -"}, "phone holds no digits: it is no phone number"),
         ({"lead_id": 0}, "lead_id is not a lead id"),
         ({"user_data": "a\u0000b"}, "user_data holds a NUL character"),
     ],
 )
 async def test_a_request_that_names_no_one_clearly_is_refused(
-    client: Client, acme: Account, body: object, detail: str
+    client: Client, acme: Account, pool: asyncpg.Pool, body: object, detail: str
 ) -> None:
-    """400 problem+json that says what is wrong; nothing is erased."""
+    """400 problem+json that says what is wrong; nothing is erased, and no erasure recorded."""
     response = await client.post(ERASURES, json=body, headers=native(acme))
     assert response.status == 400
     assert response.content_type == "application/problem+json"
     assert (await response.json())["detail"] == detail
+    assert (await response.json())["title"] == "Invalid request body"
+    recorded = "SELECT count(*) FROM events WHERE type = 'SubjectErased'"
+    assert await pool.fetchval(recorded) == 0
 
 
 @pytest.mark.parametrize("body", [b"{", b"[]", b'{"phone": 5}', b'{"name": "x"}'])

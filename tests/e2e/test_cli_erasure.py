@@ -132,12 +132,15 @@ async def test_erase_without_a_terminal_needs_yes(
 async def test_erase_refuses_an_unknown_account_and_an_empty_value(
     client: Client, pool: asyncpg.Pool, run: Run
 ) -> None:
-    """No such account: 1, named; a blank value: 2, before anything is looked up."""
+    """No such account: 1, named; a blank value or a phone without digits: 2, before anything
+    is looked up."""
     await a_lead(client, pool)
     code, _, err = await run("erase", "--account", "globex", "--user-data", "x", "--yes")
     assert (code, err) == (1, "lead-ledger: no account 'globex'\n")
     code, _, err = await run("erase", "--account", "acme", "--phone", " ", "--yes")
     assert (code, err) == (2, "lead-ledger: phone is empty\n")
+    code, _, err = await run("erase", "--account", "acme", "--phone", "n/a", "--yes")
+    assert (code, err) == (2, "lead-ledger: phone holds no digits: it is no phone number\n")
 
 
 async def test_keys_new_prints_a_usable_master_key(run: Run) -> None:
