@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -364,6 +364,7 @@ async def _insert_as_keys_arrive(
     blocked: dict[int, dict[int, DncBlock]] = {}
     duplicates: dict[int, dict[int, list[int]]] = {}
     writing: asyncio.Future[None] | None = None
+    copied: asyncio.Event | None = None
     # Every chunk's statements planned for their own parameters: asyncpg prepares them, and
     # from the sixth execution PostgreSQL may keep a generic plan made while `contacts` looked
     # small; with the rows of the earlier chunks in it (this transaction's, so no statistics
@@ -390,22 +391,22 @@ async def _insert_as_keys_arrive(
                 chunk = leads[start : start + CHUNK_LEADS]
                 chunk_ids = lead_ids[start : start + CHUNK_LEADS]
                 chunk_keys = await keys.take(len(chunk))
-                # New leads only: decided and sealed on a thread, so that the event loop keeps
-                # driving the last chunk's write meanwhile; a thread takes the GIL from this one
-                # every few milliseconds, where a task would hold it for the whole chunk and
-                # leave the server idle.
-                sealed = await loop.run_in_executor(
-                    None,
-                    _sealed_chunk,
+                sealed = await _sealed_beside(
+                    copied,
                     _Chunk(account_id, campaign_id, chunk, chunk_ids, chunk_keys, region),
                     digest,
                     lead_keys,
                 )
                 if writing is not None:
                     await writing
+                copied = asyncio.Event()
                 writing = asyncio.ensure_future(
-                    _write_chunk(conn, campaign_id, leads, start, sealed, digest, written)
+                    _write_chunk(
+                        conn, campaign_id, leads, start, sealed, digest, written, copied.set
+                    )
                 )
+                # A write that ends before its events are in (refused, failed) frees the next.
+                writing.add_done_callback(_setter(copied))
                 # Let the write send its first statement before this task builds the next
                 # chunk: when that chunk's keys are ready, nothing else would yield to it.
                 await asyncio.sleep(0)
@@ -439,6 +440,30 @@ async def _insert_as_keys_arrive(
     return results
 
 
+def _setter(event: asyncio.Event) -> Callable[[object], None]:
+    def done(_: object) -> None:
+        event.set()
+
+    return done
+
+
+async def _sealed_beside(
+    copied: asyncio.Event | None, chunk: _Chunk, digest: Digest, lead_keys: Keys
+) -> SealedAhead:
+    """The chunk's new leads decided and sealed on a thread, beside the previous chunk's
+    projection: once that chunk's events are in, or its write is over (`copied`).
+
+    On a thread, so that the event loop keeps driving the write meanwhile (a thread takes the
+    GIL from it every few milliseconds, where a task would hold it for the whole chunk and leave
+    the server idle). After the events' COPY, because this process builds the COPY's rows as it
+    streams them: a thread sealing meanwhile took the GIL from it and the server waited for
+    rows, while during the projection statement this process has nothing else to do."""
+    if copied is not None:
+        await copied.wait()
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, _sealed_chunk, chunk, digest, lead_keys)
+
+
 @dataclass(frozen=True, slots=True)
 class _Written:
     """What the chunks of one campaign have refused so far, by the lead's index among the
@@ -457,6 +482,7 @@ async def _write_chunk(
     sealed: SealedAhead,
     digest: Digest,
     written: _Written,
+    copied: Callable[[], None] | None = None,
 ) -> None:
     """Write a chunk sealed ahead, but the leads the do-not-call registry keeps out and the
     duplicates (both checked here, under the campaign lock, on the connection the writes take
@@ -490,7 +516,7 @@ async def _write_chunk(
         sealed = sealed.without({stream_of_lead(events[i].lead_id) for i in refused})
         # Their keys went in at the job's start; they will seal nothing.
         await key_store.forget_unused(conn, [lead_subject(events[i].lead_id) for i in refused])
-    await record_sealed(conn, sealed)
+    await record_sealed(conn, sealed, copied)
     marks = _admitted_marks(registry, campaign_id, leads, events, refused)
     if marks:  # after the chunk's LeadInserted events, each at stream version 1
         appends = [

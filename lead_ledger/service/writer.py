@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -224,14 +224,19 @@ class AccountDigests:
         return subject_keys.digester(secret)
 
 
-async def record_sealed(conn: Connection, sealed: SealedAhead) -> AppendResult:
+async def record_sealed(
+    conn: Connection, sealed: SealedAhead, appended: Callable[[], None] | None = None
+) -> AppendResult:
     """`record` for appends sealed ahead: their keys stored, then appended and projected.
+    `appended` is called once the events are in, before they are projected.
     Raises key_store.SubjectErasedError or KeyConflictError if a subject had a key after all."""
     if not conn.is_in_transaction():
         raise RuntimeError("record_sealed() must run inside a transaction")
     if sealed.wrapped_keys:
         await key_store.store_new_keys(conn, sealed.account_id, sealed.wrapped_keys)
-    return await _append_and_project(conn, sealed.appends, sealed.stored, detect_retries=False)
+    return await _append_and_project(
+        conn, sealed.appends, sealed.stored, detect_retries=False, appended=appended
+    )
 
 
 async def _append_and_project(
@@ -241,6 +246,7 @@ async def _append_and_project(
     *,
     detect_retries: bool,
     new_keys: key_store.NewKeys | None = None,
+    appended: Callable[[], None] | None = None,
 ) -> AppendResult:
     # New leads' rows go in with their events, in one round trip, where one statement appends
     # them with their keys.
@@ -249,6 +255,8 @@ async def _append_and_project(
     result = await append_events(
         conn, sealed, detect_retries=detect_retries, new_keys=new_keys, along=along
     )
+    if appended is not None:
+        appended()
     if not result.already_stored:
         # The projections fold the events as written, not as stored: nothing to open.
         plain = [event for append in appends for _, event in append.events]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import msgspec
 import pytest
 
+from lead_ledger.ledger import store
+from lead_ledger.ledger.envelope import StreamAppend
 from lead_ledger.ledger.errors import ConcurrencyError
 from lead_ledger.ledger.events import LeadFields, LeadInserted, LeadReassigned, LeadUpdated
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_stream
-from lead_ledger.service import dnc
+from lead_ledger.service import dnc, lead_inserts, writer
 from lead_ledger.service.lead_inserts import InsertResult, NewLead, insert_lead_batch, insert_leads
 from lead_ledger.service.leads import (
     archive_leads,
@@ -301,12 +305,43 @@ async def test_large_insert_without_checks_is_written_as_its_keys_arrive(
         assert inserted.dedupe_keys == [f"+9198{count - 1:08d}"]
 
 
-async def test_large_insert_failing_midway_writes_nothing(pool: asyncpg.Pool) -> None:
-    """A chunked insert whose second chunk fails, after the first was appended and projected,
-    leaves no trace once its transaction rolls back, and its connection stays usable."""
+async def test_each_chunk_is_sealed_once_the_chunk_before_it_has_its_events_in(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunked insert seals the next chunk while the server projects the last one, never
+    while this process still builds that chunk's COPY rows: every chunk's sealing starts after
+    the chunk before it was appended."""
     account = await make_account(pool)
     campaign = await make_campaign(pool, account)
-    rows = [LeadFields(phone_numbers=[f"98{n:08d}"]) for n in range(2 * CHUNK_LEADS)]
+    count = 3 * CHUNK_LEADS + 5
+    rows = [LeadFields(phone_numbers=[f"98{n:08d}"]) for n in range(count)]
+    steps: list[tuple[str, int]] = []  # in the order they happened, by chunk (first lead id)
+    seal, append = lead_inserts._sealed_chunk, store.append_events
+
+    def sealing(chunk: Any, *args: Any) -> Any:
+        steps.append(("sealing", chunk.lead_ids[0]))
+        return seal(chunk, *args)
+
+    async def appending(conn: Any, sealed: list[StreamAppend], **kwargs: Any) -> Any:
+        result = await append(conn, sealed, **kwargs)
+        steps.append(("appended", int(sealed[0].stream_id.removeprefix("lead-"))))
+        return result
+
+    monkeypatch.setattr(lead_inserts, "_sealed_chunk", sealing)
+    monkeypatch.setattr(writer, "append_events", appending)
+    inserted = await _insert(pool, account, campaign, *rows, check=False)
+    firsts = [inserted[i] for i in range(0, count, CHUNK_LEADS)]
+    assert steps == [(step, first) for first in firsts for step in ("sealing", "appended")]
+
+
+async def test_large_insert_failing_midway_writes_nothing(pool: asyncpg.Pool) -> None:
+    """A chunked insert whose second chunk fails, after the first was appended and projected,
+    fails at once (the third chunk, waiting to be sealed until the second's events are in, is
+    let go), leaves no trace once its transaction rolls back, and its connection stays
+    usable."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    rows = [LeadFields(phone_numbers=[f"98{n:08d}"]) for n in range(3 * CHUNK_LEADS)]
     queries: list[str] = []
     async with pool.acquire() as conn:
         transaction = conn.transaction()
@@ -323,14 +358,15 @@ async def test_large_insert_failing_midway_writes_nothing(pool: asyncpg.Pool) ->
         )
         conn.add_query_logger(lambda record: queries.append(record.query))
         with pytest.raises(ConcurrencyError):
-            await insert_leads(
-                conn,
-                NATIVE,
-                account_id=account,
-                campaign_id=campaign,
-                rows=rows,
-                check_duplicates=False,
-            )
+            async with asyncio.timeout(60):
+                await insert_leads(
+                    conn,
+                    NATIVE,
+                    account_id=account,
+                    campaign_id=campaign,
+                    rows=rows,
+                    check_duplicates=False,
+                )
         await transaction.rollback()
         # The first chunk had been projected when the second failed.
         assert any("INSERT INTO public.contacts" in query for query in queries), queries
