@@ -37,9 +37,10 @@ WRITES: Final = frozenset({"leads", "contacts"})
 
 
 def _final(source: str, at: str, times: str = "") -> str:
-    """The `final` CTE of new leads: each event's own fields (`source`, a jsonb[] of LeadInserted
-    events as written), version 1, entered and modified `at` (row_times.entered of a
-    LeadInserted: when recorded), which `times` (a FROM item) may provide."""
+    """The `final` CTE of new leads: each event's own fields (`source`, a JSON array of
+    LeadInserted events as written: one document to encode and send, not one per lead), version
+    1, entered and modified `at` (row_times.entered of a LeadInserted: when recorded), which
+    `times` (a FROM item) may provide."""
     return f"""final AS (
     SELECT (data->>'lead_id')::bigint AS lead_id,
            (data->>'account_id')::bigint AS account_id,
@@ -49,7 +50,7 @@ def _final(source: str, at: str, times: str = "") -> str:
            data->'fields' AS f,
            {at} AS entry_at,
            {at} AS modified_at
-    FROM unnest({source}::jsonb[]) AS e(data){times}
+    FROM jsonb_array_elements({source}::jsonb) AS e(data){times}
     OFFSET 0
 )"""
 
@@ -102,7 +103,7 @@ async def apply_fresh_inserts(conn: Connection, fresh: Sequence[Pair]) -> None:
     recorded_at = {recorded.recorded_at for recorded, _ in fresh}
     if len(recorded_at) != 1:
         raise ValueError("fresh inserts must come from one append")
-    bodies = [_JSON.encode(event) for _, event in fresh]
+    bodies = _JSON.encode([event for _, event in fresh])
     # The server reports TimeZone on every change, so this costs no round trip.
     if conn.get_settings().TimeZone in UTC_NAMES:
         await conn.fetchrow(APPLY_FRESH_LEADS, bodies, recorded_at.pop())
@@ -118,4 +119,4 @@ def along_append(conn: Connection, events: Sequence[LeadInserted]) -> Along | No
     connection in another time zone than UTC, whose session APPLY_FRESH_LEADS must set first."""
     if not events or len(events) < SQL_FROM or conn.get_settings().TimeZone not in UTC_NAMES:
         return None
-    return Along(ALONG_APPEND, ([_JSON.encode(event) for event in events],))
+    return Along(ALONG_APPEND, (_JSON.encode(list(events)),))
