@@ -18,7 +18,13 @@ from lead_ledger.api.auth import is_admin
 from lead_ledger.api.edge import Dialect, Refused, json_response, origin
 from lead_ledger.api.keys import POOL, SETTINGS
 from lead_ledger.api.openapi import Response, problem_response
-from lead_ledger.api.problems import body_too_large, internal_error, problem, validation_problem
+from lead_ledger.api.problems import (
+    body_too_large,
+    internal_error,
+    invalid_body,
+    problem,
+    validation_problem,
+)
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import AccountSettings
 from lead_ledger.service import account_reads, accounts
@@ -97,7 +103,7 @@ def _translate(refusal: Exception) -> web.Response | None:
     """Service refusals as problem+json (never a 500)."""
     match refusal:
         case Invalid():
-            return problem(400, refusal.message, title="Invalid request body", field=refusal.field)
+            return invalid_body(refusal.message, field=refusal.field)
         case NotFound():
             return problem(404, str(refusal))
         case Conflict():

@@ -15,7 +15,7 @@ from lead_ledger.api.edge import Refused, context, json_response
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.native import NATIVE, Cursor, Limit, query_params
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
-from lead_ledger.api.problems import problem, validation_problem
+from lead_ledger.api.problems import invalid_body, problem, validation_problem
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.dnc_events import DncStatus
 from lead_ledger.service import dnc, reads
@@ -64,9 +64,9 @@ def _utc(at: datetime | None) -> datetime | None:
 
 def _refused(error: dnc.DncError) -> Refused:
     if error.index is None:
-        return Refused(problem(400, error.message, title="Invalid request body"))
+        return Refused(invalid_body(error.message))
     field = f"$[{error.index}].{error.field}" if error.field else f"$[{error.index}]"
-    return Refused(problem(400, error.message, title="Invalid request body", field=field))
+    return Refused(invalid_body(error.message, field=field))
 
 
 async def _campaign_id(conn: Connection, account_id: int, name: str | None) -> int | None:
@@ -211,7 +211,7 @@ async def change_entry(request: web.Request, principal: Principal) -> web.Stream
     except msgspec.DecodeError as error:
         raise Refused(validation_problem(error)) from error
     if patch.status is None and patch.expires_at is msgspec.UNSET:
-        return problem(400, "give status, expires_at or both", title="Invalid request body")
+        return invalid_body("give status, expires_at or both")
     expires_at = patch.expires_at
     if isinstance(expires_at, datetime):
         expires_at = _utc(expires_at)

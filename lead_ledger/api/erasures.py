@@ -12,7 +12,7 @@ from lead_ledger.api.edge import Refused, context, json_response
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.native import NATIVE
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
-from lead_ledger.api.problems import problem, validation_problem
+from lead_ledger.api.problems import invalid_body, problem, validation_problem
 from lead_ledger.service import erasures
 from lead_ledger.service.inputs import BIGINT_MAX, NUL, decode_json
 
@@ -50,18 +50,12 @@ async def erase(request: web.Request, principal: Principal) -> web.StreamRespons
     except msgspec.DecodeError as error:  # also ValidationError: malformed or mistyped
         raise Refused(validation_problem(error)) from error
     except ValueError as error:
-        raise Refused(problem(400, str(error), title="Invalid request body")) from error
+        raise Refused(invalid_body(str(error))) from error
     if asked.lead_id is not None and not 1 <= asked.lead_id <= BIGINT_MAX:
-        raise Refused(
-            problem(400, "lead_id is not a lead id", title="Invalid request body", field="lead_id")
-        )
+        raise Refused(invalid_body("lead_id is not a lead id", field="lead_id"))
     for name in ("phone", "user_data"):
         if NUL in (getattr(asked, name) or ""):
-            raise Refused(
-                problem(
-                    400, f"{name} holds a NUL character", title="Invalid request body", field=name
-                )
-            )
+            raise Refused(invalid_body(f"{name} holds a NUL character", field=name))
     async with request.app[POOL].acquire() as conn:
         erasure = await erasures.erase(
             conn, context(request, principal), principal.account_id, asked

@@ -11,6 +11,7 @@ from aiohttp import web
 from lead_ledger.api.edge import json_response
 
 PROBLEM_JSON: Final = "application/problem+json"
+BODY_TITLE: Final = "Invalid request body"
 _TITLES: Final = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -57,6 +58,16 @@ def bad_parameter(name: str, reason: str) -> web.Response:
     return problem(400, f"{name} {reason}", title="Invalid parameter", parameter=name)
 
 
+def invalid_body(
+    detail: str, *, field: str | msgspec.UnsetType | None = msgspec.UNSET
+) -> web.Response:
+    """400 for a request body that cannot be taken; `field` (null when given as None) names
+    where, when given."""
+    if isinstance(field, msgspec.UnsetType):
+        return problem(400, detail, title=BODY_TITLE)
+    return problem(400, detail, title=BODY_TITLE, field=field)
+
+
 def internal_error() -> web.Response:
     """The answer to a failure that is ours; the request id is in the X-Request-ID header."""
     return problem(500, "internal error")
@@ -90,4 +101,4 @@ def error_field(message: str) -> str | None:
 def validation_problem(error: msgspec.ValidationError | msgspec.DecodeError) -> web.Response:
     """400 naming what is wrong in a `field` member (None when the body is no JSON at all)."""
     message = str(error)
-    return problem(400, message, title="Invalid request body", field=error_field(message))
+    return invalid_body(message, field=error_field(message))

@@ -25,7 +25,7 @@ from lead_ledger.api.edge import Refused, context, json_response
 from lead_ledger.api.keys import CLOCK, DATABASE_URL, POOL, SETTINGS
 from lead_ledger.api.native import NATIVE, Cursor, query_params
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
-from lead_ledger.api.problems import problem, validation_problem
+from lead_ledger.api.problems import invalid_body, problem, validation_problem
 from lead_ledger.service import reads
 from lead_ledger.service.inputs import NUL, decimal, decode_json
 from lead_ledger.service.subscriptions import manage, signing
@@ -130,7 +130,7 @@ def _body(raw: bytes, kind: type[S]) -> S:
 
 
 def _refused(error: manage.SubscriptionError) -> Refused:
-    return Refused(problem(400, error.message, title="Invalid request body", field=error.field))
+    return Refused(invalid_body(error.message, field=error.field))
 
 
 async def _checked_url(request: web.Request, url: str) -> str:
@@ -172,16 +172,14 @@ def _checked_types(types: list[str] | None) -> list[str] | None:
 async def create(request: web.Request, principal: Principal) -> web.StreamResponse:
     new = _body(await request.read(), NewSubscription)
     if NUL in (new.campaign or "") or NUL in (new.secret or ""):
-        return problem(400, "holds a NUL character", title="Invalid request body")
+        return invalid_body("holds a NUL character")
     url = await _checked_url(request, new.url)
     types = _checked_types(new.event_types)
     async with request.app[POOL].acquire() as conn:
         try:
             campaign_id = await reads.campaign_named(conn, principal.account_id, new.campaign)
         except reads.UnknownCampaignError:
-            return problem(
-                400, f"no campaign {new.campaign!r}", title="Invalid request body", field="campaign"
-            )
+            return invalid_body(f"no campaign {new.campaign!r}", field="campaign")
         created = await manage.create(
             conn,
             context(request, principal),
@@ -261,7 +259,7 @@ async def change(request: web.Request, principal: Principal) -> web.StreamRespon
     subscription_id = _subscription_id(request)
     patch = _body(await request.read(), SubscriptionPatch)
     if patch.state is None and patch.url is None and patch.event_types is msgspec.UNSET:
-        return problem(400, "give state, url, event_types or several", title="Invalid request body")
+        return invalid_body("give state, url, event_types or several")
     url = None if patch.url is None else await _checked_url(request, patch.url)
     types = patch.event_types
     if not isinstance(types, msgspec.UnsetType):
