@@ -67,6 +67,15 @@ SELECT value, lead_id FROM contacts
 WHERE campaign_id = $1 AND kind = 'phone' AND value = ANY($2::text[])
 ORDER BY lead_id
 """
+# Whether each campaign ($1) holds a live lead's number: read by a long write as it takes its
+# locks, so that the chunks of a campaign that held none skip the duplicate probe (only the
+# write's own leads can hold its numbers then, and `Seen` knows those).
+SELECT_CAMPAIGNS_HOLDING: Final = """
+SELECT c.campaign_id,
+       EXISTS (SELECT 1 FROM contacts WHERE campaign_id = c.campaign_id AND kind = 'phone')
+           AS holding
+FROM unnest($1::bigint[]) AS c(campaign_id)
+"""
 # The do-not-call entries of a write's keys ($1 account, $2 digests) and the live holders of
 # the checked keys in its one campaign ($3, $4), in one round trip: both are read under the
 # campaign lock and neither depends on the other (a blocked lead's holders are read and unused).
@@ -372,6 +381,8 @@ async def _insert_as_keys_arrive(
     # every key, ~1.5 s a chunk. Planning a statement over 4,096 leads costs nothing beside it.
     await conn.execute(CUSTOM_PLANS)
     digest = await account_digest(conn, account_id)
+    registry = await dnc.HeldRegistry.read(conn, account_id, sorted(groups), digest)
+    holding = await _campaigns_holding(conn, groups)
     loop = asyncio.get_running_loop()
     try:
         # Every lead's key at once: made on a thread while the key workers compute the first
@@ -386,6 +397,8 @@ async def _insert_as_keys_arrive(
                 blocked.setdefault(campaign_id, {}),
                 duplicates.setdefault(campaign_id, {}),
                 Seen(own=frozenset(lead_ids)),
+                registry,
+                holding.get(campaign_id, False),
             )
             for start in range(0, len(leads), CHUNK_LEADS):
                 chunk = leads[start : start + CHUNK_LEADS]
@@ -467,11 +480,25 @@ async def _sealed_beside(
 @dataclass(frozen=True, slots=True)
 class _Written:
     """What the chunks of one campaign have refused so far, by the lead's index among the
-    campaign's leads, and the keys its inserted leads hold."""
+    campaign's leads, and the keys its inserted leads hold; what the write read as it took its
+    locks: the do-not-call registry, and whether live leads of the campaign held numbers."""
 
     blocked: dict[int, DncBlock]
     duplicates: dict[int, list[int]]
     seen: Seen
+    registry: dnc.HeldRegistry
+    holding: bool
+
+
+async def _campaigns_holding(
+    conn: Connection, groups: Mapping[int, Sequence[NewLead]]
+) -> dict[int, bool]:
+    """SELECT_CAMPAIGNS_HOLDING of the campaigns with a lead that checks duplicates."""
+    checking = [c for c, leads in groups.items() if any(lead.check_duplicates for lead in leads)]
+    if not checking:
+        return {}
+    rows = await conn.fetch(SELECT_CAMPAIGNS_HOLDING, checking)
+    return {row["campaign_id"]: row["holding"] for row in rows}
 
 
 async def _write_chunk(
@@ -493,8 +520,8 @@ async def _write_chunk(
         for _, event in append.events
         if isinstance(event, LeadInserted)
     }
-    registry = await dnc.blocking(
-        conn, sealed.account_id, digest, (k for e in events.values() for k in e.dedupe_keys)
+    registry = await written.registry.blocking(
+        conn, (k for e in events.values() for k in e.dedupe_keys)
     )
     kept_out = _blocked(registry, campaign_id, leads, events)
     # As in one batch: a blocked lead is refused as such, not checked as a duplicate.
@@ -509,6 +536,7 @@ async def _write_chunk(
         archived,
         written.seen,
         [i in kept_out for i in order],
+        None if written.holding else {},
     )
     doubles = {order[n]: owners for n, owners in found.items()}
     refused = kept_out.keys() | doubles.keys()
@@ -703,7 +731,8 @@ async def _duplicates(
 ) -> dict[int, list[int]]:
     """The leads (by index) that duplicate live (or archived) leads of the campaign, or an
     earlier lead of the batch. `read`: the live holders of (at least) the checked keys, when
-    already read with the do-not-call entries."""
+    already read with the do-not-call entries (`{}`: the campaign held no number before the
+    batch, whose own leads `seen` knows)."""
     keys = sorted(
         {key for e, check in zip(decided, checks, strict=True) if check for key in e.dedupe_keys}
     )

@@ -494,3 +494,74 @@ async def test_a_lead_refused_for_the_do_not_call_list_holds_no_number_for_later
     assert list(result.blocked) == [0]
     assert result.duplicates == {}
     assert sorted(result.inserted) == list(range(1, count))
+
+
+@pytest.mark.parametrize("held_at_most", [dnc.HELD_AT_MOST, 0])
+async def test_a_long_write_checks_its_chunks_against_the_registry_read_whole_or_probed(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, held_at_most: int
+) -> None:
+    """A streamed write keeps out exactly the leads the registry blocks in its campaign,
+    whether it read the few entries that can block them once or (past HELD_AT_MOST) probes
+    them chunk by chunk: account-wide and the campaign's own entries block; another campaign's,
+    an inactive and an expired one do not."""
+    monkeypatch.setattr(dnc, "HELD_AT_MOST", held_at_most)
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account, "mine")
+    await make_campaign(pool, account, "theirs")
+    numbers = {
+        name: f"+91970000{n:04d}" for n, name in enumerate(["awide", "own", "other", "off", "gone"])
+    }
+    async with pool.acquire() as conn, conn.transaction():
+        await dnc.add_entries(
+            conn,
+            NATIVE,
+            account,
+            [
+                dnc.NewDncEntry(phone=numbers["awide"]),
+                dnc.NewDncEntry(phone=numbers["own"], campaign="mine"),
+                dnc.NewDncEntry(phone=numbers["other"], campaign="theirs"),
+                dnc.NewDncEntry(phone=numbers["off"], status="Inactive"),
+                dnc.NewDncEntry(phone=numbers["gone"], expires_at=datetime(2020, 1, 1, tzinfo=UTC)),
+            ],
+        )
+    count = 2 * CHUNK_LEADS + 10
+    at = {"awide": 5, "own": CHUNK_LEADS + 3, "other": 2 * CHUNK_LEADS + 1, "off": 7, "gone": 9}
+    rows = [LeadFields(phone_numbers=[f"+9198{n:08d}"]) for n in range(count)]
+    for name, index in at.items():
+        rows[index] = LeadFields(phone_numbers=[numbers[name]])
+    async with pool.acquire() as conn, conn.transaction():
+        result = await insert_leads(
+            conn,
+            NATIVE,
+            account_id=account,
+            campaign_id=campaign,
+            rows=rows,
+            check_duplicates=False,
+        )
+    assert sorted(result.blocked) == [at["awide"], at["own"]]
+    assert result.blocked[at["awide"]].scope == "account"
+    assert result.blocked[at["own"]].scope == "campaign"
+    assert len(result.inserted) == count - 2
+
+
+async def test_a_long_write_to_a_campaign_holding_no_numbers_probes_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    """A checked streamed write into a campaign whose leads hold no number, in an account with
+    no do-not-call entry, sends no duplicate or registry probe with its chunks (it read both
+    facts as it took its lock), and still refuses the duplicates among its own leads."""
+    account = await make_account(pool)
+    campaign = await make_campaign(pool, account)
+    count = 2 * CHUNK_LEADS + 10
+    rows = [LeadFields(phone_numbers=[f"+9198{n:08d}"]) for n in range(count)]
+    rows[-1] = LeadFields(phone_numbers=["+919800000003"])  # the fourth lead's, two chunks back
+    result, queries = await _insert_logging_queries(pool, account, campaign, rows, check=True)
+    assert list(result.duplicates) == [count - 1]
+    assert lead_inserts.SELECT_PHONE_OWNERS not in queries
+    assert dnc.SELECT_BLOCKING_DIGESTS not in queries
+    # A campaign that held a number is probed with each chunk.
+    other = await make_campaign(pool, account, "held")
+    await _insert(pool, account, other, LeadFields(phone_numbers=["+919800000003"]))
+    result, queries = await _insert_logging_queries(pool, account, other, rows, check=True)
+    assert sorted(result.duplicates) == [3, count - 1]
+    assert queries.count(lead_inserts.SELECT_PHONE_OWNERS) == -(-count // CHUNK_LEADS)
