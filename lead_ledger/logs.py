@@ -1,6 +1,8 @@
 """Logging, configured once at start: JSON lines in production, the console renderer on a TTY.
 
 Phone numbers are masked before anything is rendered: logs travel further than the database.
+Tracebacks are rendered to text first, so that they are masked too, and the standard library's
+loggers (aiohttp's, asyncio's) go through the same processors: one line, one JSON object.
 """
 
 from __future__ import annotations
@@ -74,29 +76,43 @@ def _json_serializer(obj: Any, **_kwargs: Any) -> bytes:
     return msgspec.json.encode(obj, enc_hook=str)
 
 
+def _json_text(obj: Any, **_kwargs: Any) -> str:
+    return msgspec.json.encode(obj, enc_hook=str).decode()
+
+
 def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> None:
     console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,  # the traceback as text, before the masking
         mask_phone_numbers,
     ]
+    renderer: structlog.types.Processor
     if console:
-        processors: list[structlog.types.Processor] = [*shared, structlog.dev.ConsoleRenderer()]
+        renderer = structlog.dev.ConsoleRenderer()
         factory: Any = structlog.PrintLoggerFactory(file=sys.stderr)
+        processors: list[structlog.types.Processor] = [*shared, renderer]
     else:
-        processors = [
-            *shared,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=_json_serializer),
-        ]
+        renderer = structlog.processors.JSONRenderer(serializer=_json_text)
         factory = structlog.BytesLoggerFactory(file=sys.stderr.buffer)
+        processors = [*shared, structlog.processors.JSONRenderer(serializer=_json_serializer)]
+    threshold = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+    # The standard library's records, rendered by the same processors.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(threshold)

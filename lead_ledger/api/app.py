@@ -31,6 +31,7 @@ from lead_ledger.api import (
     vicidial,
     vicidial_non_agent,
 )
+from lead_ledger.api.http_logs import keep_requests_out_of_server_logs
 from lead_ledger.api.keys import (
     CLOCK,
     DATABASE_URL,
@@ -143,6 +144,7 @@ def create_app(
     """Build the app; the pool opens (and migrations run, as `migration_url`'s role when given)
     when the app starts, and so do the phone key workers with `warm_key_workers` (`serve`),
     else with the first large batch."""
+    keep_requests_out_of_server_logs()
     # Metrics outermost: they count the answer request_context made of any failure.
     app = web.Application(
         middlewares=[metrics.observe_requests, request_context, unmatched.unmatched_routes],

@@ -28,11 +28,20 @@ from lead_ledger.ledger.events import EVENT_TAGS
 from lead_ledger.ledger.feed import FeedEntry, follow_feed
 from lead_ledger.ledger.opening import shown_records
 from lead_ledger.service import reads
-from lead_ledger.service.inputs import BIGINT_MAX, INTEGER_MAX, NUL_REASON, decimal, nul_name
+from lead_ledger.service.inputs import (
+    BIGINT_MAX,
+    INTEGER_MAX,
+    NUL_REASON,
+    decimal,
+    nul_name,
+    shown,
+)
 
 log = structlog.get_logger(__name__)
 
 routes = web.RouteTableDef()
+
+QUERY_TITLE: Final = "Invalid query parameter"
 S = TypeVar("S", bound=msgspec.Struct)
 
 # Set on shutdown so open event streams end cleanly instead of being cancelled mid-write.
@@ -87,6 +96,15 @@ def query_params(request: web.Request, kind: type[S]) -> S:
     nul = nul_name(request.query.items())
     if nul is not None:  # PostgreSQL text cannot hold one: refused, never looked up
         raise Refused(bad_parameter(nul, NUL_REASON))
+    # One value each, never empty: a second value would be dropped unread, and an empty filter
+    # would read as no filter at all.
+    for given in dict.fromkeys(request.query):
+        values = request.query.getall(given)
+        if len(values) > 1 or not values[0]:
+            reason = "is given more than once" if len(values) > 1 else "must not be empty"
+            raise Refused(
+                problem(400, f"{shown(given)} {reason}", title=QUERY_TITLE, parameter=shown(given))
+            )
     try:
         return msgspec.convert(dict(request.query), kind, strict=False)
     except msgspec.ValidationError as error:
@@ -94,9 +112,7 @@ def query_params(request: web.Request, kind: type[S]) -> S:
         name = message.rsplit("`$.", 1)[1].rstrip("`") if "`$." in message else None
         if name is None and "unknown field `" in message:
             name = message.split("unknown field `", 1)[1].rstrip("`")
-        raise Refused(
-            problem(400, message, title="Invalid query parameter", parameter=name)
-        ) from error
+        raise Refused(problem(400, message, title=QUERY_TITLE, parameter=name)) from error
 
 
 def _lead_id(request: web.Request) -> int:
@@ -279,13 +295,15 @@ async def audit(request: web.Request, principal: Principal) -> web.StreamRespons
     params = query_params(request, AuditParams)
     types = [t.strip() for t in params.type.split(",") if t.strip()] if params.type else None
     unknown = sorted(set(types or ()) - _EVENT_TYPE_NAMES)
+    if types == []:  # "," or " ": no type named, which must not read as every type
+        raise Refused(problem(400, "type names no event type", title=QUERY_TITLE, parameter="type"))
     if unknown:  # a misspelt type would otherwise find nothing, and look like no events
         raise Refused(
             problem(
                 400,
                 f"no event type {', '.join(unknown)}; the types are"
                 f" {', '.join(sorted(_EVENT_TYPE_NAMES))}",
-                title="Invalid query parameter",
+                title=QUERY_TITLE,
                 parameter="type",
             )
         )

@@ -91,11 +91,16 @@ def error_field(message: str) -> str | None:
     """
     named = _NAMED_FIELD.fullmatch(message)
     if named:
-        name, parent = named.group(1), (named.group(2) or "").removeprefix(".")
-        return f"{parent}.{name}" if parent else name
-    if " - at `$." in message:
-        return message.rsplit(" - at `$.", 1)[1].rstrip("`")
+        return _below_root(f"{named.group(2) or ''}.{named.group(1)}")
+    if " - at `$" in message:
+        return _below_root(message.rsplit(" - at `$", 1)[1].rstrip("`")) or None
     return None
+
+
+def _below_root(path: str) -> str:
+    """msgspec's path without its `$` where the body is an object (`office_hours.days[0]`);
+    with it where the body is an array (`$[1].phone`, as docs/dnc.md shows it)."""
+    return path.removeprefix(".") if path.startswith(".") or not path else f"${path}"
 
 
 def validation_problem(error: msgspec.ValidationError | msgspec.DecodeError) -> web.Response:

@@ -101,16 +101,39 @@ async def refusal(url: str, *, allow_private: bool) -> str | None:
     return None
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64's well-known prefix
+# (RFC 6052) and its local-use one (RFC 8215).
+_NAT64: Final = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+)
+
+
 def forbidden_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether a callback may not reach this address (unless private targets are allowed)."""
-    return (
-        address.is_private
+    """Whether a callback may not reach this address (unless private targets are allowed):
+    any address that is not global (private, shared 100.64.0.0/10, loopback, link-local,
+    documentation, reserved...), multicast, and an IPv6 address that carries such an IPv4 one
+    (IPv4-mapped, 6to4, Teredo, NAT64), which a host or relay may deliver to that IPv4 host."""
+    if (
+        not address.is_global
+        or address.is_private
         or address.is_loopback
         or address.is_link_local
         or address.is_multicast
         or address.is_unspecified
         or address.is_reserved
-    )
+    ):
+        return True
+    if isinstance(address, ipaddress.IPv6Address):
+        return any(forbidden_address(inner) for inner in _carried_ipv4(address))
+    return False
+
+
+def _carried_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    carried = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if any(address in network for network in _NAT64):
+        carried.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+    return [inner for inner in carried if inner is not None]
 
 
 async def dispatch_due(

@@ -10,7 +10,6 @@ spreadsheet would run as formulas (service/spreadsheet_cells.py).
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
@@ -21,6 +20,7 @@ import msgspec
 import xlsxwriter
 
 from lead_ledger.ledger.events import FIELD_NAMES
+from lead_ledger.service.csv_lines import CsvLines
 from lead_ledger.service.export_rows import ExportLead
 from lead_ledger.service.reads import LeadView
 from lead_ledger.service.spreadsheet_cells import (
@@ -37,8 +37,6 @@ CONTENT_TYPES: Final[dict[ExportFormat, str]] = {
 }
 # The canonical fields an export may name in `fields` (crm and extra: their columns).
 EXPORTABLE: Final = tuple(name for name in FIELD_NAMES if name != "status")
-# As PostgreSQL's COPY ends a csv line (service/export_sql.py writes exports of now).
-LINE_END: Final = "\n"
 # An xlsx sheet holds 1,048,576 rows: a larger export goes on to a next sheet.
 SHEET_ROWS: Final = 1_048_575
 
@@ -206,7 +204,7 @@ def write_csv(
     """The rows as csv lines, after the header line unless told not to (an export worker
     writes its share's lines, service/export_parallel.py)."""
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
-    writer = csv.writer(text, lineterminator=LINE_END)
+    writer = CsvLines(text)  # as PostgreSQL's COPY writes csv (service/export_sql.py)
     if header:
         writer.writerow([spreadsheet_text(name) for name in columns.header()])
     writer.writerows(rows)

@@ -10,12 +10,12 @@ export as of now byte for byte.
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 from typing import Final
 
 from lead_ledger.ledger.connection import Connection
+from lead_ledger.service.csv_lines import CsvLines
 from lead_ledger.service.export_files import Columns
 from lead_ledger.service.export_rows import EXPORTED_NOW, ExportQuery
 from lead_ledger.service.spreadsheet_cells import spreadsheet_text
@@ -98,9 +98,7 @@ async def field_names(conn: Connection, query: ExportQuery, column: str) -> list
 async def copy_csv(conn: Connection, query: ExportQuery, columns: Columns, target: Path) -> int:
     """Write the header, then PostgreSQL's csv of the rows, to `target`; returns the rows."""
     header = io.StringIO()
-    csv.writer(header, lineterminator="\n").writerow(
-        [spreadsheet_text(name) for name in columns.header()]
-    )
+    CsvLines(header).writerow([spreadsheet_text(name) for name in columns.header()])
     with target.open("wb") as out:
         out.write(header.getvalue().encode())
         status = await conn.copy_from_query(

@@ -6,6 +6,7 @@
 - Text bound for PostgreSQL holds no NUL (0x00): neither `text` nor `jsonb` can store one. Each
   route decides what a NUL means where it comes in (a name with one names nothing, free text
   loses it, a query value or a jtel field with one is refused naming it), never the database.
+- A JSON body is UTF-8 throughout, also where no member is read.
 - JSON nested past the decoder's recursion limit (msgspec raises RecursionError for it) is a body
   that cannot be read: each route answers it as it answers malformed JSON.
 """
@@ -47,7 +48,16 @@ def signed_decimal(text: str) -> int | None:
 
 
 def decode_json(body: bytes, decode: Callable[[bytes], T] = _decode_any) -> T:
-    """`decode(body)`; JSON nested too deeply raises msgspec.DecodeError like malformed JSON."""
+    """`decode(body)`; JSON nested too deeply, and a body that is not UTF-8 throughout, raise
+    msgspec.DecodeError like malformed JSON."""
+    if not body.isascii():
+        # msgspec checks the strings it reads and skips the rest (an unknown member) unread,
+        # so a body with bytes that are no UTF-8 there would be taken.
+        try:
+            body.decode()
+        except UnicodeDecodeError as error:
+            reason = f"JSON is malformed: invalid utf-8 (byte {error.start})"
+            raise msgspec.DecodeError(reason) from None
     try:
         return decode(body)
     except RecursionError:

@@ -95,6 +95,11 @@ async def test_a_batch_is_added_all_or_none(
         ([{"phone": "9812345678"}, {"phone": "12"}], "$[1].phone", "not a phone"),
         ([{"phone": "9812345678", "campaign": "nope"}], "$[0].campaign", "no campaign"),
         ([{"phone": "9812345678"}, {"phone": "9812345678"}], "$[1].phone", "already"),
+        # Mistyped, missing and unknown members are named the same way.
+        ([{"phone": "9812345678"}, {"phone": "9", "status": "bogus"}], "$[1].status", "enum"),
+        ([{"phone": "9812345678", "expires_at": "nope"}], "$[0].expires_at", "datetime"),
+        ([{"phone": "9812345678"}, {}], "$[1].phone", "missing required field"),
+        ([{"phone": "9812345678", "bogus": 1}], "$[0].bogus", "unknown field"),
     ]
     for body, field, detail in cases:
         response = await client.post(DNC, json=body, headers=native(acme))

@@ -74,6 +74,35 @@ async def test_an_erased_lead_history_keeps_its_events_without_their_data(
     assert "9876543210" not in await response.text()
 
 
+async def test_an_erased_lead_as_of_before_its_erasure_shows_no_personal_data(
+    client: Client, acme: Account, pool: asyncpg.Pool
+) -> None:
+    """As of a time or version before the erasure the lead was live: it is shown as it was,
+    every personal field null (its key is gone), its clear fields kept, as an as-of export
+    shows it; as of the erasure or later it is a 404, like the live read."""
+    await add(client, acme, Name="Asha", phoneNumber="9876543210", priority=3)
+    lead_id = (await lead_ids(pool))["Asha"]
+    before = await pool.fetchval("SELECT clock_timestamp()")
+    await erase(client, acme, {"lead_id": lead_id})
+    after = await pool.fetchval("SELECT clock_timestamp()")
+    for params in ({"as_of": before.isoformat()}, {"as_of_version": "1"}):
+        then = await client.get(f"/v1/leads/{lead_id}", params=params, headers=native(acme))
+        assert then.status == 200, params
+        view = await then.json()
+        assert (view["name"], view["phone_numbers"], view["dedupe_keys"]) == (None, [], [])
+        assert (view["lead_id"], view["priority"], view["version"]) == (lead_id, 3, 1)
+    erased_version = await pool.fetchval(
+        "SELECT max(stream_version) FROM events WHERE stream_id = $1", f"lead-{lead_id}"
+    )
+    for params in (
+        {"as_of": after.isoformat()},
+        {"as_of_version": str(erased_version)},
+        {},
+    ):
+        gone = await client.get(f"/v1/leads/{lead_id}", params=params, headers=native(acme))
+        assert gone.status == 404, params
+
+
 async def test_the_erasure_record_names_the_actor_and_not_the_value(
     client: Client, pool: asyncpg.Pool
 ) -> None:

@@ -336,7 +336,8 @@ async def test_an_export_of_now_is_the_export_as_of_now(
 ) -> None:
     """A csv of now (rendered by PostgreSQL) and a csv as of a time after the last write
     (folded in Python) are the same bytes: formulas, blanks, lists, numbers, flags, times with
-    and without microseconds, CRM and extra fields, a do-not-call mark."""
+    and without microseconds, CRM and extra fields, a do-not-call mark, a bare carriage return
+    in a value and in a CRM name (quoted, so that no reader splits the row)."""
     await update_lead(
         seeded,
         A,
@@ -344,9 +345,10 @@ async def test_an_export_of_now_is_the_export_as_of_now(
         ctx(A),
         name="=2+2",
         comments="",
+        address1="Line\rBreak",
         city="-12",
         phone_numbers=["+919876543211", "+919876543219"],
-        crm={"loan:amount": "@5000", "z:last": "x"},
+        crm={"loan:amount": "@5000", "z:last": "x", "z:cr\rkey": "y"},
         extra={"Count": 7, "Flag": True, "Ratio": 1.5, "Note": "+1 (555)"},
         expires_at="2099-01-31T10:00:00.000120Z",
         priority=9,
@@ -362,7 +364,10 @@ async def test_an_export_of_now_is_the_export_as_of_now(
     assert now == then
     rows = csv_rows(now)
     assert [r["status"] for r in rows] == ["new", "DNC", "new"]
+    assert now.count(b"\n") == 4  # the header and three leads: no cell ends a line
     if fields is None:
+        assert rows[0]["address1"] == "Line\rBreak"
+        assert rows[0]["z:cr\rkey"] == "y"
         assert rows[0]["extra:Ratio"] == "1.5"
         assert rows[0]["loan:amount"] == "'@5000"
         assert rows[0]["expires_at"] == "2099-01-31T10:00:00.000120Z"

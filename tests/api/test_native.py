@@ -278,6 +278,30 @@ async def test_bad_paging_parameters_are_named(
     assert body["parameter"] == parameter
 
 
+@pytest.mark.parametrize(
+    ("path", "parameter", "detail"),
+    [
+        ("/v1/audit?type=LeadInserted&type=Bogus", "type", "type is given more than once"),
+        ("/v1/leads?limit=1&limit=2", "limit", "limit is given more than once"),
+        ("/v1/audit?type=", "type", "type must not be empty"),
+        ("/v1/leads?campaign=", "campaign", "campaign must not be empty"),
+        ("/v1/dnc?phone=", "phone", "phone must not be empty"),
+        ("/v1/audit?type=,%20", "type", "type names no event type"),
+    ],
+)
+async def test_a_filter_given_twice_or_empty_is_refused(
+    api: Client, seeded: asyncpg.Pool, path: str, parameter: str, detail: str
+) -> None:
+    """A second value would be dropped unread and an empty filter would read as none: both
+    are a 400 naming the parameter, never a page that looks filtered and is not."""
+    body = await get_json(api, path, 400)
+    assert (body["parameter"], body["detail"], body["title"]) == (
+        parameter,
+        detail,
+        "Invalid query parameter",
+    )
+
+
 async def test_a_lead_shows_every_field_and_its_meta(api: Client, seeded: asyncpg.Pool) -> None:
     """GET /v1/leads/{id} has the canonical fields, ids, version, times and dedupe keys."""
     lead = await get_json(api, "/v1/leads/3")

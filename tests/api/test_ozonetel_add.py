@@ -722,6 +722,21 @@ async def test_malformed_body(api: Client, acme: Account, pool: asyncpg.Pool, ra
     assert await count(pool) == 0
 
 
+async def test_a_body_that_is_not_utf8_is_malformed_where_nothing_reads_it(
+    api: Client, acme: Account, pool: asyncpg.Pool
+) -> None:
+    """A byte that is no UTF-8 in a member the route does not read still makes the body no
+    JSON: 400 Malformed, nothing added (an otherwise valid lead)."""
+    valid = msgspec.json.encode(body(acme, phoneNumber="9876543210"))
+    for raw in (valid[:-1] + b', "note": "\xff"}', b'{"userName": "x", "a": "\xc3"}'):
+        response = await api.post(
+            PATH, data=raw, headers={"apiKey": acme.key, "Content-Type": "application/json"}
+        )
+        assert response.status == 400
+        assert await response.json() == MALFORMED
+    assert await count(pool) == 0
+
+
 async def test_nul_in_free_text_is_dropped(api: Client, acme: Account, pool: asyncpg.Pool) -> None:
     """NUL, which PostgreSQL cannot store, is removed from Name rather than failing the request."""
     assert await add(api, acme, Name="Me\x00era", agentId="x\x00") == added()

@@ -304,6 +304,31 @@ async def test_every_non_integer_is_listed(api: Client, pool: asyncpg.Pool) -> N
     assert (status, body) == (400, errors(NOT_INTEGERS, ["1,2"]))
 
 
+async def test_numbers_too_large_to_read_are_listed_as_sent(
+    api: Client, pool: asyncpg.Pool
+) -> None:
+    """1e400 (beyond a double) and an integer of 5,000 digits are JSON, but no id can be read
+    from them: listed as sent under "must only contain integer values", never a 500; a body
+    that is not JSON past such a number still gets the malformed-JSON 500."""
+    acct = await account(pool)
+    [lead] = await add_leads(pool, acct, 1)
+    huge = b"1" + b"0" * 5000
+    raw = b'{"insert_leads": true, "update_leads": true, "delete_leads": false, "lead_ids": ['
+    response = await api.post(
+        ARCHIVE,
+        data=raw + str(lead).encode() + b", 1e400, " + huge + b"]}",
+        headers={"Authorization": f"Key={acct.key}", "Content-Type": "application/json"},
+    )
+    assert response.status == 400
+    listed = b'"lead_errors":2,"lead_ids":[1e400,' + huge + b"]}"
+    assert await response.read() == b'{"message":"' + NOT_INTEGERS.encode() + b'",' + listed
+    assert await live_ids(pool) == [lead]
+    status, body = await post(api, ARCHIVE, None, acct.key, raw=raw + b"1e400, s]}")
+    assert status == 500
+    assert body["message"].startswith("JSON is malformed: ")
+    assert body["message"].endswith("Path 'lead_ids[1]', line 1, position 89.")
+
+
 @pytest.mark.parametrize("ids", ["missing", None, []])
 async def test_lead_ids_must_not_be_empty(api: Client, pool: asyncpg.Pool, ids: object) -> None:
     """No lead_ids, null or []: the seed's "atleast 1 value" 400."""

@@ -508,10 +508,19 @@ async def test_a_host_that_does_not_resolve_is_retried_until_the_last_attempt(
         "http://[::1]/hook",
         "http://[fe80::1]/hook",
         "http://localhost/hook",
+        "http://100.100.100.200/latest/meta-data/",  # shared address space (100.64.0.0/10)
+        "http://192.0.2.10/hook",  # documentation
+        "http://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+        "http://[2002:a01:203::1]/",  # 6to4 of 10.1.2.3
+        "http://[::ffff:127.0.0.1]/",  # IPv4-mapped
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",  # Teredo, client 192.0.2.45
+        "http://[fc00::1]/",  # unique local
     ],
 )
 async def test_private_targets_are_refused(url: str) -> None:
-    """Loopback, private, link-local and multicast targets are refused unless allowed."""
+    """Every address that is not global is refused unless allowed (loopback, private, shared,
+    link-local, multicast, documentation), and so is an IPv6 address carrying one."""
     assert await callbacks.refusal(url, allow_private=False) == callbacks.PRIVATE_TARGET
     assert await callbacks.refusal(url, allow_private=True) is None
 
@@ -519,6 +528,9 @@ async def test_private_targets_are_refused(url: str) -> None:
 async def test_public_target_is_allowed() -> None:
     """A public address passes; a URL that is not http(s) never does."""
     assert await callbacks.refusal("https://8.8.8.8/hook", allow_private=False) is None
+    # IPv6 addresses that are global, and that carry a global IPv4 one.
+    for public in ("2606:4700:4700::1111", "2002:808:808::1"):
+        assert await callbacks.refusal(f"https://[{public}]/hook", allow_private=False) is None
     refused = await callbacks.refusal("file:///etc/passwd", allow_private=True)
     assert refused == "callback URL must be http or https with a host"
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
+
+import msgspec
 
 from lead_ledger.logs import mask_phone, mask_phone_numbers
 
@@ -61,3 +65,40 @@ def test_digits_inside_a_word_are_not_a_number() -> None:
     assert mask_phone(text) == (
         "upload eae70db8ea1234567c806b1c2bf8 ref order-20261203-1234567 for ********10"
     )
+
+
+def _logged(code: str) -> list[dict[str, Any]]:
+    """The JSON lines a fresh process writes to stderr after configure_logging("json") and
+    `code` (a process of its own: the configuration is global)."""
+    script = (
+        "import logging, structlog\n"
+        "from lead_ledger.logs import configure_logging\n"
+        "configure_logging('json')\n" + code
+    )
+    done = subprocess.run(  # noqa: S603 - this interpreter, our own script
+        [sys.executable, "-c", script], capture_output=True, check=True, timeout=60
+    )
+    return [msgspec.json.decode(line) for line in done.stderr.splitlines()]
+
+
+def test_a_traceback_is_masked_like_any_text() -> None:
+    """An exception logged with its traceback has the numbers in its message masked: the
+    traceback is rendered to text before the masking, not after it."""
+    [line] = _logged(
+        "try:\n    raise ValueError('no lead for 9876543210')\n"
+        "except ValueError:\n    structlog.get_logger().exception('failed')\n"
+    )
+    assert line["event"] == "failed"
+    assert "ValueError: no lead for ********10" in line["exception"]
+    assert "9876543210" not in line["exception"]
+
+
+def test_the_standard_librarys_records_are_json_lines_and_masked() -> None:
+    """A record of a library's own logger (asyncio's, aiohttp's) is one JSON line with its
+    logger's name, its level and its traceback masked, never Python's plain text."""
+    [line] = _logged(
+        "try:\n    raise OSError('peer 9876543210 went away')\n"
+        "except OSError:\n    logging.getLogger('asyncio').exception('lost %s', 'conn')\n"
+    )
+    assert (line["event"], line["logger"], line["level"]) == ("lost conn", "asyncio", "error")
+    assert "OSError: peer ********10 went away" in line["exception"]

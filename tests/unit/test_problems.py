@@ -68,5 +68,6 @@ def test_wrong_values_are_named_by_their_path(raw: bytes, field: str | None) -> 
 
 
 def test_an_unknown_field_inside_a_top_level_array_keeps_its_index() -> None:
-    """A body that is an array of objects: the field is named after its element."""
-    assert refusal(b'[{"start": "9", "q": 1}]', list[Hours])["field"] == "[0].q"
+    """A body that is an array of objects: the field is named after its element, from the
+    root (`$[0].q`), as the do-not-call route names its entries."""
+    assert refusal(b'[{"start": "9", "q": 1}]', list[Hours])["field"] == "$[0].q"
