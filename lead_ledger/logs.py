@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 import msgspec
 import structlog
@@ -106,7 +106,7 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> No
         cache_logger_on_first_use=True,
     )
     # The standard library's records, rendered by the same processors.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StandardRecords(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
@@ -114,5 +114,11 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> No
         )
     )
     root = logging.getLogger()
-    root.handlers = [handler]
+    for earlier in [h for h in root.handlers if isinstance(h, _StandardRecords)]:
+        root.removeHandler(earlier)  # configured again (a command run twice in one process)
+    root.addHandler(handler)
     root.setLevel(threshold)
+
+
+class _StandardRecords(logging.StreamHandler[TextIO]):
+    """The handler configure_logging puts on the root logger (others, a test's, stay)."""

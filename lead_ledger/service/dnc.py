@@ -189,6 +189,10 @@ class Blocking:
     def __init__(self, entries: dict[str, list[DncBlock]]) -> None:
         self._entries = entries
 
+    def __bool__(self) -> bool:
+        """Whether any key has an entry: an empty registry blocks and marks nothing."""
+        return bool(self._entries)
+
     def block(self, dedupe_keys: Sequence[str], campaign_id: int) -> DncBlock | None:
         """What blocks a lead with these keys in this campaign: an account-wide entry before a
         campaign's (so a client is told "globally" when both apply), the oldest first."""

@@ -330,6 +330,8 @@ def _blocked(
     blocked is enough, so that no blocked number is ever dialled (all of them, for a lead whose
     numbers are flagged one by one)."""
     blocked: dict[int, DncBlock] = {}
+    if not registry:
+        return blocked
     for i, event in events.items():
         if leads[i].blocked_marked:
             continue
@@ -576,6 +578,8 @@ def _admitted_marks(
     """The do-not-call marks (by index) of leads let in with blocked numbers
     (`blocked_when_all`, `blocked_marked`), to follow their LeadInserted."""
     marks: dict[int, list[LeadEvent]] = {}
+    if not registry:
+        return marks
     for i, event in events.items():
         if i in refused or not (leads[i].blocked_when_all or leads[i].blocked_marked):
             continue
