@@ -8,7 +8,7 @@ import asyncio
 import csv
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Final
 
@@ -20,6 +20,7 @@ from lead_ledger.cli_projections import progress_bar
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.service import dnc, reads
 from lead_ledger.service.account_reads import default_region
+from lead_ledger.service.inputs import end_of_day
 from lead_ledger.service.key_workers import KeyWorkers
 from lead_ledger.service.phone_keys import KeysAhead
 from lead_ledger.service.writer import Context, account_digest
@@ -70,8 +71,7 @@ def _numbers(path: Path) -> Iterator[tuple[int, str]]:
 def _expiry(text: str | None) -> datetime | None:
     if text is None:
         return None
-    last = date.fromisoformat(text)  # ValueError for the caller
-    return datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC)
+    return end_of_day(date.fromisoformat(text))  # ValueError for the caller
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:

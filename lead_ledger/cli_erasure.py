@@ -13,6 +13,7 @@ import msgspec
 
 from lead_ledger.cli_account import account_connection, cli_context
 from lead_ledger.ledger import key_store, subject_keys
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.database import database_urls, open_database
 from lead_ledger.service.erasures import ErasureRequest, erase
 from lead_ledger.settings import Settings
@@ -103,9 +104,11 @@ async def _rotate(settings: Settings, new_key_file: Path | None) -> int:
             " (make one with `lead-ledger keys new`)\n"
         )
         return 2
+    staged = None
     if new_key_file is None:
-        # Written beside the key file before the rotation commits: if anything stops between
-        # the commit and the rename below, the new key is still there to be renamed by hand.
+        # Written beside the key file just before the rotation commits: if anything stops
+        # between the commit and the rename below, the new key is still there to be renamed by
+        # hand. So it must exist only while a rotation runs, never after a refusal.
         staged = key_file.with_name(key_file.name + NEW_KEY_SUFFIX)
         if staged.exists():
             sys.stderr.write(
@@ -114,9 +117,14 @@ async def _rotate(settings: Settings, new_key_file: Path | None) -> int:
                 f" move it over {key_file.name}; else delete it, then rotate again\n"
             )
             return 1
-        _write_key(staged, subject_keys.new_master_key_text())
-        new_key_file = staged
-    new_master = subject_keys.parse_master_key(new_key_file.read_text(), source=str(new_key_file))
+        new_text = subject_keys.new_master_key_text()
+        source = str(staged)
+    else:
+        read = _read_key_file(new_key_file)
+        if read is None:
+            return 2
+        new_text, source = read, str(new_key_file)
+    new_master = subject_keys.parse_master_key(new_text, source=source)
     old_master = key_store.master_key()
     urls = await database_urls(settings)
     pool = await open_database(urls.service, migration_url=urls.migration, min_size=1, max_size=1)
@@ -129,19 +137,53 @@ async def _rotate(settings: Settings, new_key_file: Path | None) -> int:
                     " `lead-ledger serve` first (a server keeps the master key it started with)\n"
                 )
                 return 1
-            async with conn.transaction():
-                count = await key_store.rotate(conn, old_master, new_master)
+            count = await _rotated(conn, old_master, new_master, staged, new_text)
     finally:
         await pool.close()
     if from_file:
-        _write_key(key_file, new_key_file.read_text().strip(), replace=True)
-        if new_key_file.name.endswith(NEW_KEY_SUFFIX):
-            new_key_file.unlink()
+        _write_key(key_file, new_text.strip(), replace=True)
+        if staged is not None:
+            staged.unlink()
         where = f"the key file {key_file} now holds the new key"
     else:
         where = "set LEDGER_MASTER_KEY to the new key before the next start"
     sys.stdout.write(f"re-wrapped {count} key(s) under the new master key; {where}\n")
     return 0
+
+
+async def _rotated(
+    conn: Connection, old: bytes, new: bytes, staged: Path | None, new_text: str
+) -> int:
+    """Re-wrap every key in one transaction, the new key staged beside the key file first; the
+    staged file goes again when the rotation fails before its commit is sent (nothing changed),
+    and stays when the commit itself may have happened."""
+    if staged is not None:
+        _write_key(staged, new_text.strip())
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        count = await key_store.rotate(conn, old, new)
+    except BaseException:
+        await transaction.rollback()
+        if staged is not None:
+            _unstage(staged)
+        raise
+    await transaction.commit()
+    return count
+
+
+def _read_key_file(path: Path) -> str | None:
+    """The text of --new-key-file; None, with one line saying why, when it cannot be read."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not text"
+        sys.stderr.write(f"lead-ledger: cannot read --new-key-file {path}: {reason}\n")
+        return None
+
+
+def _unstage(staged: Path) -> None:
+    staged.unlink(missing_ok=True)
 
 
 def _write_key(path: Path, text: str, *, replace: bool = False) -> None:

@@ -15,7 +15,7 @@ from lead_ledger.api.edge import Refused, context, json_response
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.native import NATIVE, Cursor, Limit, query_params
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
-from lead_ledger.api.problems import invalid_body, problem, validation_problem
+from lead_ledger.api.problems import invalid_body, problem, time_problem, validation_problem
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.dnc_events import DncStatus
 from lead_ledger.service import dnc, reads
@@ -111,6 +111,9 @@ async def add_entries(request: web.Request, principal: Principal) -> web.StreamR
         entries = decode_json(body, lambda data: msgspec.json.decode(data, type=Entries))
     except msgspec.DecodeError as error:  # also ValidationError: malformed or mistyped
         raise Refused(validation_problem(error)) from error
+    beyond = time_problem(entries, "$")
+    if beyond is not None:
+        return beyond
     for index, entry in enumerate(entries):
         if NUL in entry.phone or NUL in (entry.campaign or ""):
             raise _refused(dnc.DncError("holds a NUL character", index=index))
@@ -212,6 +215,9 @@ async def change_entry(request: web.Request, principal: Principal) -> web.Stream
         raise Refused(validation_problem(error)) from error
     if patch.status is None and patch.expires_at is msgspec.UNSET:
         return invalid_body("give status, expires_at or both")
+    beyond = time_problem(patch)
+    if beyond is not None:
+        return beyond
     expires_at = patch.expires_at
     if isinstance(expires_at, datetime):
         expires_at = _utc(expires_at)

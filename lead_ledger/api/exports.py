@@ -21,7 +21,7 @@ from lead_ledger.api.keys import CLOCK, POOL, SETTINGS
 from lead_ledger.api.native import NATIVE
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.ozonetel_v4 import links_base
-from lead_ledger.api.problems import problem, validation_problem
+from lead_ledger.api.problems import problem, time_problem, validation_problem
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.service import exports
 from lead_ledger.service.export_files import CONTENT_TYPES, EXPORTABLE
@@ -104,6 +104,9 @@ async def create_export(request: web.Request, principal: Principal) -> web.Strea
         )
     except msgspec.DecodeError as error:  # also ValidationError: malformed or mistyped
         raise Refused(validation_problem(error)) from error
+    beyond = time_problem(asked)
+    if beyond is not None:
+        return beyond
     if asked.as_of is not None and asked.as_of.tzinfo is None:
         asked = msgspec.structs.replace(asked, as_of=asked.as_of.replace(tzinfo=UTC))
     if asked.campaign is not None and NUL in asked.campaign:

@@ -20,7 +20,13 @@ from lead_ledger.api.auth import Principal, bearer_token, find_principal
 from lead_ledger.api.edge import REQUEST_ID, REQUEST_ID_HEADER, Dialect, Refused, json_response
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
-from lead_ledger.api.problems import bad_parameter, body_too_large, internal_error, problem
+from lead_ledger.api.problems import (
+    OUT_OF_RANGE,
+    bad_parameter,
+    body_too_large,
+    internal_error,
+    problem,
+)
 from lead_ledger.api.read_routing import READ_HEADERS, on_read_pool
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
@@ -35,6 +41,7 @@ from lead_ledger.service.inputs import (
     decimal,
     nul_name,
     shown,
+    time_out_of_range,
 )
 
 log = structlog.get_logger(__name__)
@@ -106,13 +113,17 @@ def query_params(request: web.Request, kind: type[S]) -> S:
                 problem(400, f"{shown(given)} {reason}", title=QUERY_TITLE, parameter=shown(given))
             )
     try:
-        return msgspec.convert(dict(request.query), kind, strict=False)
+        params = msgspec.convert(dict(request.query), kind, strict=False)
     except msgspec.ValidationError as error:
         message = str(error)
         name = message.rsplit("`$.", 1)[1].rstrip("`") if "`$." in message else None
         if name is None and "unknown field `" in message:
             name = message.split("unknown field `", 1)[1].rstrip("`")
         raise Refused(problem(400, message, title=QUERY_TITLE, parameter=name)) from error
+    beyond = time_out_of_range(params)
+    if beyond is not None:
+        raise Refused(problem(400, f"{beyond} {OUT_OF_RANGE}", title=QUERY_TITLE, parameter=beyond))
+    return params
 
 
 def _lead_id(request: web.Request) -> int:

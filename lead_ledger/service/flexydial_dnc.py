@@ -8,7 +8,7 @@ campaigns separated by commas (an entry per campaign); `status` Active (default)
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Final
 
 import msgspec
@@ -16,7 +16,7 @@ import msgspec
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.dnc_events import DncStatus
 from lead_ledger.service import dnc
-from lead_ledger.service.inputs import decode_json
+from lead_ledger.service.inputs import decode_json, end_of_day
 from lead_ledger.service.writer import Context
 
 PROCESSED: Final = "Data processed successfully"
@@ -103,7 +103,7 @@ def _expiry(item: dict[str, object]) -> datetime | None:
         raise RefusedError(BAD_END_DATE) from None
     if len(text) != len("YYYY-MM-DD"):
         raise RefusedError(BAD_END_DATE)
-    return datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC)
+    return end_of_day(last)
 
 
 async def upload_dnc(conn: Connection, ctx: Context, account_id: int, body: bytes) -> str:

@@ -7,6 +7,10 @@
   route decides what a NUL means where it comes in (a name with one names nothing, free text
   loses it, a query value or a jtel field with one is refused naming it), never the database.
 - A JSON body is UTF-8 throughout, also where no member is read.
+- A time is one PostgreSQL and Python can both hold in UTC, the years 1 to 9999: an offset that
+  pushes it past either end (`9999-12-31T23:59:59-05:00`) is refused naming it, or, where a
+  vendor's date means "through that day" or "until then" (an expiry), held at the last (or
+  first) moment there is.
 - JSON nested past the decoder's recursion limit (msgspec raises RecursionError for it) is a body
   that cannot be read: each route answers it as it answers malformed JSON.
 """
@@ -14,6 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Final, TypeVar
 
 import msgspec
@@ -26,6 +31,12 @@ NUL: Final = "\x00"
 NUL_REASON: Final = "must not contain NUL (0x00)"
 TOO_DEEP: Final = "JSON is nested too deeply"
 _DIGITS: Final = len(str(BIGINT_MAX))  # more digits than this is past any column
+
+# The last and first whole seconds a datetime holds in UTC. Not datetime.max and .min: asyncpg
+# writes those as PostgreSQL's 'infinity' and '-infinity' and reads them back without a zone,
+# where the same time written as JSON and read by SQL (a rebuild) is a finite one.
+LAST_MOMENT: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+FIRST_MOMENT: Final = datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC)
 
 _decode_any: Final = msgspec.json.Decoder().decode
 
@@ -75,3 +86,50 @@ def nul_name(pairs: Iterable[tuple[str, str]]) -> str | None:
 def shown(name: str) -> str:
     """A name as it can be shown back (and stored in a log): NUL written as an escape."""
     return name.replace(NUL, "\\u0000")
+
+
+def in_utc(moment: datetime) -> datetime | None:
+    """`moment` in UTC (without an offset: taken as UTC); None when that falls outside the years
+    1 to 9999, which no datetime holds."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+def held_in_utc(moment: datetime) -> datetime:
+    """`moment` in UTC, or the nearest second there is: the last one of 9999 for a moment past
+    it, the first one of year 1 for a moment before it."""
+    converted = in_utc(moment)
+    if converted is not None:
+        return converted
+    return LAST_MOMENT if moment.year > 1 else FIRST_MOMENT
+
+
+def end_of_day(last: date) -> datetime:
+    """When something that lasts through `last` (a UTC day, inclusive) ends: the next midnight,
+    or the last second of 9999-12-31."""
+    if last == date.max:
+        return LAST_MOMENT
+    return datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def time_out_of_range(value: object, path: str = "") -> str | None:
+    """The path (`as_of`, `$[1].expires_at`) of the first time in `value` (a Struct, a list of
+    them, a time) that `in_utc` cannot hold, else None."""
+    if isinstance(value, datetime):
+        return path if in_utc(value) is None else None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = time_out_of_range(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    elif isinstance(value, msgspec.Struct):
+        for field in msgspec.structs.fields(value):
+            name = f"{path}.{field.encode_name}" if path else field.encode_name
+            found = time_out_of_range(getattr(value, field.name), name)
+            if found is not None:
+                return found
+    return None

@@ -12,7 +12,7 @@ from typing import Final, TypeGuard
 
 import asyncpg
 
-from lead_ledger.service.inputs import NUL
+from lead_ledger.service.inputs import NUL, held_in_utc
 
 # The vendor's phone rule: 3 to 16 ASCII digits, optionally after one "+".
 PHONE: Final = re.compile(r"\+?[0-9]{3,16}")
@@ -88,7 +88,9 @@ def parse_expiry(text: str, timezone: str | None) -> datetime | None:
     except ValueError:
         return None
     zone = zoneinfo.ZoneInfo(timezone) if timezone else UTC
-    return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
+    # 9999-12-31 west of UTC is past the last moment a datetime holds: held there (it expires
+    # never, as it says), not a 500.
+    return held_in_utc(datetime.combine(day, clock, tzinfo=zone))
 
 
 def wants_duplicate_check(value: Scalar) -> bool:

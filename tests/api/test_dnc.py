@@ -100,6 +100,12 @@ async def test_a_batch_is_added_all_or_none(
         ([{"phone": "9812345678", "expires_at": "nope"}], "$[0].expires_at", "datetime"),
         ([{"phone": "9812345678"}, {}], "$[1].phone", "missing required field"),
         ([{"phone": "9812345678", "bogus": 1}], "$[0].bogus", "unknown field"),
+        # A time an offset moves past the years 1-9999 in UTC.
+        (
+            [{"phone": "9812345678"}, {"phone": "9", "expires_at": "9999-12-31T23:59:59-05:00"}],
+            "$[1].expires_at",
+            "is out of range",
+        ),
     ]
     for body, field, detail in cases:
         response = await client.post(DNC, json=body, headers=native(acme))
@@ -153,6 +159,9 @@ async def test_changes_and_removal_are_events_and_reads_follow(
     changed = await response.json()
     assert (changed["status"], changed["expires_at"], changed["blocking"]) == ("Active", None, True)
     assert (await client.patch(path, json={}, headers=native(acme))).status == 400
+    early = {"expires_at": "0001-01-01T00:00:00+01:00"}  # before year 1 in UTC
+    response = await client.patch(path, json=early, headers=native(acme))
+    assert (response.status, (await response.json())["field"]) == (400, "expires_at")
     assert (await client.delete(path, headers=native(acme))).status == 204
     assert (await check(client, acme, "9876543210", "sales"))["blocked"] is False
     listed = await client.get(DNC, headers=native(acme))

@@ -273,6 +273,9 @@ async def test_refusals(api: Client, seeded: asyncpg.Pool) -> None:
     response = await api.post("/v1/exports", json={"as_of": future}, headers=auth())
     assert response.status == 400
     assert (await response.json())["field"] == "as_of"
+    early = {"as_of": "0001-01-01T00:00:00+05:00"}  # refused at once, not failed when run
+    response = await api.post("/v1/exports", json=early, headers=auth())
+    assert (response.status, (await response.json())["field"]) == (400, "as_of")
     assert (await api.post("/v1/exports", json={})).status == 401
     view = await export(api, campaign="north")
     assert (await api.get(f"/v1/exports/{view['export_id']}", headers=auth(KEY_B))).status == 404

@@ -35,6 +35,15 @@ async def entries(api: Client, who: Tenant) -> list[tuple[str, str | None, str, 
     ]
 
 
+async def test_an_end_date_of_9999_12_31_blocks_for_ever(api: Client) -> None:
+    """The last day there is: the entry blocks through it, to the last moment a time holds,
+    where the day after it would be past the calendar (a 500 before)."""
+    acme = await tenant(api)
+    body = [{"numeric": "6300868450", "global_dnc": "true", "dnc_end_date": "9999-12-31"}]
+    assert await post(api, acme, UPLOAD, body) == (200, PROCESSED)
+    assert await entries(api, acme) == [("+916300868450", None, "Active", True)]
+
+
 async def test_upload_adds_global_and_campaign_entries_that_inserts_honour(api: Client) -> None:
     """The vendor's example body: a global entry (here Inactive) and a campaign one; flags in
     any case; several campaigns at once; an end date in the past blocks nothing."""

@@ -302,6 +302,26 @@ async def test_a_filter_given_twice_or_empty_is_refused(
     )
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/v1/leads/1?as_of=0001-01-01T00:00:00%2B05:00",
+        "/v1/leads/1?as_of=9999-12-31T23:59:59-05:00",
+        "/v1/audit?from=0001-01-01T00:00:00%2B05:00",
+        "/v1/jobs?to=9999-12-31T23:59:59-05:00",
+    ],
+)
+async def test_a_time_that_utc_cannot_hold_is_refused(
+    api: Client, seeded: asyncpg.Pool, query: str
+) -> None:
+    """An offset that moves a time past the years 1-9999 in UTC: a 400 naming the parameter,
+    never a 500 from converting it."""
+    body = await get_json(api, query, 400)
+    name = query.split("?", 1)[1].split("=", 1)[0]
+    assert body["parameter"] == name
+    assert body["detail"] == f"{name} is out of range: in UTC it must fall in the years 1 to 9999"
+
+
 async def test_a_lead_shows_every_field_and_its_meta(api: Client, seeded: asyncpg.Pool) -> None:
     """GET /v1/leads/{id} has the canonical fields, ids, version, times and dedupe keys."""
     lead = await get_json(api, "/v1/leads/3")

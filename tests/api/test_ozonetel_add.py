@@ -307,6 +307,19 @@ async def test_expiry_date_stored_in_office_hours_timezone(
     ]
 
 
+async def test_the_last_day_there_is_west_of_utc_never_expires(
+    api: Client, acme: Account, pool: asyncpg.Pool
+) -> None:
+    """9999-12-31 23:59:59 in New York is past the last moment a time holds in UTC: the lead
+    is added, expiring at that last moment (never), not a 500."""
+    hours = {"timezone": "America/New_York", "days": [1, 2, 3, 4, 5, 6, 7], "start": "00:00"}
+    await admin(api, "PATCH", "/accounts/acme/settings", {"office_hours": hours | {"end": "23:59"}})
+    assert await add(api, acme, expiryDate="9999-12-31 23:59:59") == added()
+    assert [r["expires_at"] for r in await leads(pool)] == [
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    ]
+
+
 @pytest.mark.parametrize("agent", [..., "", None])
 async def test_agentwise_campaign_without_agent(api: Client, acme: Account, agent: object) -> None:
     """An agentwise campaign needs agentId: missing, empty or null is Agent Is Empty!."""

@@ -94,6 +94,12 @@ async def test_campaign_and_expiry(run: Run, tmp_path: Path, pool: asyncpg.Pool)
     assert row["expires_at"].isoformat() == "2020-02-01T00:00:00+00:00"
     _, out, _ = await run("dnc", "check", "--account", "acme", "--campaign", "sales", "9876543210")
     assert msgspec.json.decode(out)["blocked"] is False  # expired
+    # The last day there is: blocks to the last moment a time holds (a traceback before).
+    path = write(tmp_path / "later.csv", [["9876543211"]])
+    later = ("dnc", "import", str(path), "--account", "acme")
+    assert (await run(*later, "--expires", "9999-12-31"))[0] == 0
+    last = await pool.fetchval("SELECT expires_at FROM dnc WHERE expires_at > '9999-01-01'")
+    assert last.isoformat() == "9999-12-31T23:59:59+00:00"
 
 
 @pytest.mark.parametrize(

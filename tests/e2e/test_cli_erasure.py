@@ -209,6 +209,24 @@ async def test_rotate_refuses_while_a_server_holds_the_database(
     code, _, err = await run("keys", "rotate")
     assert code == 2
     assert "give the new key with --new-key-file" in err
+    # With the key file as the master key: refused the same, and no new key is left staged
+    # beside it (a later rotation would take it for the key of one that did not finish).
+    (tmp_path / subject_keys.MASTER_KEY_FILE).write_text(TEST_MASTER_KEY + "\n")
+    code, _, err = await run("keys", "rotate", master_key=None)
+    assert code == 1
+    assert "stop every `lead-ledger serve` first" in err
+    assert not (tmp_path / "master.key.new").exists()
+    assert await pool.fetchval("SELECT array_agg(wrapped_key) FROM subject_keys") == wrapped_before
+
+
+async def test_rotate_names_a_new_key_file_it_cannot_read(run: Run, tmp_path: Path) -> None:
+    """A missing file or a directory is the argument's fault: 2 and one line naming it, not
+    the database's."""
+    for path in (tmp_path / "missing.key", tmp_path):
+        code, _, err = await run("keys", "rotate", "--new-key-file", str(path))
+        assert code == 2
+        assert err.startswith(f"lead-ledger: cannot read --new-key-file {path}: "), err
+        assert "database" not in err
 
 
 async def test_rotate_refuses_an_unfinished_earlier_rotation(run: Run, tmp_path: Path) -> None:

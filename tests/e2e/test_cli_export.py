@@ -109,4 +109,11 @@ async def test_refusals(run: Run, tmp_path: Path) -> None:
     assert (code, err) == (1, "lead-ledger: no campaign 'x' in 'acme'\n")
     code, _, err = await run("export", "--account", "acme", "--as-of", "soon", "-o", str(target))
     assert (code, err) == (2, "lead-ledger: --as-of 'soon' is not an ISO 8601 time\n")
+    early = "0001-01-01T00:00:00+05:00"  # before the first moment there is, in UTC
+    code, _, err = await run("export", "--account", "acme", "--as-of", early, "-o", str(target))
+    assert code == 2
+    assert err == (
+        f"lead-ledger: --as-of {early!r} is out of range: in UTC it must fall in the years 1"
+        " to 9999\n"
+    )
     assert not target.exists()

@@ -529,15 +529,7 @@ async def test_a_long_write_checks_its_chunks_against_the_registry_read_whole_or
     rows = [LeadFields(phone_numbers=[f"+9198{n:08d}"]) for n in range(count)]
     for name, index in at.items():
         rows[index] = LeadFields(phone_numbers=[numbers[name]])
-    async with pool.acquire() as conn, conn.transaction():
-        result = await insert_leads(
-            conn,
-            NATIVE,
-            account_id=account,
-            campaign_id=campaign,
-            rows=rows,
-            check_duplicates=False,
-        )
+    result, _ = await _insert_logging_queries(pool, account, campaign, rows, check=False)
     assert sorted(result.blocked) == [at["awide"], at["own"]]
     assert result.blocked[at["awide"]].scope == "account"
     assert result.blocked[at["own"]].scope == "campaign"
