@@ -32,7 +32,7 @@ from lead_ledger.service import (
     vicidial_update_lead,
 )
 from lead_ledger.service.vicidial_login import DIALECT, ApiUser, log_in
-from lead_ledger.service.vicidial_params import Params, join, piped
+from lead_ledger.service.vicidial_params import Params, join, line, piped
 from lead_ledger.service.writer import Context
 
 PATH: Final = "/vicidial/non_agent_api.php"
@@ -132,7 +132,10 @@ async def non_agent_api(request: web.Request, _caller: None) -> web.Response:
     source = params.get("source")
     if len(source) < MIN_SOURCE:
         return text(
-            [f"ERROR: Invalid Source - {source}", piped("ERROR", "Invalid Source", source + "|")]
+            [
+                line("ERROR", "Invalid Source", source),
+                piped("ERROR", "Invalid Source", source + "|"),
+            ]
         )
     username = params.get("user")
     settings = request.app[SETTINGS]

@@ -48,7 +48,7 @@ from lead_ledger.service.vicidial_duplicates import (
     new_holders,
 )
 from lead_ledger.service.vicidial_fields import given_values, lead_fields
-from lead_ledger.service.vicidial_params import Params, join, line
+from lead_ledger.service.vicidial_params import Params, dialable, join, line
 from lead_ledger.service.writer import (
     Context,
     PendingAppend,
@@ -82,8 +82,8 @@ def request_of(params: Params, user: str, now: datetime) -> Request:
         phone=params.get("phone_number"),
         list_id=params.get("list_id") or DEFAULT_LIST_ID,
         values=given_values(params),
-        dnc_check=params.flag("dnc_check"),
-        campaign_dnc_check=params.flag("campaign_dnc_check"),
+        dnc_check=params.dnc_option("dnc_check"),
+        campaign_dnc_check=params.dnc_option("campaign_dnc_check"),
         campaign_name=params.get("campaign_id"),
         duplicate_check=params.get("duplicate_check"),
         now=now,
@@ -171,7 +171,9 @@ def _checked(call: _Call, lists: Lists, region: str | None, zone: ZoneInfo | Non
         call.reason = "list_not_allowed"
         return call
     call.list_id = list_id
-    if not MIN_PHONE_DIGITS <= len(request.phone) <= MAX_PHONE_DIGITS:
+    if not MIN_PHONE_DIGITS <= len(request.phone) <= MAX_PHONE_DIGITS or not dialable(
+        request.phone
+    ):
         data = join(request.phone, request.user)
         call.answer = line("ERROR", f"{FUNCTION} INVALID PHONE NUMBER LENGTH", data)
         call.reason = "invalid_phone"

@@ -43,6 +43,18 @@ class Params:
         """A Y/N option: only `Y` (any case) turns it on."""
         return self.get(name).upper() == "Y"
 
+    def dnc_option(self, name: str) -> bool:
+        """`dnc_check`/`campaign_dnc_check` (Y|N|AREACODE): Vicidial checks the number for Y
+        and for AREACODE alike (AREACODE adds its area code's wildcard entry, which a registry
+        of numbers does not hold)."""
+        return self.get(name).upper() in ("Y", "AREACODE")
+
+
+def dialable(phone: str) -> bool:
+    """Whether a cleaned phone_number (digits and commas) holds a digit: Vicidial stores
+    `,,,,,,` as a number; a lead here needs one it can dial."""
+    return any("0" <= c <= "9" for c in phone)
+
 
 def _clean(name: str, value: str) -> str:
     # PostgreSQL text holds no NUL; no Vicidial field means anything by one.
@@ -52,14 +64,21 @@ def _clean(name: str, value: str) -> str:
 
 
 def line(result: str, reason: str, data: str) -> str:
-    """`RESULT: reason - data`."""
-    return f"{result}: {reason} - {data}"
+    """`RESULT: reason - data`, on one line whatever the data echoes."""
+    return f"{result}: {reason} - {one_line(data)}"
 
 
 def piped(result: str, reason: str, data: str) -> str:
     """`RESULT: reason: |data`: the data already holds its own trailing bars where Vicidial
-    prints them."""
-    return f"{result}: {reason}: |{data}"
+    prints them. On one line whatever the data echoes."""
+    return f"{result}: {reason}: |{one_line(data)}"
+
+
+def one_line(data: str) -> str:
+    """What an outcome's line echoes (a user, a source, a campaign_id, a vendor_lead_code as
+    sent) without line breaks: one would print a second line, which a client reads as another
+    outcome (a forged `SUCCESS: ...`)."""
+    return data.replace("\r", "").replace("\n", "")
 
 
 def join(*values: object) -> str:

@@ -24,7 +24,7 @@ from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.vicidial_add_lead import insert_lead, read_account
 from lead_ledger.service.vicidial_fields import given_values, lead_patch
 from lead_ledger.service.vicidial_login import ApiUser
-from lead_ledger.service.vicidial_params import Params, join, line, piped
+from lead_ledger.service.vicidial_params import Params, dialable, join, line, piped
 from lead_ledger.service.writer import Context
 
 UPDATE: Final = "update_lead"
@@ -153,7 +153,8 @@ async def _act(
             line("SUCCESS", reason, join(user.username, i, int(i in deleted), 0, 0, ""))
             for i in ids
         ]
-    new_phone = phone if params.flag("update_phone_number") else None
+    # A number without a digit is not set, as an empty one is not (a lead needs one to dial).
+    new_phone = phone if params.flag("update_phone_number") and dialable(phone) else None
     changed = await _update(conn, ctx, user, params, ids, new_phone)
     if changed is None:
         return []  # nothing to set: Vicidial prints no line
@@ -217,7 +218,12 @@ async def _not_found(
         return [piped(result, reason, data)]
     lines = [piped("NOTICE", reason, data)]
     phone_code, given_list = params.get("phone_code"), params.get("list_id")
-    if not (MIN_INSERT_PHONE <= len(phone) <= MAX_INSERT_PHONE) or not phone_code or not given_list:
+    if (
+        not (MIN_INSERT_PHONE <= len(phone) <= MAX_INSERT_PHONE)
+        or not dialable(phone)
+        or not phone_code
+        or not given_list
+    ):
         invalid = join(
             user.username, phone, phone_code, given_list, params.get("insert_if_not_found")
         )

@@ -155,6 +155,32 @@ async def test_a_bad_login_never_echoes_the_password(api: Client) -> None:
     assert "nope" not in wrong
 
 
+async def test_an_echo_never_breaks_its_line(api: Client) -> None:
+    """A user, source, campaign_id or vendor_lead_code sent with line breaks is echoed without
+    them: one line per outcome, never a second one a client would read as another (a forged
+    `SUCCESS:`)."""
+    who = await tenant(api)
+    forged = "a\nSUCCESS: x\r"
+    login = await call(api, None, function="add_lead", user=forged, **{"pass": "p"})
+    assert login == "ERROR: Login incorrect, please try again: |aSUCCESS: x||BAD|\n"
+    source = await call(api, None, function="add_lead", source="\n", user="u", **{"pass": "p"})
+    assert source == "ERROR: Invalid Source - \nERROR: Invalid Source: ||\n"
+    dnc = await call(
+        api, who, function="add_dnc_phone", phone_number="9833300007", campaign_id=forged
+    )
+    assert dnc.count("\n") == 1, dnc
+    assert dnc.startswith("ERROR: add_dnc_phone "), dnc
+    search = await call(
+        api,
+        who,
+        function="update_lead",
+        search_method="VENDOR_LEAD_CODE",
+        vendor_lead_code=forged,
+        city="x",
+    )
+    assert search.count("\n") == 1, search
+
+
 async def test_repeated_bad_logins_are_locked_out(api: Client, settings: Settings) -> None:
     """Past the username's failure limit: Vicidial's LOCK line, even with the right password."""
     who = await tenant(api)
@@ -280,11 +306,12 @@ async def test_a_list_that_is_not_the_accounts_is_not_allowed(api: Client) -> No
         assert answer == f"ERROR: add_lead NOT AN ALLOWED LIST ID - 9876543210|{shown}\n"
 
 
-@pytest.mark.parametrize("phone", ["12345", "12345678901234567", "abc"])
+@pytest.mark.parametrize("phone", ["12345", "12345678901234567", "abc", ",,,,,,"])
 async def test_a_number_of_the_wrong_length_is_refused(
     api: Client, pool: asyncpg.Pool, phone: str
 ) -> None:
-    """6 to 16 digits, counted after cleaning (`abc` cleans to nothing); recorded as refused."""
+    """6 to 16 digits, counted after cleaning (`abc` cleans to nothing); recorded as refused.
+    Commas alone (Vicidial keeps them) make no number a lead can be dialled at: the same line."""
     who = await tenant(api)
     cleaned = re.sub(r"[^0-9,]", "", phone)
     answer = await add(api, who, phone)
@@ -324,6 +351,11 @@ async def test_dnc_checks_answer_and_without_them_the_lead_is_marked(
         "SELECT data->>'dnc_scope' AS s FROM events WHERE type = 'LeadRejected' ORDER BY position"
     )
     assert [r["s"] for r in scopes] == ["account", "campaign", "campaign"]
+    # AREACODE (any case) checks the number as Y does (Vicidial: `== 'Y' or == 'AREACODE'`).
+    area = await add(api, who, "9876543210", dnc_check="AREACODE")
+    assert area == f"ERROR: add_lead PHONE NUMBER IN DNC - 9876543210|{who.username}\n"
+    area = await add(api, who, "9812345678", "second", campaign_dnc_check="areacode")
+    assert area.startswith("ERROR: add_lead PHONE NUMBER IN CAMPAIGN DNC - 9812345678|second|")
 
 
 def test_duplicate_modes_are_tested_in_vicidials_order() -> None:
@@ -558,6 +590,13 @@ async def test_update_lead_by_id_changes_only_what_differs(api: Client, pool: as
     assert (await native_lead(api, who, lead))["phone_numbers"] == ["9876543210"]
     await update(api, who, lead_id=lead, phone_number="9812345678", update_phone_number="Y")
     assert (await native_lead(api, who, lead))["phone_numbers"] == ["9812345678"]
+    # Commas alone are no number to set (as an empty one is not); the other fields still are.
+    commas = await update(
+        api, who, lead_id=lead, phone_number=",,,,,,", update_phone_number="Y", city="Agra"
+    )
+    assert commas == f"SUCCESS: update_lead LEAD HAS BEEN UPDATED - {who.username}|{lead}|1|||\n"
+    seen = await native_lead(api, who, lead)
+    assert (seen["phone_numbers"], seen["city"]) == (["9812345678"], "Agra")
 
 
 async def test_update_lead_blank_empties_fields_and_the_alt_phone(api: Client) -> None:
@@ -679,6 +718,12 @@ async def test_update_lead_inserts_when_not_found(api: Client) -> None:
     missing_code = await update(api, who, **{**base, "phone_number": "9800000000"}, list_id=sales)
     assert missing_code.endswith(
         f"ERROR: update_lead INVALID DATA FOR LEAD INSERTION - {user}|9800000000||{sales}|Y\n"
+    )
+    commas = await update(
+        api, who, **{**base, "phone_number": ",,,,,,"}, phone_code="91", list_id=sales
+    )
+    assert commas.endswith(
+        f"ERROR: update_lead INVALID DATA FOR LEAD INSERTION - {user}|,,,,,,|91|{sales}|Y\n"
     )
     foreign_list = await update(
         api, who, **{**base, "phone_number": "9800000000"}, phone_code="91", list_id=999999
