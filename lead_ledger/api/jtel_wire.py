@@ -88,9 +88,7 @@ def _value(spec: jtel.FieldSpec, value: object) -> ExtraValue:
         return None
     match spec.kind:
         case "int":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise invalid(spec.name, "an integer is required")
-            return value
+            return _java_int(spec, value)
         case "number":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise invalid(spec.name, "a number is required")
@@ -106,6 +104,15 @@ def _value(spec: jtel.FieldSpec, value: object) -> ExtraValue:
             return _text(spec, value)
         case _:
             assert_never(spec.kind)
+
+
+def _java_int(spec: jtel.FieldSpec, value: object) -> int:
+    # A Java int: jtel's own service refuses what does not fit in 32 bits.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(spec.name, "an integer is required")
+    if not -(2**31) <= value < 2**31:
+        raise invalid(spec.name, "an integer from -2147483648 to 2147483647 is required")
+    return value
 
 
 def _text(spec: jtel.FieldSpec, value: object) -> str:

@@ -284,6 +284,12 @@ async def import_contact(
     LeadRejected on the request's stream. Raises NotFound for an unknown campaign.
     """
     campaign_id = await find_campaign(conn, account_id, contact.campaign_id, contact.campaign_name)
+    digitless = _digitless_phone(contact.values)
+    if digitless is not None:
+        # Stored, it could be the primary number every dialect dials (`+` before a real one).
+        reason = f"{digitless} holds no digit: it is no phone number"
+        await _reject(conn, ctx, account_id, campaign_id, contact, reason, None)
+        return Imported(record=None, rejected=reason)
     fields = lead_fields(contact.values)
     await lock_campaigns(conn, [campaign_id])
     lead_id: int | None = None
@@ -320,6 +326,15 @@ async def import_contact(
     if row is None:  # written above in this transaction: only a bug gets here
         raise RuntimeError(f"contact {lead_id} vanished inside its own transaction")
     return Imported(record=contact_record(row))
+
+
+def _digitless_phone(values: Mapping[str, ExtraValue]) -> str | None:
+    """The first phone field given with no digit in it (`+`, `n/a`) beside one that has digits;
+    blank ones are empty slots. (With no digits anywhere the ledger refuses the contact as a
+    lead without a phone number.)"""
+    given = [(n, v) for n in PHONE_NAMES if isinstance(v := values.get(n), str) and v.strip()]
+    digitless = [n for n, v in given if not any(c.isdigit() for c in v)]
+    return digitless[0] if digitless and len(digitless) < len(given) else None
 
 
 async def _reject(

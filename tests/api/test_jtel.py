@@ -381,6 +381,13 @@ async def test_field_lengths_are_enforced(api: Client, acme: Tenant, name: str, 
             "Invalid value for FollowUpDateTime: a datetime like 2020-01-01T00:00:00 is required",
         ),
         ({"RandomSortOrder": 1.5}, "Invalid value for RandomSortOrder: an integer is required"),
+        (
+            {"RandomSortOrder": -(10**26)},  # a Java int holds 32 bits
+            (
+                "Invalid value for RandomSortOrder: an integer from -2147483648 to 2147483647 is"
+                " required"
+            ),
+        ),
         ({"City": ["Berlin"]}, "Invalid value for City: a string is required"),
         (
             {"DiallerCampaignsID": "7"},
@@ -391,7 +398,8 @@ async def test_field_lengths_are_enforced(api: Client, acme: Tenant, name: str, 
 async def test_a_field_of_the_wrong_type_is_a_400(
     api: Client, acme: Tenant, fields: dict[str, Any], error: str
 ) -> None:
-    """Amount is a number, FollowUpDateTime a datetime, texts are strings."""
+    """Amount is a number, FollowUpDateTime a datetime, RandomSortOrder a 32-bit integer, texts
+    are strings."""
     answer = await import_(api, acme, contact(acme, **fields), 400)
     assert answer == {"status": 400, "error": error}
 
@@ -439,6 +447,20 @@ async def test_a_number_without_digits_is_a_400_and_is_audited(api: Client, acme
     assert event["actor"]["dialect"] == "jtel"
     assert event["data"]["reason"] == "a lead needs at least one phone number"
     assert event["data"]["row"]["UserData"] == "bad"
+    # A slot with no digit before a real number: it would have been the primary (refused,
+    # audited the same way, nothing inserted).
+    body = contact(acme, PhoneNumber1=..., PhoneNumber2="+", PhoneNumber3="9812300012")
+    answer = await import_(api, acme, body, 400)
+    reason = "PhoneNumber2 holds no digit: it is no phone number"
+    assert answer == {"status": 400, "error": f"Invalid contact: {reason}"}
+    response = await api.get(
+        "/v1/audit?type=LeadRejected,LeadInserted",
+        headers={"Authorization": f"Bearer {acme.native_key}"},
+    )
+    assert [e["data"]["reason"] for e in (await response.json())["events"]] == [
+        "a lead needs at least one phone number",
+        reason,
+    ]
 
 
 async def test_an_unknown_campaign_is_a_404(api: Client, acme: Tenant, other: Tenant) -> None:
