@@ -27,6 +27,7 @@ from lead_ledger.ledger.feed import feed_entry, follow_feed
 from lead_ledger.ledger.migrate import migrate
 from lead_ledger.ledger.opening import shown_records
 from lead_ledger.logs import configure_logging
+from lead_ledger.service.inputs import BIGINT_MAX
 from lead_ledger.settings import Settings, SettingsError
 
 log = structlog.get_logger("lead_ledger.cli")
@@ -97,7 +98,8 @@ def _port(text: str) -> int:
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `minimum`."""
+    """An argparse type: a whole number of at least `minimum`, and no more than a bigint holds
+    (every such number is compared with a bigint column: past it, the database's error)."""
 
     def whole(text: str) -> int:
         try:
@@ -106,6 +108,8 @@ def _at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{text} is less than {minimum}")
+        if value > BIGINT_MAX:
+            raise argparse.ArgumentTypeError(f"{text} is more than {BIGINT_MAX}")
         return value
 
     return whole

@@ -44,7 +44,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     parser.add_argument("--format", choices=get_args(ExportFormat), default="csv")
     parser.add_argument(
-        "--include-archived", action="store_true", help="add the archive's leads (now only)"
+        "--include-archived",
+        action="store_true",
+        help="add the archive's leads (as they were then, with --as-of), and an archived column",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="the file to write")
 

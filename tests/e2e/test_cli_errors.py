@@ -49,6 +49,10 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
         (("serve", "--port", "0"), "argument --port: 0 is less than 1"),
         (("events", "tail", "--limit", "0"), "argument --limit: 0 is less than 1"),
         (("events", "tail", "--limit", "-3"), "argument --limit: -3 is less than 1"),
+        (
+            ("events", "tail", "--after", "99999999999999999999999"),
+            "argument --after: 99999999999999999999999 is more than 9223372036854775807",
+        ),
         (("events", "tail", "--after", "-5"), "argument --after: -5 is less than 0"),
         (("events", "tail", "--after", "x"), "argument --after: 'x' is not a whole number"),
     ],
