@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -155,18 +156,20 @@ async def _rotated(
     conn: Connection, old: bytes, new: bytes, staged: Path | None, new_text: str
 ) -> int:
     """Re-wrap every key in one transaction, the new key staged beside the key file first; the
-    staged file goes again when the rotation fails before its commit is sent (nothing changed),
-    and stays when the commit itself may have happened."""
-    if staged is not None:
-        _write_key(staged, new_text.strip())
+    staged file goes again whenever the rotation fails before its commit is sent (nothing was
+    committed: a half-written file, a BEGIN or a statement that failed, a connection lost and
+    its rollback failing too), and stays when the commit itself may have happened."""
     transaction = conn.transaction()
-    await transaction.start()
     try:
+        if staged is not None:
+            _write_key(staged, new_text.strip())
+        await transaction.start()
         count = await key_store.rotate(conn, old, new)
     except BaseException:
-        await transaction.rollback()
         if staged is not None:
             _unstage(staged)
+        with contextlib.suppress(Exception):  # the error raised is the one that matters
+            await transaction.rollback()
         raise
     await transaction.commit()
     return count

@@ -3,7 +3,10 @@
 aiohttp answers such a request (a request line or a header past 8,190 bytes, a bad method)
 before any route sees it, and logs it with a traceback whose message quotes the raw bytes: a
 query string's password, an Authorization header, a phone number. It is logged instead as what
-went wrong and from where, at warning level (the client's fault), without them.
+went wrong and from where, without them: `unreadable_http_request` with `client` (logged as
+is, never masked: an address is no phone number), `error` (aiohttp's exception class) and
+`status`; at warning level (the client's fault) where aiohttp logged an error, and left at debug
+where it logged a bad method on a connection's first request (scanners, TLS on a plain port).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Final
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-UNREADABLE: Final = "unreadable_http_request from %s: %s (%s)"
+UNREADABLE: Final = "unreadable_http_request"
 
 
 class UnreadableRequests(logging.Filter):
@@ -21,11 +24,15 @@ class UnreadableRequests(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
             remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
-            record.msg = UNREADABLE
-            record.args = (remote, type(error).__name__, error.code)
+            record.msg, record.args = UNREADABLE, ()
+            # Fields of the line (logs.py adds a record's extra attributes to it).
+            record.client = remote
+            record.error = type(error).__name__
+            record.status = error.code
             record.exc_info = None
             record.exc_text = None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 

@@ -89,14 +89,14 @@ def shown(name: str) -> str:
 
 
 def in_utc(moment: datetime) -> datetime | None:
-    """`moment` in UTC (without an offset: taken as UTC); None when that falls outside the years
-    1 to 9999, which no datetime holds."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
+    """`moment` in UTC (without an offset: taken as UTC); None when that falls outside
+    FIRST_MOMENT..LAST_MOMENT: past the years 1 to 9999, which no datetime holds, or in the
+    second at either end, whose outermost instants asyncpg would write as an infinity."""
     try:
-        return moment.astimezone(UTC)
+        converted = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except OverflowError:
         return None
+    return converted if FIRST_MOMENT <= converted <= LAST_MOMENT else None
 
 
 def held_in_utc(moment: datetime) -> datetime:

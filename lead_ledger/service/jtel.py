@@ -20,7 +20,7 @@ from lead_ledger.ledger.envelope import ANY_VERSION
 from lead_ledger.ledger.events import ExtraValue, LeadFields, LeadRejected
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.ledger.locks import lock_campaigns
-from lead_ledger.ledger.phones import dedupe_key
+from lead_ledger.ledger.phones import dedupe_key, digits_only
 from lead_ledger.projections.leads import LEAD_COLUMNS
 from lead_ledger.service.dnc import BLOCKED_KEYS_OF_LEAD
 from lead_ledger.service.errors import NotFound
@@ -333,7 +333,7 @@ def _digitless_phone(values: Mapping[str, ExtraValue]) -> str | None:
     blank ones are empty slots. (With no digits anywhere the ledger refuses the contact as a
     lead without a phone number.)"""
     given = [(n, v) for n in PHONE_NAMES if isinstance(v := values.get(n), str) and v.strip()]
-    digitless = [n for n, v in given if not any(c.isdigit() for c in v)]
+    digitless = [n for n, v in given if not digits_only(v)]  # the digits dedupe keys read
     return digitless[0] if digitless and len(digitless) < len(given) else None
 
 

@@ -461,6 +461,10 @@ async def test_a_number_without_digits_is_a_400_and_is_audited(api: Client, acme
         "a lead needs at least one phone number",
         reason,
     ]
+    # A superscript two is a digit to str.isdigit, not to a dedupe key: no number either.
+    body = contact(acme, PhoneNumber1="\u00b2", PhoneNumber2="9812300013")
+    answer = await import_(api, acme, body, 400)
+    assert answer["error"] == "Invalid contact: PhoneNumber1 holds no digit: it is no phone number"
 
 
 async def test_an_unknown_campaign_is_a_404(api: Client, acme: Tenant, other: Tenant) -> None:

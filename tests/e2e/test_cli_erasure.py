@@ -219,6 +219,36 @@ async def test_rotate_refuses_while_a_server_holds_the_database(
     assert await pool.fetchval("SELECT array_agg(wrapped_key) FROM subject_keys") == wrapped_before
 
 
+async def test_a_rotation_that_fails_before_its_commit_leaves_no_staged_key(
+    client: Client, pool: asyncpg.Pool, run: Run, tmp_path: Path, database_url: str
+) -> None:
+    """A key the master key does not open stops the rotation inside its transaction (the error
+    `main` prints as one line, exit 1): nothing re-wrapped, and no master.key.new left for the
+    next rotation to take for the key of an unfinished one."""
+    await a_lead(client, pool)
+    await pool.execute(
+        "INSERT INTO subject_keys (subject_id, account_id, wrapped_key) VALUES ('lead-0', 1, $1)",
+        b"\x00" * 40,
+    )
+    wrapped_before = await pool.fetchval("SELECT array_agg(wrapped_key) FROM subject_keys")
+    (tmp_path / subject_keys.MASTER_KEY_FILE).write_text(TEST_MASTER_KEY + "\n")
+    await client.close()
+    await pool.close()
+    with pytest.raises(subject_keys.SubjectKeyError, match="the master key does not open"):
+        await run("keys", "rotate", master_key=None)
+    assert not (tmp_path / "master.key.new").exists()
+    assert subject_keys.parse_master_key(
+        (tmp_path / subject_keys.MASTER_KEY_FILE).read_text()
+    ) == subject_keys.parse_master_key(TEST_MASTER_KEY)
+    conn = await connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT array_agg(wrapped_key) FROM subject_keys") == (
+            wrapped_before
+        )
+    finally:
+        await conn.close()
+
+
 async def test_rotate_names_a_new_key_file_it_cannot_read(run: Run, tmp_path: Path) -> None:
     """A missing file or a directory is the argument's fault: 2 and one line naming it, not
     the database's."""

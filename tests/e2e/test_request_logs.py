@@ -86,8 +86,10 @@ async def test_a_request_that_is_no_http_leaves_no_secret_in_the_log(
             stop(served)
     text = log_file.read_bytes()
     lines = [msgspec.json.decode(line) for line in text.splitlines()]  # every line is JSON
-    unreadable = [line for line in lines if line["event"].startswith("unreadable_http_request")]
+    unreadable = [line for line in lines if line["event"] == "unreadable_http_request"]
     assert len(unreadable) == 2, lines
     assert all(line["level"] == "warning" and "exception" not in line for line in unreadable)
+    assert {(line["client"], line["status"]) for line in unreadable} == {("127.0.0.1", 400)}
+    assert {line["error"] for line in unreadable} == {"LineTooLong"}
     for secret in (b"Sekr3tPass", b"Sekr3tKey", b"9876543210", b"Traceback"):
         assert secret not in text, secret

@@ -1,17 +1,24 @@
 """The shared input rules (service/inputs.py): ASCII digits in range, NUL found by name, JSON
-nested too deeply read as malformed JSON."""
+nested too deeply read as malformed JSON, times UTC can hold."""
 
 from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import msgspec
 import pytest
 
 from lead_ledger.service.inputs import (
     BIGINT_MAX,
+    FIRST_MOMENT,
     INTEGER_MAX,
+    LAST_MOMENT,
     TOO_DEEP,
     decimal,
     decode_json,
+    end_of_day,
+    held_in_utc,
+    in_utc,
     nul_name,
     signed_decimal,
 )
@@ -68,3 +75,19 @@ def test_nul_name_names_the_first_pair_with_a_nul() -> None:
     assert nul_name([("a", "x"), ("b", "y\x00")]) == "b"
     assert nul_name([("a\x00", "x")]) == "a\\u0000"
     assert nul_name([("a", "x")]) is None
+
+
+def test_times_utc_cannot_hold_or_asyncpg_would_write_as_infinity() -> None:
+    """In range: years 1-9999 in UTC, less the second at either end (asyncpg writes
+    9999-12-31T23:59:59.999999Z and 0001-01-01T00:00:00Z as infinities); a vendor's date there
+    is held at the nearest whole second; a naive time is UTC."""
+    west = timezone(timedelta(hours=-5))
+    assert in_utc(datetime(9999, 12, 31, 18, 59, 59, 999999, tzinfo=west)) is None
+    assert in_utc(datetime(9999, 12, 31, 23, 0, tzinfo=west)) is None  # past the end
+    assert in_utc(datetime(1, 1, 1, tzinfo=UTC)) is None
+    assert in_utc(datetime(2026, 1, 1)) == datetime(2026, 1, 1, tzinfo=UTC)  # noqa: DTZ001
+    assert in_utc(LAST_MOMENT) == LAST_MOMENT
+    assert held_in_utc(datetime(9999, 12, 31, 23, 0, tzinfo=west)) == LAST_MOMENT
+    assert held_in_utc(datetime(1, 1, 1, tzinfo=UTC)) == FIRST_MOMENT
+    assert end_of_day(date.max) == LAST_MOMENT
+    assert end_of_day(date(2026, 1, 31)) == datetime(2026, 2, 1, tzinfo=UTC)
