@@ -22,7 +22,7 @@ from lead_ledger.service.export_files import ExportFormat
 from lead_ledger.service.export_parallel import ExportWorkers
 from lead_ledger.service.export_rows import ExportQuery
 from lead_ledger.service.exports import ExportRequest, write_export_file
-from lead_ledger.service.inputs import in_utc
+from lead_ledger.service.inputs import OUT_OF_RANGE, in_utc
 from lead_ledger.service.reads import UnknownCampaignError, campaign_named
 from lead_ledger.settings import Settings
 
@@ -67,10 +67,7 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write(f"lead-ledger: --as-of {args.as_of!r} is not an ISO 8601 time\n")
         return 2
     if as_of is not None and in_utc(as_of) is None:
-        sys.stderr.write(
-            f"lead-ledger: --as-of {args.as_of!r} is out of range: in UTC it must fall in the"
-            " years 1 to 9999\n"
-        )
+        sys.stderr.write(f"lead-ledger: --as-of {args.as_of!r} {OUT_OF_RANGE}\n")
         return 2
     request = ExportRequest(
         campaign=args.campaign,

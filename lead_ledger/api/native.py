@@ -21,7 +21,6 @@ from lead_ledger.api.edge import REQUEST_ID, REQUEST_ID_HEADER, Dialect, Refused
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import (
-    OUT_OF_RANGE,
     bad_parameter,
     body_too_large,
     internal_error,
@@ -38,6 +37,7 @@ from lead_ledger.service.inputs import (
     BIGINT_MAX,
     INTEGER_MAX,
     NUL_REASON,
+    OUT_OF_RANGE,
     decimal,
     nul_name,
     shown,

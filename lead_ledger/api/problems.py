@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from lead_ledger.api.edge import json_response
-from lead_ledger.service.inputs import time_out_of_range
+from lead_ledger.service.inputs import OUT_OF_RANGE, time_out_of_range
 
 PROBLEM_JSON: Final = "application/problem+json"
 BODY_TITLE: Final = "Invalid request body"
@@ -102,10 +102,6 @@ def _below_root(path: str) -> str:
     """msgspec's path without its `$` where the body is an object (`office_hours.days[0]`);
     with it where the body is an array (`$[1].phone`, as docs/dnc.md shows it)."""
     return path.removeprefix(".") if path.startswith(".") or not path else f"${path}"
-
-
-# A time an offset pushes past the years 1-9999 in UTC (service/inputs.py, in_utc).
-OUT_OF_RANGE: Final = "is out of range: in UTC it must fall in the years 1 to 9999"
 
 
 def time_problem(value: object, root: str = "") -> web.Response | None:

@@ -88,6 +88,10 @@ def shown(name: str) -> str:
     return name.replace(NUL, "\\u0000")
 
 
+# Why a time `in_utc` cannot hold is refused, after the name of what held it.
+OUT_OF_RANGE: Final = "is out of range: in UTC it must fall in the years 1 to 9999"
+
+
 def in_utc(moment: datetime) -> datetime | None:
     """`moment` in UTC (without an offset: taken as UTC); None when that falls outside
     FIRST_MOMENT..LAST_MOMENT: past the years 1 to 9999, which no datetime holds, or in the

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+from lead_ledger.ledger.phones import digits_only
 from lead_ledger.service.inputs import NUL
 
 # What survives in each cleaned parameter (Vicidial's preg_replace, kept characters).
@@ -53,7 +54,7 @@ class Params:
 def dialable(phone: str) -> bool:
     """Whether a cleaned phone_number (digits and commas) holds a digit: Vicidial stores
     `,,,,,,` as a number; a lead here needs one it can dial."""
-    return any("0" <= c <= "9" for c in phone)
+    return bool(digits_only(phone))
 
 
 def _clean(name: str, value: str) -> str:
