@@ -171,7 +171,7 @@ async def import_entries(
                 preparing = None
                 if index + 1 < len(batches):
                     preparing = await prepare(batches[index + 1])
-                made = await dnc.write_prepared(conn, ctx, prepared, campaigns, skip_listed=True)
+                made = await dnc.write_prepared(conn, ctx, prepared, skip_listed=True)
                 added += len(made)
                 done += len(batch)
                 if progress is not None:

@@ -40,6 +40,7 @@ from lead_ledger.ledger.subject_keys import Digest
 from lead_ledger.ledger.subject_lookup import MIN_PHONE_DIGITS, phone_tokens
 from lead_ledger.service import dnc_marks
 from lead_ledger.service.account_reads import default_region
+from lead_ledger.service.campaign_locks import lock_every_campaign, retried_on_new_campaigns
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import (
     Context,
@@ -430,7 +431,7 @@ async def add_numbers(
     digest = await account_digest(conn, account_id)
     entry_ids = await draw_entry_ids(conn, len(entries))
     prepared = prepare_entries(ctx, account_id, entries, scoped, digest, entry_ids)
-    return await write_prepared(conn, ctx, prepared, campaigns, skip_listed=skip_listed)
+    return await write_prepared(conn, ctx, prepared, skip_listed=skip_listed)
 
 
 class PreparedEntries(NamedTuple):
@@ -510,19 +511,26 @@ async def write_prepared(
     conn: Connection,
     ctx: Context,
     prepared: PreparedEntries,
-    campaigns: dict[str, int],
     *,
     skip_listed: bool,
 ) -> list[int]:
     """Write a prepared batch, all or nothing, under the locks of the campaigns it covers;
     the ids of the entries added. Which numbers are already listed is decided here, under the
     locks; with `skip_listed` those entries are left out, else the first refuses the batch."""
+    return await retried_on_new_campaigns(
+        lambda: _write_prepared(conn, ctx, prepared, skip_listed=skip_listed)
+    )
+
+
+async def _write_prepared(
+    conn: Connection, ctx: Context, prepared: PreparedEntries, *, skip_listed: bool
+) -> list[int]:
     scoped, account_id = prepared.scoped, prepared.account_id
     async with write_transaction(conn):
-        account_wide = any(campaign_id is None for _, campaign_id in scoped)
-        await lock_campaigns(
-            conn, campaigns.values() if account_wide else {c for _, c in scoped if c is not None}
-        )
+        if any(campaign_id is None for _, campaign_id in scoped):
+            await lock_every_campaign(conn, account_id)
+        else:
+            await lock_campaigns(conn, {c for _, c in scoped if c is not None})
         taken = {
             (row["digest"], row["campaign_id"])
             for row in await conn.fetch(
@@ -597,13 +605,12 @@ async def _locked_entries(
     conn: Connection, account_id: int, entry_ids: Sequence[int]
 ) -> list[asyncpg.Record]:
     """The account's entries among these, read again under the locks of the campaigns they
-    cover (every campaign for an account-wide one)."""
+    cover (every campaign for an account-wide one, `lock_every_campaign`)."""
     rows = await conn.fetch(SELECT_ENTRIES_OF, account_id, list(entry_ids))
     if any(row["campaign_id"] is None for row in rows):
-        ids = [r["campaign_id"] for r in await conn.fetch(SELECT_CAMPAIGNS, account_id)]
+        await lock_every_campaign(conn, account_id)
     else:
-        ids = [row["campaign_id"] for row in rows]
-    await lock_campaigns(conn, ids)
+        await lock_campaigns(conn, [row["campaign_id"] for row in rows])
     return list(await conn.fetch(SELECT_ENTRIES_OF, account_id, list(entry_ids)))
 
 
@@ -624,6 +631,19 @@ async def change_entry(
     expires_at: datetime | msgspec.UnsetType | None = msgspec.UNSET,
 ) -> DncEntry:
     """Set an entry's status and/or expiry (`expires_at` None: never expires)."""
+    return await retried_on_new_campaigns(
+        lambda: _change_entry(conn, ctx, account_id, entry_id, status, expires_at)
+    )
+
+
+async def _change_entry(
+    conn: Connection,
+    ctx: Context,
+    account_id: int,
+    entry_id: int,
+    status: DncStatus | None,
+    expires_at: datetime | msgspec.UnsetType | None,
+) -> DncEntry:
     async with write_transaction(conn):
         row = await _locked_entry(conn, account_id, entry_id)
         event = DncNumberChanged(
@@ -657,6 +677,12 @@ async def remove_entries(
     account's, still there). Their numbers leave the view, so their digests are recorded for
     an erasure to find them by (docs/erasure.md): only then can a person's number be erased
     from the log for good."""
+    return await retried_on_new_campaigns(lambda: _remove_entries(conn, ctx, account_id, entry_ids))
+
+
+async def _remove_entries(
+    conn: Connection, ctx: Context, account_id: int, entry_ids: Sequence[int]
+) -> list[int]:
     async with write_transaction(conn):
         rows = await _locked_entries(conn, account_id, entry_ids)
         if not rows:

@@ -17,7 +17,7 @@ from tests.api.test_flexydial import CUSTOMER_ID, Tenant, tenant, update
 from tests.api.test_flexydial_jobs import COMPLETED, api, insert, run
 from tests.api.test_jtel import Tenant as JtelTenant
 from tests.api.test_jtel import call, contact, import_, make_tenant
-from tests.api.test_ozonetel_add import Account, body, make_account, post
+from tests.api.test_ozonetel_add import ADMIN, Account, body, make_account, post
 from tests.api.test_vicidial import ALL, ARCHIVE, DEARCHIVE, add_leads, counts
 from tests.api.test_vicidial import account as vicidial_account
 from tests.api.test_vicidial import post as vicidial_post
@@ -272,3 +272,47 @@ async def test_a_dearchived_lead_whose_number_was_blocked_meanwhile_comes_back_m
     statuses = [(await lead(api, native, i))["status"] for i in (blocked, free)]
     assert statuses == ["DNC", "new"]
     assert await marks_of(api, native, blocked) == [("marked", entry)]
+
+
+async def test_account_wide_entries_campaign_creation_and_actions_run_together(
+    api: Client,
+) -> None:
+    """Account-wide entries (every campaign's lock, then the account's), campaigns created (the
+    account's) and AddCampaignData inserts that start or stop their campaign (its lock, then the
+    account's), all at once: every request is answered as it would be alone, none deadlocks."""
+    acme = await make_account(api)
+    native = native_of(acme)
+    campaigns = ["sales", "second"]
+
+    async def act(index: int) -> tuple[int, Any]:
+        action = "start" if index % 2 else "stop"
+        phone = f"98765{index:05d}"
+        return await post(
+            api,
+            acme,
+            body(acme, phoneNumber=phone, campaignName=campaigns[index % 2], action=action),
+        )
+
+    async def entry(index: int) -> int:
+        response = await api.post("/v1/dnc", json=[{"phone": f"91234{index:05d}"}], headers=native)
+        return response.status
+
+    async def campaign(index: int) -> int:
+        response = await api.post(
+            f"/v1/admin/accounts/{acme.name}/campaigns",
+            json={"name": f"new-{index}"},
+            headers=ADMIN,
+        )
+        return response.status
+
+    answers = await asyncio.gather(
+        *(act(i) for i in range(24)),
+        *(entry(i) for i in range(8)),
+        *(campaign(i) for i in range(6)),
+    )
+    actions, entries, created = answers[:24], answers[24:32], answers[32:]
+    assert [(status, answer["status"].lower()) for status, answer in actions] == [
+        (200, "success")
+    ] * 24
+    assert entries == [201] * 8
+    assert created == [201] * 6

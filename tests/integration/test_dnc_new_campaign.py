@@ -1,0 +1,73 @@
+"""An account-wide do-not-call entry against a campaign created while it is written: the entry
+covers every campaign the account has when it commits, so a lead inserted into the new campaign
+meanwhile is refused or marked, never left callable."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+import asyncpg
+
+from lead_ledger.ledger.events import LeadFields
+from lead_ledger.service import dnc
+from lead_ledger.service.accounts import NewCampaign, create_campaign
+from lead_ledger.service.lead_inserts import NewLead, insert_lead_groups
+from lead_ledger.service.transactions import write_transaction
+from tests.factories import NATIVE, make_account, make_campaign
+
+PHONE = "9876500042"
+
+WAITING: str = """
+SELECT wait_event_type = 'Lock' AND wait_event = 'advisory' FROM pg_stat_activity
+WHERE pid = $1
+"""
+
+
+async def _waiting_for_lock(pool: asyncpg.Pool, pid: int) -> None:
+    """Returns once the backend `pid` waits for an advisory lock (a test failure after 10 s)."""
+    for _ in range(1000):
+        if await pool.fetchval(WAITING, pid):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+async def test_an_account_wide_entry_covers_a_campaign_created_while_it_is_written(
+    pool: asyncpg.Pool,
+) -> None:
+    """The entry's write reads the campaigns (only `first`) and waits for `first`'s lock; a
+    campaign is created and a lead for the number goes into it, uncommitted; once `first` is
+    free the entry must wait for the new campaign too, and the lead, committed, is marked."""
+    account_id = await make_account(pool)
+    first = await make_campaign(pool, account_id, "first")
+    entry = dnc.NewDncEntry(phone=PHONE)
+    lead = NewLead(
+        fields=LeadFields(phone_numbers=[PHONE]),
+        ctx=NATIVE,
+        check_duplicates=True,
+        rejections_stream="request-new-campaign",
+    )
+    async with pool.acquire() as holder, pool.acquire() as writer, pool.acquire() as inserter:
+        inserting = AsyncExitStack()
+        # A writer of `first` holds its lock, so the entry waits after reading the campaigns.
+        async with write_transaction(holder, campaigns=[first]):
+            adding = asyncio.create_task(dnc.add_numbers(writer, NATIVE, account_id, [entry]))
+            await _waiting_for_lock(pool, writer.get_server_pid())
+            created = await create_campaign(inserter, NATIVE, account_id, NewCampaign(name="new"))
+            await inserting.enter_async_context(write_transaction(inserter, campaigns=[created.id]))
+            result = await insert_lead_groups(
+                inserter, account_id=account_id, groups={created.id: [lead]}
+            )
+        # `first` is free: the entry goes on while the insert into the new campaign is open.
+        await asyncio.wait({adding}, timeout=1.0)
+        await inserting.aclose()
+        (entry_id,) = await adding
+    marks = await pool.fetch(
+        "SELECT lead_id, entry_id FROM lead_dnc WHERE lead_id = ANY($1::bigint[])",
+        list(result[created.id].inserted.values()),
+    )
+    refused = result[created.id].blocked
+    assert refused or [tuple(m) for m in marks] == [(result[created.id].inserted[0], entry_id)], (
+        "the lead in the new campaign is neither refused nor marked"
+    )
