@@ -320,7 +320,8 @@ async def delete_contact_by_user_data(request: web.Request, principal: Principal
     user_data = check_query(request).get("userData", "")
     if not user_data:
         raise missing("userData")
-    async with request.app[POOL].acquire() as conn, write_transaction(conn):
+    # Not in one transaction: the service tries each candidate in a transaction of its own.
+    async with request.app[POOL].acquire() as conn:
         deleted = await jtel.delete_contact_by_user_data(
             conn, context(request, principal), account_id=principal.account_id, user_data=user_data
         )

@@ -44,9 +44,13 @@ async def lock_every_campaign(conn: Connection, account_id: int) -> list[int]:
     return locked
 
 
-async def retried_on_new_campaigns(write: Callable[[], Awaitable[T]]) -> T:
-    """Run `write`, a whole write transaction that may call `lock_every_campaign`, again for as
-    long as campaigns are created under it (each run rolled back by the exception)."""
+async def retried_on_new_campaigns(conn: Connection, write: Callable[[], Awaitable[T]]) -> T:
+    """Run `write`, a whole write transaction on `conn` that may call `lock_every_campaign`,
+    again for as long as campaigns are created under it (each run rolled back by the
+    exception). Never inside a transaction already open: `write_transaction` would join it, so
+    nothing would roll back, and the run again would lock the new campaign after the account."""
+    if conn.is_in_transaction():
+        raise RuntimeError("a write that locks every campaign needs a transaction of its own")
     while True:
         try:
             return await write()

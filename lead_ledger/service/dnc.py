@@ -518,7 +518,7 @@ async def write_prepared(
     the ids of the entries added. Which numbers are already listed is decided here, under the
     locks; with `skip_listed` those entries are left out, else the first refuses the batch."""
     return await retried_on_new_campaigns(
-        lambda: _write_prepared(conn, ctx, prepared, skip_listed=skip_listed)
+        conn, lambda: _write_prepared(conn, ctx, prepared, skip_listed=skip_listed)
     )
 
 
@@ -632,7 +632,7 @@ async def change_entry(
 ) -> DncEntry:
     """Set an entry's status and/or expiry (`expires_at` None: never expires)."""
     return await retried_on_new_campaigns(
-        lambda: _change_entry(conn, ctx, account_id, entry_id, status, expires_at)
+        conn, lambda: _change_entry(conn, ctx, account_id, entry_id, status, expires_at)
     )
 
 
@@ -677,7 +677,9 @@ async def remove_entries(
     account's, still there). Their numbers leave the view, so their digests are recorded for
     an erasure to find them by (docs/erasure.md): only then can a person's number be erased
     from the log for good."""
-    return await retried_on_new_campaigns(lambda: _remove_entries(conn, ctx, account_id, entry_ids))
+    return await retried_on_new_campaigns(
+        conn, lambda: _remove_entries(conn, ctx, account_id, entry_ids)
+    )
 
 
 async def _remove_entries(

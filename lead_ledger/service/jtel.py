@@ -26,6 +26,7 @@ from lead_ledger.service.dnc import BLOCKED_KEYS_OF_LEAD
 from lead_ledger.service.errors import NotFound
 from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.leads import delete_leads, update_leads
+from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, record, stream_append
 
 Kind = Literal["text", "phone", "int", "number", "datetime"]
@@ -441,6 +442,9 @@ async def delete_contact_by_user_data(
 
     The candidate is read before its campaign is locked; if another writer deleted it in
     between, the next candidate is taken, so the call deletes one contact whenever one exists.
+    Each candidate is tried in a transaction of its own: the next one's campaign may have a
+    lower id, and taking its lock while holding the last one's would break the ascending order
+    that keeps multi-campaign writers (an account-wide do-not-call entry) from deadlocking.
     """
     tried: list[int] = []
     while True:
@@ -449,6 +453,8 @@ async def delete_contact_by_user_data(
         )
         if lead_id is None:
             return None
-        if await delete_contact(conn, ctx, account_id=account_id, lead_id=lead_id):
+        async with write_transaction(conn):
+            deleted = await delete_contact(conn, ctx, account_id=account_id, lead_id=lead_id)
+        if deleted:
             return lead_id
         tried.append(lead_id)

@@ -18,7 +18,8 @@ from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.projections.rebuild import verify
 from lead_ledger.service.lead_inserts import insert_leads
-from lead_ledger.service.leads import archive_leads
+from lead_ledger.service.leads import archive_leads, delete_leads
+from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context
 from lead_ledger.settings import Settings
 from tests.conftest import ADMIN_TOKEN
@@ -826,3 +827,44 @@ async def test_replaying_the_log_rebuilds_the_same_projections(
     await import_(api, acme, contact(acme, PhoneNumber1="none"), 400)
     report = await verify(owner_pool)  # shadow tables are the owner's to create
     assert [t.name for t in report.tables if not t.ok] == []
+
+
+ADVISORY_WAITERS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'
+"""
+
+
+async def _advisory_waiters(pool: asyncpg.Pool, count: int) -> None:
+    """Returns once `count` backends wait for advisory locks (a test failure after 10 s)."""
+    for _ in range(1000):
+        if await pool.fetchval(ADVISORY_WAITERS) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} backends never waited for advisory locks")
+
+
+async def test_delete_by_user_data_racing_an_account_wide_entry_does_not_deadlock(
+    api: Client, acme: Tenant, pool: asyncpg.Pool
+) -> None:
+    """The first contact with the UserData (in Support) is deleted by another writer while the
+    call waits for Support's lock, and an account-wide do-not-call entry holds Sales and waits
+    for Support too: the call takes the next contact (in Sales) without holding Support, so it
+    cannot deadlock with the entry; both answer, and the contact in Sales is deleted."""
+    first = await imported_id(api, acme, contact(acme, "Support", UserData="X"))
+    second = await imported_id(api, acme, contact(acme, "Sales", UserData="X"))
+    url = f"{acme.base}/dialler/contacts/contact?userData=X"
+    native = {"Authorization": f"Bearer {acme.native_key}"}
+    ctx = Context(actor=Actor(dialect="native", account_id=acme.account_id), request_id="t")
+    support = acme.campaigns["Support"]
+    async with pool.acquire() as holder, write_transaction(holder, campaigns=[support]):
+        await delete_leads(holder, ctx, account_id=acme.account_id, lead_ids=[first])
+        deleting = asyncio.create_task(call(api, "DELETE", url, acme, 200))
+        await _advisory_waiters(pool, 1)
+        blocking = asyncio.create_task(
+            api.post("/v1/dnc", json=[{"phone": "+4930999999"}], headers=native)
+        )
+        await _advisory_waiters(pool, 2)
+    assert await deleting == {"status": 200}
+    assert (await blocking).status == 201
+    await call(api, "GET", f"{acme.base}/dialler/contacts/{second}", acme, 404)

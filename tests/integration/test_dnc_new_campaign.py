@@ -8,6 +8,7 @@ import asyncio
 from contextlib import AsyncExitStack
 
 import asyncpg
+import pytest
 
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.service import dnc
@@ -71,3 +72,14 @@ async def test_an_account_wide_entry_covers_a_campaign_created_while_it_is_writt
     assert refused or [tuple(m) for m in marks] == [(result[created.id].inserted[0], entry_id)], (
         "the lead in the new campaign is neither refused nor marked"
     )
+
+
+async def test_an_entry_write_refuses_to_join_an_open_transaction(pool: asyncpg.Pool) -> None:
+    """Run inside a transaction already open, the write could not roll back to run again (and
+    would lock a new campaign after the account): it refuses before writing anything."""
+    account_id = await make_account(pool)
+    await make_campaign(pool, account_id, "first")
+    async with pool.acquire() as conn, conn.transaction():
+        with pytest.raises(RuntimeError, match="transaction of its own"):
+            await dnc.add_numbers(conn, NATIVE, account_id, [dnc.NewDncEntry(phone=PHONE)])
+    assert await pool.fetchval("SELECT count(*) FROM dnc") == 0
