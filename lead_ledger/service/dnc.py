@@ -40,7 +40,7 @@ from lead_ledger.ledger.subject_keys import Digest
 from lead_ledger.ledger.subject_lookup import MIN_PHONE_DIGITS, phone_tokens
 from lead_ledger.service import dnc_marks
 from lead_ledger.service.account_reads import default_region
-from lead_ledger.service.campaign_locks import lock_every_campaign, retried_on_new_campaigns
+from lead_ledger.service.campaign_locks import lock_every_campaign, retried_until_locked
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import (
     Context,
@@ -517,7 +517,7 @@ async def write_prepared(
     """Write a prepared batch, all or nothing, under the locks of the campaigns it covers;
     the ids of the entries added. Which numbers are already listed is decided here, under the
     locks; with `skip_listed` those entries are left out, else the first refuses the batch."""
-    return await retried_on_new_campaigns(
+    return await retried_until_locked(
         conn, lambda: _write_prepared(conn, ctx, prepared, skip_listed=skip_listed)
     )
 
@@ -631,7 +631,7 @@ async def change_entry(
     expires_at: datetime | msgspec.UnsetType | None = msgspec.UNSET,
 ) -> DncEntry:
     """Set an entry's status and/or expiry (`expires_at` None: never expires)."""
-    return await retried_on_new_campaigns(
+    return await retried_until_locked(
         conn, lambda: _change_entry(conn, ctx, account_id, entry_id, status, expires_at)
     )
 
@@ -677,7 +677,7 @@ async def remove_entries(
     account's, still there). Their numbers leave the view, so their digests are recorded for
     an erasure to find them by (docs/erasure.md): only then can a person's number be erased
     from the log for good."""
-    return await retried_on_new_campaigns(
+    return await retried_until_locked(
         conn, lambda: _remove_entries(conn, ctx, account_id, entry_ids)
     )
 

@@ -34,6 +34,7 @@ from lead_ledger.ledger.store import read_stream
 from lead_ledger.ledger.subject_lookup import phone_tokens, user_data_token
 from lead_ledger.projections.jobs import erased_rows
 from lead_ledger.service.account_reads import default_region
+from lead_ledger.service.campaign_locks import LocksOutgrown, retried_until_locked
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
 
@@ -116,14 +117,25 @@ async def erase(
     nothing, recorded all the same)."""
     by, value = request.given()
     erasure_id = str(uuid.uuid4())
+    return await retried_until_locked(
+        conn, lambda: _erase(conn, ctx, account_id, (by, value), erasure_id)
+    )
+
+
+async def _erase(
+    conn: Connection,
+    ctx: Context,
+    account_id: int,
+    asked: tuple[ErasureBy, str],
+    erasure_id: str,
+) -> Erasure:
+    by, value = asked
     async with write_transaction(conn):
         master = key_store.master_key()
         digest = subject_keys.digester(await key_store.account_secret(conn, master, account_id))
-        subjects = await _subjects(conn, account_id, by, value, digest)
-        lead_ids = sorted(int(s.removeprefix("lead-")) for s in subjects if s.startswith("lead-"))
+        subjects = await _locked_subjects(conn, account_id, asked, digest)
+        lead_ids = _lead_ids(subjects)
         rejected = sorted(_rejected_row(s) for s in subjects if s.startswith("rejected-"))
-        campaigns = [r["campaign_id"] for r in await conn.fetch(SELECT_CAMPAIGNS, lead_ids)]
-        await lock_campaigns(conn, campaigns)
         await conn.execute(LOCK_CALLBACKS, sorted({job_id for job_id, _ in rejected}))
         event = SubjectErased(
             erasure_id=erasure_id,
@@ -140,6 +152,35 @@ async def erase(
         # After the appends: their metadata was sealed with these very keys.
         await key_store.erase(conn, subjects)
     return _shown(event, result.events[-1])
+
+
+async def _locked_subjects(
+    conn: Connection, account_id: int, asked: tuple[ErasureBy, str], digest: subject_keys.Digest
+) -> list[str]:
+    """The subjects asked for, read again once the campaigns of their leads are locked.
+
+    A writer of such a campaign may be committing, as the locks are awaited, a row that saw the
+    person's lead live (a duplicate refused because of it): that row came before the erasure
+    and is the person's, so it is read with the rest. A lead of theirs found then in a campaign
+    not locked raises LocksOutgrown: the erasure runs again with its campaign locked too (never
+    locked after the others, which could deadlock with a writer holding it and waiting for
+    them).
+    """
+    found = await _subjects(conn, account_id, *asked, digest)
+    locked = await lock_campaigns(conn, await _campaigns(conn, found))
+    subjects = await _subjects(conn, account_id, *asked, digest)
+    if not set(await _campaigns(conn, subjects)) <= set(locked):
+        raise LocksOutgrown
+    return subjects
+
+
+def _lead_ids(subjects: list[str]) -> list[int]:
+    return sorted(int(s.removeprefix("lead-")) for s in subjects if s.startswith("lead-"))
+
+
+async def _campaigns(conn: Connection, subjects: list[str]) -> list[int]:
+    """The campaigns whose writers could touch the subjects' leads."""
+    return [r["campaign_id"] for r in await conn.fetch(SELECT_CAMPAIGNS, _lead_ids(subjects))]
 
 
 async def _subjects(
