@@ -33,6 +33,7 @@ from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service import dnc
 from lead_ledger.service.account_groups import AccountGroups
+from lead_ledger.service.campaign_locks import LocksOutgrown, retried_until_locked
 from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_batch, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
@@ -112,12 +113,19 @@ async def add_leads(
     conn: Connection, account_id: int, calls: Sequence[tuple[Context, Request]]
 ) -> list[list[str]]:
     """Each call's lines, the calls decided in order in one transaction."""
+    return await retried_until_locked(conn, lambda: _add_leads(conn, account_id, calls))
+
+
+async def _add_leads(
+    conn: Connection, account_id: int, calls: Sequence[tuple[Context, Request]]
+) -> list[list[str]]:
     lists, region, zone = await read_account(conn, account_id)
     decided = [_checked(_Call(ctx, request), lists, region, zone) for ctx, request in calls]
     open_calls = [c for c in decided if c.candidate is not None]
     async with write_transaction(conn):
         if open_calls:
-            await lock_campaigns(conn, {i for c in open_calls for i in _locked(c, lists)})
+            locked = await lock_campaigns(conn, {i for c in open_calls for i in _locked(c, lists)})
+            lists = await _lists_under_locks(conn, account_id, open_calls, lists, set(locked))
             await _decide(conn, account_id, open_calls, lists)
             let_in = [c for c in open_calls if c.answer is None and c.duplicate is None]
             ids = await _insert(conn, account_id, let_in, region)
@@ -200,6 +208,21 @@ def _locked(call: _Call, lists: Lists) -> set[int]:
     modes = duplicate_modes(call.request.duplicate_check)
     searched = {i for mode in modes for i in lists.scope(call.list_id, mode.scope)}
     return {call.list_id, call.dnc_campaign, *searched}
+
+
+async def _lists_under_locks(
+    conn: Connection, account_id: int, calls: Sequence[_Call], lists: Lists, locked: set[int]
+) -> Lists:
+    """The lists the calls' searches cover, as they are once the locks are held: read again
+    when a call searches its Vicidial campaign (CAMP) or every list (SYS), since a list may
+    have been created (or joined the campaign) after the first read, and its leads are to be
+    searched too. LocksOutgrown when such a list is not locked: the calls run again."""
+    if all(m.scope == "LIST" for c in calls for m in duplicate_modes(c.request.duplicate_check)):
+        return lists
+    now, _, _ = await read_account(conn, account_id)
+    if any(not _locked(call, now) <= locked for call in calls):
+        raise LocksOutgrown
+    return now
 
 
 async def _decide(conn: Connection, account_id: int, calls: Sequence[_Call], lists: Lists) -> None:

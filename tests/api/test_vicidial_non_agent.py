@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,10 @@ import pytest
 from lead_ledger.api.app import create_app
 from lead_ledger.api.keys import CLOCK
 from lead_ledger.ledger.envelope import Actor
+from lead_ledger.ledger.events import LeadFields
 from lead_ledger.service import vicidial_add_lead
+from lead_ledger.service.lead_inserts import NewLead, insert_lead_groups
+from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.vicidial_duplicates import duplicate_days, duplicate_modes
 from lead_ledger.service.vicidial_params import Params
 from lead_ledger.service.writer import Context
@@ -925,3 +929,53 @@ async def test_every_duplicate_mode_with_and_without_a_day_suffix(
     later = await make_client(timedelta(days=2))
     assert (await try_add(later, f"{mode}1DAY")).startswith("SUCCESS"), mode
     assert (await try_add(later, f"{mode}3DAY")).startswith(expected)
+
+
+async def test_dupsys_finds_a_lead_of_a_list_created_while_it_waits(
+    api: Client, pool: asyncpg.Pool
+) -> None:
+    """A DUPSYS add_lead reads the account's lists and waits for its list's lock; meanwhile a
+    list is created and a writer puts the number into it, still uncommitted when the call gets
+    its lock: the call must lock that list too (so it waits for the writer) and search it, and
+    answers DUPLICATE PHONE NUMBER IN SYSTEM with the writer's lead."""
+    who = await tenant(api)
+    sales = who.lists["sales"]
+    account_id = await pool.fetchval(
+        "SELECT account_id FROM campaigns WHERE campaign_id = $1", sales
+    )
+    ctx = Context(actor=Actor(dialect="native", account_id=account_id), request_id="t")
+    lead = NewLead(
+        fields=LeadFields(phone_numbers=["9876543210"]),
+        ctx=ctx,
+        check_duplicates=False,
+        rejections_stream="request-fresh",
+    )
+    async with pool.acquire() as holder, pool.acquire() as writer:
+        busy = AsyncExitStack()
+        async with write_transaction(holder, campaigns=[sales]):
+            adding = asyncio.create_task(add(api, who, "9876543210", duplicate_check="DUPSYS"))
+            await _advisory_waiters(pool, 1)
+            path = f"/accounts/{account_id}/campaigns"
+            fresh = (await admin_post(api, path, {"name": "fresh"}))["id"]
+            await busy.enter_async_context(write_transaction(writer, campaigns=[fresh]))
+            result = await insert_lead_groups(writer, account_id=account_id, groups={fresh: [lead]})
+        await asyncio.wait({adding}, timeout=1.0)
+        await busy.aclose()
+    (existing,) = result[fresh].inserted.values()
+    found = f"9876543210|{sales}|{existing}|{fresh}"
+    assert await adding == f"ERROR: add_lead DUPLICATE PHONE NUMBER IN SYSTEM - {found}\n"
+
+
+async def _advisory_waiters(pool: asyncpg.Pool, count: int) -> None:
+    """Returns once `count` backends wait for advisory locks (a test failure after 10 s)."""
+    for _ in range(1000):
+        if await pool.fetchval(ADVISORY_WAITERS) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} backends never waited for advisory locks")
+
+
+ADVISORY_WAITERS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'
+"""
