@@ -13,7 +13,8 @@ under the account's lock cannot be locked after it without risking a deadlock wi
 writer, so the transaction is rolled back and run again with it (`LocksOutgrown`); campaign
 creation is an administrator's act, so a second run is rare and a third rarer still. An
 erasure does the same when a lead of the person appears, under its locks, in a campaign it did
-not lock (service/erasures.py).
+not lock (service/erasures.py), and Vicidial's add_lead when a list its duplicate search must
+cover was created after it read the lists (service/vicidial_add_lead.py).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ async def retried_until_locked(conn: Connection, write: Callable[[], Awaitable[T
     open: `write_transaction` would join it, so nothing would roll back, and the run again would
     take its locks after those the last run left held."""
     if conn.is_in_transaction():
-        raise RuntimeError("a write that locks every campaign needs a transaction of its own")
+        raise RuntimeError("a write that may run again needs a transaction of its own")
     while True:
         try:
             return await write()
