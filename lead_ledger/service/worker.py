@@ -126,17 +126,28 @@ async def _one(
             await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-        if run.done():
+        broken = run.exception() if run.done() else None
+        if run.done() and broken is None:
             state = run.result()
             JOB_SECONDS.labels(state).observe(time.perf_counter() - started)
             log.info("job_ran", job_id=claim.job_id, state=state, worker_id=worker_id)
             return True
-        # Stopping: the job's transaction rolls back when cancelled; hand the job back below,
-        # on another connection, as this one may be unusable after the cancellation.
-        run.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await run
+        if not run.done():
+            # Stopping: the job's transaction rolls back when cancelled; hand the job back
+            # below, on another connection, as this one may be unusable after the cancellation.
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await run
     async with pool.acquire() as conn:
+        if isinstance(broken, Exception):
+            # The attempt failed and could not be handed back on its own connection (the
+            # server ended it): do it on this one, with backoff, rather than leave the job
+            # claimed, and its campaign's later jobs waiting, until its lease ends.
+            state = await jobs.after_error(
+                conn, worker_id, claim, kinds, broken, max_attempts, retry_seconds
+            )
+            log.info("job_ran", job_id=claim.job_id, state=state, worker_id=worker_id)
+            return True
         await jobs.release(conn, claim.job_id, worker_id)
     log.info("job_released", job_id=claim.job_id, worker_id=worker_id)
     return True

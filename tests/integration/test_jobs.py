@@ -298,6 +298,33 @@ async def test_failing_handler_is_retried_then_job_failed(
     assert await pool.fetchval("SELECT count(*) FROM leads") == 0
 
 
+async def test_a_job_whose_connection_is_lost_is_queued_again_at_once(
+    pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """The job's connection dies under its handler (the server terminated it): the attempt is
+    handed back on a new connection, with backoff, and the next attempt completes it, long
+    before its lease (an hour here) would have let another worker take it."""
+    account_id, campaign_id = campaign
+    calls = 0
+
+    async def cut_off(conn: Connection, ctx: Context, job: Job, payload: bytes) -> JobOutcome:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await pool.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+            await conn.execute("SELECT 1")  # the connection is gone: this raises
+        return await insert_leads_job(conn, ctx, job, payload)
+
+    rows = [LeadFields(phone_numbers=[phone(8)])]
+    job_id = await submit(pool, account_id, campaign_id, rows, kind="test_cut_off")
+    kinds = {"test_cut_off": JobKind(cut_off)}
+    async with worker(pool, kinds=kinds, lease_seconds=3600, retry_seconds=0.01):
+        await until(pool, FINISHED, wait=20)
+    assert calls == 2
+    assert await job_events(pool, job_id) == ["JobSubmitted", "JobCompleted"]
+    assert await pool.fetchval("SELECT count(*) FROM leads") == 1
+
+
 async def test_graceful_stop_releases_the_lease(
     pool: asyncpg.Pool, campaign: tuple[int, int]
 ) -> None:

@@ -206,7 +206,7 @@ async def run_job(
             await _complete(conn, ctx, job, outcome)
             return "done"
     except Exception as error:  # noqa: BLE001 - any handler error is the job's failure
-        return await _after_error(conn, worker_id, claim, kinds, error, max_attempts, retry_seconds)
+        return await after_error(conn, worker_id, claim, kinds, error, max_attempts, retry_seconds)
 
 
 @asynccontextmanager
@@ -288,7 +288,7 @@ async def _finish(
     await conn.execute(DELETE_PAYLOAD, job.job_id)  # the outcome is in the log now
 
 
-async def _after_error(
+async def after_error(
     conn: Connection,
     worker_id: str,
     claim: Claim,
