@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Final, TextIO
 
+import asyncpg
 import msgspec
 
 from lead_ledger.cli_account import account_connection, cli_context
@@ -26,6 +27,19 @@ SELECT count(*) FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
 """
 NEW_KEY_SUFFIX: Final = ".new"
+# Taken first in the rotation's transaction: a server that starts meanwhile checks its master
+# key against these tables (key_store.check_master_key), so its check waits for the rotation
+# and then sees the keys re-wrapped, and refuses the old key. The sessions are counted after
+# it: a server that checked before the lock is still connected, and counted.
+LOCK_KEYS: Final = (
+    "SET LOCAL lock_timeout = '10s';"
+    " LOCK TABLE subject_keys, account_secrets IN ACCESS EXCLUSIVE MODE"
+)
+
+
+class _OtherSessions(Exception):  # noqa: N818 - a refusal, reported as one line
+    def __init__(self, count: int | None) -> None:
+        super().__init__("other sessions" if count is None else f"{count} other session(s)")
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -131,14 +145,14 @@ async def _rotate(settings: Settings, new_key_file: Path | None) -> int:
     pool = await open_database(urls.service, migration_url=urls.migration, min_size=1, max_size=1)
     try:
         async with pool.acquire() as conn:
-            others: int = await conn.fetchval(COUNT_OTHER_SESSIONS)
-            if others:
+            try:
+                count = await _rotated(conn, old_master, new_master, staged, new_text)
+            except _OtherSessions as others:
                 sys.stderr.write(
-                    f"lead-ledger: {others} other session(s) use the database: stop every"
+                    f"lead-ledger: {others} use the database: stop every"
                     " `lead-ledger serve` first (a server keeps the master key it started with)\n"
                 )
                 return 1
-            count = await _rotated(conn, old_master, new_master, staged, new_text)
     finally:
         await pool.close()
     if from_file:
@@ -164,6 +178,7 @@ async def _rotated(
         if staged is not None:
             _write_key(staged, new_text.strip())
         await transaction.start()
+        await _alone(conn)
         count = await key_store.rotate(conn, old, new)
     except BaseException:
         if staged is not None:
@@ -173,6 +188,18 @@ async def _rotated(
         raise
     await transaction.commit()
     return count
+
+
+async def _alone(conn: Connection) -> None:
+    """Lock the key tables, then make sure no other session uses the database (_OtherSessions
+    if one does, or holds the tables for 10 s)."""
+    try:
+        await conn.execute(LOCK_KEYS)
+    except asyncpg.LockNotAvailableError:  # the transaction is aborted: nothing more to ask
+        raise _OtherSessions(None) from None
+    others: int = await conn.fetchval(COUNT_OTHER_SESSIONS)
+    if others:
+        raise _OtherSessions(others)
 
 
 def _read_key_file(path: Path) -> str | None:

@@ -249,6 +249,54 @@ async def test_a_rotation_that_fails_before_its_commit_leaves_no_staged_key(
         await conn.close()
 
 
+async def test_a_server_starting_during_a_rotation_never_runs_on_the_old_key(
+    client: Client, pool: asyncpg.Pool, run: Run, tmp_path: Path, database_url: str
+) -> None:
+    """A server starts (connects and checks its master key, the old one) while a rotation of
+    40,000 keys runs, after the rotation looked for other sessions: either the rotation counts
+    it and refuses, or the server's check waits for the rotation and then refuses the old key;
+    never a rotation done and a server up on the key it replaced."""
+    await a_lead(client, pool)
+    account_id = await a_account_id_of(pool)
+    old = subject_keys.parse_master_key(TEST_MASTER_KEY)
+    wrapped = subject_keys.wrap(old, subject_keys.new_data_key())
+    await pool.execute(
+        "INSERT INTO subject_keys (subject_id, account_id, wrapped_key)"
+        " SELECT 'bench-' || n, $1, $2 FROM generate_series(1, 40000) AS n",
+        account_id,
+        wrapped,
+    )
+    key_file = tmp_path / subject_keys.MASTER_KEY_FILE
+    key_file.write_text(TEST_MASTER_KEY + "\n")
+    await client.close()
+    await pool.close()
+    rotating = asyncio.ensure_future(run("keys", "rotate", master_key=None))
+    staged = tmp_path / "master.key.new"  # written just before the rotation's transaction
+    for _ in range(2000):
+        if staged.exists() or rotating.done():
+            break
+        await asyncio.sleep(0.005)
+    starting = await connect(database_url)
+    try:
+        check = asyncio.create_task(key_store.check_master_key(starting, old))
+        code, _, err = await rotating
+        (started,) = await asyncio.gather(check, return_exceptions=True)
+    finally:
+        await starting.close()
+    if code == 0:
+        # The teardown's verify opens the events with the key the rotation left.
+        key_store.use_master_key(subject_keys.parse_master_key(key_file.read_text()))
+        assert isinstance(started, subject_keys.SubjectKeyError), "up on the old key"
+    else:
+        assert "stop every `lead-ledger serve` first" in err
+        assert started is None
+
+
+async def a_account_id_of(pool: asyncpg.Pool) -> int:
+    account_id: int = await pool.fetchval("SELECT account_id FROM accounts WHERE name = 'acme'")
+    return account_id
+
+
 async def test_rotate_names_a_new_key_file_it_cannot_read(run: Run, tmp_path: Path) -> None:
     """A missing file or a directory is the argument's fault: 2 and one line naming it, not
     the database's."""
