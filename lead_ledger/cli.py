@@ -180,6 +180,10 @@ def _unavailable(settings: Settings, error: BaseException) -> str:
         if settings.database_url
         else f"the embedded server in LEDGER_DATA_DIR={settings.data_dir}"
     )
+    if settings.migration_database_url:
+        # Migrations and rebuilds connect as the owner: the failing URL may be that one.
+        owner = _without_password(settings.migration_database_url)
+        where += f", LEDGER_MIGRATION_DATABASE_URL={owner}"
     reason = str(error) or type(error).__name__
     return f"cannot use the database ({where}): {reason}"
 

@@ -52,7 +52,8 @@ def test_at_least_names_its_bound() -> None:
 
 
 def test_database_errors_name_the_setting_without_its_password(tmp_path: Path) -> None:
-    """The configured URL is shown with its password hidden; without one, the data dir."""
+    """The configured URLs are shown with their passwords hidden (the owner's too: migrations
+    and rebuilds use it); without one, the data dir."""
     configured = Settings(database_url="postgresql://ledger:s3cret@db.example:5432/ledger")
     line = cli._unavailable(configured, ConnectionRefusedError(111, "Connect call failed"))
     assert line == (
@@ -64,6 +65,14 @@ def test_database_errors_name_the_setting_without_its_password(tmp_path: Path) -
         f"cannot use the database (the embedded server in LEDGER_DATA_DIR={tmp_path}): gone"
     )
     assert cli._without_password("postgresql://ledger@db/x") == "postgresql://ledger@db/x"
+    with_owner = Settings(
+        database_url="postgresql://app@db/ledger",
+        migration_database_url="postgresql://owner:pw@db/ledger",
+    )
+    assert cli._unavailable(with_owner, OSError("gone")) == (
+        "cannot use the database (LEDGER_DATABASE_URL=postgresql://app@db/ledger,"
+        " LEDGER_MIGRATION_DATABASE_URL=postgresql://owner:***@db/ledger): gone"
+    )
     unmigrated = cli._unavailable(configured, asyncpg.UndefinedTableError("no events"))
     assert unmigrated.startswith("the database has no ledger yet: run `lead-ledger migrate`")
 

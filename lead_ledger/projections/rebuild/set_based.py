@@ -219,9 +219,11 @@ async def open_events(
         if copying is not None:
             await copying
     finally:
-        # On an error, the connections are free again before it propagates.
+        # On an error, the connections are free again before it propagates; a read or copy
+        # that failed too (both connections lost) has its error taken here, not left for the
+        # loop to print as never retrieved.
         for pending in (reading, copying):
-            if pending is not None and not pending.done():
+            if pending is not None:
                 pending.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pending
