@@ -352,9 +352,15 @@ def _serve_batches() -> None:
     # What was imported stays; the keys are short-lived strings that reference counting frees.
     gc.freeze()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    while (frame := _read_frame(stdin)) is not None:
-        batch = _decode_batch(frame)
-        _write_frame(stdout, _encode_keys(keys_of(batch.phones, batch.region)))
+    try:
+        while (frame := _read_frame(stdin)) is not None:
+            batch = _decode_batch(frame)
+            _write_frame(stdout, _encode_keys(keys_of(batch.phones, batch.region)))
+    except (BrokenPipeError, WorkerError):
+        # The owner is gone (killed mid-batch): nobody reads the answer, and a traceback
+        # would land in the owner's log, whose stderr this process shares. Exit quietly,
+        # with stdout pointed at nothing so the interpreter's last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@ import contextlib
 import os
 import random
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 
 from lead_ledger.ledger.phones import dedupe_keys
@@ -177,3 +180,24 @@ async def test_closed_workers_end_and_later_batches_are_computed_in_process() ->
     assert workers.pids() == []
     assert await dedupe_keys_many(phones, "IN", workers) == [dedupe_keys(p, "IN") for p in phones]
     assert workers.pids() == []
+
+
+def test_a_worker_whose_owner_is_gone_exits_without_a_traceback() -> None:
+    """The owner stops reading (killed) before the answer is written: the worker's write finds
+    the pipe closed, and it exits quietly, printing nothing into the owner's log."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "lead_ledger.service.key_workers"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert worker.stdin is not None
+    assert worker.stdout is not None
+    assert worker.stderr is not None
+    worker.stdout.close()
+    frame = msgspec.msgpack.encode(Batch(region="IN", phones=[["9876543210"]] * 2000))
+    worker.stdin.write(len(frame).to_bytes(4, "big") + frame)
+    worker.stdin.close()
+    assert worker.wait(timeout=30) == 0
+    with worker.stderr:
+        assert worker.stderr.read() == b""
