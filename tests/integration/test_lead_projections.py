@@ -474,7 +474,7 @@ async def test_a_lead_refused_for_the_do_not_call_list_holds_no_number_for_later
     account = await make_account(pool)
     campaign = await make_campaign(pool, account)
     blocked_number = "+919700000001"
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn:
         await dnc.add_entries(conn, NATIVE, account, [dnc.NewDncEntry(phone=blocked_number)])
     rows = [
         NewLead(
@@ -511,7 +511,7 @@ async def test_a_long_write_checks_its_chunks_against_the_registry_read_whole_or
     numbers = {
         name: f"+91970000{n:04d}" for n, name in enumerate(["awide", "own", "other", "off", "gone"])
     }
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn:
         await dnc.add_entries(
             conn,
             NATIVE,
