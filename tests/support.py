@@ -98,3 +98,31 @@ def logged_statements(conn: Connection) -> Iterator[list[str]]:
         yield statements
     finally:
         conn.remove_query_logger(logged)
+
+
+ADVISORY_WAITERS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'
+"""
+WAITING_FOR_ADVISORY = """
+SELECT wait_event_type = 'Lock' AND wait_event = 'advisory' FROM pg_stat_activity
+WHERE pid = $1
+"""
+
+
+async def advisory_waiters(pool: asyncpg.Pool, count: int) -> None:
+    """Returns once `count` backends wait for advisory locks (a test failure after 10 s)."""
+    for _ in range(1000):
+        if await pool.fetchval(ADVISORY_WAITERS) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} backends never waited for advisory locks")
+
+
+async def waiting_for_lock(pool: asyncpg.Pool, pid: int) -> None:
+    """Returns once the backend `pid` waits for an advisory lock (a test failure after 10 s)."""
+    for _ in range(1000):
+        if await pool.fetchval(WAITING_FOR_ADVISORY, pid):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"backend {pid} never waited for a lock")

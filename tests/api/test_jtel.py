@@ -23,7 +23,7 @@ from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context
 from lead_ledger.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.support import Client
+from tests.support import Client, advisory_waiters
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 IMPORT_PATH = "/rest/v1.0/{ClientsID}/dialler/contacts/import"
@@ -829,21 +829,6 @@ async def test_replaying_the_log_rebuilds_the_same_projections(
     assert [t.name for t in report.tables if not t.ok] == []
 
 
-ADVISORY_WAITERS = """
-SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'
-"""
-
-
-async def _advisory_waiters(pool: asyncpg.Pool, count: int) -> None:
-    """Returns once `count` backends wait for advisory locks (a test failure after 10 s)."""
-    for _ in range(1000):
-        if await pool.fetchval(ADVISORY_WAITERS) >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{count} backends never waited for advisory locks")
-
-
 async def test_delete_by_user_data_racing_an_account_wide_entry_does_not_deadlock(
     api: Client, acme: Tenant, pool: asyncpg.Pool
 ) -> None:
@@ -860,11 +845,11 @@ async def test_delete_by_user_data_racing_an_account_wide_entry_does_not_deadloc
     async with pool.acquire() as holder, write_transaction(holder, campaigns=[support]):
         await delete_leads(holder, ctx, account_id=acme.account_id, lead_ids=[first])
         deleting = asyncio.create_task(call(api, "DELETE", url, acme, 200))
-        await _advisory_waiters(pool, 1)
+        await advisory_waiters(pool, 1)
         blocking = asyncio.create_task(
             api.post("/v1/dnc", json=[{"phone": "+4930999999"}], headers=native)
         )
-        await _advisory_waiters(pool, 2)
+        await advisory_waiters(pool, 2)
     assert await deleting == {"status": 200}
     assert (await blocking).status == 201
     await call(api, "GET", f"{acme.base}/dialler/contacts/{second}", acme, 404)

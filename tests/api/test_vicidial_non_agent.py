@@ -28,7 +28,7 @@ from lead_ledger.service.vicidial_params import Params
 from lead_ledger.service.writer import Context
 from lead_ledger.settings import Settings
 from tests.api.test_flexydial import ADMIN, PASSWORD, admin_post
-from tests.support import Client
+from tests.support import Client, advisory_waiters
 
 PATH = "/vicidial/non_agent_api.php"
 MakeClient = Callable[..., Awaitable[Client]]
@@ -954,7 +954,7 @@ async def test_dupsys_finds_a_lead_of_a_list_created_while_it_waits(
         busy = AsyncExitStack()
         async with write_transaction(holder, campaigns=[sales]):
             adding = asyncio.create_task(add(api, who, "9876543210", duplicate_check="DUPSYS"))
-            await _advisory_waiters(pool, 1)
+            await advisory_waiters(pool, 1)
             path = f"/accounts/{account_id}/campaigns"
             fresh = (await admin_post(api, path, {"name": "fresh"}))["id"]
             await busy.enter_async_context(write_transaction(writer, campaigns=[fresh]))
@@ -964,18 +964,3 @@ async def test_dupsys_finds_a_lead_of_a_list_created_while_it_waits(
     (existing,) = result[fresh].inserted.values()
     found = f"9876543210|{sales}|{existing}|{fresh}"
     assert await adding == f"ERROR: add_lead DUPLICATE PHONE NUMBER IN SYSTEM - {found}\n"
-
-
-async def _advisory_waiters(pool: asyncpg.Pool, count: int) -> None:
-    """Returns once `count` backends wait for advisory locks (a test failure after 10 s)."""
-    for _ in range(1000):
-        if await pool.fetchval(ADVISORY_WAITERS) >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{count} backends never waited for advisory locks")
-
-
-ADVISORY_WAITERS = """
-SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'
-"""

@@ -16,22 +16,9 @@ from lead_ledger.service.accounts import NewCampaign, create_campaign
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
 from tests.factories import NATIVE, make_account, make_campaign
+from tests.support import waiting_for_lock
 
 PHONE = "9876500042"
-
-WAITING: str = """
-SELECT wait_event_type = 'Lock' AND wait_event = 'advisory' FROM pg_stat_activity
-WHERE pid = $1
-"""
-
-
-async def _waiting_for_lock(pool: asyncpg.Pool, pid: int) -> None:
-    """Returns once the backend `pid` waits for an advisory lock (a test failure after 10 s)."""
-    for _ in range(1000):
-        if await pool.fetchval(WAITING, pid):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"backend {pid} never waited for a lock")
 
 
 async def test_an_account_wide_entry_covers_a_campaign_created_while_it_is_written(
@@ -54,7 +41,7 @@ async def test_an_account_wide_entry_covers_a_campaign_created_while_it_is_writt
         # A writer of `first` holds its lock, so the entry waits after reading the campaigns.
         async with write_transaction(holder, campaigns=[first]):
             adding = asyncio.create_task(dnc.add_numbers(writer, NATIVE, account_id, [entry]))
-            await _waiting_for_lock(pool, writer.get_server_pid())
+            await waiting_for_lock(pool, writer.get_server_pid())
             created = await create_campaign(inserter, NATIVE, account_id, NewCampaign(name="new"))
             await inserting.enter_async_context(write_transaction(inserter, campaigns=[created.id]))
             result = await insert_lead_groups(

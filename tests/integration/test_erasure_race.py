@@ -14,13 +14,9 @@ from lead_ledger.service.erasures import ErasureRequest, erase
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
 from tests.factories import NATIVE, make_account, make_campaign
+from tests.support import waiting_for_lock
 
 PHONE = "9876500077"
-
-WAITING: str = """
-SELECT wait_event_type = 'Lock' AND wait_event = 'advisory' FROM pg_stat_activity
-WHERE pid = $1
-"""
 OPEN_REFUSALS: str = """
 SELECT count(*) FROM subject_keys
 WHERE subject_id LIKE 'refused-%' AND wrapped_key IS NOT NULL
@@ -34,15 +30,6 @@ def _lead(*, check: bool) -> NewLead:
         check_duplicates=check,
         rejections_stream="request-erasure-race",
     )
-
-
-async def _waiting_for_lock(pool: asyncpg.Pool, pid: int) -> None:
-    """Returns once the backend `pid` waits for an advisory lock (a test failure after 10 s)."""
-    for _ in range(1000):
-        if await pool.fetchval(WAITING, pid):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"backend {pid} never waited for a lock")
 
 
 async def test_a_refusal_committed_while_the_erasure_waits_is_erased(pool: asyncpg.Pool) -> None:
@@ -61,7 +48,7 @@ async def test_a_refusal_committed_while_the_erasure_waits_is_erased(pool: async
             erasing = asyncio.create_task(
                 erase(eraser, NATIVE, account_id, ErasureRequest(phone=PHONE))
             )
-            await _waiting_for_lock(pool, eraser.get_server_pid())
+            await waiting_for_lock(pool, eraser.get_server_pid())
         erasure = await erasing
     assert erasure.lead_ids == [lead_id]
     assert erasure.subjects == 2, "the lead and the refused row"
@@ -84,7 +71,7 @@ async def test_a_lead_in_another_campaign_found_under_the_locks_is_erased_under_
             erasing = asyncio.create_task(
                 erase(eraser, NATIVE, account_id, ErasureRequest(phone=PHONE))
             )
-            await _waiting_for_lock(pool, eraser.get_server_pid())
+            await waiting_for_lock(pool, eraser.get_server_pid())
             second_id = await _inserted(pool, account_id, second)
             # A writer of the second campaign, busy when the erasure reads again.
             await busy.enter_async_context(write_transaction(other, campaigns=[second]))
