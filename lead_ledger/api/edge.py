@@ -27,6 +27,8 @@ from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.web_request import FileField
+from multidict import MultiDictProxy
 
 from lead_ledger.api.auth import Principal
 from lead_ledger.ledger.errors import LedgerError
@@ -57,6 +59,19 @@ def json_response(
     return web.Response(
         status=status, body=_ENCODER.encode(body), content_type=content_type, headers=headers
     )
+
+
+async def readable_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | FileField] | None:
+    """The request's form, or None when it cannot be read: a multipart body without a
+    boundary, bytes that are not in the form's charset (UnicodeDecodeError, a ValueError), a
+    charset Python does not know (LookupError). Each route answers None as a body it cannot
+    read, never as a failure of its own."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError):
+        return None
 
 
 class Refused(Exception):  # noqa: N818 - it carries an answer, it is not an error state

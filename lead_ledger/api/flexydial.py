@@ -17,7 +17,7 @@ from msgspec import UNSET
 
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal, find_principal
-from lead_ledger.api.edge import Dialect, Refused, context, json_response, origin
+from lead_ledger.api.edge import Dialect, Refused, context, json_response, origin, readable_form
 from lead_ledger.api.keys import POOL, SETTINGS
 from lead_ledger.api.openapi import Response
 from lead_ledger.service import flexydial, login_throttle
@@ -166,9 +166,8 @@ def login_fields(data: object) -> tuple[str, str] | LoginErrors:
 
 async def _login_data(request: web.Request) -> object:
     if request.content_type in _FORMS:
-        try:
-            form = await request.post()
-        except ValueError:  # multipart without a boundary, say: a body that cannot be read
+        form = await readable_form(request)
+        if form is None:
             return None
         return dict(form.items())  # a repeated field: the first value, as Django's QueryDict
     try:

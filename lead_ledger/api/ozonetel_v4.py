@@ -17,7 +17,7 @@ from aiohttp import web
 from msgspec import UNSET, UnsetType
 
 from lead_ledger.api import openapi
-from lead_ledger.api.edge import json_response, origin
+from lead_ledger.api.edge import json_response, origin, readable_form
 from lead_ledger.api.keys import CLOCK, POOL, SETTINGS
 from lead_ledger.api.openapi import Response
 from lead_ledger.api.ozonetel_wire import OZONETEL, Reply, rate_limited
@@ -91,7 +91,9 @@ class V4Reply(msgspec.Struct, frozen=True, kw_only=True):
 async def _fields(request: web.Request) -> dict[str, Any]:
     """The body's fields: a JSON object, or a form; anything else has none."""
     if request.content_type == "application/x-www-form-urlencoded":
-        posted = await request.post()
+        posted = await readable_form(request)
+        if posted is None:
+            return {}
         return {name: value for name, value in posted.items() if isinstance(value, str)}
     try:
         body: object = decode_json(await request.read())

@@ -8,7 +8,6 @@ and are cleaned as Vicidial cleans them before any check (service/vicidial_param
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Final
@@ -19,7 +18,7 @@ from aiohttp import web
 
 from lead_ledger import __version__
 from lead_ledger.api import openapi
-from lead_ledger.api.edge import Dialect, no_authentication, origin
+from lead_ledger.api.edge import Dialect, no_authentication, origin, readable_form
 from lead_ledger.api.keys import CLOCK, POOL, SETTINGS, VICIDIAL_ADDS, VICIDIAL_LOGINS
 from lead_ledger.api.openapi import Response
 from lead_ledger.api.vicidial_calls import Function, on_connection, text
@@ -61,8 +60,8 @@ async def _params(request: web.Request) -> Params:
         body = (await request.read()).decode("utf-8", errors="replace")
         values.update(parse_qsl(body, keep_blank_values=True, errors="replace"))
     elif request.method == "POST" and request.content_type == "multipart/form-data":
-        with contextlib.suppress(ValueError):  # UnicodeDecodeError among them
-            form = await request.post()
+        form = await readable_form(request)
+        if form is not None:
             values.update((k, v) for k, v in form.items() if isinstance(v, str))
     values.update(request.query.items())
     return Params(values)

@@ -71,7 +71,12 @@ def parse_priority(value: Scalar) -> int | None:
     text = str(value)
     if not _INTEGER.fullmatch(text):
         return None
-    number = int(text)
+    # Leading zeros change no number (Java's parseInt reads "007" as 7), and without them more
+    # than two digits is past 99; int() would refuse past 4,300 digits with an error of its own.
+    significant = text.lstrip("+-").lstrip("0")
+    if len(significant) > 2:
+        return None
+    number = int(significant or "0") * (-1 if text.startswith("-") else 1)
     return number if 0 <= number <= 99 else None
 
 

@@ -83,7 +83,9 @@ def given_values(params: Params) -> dict[str, str]:
 
 def _priority(rank: str) -> int | None:
     digits = rank.removeprefix("-")
-    return int(rank) if digits.isdigit() and len(digits) <= MAX_RANK_DIGITS else None
+    # ASCII digits only: '²' is a digit to str.isdigit() and no number to int().
+    within = digits.isascii() and digits.isdigit() and len(digits) <= MAX_RANK_DIGITS
+    return int(rank) if within else None
 
 
 def lead_fields(phone: str, values: Mapping[str, str], gmt_offset: str) -> LeadFields:

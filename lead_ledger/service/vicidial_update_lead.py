@@ -70,8 +70,17 @@ class Found(NamedTuple):
 
 
 def _records(params: Params, default: int) -> int:
-    text = "".join(c for c in params.get("records") if c.isdigit())
-    return min(int(text), MAX_RECORDS) if text else default
+    # Vicidial keeps the ASCII digits (preg_replace('/[^0-9]/')); leading zeros change nothing,
+    # and a number longer than the cap's is past it (int() refuses past 4,300 digits).
+    text = "".join(c for c in params.get("records") if "0" <= c <= "9")
+    if not text:
+        return default
+    significant = text.lstrip("0") or "0"
+    return (
+        MAX_RECORDS
+        if len(significant) > len(str(MAX_RECORDS))
+        else min(int(significant), MAX_RECORDS)
+    )
 
 
 async def update_lead(conn: Connection, ctx: Context, user: ApiUser, params: Params) -> list[str]:

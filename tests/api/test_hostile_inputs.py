@@ -35,6 +35,7 @@ JSON: Final = {"Content-Type": "application/json"}
 PAST_BIGINT: Final = "99999999999999999999"
 SUPERSCRIPT_TWO: Final = "%C2%B2"  # '²': a digit to Python's int() and str.isdigit()
 ARABIC_THREE: Final = "%D9%A3"  # '٣'
+V4_PATH: Final = "/cloudAgentRestAPI/index.php/AddCampaignBulkDataV4/addBulkData/format/json"
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,27 @@ CASES: Final = [
         {"Content-Type": "multipart/form-data"},
     ),
     Case(
+        "generate-token form in a charset nobody knows",
+        "POST",
+        "/api/generate-token/",
+        None,
+        400,
+        UNABLE,
+        b"username=a&password=b",
+        {"Content-Type": "application/x-www-form-urlencoded; charset=bogus"},
+    ),
+    Case(
+        "generate-token multipart part in a charset nobody knows",
+        "POST",
+        "/api/generate-token/",
+        None,
+        400,
+        UNABLE,
+        b'--b\r\nContent-Disposition: form-data; name="username"\r\n'
+        b"Content-Type: text/plain; charset=bogus\r\n\r\na\r\n--b--\r\n",
+        {"Content-Type": "multipart/form-data; boundary=b"},
+    ),
+    Case(
         "generate-token NUL in username",
         "POST",
         "/api/generate-token/",
@@ -276,6 +298,26 @@ CASES: Final = [
         JSON,
     ),
     # --- Ozonetel --------------------------------------------------------------------------------
+    Case(
+        "bulk V4 form that is not UTF-8",
+        "POST",
+        V4_PATH,
+        None,
+        200,
+        {"status": "error", "message": "apiKey should not be empty"},
+        b"apiKey=\xff",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    Case(
+        "bulk V4 form in a charset nobody knows",
+        "POST",
+        V4_PATH,
+        None,
+        200,
+        {"status": "error", "message": "apiKey should not be empty"},
+        b"apiKey=x",
+        {"Content-Type": "application/x-www-form-urlencoded; charset=bogus"},
+    ),
     Case(
         "AddCampaignData nested too deeply",
         "POST",

@@ -254,13 +254,19 @@ BAD_PRIORITY = {
 }
 
 
-@pytest.mark.parametrize("priority", ["", "abc", 100, -1, "100", 5.5, True, " 5"])
+@pytest.mark.parametrize(
+    "priority", ["", "abc", 100, -1, "100", 5.5, True, " 5", "9" * 4301, "1" + "0" * 5000]
+)
 async def test_invalid_priority(api: Client, acme: Account, priority: object) -> None:
     """A priority that is not an integer 0-99 (empty included) is refused."""
     assert await add(api, acme, priority=priority) == BAD_PRIORITY
 
 
-@pytest.mark.parametrize(("priority", "stored"), [(..., 1), (0, 0), (99, 99), ("5", 5)])
+@pytest.mark.parametrize(
+    ("priority", "stored"),
+    # Leading zeros, however many, change no number (past Python's 4,300-digit int limit too).
+    [(..., 1), (0, 0), (99, 99), ("5", 5), ("0" * 4301, 0), ("0" * 5000 + "42", 42)],
+)
 async def test_priority_stored(
     api: Client, acme: Account, pool: asyncpg.Pool, priority: object, stored: int
 ) -> None:

@@ -748,6 +748,44 @@ async def test_update_to_a_blocked_number_marks_the_lead(api: Client) -> None:
     assert (seen["phone_numbers"], seen["status"]) == (["9876543210", "9812345678"], "DNC")
 
 
+async def test_records_and_rank_are_read_by_their_ascii_digits_whatever_else_they_hold(
+    api: Client,
+) -> None:
+    """`records` keeps its ASCII digits (a superscript ² is none: the default), however many
+    zeros lead them or however large; a rank in other digits is no rank. Never an error."""
+    who = await tenant(api)
+    user = who.username
+    plain = added_id(await add(api, who, "9876543210"))
+    newer = added_id(await add(api, who, "9876543210", "second"))
+    for rank in ("²", "-²", "0" * 5000 + "7"):
+        ranked = added_id(await add(api, who, "9812345678", rank=rank))
+        lead, unranked = await native_lead(api, who, ranked), await native_lead(api, who, plain)
+        assert lead["priority"] == unranked["priority"]
+
+    def updated(*changed: tuple[int, int]) -> str:
+        reason = "SUCCESS: update_lead LEAD HAS BEEN UPDATED"
+        return "".join(f"{reason} - {user}|{lead}|{n}|||\n" for lead, n in changed)
+
+    search = {"search_method": "PHONE_NUMBER", "phone_number": "9876543210"}
+    assert await update(api, who, **search, records="²", comments="a") == updated((newer, 1))
+    assert await update(api, who, **search, records="0" * 5000 + "2", comments="b") == (
+        updated((newer, 1), (plain, 1))
+    )
+    assert await update(api, who, **search, records="1" + "0" * 5000, comments="b") == (
+        updated((newer, 0), (plain, 0))
+    )
+    ids = f"{plain},{newer}"
+    for records in ("²", "9" * 5000):
+        assert await call(
+            api,
+            who,
+            function="batch_update_lead",
+            lead_ids=ids,
+            records=records,
+            city=f"c{len(records)}",
+        ) == (f"SUCCESS: batch_update_lead LEADS HAVE BEEN UPDATED - {user}|2|2|{newer},{plain}\n")
+
+
 async def test_batch_update_lead(api: Client) -> None:
     """The account's leads among lead_ids, highest id first, up to records; rows changed,
     found, and their ids; none given, none found, nothing to set."""
@@ -869,6 +907,21 @@ async def test_hostile_form_bodies_get_a_line_not_a_failure(api: Client, body: b
     response = await api.post(
         PATH, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
+    assert response.status == 200
+    text = await response.text()
+    assert text.startswith("ERROR: "), text
+    assert "An error has occurred" not in text
+
+
+async def test_a_multipart_part_in_a_charset_nobody_knows_gets_a_line(api: Client) -> None:
+    """A form part whose charset Python does not know: the form has no fields, and the answer
+    is a line, never an internal error."""
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="function"\r\n'
+        b"Content-Type: text/plain; charset=bogus\r\n\r\nversion\r\n--b--\r\n"
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    response = await api.post(PATH, data=body, headers=headers)
     assert response.status == 200
     text = await response.text()
     assert text.startswith("ERROR: "), text
