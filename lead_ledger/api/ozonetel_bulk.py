@@ -21,6 +21,7 @@ from lead_ledger.api.keys import FILE_PARSER, POOL, SETTINGS
 from lead_ledger.api.openapi import Response
 from lead_ledger.api.ozonetel_wire import OZONETEL, Reply, rate_limited, reply
 from lead_ledger.service import ozonetel_bulk
+from lead_ledger.service.inputs import utf8_text
 from lead_ledger.service.ozonetel_bulk import InProgress, Outcome, Refusal, Submitted
 from lead_ledger.service.ozonetel_file import NOT_EXCEL, UploadRefusal
 
@@ -96,7 +97,7 @@ async def _read_parts(request: web.Request, reading: _Reading, limit: int) -> No
             continue
         data = await _read_part(part, reading, limit)
         if name == _FILE:
-            reading.filename = part.filename
+            reading.filename = None if part.filename is None else utf8_text(part.filename)
         reading.values[name] = data  # only a part read to its end counts
 
 

@@ -6,7 +6,8 @@
 - Text bound for PostgreSQL holds no NUL (0x00): neither `text` nor `jsonb` can store one. Each
   route decides what a NUL means where it comes in (a name with one names nothing, free text
   loses it, a query value or a jtel field with one is refused naming it), never the database.
-- A JSON body is UTF-8 throughout, also where no member is read.
+- A JSON body is UTF-8 throughout, also where no member is read. Header text that is not
+  (a file name in bytes of another encoding) reads with U+FFFD where its bytes were.
 - A time is one PostgreSQL and Python can both hold in UTC, the years 1 to 9999: an offset that
   pushes it past either end (`9999-12-31T23:59:59-05:00`) is refused naming it, or, where a
   vendor's date means "through that day" or "until then" (an expiry), held at the last (or
@@ -47,6 +48,17 @@ def decimal(text: str | None, *, minimum: int = 0, maximum: int = BIGINT_MAX) ->
         return None
     value = int(text)
     return value if minimum <= value <= maximum else None
+
+
+def utf8_text(text: str) -> str:
+    """`text` as UTF-8 can hold it. A header's bytes that are not UTF-8 reach Python as lone
+    surrogates (aiohttp decodes with surrogateescape), which no encoder of an event, a log line
+    or a response takes: each such byte reads as U+FFFD, as an invalid byte of a body does."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 def signed_decimal(text: str) -> int | None:

@@ -482,6 +482,26 @@ async def test_fields_in_any_order_and_unknown_parts(
     assert (response.status, await response.json()) == (200, ACCEPTED)
 
 
+async def test_a_file_name_that_is_not_utf8_plays_no_part(
+    api: Client, acme: Account, pool: asyncpg.Pool
+) -> None:
+    """A file name in bytes that are not UTF-8: accepted like any other, its job recorded with
+    the name as far as it reads (the name plays no part in the checks)."""
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="username"\r\n\r\n{acme.name}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="apiKey"\r\n\r\n{acme.key}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="campaignName"\r\n\r\nsales\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="'
+    ).encode() + (b'\xff\xfe.csv"\r\n\r\nPhoneNumber\r\n9876543210\r\n--b0undary--\r\n')
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    response = await api.post(PATH, data=body, headers=headers)
+    assert (response.status, await response.json()) == (200, ACCEPTED)
+    upload_ref = await pool.fetchval("SELECT upload_ref FROM jobs")
+    assert upload_ref.endswith(".csv")
+    assert upload_ref.encode()  # UTF-8 throughout
+
+
 async def test_body_over_the_size_limit(
     make_client: Callable[..., Awaitable[Client]], tmp_path: Path, pool: asyncpg.Pool
 ) -> None:
