@@ -41,7 +41,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         except asyncio.CancelledError:
             status = 499  # the client went away (nginx's convention); not a server error
             raise
-        except Exception:
+        except Exception as error:
+            if _client_gone(request, error):
+                status = 499
+                return web.Response(status=status)  # nobody is there to read it
             # Logged here once, with the request id bound; the caller gets the route's dialect
             # shape (problem+json where the route declares none), never the traceback.
             log.exception("unhandled_error", method=request.method, path=request.path)
@@ -62,3 +65,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             client=request.remote,
         )
         structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _client_gone(request: web.Request, error: Exception) -> bool:
+    """Whether the failure is the client's leaving: the rest of its body, or a download's next
+    chunk, met a connection it has closed (aiohttp's ClientConnectionResetError is a
+    ConnectionResetError too). A reset of anything else is a failure like any other."""
+    if not isinstance(error, ConnectionResetError):
+        return False
+    transport = request.transport
+    return transport is None or transport.is_closing()

@@ -8,6 +8,7 @@ database; the table is put back before the test ends.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import asyncpg
 import msgspec
 import pytest
 import structlog
+from aiohttp import web
 from structlog.testing import capture_logs
 
 from lead_ledger.api.app import create_app
@@ -228,3 +230,61 @@ async def test_a_body_over_the_limit_answers_in_the_dialect_shape(
     ozonetel = await client.post("/ca_apis/AddCampaignData", data=too_large)
     assert ozonetel.status == 413
     assert await ozonetel.json() == {"status": "error", "message": "Data limit exceeded"}
+
+
+@pytest.mark.parametrize(
+    ("path", "authorization"),
+    [("/ca_apis/AddCampaignData", ""), ("/v1/admin/accounts", f"Bearer {ADMIN_TOKEN}")],
+)
+async def test_a_client_gone_halfway_through_its_body_is_no_server_failure(
+    database_url: str, settings: Settings, path: str, authorization: str
+) -> None:
+    """A client that closes its connection while the handler waits for the rest of its body:
+    no unhandled_error, and the request is logged and counted as 499 (the client went away),
+    never as a 500. Served as `serve` serves (handlers not cancelled when a client leaves)."""
+    runner = web.AppRunner(create_app(settings, database_url), handler_cancellation=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        before = await _requests_counted(f"http://{host}:{port}/metrics", path)
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            reader, writer = await asyncio.open_connection(host, port)
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: ledger\r\nContent-Type: application/json\r\n"
+                f"Authorization: {authorization}\r\nContent-Length: 100010\r\n\r\n"
+            )
+            writer.write(head.encode() + b"{" + b" " * 999)
+            await writer.drain()
+            await asyncio.sleep(0.3)  # the handler now waits for the rest of the body
+            writer.close()
+            await writer.wait_closed()
+            for _ in range(250):
+                if any(entry["event"] == "request" for entry in logs):
+                    break
+                await asyncio.sleep(0.02)
+        statuses = [entry["status"] for entry in logs if entry["event"] == "request"]
+        assert statuses == [499], logs
+        assert [entry for entry in logs if entry["event"] == "unhandled_error"] == []
+        after = await _requests_counted(f"http://{host}:{port}/metrics", path)
+        assert (after[499] - before[499], after[500] - before[500]) == (1, 0)
+        del reader
+    finally:
+        await runner.cleanup()
+
+
+async def _requests_counted(metrics_url: str, route: str) -> dict[int, float]:
+    """The process's count of POSTs to `route` answered 499 and 500 (the registry is the
+    process's: other tests' requests are in it too)."""
+    async with aiohttp.ClientSession() as session, session.get(metrics_url) as response:
+        text = await response.text()
+    counted = {499: 0.0, 500: 0.0}
+    for status in counted:
+        series = (
+            f'lead_ledger_http_requests_total{{method="POST",route="{route}",status="{status}"}}'
+        )
+        for line in text.splitlines():
+            if line.startswith(series + " "):
+                counted[status] = float(line.split()[-1])
+    return counted
