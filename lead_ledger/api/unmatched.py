@@ -58,6 +58,7 @@ def _vicidial(status: int, method: str, path: str, allowed: str) -> web.Response
 _BY_PREFIX: Final[tuple[tuple[str, Answer], ...]] = (
     ("/api/", _drf),
     ("/ca_apis/", _ozonetel),
+    ("/cloudAgentRestAPI/", _ozonetel),  # bulk V4 answers in the same pair
     ("/endpoint/", _ozonetel),
     ("/vicidial/", _vicidial),
 )

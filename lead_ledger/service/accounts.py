@@ -182,7 +182,8 @@ def _check_name(field: str, value: str) -> str:
 def _region(value: str | None) -> str | None:
     if value is None:
         return None
-    region = value.upper()
+    # ASCII first: Unicode case mapping turns other letters into these (a dotless i into I).
+    region = value.upper() if value.isascii() else value
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise Invalid("default_region", f"{value!r} is not a supported ISO 3166 alpha-2 region")
     return region

@@ -177,6 +177,8 @@ async def test_unknown_account_is_404_on_every_account_route(admin: Client) -> N
         (b'{"name": "a/b"}', "name"),
         (b'{"name": "123"}', "name"),
         (b'{"name": "acme", "default_region": "XX"}', "default_region"),
+        # A dotless i upper-cases to I: no region is spelled with it.
+        ('{"name": "acme", "default_region": "\u0131n"}'.encode(), "default_region"),
         (b"{}", "name"),
         (b'{"default_region": "IN"}', "name"),
         (b'{"name": "acme"', None),

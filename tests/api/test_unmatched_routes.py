@@ -56,6 +56,20 @@ PROBLEM = "application/problem+json"
         ),
         (
             "GET",
+            "/cloudAgentRestAPI/index.php/Nothing",
+            404,
+            "application/json",
+            {"status": "error", "message": "Not Found"},
+        ),
+        (
+            "GET",
+            "/cloudAgentRestAPI/index.php/AddCampaignBulkDataV4/addBulkData/format/json",
+            405,
+            "application/json",
+            {"status": "error", "message": "Method Not Allowed"},
+        ),
+        (
+            "GET",
             "/vicidial/leads/nothing",
             404,
             "application/json",
