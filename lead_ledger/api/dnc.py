@@ -13,7 +13,7 @@ from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal
 from lead_ledger.api.edge import Refused, context, json_response
 from lead_ledger.api.keys import POOL
-from lead_ledger.api.native import NATIVE, Cursor, Limit, query_params
+from lead_ledger.api.native import NATIVE, Cursor, Limit, NoQuery, query_params
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import invalid_body, problem, time_problem, validation_problem
 from lead_ledger.ledger.connection import Connection
@@ -106,6 +106,7 @@ def _entry_id(request: web.Request) -> int:
 )
 @NATIVE.route
 async def add_entries(request: web.Request, principal: Principal) -> web.StreamResponse:
+    query_params(request, NoQuery)
     body = await request.read()
     try:
         entries = decode_json(body, lambda data: msgspec.json.decode(data, type=Entries))
@@ -208,6 +209,7 @@ async def check(request: web.Request, principal: Principal) -> web.StreamRespons
 @NATIVE.route
 async def change_entry(request: web.Request, principal: Principal) -> web.StreamResponse:
     entry_id = _entry_id(request)
+    query_params(request, NoQuery)
     body = await request.read()
     try:
         patch = decode_json(body, lambda data: msgspec.json.decode(data, type=DncPatch))
@@ -248,6 +250,7 @@ async def change_entry(request: web.Request, principal: Principal) -> web.Stream
     path={"id": int},
     responses={
         204: Response("Removed"),
+        400: BAD_REQUEST,
         401: UNAUTHORIZED,
         404: NOT_FOUND,
     },
@@ -255,6 +258,7 @@ async def change_entry(request: web.Request, principal: Principal) -> web.Stream
 @NATIVE.route
 async def remove_entry(request: web.Request, principal: Principal) -> web.StreamResponse:
     entry_id = _entry_id(request)
+    query_params(request, NoQuery)  # before the removal: a refused request changes nothing
     async with request.app[POOL].acquire() as conn:
         try:
             ctx = context(request, principal)

@@ -10,7 +10,7 @@ from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal
 from lead_ledger.api.edge import Refused, context, json_response
 from lead_ledger.api.keys import POOL
-from lead_ledger.api.native import NATIVE
+from lead_ledger.api.native import NATIVE, NoQuery, query_params
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import invalid_body, problem, validation_problem
 from lead_ledger.service import erasures
@@ -43,6 +43,7 @@ class ErasureBody(erasures.ErasureRequest, frozen=True, kw_only=True):
 )
 @NATIVE.route
 async def erase(request: web.Request, principal: Principal) -> web.StreamResponse:
+    query_params(request, NoQuery)
     body = await request.read()
     try:
         asked = decode_json(body, lambda data: msgspec.json.decode(data, type=ErasureBody))
@@ -71,6 +72,7 @@ async def erase(request: web.Request, principal: Principal) -> web.StreamRespons
     path={"id": str},
     responses={
         200: Response("The erasure", erasures.Erasure),
+        400: BAD_REQUEST,
         401: UNAUTHORIZED,
         404: problem_response("No such erasure in this account"),
     },
@@ -78,6 +80,7 @@ async def erase(request: web.Request, principal: Principal) -> web.StreamRespons
 @NATIVE.route
 async def show_erasure(request: web.Request, principal: Principal) -> web.StreamResponse:
     erasure_id = request.match_info["id"]
+    query_params(request, NoQuery)
     async with request.app[POOL].acquire() as conn:
         erasure = await erasures.find_erasure(conn, principal.account_id, erasure_id)
     if erasure is None:

@@ -18,7 +18,7 @@ from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal
 from lead_ledger.api.edge import Refused, context, json_response
 from lead_ledger.api.keys import CLOCK, POOL, SETTINGS
-from lead_ledger.api.native import NATIVE
+from lead_ledger.api.native import NATIVE, NoQuery, query_params
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.ozonetel_v4 import links_base
 from lead_ledger.api.problems import problem, time_problem, validation_problem
@@ -97,6 +97,7 @@ async def _view(
 )
 @NATIVE.route
 async def create_export(request: web.Request, principal: Principal) -> web.StreamResponse:
+    query_params(request, NoQuery)
     body = await request.read()
     try:
         asked = decode_json(
@@ -144,6 +145,7 @@ async def create_export(request: web.Request, principal: Principal) -> web.Strea
     path={"id": int},
     responses={
         200: Response("The export", exports.ExportView),
+        400: BAD_REQUEST,
         401: UNAUTHORIZED,
         404: problem_response("No such export in this account"),
     },
@@ -151,10 +153,11 @@ async def create_export(request: web.Request, principal: Principal) -> web.Strea
 @NATIVE.route
 async def show_export(request: web.Request, principal: Principal) -> web.StreamResponse:
     export_id = _export_id(request)
-    view = None
-    if export_id is not None:
-        async with request.app[POOL].acquire() as conn:
-            view = await _view(request, conn, principal.account_id, export_id)
+    if export_id is None:
+        return problem(404, f"no export {request.match_info['id']}")
+    query_params(request, NoQuery)
+    async with request.app[POOL].acquire() as conn:
+        view = await _view(request, conn, principal.account_id, export_id)
     if view is None:
         return problem(404, f"no export {request.match_info['id']}")
     return json_response(view)
@@ -173,6 +176,7 @@ async def show_export(request: web.Request, principal: Principal) -> web.StreamR
             content_type=CONTENT_TYPES["csv"],
             other_content_types=(CONTENT_TYPES["xlsx"], CONTENT_TYPES["jsonl"]),
         ),
+        400: BAD_REQUEST,
         401: UNAUTHORIZED,
         404: problem_response("No such export, not written yet, or removed"),
     },
@@ -182,6 +186,7 @@ async def download_export(request: web.Request, principal: Principal) -> web.Str
     export_id = _export_id(request)
     if export_id is None:
         return problem(404, f"no export {request.match_info['id']}")
+    query_params(request, NoQuery)
     pool = request.app[POOL]
     async with pool.acquire() as conn:
         stored = await exports.file_of(conn, principal.account_id, export_id)

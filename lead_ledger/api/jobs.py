@@ -20,7 +20,7 @@ from lead_ledger.api.auth import Principal
 from lead_ledger.api.callback_http import callback_session, poster
 from lead_ledger.api.edge import json_response
 from lead_ledger.api.keys import DATABASE_URL, JOB_KINDS, POOL, SETTINGS
-from lead_ledger.api.native import NATIVE, Limit, as_utc, query_params
+from lead_ledger.api.native import NATIVE, Limit, NoQuery, as_utc, query_params
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import problem
 from lead_ledger.service import callbacks, jobs, worker
@@ -161,6 +161,7 @@ async def list_jobs(request: web.Request, principal: Principal) -> web.StreamRes
     path={"id": int},
     responses={
         200: Response("The job", jobs.JobView),
+        400: BAD_REQUEST,
         401: UNAUTHORIZED,
         404: problem_response("No such job in this account"),
     },
@@ -171,6 +172,7 @@ async def get_job(request: web.Request, principal: Principal) -> web.StreamRespo
     job_id = decimal(text, minimum=1)
     if job_id is None:
         return problem(404, f"no job {text}")
+    query_params(request, NoQuery)
     async with request.app[POOL].acquire() as conn:
         job = await jobs.get_job(conn, principal.account_id, job_id)
     if job is None:
@@ -192,6 +194,7 @@ async def get_job(request: web.Request, principal: Principal) -> web.StreamRespo
     path={"id": int},
     responses={
         200: Response("The csv file", str, content_type="text/csv"),
+        400: BAD_REQUEST,
         401: UNAUTHORIZED,
         404: problem_response("No such job in this account"),
     },
@@ -202,6 +205,7 @@ async def rejected_csv(request: web.Request, principal: Principal) -> web.Stream
     job_id = decimal(text, minimum=1)
     if job_id is None:
         return problem(404, f"no job {text}")
+    query_params(request, NoQuery)
     async with request.app[POOL].acquire() as conn:
         rows = await jobs.rejected_rows(conn, principal.account_id, job_id)
     if rows is None:

@@ -96,6 +96,10 @@ NATIVE: Final = Dialect(
 )
 
 
+class NoQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The query of a route that takes no parameters: any one given is refused."""
+
+
 def query_params(request: web.Request, kind: type[S]) -> S:
     """The query string as `kind`; a 400 problem naming the parameter when it is not one."""
     # strict=False turns query text into ints and times; unknown parameters are refused, so a
@@ -247,6 +251,7 @@ async def get_lead(request: web.Request, principal: Principal) -> web.StreamResp
 @NATIVE.route
 async def lead_history(request: web.Request, principal: Principal) -> web.StreamResponse:
     lead_id = _lead_id(request)
+    query_params(request, NoQuery)
     events = await on_read_pool(
         request, lambda conn: reads.lead_history(conn, principal.account_id, lead_id)
     )

@@ -23,7 +23,7 @@ from lead_ledger.api.auth import Principal
 from lead_ledger.api.callback_http import callback_session
 from lead_ledger.api.edge import Refused, context, json_response
 from lead_ledger.api.keys import CLOCK, DATABASE_URL, POOL, SETTINGS
-from lead_ledger.api.native import NATIVE, Cursor, query_params
+from lead_ledger.api.native import NATIVE, Cursor, NoQuery, query_params
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import invalid_body, problem, validation_problem
 from lead_ledger.service import reads
@@ -170,6 +170,7 @@ def _checked_types(types: list[str] | None) -> list[str] | None:
 )
 @NATIVE.route
 async def create(request: web.Request, principal: Principal) -> web.StreamResponse:
+    query_params(request, NoQuery)
     new = _body(await request.read(), NewSubscription)
     if NUL in (new.campaign or "") or NUL in (new.secret or ""):
         return invalid_body("holds a NUL character")
@@ -221,6 +222,7 @@ async def list_subscriptions(request: web.Request, principal: Principal) -> web.
     path={"id": int},
     responses={
         200: Response("The subscription", manage.SubscriptionView),
+        400: BAD_REQUEST,
         401: UNAUTHORIZED,
         404: NOT_FOUND,
     },
@@ -228,6 +230,7 @@ async def list_subscriptions(request: web.Request, principal: Principal) -> web.
 @NATIVE.route
 async def get_subscription(request: web.Request, principal: Principal) -> web.StreamResponse:
     subscription_id = _subscription_id(request)
+    query_params(request, NoQuery)
     async with request.app[POOL].acquire() as conn:
         try:
             view = await manage.get(conn, principal.account_id, subscription_id)
@@ -257,6 +260,7 @@ async def get_subscription(request: web.Request, principal: Principal) -> web.St
 @NATIVE.route
 async def change(request: web.Request, principal: Principal) -> web.StreamResponse:
     subscription_id = _subscription_id(request)
+    query_params(request, NoQuery)
     patch = _body(await request.read(), SubscriptionPatch)
     if patch.state is None and patch.url is None and patch.event_types is msgspec.UNSET:
         return invalid_body("give state, url, event_types or several")
@@ -286,11 +290,12 @@ async def change(request: web.Request, principal: Principal) -> web.StreamRespon
     tags=("native",),
     security=openapi.NATIVE_KEY,
     path={"id": int},
-    responses={204: Response("Deleted"), 401: UNAUTHORIZED, 404: NOT_FOUND},
+    responses={204: Response("Deleted"), 400: BAD_REQUEST, 401: UNAUTHORIZED, 404: NOT_FOUND},
 )
 @NATIVE.route
 async def delete(request: web.Request, principal: Principal) -> web.StreamResponse:
     subscription_id = _subscription_id(request)
+    query_params(request, NoQuery)
     async with request.app[POOL].acquire() as conn:
         try:
             await manage.delete(
