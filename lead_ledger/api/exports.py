@@ -138,7 +138,8 @@ async def create_export(request: web.Request, principal: Principal) -> web.Strea
     summary="One export: state, rows, timings and, once written, its download_url",
     description=(
         "`state` is queued, running, done, failed, or removed (its file outlived the"
-        " retention); `expires_at` is when the file will be removed."
+        " retention, or an erasure of the account's leads removed it); `expires_at` is when"
+        " the file will be removed."
     ),
     tags=("native",),
     security=openapi.NATIVE_KEY,
@@ -205,8 +206,8 @@ async def download_export(request: web.Request, principal: Principal) -> web.Str
         await response.write(chunk)
         sent += 1
     if sent < stored.chunks and request.transport is not None:
-        # Removed by the retention sweep meanwhile: cut the connection, so that the client
-        # sees a short body (its Content-Length unmet) instead of waiting for the rest.
+        # Removed meanwhile (the retention sweep, an erasure): cut the connection, so that the
+        # client sees a short body (its Content-Length unmet) instead of waiting for the rest.
         request.transport.close()
         return response
     await response.write_eof()

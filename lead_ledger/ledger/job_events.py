@@ -98,7 +98,8 @@ class JobRowsErased(_JobEvent, frozen=True, kw_only=True, tag="JobRowsErased"):
 
 
 class JobOutputRemoved(_JobEvent, frozen=True, kw_only=True, tag="JobOutputRemoved"):
-    """The job's output file was removed (`reason`: retention)."""
+    """The job's output file was removed (`reason`: retention, or erasure: an erasure of the
+    account's leads removes all its files)."""
 
     job_id: int
     reason: str

@@ -27,6 +27,9 @@ WRITE_GATE_KEY: Final = _PROJECTIONS_NAMESPACE | 0
 REBUILD_KEY: Final = _PROJECTIONS_NAMESPACE | 1
 # Held while the database roles are created and objects change owner (ledger/roles.py).
 _ROLES_KEY: Final = 0x4C4C_0005 << 32
+# An account's stored export files: an export storing its file and an erasure removing the
+# account's files take it (docs/erasure.md, "Export files").
+_EXPORT_FILES_NAMESPACE: Final = 0x4C4C_0006
 _ID_LIMIT: Final = 1 << 32
 
 LOCK_XACT: Final = "SELECT pg_advisory_xact_lock($1)"
@@ -44,6 +47,12 @@ def account_lock_key(account_id: int) -> int:
     if not 0 <= account_id < _ID_LIMIT:
         raise ValueError(f"account id {account_id} is outside the lockable range")
     return (_ACCOUNT_NAMESPACE << 32) | account_id
+
+
+def export_files_lock_key(account_id: int) -> int:
+    if not 0 <= account_id < _ID_LIMIT:
+        raise ValueError(f"account id {account_id} is outside the lockable range")
+    return (_EXPORT_FILES_NAMESPACE << 32) | account_id
 
 
 def migration_lock_key() -> int:

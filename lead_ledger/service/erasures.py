@@ -5,8 +5,9 @@ The subjects are found by the digests the key store holds for them (live, archiv
 leads, refused rows, jobs' rejected rows, in every campaign). Under the campaign locks of the
 leads among them, each lead gets a terminal LeadErased (the views drop its rows), each job with
 erased rows a JobRowsErased (the job views drop the rows' cells), the erasure itself a
-SubjectErased with no personal data, and then the subjects' keys are destroyed, so what the log
-holds of them can never be opened again.
+SubjectErased with no personal data, every stored export file of the account goes (when leads
+are erased), and then the subjects' keys are destroyed, so what the log holds of them can never
+be opened again.
 """
 
 from __future__ import annotations
@@ -31,10 +32,16 @@ from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key, digits_only
 from lead_ledger.ledger.sealing import lead_subject
 from lead_ledger.ledger.store import read_stream
-from lead_ledger.ledger.subject_lookup import phone_tokens, user_data_token
+from lead_ledger.ledger.subject_lookup import (
+    LEAD_CONTACT_KINDS,
+    contact_token,
+    phone_tokens,
+    user_data_token,
+)
 from lead_ledger.projections.jobs import erased_rows
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.campaign_locks import LocksOutgrown, retried_until_locked
+from lead_ledger.service.exports import remove_account_files
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
 
@@ -46,6 +53,21 @@ WHERE k.account_id = $1 AND c.kind = $2 AND c.value = ANY($3::text[])
 SELECT_SUBJECT: Final = """
 SELECT subject_id FROM subject_keys
 WHERE subject_id = $1 AND account_id = $2 AND wrapped_key IS NOT NULL
+"""
+# What a lead's refusals can share with it: its values in the views, and the digests of those
+# that left them (old numbers, a deleted lead's).
+SELECT_LEAD_CONTACTS: Final = (
+    "SELECT kind, value FROM contacts WHERE lead_id = $1 AND kind = ANY($2::text[])"
+)
+SELECT_LEAD_DIGESTS: Final = """
+SELECT digest FROM subject_lookup WHERE subject_id = $1 AND account_id = $2
+"""
+# Of those refusals, the ones that name the lead as the live lead they duplicate (ids are clear
+# in a LeadRejected; only its row is sealed).
+SELECT_REFUSALS_OF: Final = """
+SELECT 'refused-' || event_id AS subject_id FROM events
+WHERE event_id = ANY($1::uuid[]) AND account_id = $2 AND type = 'LeadRejected'
+  AND data->'existing_lead_ids' @> jsonb_build_array($3::bigint)
 """
 # The campaigns whose writers could touch these leads: a live lead's, an archived copy's.
 SELECT_CAMPAIGNS: Final = """
@@ -137,6 +159,11 @@ async def _erase(
         lead_ids = _lead_ids(subjects)
         rejected = sorted(_rejected_row(s) for s in subjects if s.startswith("rejected-"))
         await conn.execute(LOCK_CALLBACKS, sorted({job_id for job_id, _ in rejected}))
+        if lead_ids:
+            # Any file of the account may hold the leads (an export as of a time holds deleted
+            # and archived ones too), and a file is plaintext no key opens: they all go. Its
+            # lock comes after the campaign locks, never before: one order for every holder.
+            await remove_account_files(conn, ctx, account_id)
         event = SubjectErased(
             erasure_id=erasure_id,
             account_id=account_id,
@@ -188,7 +215,9 @@ async def _subjects(
 ) -> list[str]:
     if by == "lead_id":
         found = await conn.fetchval(SELECT_SUBJECT, f"lead-{int(value)}", account_id)
-        return [] if found is None else [found]
+        if found is None:
+            return []
+        return sorted({found, *await _refusals_of(conn, account_id, int(value), digest)})
     if by == "phone":
         region = await default_region(conn, account_id)
         values = {dedupe_key(value, region), *phone_tokens(value, region)}
@@ -200,6 +229,29 @@ async def _subjects(
     rows = await conn.fetch(SELECT_LIVE, account_id, kind, sorted(values))
     others = await key_store.subjects_with(conn, account_id, map(digest, tokens))
     return sorted({lead_subject(r["lead_id"]) for r in rows} | set(others))
+
+
+async def _refusals_of(
+    conn: Connection, account_id: int, lead_id: int, digest: subject_keys.Digest
+) -> list[str]:
+    """The refused rows that name the lead as the live lead they duplicate: refused because of
+    it, they hold its number (or user_data), so they are found by its values' digests, then kept
+    only if they name it."""
+    tokens = [
+        contact_token(r["kind"], r["value"])
+        for r in await conn.fetch(SELECT_LEAD_CONTACTS, lead_id, list(LEAD_CONTACT_KINDS))
+    ]
+    digests = {digest(t) for t in tokens if t is not None}
+    digests.update(
+        r["digest"]
+        for r in await conn.fetch(SELECT_LEAD_DIGESTS, lead_subject(lead_id), account_id)
+    )
+    found = await key_store.subjects_with(conn, account_id, digests)
+    refused = [s.removeprefix("refused-") for s in found if s.startswith("refused-")]
+    if not refused:
+        return []
+    rows = await conn.fetch(SELECT_REFUSALS_OF, refused, account_id, lead_id)
+    return [r["subject_id"] for r in rows]
 
 
 async def _redact_callbacks(conn: Connection, rejected: list[tuple[int, int]]) -> None:

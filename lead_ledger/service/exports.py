@@ -5,7 +5,9 @@ The job spools the leads to a temporary file, writes the file from it, and store
 `job_output_chunks` in its own transaction, so that any `serve` process sharing the database
 can stream it back a chunk at a time, and a worker that dies leaves no half file. JobCompleted
 records the file (rows, bytes); the retention sweep removes files older than
-LEDGER_EXPORT_RETENTION_HOURS and records each removal as JobOutputRemoved.
+LEDGER_EXPORT_RETENTION_HOURS and records each removal as JobOutputRemoved; an erasure of
+leads removes every file of the account the same way, and an export whose read came before such
+an erasure is failed rather than stored (docs/erasure.md, "Export files").
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import structlog
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import ANY_VERSION, Actor
 from lead_ledger.ledger.job_events import JobOutput, JobOutputRemoved, stream_of_job
+from lead_ledger.ledger.locks import LOCK_XACT, export_files_lock_key
 from lead_ledger.ledger.store import head_position
 from lead_ledger.service import jobs
 from lead_ledger.service.export_files import (
@@ -43,7 +46,7 @@ from lead_ledger.service.export_sql import copy_csv, field_names
 from lead_ledger.service.reads import campaign_named
 from lead_ledger.service.replica import REPLICA_ERRORS, Replica, replayed
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.writer import Context, record, stream_append
+from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
 
 log = structlog.get_logger(__name__)
 
@@ -60,15 +63,43 @@ SELECT j.job_id, j.state, j.options, j.output, j.output_removed_at, j.error, j.s
 FROM jobs j LEFT JOIN job_queue q USING (job_id)
 WHERE j.job_id = $1 AND j.account_id = $2 AND j.kind = 'export'
 """
-# Files past their time, oldest first; the row lock lets one sweeper of several take each.
+# Files past their time, oldest first; the row lock lets one sweeper of several take each. A job
+# that wrote no file has the JSON null as its output, not SQL's NULL.
 SELECT_EXPIRED: Final = """
 SELECT job_id, account_id FROM jobs
-WHERE output IS NOT NULL AND output_removed_at IS NULL AND completed_at < $1
+WHERE jsonb_typeof(output) = 'object' AND output_removed_at IS NULL AND completed_at < $1
 ORDER BY completed_at
 LIMIT $2
 FOR UPDATE SKIP LOCKED
 """
-DELETE_CHUNKS: Final = "DELETE FROM job_output_chunks WHERE job_id = $1"
+DELETE_CHUNKS: Final = "DELETE FROM job_output_chunks WHERE job_id = ANY($1::bigint[])"
+# Every stored file of the account, row-locked: a sweeper removing one of them meanwhile is
+# waited for, and its file is then no longer selected.
+SELECT_ACCOUNT_FILES: Final = """
+SELECT job_id, account_id FROM jobs
+WHERE account_id = $1 AND kind = 'export' AND jsonb_typeof(output) = 'object'
+  AND output_removed_at IS NULL
+ORDER BY job_id
+FOR UPDATE
+"""
+# The snapshot of the export's read, as pg_current_snapshot() gave it there.
+SELECT_SNAPSHOT: Final = "SELECT pg_current_snapshot()::text"
+# An erasure of leads of the account that the export's read did not see. Every transaction
+# below the snapshot's xmin had ended when the read began, so one that wrote an event is in the
+# read: only those from xmin on are looked at (the account feed index covers them). From the
+# primary the snapshot is exact. From a replica ($3) it is not: a standby keeps the transactions
+# running there apart from the snapshot's list (pg_current_snapshot() shows none of them), so
+# every erasure from its xmin on counts as unseen; at worst an export read alongside an erasure
+# that it did see fails too, and is made again.
+SELECT_ERASED_SINCE_READ: Final = """
+SELECT EXISTS (
+    SELECT 1 FROM events
+    WHERE account_id = $1 AND transaction_id >= pg_snapshot_xmin($2::text::pg_snapshot)
+      AND type = 'SubjectErased' AND data->'lead_ids' <> '[]'::jsonb
+      AND ($3 OR NOT pg_visible_in_snapshot(transaction_id, $2::text::pg_snapshot))
+)
+"""
+ERASED_MEANWHILE: Final = "an erasure committed while this export was being made; export again"
 
 
 class ExportRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -154,6 +185,7 @@ class PreparedFile(msgspec.Struct, frozen=True, kw_only=True):
     size: int
     format: ExportFormat
     read_from: str
+    snapshot: str  # the read's pg_current_snapshot(), where `read_from` took it
 
 
 @asynccontextmanager
@@ -225,6 +257,7 @@ async def _prepared(
     )
     with tempfile.TemporaryDirectory(prefix="lead-ledger-export-") as scratch:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
+            snapshot: str = await conn.fetchval(SELECT_SNAPSHOT)
             written = await write_export_file(conn, query, request, Path(scratch), workers=workers)
         prepared = PreparedFile(
             path=str(written.path),
@@ -232,6 +265,7 @@ async def _prepared(
             size=written.size,
             format=request.format,
             read_from=read_from,
+            snapshot=snapshot,
         )
         yield msgspec.json.encode(prepared)
 
@@ -243,8 +277,20 @@ async def run_export(
     payload: bytes,
 ) -> jobs.JobOutcome:
     """Store the prepared file in chunks, in the job's transaction (`payload` is the
-    PreparedFile `prepare_export` made)."""
+    PreparedFile `prepare_export` made); fail the job instead when an erasure of the account's
+    leads committed after the file was read (the file may hold what it erased)."""
     prepared = msgspec.json.decode(payload, type=PreparedFile)
+    # Held to the commit, as an erasure removing the account's files holds it to its own: an
+    # erasure that commits first is seen by the check below, one that comes after finds this
+    # file stored and removes it.
+    await conn.execute(LOCK_XACT, export_files_lock_key(job.account_id))
+    if await conn.fetchval(
+        SELECT_ERASED_SINCE_READ,
+        job.account_id,
+        prepared.snapshot,
+        prepared.read_from == "replica",
+    ):
+        return jobs.JobOutcome(error=ERASED_MEANWHILE)
     chunks = 0
     for data in _file_chunks(Path(prepared.path)):
         await conn.execute(INSERT_CHUNK, job.job_id, chunks, data)
@@ -418,20 +464,42 @@ async def sweep_expired(
     recorded on each job's stream. Returns how many were removed."""
     async with write_transaction(conn):
         expired = await conn.fetch(SELECT_EXPIRED, now - retention, limit)
-        for row in expired:
-            await conn.execute(DELETE_CHUNKS, row["job_id"])
-            ctx = Context(actor=Actor(dialect="native", account_id=row["account_id"]))
-            event = JobOutputRemoved(job_id=row["job_id"], reason="retention")
-            await record(
-                conn,
-                [
-                    stream_append(
-                        ctx,
-                        stream_of_job(row["job_id"]),
-                        ANY_VERSION,
-                        [event],
-                        account_id=row["account_id"],
-                    )
-                ],
-            )
+        await remove_files(
+            conn,
+            [(row["job_id"], row["account_id"]) for row in expired],
+            "retention",
+        )
     return len(expired)
+
+
+async def remove_account_files(conn: Connection, ctx: Context, account_id: int) -> list[int]:
+    """Remove every stored export file of the account (an erasure of its leads: any of them may
+    hold one), in the caller's transaction; returns their job ids. Takes the account's export
+    files lock, after any campaign lock of the caller's, and holds it to the commit."""
+    await conn.execute(LOCK_XACT, export_files_lock_key(account_id))
+    rows = await conn.fetch(SELECT_ACCOUNT_FILES, account_id)
+    files = [(row["job_id"], row["account_id"]) for row in rows]
+    await remove_files(conn, files, "erasure", ctx)
+    return [job_id for job_id, _ in files]
+
+
+async def remove_files(
+    conn: Connection, files: Sequence[tuple[int, int]], reason: str, ctx: Context | None = None
+) -> None:
+    """Remove stored files, each a (job id, account id) whose jobs row the caller has locked:
+    their chunks go and each job's stream gets JobOutputRemoved (`reason`), recorded by `ctx`
+    (by default the account's native API: no one asked for it)."""
+    if not files:
+        return
+    await conn.execute(DELETE_CHUNKS, [job_id for job_id, _ in files])
+    appends: list[PendingAppend] = [
+        stream_append(
+            ctx or Context(actor=Actor(dialect="native", account_id=account_id)),
+            stream_of_job(job_id),
+            ANY_VERSION,
+            [JobOutputRemoved(job_id=job_id, reason=reason)],
+            account_id=account_id,
+        )
+        for job_id, account_id in files
+    ]
+    await record(conn, appends)

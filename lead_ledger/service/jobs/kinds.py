@@ -48,6 +48,9 @@ class JobOutcome(msgspec.Struct, frozen=True, kw_only=True):
     rejected_rows: list[RejectedRow] = []
     callback_body: dict[str, Any] | None = None
     output: JobOutput | None = None  # a file the job wrote (exports)
+    # The job failed for good (JobFailed with this error, no retry): a handler that finds its
+    # work void returns it having written nothing.
+    error: str | None = None
 
 
 JobHandler = Callable[[Connection, Context, Job, bytes], Awaitable[JobOutcome]]
