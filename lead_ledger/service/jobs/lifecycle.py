@@ -203,6 +203,9 @@ async def run_job(
                 else await conn.fetchval(SELECT_PAYLOAD, claim.job_id)
             )
             outcome = await kind.handler(conn, ctx, job, payload)
+            if outcome.error is not None:
+                await _fail(conn, ctx, job, kinds, outcome.error)
+                return "failed"
             await _complete(conn, ctx, job, outcome)
             return "done"
     except Exception as error:  # noqa: BLE001 - any handler error is the job's failure
@@ -298,8 +301,9 @@ async def after_error(
     retry_seconds: float,
 ) -> str:
     """The run rolled back: retry later with backoff, or record JobFailed after the last try."""
-    # The error's type and SQLSTATE only: a message may quote a row's value (JobFailed, which
-    # is sealed, keeps the message). An operator needs to see why an attempt failed at once.
+    # The error's type and SQLSTATE only, in the log and in JobFailed alike: a message may
+    # quote a row's value (a driver's "invalid input syntax ... '<the value>'"), and neither
+    # the log nor the job's events are sealed. An operator sees at once why an attempt failed.
     log.warning(
         "job_attempt_failed",
         job_id=claim.job_id,
@@ -312,8 +316,15 @@ async def after_error(
             return "lost"
         if claim.attempts >= max_attempts:
             job, ctx = await load_job(conn, claim.job_id, claim.attempts)
-            await _fail(conn, ctx, job, kinds, f"{type(error).__name__}: {error}")
+            await _fail(conn, ctx, job, kinds, _failure(error))
             return "failed"
         delay = min(retry_seconds * 2 ** (claim.attempts - 1), MAX_RETRY_SECONDS)
         await conn.execute(REQUEUE, claim.job_id, worker_id, delay)
     return "queued"
+
+
+def _failure(error: Exception) -> str:
+    """What JobFailed records of an error: its type, and its SQLSTATE when the database raised
+    it; never its message (see after_error)."""
+    sqlstate = getattr(error, "sqlstate", None)
+    return f"{type(error).__name__} (SQLSTATE {sqlstate})" if sqlstate else type(error).__name__
