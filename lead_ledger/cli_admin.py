@@ -118,7 +118,9 @@ def _campaign_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", choices=get_args(CampaignState))
     parser.add_argument("--crm-field", action="append", dest="crm_fields", metavar="SECTION:FIELD")
     parser.add_argument(
-        "--vicidial-campaign", metavar="NAME", help="the Vicidial campaign whose lists it joins"
+        "--vicidial-campaign",
+        metavar="NAME",
+        help="the Vicidial campaign whose lists it joins; 'none' clears it",
     )
 
 
@@ -127,14 +129,26 @@ def _given(args: argparse.Namespace, *names: str) -> dict[str, object]:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-_CAMPAIGN_FIELDS: Final = (
-    "direction",
-    "assignment",
-    "dial_mode",
-    "state",
-    "crm_fields",
-    "vicidial_campaign",
-)
+_CAMPAIGN_FIELDS: Final = ("direction", "assignment", "dial_mode", "state", "crm_fields")
+_NAME_RULE: Final = get_args(accounts.Name)[1]
+
+
+def _vicidial_campaign(args: argparse.Namespace) -> dict[str, object]:
+    """--vicidial-campaign as a campaign field: 'none' is null, which clears it (as for
+    --default-region); a name msgspec would refuse is refused naming the option, not the
+    field's JSON path."""
+    name: str | None = args.vicidial_campaign
+    if name is None:
+        return {}
+    if name == "none":
+        return {"vicidial_campaign": None}
+    if not _NAME_RULE.min_length <= len(name) <= _NAME_RULE.max_length:
+        raise Invalid(
+            "--vicidial-campaign",
+            f"{name!r} is no name: use {_NAME_RULE.min_length} to {_NAME_RULE.max_length}"
+            " characters, or none to clear it",
+        )
+    return {"vicidial_campaign": name}
 
 
 async def _create_user(conn: Connection, ctx: Context, args: argparse.Namespace) -> object:
@@ -146,7 +160,7 @@ async def _create_user(conn: Connection, ctx: Context, args: argparse.Namespace)
 
 
 async def _update_campaign(conn: Connection, ctx: Context, args: argparse.Namespace) -> object:
-    changes = _given(args, *_CAMPAIGN_FIELDS) | _given(args, "rename")
+    changes = _given(args, *_CAMPAIGN_FIELDS, "rename") | _vicidial_campaign(args)
     if "rename" in changes:
         changes["name"] = changes.pop("rename")
     if args.clear_crm_fields:
@@ -207,7 +221,10 @@ _COMMANDS: Final[dict[tuple[str, str], Command]] = {
         conn,
         ctx,
         args.account,
-        msgspec.convert(_given(args, "name", *_CAMPAIGN_FIELDS), accounts.NewCampaign),
+        msgspec.convert(
+            _given(args, "name", *_CAMPAIGN_FIELDS) | _vicidial_campaign(args),
+            accounts.NewCampaign,
+        ),
     ),
     ("campaigns", "update"): _update_campaign,
     ("campaigns", "list"): lambda conn, _ctx, args: account_reads.list_campaigns(

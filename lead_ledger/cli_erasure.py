@@ -18,6 +18,7 @@ from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.database import database_urls, open_database
 from lead_ledger.service.erasures import ErasureRequest, erase
+from lead_ledger.service.inputs import BIGINT_MAX, decimal
 from lead_ledger.settings import Settings
 
 # Other sessions on the database while keys are rotated: a server that kept the old master key
@@ -50,7 +51,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.add_argument("--account", required=True, help="the account's name or id")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--phone", help="a phone number, in any spelling")
-    what.add_argument("--lead-id", type=int, help="a lead id")
+    what.add_argument("--lead-id", type=_lead_id, help="a lead id")
     what.add_argument("--user-data", help="a user_data value")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
@@ -68,6 +69,15 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         metavar="PATH",
         help="the new key (base64); without it, a fresh key replaces the data dir's key file",
     )
+
+
+def _lead_id(text: str) -> int:
+    """An argparse type: a lead id as the API takes one (1 to BIGINT_MAX), so that a number no
+    lead can have exits 2 rather than recording an erasure of nothing."""
+    value = decimal(text, minimum=1)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a lead id: use 1 to {BIGINT_MAX}")
+    return value
 
 
 async def run_erase(
@@ -203,13 +213,20 @@ async def _alone(conn: Connection) -> None:
 
 
 def _read_key_file(path: Path) -> str | None:
-    """The text of --new-key-file; None, with one line saying why, when it cannot be read."""
+    """The text of --new-key-file; None, with one line saying why, when it cannot be read or
+    holds no master key: either is the argument's fault, told before the database is used."""
     try:
-        return path.read_text()
+        text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not text"
         sys.stderr.write(f"lead-ledger: cannot read --new-key-file {path}: {reason}\n")
         return None
+    try:
+        subject_keys.parse_master_key(text, source=f"--new-key-file {path}")
+    except subject_keys.SubjectKeyError as error:
+        sys.stderr.write(f"lead-ledger: {error}\n")
+        return None
+    return text
 
 
 def _unstage(staged: Path) -> None:

@@ -21,7 +21,12 @@ from lead_ledger.ledger.database import database_urls
 from lead_ledger.service.export_files import ExportFormat
 from lead_ledger.service.export_parallel import ExportWorkers
 from lead_ledger.service.export_rows import ExportQuery
-from lead_ledger.service.exports import ExportRequest, write_export_file
+from lead_ledger.service.exports import (
+    IN_THE_FUTURE,
+    ExportRequest,
+    in_the_future,
+    write_export_file,
+)
 from lead_ledger.service.inputs import OUT_OF_RANGE, in_utc
 from lead_ledger.service.reads import UnknownCampaignError, campaign_named
 from lead_ledger.settings import Settings
@@ -51,23 +56,30 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.add_argument("-o", "--output", type=Path, required=True, help="the file to write")
 
 
-def _time(text: str | None) -> datetime | None:
+def _as_of(text: str | None) -> datetime | None:
+    """--as-of as a time with its offset (UTC without one); a ValueError holding the line that
+    says why, for a time the API would refuse as `as_of` too."""
     if text is None:
         return None
-    moment = datetime.fromisoformat(text)  # ValueError for the caller
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--as-of {text!r} is not an ISO 8601 time") from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if in_utc(moment) is None:
+        raise ValueError(f"--as-of {text!r} {OUT_OF_RANGE}")
+    if in_the_future(moment, datetime.now(UTC)):
+        raise ValueError(f"--as-of {text!r} {IN_THE_FUTURE}")
+    return moment
 
 
 async def run_export(args: argparse.Namespace, settings: Settings) -> int:
     """0 written, 1 refused (no such account or campaign, a file that cannot be written), 2 an
-    invalid time."""
+    invalid time (also one after now, which the API refuses too)."""
     try:
-        as_of = _time(args.as_of)
-    except ValueError:
-        sys.stderr.write(f"lead-ledger: --as-of {args.as_of!r} is not an ISO 8601 time\n")
-        return 2
-    if as_of is not None and in_utc(as_of) is None:
-        sys.stderr.write(f"lead-ledger: --as-of {args.as_of!r} {OUT_OF_RANGE}\n")
+        as_of = _as_of(args.as_of)
+    except ValueError as error:
+        sys.stderr.write(f"lead-ledger: {error}\n")
         return 2
     request = ExportRequest(
         campaign=args.campaign,

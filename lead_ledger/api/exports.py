@@ -113,9 +113,8 @@ async def create_export(request: web.Request, principal: Principal) -> web.Strea
     if asked.campaign is not None and NUL in asked.campaign:
         # No campaign's name holds NUL (PostgreSQL text cannot): like any other unknown name.
         return problem(404, f"no campaign {shown(asked.campaign)!r}", field="campaign")
-    if asked.as_of is not None and asked.as_of > request.app[CLOCK]():
-        # What the log will hold then is not known yet: such a file could not be made again.
-        raise Refused(problem(400, "as_of is in the future", field="as_of"))
+    if exports.in_the_future(asked.as_of, request.app[CLOCK]()):
+        raise Refused(problem(400, f"as_of {exports.IN_THE_FUTURE}", field="as_of"))
     async with request.app[POOL].acquire() as conn:
         try:
             export_id = await exports.submit_export(

@@ -112,6 +112,17 @@ class ExportRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     fields: list[str] | None = None  # canonical field names; None: all
 
 
+# Why an as_of after now is refused, after the name of what held it (the API's `as_of`, the
+# CLI's `--as-of`): what the log will hold then is not known yet, so such a file could not be
+# made again.
+IN_THE_FUTURE: Final = "is in the future"
+
+
+def in_the_future(as_of: datetime | None, now: datetime) -> bool:
+    """Whether an export's `as_of` (with its offset) is after `now`: refused by every door."""
+    return as_of is not None and as_of > now
+
+
 class UnknownFieldError(ValueError):
     """`fields` names something that is no exportable field."""
 

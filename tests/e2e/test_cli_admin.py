@@ -118,6 +118,32 @@ async def test_campaigns_create_update_and_list(run: Run) -> None:
     assert [updated] == await ok(run, "admin", "campaigns", "list", "acme")
 
 
+async def test_vicidial_campaign_none_clears_it_and_empty_is_named(run: Run) -> None:
+    """--vicidial-campaign none clears it (as --default-region none does); an empty one exits 2
+    with one line naming the option, and changes nothing."""
+    await ok(run, "admin", "accounts", "create", "acme", "--default-region", "IN")
+    created = await ok(
+        run, "admin", "campaigns", "create", "acme", "beta", "--vicidial-campaign", "none"
+    )
+    assert created["vicidial_campaign"] is None
+    joined = await ok(
+        run, "admin", "campaigns", "update", "acme", "beta", "--vicidial-campaign", "X"
+    )
+    assert joined["vicidial_campaign"] == "X"
+    for action in ("update", "create"):
+        code, out, err = await run(
+            "admin", "campaigns", action, "acme", "beta", "--vicidial-campaign", ""
+        )
+        assert (code, out, len(err.splitlines())) == (2, "", 1)
+        assert err.startswith("lead-ledger: invalid input: --vicidial-campaign: "), err
+        assert "Expected" not in err
+    cleared = await ok(
+        run, "admin", "campaigns", "update", "acme", "beta", "--vicidial-campaign", "none"
+    )
+    assert cleared == joined | {"vicidial_campaign": None}
+    assert [cleared] == await ok(run, "admin", "campaigns", "list", "acme")
+
+
 async def test_settings_show_and_set(run: Run) -> None:
     """settings set changes only the options given, 'none' clears, rate limits merge."""
     await ok(run, "admin", "accounts", "create", "acme", "--default-region", "IN")

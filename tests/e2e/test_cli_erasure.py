@@ -307,6 +307,19 @@ async def test_rotate_names_a_new_key_file_it_cannot_read(run: Run, tmp_path: Pa
         assert "database" not in err
 
 
+async def test_rotate_names_a_new_key_file_that_holds_no_key(run: Run, tmp_path: Path) -> None:
+    """A file that is not base64 or not 32 bytes is the argument's fault too: 2 and one line
+    naming it, before the database is used."""
+    path = tmp_path / "junk.key"
+    for text, said in (
+        ("c2hvcnQ=\n", "must be 32 bytes of base64, not 5"),
+        ("junk!", "is not base64"),
+    ):
+        path.write_text(text)
+        code, out, err = await run("keys", "rotate", "--new-key-file", str(path))
+        assert (code, out, err) == (2, "", f"lead-ledger: --new-key-file {path} {said}\n")
+
+
 async def test_rotate_refuses_an_unfinished_earlier_rotation(run: Run, tmp_path: Path) -> None:
     """A master.key.new left behind may hold the database's key: never overwritten."""
     (tmp_path / "master.key.new").write_text(subject_keys.new_master_key_text())

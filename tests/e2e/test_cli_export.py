@@ -117,3 +117,14 @@ async def test_refusals(run: Run, tmp_path: Path) -> None:
         " to 9999\n"
     )
     assert not target.exists()
+
+
+async def test_a_future_as_of_is_refused_as_the_api_refuses_it(run: Run, tmp_path: Path) -> None:
+    """An --as-of after now exits 2 with one line, and writes nothing: what the log will hold
+    then is not known yet."""
+    assert (await run("admin", "accounts", "create", "acme"))[0] == 0
+    target = tmp_path / "x.csv"
+    later = "2099-01-01T00:00:00Z"
+    code, out, err = await run("export", "--account", "acme", "--as-of", later, "-o", str(target))
+    assert (code, out, err) == (2, "", f"lead-ledger: --as-of {later!r} is in the future\n")
+    assert not target.exists()

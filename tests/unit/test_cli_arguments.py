@@ -21,6 +21,13 @@ from lead_ledger.settings import Settings
         (["serve", "--port", "-1"], "-1 is less than 1"),
         (["events", "tail", "--limit", "0"], "0 is less than 1"),
         (["events", "tail", "--after", "soon"], "'soon' is not a whole number"),
+        *(
+            (
+                ["erase", "--account", "demo", "--lead-id", lead_id, "--yes"],
+                f"argument --lead-id: {lead_id!r} is not a lead id: use 1 to 9223372036854775807",
+            )
+            for lead_id in ("0", "-5", "99999999999999999999", "9223372036854775808", "\u0663")
+        ),
     ],
 )
 def test_impossible_arguments_stop_the_parser(
@@ -34,13 +41,17 @@ def test_impossible_arguments_stop_the_parser(
 
 
 def test_good_arguments_are_numbers() -> None:
-    """Ports and bounds arrive as ints; --verbose and db stop --force are flags."""
+    """Ports, bounds and lead ids arrive as ints; --verbose and db stop --force are flags."""
     args = cli.build_parser().parse_args(["--verbose", "serve", "--port", "8081"])
     assert (args.verbose, args.port) == (True, 8081)
     tail = cli.build_parser().parse_args(["events", "tail", "--after", "0", "--limit", "1"])
     assert (tail.after, tail.limit) == (0, 1)
     stop = cli.build_parser().parse_args(["db", "stop", "--force"])
     assert (stop.command, stop.db_command, stop.force) == ("db", "stop", True)
+    erase = cli.build_parser().parse_args(["erase", "--account", "a", "--lead-id", "007"])
+    assert erase.lead_id == 7
+    last = ["erase", "--account", "a", "--lead-id", "9223372036854775807"]
+    assert cli.build_parser().parse_args(last).lead_id == 2**63 - 1
 
 
 def test_at_least_names_its_bound() -> None:
