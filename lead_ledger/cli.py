@@ -133,13 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # wrong, unless asked for more.
     quiet = args.command != "serve" and not args.verbose
     configure_logging(settings.log_format, "warning" if quiet else settings.log_level)
-    code = _use_master_key(settings)
+    code = _check_data_dir(settings) or _use_master_key(settings)
     if code:
         return code
     try:
         return _run(args, settings)
     except LedgerError as error:
-        print(f"lead-ledger: {error}", file=sys.stderr)
+        print(f"lead-ledger: {_ledger_error(settings, error)}", file=sys.stderr)
         return 1
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         # What a user can cause: a database that does not answer or refuses the login, a port
@@ -148,6 +148,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _check_data_dir(settings: Settings) -> int:
+    """2 with one line when LEDGER_DATA_DIR, which the key file or the embedded server will use,
+    is a file or lies under one (mkdir's own error names the key file or pgdata/ and says only
+    "File exists"); else 0, also when it cannot be looked at (the command's error says why)."""
+    if settings.master_key and settings.database_url:
+        return 0  # neither the key file nor the embedded server: the data dir is not used
+    path = settings.data_dir
+    try:
+        # The nearest part that exists: the rest is made when first used.
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        if path.is_dir():
+            return 0
+    except OSError:
+        return 0
+    print(f"lead-ledger: LEDGER_DATA_DIR={settings.data_dir} is not a directory", file=sys.stderr)
+    return 2
 
 
 def _use_master_key(settings: Settings) -> int:
@@ -170,6 +189,17 @@ def _use_master_key(settings: Settings) -> int:
         )
         return 1
     return 0
+
+
+def _ledger_error(settings: Settings, error: LedgerError) -> str:
+    """The error's own words; for a master key that does not open the stored keys, the setting
+    or key file it came from, as `serve` names it, rather than the key deep in a command."""
+    if not isinstance(error, subject_keys.WrongMasterKeyError):
+        return str(error)
+    if settings.master_key:
+        return f"LEDGER_MASTER_KEY {subject_keys.WRONG_MASTER_KEY}"
+    key_file = settings.data_dir / subject_keys.MASTER_KEY_FILE
+    return f"the key file {key_file} (LEDGER_MASTER_KEY is unset) {subject_keys.WRONG_MASTER_KEY}"
 
 
 def _unavailable(settings: Settings, error: BaseException) -> str:

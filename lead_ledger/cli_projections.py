@@ -70,6 +70,20 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             f"lead-ledger: {error}", style="red", highlight=False
         )
         return 1
+    except asyncpg.InsufficientPrivilegeError as error:
+        # Without LEDGER_MIGRATION_DATABASE_URL the service's URL is used, whose role may not
+        # create the shadow tables: name the fix, as `migrate` and `serve` do.
+        role = await pool.fetchval("SELECT current_user")
+        action = args.projections_command
+        Console(stderr=True, soft_wrap=True).print(
+            f"lead-ledger: role {role} may not {action} projections ({error}): run"
+            f" `lead-ledger projections {action}` with LEDGER_MIGRATION_DATABASE_URL set to the"
+            " owner's URL (docs/operations.md, 'Database roles and privileges')",
+            style="red",
+            highlight=False,
+            markup=False,
+        )
+        return 1
     finally:
         await pool.close()
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Final, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 import msgspec
 import platformdirs
@@ -73,6 +75,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if value is not None and value != "":
                 raw[field.name] = _convert(variable, value, field.type)
         settings = msgspec.convert(raw, cls)
+        if settings.public_url is not None:
+            _check_public_url(settings.public_url)
         if settings.db_pool_min > settings.db_pool_max:
             raise SettingsError(
                 f"LEDGER_DB_POOL_MIN={settings.db_pool_min} is more than"
@@ -133,6 +137,36 @@ def _expected(kind: object) -> str:
     if kind is float:
         return "a number"
     return "a value of " + getattr(kind, "__name__", str(kind))
+
+
+# A host name or IPv4 address, or an IPv6 address in brackets: what urlsplit leaves in
+# `hostname` for them (brackets dropped); no spaces, slashes or other separators.
+_HOST: Final = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+")
+
+
+def _check_public_url(value: str) -> None:
+    """LEDGER_PUBLIC_URL starts every link the service hands out: an http(s) origin and an
+    optional path prefix, onto which a link's own path is appended (so no query or fragment)."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        parts, port = None, None
+    valid = (
+        parts is not None
+        and parts.scheme.lower() in ("http", "https")
+        and parts.hostname is not None
+        and _HOST.fullmatch(parts.hostname) is not None
+        and parts.username is None
+        and port != 0
+        and not (set(value) & {"?", "#", " "})
+    )
+    if not valid:
+        raise SettingsError(
+            f"LEDGER_PUBLIC_URL={value!r} is not valid: use http:// or https://, a host, an"
+            " optional :port and path prefix, and no query or fragment"
+            " (https://ledger.example.com)"
+        )
 
 
 def _decode_path(kind: type, value: object) -> object:

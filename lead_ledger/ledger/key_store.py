@@ -282,9 +282,8 @@ async def check_master_key(conn: Connection, master_key: bytes) -> None:
         try:
             subject_keys.unwrap(master_key, wrapped)
         except subject_keys.SubjectKeyError:
-            raise subject_keys.SubjectKeyError(
-                "LEDGER_MASTER_KEY does not open the keys this database holds: it is not the"
-                " key they were stored with"
+            raise subject_keys.WrongMasterKeyError(
+                f"LEDGER_MASTER_KEY {subject_keys.WRONG_MASTER_KEY}"
             ) from None
 
 

@@ -47,6 +47,18 @@ class SubjectKeyError(LedgerError, ValueError):
     """A key that does not open what it is asked to open, or is no key at all."""
 
 
+class WrongMasterKeyError(SubjectKeyError):
+    """The master key in use did not wrap a stored data key: the command line names the
+    setting or key file it came from (WRONG_MASTER_KEY)."""
+
+
+# Said of the master key's source (LEDGER_MASTER_KEY, or the key file) when it does not open
+# the stored keys.
+WRONG_MASTER_KEY: Final = (
+    "does not open the keys this database holds: it is not the key they were stored with"
+)
+
+
 def parse_master_key(text: str, *, source: str = "LEDGER_MASTER_KEY") -> bytes:
     """A master key from its base64 text (32 bytes); a SubjectKeyError naming `source`."""
     try:
@@ -106,7 +118,7 @@ def unwrap(master_key: bytes, wrapped: bytes) -> bytes:
     try:
         return aes_key_unwrap(master_key, wrapped)
     except InvalidUnwrap:
-        raise SubjectKeyError("the master key does not open this data key") from None
+        raise WrongMasterKeyError("the master key does not open this data key") from None
 
 
 def seal(data_key: bytes, plaintext: bytes, subject: str) -> bytes:

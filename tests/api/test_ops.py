@@ -7,7 +7,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
+import pytest
 
+from lead_ledger.api.keys import POOL
+from lead_ledger.api.ops import not_ready_reason
 from lead_ledger.ledger.database import with_database
 from tests.support import Client
 
@@ -41,7 +44,7 @@ async def test_readyz_checks_the_database(client: Client) -> None:
 async def test_readyz_is_503_when_the_database_is_gone(
     client: Client, database_url: str, postgres_server_url: str
 ) -> None:
-    """Dropping the database under the service turns readiness to 503, not a 500."""
+    """Dropping the database under the service turns readiness to 503, not a 500, saying so."""
     name = urlsplit(database_url).path.lstrip("/")
     admin = await asyncpg.connect(with_database(postgres_server_url, "postgres"))
     try:
@@ -50,7 +53,7 @@ async def test_readyz_is_503_when_the_database_is_gone(
         await admin.close()
     response = await client.get("/readyz")
     assert response.status == 503
-    assert (await response.json())["status"] == "unavailable"
+    assert (await response.json()) == {"status": "unavailable", "database": "no such database"}
 
 
 async def test_every_response_carries_a_request_id(client: Client) -> None:
@@ -67,3 +70,46 @@ async def test_unknown_route_is_a_plain_404(client: Client) -> None:
     assert response.status == 404
     assert "X-Request-ID" in response.headers
     assert "Traceback" not in await response.text()
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://nobody@127.0.0.1:1/none",  # connection refused
+        "postgresql://nobody@/none?host=/nonexistent/socket/dir",  # no socket file
+    ],
+)
+async def test_readyz_says_unreachable_when_nothing_listens(client: Client, dsn: str) -> None:
+    """With nothing listening where the database was, /readyz is 503 with a short reason that
+    names no exception or internal detail."""
+    pool = client.app[POOL]
+    pool.set_connect_args(dsn=dsn)
+    await pool.expire_connections()
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert await response.json() == {"status": "unavailable", "database": "unreachable"}
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (TimeoutError(), "no answer within 2 s"),
+        (ConnectionRefusedError(111, "Connect call failed ('10.0.0.5', 5432)"), "unreachable"),
+        (FileNotFoundError(2, "No such file or directory"), "unreachable"),
+        (
+            asyncpg.InvalidPasswordError("password authentication failed for user x"),
+            "login refused",
+        ),
+        (asyncpg.TooManyConnectionsError("sorry, too many clients already"), "out of resources"),
+        (
+            asyncpg.CannotConnectNowError("the database system is starting up"),
+            "shutting down or starting",
+        ),
+        (asyncpg.ConnectionDoesNotExistError("connection was closed"), "connection lost"),
+        (asyncpg.InterfaceError("pool is closing"), "database error"),
+        (asyncpg.PostgresError("anything else"), "database error"),
+    ],
+)
+def test_readyz_reasons_are_a_few_fixed_words(error: BaseException, reason: str) -> None:
+    """Each way the database can fail to answer has its short reason, without its message."""
+    assert not_ready_reason(error) == reason

@@ -11,11 +11,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import psutil
 import pytest
 
 from lead_ledger.ledger.embedded import HANDLES, running_pid
+from lead_ledger.ledger.subject_keys import MASTER_KEY_FILE, new_master_key_text
+from tests.api.test_ozonetel_add import add, make_account
 from tests.e2e.test_cli import CLI, _env, _free_port
+from tests.support import Client
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -213,3 +217,62 @@ def test_db_stop_stops_what_db_url_left_running(data_dir: Path) -> None:
     other = _run("db", "stop", LEDGER_DATABASE_URL="postgresql://x@127.0.0.1:1/x")
     assert other.returncode == 2
     assert "LEDGER_DATABASE_URL names a server of your own" in other.stderr
+
+
+@pytest.mark.parametrize("master_key", [None, "set"])
+@pytest.mark.parametrize("below", [False, True])
+def test_a_data_dir_that_is_a_file_is_one_line_naming_the_setting(
+    tmp_path: Path, master_key: str | None, below: bool
+) -> None:
+    """LEDGER_DATA_DIR naming a regular file (or a path under one): exit 2 and one line saying
+    it is not a directory, whether the key file or the embedded server would use it first."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory\n")
+    data_dir = afile / "sub" if below else afile
+    env = {"LEDGER_DATA_DIR": str(data_dir)}
+    if master_key:
+        env["LEDGER_MASTER_KEY"] = new_master_key_text()
+    done = _run("migrate", **env)
+    assert (done.returncode, done.stderr.splitlines()) == (
+        2,
+        [f"lead-ledger: LEDGER_DATA_DIR={data_dir} is not a directory"],
+    )
+
+
+@pytest.mark.parametrize("action", ["rebuild", "verify"])
+def test_rebuild_as_the_service_role_names_the_owner_setting(
+    database_url: str, action: str
+) -> None:
+    """`projections rebuild|verify` with only the service's URL: exit 1 and one line saying to
+    set LEDGER_MIGRATION_DATABASE_URL to the owner's URL, as `migrate` says."""
+    done = _run("projections", action, LEDGER_DATABASE_URL=database_url)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("lead-ledger:")]
+    assert (done.returncode, len(errors)) == (1, 1), done.stderr
+    assert (
+        "run `lead-ledger projections "
+        f"{action}` with LEDGER_MIGRATION_DATABASE_URL set to the owner's URL"
+    ) in errors[0]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("from_file", [False, True])
+async def test_a_wrong_master_key_names_the_setting(
+    client: Client, pool: asyncpg.Pool, database_url: str, tmp_path: Path, from_file: bool
+) -> None:
+    """A command that opens personal data with another master key than the keys were stored
+    with: exit 1 and one line naming LEDGER_MASTER_KEY as `serve` does, and the key file when
+    that is where the key came from."""
+    await add(client, await make_account(client), Name="Asha", phoneNumber="9876543210")
+    await client.close()
+    await pool.close()
+    data_dir = tmp_path / "data"
+    env = {"LEDGER_DATABASE_URL": database_url, "LEDGER_DATA_DIR": str(data_dir)}
+    if not from_file:
+        env["LEDGER_MASTER_KEY"] = new_master_key_text()
+    done = _run("events", "tail", **env)
+    said = "LEDGER_MASTER_KEY does not open the keys this database holds"
+    if from_file:
+        said = f"the key file {data_dir / MASTER_KEY_FILE} (LEDGER_MASTER_KEY is unset) does not"
+    errors = [line for line in done.stderr.splitlines() if line.startswith("lead-ledger:")]
+    assert (done.returncode, len(errors)) == (1, 1), done.stderr
+    assert errors[0].startswith(f"lead-ledger: {said}"), errors[0]

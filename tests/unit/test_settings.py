@@ -128,3 +128,50 @@ def test_parser_limits_from_the_environment() -> None:
     assert Settings.from_env({}).parser_memory_bytes == 1024**3
     with pytest.raises(SettingsError, match="LEDGER_PARSER_MEMORY_BYTES"):
         Settings.from_env({"LEDGER_PARSER_MEMORY_BYTES": "1000"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ledger.example.com",
+        "https://ledger.example.com/",
+        "http://10.0.0.5:8080",
+        "HTTPS://ledger.example.com:8443/ledger/",
+        "http://[::1]:8080/prefix",
+    ],
+)
+def test_public_url_takes_an_http_origin_and_a_path_prefix(url: str) -> None:
+    """LEDGER_PUBLIC_URL: http(s), a host, an optional port and path prefix, kept as given."""
+    assert Settings.from_env({"LEDGER_PUBLIC_URL": url}).public_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "notaurl",
+        "ledger.example.com",
+        "ftp://ledger.example.com",
+        "https://",
+        "https:///path",
+        "https://ledger.example.com:notaport",
+        "https://ledger.example.com:99999",
+        "https://ledger.example.com/?a=1",
+        "https://ledger.example.com/#top",
+        "https://user:pw@ledger.example.com",
+        "https://ledger example.com",
+    ],
+)
+def test_public_url_that_is_no_http_address_names_the_variable(url: str) -> None:
+    """Anything else stops the start with one line naming LEDGER_PUBLIC_URL and what it takes."""
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"LEDGER_PUBLIC_URL": url})
+    message = str(raised.value)
+    assert message.startswith(f"LEDGER_PUBLIC_URL={url!r} is not valid: ")
+    assert "http://" in message
+    assert "\n" not in message
+
+
+def test_public_url_unset_or_empty_uses_the_request_origin() -> None:
+    """Unset or empty, LEDGER_PUBLIC_URL is None: the links use the request's own origin."""
+    assert Settings.from_env({}).public_url is None
+    assert Settings.from_env({"LEDGER_PUBLIC_URL": ""}).public_url is None
