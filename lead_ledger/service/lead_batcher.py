@@ -15,6 +15,7 @@ locks: a group's locks are held for its checks and writes alone.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -80,11 +81,20 @@ async def write_leads(
     transaction; each lead's outcome, in order.
 
     Everything that needs no lock is done before the transaction: the hits and the lead ids in
-    one statement, the dedupe keys here (a group is small), the account's digest once per
-    `digests`. The transaction's BEGIN takes the campaigns' locks, so the locks are held for
-    the checks and the writes alone.
+    one statement, the dedupe keys here while it runs (a group is small), the account's digest
+    once per `digests`. The transaction's BEGIN takes the campaigns' locks, so the locks are held
+    for the checks and the writes alone.
     """
-    ids = await _count_hits_and_draw_ids(conn, account_id, group)
+    # The keys are computed while the hits' statement is on its way to the server: they need
+    # no connection, and the group would otherwise wait for one and then the other. Those of a
+    # lead over its limit go unused.
+    region = group[0].region if group else None  # one account, one region
+    counting = asyncio.ensure_future(_count_hits_and_draw_ids(conn, account_id, group))
+    try:
+        await asyncio.sleep(0)  # lets the statement be sent before the loop is taken
+        every_key = keys_of([pending.lead.fields.phone_numbers for pending in group], region)
+    finally:
+        ids = await counting
     outcomes: dict[int, Inserted] = {}
     by_campaign: dict[int, list[int]] = {}
     for index, pending in enumerate(group):
@@ -95,8 +105,7 @@ async def write_leads(
     if by_campaign:
         ordered = sorted(by_campaign)
         leads = {c: [group[i].lead for i in by_campaign[c]] for c in ordered}
-        region = group[0].region  # one account, one region
-        keys = keys_of([lead.fields.phone_numbers for c in ordered for lead in leads[c]], region)
+        keys = [every_key[i] for c in ordered for i in by_campaign[c]]
         drawn = iter(ids)
         prepared = Prepared({c: [next(drawn) for _ in leads[c]] for c in ordered}, keys)
         digest = None if digests is None else await digests.get(conn, account_id)
