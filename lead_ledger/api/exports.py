@@ -128,6 +128,8 @@ async def create_export(request: web.Request, principal: Principal) -> web.Strea
                 f"not exportable fields: {error}; fields are {', '.join(EXPORTABLE)}",
                 field="fields",
             )
+        except exports.UnusableFieldsError as error:
+            return problem(400, str(error), field="fields")
         view = await _view(request, conn, principal.account_id, export_id)
     return json_response(view, 202)
 

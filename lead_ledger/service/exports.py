@@ -131,6 +131,21 @@ class UnknownFieldError(ValueError):
         self.names = list(names)
 
 
+class UnusableFieldsError(ValueError):
+    """`fields` names a field twice (a file with two such columns) or none at all."""
+
+
+def _check_fields(fields: Sequence[str]) -> None:
+    unknown = [name for name in fields if name not in EXPORTABLE]
+    if unknown:
+        raise UnknownFieldError(unknown)
+    if not fields:
+        raise UnusableFieldsError("fields is empty: give null for every field")
+    twice = sorted({name for name in fields if fields.count(name) > 1})
+    if twice:
+        raise UnusableFieldsError(f"named twice: {', '.join(twice)}")
+
+
 class ExportView(msgspec.Struct, frozen=True, kw_only=True):
     """An export as the API shows it."""
 
@@ -155,15 +170,14 @@ class ExportView(msgspec.Struct, frozen=True, kw_only=True):
 async def submit_export(
     conn: Connection, ctx: Context, account_id: int, request: ExportRequest
 ) -> int:
-    """Check the request and queue its job; raises UnknownCampaignError, UnknownFieldError."""
+    """Check the request and queue its job; raises UnknownCampaignError, UnknownFieldError,
+    UnusableFieldsError."""
     campaign_id = await campaign_named(conn, account_id, request.campaign)
     # Not the queue's campaign: a job of a campaign runs under its lock, which would hold the
     # campaign's writers for as long as the export runs, and an export needs no lock (it reads
     # one snapshot, or the log up to a time).
     if request.fields is not None:
-        unknown = [name for name in request.fields if name not in EXPORTABLE]
-        if unknown:
-            raise UnknownFieldError(unknown)
+        _check_fields(request.fields)
     # An export reads at least this fresh: a replica serves it once it holds this position.
     head = await head_position(conn)
     async with write_transaction(conn):

@@ -255,6 +255,25 @@ async def test_include_archived(api: Client, seeded: asyncpg.Pool) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("fields", "detail"),
+    [
+        (["name", "priority", "name"], "named twice: name"),
+        ([], "fields is empty"),
+    ],
+)
+async def test_fields_named_twice_or_none_are_refused(
+    api: Client, seeded: asyncpg.Pool, fields: list[str], detail: str
+) -> None:
+    """`fields` naming a field twice (a file with two such columns) or none at all (a file
+    with no column of a lead) is a 400 naming `fields`, and no export is queued."""
+    response = await api.post("/v1/exports", json={"fields": fields}, headers=auth())
+    body = await response.json()
+    assert (response.status, body["field"]) == (400, "fields"), body
+    assert detail in body["detail"]
+    assert await seeded.fetchval("SELECT count(*) FROM jobs WHERE kind = 'export'") == 0
+
+
 async def test_refusals(api: Client, seeded: asyncpg.Pool) -> None:
     """An unknown campaign 404, unknown fields or format 400, another account's export and a
     missing one 404, no key 401."""
