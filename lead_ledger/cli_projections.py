@@ -171,6 +171,11 @@ async def _verify(pool: asyncpg.Pool, console: Console, names: list[str]) -> int
         for diff in check.differences:
             where = "live only" if diff.side == "live" else "rebuilt only"
             console.print(f"  {check.table} key {diff.key}: {where} ({diff.digest})")
+        for key, columns in check.changed_columns.items():
+            console.print(
+                f"  {check.table} key {key}: columns that differ: {', '.join(columns) or '-'}",
+                highlight=False,
+            )
     verdict = "live equals rebuilt" if report.ok else "live differs from rebuilt"
     console.print(
         f"verified {len(report.tables)} projection(s) against {report.events:,} events "

@@ -237,6 +237,7 @@ async def test_verify_names_a_corrupted_row(pool: asyncpg.Pool) -> None:
         (corrupted, "live"),
         (corrupted, "rebuilt"),
     ]
+    assert leads.changed_columns == {corrupted: ["name"]}  # names only, never the values
 
 
 @pytest.mark.projections_diverge
@@ -265,6 +266,7 @@ async def test_verify_counts_rows_moved_far_and_repeated(
     leads, contacts = bad["leads"], bad["contacts"]
     assert (leads.only_live, leads.only_rebuilt) == (1, 1)
     assert sorted((d.key, d.side) for d in leads.differences) == [(moved, "rebuilt"), (far, "live")]
+    assert leads.changed_columns == {}  # a row missing on each side, not a row changed
     assert (contacts.only_live, contacts.only_rebuilt) == (contacts_of_moved, 0)
     assert {(d.key, d.side) for d in contacts.differences} == {(moved, "live")}
 
@@ -501,6 +503,7 @@ async def test_cli_verify_exits_non_zero_on_a_difference(
     assert "leads: DIFFERENT (1 row(s) only live, 1 only rebuilt)" in out
     assert f"leads key {ids[0]}: live only" in out
     assert f"leads key {ids[0]}: rebuilt only" in out
+    assert f"leads key {ids[0]}: columns that differ: city" in out
     assert "live differs from rebuilt" in out
     assert await run(parser.parse_args(["projections", "rebuild", "leads"]), settings) == 0
     assert await run(parser.parse_args(["projections", "verify"]), settings) == 0

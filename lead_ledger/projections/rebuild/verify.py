@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import asyncpg
+import msgspec
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.projections.base import SHADOW_SCHEMA, Projection
@@ -53,6 +54,9 @@ class TableCheck:
     only_live: int
     only_rebuilt: int
     differences: list[Difference]  # the first MAX_DIFFERENCES, by key
+    # For a key among them with rows on both sides (a row changed rather than missing): the
+    # columns whose values differ, by name. Names only: values may be personal data.
+    changed_columns: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -120,6 +124,47 @@ ORDER BY key, side, digest
 """
 
 
+def rows_sql(projection: Projection) -> str:
+    """Both sides' rows of the keys in `$1`, as JSON objects."""
+    key, table = projection.key, projection.table
+    return f"""
+SELECT 'live' AS side, {key} AS key, to_jsonb(t)::text AS row
+FROM public.{table} t WHERE {key} = ANY($1::bigint[])
+UNION ALL
+SELECT 'rebuilt', {key}, to_jsonb(t)::text FROM {SHADOW_SCHEMA}.{table} t
+WHERE {key} = ANY($1::bigint[])
+"""
+
+
+async def changed_columns(
+    conn: Connection, projection: Projection, differences: Sequence[Difference]
+) -> dict[int, list[str]]:
+    """For each key with differing rows on both sides, the columns whose values differ (as a
+    multiset over the key's rows: a table may hold several rows a key)."""
+    both = sorted(
+        {d.key for d in differences if d.side == "live"}
+        & {d.key for d in differences if d.side == "rebuilt"}
+    )
+    if not both:
+        return {}
+    values: dict[tuple[int, str], dict[str, list[str]]] = {}
+    for record in await conn.fetch(rows_sql(projection), both):
+        row: dict[str, Any] = msgspec.json.decode(record["row"])
+        columns = values.setdefault((record["key"], record["side"]), {})
+        for name, value in row.items():
+            columns.setdefault(name, []).append(msgspec.json.encode(value).decode())
+    changed: dict[int, list[str]] = {}
+    for key in both:
+        live, rebuilt = values.get((key, "live"), {}), values.get((key, "rebuilt"), {})
+        names = sorted(
+            name
+            for name in live.keys() | rebuilt.keys()
+            if sorted(live.get(name, [])) != sorted(rebuilt.get(name, []))
+        )
+        changed[key] = names
+    return changed
+
+
 async def differing_buckets(conn: Connection, projection: Projection) -> list[int] | None:
     """The buckets to compare row by row: [] when every digest matches, None for all."""
     buckets = [r["bucket"] for r in await conn.fetch(digest_sql(projection))]
@@ -132,14 +177,14 @@ async def compare(
     """Row by row, in `buckets` (None: the whole table)."""
     records = await conn.fetch(compare_sql(projection), buckets) if buckets != [] else []
     totals = {r["side"]: r["total"] for r in records}
+    differences = [Difference(r["key"], r["side"], r["digest"]) for r in records][:MAX_DIFFERENCES]
     return TableCheck(
         name=projection.name,
         table=projection.table,
         only_live=totals.get("live", 0),
         only_rebuilt=totals.get("rebuilt", 0),
-        differences=[Difference(r["key"], r["side"], r["digest"]) for r in records][
-            :MAX_DIFFERENCES
-        ],
+        differences=differences,
+        changed_columns=await changed_columns(conn, projection, differences),
     )
 
 
