@@ -32,18 +32,19 @@ from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key, digits_only
 from lead_ledger.ledger.sealing import lead_subject
 from lead_ledger.ledger.store import read_stream
-from lead_ledger.ledger.subject_lookup import (
-    LEAD_CONTACT_KINDS,
-    contact_token,
-    phone_tokens,
-    user_data_token,
-)
+from lead_ledger.ledger.subject_lookup import phone_tokens, user_data_token
 from lead_ledger.projections.jobs import erased_rows
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.campaign_locks import LocksOutgrown, retried_until_locked
 from lead_ledger.service.exports import remove_account_files
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.writer import Context, PendingAppend, record, stream_append
+from lead_ledger.service.writer import (
+    Context,
+    PendingAppend,
+    contact_tokens,
+    record,
+    stream_append,
+)
 
 SELECT_LIVE: Final = """
 SELECT DISTINCT c.lead_id FROM contacts c
@@ -54,11 +55,8 @@ SELECT_SUBJECT: Final = """
 SELECT subject_id FROM subject_keys
 WHERE subject_id = $1 AND account_id = $2 AND wrapped_key IS NOT NULL
 """
-# What a lead's refusals can share with it: its values in the views, and the digests of those
-# that left them (old numbers, a deleted lead's).
-SELECT_LEAD_CONTACTS: Final = (
-    "SELECT kind, value FROM contacts WHERE lead_id = $1 AND kind = ANY($2::text[])"
-)
+# What a lead's refusals can share with it: its values in the views (writer.contact_tokens), and
+# the digests of those that left them (old numbers, a deleted lead's).
 SELECT_LEAD_DIGESTS: Final = """
 SELECT digest FROM subject_lookup WHERE subject_id = $1 AND account_id = $2
 """
@@ -237,11 +235,8 @@ async def _refusals_of(
     """The refused rows that name the lead as the live lead they duplicate: refused because of
     it, they hold its number (or user_data), so they are found by its values' digests, then kept
     only if they name it."""
-    tokens = [
-        contact_token(r["kind"], r["value"])
-        for r in await conn.fetch(SELECT_LEAD_CONTACTS, lead_id, list(LEAD_CONTACT_KINDS))
-    ]
-    digests = {digest(t) for t in tokens if t is not None}
+    tokens = (await contact_tokens(conn, {lead_id})).get(lead_subject(lead_id), set())
+    digests = {digest(t) for t in tokens}
     digests.update(
         r["digest"]
         for r in await conn.fetch(SELECT_LEAD_DIGESTS, lead_subject(lead_id), account_id)

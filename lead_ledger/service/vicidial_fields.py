@@ -12,6 +12,7 @@ from typing import Final
 import msgspec
 
 from lead_ledger.ledger.events import ExtraValue, LeadFields
+from lead_ledger.service.inputs import signed_decimal
 from lead_ledger.service.vicidial_params import Params
 
 # update_lead's value that empties a field.
@@ -82,10 +83,8 @@ def given_values(params: Params) -> dict[str, str]:
 
 
 def _priority(rank: str) -> int | None:
-    digits = rank.removeprefix("-")
-    # ASCII digits only: '²' is a digit to str.isdigit() and no number to int().
-    within = digits.isascii() and digits.isdigit() and len(digits) <= MAX_RANK_DIGITS
-    return int(rank) if within else None
+    value = signed_decimal(rank)  # ASCII digits only: '²' is a digit to str.isdigit()
+    return value if value is not None and len(rank.removeprefix("-")) <= MAX_RANK_DIGITS else None
 
 
 def lead_fields(phone: str, values: Mapping[str, str], gmt_offset: str) -> LeadFields:

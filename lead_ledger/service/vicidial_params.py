@@ -27,6 +27,9 @@ _KEEP: Final = {
 }
 
 
+_NOT_DIGITS: Final = re.compile(r"[^0-9]")
+
+
 class Params:
     """A call's parameters: the query's over the form's (Vicidial reads `$_GET` first), each
     value cleaned; a missing one reads as empty, as PHP's unset variables do."""
@@ -39,6 +42,16 @@ class Params:
 
     def given(self, name: str) -> bool:
         return name in self._values
+
+    def number(self, name: str, *, default: int, cap: int) -> int:
+        """A count such as `records`: its ASCII digits (Vicidial's preg_replace('/[^0-9]/')),
+        `default` when it has none, at most `cap`. Leading zeros change nothing, and a number
+        longer than the cap's is past it (int() refuses past 4,300 digits)."""
+        digits = _NOT_DIGITS.sub("", self.get(name))
+        if not digits:
+            return default
+        significant = digits.lstrip("0") or "0"
+        return cap if len(significant) > len(str(cap)) else min(int(significant), cap)
 
     def flag(self, name: str) -> bool:
         """A Y/N option: only `Y` (any case) turns it on."""

@@ -44,7 +44,6 @@ DELIMITERS: Final = {"csv": ",", "tab": "\t", "newline": "\n", "pipe": "|"}
 # What Vicidial keeps of field_name and stage, of header, and of records.
 _WORD: Final = re.compile(r"[^-_0-9a-zA-Z]")
 _ALNUM: Final = re.compile(r"[^0-9a-zA-Z]")
-_DIGITS: Final = re.compile(r"[^0-9]")
 # vendor_lead_code as Vicidial cleans it (`;`, `#`, `"` dropped, an encoded `+` a space), and
 # no line break, so that an echo of it stays on its one line.
 _VENDOR_DROPPED: Final = re.compile(r'[;#"\r\n]')
@@ -187,17 +186,6 @@ def _vendor_lead_code(params: Params) -> str:
     return _VENDOR_DROPPED.sub("", params.get("vendor_lead_code")).replace("+", " ")
 
 
-def _records(params: Params) -> int:
-    """lead_search's `limit`: 1000 unless given; past a bigint is as good as no limit."""
-    digits = _DIGITS.sub("", params.get("records"))
-    if not digits:
-        return DEFAULT_RECORDS
-    significant = digits.lstrip("0") or "0"
-    if len(significant) > len(str(BIGINT_MAX)):
-        return BIGINT_MAX
-    return min(int(significant), BIGINT_MAX)
-
-
 def _lead_id(text: str) -> int | None:
     return decimal(text, minimum=1)
 
@@ -250,7 +238,8 @@ async def lead_search(
         return [line("ERROR", "lead_search NO VALID SEARCH METHOD", data)]
     # Numbers of the wrong length are left out of the search and of the answer, as Vicidial does.
     numbers = [n for n in phone.split(",") if MIN_PHONE <= len(n) <= MAX_PHONE]
-    limit = _records(params)
+    # lead_search's `limit`: 1000 unless given; past a bigint is as good as no limit.
+    limit = params.number("records", default=DEFAULT_RECORDS, cap=BIGINT_MAX)
     region = await default_region(conn, account_id)
     keys = {number: dedupe_key(number, region) for number in numbers}
     found = await _by_phone(conn, account_id, list(keys.values()), limit, _archived(params))

@@ -69,20 +69,6 @@ class Found(NamedTuple):
     phone_numbers: list[str]
 
 
-def _records(params: Params, default: int) -> int:
-    # Vicidial keeps the ASCII digits (preg_replace('/[^0-9]/')); leading zeros change nothing,
-    # and a number longer than the cap's is past it (int() refuses past 4,300 digits).
-    text = "".join(c for c in params.get("records") if "0" <= c <= "9")
-    if not text:
-        return default
-    significant = text.lstrip("0") or "0"
-    return (
-        MAX_RECORDS
-        if len(significant) > len(str(MAX_RECORDS))
-        else min(int(significant), MAX_RECORDS)
-    )
-
-
 async def update_lead(conn: Connection, ctx: Context, user: ApiUser, params: Params) -> list[str]:
     """The lines update_lead answers."""
     method = params.get("search_method")
@@ -123,7 +109,7 @@ async def _search(
     scope: set[int] | None,
 ) -> list[Found]:
     """By lead id, else by vendor code, else by phone: the first method that finds any."""
-    records = _records(params, 1)
+    records = params.number("records", default=1, cap=MAX_RECORDS)
     lead_id, code, phone = (params.get(n) for n in ("lead_id", "vendor_lead_code", "phone_number"))
     by_id, by_code, by_phone = methods
     found: list[Found] = []
@@ -261,7 +247,7 @@ async def batch_update_lead(
     )
     if not ids:
         return [line("ERROR", f"{BATCH} NO LEADS DEFINED", join(user.username, ""))]
-    records = _records(params, DEFAULT_BATCH_RECORDS)
+    records = params.number("records", default=DEFAULT_BATCH_RECORDS, cap=MAX_RECORDS)
     async with write_transaction(conn):
         rows = await conn.fetch(FIND_BATCH, user.account_id, ids, records)
         if not rows:

@@ -126,15 +126,17 @@ async def _one(
             await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-        broken = run.exception() if run.done() else None
-        if run.done() and broken is None:
-            state = run.result()
-            JOB_SECONDS.labels(state).observe(time.perf_counter() - started)
-            log.info("job_ran", job_id=claim.job_id, state=state, worker_id=worker_id)
-            return True
-        if not run.done():
+        if run.done():
+            broken = run.exception()
+            if broken is None:
+                state = run.result()
+                JOB_SECONDS.labels(state).observe(time.perf_counter() - started)
+                log.info("job_ran", job_id=claim.job_id, state=state, worker_id=worker_id)
+                return True
+        else:
             # Stopping: the job's transaction rolls back when cancelled; hand the job back
             # below, on another connection, as this one may be unusable after the cancellation.
+            broken = None
             run.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await run

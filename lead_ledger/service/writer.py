@@ -346,7 +346,7 @@ async def _seal_account(
         if made is not None
         else await key_store.keys_for_writing(conn, master, account_id, subjects)
     )
-    tokens = await _leaving_tokens(conn, leaving)
+    tokens = await contact_tokens(conn, leaving)
     region = await _region_if_needed(conn, account_id, appends)
     for append in appends:
         for event_id, event in append.events:
@@ -358,9 +358,10 @@ async def _seal_account(
     return [_stored(append, keys, digest) for append in appends]
 
 
-async def _leaving_tokens(conn: Connection, lead_ids: set[int]) -> dict[str, set[str]]:
-    """The contact values of these leads as the views hold them before this write, which may
-    take them out (ledger/subject_lookup.py)."""
+async def contact_tokens(conn: Connection, lead_ids: set[int]) -> dict[str, set[str]]:
+    """The lookup tokens of these leads' contact values as the views hold them now, by subject:
+    before a write that may take them out (ledger/subject_lookup.py), or to find what shares
+    them (an erasure by lead id)."""
     tokens: dict[str, set[str]] = {}
     if not lead_ids:
         return tokens
