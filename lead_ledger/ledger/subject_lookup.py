@@ -5,22 +5,26 @@ A live lead is found through `contacts`. What the views no longer hold is record
 lead's contact values just before a write changes or deletes them (the writer reads them from
 `contacts`, `LEAD_CONTACT_KINDS`), and the cells of refused and rejected rows, which never
 became leads: each cell is looked up both as user_data and, when it has enough digits to be
-one, as phone numbers (a comma-separated list counts each number).
+one, as phone numbers (a comma-separated list counts each number). A number Vicidial dials
+with a separate country code (`phone_code`) is also looked up as that code makes it
+(`dialled_tokens`): a lead's key reads its national digits in the account's region.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from lead_ledger.ledger.events import DomainEvent, LeadDeleted, LeadRejected, LeadUpdated
 from lead_ledger.ledger.job_events import CellValue, JobCompleted
-from lead_ledger.ledger.phones import dedupe_key, digits_only
+from lead_ledger.ledger.phones import dedupe_key, digits_only, with_country_code
 from lead_ledger.ledger.sealing import refused_subject, rejected_subject
 
 # Fewer digits than this is no phone number anywhere (the shortest national numbers have 6+).
 MIN_PHONE_DIGITS: Final = 6
+# Vicidial's names for the numbers its `phone_code` is dialled with, in a row as sent.
+DIALLED_FIELDS: Final = ("phone_number", "alt_phone")
 
 
 def user_data_token(value: str) -> str:
@@ -34,14 +38,30 @@ def phone_tokens(value: str, region: str | None) -> list[str]:
     return [dedupe_key(p, region) for p in parts if len(digits_only(p)) >= MIN_PHONE_DIGITS]
 
 
+def dialled_tokens(phone_code: object, numbers: Iterable[object]) -> set[str]:
+    """The E.164 spellings of numbers dialled with `phone_code` (none without one)."""
+    if not _text(phone_code):
+        return set()
+    return {
+        token
+        for number in numbers
+        if _text(number) and (token := with_country_code(str(phone_code), str(number)))
+    }
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool) and bool(str(value).strip())
+
+
 def _row_tokens(row: Mapping[str, CellValue] | None, region: str | None) -> set[str]:
     tokens: set[str] = set()
     for value in (row or {}).values():
-        if isinstance(value, str | int) and not isinstance(value, bool):
+        if _text(value):
             text = str(value)
-            if text.strip():
-                tokens.add(user_data_token(text))
-                tokens.update(phone_tokens(text, region))
+            tokens.add(user_data_token(text))
+            tokens.update(phone_tokens(text, region))
+    if row:
+        tokens.update(dialled_tokens(row.get("phone_code"), (row.get(f) for f in DIALLED_FIELDS)))
     return tokens
 
 

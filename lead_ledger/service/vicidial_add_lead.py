@@ -34,6 +34,7 @@ from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service import dnc
 from lead_ledger.service.account_groups import AccountGroups
 from lead_ledger.service.campaign_locks import LocksOutgrown, retried_until_locked
+from lead_ledger.service.dialled_numbers import Dialled, record_dialled
 from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_batch, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
@@ -129,6 +130,8 @@ async def _add_leads(
             await _decide(conn, account_id, open_calls, lists)
             let_in = [c for c in open_calls if c.answer is None and c.duplicate is None]
             ids = await _insert(conn, account_id, let_in, region)
+            dialled = {ids[id(c)]: _dialled(c.request.phone, c.request.values) for c in let_in}
+            await record_dialled(conn, account_id, region, dialled)
             for call in let_in:
                 call.answer = _added(call, ids[id(call)])
             for call in open_calls:
@@ -314,6 +317,11 @@ def _new_lead(call: _Call) -> NewLead:
     )
 
 
+def _dialled(phone: str, values: dict[str, str]) -> Dialled:
+    """The code a lead is dialled with and its numbers, as the call gives them."""
+    return values.get("phone_code", ""), [phone, values.get("alt_phone", "")]
+
+
 def _added(call: _Call, lead_id: int) -> str:
     request = call.request
     data = join(request.phone, call.list_id, lead_id, call.gmt, request.user)
@@ -342,7 +350,9 @@ async def insert_lead(
     result = await insert_lead_batch(
         conn, account_id=account_id, campaign_id=list_id, leads=[lead], region=region
     )
-    return result.inserted[0], gmt
+    lead_id = result.inserted[0]
+    await record_dialled(conn, account_id, region, {lead_id: _dialled(phone, values)})
+    return lead_id, gmt
 
 
 def gmt_offset(phone: str, region: str | None, account_zone: ZoneInfo | None) -> str:

@@ -19,6 +19,7 @@ from lead_ledger.ledger.events import LeadReassigned, LeadUpdated
 from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service.account_reads import default_region
+from lead_ledger.service.dialled_numbers import record_dialled_of
 from lead_ledger.service.leads import delete_leads, lock_live_leads, update_leads
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.vicidial_add_lead import insert_lead, read_account
@@ -188,6 +189,9 @@ async def _update(
     updated = await update_leads(
         conn, ctx, account_id=user.account_id, patches=patches, dnc_marked=True
     )
+    if new_phone or {"phone_code", "alt_phone"} & set(values):
+        region = await default_region(conn, user.account_id)
+        await record_dialled_of(conn, user.account_id, region, updated.written)
     return {
         lead_id
         for lead_id, events in updated.written.items()
