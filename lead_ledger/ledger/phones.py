@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Final
 
 import phonenumbers
@@ -17,6 +18,12 @@ def digits_only(phone: str) -> str:
 def dedupe_key(phone: str, default_region: str | None) -> str:
     """E.164 when the number parses as possible for the account's region, else its digits.
 
+    A spelling that is no valid number as written is read again before that (`_readings`): its
+    digits alone (a parser takes `98911,11111`'s comma as the end of the number and `(mobile)`
+    as letters on a keypad), then with its country code written without `+`. The first valid
+    reading wins, so that every spelling of one number meets its do-not-call entry, its
+    duplicates and its erasure.
+
     Without a default region only numbers written with a leading + can be placed; the rest fall
     back to digits, so `9876543210` and `98765-43210` still match each other.
     """
@@ -24,32 +31,44 @@ def dedupe_key(phone: str, default_region: str | None) -> str:
     if not text:
         return ""
     region = default_region.upper() if default_region else None
-    if region or text.startswith("+"):
-        try:
-            parsed = phonenumbers.parse(text, region)
-        except phonenumbers.NumberParseException:
-            parsed = None
-        if parsed is None and region and not text.startswith("+"):
-            # Numbers stored with their country code but without "+" (919876543210).
-            try:
-                parsed = phonenumbers.parse("+" + digits_only(text), None)
-            except phonenumbers.NumberParseException:
-                parsed = None
-        if parsed is not None and phonenumbers.is_possible_number(parsed):
-            if region and not phonenumbers.is_valid_number(parsed) and not text.startswith("+"):
-                with_plus = _parse_with_plus(text)
-                if with_plus is not None:
-                    parsed = with_plus
-            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if not (region or text.startswith("+")):
+        return digits_only(text)
+    written = _parsed(text, region)
+    if written is not None and phonenumbers.is_valid_number(written):
+        return _e164(written)
+    for reading in _readings(text, region):
+        parsed = _parsed(reading, region)
+        if parsed is not None and phonenumbers.is_valid_number(parsed):
+            return _e164(parsed)
+    if written is None and region and not text.startswith("+"):
+        # Numbers stored with their country code but without "+" (919876543210).
+        written = _parsed("+" + digits_only(text), None)
+    if written is not None and phonenumbers.is_possible_number(written):
+        return _e164(written)
     return digits_only(text)
 
 
-def _parse_with_plus(text: str) -> phonenumbers.PhoneNumber | None:
+def _readings(text: str, region: str | None) -> Iterator[str]:
+    """Other readings of a spelling that is no valid number as written, in the order tried."""
+    digits = digits_only(text)
+    if text.startswith("+"):
+        yield "+" + digits
+        return
+    yield digits
+    if region:
+        yield "+" + digits  # its country code without "+": 919876543210
+        yield "+" + digits.lstrip("0")  # a trunk 0 before the code: 0919876543210
+
+
+def _parsed(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
     try:
-        parsed = phonenumbers.parse("+" + digits_only(text), None)
+        return phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
-    return parsed if phonenumbers.is_valid_number(parsed) else None
+
+
+def _e164(parsed: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def dedupe_keys(phones: list[str], default_region: str | None) -> list[str]:
@@ -62,22 +81,13 @@ def dedupe_keys(phones: list[str], default_region: str | None) -> list[str]:
     return list(seen)
 
 
-def with_country_code(code: str, number: str) -> str | None:
-    """The number in E.164 as dialled with a separate country code (Vicidial's `phone_code`):
-    `1` and `2025550123` give `+12025550123`. None unless it is a possible number of that
-    country, the rule `dedupe_key` places a number written with + by, so that such a request
-    spells it the same way (a national trunk prefix such as the UK's `0` is dropped, as when
-    dialling)."""
-    digits = digits_only(code)
-    if not digits or len(digits) > 3:  # country codes have one to three digits
+def code_region(code: str) -> str | None:
+    """The region whose numbers a country calling code dials (Vicidial's `phone_code`: `1` ->
+    US, `44` -> GB), or None when the code is none: empty, longer than three digits (no country
+    code is), or assigned to no country. A number read in that region gets the key it has when
+    written with `+<code>`."""
+    digits = digits_only(code).lstrip("0")
+    if not digits or len(digits) > 3:
         return None
     region = phonenumbers.region_code_for_country_code(int(digits))
-    if region == phonenumbers.UNKNOWN_REGION:
-        return None
-    try:
-        parsed = phonenumbers.parse(number, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if parsed.country_code != int(digits) or not phonenumbers.is_possible_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return None if region == phonenumbers.UNKNOWN_REGION else region

@@ -215,3 +215,25 @@ async def test_jtel_overwrite_to_blocked_numbers_only_is_refused(api: Client) ->
     assert refused["error"] == "All phone numbers of the contact are on a do-not-call list"
     got = await call(api, "GET", f"{acme.base}/dialler/contacts/{contact_id}", acme, 200)
     assert got["records"][0]["PhoneNumber1"] == "+4930111111"
+
+
+async def test_a_blocked_number_with_notes_or_odd_separators_is_refused(
+    api: Client, pool: asyncpg.Pool
+) -> None:
+    """A comma, a note in brackets, an underscore (jtel takes numbers as written) or a trunk 0
+    before the country code (AddCampaignData): still the blocked number, refused; and once the
+    entry is gone, a contact so written is found by an erasure of the plain E.164 spelling."""
+    acme: JtelTenant = await make_tenant(api, "acme", "IN", ["Sales"])
+    native = {"Authorization": f"Bearer {acme.native_key}"}
+    (entry,) = await block(api, native, {"phone": "9891111111"})
+    for spelling in ("98911,11111", "9891111111 (mobile)", "98911_11111"):
+        await import_(api, acme, contact(acme, PhoneNumber1=spelling), status=409)
+    ozonetel = await make_account(api, "other")
+    await block(api, native_of(ozonetel), {"phone": "9891111111"})
+    assert await post(api, ozonetel, body(ozonetel, phoneNumber="0919891111111")) == (200, DND)
+    removed = await api.delete(f"/v1/dnc/{entry}", headers=native)
+    assert removed.status == 204, await removed.text()
+    await import_(api, acme, contact(acme, PhoneNumber1="9891111111 (mobile)"))
+    erased = await api.post("/v1/erasures", json={"phone": "+91 98911 11111"}, headers=native)
+    assert len((await erased.json())["lead_ids"]) == 1
+    assert await pool.fetchval("SELECT count(*) FROM leads") == 0
