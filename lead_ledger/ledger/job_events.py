@@ -32,6 +32,9 @@ class RejectedRow(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     # Refused by the do-not-call registry: the entry, and "account" or "campaign".
     dnc_entry_id: int | None = None
     dnc_scope: str | None = None
+    # Refused as a duplicate: the leads it duplicates (ids, in clear), so that an erasure of
+    # one of them by its id finds the row, which holds the same person's number.
+    existing_lead_ids: list[int] = msgspec.field(default_factory=list)
 
 
 class JobSubmitted(_JobEvent, frozen=True, kw_only=True, tag="JobSubmitted"):

@@ -67,6 +67,13 @@ SELECT 'refused-' || event_id AS subject_id FROM events
 WHERE event_id = ANY($1::uuid[]) AND account_id = $2 AND type = 'LeadRejected'
   AND data->'existing_lead_ids' @> jsonb_build_array($3::bigint)
 """
+# Of the jobs' rejected rows found so, the ones refused as duplicates of the lead.
+SELECT_REJECTED_OF: Final = """
+SELECT 'rejected-' || j.job_id || '-' || (r->>'row_number') AS subject_id
+FROM jobs j, jsonb_array_elements(j.rejected_rows) r
+WHERE j.job_id = ANY($1::bigint[]) AND j.account_id = $2
+  AND r->'existing_lead_ids' @> jsonb_build_array($3::bigint)
+"""
 # The campaigns whose writers could touch these leads: a live lead's, an archived copy's.
 SELECT_CAMPAIGNS: Final = """
 SELECT campaign_id FROM leads WHERE lead_id = ANY($1::bigint[])
@@ -232,9 +239,9 @@ async def _subjects(
 async def _refusals_of(
     conn: Connection, account_id: int, lead_id: int, digest: subject_keys.Digest
 ) -> list[str]:
-    """The refused rows that name the lead as the live lead they duplicate: refused because of
-    it, they hold its number (or user_data), so they are found by its values' digests, then kept
-    only if they name it."""
+    """The refused rows (LeadRejected, and jobs' rejected rows) that name the lead as the live
+    lead they duplicate: refused because of it, they hold its number (or user_data), so they
+    are found by its values' digests, then kept only if they name it."""
     tokens = (await contact_tokens(conn, {lead_id})).get(lead_subject(lead_id), set())
     digests = {digest(t) for t in tokens}
     digests.update(
@@ -243,10 +250,16 @@ async def _refusals_of(
     )
     found = await key_store.subjects_with(conn, account_id, digests)
     refused = [s.removeprefix("refused-") for s in found if s.startswith("refused-")]
-    if not refused:
-        return []
-    rows = await conn.fetch(SELECT_REFUSALS_OF, refused, account_id, lead_id)
-    return [r["subject_id"] for r in rows]
+    jobs = sorted({_rejected_row(s)[0] for s in found if s.startswith("rejected-")})
+    named: list[str] = []
+    if refused:
+        rows = await conn.fetch(SELECT_REFUSALS_OF, refused, account_id, lead_id)
+        named.extend(r["subject_id"] for r in rows)
+    if jobs:
+        rows = await conn.fetch(SELECT_REJECTED_OF, jobs, account_id, lead_id)
+        candidates = set(found)
+        named.extend(r["subject_id"] for r in rows if r["subject_id"] in candidates)
+    return named
 
 
 async def _redact_callbacks(conn: Connection, rejected: list[tuple[int, int]]) -> None:

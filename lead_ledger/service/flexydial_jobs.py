@@ -90,9 +90,10 @@ def _rejected(
     rows: list[dict[str, str]],
     problems: Mapping[int, str],
     blocks: Mapping[int, DncBlock] | None = None,
+    duplicates: Mapping[int, list[int]] | None = None,
 ) -> list[RejectedRow]:
     """The refused rows as sent (1-based numbers), in upload order; a row the do-not-call
-    registry refused names the entry."""
+    registry refused names the entry, a duplicate the leads it duplicates."""
     rejected = []
     for n in sorted(problems):
         block = (blocks or {}).get(n)
@@ -103,6 +104,7 @@ def _rejected(
                 description=problems[n],
                 dnc_entry_id=None if block is None else block.entry_id,
                 dnc_scope=None if block is None else block.scope,
+                existing_lead_ids=(duplicates or {}).get(n, []),
             )
         )
     return rejected
@@ -160,8 +162,10 @@ async def insert_job(
     blocks = {valid[index][0]: block for index, block in result.blocked.items()}
     for number, block in blocks.items():
         problems[number] = _blocked_text(block)
+    duplicates = {valid[index][0]: owners for index, owners in result.duplicates.items()}
     return JobOutcome(
-        inserted=len(result.inserted), rejected_rows=_rejected(request.rows, problems, blocks)
+        inserted=len(result.inserted),
+        rejected_rows=_rejected(request.rows, problems, blocks, duplicates),
     )
 
 

@@ -239,6 +239,7 @@ async def run_bulk_v4(
         in_payload = all(owner in new_ids for owner in owners)
         problems[valid[index][0]] = DUPLICATE_IN_PAYLOAD if in_payload else DUPLICATE_IN_CAMPAIGN
     blocks = {valid[index][0]: block for index, block in result.blocked.items()}
+    duplicates = {valid[index][0]: owners for index, owners in result.duplicates.items()}
     for number in blocks:
         problems[number] = ROW_MESSAGES[Refusal.DND_NUMBER]
     if start:
@@ -250,6 +251,7 @@ async def run_bulk_v4(
             description=problems[number],
             dnc_entry_id=blocks[number].entry_id if number in blocks else None,
             dnc_scope=blocks[number].scope if number in blocks else None,
+            existing_lead_ids=duplicates.get(number, []),
         )
         for number in sorted(problems)
     ]

@@ -8,6 +8,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.api.test_flexydial import tenant as flexydial_tenant
+from tests.api.test_flexydial_jobs import insert as flexydial_insert
 from tests.api.test_jtel import contact, imported_id, make_tenant
 from tests.api.test_ozonetel_add import Account, add, admin, make_account
 from tests.support import Client
@@ -260,3 +262,26 @@ async def test_a_number_a_lead_no_longer_has_still_finds_it(
     erasure = await erase(client, account, {"phone": "030 111111"})
     assert erasure["lead_ids"] == [lead_id]
     assert await pool.fetchval("SELECT count(*) FROM leads") == 0
+
+
+async def test_erasing_a_lead_by_id_erases_the_job_rows_refused_as_its_duplicates(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """A Flexydial upload's row refused because the lead exists holds the person's number,
+    name and email: erased with the lead by its id; the upload's other row, a new lead, stays."""
+    who = await flexydial_tenant(client)
+    await flexydial_insert(client, who, {"numeric": "9700000110", "first_name": "Tara"})
+    lead_id = await pool.fetchval("SELECT lead_id FROM leads")
+    dup = {"numeric": "09700000110", "first_name": "TaraDup", "email": "tara@dup.com"}
+    await flexydial_insert(client, who, dup, {"numeric": "9700000111", "first_name": "Other"})
+    job_id = await pool.fetchval("SELECT max(job_id) FROM jobs")
+    job = await client.get(f"/v1/jobs/{job_id}", headers=who.native)
+    (row,) = (await job.json())["rejected_rows"]
+    assert (row["row_number"], row["existing_lead_ids"]) == (1, [lead_id])
+    account = Account(name="acme", key="", native_key=who.native["Authorization"][7:])
+    erasure = await erase(client, account, {"lead_id": lead_id})
+    assert erasure["rejected_rows"] == [[job_id, 1]]
+    assert erasure["subjects"] == 2
+    job = await client.get(f"/v1/jobs/{job_id}", headers=who.native)
+    assert "tara@dup.com" not in await job.text()
+    assert await pool.fetchval("SELECT array_agg(first_name) FROM leads") == ["Other"]

@@ -112,11 +112,13 @@ async def test_job_runs_in_the_background_and_reports(api: Client) -> None:
         "reassigned": 0,
         "rejected": 1,
     }
+    (lead,) = (await (await api.get("/v1/leads", headers=acme.headers)).json())["leads"]
     assert body["rejected_rows"] == [
         {
             "row_number": 2,
             "row": {"phone_numbers": "9000000001"},
             "description": "duplicate phone number in campaign",
+            "existing_lead_ids": [lead["lead_id"]],
         }
     ]
     assert (body["job_id"], body["kind"], body["upload_ref"]) == (

@@ -455,6 +455,20 @@ async def test_check_duplicate(
         ("3", "Duplicate number in payload"),
     ]
     assert await numbers(pool) == ["9876543210", "9876500001"]
+    # Each names the lead it duplicates: the campaign's, and the payload's first row's.
+    job_id = await pool.fetchval("SELECT max(job_id) FROM jobs")
+    owners = await pool.fetchval(
+        "SELECT array_agg((r->'existing_lead_ids'->>0)::bigint ORDER BY r->>'row_number')"
+        " FROM jobs, jsonb_array_elements(rejected_rows) r WHERE job_id = $1",
+        job_id,
+    )
+    live = "SELECT lead_id FROM leads l JOIN campaigns c USING (campaign_id)"
+    assert owners == [
+        await pool.fetchval(
+            f"{live} WHERE c.name = 'sales' AND phone_numbers = $1", ["9876543210"]
+        ),
+        await pool.fetchval(f"{live} WHERE phone_numbers = $1", ["9876500001"]),
+    ]
 
 
 async def archive_all(api: Client, acme: Account, pool: asyncpg.Pool) -> None:

@@ -53,6 +53,7 @@ async def insert_leads_job(
         key_workers=key_workers,
     )
     rejected |= {valid[i][0]: DUPLICATE for i in result.duplicates}
+    duplicates = {valid[i][0]: owners for i, owners in result.duplicates.items()}
     blocks = {valid[i][0]: block for i, block in result.blocked.items()}
     rejected |= dict.fromkeys(blocks, DNC)
     rows = dict(numbered)
@@ -65,6 +66,7 @@ async def insert_leads_job(
                 description=reason,
                 dnc_entry_id=blocks[n].entry_id if n in blocks else None,
                 dnc_scope=blocks[n].scope if n in blocks else None,
+                existing_lead_ids=duplicates.get(n, []),
             )
             for n, reason in sorted(rejected.items())
         ],
