@@ -133,13 +133,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     # wrong, unless asked for more.
     quiet = args.command != "serve" and not args.verbose
     configure_logging(settings.log_format, "warning" if quiet else settings.log_level)
+    key_file = settings.data_dir / subject_keys.MASTER_KEY_FILE
+    makes_key_file = not settings.master_key and not key_file.exists()
     code = _check_data_dir(settings) or _use_master_key(settings)
     if code:
         return code
     try:
         return _run(args, settings)
     except LedgerError as error:
-        print(f"lead-ledger: {_ledger_error(settings, error)}", file=sys.stderr)
+        if makes_key_file and isinstance(error, subject_keys.WrongMasterKeyError):
+            # Made for this run, and the database's keys are under another: left in place, it
+            # would be read again by every later command and serve.
+            key_file.unlink(missing_ok=True)
+        print(
+            f"lead-ledger: {_ledger_error(settings, error, made=makes_key_file)}", file=sys.stderr
+        )
         return 1
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         # What a user can cause: a database that does not answer or refuses the login, a port
@@ -191,15 +199,19 @@ def _use_master_key(settings: Settings) -> int:
     return 0
 
 
-def _ledger_error(settings: Settings, error: LedgerError) -> str:
+def _ledger_error(settings: Settings, error: LedgerError, *, made: bool = False) -> str:
     """The error's own words; for a master key that does not open the stored keys, the setting
-    or key file it came from, as `serve` names it, rather than the key deep in a command."""
+    or key file it came from, as `serve` names it, rather than the key deep in a command (and
+    that a key file made for this run was removed)."""
     if not isinstance(error, subject_keys.WrongMasterKeyError):
         return str(error)
     if settings.master_key:
         return f"LEDGER_MASTER_KEY {subject_keys.WRONG_MASTER_KEY}"
     key_file = settings.data_dir / subject_keys.MASTER_KEY_FILE
-    return f"the key file {key_file} (LEDGER_MASTER_KEY is unset) {subject_keys.WRONG_MASTER_KEY}"
+    said = f"the key file {key_file} (LEDGER_MASTER_KEY is unset) {subject_keys.WRONG_MASTER_KEY}"
+    if made:
+        said += "; it was made for this command and is removed: set LEDGER_MASTER_KEY"
+    return said
 
 
 def _unavailable(settings: Settings, error: BaseException) -> str:

@@ -98,13 +98,6 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         max_size=settings.db_pool_max,
         session_state=False,
     )
-    try:
-        # A wrong master key would read every subject as erased: refuse to start instead.
-        async with pool.acquire() as conn:
-            await key_store.check_master_key(conn, key_store.master_key())
-    except BaseException:
-        await pool.close()
-        raise
     app[POOL] = pool
     replica = None
     if settings.read_database_url is not None:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import structlog
 
-from lead_ledger.ledger import embedded
+from lead_ledger.ledger import embedded, key_store
 from lead_ledger.ledger.migrate import migrate
 from lead_ledger.ledger.roles import (
     APP_ROLE,
@@ -186,16 +186,23 @@ async def open_database(
 ) -> asyncpg.Pool:
     """Migrate the database (as `migration_url`'s role, when given), then open the pool of
     `url` (`session_state` as for `create_pool`). With `check_role`, warn when that pool's role
-    could rewrite the log."""
+    could rewrite the log. Raises WrongMasterKeyError, before any caller can write, when this
+    process's master key is not the database's (`key_store.check_master_key`)."""
     conn = await asyncpg.connect(migration_url or url)
     try:
         await migrate(conn)
     finally:
         await conn.close()
     pool = await create_pool(url, min_size=min_size, max_size=max_size, session_state=session_state)
-    if check_role:
+    try:
         async with pool.acquire() as pooled:
-            await warn_if_privileged(pooled)
+            if check_role:
+                await warn_if_privileged(pooled)
+            if key_store.has_master_key():
+                await key_store.check_master_key(pooled, key_store.master_key())
+    except BaseException:
+        await pool.close()
+        raise
     return pool
 
 

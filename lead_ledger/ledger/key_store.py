@@ -116,6 +116,14 @@ INSERT_ACCOUNT_WRAPPED: Final = """
 INSERT INTO account_secrets (account_id, wrapped_secret) VALUES ($1, $2)
 ON CONFLICT (account_id) DO NOTHING
 """
+# The first key checked is the database's: its canary is stored when none is.
+INSERT_CANARY: Final = """
+INSERT INTO master_key_canary (wrapped) VALUES ($1) ON CONFLICT DO NOTHING RETURNING wrapped
+"""
+# Read in a statement of its own: one inserted by a process racing this one's INSERT commits
+# after that statement's snapshot.
+SELECT_CANARY: Final = "SELECT wrapped FROM master_key_canary FOR UPDATE"
+UPDATE_CANARY: Final = "UPDATE master_key_canary SET wrapped = $1"
 SELECT_ANY_WRAPPED: Final = """
 (SELECT wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL LIMIT 1)
 UNION ALL (SELECT wrapped_secret FROM account_secrets LIMIT 1)
@@ -275,16 +283,25 @@ async def account_secret(conn: Connection, master_key: bytes, account_id: int) -
 
 
 async def check_master_key(conn: Connection, master_key: bytes) -> None:
-    """Raise SubjectKeyError when keys are stored and this master key does not open them, so a
-    server with the wrong key refuses to start rather than reading every subject as erased."""
-    wrapped = await conn.fetchval(SELECT_ANY_WRAPPED)
+    """Raise WrongMasterKeyError unless this master key is the database's, so that a process
+    with another key stops before it reads every subject as erased or stores a key no other
+    process can open. The database's key is the one its stored keys were wrapped under, and
+    its canary's (migration 0018), which the first key checked stores."""
+    wrapped = await conn.fetchval(SELECT_ANY_WRAPPED)  # keys stored before the canary
     if wrapped is not None:
-        try:
-            subject_keys.unwrap(master_key, wrapped)
-        except subject_keys.SubjectKeyError:
-            raise subject_keys.WrongMasterKeyError(
-                f"LEDGER_MASTER_KEY {subject_keys.WRONG_MASTER_KEY}"
-            ) from None
+        _opened(master_key, wrapped)
+    canary = subject_keys.wrap(master_key, subject_keys.new_data_key())
+    stored = await conn.fetchval(INSERT_CANARY, canary) or await conn.fetchval(SELECT_CANARY)
+    _opened(master_key, stored)
+
+
+def _opened(master_key: bytes, wrapped: bytes) -> None:
+    try:
+        subject_keys.unwrap(master_key, wrapped)
+    except subject_keys.SubjectKeyError:
+        raise subject_keys.WrongMasterKeyError(
+            f"LEDGER_MASTER_KEY {subject_keys.WRONG_MASTER_KEY}"
+        ) from None
 
 
 async def rotate(
@@ -312,6 +329,9 @@ async def rotate(
         [row["account_id"] for row in wrapped_secrets],
         [_rewrap(old_master, new_master, row["wrapped_secret"]) for row in wrapped_secrets],
     )
+    canary = await conn.fetchval(SELECT_CANARY)
+    if canary is not None:
+        await conn.execute(UPDATE_CANARY, _rewrap(old_master, new_master, canary))
     return rewrapped + len(wrapped_secrets)
 
 

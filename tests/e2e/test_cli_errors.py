@@ -276,3 +276,45 @@ async def test_a_wrong_master_key_names_the_setting(
     errors = [line for line in done.stderr.splitlines() if line.startswith("lead-ledger:")]
     assert (done.returncode, len(errors)) == (1, 1), done.stderr
     assert errors[0].startswith(f"lead-ledger: {said}"), errors[0]
+
+
+@pytest.mark.parametrize("from_file", [False, True])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("admin", "accounts", "create", "wk2", "--default-region", "IN"),
+        ("admin", "credentials", "issue", "acme", "native"),
+        ("dnc", "check", "--account", "acme", "9876500001"),
+    ],
+)
+async def test_a_command_with_another_master_key_writes_nothing(
+    client: Client,
+    pool: asyncpg.Pool,
+    database_url: str,
+    tmp_path: Path,
+    from_file: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Any command run with a key that does not open the stored keys stops before it writes
+    (a key or secret wrapped under it would be one no other process can open), and a key file
+    it made for itself is not left behind to be used again."""
+    await add(client, await make_account(client), Name="Asha", phoneNumber="9876543210")
+    await client.close()
+    before = await pool.fetchval(
+        "SELECT (SELECT count(*) FROM account_secrets) + (SELECT count(*) FROM subject_keys)"
+        " + (SELECT count(*) FROM events)"
+    )
+    data_dir = tmp_path / "data"
+    env = {"LEDGER_DATABASE_URL": database_url, "LEDGER_DATA_DIR": str(data_dir)}
+    if not from_file:
+        env["LEDGER_MASTER_KEY"] = new_master_key_text()
+    done = _run(*command, **env)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("lead-ledger:")]
+    assert (done.returncode, len(errors)) == (1, 1), done.stderr
+    assert "does not open the keys this database holds" in errors[0]
+    after = await pool.fetchval(
+        "SELECT (SELECT count(*) FROM account_secrets) + (SELECT count(*) FROM subject_keys)"
+        " + (SELECT count(*) FROM events)"
+    )
+    assert after == before
+    assert not (data_dir / MASTER_KEY_FILE).exists()

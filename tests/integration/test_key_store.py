@@ -152,13 +152,44 @@ async def test_rotation_rewraps_everything_under_the_new_master_key(
 
 
 async def test_a_wrong_master_key_is_refused_once_keys_exist(pool: asyncpg.Pool) -> None:
-    """With nothing stored any key passes; once keys exist, only the one that wrapped them."""
+    """Keys stored before any check (a database older than the canary): only the key that
+    wrapped them passes, and it becomes the canary's."""
     async with pool.acquire() as conn:
-        await key_store.check_master_key(conn, subject_keys.new_data_key())
+        await conn.execute("DELETE FROM master_key_canary")
         await key_store.keys_for_writing(conn, MASTER, 1, ["lead-1"])
-        await key_store.check_master_key(conn, MASTER)
         with pytest.raises(subject_keys.SubjectKeyError, match="LEDGER_MASTER_KEY does not open"):
             await key_store.check_master_key(conn, subject_keys.new_data_key())
+        assert await conn.fetchval("SELECT count(*) FROM master_key_canary") == 0
+        await key_store.check_master_key(conn, MASTER)
+        await conn.execute("DELETE FROM subject_keys")
+        with pytest.raises(subject_keys.SubjectKeyError, match="LEDGER_MASTER_KEY does not open"):
+            await key_store.check_master_key(conn, subject_keys.new_data_key())
+
+
+async def test_the_first_key_checked_on_a_fresh_database_is_its_key(pool: asyncpg.Pool) -> None:
+    """Two processes started at once with different keys on a database that holds no key: the
+    first to check stores its canary, the other is refused before it can store anything; a
+    rotation moves the canary to the new key."""
+    first, second = subject_keys.new_data_key(), subject_keys.new_data_key()
+    async with pool.acquire() as conn, pool.acquire() as other:
+        await conn.execute("DELETE FROM master_key_canary")
+        async with conn.transaction():
+            await key_store.check_master_key(conn, first)  # stored, not committed yet
+            racing = asyncio.create_task(key_store.check_master_key(other, second))
+            pid = other.get_server_pid()
+            for _ in range(1000):  # until its INSERT waits for the first's to commit
+                if await pool.fetchval(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+                ):
+                    break
+                await asyncio.sleep(0.01)
+        with pytest.raises(subject_keys.SubjectKeyError, match="LEDGER_MASTER_KEY does not open"):
+            await racing
+        async with conn.transaction():
+            await key_store.rotate(conn, first, second)
+        await key_store.check_master_key(other, second)
+        with pytest.raises(subject_keys.SubjectKeyError, match="LEDGER_MASTER_KEY does not open"):
+            await key_store.check_master_key(other, first)
 
 
 async def _made_in_a_rolled_back_transaction(conn: Connection, digests: AccountDigests) -> str:
