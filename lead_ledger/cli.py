@@ -319,7 +319,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
             host=host,
             port=port,
             print=serving,
-            shutdown_timeout=30,
+            shutdown_timeout=settings.shutdown_seconds,
             access_log=None,
             loop=_event_loop(),
         )

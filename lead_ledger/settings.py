@@ -62,6 +62,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_failures_per_username: Annotated[int, msgspec.Meta(ge=1)] = 10
     login_failures_per_address: Annotated[int, msgspec.Meta(ge=1)] = 100
     login_throttle_window_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 900
+    # On SIGTERM/SIGINT, how long in-flight requests may take to finish before they are cut
+    # (docs/operations.md, "Stopping").
+    shutdown_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

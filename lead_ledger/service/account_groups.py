@@ -61,8 +61,14 @@ class AccountGroups(Generic[Key, Item, Outcome]):
         return await asyncio.shield(future)
 
     async def close(self) -> None:
-        """Let groups being written finish (on shutdown, before the pool closes)."""
+        """Stop the groups still being written (on shutdown, once the HTTP server has let its
+        requests finish and cut the rest, before the pool closes). A group still running then
+        belongs to requests that were cut: it is cancelled, so its transaction rolls back and
+        nothing of them is written (a retried request is not a duplicate), and the process does
+        not wait on a write that may be stuck behind a lock."""
         while self._tasks:
+            for task in self._tasks:
+                task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _drain(self, key: Key) -> None:
