@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -18,6 +18,10 @@ from lead_ledger.service import jobs
 log = structlog.get_logger(__name__)
 
 
+# How often a listener whose connection was lost tries to listen again.
+RELISTEN_SECONDS = 1.0
+
+
 @asynccontextmanager
 async def listening(
     pool: asyncpg.Pool, channel: str, listen_url: str | None = None
@@ -26,26 +30,90 @@ async def listening(
 
     With `listen_url`, on a connection of its own: a listener holds its connection for good, and
     the app's pool should stay free for requests (and be seen idle when it is).
+
+    The connection may be lost (the server restarted, the session terminated): the event is
+    then set, so its loop looks at once for what a lost notification would have told it, and a
+    new connection listens again (every RELISTEN_SECONDS until one does). Without that, the
+    loop would rely on its poll interval alone for the rest of the process's life.
     """
-    wake = asyncio.Event()
+    listener = _Listener(pool, channel, listen_url)
+    await listener.listen()
+    keeper = asyncio.create_task(listener.keep())
+    try:
+        yield listener.wake
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await listener.release()
 
-    def notified(*_: object) -> None:
-        wake.set()
 
-    async with contextlib.AsyncExitStack() as stack:
+async def _nothing() -> None:
+    return None
+
+
+class _Listener:
+    """One LISTEN, on a pooled connection or one of its own, listened again when lost."""
+
+    def __init__(self, pool: asyncpg.Pool, channel: str, listen_url: str | None) -> None:
+        self.wake = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._pool, self._channel, self._url = pool, channel, listen_url
+        self._conn: Connection | None = None
+        self._give_back: Callable[[], Awaitable[object]] = _nothing
+
+    async def listen(self) -> None:
         conn: Connection
-        if listen_url:
-            own = await asyncpg.connect(listen_url)
-            stack.push_async_callback(own.close)
-            conn = own
+        if self._url:
+            own = await asyncpg.connect(self._url)
+            conn, self._give_back = own, own.close
         else:
-            conn = await stack.enter_async_context(pool.acquire())
-        await conn.add_listener(channel, notified)
+            pooled = await self._pool.acquire()
+            conn, self._give_back = pooled, lambda: self._pool.release(pooled)
         try:
-            yield wake
-        finally:
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                await conn.remove_listener(channel, notified)
+            conn.add_termination_listener(self._terminated)
+            await conn.add_listener(self._channel, self._notified)
+        except BaseException:
+            await self._quietly(self._give_back)
+            raise
+        self._conn = conn
+
+    async def keep(self) -> None:
+        while True:
+            await self._lost.wait()
+            self._lost.clear()
+            await self.release()
+            while True:
+                try:
+                    await self.listen()
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                    log.warning("listen_failed", channel=self._channel, error=type(error).__name__)
+                    await asyncio.sleep(RELISTEN_SECONDS)
+                else:
+                    self.wake.set()  # what was notified while nothing listened
+                    break
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        # A lost pooled connection is already detached from its proxy: each step may refuse.
+        with contextlib.suppress(asyncpg.InterfaceError):
+            conn.remove_termination_listener(self._terminated)
+        await self._quietly(lambda: conn.remove_listener(self._channel, self._notified))
+        await self._quietly(self._give_back)
+
+    @staticmethod
+    async def _quietly(step: Callable[[], Awaitable[object]]) -> None:
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await step()
+
+    def _notified(self, *_: object) -> None:
+        self.wake.set()
+
+    def _terminated(self, _conn: object) -> None:
+        self.wake.set()
+        self._lost.set()
 
 
 async def sleep_until(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
