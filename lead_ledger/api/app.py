@@ -101,10 +101,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = pool
     replica = None
     if settings.read_database_url is not None:
-        # A replica is read only: no migration, no role check (it is the primary's roles).
+        # A replica is read only: no migration, no role check (it is the primary's roles). Its
+        # pool connects when first used, not now: a replica that is down when the server starts
+        # leaves its reads to the primary (api/read_routing.py), as one that goes down later.
         app[READ_POOL] = await create_pool(
             settings.read_database_url,
-            min_size=settings.db_pool_min,
+            min_size=0,
             max_size=settings.db_pool_max,
             session_state=False,
         )
