@@ -27,6 +27,7 @@ from lead_ledger.service import exports
 from lead_ledger.service.export_files import CONTENT_TYPES, EXPORTABLE
 from lead_ledger.service.inputs import NUL, decimal, decode_json, shown
 from lead_ledger.service.reads import UnknownCampaignError
+from lead_ledger.service.worker import DATABASE_UNAVAILABLE
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -48,6 +49,8 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
             try:
                 async with app[POOL].acquire() as conn:
                     await exports.sweep_expired(conn, datetime.now(UTC), retention)
+            except DATABASE_UNAVAILABLE as error:
+                log.warning("export_sweep_failed", error=type(error).__name__)
             except Exception:  # the sweep must outlive a failed round
                 log.exception("export_sweep_failed")
             await asyncio.sleep(SWEEP_SECONDS)

@@ -27,7 +27,7 @@ from lead_ledger.ledger.job_events import CallbackAbandoned, CallbackAttempted, 
 from lead_ledger.metrics import CALLBACK_ATTEMPTS
 from lead_ledger.service.jobs import CALLBACK_CHANNEL
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.worker import listening, sleep_until
+from lead_ledger.service.worker import DATABASE_UNAVAILABLE, listening, sleep_until
 from lead_ledger.service.writer import Context, record, stream_append
 
 log = structlog.get_logger(__name__)
@@ -235,6 +235,9 @@ async def run_dispatcher(
                     max_attempts=max_attempts,
                     backoff_seconds=backoff_seconds,
                 )
+            except DATABASE_UNAVAILABLE as error:
+                log.warning("callback_dispatcher_error", error=type(error).__name__)
+                count = 0
             except Exception:  # the loop must outlive any one delivery
                 log.exception("callback_dispatcher_error")
                 count = 0

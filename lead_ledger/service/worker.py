@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Final
 
 import asyncpg
 import structlog
@@ -16,6 +17,16 @@ from lead_ledger.metrics import JOB_SECONDS
 from lead_ledger.service import jobs
 
 log = structlog.get_logger(__name__)
+
+
+# What a background loop meets while the database is down or restarting: logged as one line,
+# not a traceback every poll interval for as long as it lasts.
+DATABASE_UNAVAILABLE: Final = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,  # the connection closed mid-operation, or refused
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting, terminated
+)
 
 
 # How often a listener whose connection was lost tries to listen again.
@@ -154,9 +165,12 @@ async def run_worker(  # noqa: PLR0913 - what to run, and one keyword per knob
                 ran = await _one(
                     pool, stop, kinds, worker_id, lease_seconds, max_attempts, retry_seconds
                 )
+            except DATABASE_UNAVAILABLE as error:
+                # The lease expires and the job is claimed again; back off a poll interval.
+                log.warning("job_worker_error", worker_id=worker_id, error=type(error).__name__)
+                ran = False
             except Exception:  # the loop must outlive any one job
-                # The database went away or the job's transaction failed outside the handler:
-                # the lease expires and the job is claimed again; back off a poll interval.
+                # The job's transaction failed outside the handler: as above.
                 log.exception("job_worker_error", worker_id=worker_id)
                 ran = False
             if not ran:

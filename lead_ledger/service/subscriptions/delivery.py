@@ -43,7 +43,7 @@ from lead_ledger.service.reads import shown_entry
 from lead_ledger.service.subscriptions import signing
 from lead_ledger.service.subscriptions.manage import LEAD_TYPE_NAMES
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.worker import listening, pause, sleep_until
+from lead_ledger.service.worker import DATABASE_UNAVAILABLE, listening, pause, sleep_until
 from lead_ledger.service.writer import Context, record, stream_append
 
 log = structlog.get_logger(__name__)
@@ -220,6 +220,13 @@ class Deliverer:
                     started = loop.time()
                     try:
                         progressed = await self.pass_once()
+                    except DATABASE_UNAVAILABLE as error:
+                        log.warning(
+                            "subscription_delivery_error",
+                            owner=self.owner,
+                            error=type(error).__name__,
+                        )
+                        progressed = False
                     except Exception:  # the loop must outlive any one pass
                         log.exception("subscription_delivery_error", owner=self.owner)
                         progressed = False
