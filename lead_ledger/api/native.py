@@ -43,6 +43,7 @@ from lead_ledger.service.inputs import (
     shown,
     time_out_of_range,
 )
+from lead_ledger.service.worker import DATABASE_UNAVAILABLE
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +55,7 @@ S = TypeVar("S", bound=msgspec.Struct)
 # Set on shutdown so open event streams end cleanly instead of being cancelled mid-write.
 STREAMS_CLOSING: Final = web.AppKey("native_streams_closing", asyncio.Event)
 HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies from closing idle streams
+STREAM_RECONNECT_SECONDS = 1.0  # between tries for a new connection when the database dropped one
 STREAM_BUFFER: Final = 1000  # events read ahead of a slow client before the reader waits
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
@@ -416,14 +418,25 @@ async def event_stream(request: web.Request, principal: Principal) -> web.Stream
 async def _pump(
     app: web.Application, account_id: int, after: int, queue: asyncio.Queue[RecordedEvent]
 ) -> None:
-    # A connection of its own for as long as the stream lasts: follow_feed LISTENs on it.
-    async with (
-        app[POOL].acquire() as conn,
-        contextlib.aclosing(follow_feed(conn, after=after, account_id=account_id)) as feed,
-    ):
-        async for event in feed:
-            # Opened here, on the reader's connection: the relay has none.
-            await queue.put((await shown_records(conn, [event]))[0])
+    """Queue the account's events after `after` for as long as the stream lasts. A connection
+    the database drops (a restart, a terminated session) is replaced, and the feed goes on
+    after the last event queued: the client sees a pause, never a gap, a repeat or an end."""
+    while True:
+        try:
+            # A connection of its own while it lasts: follow_feed LISTENs on it.
+            async with (
+                app[POOL].acquire() as conn,
+                contextlib.aclosing(follow_feed(conn, after=after, account_id=account_id)) as feed,
+            ):
+                async for event in feed:
+                    # Opened here, on the reader's connection: the relay has none.
+                    await queue.put((await shown_records(conn, [event]))[0])
+                    after = event.position
+        except DATABASE_UNAVAILABLE as error:
+            log.warning(
+                "event_stream_reconnecting", account_id=account_id, error=type(error).__name__
+            )
+            await asyncio.sleep(STREAM_RECONNECT_SECONDS)
 
 
 async def _relay(

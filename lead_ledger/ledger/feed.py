@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Final
 
+import asyncpg
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
@@ -85,5 +87,9 @@ async def follow_feed(
             except TimeoutError:
                 pass
     finally:
-        if follow and not conn.is_closed():
-            await conn.remove_listener(CHANNEL, _wake)
+        if follow:
+            # A connection the database dropped is closed, or detached from its pool's proxy
+            # (which then refuses every call): its listener went with it.
+            with contextlib.suppress(asyncpg.InterfaceError):
+                if not conn.is_closed():
+                    await conn.remove_listener(CHANNEL, _wake)

@@ -501,7 +501,9 @@ async def read_sse(response: Any, count: int) -> list[dict[str, Any]]:
     current: dict[str, Any] = {}
     async with asyncio.timeout(30):
         while len(events) < count:
-            line = (await response.content.readline()).decode().rstrip("\n")
+            raw = await response.content.readline()
+            assert raw, f"the stream ended after {len(events)} events"
+            line = raw.decode().rstrip("\n")
             if line.startswith(":"):
                 current.setdefault("comments", []).append(line)
             elif line:
@@ -580,3 +582,26 @@ async def test_secret_verifiers_are_never_shown(api: Client, seeded: asyncpg.Poo
         "SELECT data FROM events WHERE type = 'CredentialIssued' LIMIT 1"
     )
     assert b"key_sha256" in stored  # kept in the log, where the credentials view is rebuilt from
+
+
+async def test_the_stream_outlives_its_database_connection(
+    api: Client, seeded: asyncpg.Pool
+) -> None:
+    """The database drops the stream's connection: the stream goes on, on a new one, from the
+    event after the last it sent: the next events arrive, none twice, none missed."""
+    head = (await whole_feed(api, 5, key=KEY_B))[-1]["position"]
+    live = await api.get(f"/v1/events/stream?after={head}", headers=auth(KEY_B))
+    await insert_lead(seeded, B, CAMPAIGN_B, 101, phone_numbers=["+15551234567"])
+    (first,) = await read_sse(live, 1)
+    async with seeded.acquire() as killer:  # every other session of the database
+        await killer.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    await asyncio.sleep(0.5)  # the pools see their connections closed
+    await insert_lead(seeded, B, CAMPAIGN_B, 102, phone_numbers=["+15551234568"])
+    await insert_lead(seeded, B, CAMPAIGN_B, 103, phone_numbers=["+15551234569"])
+    later = await read_sse(live, 2)
+    live.close()
+    streams = [msgspec.json.decode(e["data"])["stream_id"] for e in [first, *later]]
+    assert streams == ["lead-101", "lead-102", "lead-103"]
