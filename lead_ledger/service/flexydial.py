@@ -72,7 +72,7 @@ async def generate_token(
     text holds no NUL); Throttled, without checking the password, when the username or the
     client address has failed too often of late."""
     attempt = await login_throttle.admit(
-        conn, limits, scope=DIALECT, username=username, address=origin.client_address
+        conn, limits, username=username, address=origin.client_address
     )
     if isinstance(attempt, login_throttle.Throttled):
         return attempt

@@ -73,16 +73,19 @@ def _subject(scope: str, kind: str, value: str) -> str:
 
 
 async def admit(
-    conn: Connection, limits: Limits, *, scope: str, username: str, address: str | None
+    conn: Connection, limits: Limits, *, username: str, address: str | None
 ) -> Admitted | Throttled:
-    """Count one login attempt of `username` (in the dialect `scope`) from `address`.
+    """Count one login attempt of `username` from `address`. A username is counted once across
+    the APIs it logs in to (Flexydial's generate-token and Vicidial's non-agent API check the
+    same users' passwords), as an address is: each API a limit of its own would multiply the
+    guesses a window allows.
 
     Run it outside a transaction: the window rows stay locked until the statement's own
     transaction ends, and every attempt on the same username goes through its row.
     """
     if conn.is_in_transaction():
         raise RuntimeError("login attempts must be counted outside a transaction")
-    limit_of = {_subject(scope, "username", username): limits.per_username}
+    limit_of = {_subject("any", "username", username): limits.per_username}
     if address is not None:
         limit_of[_subject("any", "address", address)] = limits.per_address
     rows = await conn.fetch(COUNT_ATTEMPT, list(limit_of), limits.window_seconds)

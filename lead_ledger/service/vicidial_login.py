@@ -73,9 +73,7 @@ async def log_in(
     known = verified.get(username, password)
     if known is not None:
         return known
-    attempt = await login_throttle.admit(
-        conn, limits, scope=DIALECT, username=username, address=address
-    )
+    attempt = await login_throttle.admit(conn, limits, username=username, address=address)
     if isinstance(attempt, login_throttle.Throttled):
         return attempt
     if not username or NUL in username or NUL in password:

@@ -150,3 +150,25 @@ async def test_a_username_of_any_length_is_counted(make_api: MakeApi) -> None:
     api = await make_api(per_username=1)
     assert (await _login(api, "u" * 100_000, "guess"))[:2] == (400, UNABLE)
     _wait_of(await _login(api, "u" * 100_000, "guess"), 900)
+
+
+async def test_a_usernames_failures_count_across_the_apis_it_logs_in_to(
+    make_api: MakeApi,
+) -> None:
+    """One user logs in to Flexydial and to Vicidial's non-agent API: its failures on either
+    count against one limit, so two APIs do not double the guesses a window allows."""
+    api = await make_api(per_username=3)
+    await _user(api, "alice")
+    for _ in range(3):
+        assert (await _login(api, "alice", "guess"))[:2] == (400, UNABLE)
+    locked = await api.get(
+        "/vicidial/non_agent_api.php",
+        params={
+            "function": "lead_search",
+            "user": "alice",
+            "pass": PASSWORD,
+            "source": "test",
+            "phone_number": "9876543210",
+        },
+    )
+    assert "|alice|LOCK|" in await locked.text()
