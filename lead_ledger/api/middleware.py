@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
+from typing import Final
 
 import structlog
 from aiohttp import web
@@ -14,13 +16,18 @@ from lead_ledger.api.edge import DIALECT, REQUEST_ID, REQUEST_ID_HEADER
 from lead_ledger.api.problems import body_too_large, internal_error
 
 log = structlog.get_logger("lead_ledger.request")
+_REQUEST_ID: Final = re.compile(r"[!-~]{1,128}")
 
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give each request an id, log it once on the way out, never leak a stack trace."""
-    request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-    if len(request_id) > 128:  # an id, not a payload
+    request_id = request.headers.get(REQUEST_ID_HEADER, "")
+    if not _REQUEST_ID.fullmatch(request_id):
+        # An id, not a payload: printable ASCII without spaces, as it goes into the log line,
+        # the response's header and event metadata. Bytes that are not UTF-8 reach here as
+        # surrogates, which no encoder takes: the request would end in aiohttp's bare 500,
+        # unlogged.
         request_id = uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -119,3 +120,25 @@ async def test_readyz_says_unreachable_when_nothing_listens(
 def test_readyz_reasons_are_a_few_fixed_words(error: BaseException, reason: str) -> None:
     """Each way the database can fail to answer has its short reason, without its message."""
     assert not_ready_reason(error) == reason
+
+
+async def test_a_request_id_that_is_not_printable_ascii_is_replaced(client: Client) -> None:
+    """Bytes that are not UTF-8, a space, a letter beyond ASCII: the id is one the server
+    makes, and the request is answered as any other (not aiohttp's bare 500, unlogged)."""
+    port = client.server.port
+    for raw in (b"abc\xff\xfe", b"two words", b"caf\xc3\xa9"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-ID: " + raw + b"\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), answer
+        assert body == b'{"status":"ok"}'
+        (request_id,) = [
+            line.split(b": ", 1)[1] for line in head.split(b"\r\n") if line.startswith(b"X-Req")
+        ]
+        assert re.fullmatch(rb"[0-9a-f]{32}", request_id), request_id
