@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Final, TypeVar
 
+import asyncpg
 import msgspec
 import structlog
 from aiohttp import web
@@ -18,7 +20,7 @@ from aiohttp import web
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal, bearer_token, find_principal
 from lead_ledger.api.edge import REQUEST_ID, REQUEST_ID_HEADER, Dialect, Refused, json_response
-from lead_ledger.api.keys import POOL
+from lead_ledger.api.keys import DATABASE_URL, POOL
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import (
     bad_parameter,
@@ -30,8 +32,9 @@ from lead_ledger.api.read_routing import READ_HEADERS, on_read_pool
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
 from lead_ledger.ledger.events import EVENT_TAGS
-from lead_ledger.ledger.feed import FeedEntry, follow_feed
+from lead_ledger.ledger.feed import CHANNEL, POLL_SECONDS, FeedEntry
 from lead_ledger.ledger.opening import shown_records
+from lead_ledger.ledger.store import read_feed
 from lead_ledger.service import reads
 from lead_ledger.service.inputs import (
     BIGINT_MAX,
@@ -43,7 +46,7 @@ from lead_ledger.service.inputs import (
     shown,
     time_out_of_range,
 )
-from lead_ledger.service.worker import DATABASE_UNAVAILABLE
+from lead_ledger.service.worker import DATABASE_UNAVAILABLE, Wakes, fanned_out
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +57,8 @@ S = TypeVar("S", bound=msgspec.Struct)
 
 # Set on shutdown so open event streams end cleanly instead of being cancelled mid-write.
 STREAMS_CLOSING: Final = web.AppKey("native_streams_closing", asyncio.Event)
+FEED_WAKES: Final = web.AppKey("native_feed_wakes", Wakes)
+STREAM_BATCH: Final = 200  # events a stream reads with one connection before it gives it back
 HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies from closing idle streams
 STREAM_RECONNECT_SECONDS = 1.0  # between tries for a new connection when the database dropped one
 STREAM_BUFFER: Final = 1000  # events read ahead of a slow client before the reader waits
@@ -66,10 +71,19 @@ Version = Annotated[int, msgspec.Meta(ge=1, le=INTEGER_MAX)]
 
 
 def setup(app: web.Application) -> None:
-    """Register the routes and the shutdown hook that ends open event streams."""
+    """Register the routes, the one LISTEN every event stream waits on, and the shutdown hook
+    that ends open event streams."""
     app[STREAMS_CLOSING] = asyncio.Event()
     app.on_shutdown.append(_close_streams)
+    app.cleanup_ctx.append(_feed_wakes)
     app.add_routes(routes)
+
+
+async def _feed_wakes(app: web.Application) -> AsyncIterator[None]:
+    # On a connection of its own (not the pool's), for as long as the app runs.
+    async with fanned_out(app[POOL], CHANNEL, app[DATABASE_URL]) as wakes:
+        app[FEED_WAKES] = wakes
+        yield
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -418,25 +432,39 @@ async def event_stream(request: web.Request, principal: Principal) -> web.Stream
 async def _pump(
     app: web.Application, account_id: int, after: int, queue: asyncio.Queue[RecordedEvent]
 ) -> None:
-    """Queue the account's events after `after` for as long as the stream lasts. A connection
-    the database drops (a restart, a terminated session) is replaced, and the feed goes on
-    after the last event queued: the client sees a pause, never a gap, a repeat or an end."""
+    """Queue the account's events after `after` for as long as the stream lasts.
+
+    A connection is held only to read a batch (and open it): waiting for the next event, or
+    for a slow client to take the last ones, holds none, so open streams never take the pool
+    from the requests. A connection the database drops (a restart, a terminated session) is
+    replaced, and the feed goes on after the last event queued: the client sees a pause, never
+    a gap, a repeat or an end."""
+    wakes = app[FEED_WAKES]
     while True:
+        woken = wakes.next()  # before the read: a commit announced after it wakes the wait
         try:
-            # A connection of its own while it lasts: follow_feed LISTENs on it.
-            async with (
-                app[POOL].acquire() as conn,
-                contextlib.aclosing(follow_feed(conn, after=after, account_id=account_id)) as feed,
-            ):
-                async for event in feed:
-                    # Opened here, on the reader's connection: the relay has none.
-                    await queue.put((await shown_records(conn, [event]))[0])
-                    after = event.position
-        except DATABASE_UNAVAILABLE as error:
-            log.warning(
-                "event_stream_reconnecting", account_id=account_id, error=type(error).__name__
-            )
+            async with app[POOL].acquire() as conn:
+                batch = await read_feed(
+                    conn, after=after, limit=STREAM_BATCH, account_id=account_id
+                )
+                # Opened here, on the reader's connection: the relay has none.
+                shown = await shown_records(conn, batch)
+        except (*DATABASE_UNAVAILABLE, asyncpg.InternalClientError) as error:
+            # InternalClientError: a connection the pool handed out just as the server ended
+            # its session, before the client saw the socket close ("cannot switch to state").
+            reason = type(error).__name__
+            log.warning("event_stream_reconnecting", account_id=account_id, error=reason)
             await asyncio.sleep(STREAM_RECONNECT_SECONDS)
+            continue
+        for event in shown:
+            await queue.put(event)
+            after = event.position
+        if len(batch) < STREAM_BATCH:
+            # The fence may hold back a commit whose NOTIFY came before an older transaction
+            # ended (ledger/feed.py): the poll interval covers it.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_SECONDS):
+                    await woken.wait()
 
 
 async def _relay(

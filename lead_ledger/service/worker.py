@@ -127,6 +127,47 @@ class _Listener:
         self._lost.set()
 
 
+class Wakes:
+    """One LISTEN fanned out to any number of waiters, none of which holds a connection while
+    it waits (the app's event streams: a connection each would let a few clients take the
+    pool from every request)."""
+
+    def __init__(self) -> None:
+        self._next = asyncio.Event()
+
+    def next(self) -> asyncio.Event:
+        """The event the next notification sets. Take it before reading what a notification
+        would announce, then wait on it: one that arrives in between is not missed."""
+        return self._next
+
+    def notify(self) -> None:
+        self._next.set()
+        self._next = asyncio.Event()
+
+
+@asynccontextmanager
+async def fanned_out(
+    pool: asyncpg.Pool, channel: str, listen_url: str | None = None
+) -> AsyncIterator[Wakes]:
+    """`listening` on `channel`, each notification handed to every waiter of the Wakes."""
+    wakes = Wakes()
+
+    async def relay(wake: asyncio.Event) -> None:
+        while True:
+            await wake.wait()
+            wake.clear()
+            wakes.notify()
+
+    async with listening(pool, channel, listen_url) as wake:
+        task = asyncio.create_task(relay(wake))
+        try:
+            yield wakes
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def sleep_until(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
     """Wait for a notification, a stop or the poll interval, whichever comes first."""
     waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
