@@ -31,6 +31,7 @@ from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
 from lead_ledger.api.auth import Principal
+from lead_ledger.api.keys import SETTINGS
 from lead_ledger.ledger.errors import LedgerError
 from lead_ledger.ledger.lead import LeadError
 from lead_ledger.service.writer import Context, Origin
@@ -41,6 +42,27 @@ REQUEST_ID: Final = web.RequestKey("request_id", str)
 C = TypeVar("C")  # what a dialect's authentication yields: a Principal, or None where it has none
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Answer = Callable[[], web.Response]
+CallerHandler = Callable[[web.Request, C], Awaitable[web.StreamResponse]]
+
+# The most a route that carries one lead (or a login) reads. These routes check their caller
+# after reading the body, in the vendor's order of checks: without a limit of their own, any
+# client could make the server hold LEDGER_MAX_BODY_BYTES (an upload's limit) per request.
+ONE_LEAD_BODY_BYTES: Final = 1024 * 1024
+
+
+def one_lead_body(handler: CallerHandler[C]) -> CallerHandler[C]:
+    """A route whose body is one lead's or a login's: a body past ONE_LEAD_BODY_BYTES (or
+    LEDGER_MAX_BODY_BYTES, when lower) is answered too large, in the dialect's shape, as soon
+    as it is seen to be (the request's own Content-Length, or the bytes read so far)."""
+
+    @functools.wraps(handler)
+    async def limited(request: web.Request, caller: C) -> web.StreamResponse:
+        limit = min(ONE_LEAD_BODY_BYTES, request.app[SETTINGS].max_body_bytes)
+        return await handler(request.clone(client_max_size=limit), caller)
+
+    return limited
+
+
 # A refusal the services raise (LedgerError, LeadError) -> the dialect's answer to it; None for
 # one the dialect has no answer for, which is then a failure like any other.
 Translate = Callable[[Exception], web.Response | None]

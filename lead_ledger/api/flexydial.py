@@ -17,7 +17,15 @@ from msgspec import UNSET
 
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal, find_principal
-from lead_ledger.api.edge import Dialect, Refused, context, json_response, origin, readable_form
+from lead_ledger.api.edge import (
+    Dialect,
+    Refused,
+    context,
+    json_response,
+    one_lead_body,
+    origin,
+    readable_form,
+)
 from lead_ledger.api.keys import POOL, SETTINGS
 from lead_ledger.api.openapi import Response
 from lead_ledger.service import flexydial, login_throttle
@@ -201,6 +209,7 @@ async def _login_data(request: web.Request) -> object:
     },
 )
 @LOGIN.route
+@one_lead_body
 async def generate_token(request: web.Request, _caller: None) -> web.Response:
     fields = login_fields(await _login_data(request))
     if isinstance(fields, dict):

@@ -13,7 +13,7 @@ import msgspec
 from aiohttp import web
 
 from lead_ledger.api import openapi
-from lead_ledger.api.edge import Refused, json_response, origin
+from lead_ledger.api.edge import Refused, json_response, one_lead_body, origin
 from lead_ledger.api.keys import CLOCK, OZONETEL_ADDS
 from lead_ledger.api.openapi import Response
 from lead_ledger.api.ozonetel_wire import OZONETEL, RATE_LIMITED, Reply, rate_limited, reply
@@ -115,12 +115,13 @@ SECURITY: Final = openapi.api_key_header(
     responses={
         200: Response("Added, refused by a check, or a duplicate (`Number Already Exist`)", Reply),
         400: Response("The body is not a JSON object", Reply),
-        413: Response("The body exceeds LEDGER_MAX_BODY_BYTES", Reply),
+        413: Response("The body exceeds 1 MiB (LEDGER_MAX_BODY_BYTES when lower)", Reply),
         429: Response("Over the account's ozonetel_add_per_minute", Reply),
         500: Response("An unexpected failure", Reply),
     },
 )
 @OZONETEL.route
+@one_lead_body
 async def add_campaign_data(request: web.Request, _caller: None) -> web.Response:
     raw = await request.read()
     try:

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from lead_ledger import __version__
 from lead_ledger.api import openapi
-from lead_ledger.api.edge import Dialect, no_authentication, origin, readable_form
+from lead_ledger.api.edge import Dialect, no_authentication, one_lead_body, origin, readable_form
 from lead_ledger.api.keys import CLOCK, POOL, SETTINGS, VICIDIAL_ADDS, VICIDIAL_LOGINS
 from lead_ledger.api.openapi import Response
 from lead_ledger.api.vicidial_calls import Function, on_connection, text
@@ -123,6 +123,7 @@ class Query(msgspec.Struct, frozen=True, kw_only=True):
     responses={200: Response("The function's lines", str, "text/plain")},
 )
 @NON_AGENT.route
+@one_lead_body
 async def non_agent_api(request: web.Request, _caller: None) -> web.Response:
     params = await _params(request)
     function = params.get("function")

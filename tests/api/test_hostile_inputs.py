@@ -9,6 +9,7 @@ malformed JSON.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -18,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from lead_ledger.api.app import create_app
+from lead_ledger.api.edge import ONE_LEAD_BODY_BYTES
 from lead_ledger.api.middleware import request_context
 from lead_ledger.settings import Settings
 from tests.api.test_edge import World, account_with_every_key
@@ -599,3 +601,33 @@ async def test_a_body_over_the_limit_past_the_edge_is_never_plain_text(
     assert response.content_type == "application/problem+json"
     assert (await response.json())["status"] == 413
     assert "X-Request-ID" in response.headers
+
+
+BEYOND_ONE_LEAD: Final = b'{"a": "' + b"x" * (ONE_LEAD_BODY_BYTES + 1) + b'"}'
+
+
+async def test_a_route_that_carries_one_lead_reads_no_large_body_before_its_checks(
+    client: Client,
+) -> None:
+    """AddCampaignData, generate-token and Vicidial's non-agent API check their caller after
+    reading the body: one past ONE_LEAD_BODY_BYTES (far below LEDGER_MAX_BODY_BYTES) is
+    answered too large in the route's shape, whoever sends it, without holding it all."""
+    cases = {case.name: case for case in TOO_LARGE_CASES}
+    for name, headers in (
+        ("AddCampaignData", {"apiKey": "not-a-key"}),
+        ("generate-token json", {}),
+    ):
+        case = cases[name]
+        response = await client.post(
+            case.path, data=io.BytesIO(BEYOND_ONE_LEAD), headers={**JSON, **headers}
+        )
+        assert response.status == case.status, name
+        assert await response.json() == case.expected, name
+    form = b"function=add_lead&user=x&pass=y&comments=" + b"x" * (ONE_LEAD_BODY_BYTES + 1)
+    vicidial = await client.post(
+        "/vicidial/non_agent_api.php",
+        data=io.BytesIO(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert await vicidial.text() == "ERROR: request body too large\n"
+    assert (await client.get("/healthz")).status == 200
