@@ -28,6 +28,7 @@ from lead_ledger.service.export_files import CONTENT_TYPES, EXPORTABLE
 from lead_ledger.service.inputs import NUL, decimal, decode_json, shown
 from lead_ledger.service.reads import UnknownCampaignError
 from lead_ledger.service.worker import DATABASE_UNAVAILABLE
+from lead_ledger.service.writer import Context
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -96,6 +97,7 @@ async def _view(
         400: BAD_REQUEST,
         401: UNAUTHORIZED,
         404: problem_response("The campaign names no campaign of this account"),
+        429: problem_response("The account has MAX_EXPORTS_IN_PROGRESS (8) exports in progress"),
     },
 )
 @NATIVE.route
@@ -119,22 +121,30 @@ async def create_export(request: web.Request, principal: Principal) -> web.Strea
     if exports.in_the_future(asked.as_of, request.app[CLOCK]()):
         raise Refused(problem(400, f"as_of {exports.IN_THE_FUTURE}", field="as_of"))
     async with request.app[POOL].acquire() as conn:
-        try:
-            export_id = await exports.submit_export(
-                conn, context(request, principal), principal.account_id, asked
-            )
-        except UnknownCampaignError:
-            return problem(404, f"no campaign {asked.campaign!r}", field="campaign")
-        except exports.UnknownFieldError as error:
-            return problem(
-                400,
-                f"not exportable fields: {error}; fields are {', '.join(EXPORTABLE)}",
-                field="fields",
-            )
-        except exports.UnusableFieldsError as error:
-            return problem(400, str(error), field="fields")
+        export_id = await _submitted(conn, context(request, principal), principal, asked)
         view = await _view(request, conn, principal.account_id, export_id)
     return json_response(view, 202)
+
+
+async def _submitted(
+    conn: Connection, ctx: Context, principal: Principal, asked: exports.ExportRequest
+) -> int:
+    """The export's id once queued; Refused with the problem that names what stops it."""
+    try:
+        return await exports.submit_export(conn, ctx, principal.account_id, asked)
+    except UnknownCampaignError:
+        answer = problem(404, f"no campaign {asked.campaign!r}", field="campaign")
+    except exports.UnknownFieldError as error:
+        answer = problem(
+            400,
+            f"not exportable fields: {error}; fields are {', '.join(EXPORTABLE)}",
+            field="fields",
+        )
+    except exports.UnusableFieldsError as error:
+        answer = problem(400, str(error), field="fields")
+    except exports.TooManyExportsError as error:
+        answer = problem(429, str(error))
+    raise Refused(answer)
 
 
 @routes.get("/v1/exports/{id}")

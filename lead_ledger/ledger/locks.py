@@ -30,6 +30,8 @@ _ROLES_KEY: Final = 0x4C4C_0005 << 32
 # An account's stored export files: an export storing its file and an erasure removing the
 # account's files take it (docs/erasure.md, "Export files").
 _EXPORT_FILES_NAMESPACE: Final = 0x4C4C_0006
+# An account's exports being queued: each counts the account's exports in progress under it.
+_EXPORT_QUEUE_NAMESPACE: Final = 0x4C4C_0007
 _ID_LIMIT: Final = 1 << 32
 
 LOCK_XACT: Final = "SELECT pg_advisory_xact_lock($1)"
@@ -53,6 +55,12 @@ def export_files_lock_key(account_id: int) -> int:
     if not 0 <= account_id < _ID_LIMIT:
         raise ValueError(f"account id {account_id} is outside the lockable range")
     return (_EXPORT_FILES_NAMESPACE << 32) | account_id
+
+
+def export_queue_lock_key(account_id: int) -> int:
+    if not 0 <= account_id < _ID_LIMIT:
+        raise ValueError(f"account id {account_id} is outside the lockable range")
+    return (_EXPORT_QUEUE_NAMESPACE << 32) | account_id
 
 
 def migration_lock_key() -> int:

@@ -25,8 +25,9 @@ import structlog
 
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import ANY_VERSION, Actor
+from lead_ledger.ledger.errors import LedgerError
 from lead_ledger.ledger.job_events import JobOutput, JobOutputRemoved, stream_of_job
-from lead_ledger.ledger.locks import LOCK_XACT, export_files_lock_key
+from lead_ledger.ledger.locks import LOCK_XACT, export_files_lock_key, export_queue_lock_key
 from lead_ledger.ledger.store import head_position
 from lead_ledger.service import jobs
 from lead_ledger.service.export_files import (
@@ -123,6 +124,26 @@ def in_the_future(as_of: datetime | None, now: datetime) -> bool:
     return as_of is not None and as_of > now
 
 
+# Exports of one account queued or running at once: the job queue is every account's, and is
+# taken first in, first out, so one account's burst of exports would hold back every other
+# account's uploads behind it.
+MAX_EXPORTS_IN_PROGRESS: Final = 8
+COUNT_IN_PROGRESS: Final = """
+SELECT count(*) FROM job_queue
+WHERE account_id = $1 AND kind = $2 AND state IN ('queued', 'running')
+"""
+
+
+class TooManyExportsError(LedgerError):
+    """The account has MAX_EXPORTS_IN_PROGRESS exports queued or running already."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"{MAX_EXPORTS_IN_PROGRESS} exports of this account are in progress:"
+            " ask again once one of them is done"
+        )
+
+
 class UnknownFieldError(ValueError):
     """`fields` names something that is no exportable field."""
 
@@ -171,7 +192,7 @@ async def submit_export(
     conn: Connection, ctx: Context, account_id: int, request: ExportRequest
 ) -> int:
     """Check the request and queue its job; raises UnknownCampaignError, UnknownFieldError,
-    UnusableFieldsError."""
+    UnusableFieldsError, TooManyExportsError."""
     campaign_id = await campaign_named(conn, account_id, request.campaign)
     # Not the queue's campaign: a job of a campaign runs under its lock, which would hold the
     # campaign's writers for as long as the export runs, and an export needs no lock (it reads
@@ -181,6 +202,10 @@ async def submit_export(
     # An export reads at least this fresh: a replica serves it once it holds this position.
     head = await head_position(conn)
     async with write_transaction(conn):
+        # Counted under the account's lock, so that requests at once cannot all pass the count.
+        await conn.execute(LOCK_XACT, export_queue_lock_key(account_id))
+        if await conn.fetchval(COUNT_IN_PROGRESS, account_id, KIND) >= MAX_EXPORTS_IN_PROGRESS:
+            raise TooManyExportsError
         return await jobs.submit_job(
             conn,
             ctx,

@@ -19,6 +19,7 @@ import pytest
 
 from lead_ledger.ledger.events import LeadDeleted, LeadEvent, stream_of_lead
 from lead_ledger.ledger.lead import RowTimes, decide_archive, fold
+from lead_ledger.ledger.locks import export_files_lock_key
 from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.service import exports
@@ -406,3 +407,29 @@ async def test_a_file_removed_while_it_is_read_cuts_the_download(
     assert response.status == 200
     with pytest.raises(aiohttp.ClientPayloadError):
         await response.read()
+
+
+async def test_an_account_has_a_bounded_number_of_exports_in_progress(
+    api: Client, seeded: asyncpg.Pool
+) -> None:
+    """Past MAX_EXPORTS_IN_PROGRESS queued or running exports, the next is 429 (one account
+    cannot fill the job queue every account shares); another account still exports, and one
+    finished makes room again."""
+    async with seeded.acquire() as holder:
+        # The exports cannot store their files while this is held: they stay in progress.
+        await holder.execute("SELECT pg_advisory_lock($1)", export_files_lock_key(A))
+        views = []
+        for _ in range(exports.MAX_EXPORTS_IN_PROGRESS):
+            response = await api.post("/v1/exports", json={}, headers=auth())
+            assert response.status == 202, await response.text()
+            views.append(await response.json())
+        refused = await api.post("/v1/exports", json={}, headers=auth())
+        assert (refused.status, refused.content_type) == (429, "application/problem+json")
+        assert "in progress" in (await refused.json())["detail"]
+        other = await api.post("/v1/exports", json={}, headers=auth(KEY_B))
+        assert other.status == 202
+        await holder.execute("SELECT pg_advisory_unlock($1)", export_files_lock_key(A))
+    async with asyncio.timeout(60):
+        while (await seeded.fetchval(exports.COUNT_IN_PROGRESS, A, exports.KIND)) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    assert (await export(api))["state"] == "done"  # room again once they are done
