@@ -7,7 +7,6 @@ or service.leads under the campaign lock: a contact is deduplicated, archived, a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final, Literal, NamedTuple
@@ -27,7 +26,7 @@ from lead_ledger.service.errors import NotFound
 from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.leads import delete_leads, update_leads
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.writer import Context, record, stream_append
+from lead_ledger.service.writer import Context, record, rejections_stream, stream_append
 
 Kind = Literal["text", "phone", "int", "number", "datetime"]
 
@@ -305,7 +304,7 @@ async def import_contact(
                 campaign_id=campaign_id,
                 rows=[fields],
                 check_duplicates=False,
-                rejections_stream=_rejections_stream(ctx),
+                rejections_stream=rejections_stream(ctx, account_id),
                 blocked_when_all=True,
             )
             if result.blocked:  # recorded as LeadRejected (reason dnc) on the request's stream
@@ -354,12 +353,8 @@ async def _reject(
         row={name: value for name, value in contact.values.items() if value is not None},
         existing_lead_ids=[] if lead_id is None else [lead_id],
     )
-    stream = _rejections_stream(ctx)
+    stream = rejections_stream(ctx, account_id)
     await record(conn, [stream_append(ctx, stream, ANY_VERSION, [refusal], account_id=account_id)])
-
-
-def _rejections_stream(ctx: Context) -> str:
-    return f"request-{ctx.request_id or uuid.uuid4().hex}"
 
 
 async def list_contacts(

@@ -42,7 +42,7 @@ from lead_ledger.service.ozonetel_values import (
     wants_duplicate_check,
 )
 from lead_ledger.service.transactions import write_transaction
-from lead_ledger.service.writer import Context, Origin
+from lead_ledger.service.writer import Context, Origin, rejections_stream
 
 BUCKET: Final = "ozonetel_add"
 
@@ -247,7 +247,7 @@ def check(
         ctx=ctx,
         check_duplicates=wants_duplicate_check(body.checkDuplicate),
         # The refusal is audited on the request's own stream (DESIGN.md 4).
-        rejections_stream=f"request-{origin.request_id}",
+        rejections_stream=rejections_stream(ctx, row["account_id"]),
     )
     return Accepted(row=row, ctx=ctx, lead=lead, action=text_of(body.action))
 

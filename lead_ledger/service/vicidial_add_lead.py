@@ -15,7 +15,6 @@ before it in the group added), and one insert of all the leads let in.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +59,7 @@ from lead_ledger.service.writer import (
     PendingAppend,
     account_digest,
     record,
+    rejections_stream,
     stream_append,
 )
 
@@ -299,7 +299,10 @@ async def _insert(
     results = await insert_lead_groups(
         conn,
         account_id=account_id,
-        groups={list_id: [_new_lead(c) for c in members] for list_id, members in by_list.items()},
+        groups={
+            list_id: [_new_lead(c, account_id) for c in members]
+            for list_id, members in by_list.items()
+        },
         region=region,
     )
     return {
@@ -309,7 +312,7 @@ async def _insert(
     }
 
 
-def _new_lead(call: _Call) -> NewLead:
+def _new_lead(call: _Call, account_id: int) -> NewLead:
     # Not refused for the registry here (the call asked for no check, or passed its own):
     # a blocked number marks the lead instead, so it is never dialled.
     candidate = call.candidate
@@ -317,7 +320,7 @@ def _new_lead(call: _Call) -> NewLead:
     return NewLead(
         fields=lead_fields(call.request.phone, call.request.values, call.gmt),
         ctx=call.ctx,
-        rejections_stream=rejections_stream(call.ctx),
+        rejections_stream=rejections_stream(call.ctx, account_id),
         blocked_marked=True,
         dedupe_keys=list(dict.fromkeys(key for key in keys if key)),  # as dedupe_keys orders them
     )
@@ -345,7 +348,7 @@ async def insert_lead(
     lead = NewLead(
         fields=lead_fields(phone, values, gmt),
         ctx=ctx,
-        rejections_stream=rejections_stream(ctx),
+        rejections_stream=rejections_stream(ctx, account_id),
         blocked_marked=True,
         dedupe_keys=number_keys(phone, values, region),
     )
@@ -408,7 +411,7 @@ def _refusal(call: _Call, account_id: int, existing: list[int]) -> PendingAppend
         dnc_entry_id=None if block is None else block.entry_id,
         dnc_scope=None if block is None else block.scope,
     )
-    stream = rejections_stream(call.ctx)
+    stream = rejections_stream(call.ctx, account_id)
     return stream_append(call.ctx, stream, ANY_VERSION, [refusal], account_id=account_id)
 
 
@@ -420,7 +423,3 @@ def vicidial_adds(pool: asyncpg.Pool) -> AccountGroups[int, tuple[Context, Reque
             return await add_leads(conn, account_id, calls)
 
     return AccountGroups(write)
-
-
-def rejections_stream(ctx: Context) -> str:
-    return f"request-{ctx.request_id or uuid.uuid4().hex}"

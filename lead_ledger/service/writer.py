@@ -84,6 +84,13 @@ class PendingAppend:
     account_id: int | None = None
 
 
+def rejections_stream(ctx: Context, account_id: int) -> str:
+    """The stream a request's refusals (LeadRejected) are recorded on: its request id within
+    its account. A caller chooses its X-Request-ID, so two accounts may send the same one, and
+    a stream is one account's."""
+    return f"request-{account_id}-{ctx.request_id or uuid.uuid4().hex}"
+
+
 def stream_append(
     ctx: Context,
     stream_id: str,

@@ -574,10 +574,30 @@ async def test_check_duplicate_refuses_existing_number(
     )
     assert (status, answer) == (200, EXISTS)
     assert [r["name"] for r in await leads(pool)] == ["first"]
-    refusal = await pool.fetchrow("SELECT type, data FROM events WHERE stream_id = 'request-dup-1'")
+    refusal = await pool.fetchrow(
+        "SELECT type, data, account_id FROM events WHERE stream_id LIKE 'request-%-dup-1'"
+    )
     assert refusal is not None
     assert refusal["type"] == "LeadRejected"
     assert b"duplicate phone number in campaign" in refusal["data"]
+
+
+async def test_two_accounts_sending_one_request_id_record_their_refusals_apart(
+    api: Client, acme: Account, pool: asyncpg.Pool
+) -> None:
+    """A caller chooses its X-Request-ID: the same one from two accounts names two streams,
+    each holding its own account's refusal alone."""
+    other = await make_account(api, "other")
+    for account in (acme, other):
+        assert await add(api, account, Name="first") == added()
+        duplicate = body(account, Name="second", checkDuplicate=True)
+        assert await post(api, account, duplicate, **{"X-Request-ID": "shared"}) == (200, EXISTS)
+    streams = await pool.fetch(
+        "SELECT stream_id, array_agg(DISTINCT account_id) AS accounts, count(*) AS events"
+        " FROM events WHERE stream_id LIKE 'request-%' GROUP BY stream_id"
+    )
+    assert len(streams) == 2
+    assert all((len(s["accounts"]), s["events"]) == (1, 1) for s in streams)
 
 
 @pytest.mark.parametrize("check", [..., False, "false", "", "yes", None])
