@@ -187,18 +187,12 @@ def _check_phones(phones: list[str], keys: list[str]) -> None:
 
 
 def decide_update(
-    state: LeadState,
-    patch: Mapping[str, object],
-    default_region: str | None,
-    *,
-    rekey: bool = False,
+    state: LeadState, patch: Mapping[str, object], default_region: str | None
 ) -> list[LeadEvent]:
     """Only what changes: LeadUpdated for field changes, LeadReassigned for a new agent.
 
     `patch` maps LeadFields names to new values; `crm` and `extra` are merged, not replaced,
-    since vendors send only the CRM fields they update. The numbers' keys are decided again
-    when the numbers change, or with `rekey` when anything does (the caller's keys depend on
-    a field it changes: Vicidial's `phone_code` names the region they are read in).
+    since vendors send only the CRM fields they update.
     """
     current = _live_fields(state)
     unknown = set(patch) - set(FIELD_NAMES)
@@ -219,8 +213,8 @@ def decide_update(
             changes.append(FieldChange(name, _wire(old), _wire(new)))
     if changes:
         keys = None
-        if rekey or any(c.field == "phone_numbers" for c in changes):
-            phones = patch.get("phone_numbers", current.phone_numbers)
+        if any(c.field == "phone_numbers" for c in changes):
+            phones = patch["phone_numbers"]
             numbers = [str(p) for p in phones] if isinstance(phones, list) else []
             keys = dedupe_keys(numbers, default_region)
             _check_phones(numbers, keys)

@@ -81,13 +81,22 @@ def dedupe_keys(phones: list[str], default_region: str | None) -> list[str]:
     return list(seen)
 
 
-def code_region(code: str) -> str | None:
-    """The region whose numbers a country calling code dials (Vicidial's `phone_code`: `1` ->
-    US, `44` -> GB), or None when the code is none: empty, longer than three digits (no country
-    code is), or assigned to no country. A number read in that region gets the key it has when
-    written with `+<code>`."""
-    digits = digits_only(code).lstrip("0")
-    if not digits or len(digits) > 3:
+def with_country_code(code: str, number: str) -> str | None:
+    """The number in E.164 as dialled with a separate country code (Vicidial's `phone_code`):
+    `1` and `2025550123` give `+12025550123`. None unless it is a possible number of that
+    country, the rule `dedupe_key` places a number written with + by, so that such a request
+    spells it the same way (a national trunk prefix such as the UK's `0` is dropped, as when
+    dialling)."""
+    digits = digits_only(code)
+    if not digits or len(digits) > 3:  # country codes have one to three digits
         return None
     region = phonenumbers.region_code_for_country_code(int(digits))
-    return None if region == phonenumbers.UNKNOWN_REGION else region
+    if region == phonenumbers.UNKNOWN_REGION:
+        return None
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if parsed.country_code != int(digits) or not phonenumbers.is_possible_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

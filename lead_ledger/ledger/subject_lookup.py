@@ -5,19 +5,20 @@ A live lead is found through `contacts`. What the views no longer hold is record
 lead's contact values just before a write changes or deletes them (the writer reads them from
 `contacts`, `LEAD_CONTACT_KINDS`), and the cells of refused and rejected rows, which never
 became leads: each cell is looked up both as user_data and, when it has enough digits to be
-one, as phone numbers (a comma-separated list counts each number). A Vicidial row's numbers
-are also read in the country of its `phone_code`, as the lead's keys are (vicidial_fields).
+one, as phone numbers (a comma-separated list counts each number). A number Vicidial dials
+with a separate country code (`phone_code`) is also looked up as that code makes it
+(`dialled_tokens`): a lead's key reads its national digits in the account's region.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from lead_ledger.ledger.events import DomainEvent, LeadDeleted, LeadRejected, LeadUpdated
 from lead_ledger.ledger.job_events import CellValue, JobCompleted
-from lead_ledger.ledger.phones import code_region, dedupe_key, digits_only
+from lead_ledger.ledger.phones import dedupe_key, digits_only, with_country_code
 from lead_ledger.ledger.sealing import refused_subject, rejected_subject
 
 # Fewer digits than this is no phone number anywhere (the shortest national numbers have 6+).
@@ -40,21 +41,30 @@ def phone_tokens(value: str, region: str | None) -> list[str]:
     return [dedupe_key(p, region) for p in parts if len(digits_only(p)) >= MIN_PHONE_DIGITS]
 
 
+def dialled_tokens(phone_code: object, numbers: Iterable[object]) -> set[str]:
+    """The E.164 spellings of numbers dialled with `phone_code` (none without one)."""
+    if not _text(phone_code):
+        return set()
+    return {
+        token
+        for number in numbers
+        if _text(number) and (token := with_country_code(str(phone_code), str(number)))
+    }
+
+
 def _text(value: object) -> bool:
     return isinstance(value, str | int) and not isinstance(value, bool) and bool(str(value).strip())
 
 
 def _row_tokens(row: Mapping[str, CellValue] | None, region: str | None) -> set[str]:
     tokens: set[str] = set()
-    code = (row or {}).get("phone_code")
-    dialled = code_region(str(code)) if _text(code) else None
-    for name, value in (row or {}).items():
+    for value in (row or {}).values():
         if _text(value):
             text = str(value)
             tokens.add(user_data_token(text))
             tokens.update(phone_tokens(text, region))
-            if dialled is not None and name in DIALLED_FIELDS:
-                tokens.update(phone_tokens(text, dialled))
+    if row:
+        tokens.update(dialled_tokens(row.get("phone_code"), (row.get(f) for f in DIALLED_FIELDS)))
     return tokens
 
 

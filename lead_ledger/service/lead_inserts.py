@@ -130,9 +130,6 @@ class NewLead(msgspec.Struct, frozen=True, kw_only=True):
     # Never refused for the do-not-call list, but marked (Vicidial's add_lead without its
     # dnc_check options: the caller asked for no check, and the lead must still not be dialled).
     blocked_marked: bool = False
-    # Keys the caller decided (Vicidial reads a lead's numbers in its phone_code's country):
-    # either every lead of a write has them or none does, and then they are computed here.
-    dedupe_keys: list[str] | None = None
 
 
 async def insert_leads(  # noqa: PLR0913 - the request's keywords, and the workers for its keys
@@ -231,10 +228,6 @@ async def insert_lead_groups(
         return await _insert_decided(
             conn, account_id, groups, prepared.ids, prepared.keys, region, digest
         )
-    preset = _preset_keys([lead for campaign_id in ordered for lead in groups[campaign_id]])
-    if preset is not None:
-        ids = await _ids_and_locks(conn, groups)
-        return await _insert_decided(conn, account_id, groups, ids, preset, region, digest)
     # So are the dedupe keys, the costliest part of a large insert: worker processes compute
     # them ahead, chunk by chunk, starting now (`key_workers`; a thread of this process without
     # them). Nothing needs the whole batch's keys at once: each chunk is checked, appended and
@@ -258,16 +251,6 @@ async def insert_lead_groups(
         keys.cancel()
     ids = await _ids_and_locks(conn, groups)
     return await _insert_decided(conn, account_id, groups, ids, all_keys, region, digest)
-
-
-def _preset_keys(leads: Sequence[NewLead]) -> list[list[str]] | None:
-    """Every lead's keys when the caller decided them, else None (it decided none)."""
-    keys = [lead.dedupe_keys for lead in leads if lead.dedupe_keys is not None]
-    if not keys:
-        return None
-    if len(keys) != len(leads):
-        raise ValueError("insert_lead_groups: keys decided for some leads and not for others")
-    return keys
 
 
 async def _insert_decided(

@@ -144,24 +144,17 @@ async def update_leads(
     patches: Mapping[int, Mapping[str, object]],
     dnc_when_all: bool = False,
     dnc_marked: bool = False,
-    number_regions: Mapping[int, str | None] | None = None,
-    rekey: bool = False,
 ) -> Updated:
     """Apply field patches to live leads; only real changes become events. Unknown or foreign
     lead ids are skipped (absent from the result). A lead whose new numbers the do-not-call
     registry blocks in its campaign is not changed (with `dnc_when_all`, only when it blocks
     every one of them: jtel flags numbers one by one; with `dnc_marked`, never: it is changed
-    and marked, for APIs that ask for no check, Vicidial's). `number_regions`: the region a
-    lead's numbers are read in, where it is not the account's; `rekey`: decide the keys again
-    with any change (`decide_update`)."""
+    and marked, for APIs that ask for no check, Vicidial's)."""
     live = await lock_live_leads(conn, account_id, patches)
     states = await load_leads(conn, live)
     region = await default_region(conn, account_id)
-    regions = number_regions or {}
     decided = {
-        lead_id: decide_update(
-            states[lead_id], patches[lead_id], regions.get(lead_id) or region, rekey=rekey
-        )
+        lead_id: decide_update(states[lead_id], patches[lead_id], region)
         for lead_id in sorted(live)
     }
     checked = await dnc.check_updates(

@@ -29,10 +29,11 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import ANY_VERSION
 from lead_ledger.ledger.events import ExtraValue, LeadRejected
 from lead_ledger.ledger.locks import lock_campaigns
-from lead_ledger.ledger.phones import dedupe_key
+from lead_ledger.ledger.phones import dedupe_key, with_country_code
 from lead_ledger.service import dnc
 from lead_ledger.service.account_groups import AccountGroups
 from lead_ledger.service.campaign_locks import LocksOutgrown, retried_until_locked
+from lead_ledger.service.dialled_numbers import Dialled, record_dialled
 from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.lead_inserts import NewLead, insert_lead_batch, insert_lead_groups
 from lead_ledger.service.transactions import write_transaction
@@ -47,12 +48,7 @@ from lead_ledger.service.vicidial_duplicates import (
     holders_of,
     new_holders,
 )
-from lead_ledger.service.vicidial_fields import (
-    given_values,
-    lead_fields,
-    number_keys,
-    number_region,
-)
+from lead_ledger.service.vicidial_fields import given_values, lead_fields
 from lead_ledger.service.vicidial_params import Params, dialable, join, line
 from lead_ledger.service.writer import (
     Context,
@@ -112,6 +108,9 @@ class _Call:
     block: DncBlock | None = None
     gmt: str = "0.00"
     index: int | None = None  # among the leads let in
+    # The number as its phone_code dials it, when that is another number than its key (read in
+    # the account's region, as Vicidial compares phone_number): the registry checks both.
+    dialled_key: str | None = None
 
 
 async def add_leads(
@@ -134,6 +133,8 @@ async def _add_leads(
             await _decide(conn, account_id, open_calls, lists)
             let_in = [c for c in open_calls if c.answer is None and c.duplicate is None]
             ids = await _insert(conn, account_id, let_in, region)
+            dialled = {ids[id(c)]: _dialled(c.request.phone, c.request.values) for c in let_in}
+            await record_dialled(conn, account_id, region, dialled)
             for call in let_in:
                 call.answer = _added(call, ids[id(call)])
             for call in open_calls:
@@ -193,17 +194,19 @@ def _checked(call: _Call, lists: Lists, region: str | None, zone: ZoneInfo | Non
         return call
     by_name = {name: campaign_id for campaign_id, name in lists.names.items()}
     call.dnc_campaign = by_name.get(request.campaign_name, list_id)
-    dialled = number_region(request.values, region)
-    call.gmt = gmt_offset(request.phone, dialled, zone)
+    call.gmt = gmt_offset(request.phone, region, zone)
+    dialled = with_country_code(request.values.get("phone_code", ""), request.phone)
     call.candidate = Candidate(
         phone=request.phone,
-        key=dedupe_key(request.phone, dialled),
-        alt_key=dedupe_key(request.values.get("alt_phone", ""), dialled),
+        key=dedupe_key(request.phone, region),
+        alt_key=dedupe_key(request.values.get("alt_phone", ""), region),
         list_id=list_id,
         values=request.values,
         duplicate_check=request.duplicate_check,
         now=request.now,
     )
+    if dialled is not None and dialled != call.candidate.key:
+        call.dialled_key = dialled
     return call
 
 
@@ -239,6 +242,7 @@ async def _decide(conn: Connection, account_id: int, calls: Sequence[_Call], lis
     if asks_dnc:
         digest = await account_digest(conn, account_id)
         keys = [c.candidate.key for c in asks_dnc if c.candidate is not None]
+        keys += [c.dialled_key for c in asks_dnc if c.dialled_key is not None]
         registry = await dnc.blocking(conn, account_id, digest, keys)
     searching = [c for c in calls if duplicate_modes(c.request.duplicate_check)]
     holders: dict[str, list[Holder]] = {}
@@ -251,7 +255,10 @@ async def _decide(conn: Connection, account_id: int, calls: Sequence[_Call], lis
         candidate = call.candidate
         if candidate is None:
             continue
-        if _dnc_refused(call, registry.of_key(candidate.key), lists):
+        entries = registry.of_key(candidate.key)
+        if call.dialled_key is not None:
+            entries += registry.of_key(call.dialled_key)
+        if _dnc_refused(call, entries, lists):
             continue
         found = first_duplicate(candidate, lists, holders)
         if found is not None:
@@ -315,15 +322,17 @@ async def _insert(
 def _new_lead(call: _Call, account_id: int) -> NewLead:
     # Not refused for the registry here (the call asked for no check, or passed its own):
     # a blocked number marks the lead instead, so it is never dialled.
-    candidate = call.candidate
-    keys = [] if candidate is None else [candidate.key, candidate.alt_key]
     return NewLead(
         fields=lead_fields(call.request.phone, call.request.values, call.gmt),
         ctx=call.ctx,
         rejections_stream=rejections_stream(call.ctx, account_id),
         blocked_marked=True,
-        dedupe_keys=list(dict.fromkeys(key for key in keys if key)),  # as dedupe_keys orders them
     )
+
+
+def _dialled(phone: str, values: dict[str, str]) -> Dialled:
+    """The code a lead is dialled with and its numbers, as the call gives them."""
+    return values.get("phone_code", ""), [phone, values.get("alt_phone", "")]
 
 
 def _added(call: _Call, lead_id: int) -> str:
@@ -344,18 +353,19 @@ async def insert_lead(
     list's lock, in the caller's transaction); its id and gmt offset. A blocked number marks
     the lead."""
     _, region, zone = await read_account(conn, account_id)
-    gmt = gmt_offset(phone, number_region(values, region), zone)
+    gmt = gmt_offset(phone, region, zone)
     lead = NewLead(
         fields=lead_fields(phone, values, gmt),
         ctx=ctx,
         rejections_stream=rejections_stream(ctx, account_id),
         blocked_marked=True,
-        dedupe_keys=number_keys(phone, values, region),
     )
     result = await insert_lead_batch(
         conn, account_id=account_id, campaign_id=list_id, leads=[lead], region=region
     )
-    return result.inserted[0], gmt
+    lead_id = result.inserted[0]
+    await record_dialled(conn, account_id, region, {lead_id: _dialled(phone, values)})
+    return lead_id, gmt
 
 
 def gmt_offset(phone: str, region: str | None, account_zone: ZoneInfo | None) -> str:

@@ -12,7 +12,6 @@ from typing import Final
 import msgspec
 
 from lead_ledger.ledger.events import ExtraValue, LeadFields
-from lead_ledger.ledger.phones import code_region, dedupe_keys
 from lead_ledger.service.inputs import signed_decimal
 from lead_ledger.service.vicidial_params import Params
 
@@ -81,19 +80,6 @@ def given_values(params: Params) -> dict[str, str]:
         if value:
             values[name] = value if value == BLANK else value[: WIDTHS.get(name, len(value))]
     return values
-
-
-def number_region(values: Mapping[str, str], region: str | None) -> str | None:
-    """The region a lead's numbers are read in: the country its `phone_code` dials, when it
-    names one, else the account's. Its keys are then the numbers as dialled, so that the
-    do-not-call registry, duplicates of other dialects and erasures meet them (docs/vicidial.md,
-    "Field mapping")."""
-    return code_region(values.get("phone_code", "")) or region
-
-
-def number_keys(phone: str, values: Mapping[str, str], region: str | None) -> list[str]:
-    """A new lead's dedupe keys: its number and alt phone read in `number_region`."""
-    return dedupe_keys([phone, values.get("alt_phone", "")], number_region(values, region))
 
 
 def _priority(rank: str) -> int | None:

@@ -17,8 +17,9 @@ from typing import Final, NamedTuple
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.events import LeadReassigned, LeadUpdated
 from lead_ledger.ledger.locks import lock_campaigns
-from lead_ledger.ledger.phones import code_region, dedupe_key
+from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service.account_reads import default_region
+from lead_ledger.service.dialled_numbers import record_dialled_of
 from lead_ledger.service.leads import delete_leads, lock_live_leads, update_leads
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.vicidial_add_lead import insert_lead, read_account
@@ -60,10 +61,7 @@ WHERE account_id = $1 AND lead_id = ANY($2::bigint[])
 ORDER BY lead_id DESC
 LIMIT $3
 """
-SELECT_PHONES: Final = """
-SELECT lead_id, phone_numbers, extra->>'phone_code' AS phone_code FROM leads
-WHERE lead_id = ANY($1::bigint[])
-"""
+SELECT_PHONES: Final = "SELECT lead_id, phone_numbers FROM leads WHERE lead_id = ANY($1::bigint[])"
 
 
 class Found(NamedTuple):
@@ -184,21 +182,16 @@ async def _update(
     if not values and not new_phone:
         return None
     live = await lock_live_leads(conn, user.account_id, ids)
-    rows = {r["lead_id"]: r for r in await conn.fetch(SELECT_PHONES, list(live))}
-    patches = {i: lead_patch(values, rows[i]["phone_numbers"], new_phone) for i in sorted(live)}
+    phones = {r["lead_id"]: r["phone_numbers"] for r in await conn.fetch(SELECT_PHONES, list(live))}
+    patches = {i: lead_patch(values, phones[i], new_phone) for i in sorted(live)}
     if not any(patches.values()):
         return set()
-    # Each lead's numbers are read in the country of its phone_code as the call leaves it.
-    codes = {i: values.get("phone_code", rows[i]["phone_code"] or "") for i in live}
     updated = await update_leads(
-        conn,
-        ctx,
-        account_id=user.account_id,
-        patches=patches,
-        dnc_marked=True,
-        number_regions={i: code_region(code) for i, code in codes.items()},
-        rekey="phone_code" in values,
+        conn, ctx, account_id=user.account_id, patches=patches, dnc_marked=True
     )
+    if new_phone or {"phone_code", "alt_phone"} & set(values):
+        region = await default_region(conn, user.account_id)
+        await record_dialled_of(conn, user.account_id, region, updated.written)
     return {
         lead_id
         for lead_id, events in updated.written.items()

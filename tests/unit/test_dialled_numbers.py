@@ -1,33 +1,38 @@
-"""A number dialled with a separate country code (Vicidial's `phone_code`): read in that
-country, it gets the key an erasure request or a do-not-call entry written with + gives it."""
+"""A number dialled with a separate country code (Vicidial's `phone_code`), as an erasure request
+written with + spells it."""
 
 from __future__ import annotations
 
 import pytest
 
-from lead_ledger.ledger.phones import code_region, dedupe_key
+from lead_ledger.ledger.phones import dedupe_key, with_country_code
+from lead_ledger.ledger.subject_lookup import dialled_tokens
 
 
 @pytest.mark.parametrize(
-    ("code", "number", "key"),
+    ("code", "number", "spelled"),
     [
         ("1", "2025550123", "+12025550123"),
         ("1", "12025550123", "+12025550123"),  # the code written into the number too
         ("44", "07700 900123", "+447700900123"),  # the trunk prefix dropped, as when dialling
         ("001", "2025550123", "+12025550123"),
-        ("7", "9161234567", "+79161234567"),
-        ("91", "9876543210", "+919876543210"),
+        ("1", "55501", None),  # too short for the country
+        ("999", "2025550123", None),  # no country has it
+        ("1234", "2025550123", None),  # no country code has four digits
+        ("", "2025550123", None),
     ],
 )
-def test_a_number_read_in_its_codes_country_is_its_e164_spelling(
-    code: str, number: str, key: str
+def test_a_code_and_a_number_give_the_e164_spelling(
+    code: str, number: str, spelled: str | None
 ) -> None:
-    """The key is the one the number written with +<code> has in any account."""
-    assert dedupe_key(number, code_region(code)) == key
-    assert dedupe_key(key, "IN") == key
+    """Each spelling is the one `dedupe_key` gives the same number written with +."""
+    assert with_country_code(code, number) == spelled
+    if spelled is not None:
+        assert dedupe_key(spelled, "IN") == spelled
 
 
-@pytest.mark.parametrize("code", ["", "--BLANK--", "999", "1234", "0"])
-def test_what_names_no_country_is_no_region(code: str) -> None:
-    """Empty, Vicidial's blank, unassigned, too long: the account's region decides instead."""
-    assert code_region(code) is None
+def test_a_row_without_a_code_or_numbers_gives_no_spelling() -> None:
+    """No code, or only blank and non-text numbers: nothing to look up by."""
+    assert dialled_tokens(None, ["2025550123"]) == set()
+    assert dialled_tokens("1", ["", None, True]) == set()
+    assert dialled_tokens(1, ["2025550123", "4155550134"]) == {"+12025550123", "+14155550134"}
