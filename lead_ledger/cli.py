@@ -385,6 +385,9 @@ async def _tail(settings: Settings, after: int, follow: bool, limit: int | None)
     out = sys.stdout.buffer
     count = 0
     try:
+        # As every command that opens the database: another key would show every subject as
+        # erased.
+        await key_store.check_master_key(conn, key_store.master_key())
         # aclosing: stop listening before the connection closes, also on --limit's break.
         async with aclosing(follow_feed(conn, after=after, follow=follow)) as feed:
             async for event in feed:

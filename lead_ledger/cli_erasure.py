@@ -34,7 +34,7 @@ NEW_KEY_SUFFIX: Final = ".new"
 # it: a server that checked before the lock is still connected, and counted.
 LOCK_KEYS: Final = (
     "SET LOCAL lock_timeout = '10s';"
-    " LOCK TABLE subject_keys, account_secrets IN ACCESS EXCLUSIVE MODE"
+    " LOCK TABLE subject_keys, account_secrets, master_key_canary IN ACCESS EXCLUSIVE MODE"
 )
 
 

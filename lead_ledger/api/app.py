@@ -97,6 +97,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         session_state=False,
+        store_canary=True,
     )
     app[POOL] = pool
     replica = None

@@ -20,7 +20,7 @@ from aiohttp import web
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal, bearer_token, find_principal
 from lead_ledger.api.edge import REQUEST_ID, REQUEST_ID_HEADER, Dialect, Refused, json_response
-from lead_ledger.api.keys import DATABASE_URL, POOL
+from lead_ledger.api.keys import DATABASE_URL, POOL, SETTINGS
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import (
     bad_parameter,
@@ -58,6 +58,9 @@ S = TypeVar("S", bound=msgspec.Struct)
 # Set on shutdown so open event streams end cleanly instead of being cancelled mid-write.
 STREAMS_CLOSING: Final = web.AppKey("native_streams_closing", asyncio.Event)
 FEED_WAKES: Final = web.AppKey("native_feed_wakes", Wakes)
+# Stream reads at once: every commit wakes every open stream, and each then reads; at most
+# half the pool reads for streams, the rest is the requests'.
+STREAM_READS: Final = web.AppKey("native_stream_reads", asyncio.Semaphore)
 STREAM_BATCH: Final = 200  # events a stream reads with one connection before it gives it back
 HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies from closing idle streams
 STREAM_RECONNECT_SECONDS = 1.0  # between tries for a new connection when the database dropped one
@@ -81,6 +84,7 @@ def setup(app: web.Application) -> None:
 
 async def _feed_wakes(app: web.Application) -> AsyncIterator[None]:
     # On a connection of its own (not the pool's), for as long as the app runs.
+    app[STREAM_READS] = asyncio.Semaphore(max(1, app[SETTINGS].db_pool_max // 2))
     async with fanned_out(app[POOL], CHANNEL, app[DATABASE_URL]) as wakes:
         app[FEED_WAKES] = wakes
         yield
@@ -443,7 +447,7 @@ async def _pump(
     while True:
         woken = wakes.next()  # before the read: a commit announced after it wakes the wait
         try:
-            async with app[POOL].acquire() as conn:
+            async with app[STREAM_READS], app[POOL].acquire() as conn:
                 batch = await read_feed(
                     conn, after=after, limit=STREAM_BATCH, account_id=account_id
                 )

@@ -183,11 +183,13 @@ async def open_database(
     max_size: int = 10,
     check_role: bool = True,
     session_state: bool = True,
+    store_canary: bool = False,
 ) -> asyncpg.Pool:
     """Migrate the database (as `migration_url`'s role, when given), then open the pool of
     `url` (`session_state` as for `create_pool`). With `check_role`, warn when that pool's role
     could rewrite the log. Raises WrongMasterKeyError, before any caller can write, when this
-    process's master key is not the database's (`key_store.check_master_key`)."""
+    process's master key is not the database's (`key_store.check_master_key`; `store_canary`
+    for `serve`)."""
     conn = await asyncpg.connect(migration_url or url)
     try:
         await migrate(conn)
@@ -199,7 +201,9 @@ async def open_database(
             if check_role:
                 await warn_if_privileged(pooled)
             if key_store.has_master_key():
-                await key_store.check_master_key(pooled, key_store.master_key())
+                await key_store.check_master_key(
+                    pooled, key_store.master_key(), store_canary=store_canary
+                )
     except BaseException:
         await pool.close()
         raise

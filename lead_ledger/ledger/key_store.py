@@ -122,7 +122,9 @@ INSERT INTO master_key_canary (wrapped) VALUES ($1) ON CONFLICT DO NOTHING RETUR
 """
 # Read in a statement of its own: one inserted by a process racing this one's INSERT commits
 # after that statement's snapshot.
-SELECT_CANARY: Final = "SELECT wrapped FROM master_key_canary FOR UPDATE"
+SELECT_CANARY: Final = "SELECT wrapped FROM master_key_canary"
+# Locked by a rotation, which re-wraps it.
+SELECT_CANARY_FOR_UPDATE: Final = "SELECT wrapped FROM master_key_canary FOR UPDATE"
 UPDATE_CANARY: Final = "UPDATE master_key_canary SET wrapped = $1"
 SELECT_ANY_WRAPPED: Final = """
 (SELECT wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL LIMIT 1)
@@ -282,17 +284,26 @@ async def account_secret(conn: Connection, master_key: bytes, account_id: int) -
     return subject_keys.unwrap(master_key, wrapped)
 
 
-async def check_master_key(conn: Connection, master_key: bytes) -> None:
+async def check_master_key(
+    conn: Connection, master_key: bytes, *, store_canary: bool = False
+) -> None:
     """Raise WrongMasterKeyError unless this master key is the database's, so that a process
     with another key stops before it reads every subject as erased or stores a key no other
     process can open. The database's key is the one its stored keys were wrapped under, and
-    its canary's (migration 0018), which the first key checked stores."""
+    its canary's (migration 0018). With `store_canary` (`serve`), the first key checked stores
+    the canary: two servers started at once with different keys cannot both come up. A
+    command does not store it, so one run from a host without the key (a key file made for
+    it) cannot bind a fresh database to a throwaway key."""
     wrapped = await conn.fetchval(SELECT_ANY_WRAPPED)  # keys stored before the canary
     if wrapped is not None:
         _opened(master_key, wrapped)
-    canary = subject_keys.wrap(master_key, subject_keys.new_data_key())
-    stored = await conn.fetchval(INSERT_CANARY, canary) or await conn.fetchval(SELECT_CANARY)
-    _opened(master_key, stored)
+    stored = None
+    if store_canary:
+        canary = subject_keys.wrap(master_key, subject_keys.new_data_key())
+        stored = await conn.fetchval(INSERT_CANARY, canary)
+    stored = stored or await conn.fetchval(SELECT_CANARY)
+    if stored is not None:
+        _opened(master_key, stored)
 
 
 def _opened(master_key: bytes, wrapped: bytes) -> None:
@@ -329,7 +340,7 @@ async def rotate(
         [row["account_id"] for row in wrapped_secrets],
         [_rewrap(old_master, new_master, row["wrapped_secret"]) for row in wrapped_secrets],
     )
-    canary = await conn.fetchval(SELECT_CANARY)
+    canary = await conn.fetchval(SELECT_CANARY_FOR_UPDATE)
     if canary is not None:
         await conn.execute(UPDATE_CANARY, _rewrap(old_master, new_master, canary))
     return rewrapped + len(wrapped_secrets)

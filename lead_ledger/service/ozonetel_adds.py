@@ -76,7 +76,8 @@ class AddCampaignDataGroups:
         return await self._groups.submit(digest, _Request(body, now, origin))
 
     async def close(self) -> None:
-        """Let groups being written finish (on shutdown, before the pool closes)."""
+        """Stop the groups still being written (on shutdown, before the pool closes): they
+        belong to requests the server cut (service/account_groups.py)."""
         await self._groups.close()
 
     async def _write(self, digest: str, requests: Sequence[_Request]) -> list[Outcome]:

@@ -54,8 +54,7 @@ async def listening(
         yield listener.wake
     finally:
         keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
+        await asyncio.wait([keeper])
         await listener.release()
 
 
@@ -97,7 +96,9 @@ class _Listener:
             while True:
                 try:
                     await self.listen()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                except Exception as error:  # noqa: BLE001 - logged; this task must not end
+                    # A database still restarting, or a pooled connection that died before the
+                    # client saw it (InternalClientError): try again.
                     log.warning("listen_failed", channel=self._channel, error=type(error).__name__)
                     await asyncio.sleep(RELISTEN_SECONDS)
                 else:

@@ -160,7 +160,7 @@ async def test_a_wrong_master_key_is_refused_once_keys_exist(pool: asyncpg.Pool)
         with pytest.raises(subject_keys.SubjectKeyError, match="LEDGER_MASTER_KEY does not open"):
             await key_store.check_master_key(conn, subject_keys.new_data_key())
         assert await conn.fetchval("SELECT count(*) FROM master_key_canary") == 0
-        await key_store.check_master_key(conn, MASTER)
+        await key_store.check_master_key(conn, MASTER, store_canary=True)
         await conn.execute("DELETE FROM subject_keys")
         with pytest.raises(subject_keys.SubjectKeyError, match="LEDGER_MASTER_KEY does not open"):
             await key_store.check_master_key(conn, subject_keys.new_data_key())
@@ -174,8 +174,10 @@ async def test_the_first_key_checked_on_a_fresh_database_is_its_key(pool: asyncp
     async with pool.acquire() as conn, pool.acquire() as other:
         await conn.execute("DELETE FROM master_key_canary")
         async with conn.transaction():
-            await key_store.check_master_key(conn, first)  # stored, not committed yet
-            racing = asyncio.create_task(key_store.check_master_key(other, second))
+            await key_store.check_master_key(conn, first, store_canary=True)  # not committed yet
+            racing = asyncio.create_task(
+                key_store.check_master_key(other, second, store_canary=True)
+            )
             pid = other.get_server_pid()
             for _ in range(1000):  # until its INSERT waits for the first's to commit
                 if await pool.fetchval(
@@ -213,3 +215,14 @@ async def test_a_writers_account_digests_keep_only_committed_secrets(pool: async
         with logged_statements(conn) as statements:
             assert (await digests.get(conn, 7))("9876500001") == kept
         assert statements == []
+
+
+async def test_a_command_checking_a_key_binds_no_fresh_database(pool: asyncpg.Pool) -> None:
+    """A command run with a key of its own (a key file made on a host without the real key)
+    checks it but stores no canary: the server with the real key still comes up."""
+    async with pool.acquire() as conn:
+        await conn.execute("DELETE FROM master_key_canary")
+        await key_store.check_master_key(conn, subject_keys.new_data_key())
+        assert await conn.fetchval("SELECT count(*) FROM master_key_canary") == 0
+        await key_store.check_master_key(conn, MASTER, store_canary=True)
+        assert await conn.fetchval("SELECT count(*) FROM master_key_canary") == 1
