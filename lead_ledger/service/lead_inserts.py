@@ -130,6 +130,10 @@ class NewLead(msgspec.Struct, frozen=True, kw_only=True):
     # Never refused for the do-not-call list, but marked (Vicidial's add_lead without its
     # dnc_check options: the caller asked for no check, and the lead must still not be dialled).
     blocked_marked: bool = False
+    # Other spellings the registry is to check for this lead, beside its keys (a Vicidial
+    # number as its phone_code dials it): they refuse or mark it as its keys would. Read by the
+    # writes decided whole (`_insert_decided`), the paths single requests take.
+    also_blocked_as: list[str] = msgspec.field(default_factory=list)
 
 
 async def insert_leads(  # noqa: PLR0913 - the request's keywords, and the workers for its keys
@@ -278,8 +282,11 @@ async def _insert_decided(
     # under the locks: it sees every entry committed before them.
     if digest is None:
         digest = await account_digest(conn, account_id)
+    also = [
+        k for campaign_id in ordered for lead in groups[campaign_id] for k in lead.also_blocked_as
+    ]
     registry, owners = await _blocking_and_owners(
-        conn, account_id, digest, [k for ks in all_keys for k in ks], groups, decided
+        conn, account_id, digest, [*(k for ks in all_keys for k in ks), *also], groups, decided
     )
     appends: list[PendingAppend] = []
     results: dict[int, InsertResult] = {}
@@ -335,10 +342,11 @@ def _blocked(
     for i, event in events.items():
         if leads[i].blocked_marked:
             continue
+        keys = [*event.dedupe_keys, *leads[i].also_blocked_as]
         if leads[i].blocked_when_all:
-            block = registry.block_all(event.dedupe_keys, campaign_id)
+            block = registry.block_all(keys, campaign_id)
         else:
-            block = registry.block(event.dedupe_keys, campaign_id)
+            block = registry.block(keys, campaign_id)
         if block is not None:
             blocked[i] = block
     return blocked
@@ -583,7 +591,7 @@ def _admitted_marks(
     for i, event in events.items():
         if i in refused or not (leads[i].blocked_when_all or leads[i].blocked_marked):
             continue
-        blocks = registry.every_block(event.dedupe_keys, campaign_id)
+        blocks = registry.every_block([*event.dedupe_keys, *leads[i].also_blocked_as], campaign_id)
         if blocks:
             marks[i] = dnc_marks.lead_mark_events(event.lead_id, {}, blocks)
     return marks

@@ -327,6 +327,7 @@ def _new_lead(call: _Call, account_id: int) -> NewLead:
         ctx=call.ctx,
         rejections_stream=rejections_stream(call.ctx, account_id),
         blocked_marked=True,
+        also_blocked_as=[call.dialled_key] if call.dialled_key is not None else [],
     )
 
 
@@ -354,11 +355,13 @@ async def insert_lead(
     the lead."""
     _, region, zone = await read_account(conn, account_id)
     gmt = gmt_offset(phone, region, zone)
+    dialled = with_country_code(values.get("phone_code", ""), phone)
     lead = NewLead(
         fields=lead_fields(phone, values, gmt),
         ctx=ctx,
         rejections_stream=rejections_stream(ctx, account_id),
         blocked_marked=True,
+        also_blocked_as=[dialled] if dialled is not None else [],
     )
     result = await insert_lead_batch(
         conn, account_id=account_id, campaign_id=list_id, leads=[lead], region=region

@@ -9,7 +9,7 @@ import asyncpg
 
 from tests.api.test_erasures import erase
 from tests.api.test_ozonetel_add import Account
-from tests.api.test_vicidial_non_agent import Tenant, add, added_id, tenant, update
+from tests.api.test_vicidial_non_agent import Tenant, add, added_id, native_lead, tenant, update
 from tests.support import Client
 
 
@@ -87,3 +87,19 @@ async def test_dnc_check_refuses_a_number_blocked_as_its_code_dials_it(client: C
     assert refused == f"ERROR: add_lead PHONE NUMBER IN DNC - 2079460958|{who.username}\n"
     indian = await add(client, who, "2079460958", phone_code="91", dnc_check="Y")
     assert indian.startswith("SUCCESS: add_lead LEAD HAS BEEN ADDED")
+
+
+async def test_a_foreign_number_blocked_as_its_code_dials_it_is_marked_without_a_check(
+    client: Client,
+) -> None:
+    """add_lead without dnc_check loads a number the registry blocks, marked so it is never
+    dialled: also when it is blocked only as its phone_code dials it."""
+    who = await tenant(client)
+    blocked = await client.post("/v1/dnc", json=[{"phone": "+44 20 7946 0958"}], headers=who.native)
+    assert blocked.status == 201, await blocked.text()
+    lead = await native_lead(
+        client, who, added_id(await add(client, who, "2079460958", phone_code="44"))
+    )
+    assert lead["dnc"] is True
+    indian = await native_lead(client, who, added_id(await add(client, who, "2079460958")))
+    assert indian["dnc"] is False
