@@ -116,7 +116,7 @@ INSERT_ACCOUNT_WRAPPED: Final = """
 INSERT INTO account_secrets (account_id, wrapped_secret) VALUES ($1, $2)
 ON CONFLICT (account_id) DO NOTHING
 """
-# The first key checked is the database's: its canary is stored when none is.
+# The first key `serve` checks is the database's: its canary is stored when none is.
 INSERT_CANARY: Final = """
 INSERT INTO master_key_canary (wrapped) VALUES ($1) ON CONFLICT DO NOTHING RETURNING wrapped
 """

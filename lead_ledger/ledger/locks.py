@@ -39,28 +39,27 @@ LOCK_SESSION: Final = "SELECT pg_advisory_lock($1)"
 UNLOCK_SESSION: Final = "SELECT pg_advisory_unlock($1)"
 
 
+def _id_key(namespace: int, kind: str, value: int) -> int:
+    """The lock of one id in a namespace: the namespace in the high 32 bits, the id below."""
+    if not 0 <= value < _ID_LIMIT:
+        raise ValueError(f"{kind} id {value} is outside the lockable range")
+    return (namespace << 32) | value
+
+
 def campaign_lock_key(campaign_id: int) -> int:
-    if not 0 <= campaign_id < _ID_LIMIT:
-        raise ValueError(f"campaign id {campaign_id} is outside the lockable range")
-    return (_CAMPAIGN_NAMESPACE << 32) | campaign_id
+    return _id_key(_CAMPAIGN_NAMESPACE, "campaign", campaign_id)
 
 
 def account_lock_key(account_id: int) -> int:
-    if not 0 <= account_id < _ID_LIMIT:
-        raise ValueError(f"account id {account_id} is outside the lockable range")
-    return (_ACCOUNT_NAMESPACE << 32) | account_id
+    return _id_key(_ACCOUNT_NAMESPACE, "account", account_id)
 
 
 def export_files_lock_key(account_id: int) -> int:
-    if not 0 <= account_id < _ID_LIMIT:
-        raise ValueError(f"account id {account_id} is outside the lockable range")
-    return (_EXPORT_FILES_NAMESPACE << 32) | account_id
+    return _id_key(_EXPORT_FILES_NAMESPACE, "account", account_id)
 
 
 def export_queue_lock_key(account_id: int) -> int:
-    if not 0 <= account_id < _ID_LIMIT:
-        raise ValueError(f"account id {account_id} is outside the lockable range")
-    return (_EXPORT_QUEUE_NAMESPACE << 32) | account_id
+    return _id_key(_EXPORT_QUEUE_NAMESPACE, "account", account_id)
 
 
 def migration_lock_key() -> int:
