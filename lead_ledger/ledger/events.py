@@ -292,6 +292,9 @@ class CredentialIssued(_Event, frozen=True, kw_only=True, tag="CredentialIssued"
     credential_id: str
     dialect: Dialect
     key_sha256: str  # the key itself is shown once and never stored
+    # The user a login issued it to (Flexydial's generate-token): that user's one token, which
+    # every later login answers again (ledger/credentials.py, login_token).
+    username: str | None = None
 
 
 class CredentialRevoked(_Event, frozen=True, kw_only=True, tag="CredentialRevoked"):

@@ -92,6 +92,7 @@ class CredentialsProjection(_AccountKeyed):
         "key_sha256",
         "revoked",
         "issued_at",
+        "username",
     )
     handles: ClassVar[frozenset[type]] = frozenset({CredentialIssued, CredentialRevoked})
 
@@ -104,6 +105,7 @@ class CredentialsProjection(_AccountKeyed):
                 "key_sha256": event.key_sha256,
                 "revoked": False,
                 "issued_at": recorded.recorded_at,
+                "username": event.username,
             }
             rows.add(event.account_id, row)
         elif isinstance(event, CredentialRevoked):

@@ -68,7 +68,14 @@ FROM users u JOIN accounts a USING (account_id)
 WHERE u.username = $1
 """
 SELECT_CREDENTIALS: Final = """
-SELECT credential_id, dialect, revoked FROM credentials WHERE account_id = $1 ORDER BY issued_at
+SELECT credential_id, dialect, revoked, username
+FROM credentials WHERE account_id = $1 ORDER BY issued_at
+"""
+# The user's live login credential (credentials_login_idx); the oldest, should there be two.
+SELECT_LOGIN_CREDENTIAL: Final = """
+SELECT credential_id FROM credentials
+WHERE account_id = $1 AND username = $2 AND dialect = $3 AND username IS NOT NULL AND NOT revoked
+ORDER BY issued_at, credential_id LIMIT 1
 """
 SELECT_CREDENTIAL_REVOKED: Final = (
     "SELECT revoked FROM credentials WHERE account_id = $1 AND credential_id = $2"
@@ -129,6 +136,8 @@ class Credential(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     api: Dialect
     revoked: bool
+    # The user a login issued it to (Flexydial's generate-token); None when the admin did.
+    username: str | None = None
 
 
 class AccountDetail(Account, frozen=True, kw_only=True):
@@ -252,7 +261,12 @@ async def get_account(conn: Connection, account: str | int) -> AccountDetail:
             for r in await conn.fetch(SELECT_USERS, ref.id)
         ],
         credentials=[
-            Credential(id=r["credential_id"], api=r["dialect"], revoked=r["revoked"])
+            Credential(
+                id=r["credential_id"],
+                api=r["dialect"],
+                revoked=r["revoked"],
+                username=r["username"],
+            )
             for r in await conn.fetch(SELECT_CREDENTIALS, ref.id)
         ],
     )

@@ -20,8 +20,9 @@ import msgspec
 import phonenumbers
 from msgspec import UNSET, Meta, UnsetType
 
+from lead_ledger.ledger import key_store
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.credentials import key_digest, new_key
+from lead_ledger.ledger.credentials import key_digest, login_token, new_key
 from lead_ledger.ledger.envelope import ANY_VERSION, NO_STREAM
 from lead_ledger.ledger.events import (
     AccountCreated,
@@ -54,6 +55,7 @@ from lead_ledger.service.account_reads import (
     SELECT_ACCOUNT_NAME_TAKEN,
     SELECT_AGENT_TAKEN,
     SELECT_CAMPAIGN_NAME_TAKEN,
+    SELECT_LOGIN_CREDENTIAL,
     SELECT_SKILL_TAKEN,
     SELECT_USERNAME_TAKEN,
     Account,
@@ -275,6 +277,32 @@ async def issue_credential(
         )
         await _append(conn, ctx, ref.id, [issued])
     return IssuedCredential(id=credential_id, api=new.api, key=key)
+
+
+async def issue_login_token(
+    conn: Connection, ctx: Context, account_id: int, username: str, dialect: Dialect
+) -> str:
+    """The key of the user's login credential of this dialect: the one a login issued before,
+    while it is not revoked, else a new one (CredentialIssued naming the user), as Django REST
+    framework's ObtainAuthToken answers a user's one token. Its key is derived from the
+    account's secret (ledger/credentials.py), so it can be answered again although only its
+    digest is stored, and it stays the same through `keys rotate`."""
+    async with write_transaction(conn):
+        # Under the account's lock: logins of one user racing get one credential between them.
+        ref = await _locked_account(conn, account_id)
+        secret = await key_store.account_secret(conn, key_store.master_key(), ref.id)
+        credential_id = await conn.fetchval(SELECT_LOGIN_CREDENTIAL, ref.id, username, dialect)
+        if credential_id is None:
+            credential_id = f"cred_{secrets.token_hex(8)}"
+            issued = CredentialIssued(
+                account_id=ref.id,
+                credential_id=credential_id,
+                dialect=dialect,
+                key_sha256=key_digest(login_token(secret, credential_id)),
+                username=username,
+            )
+            await _append(conn, ctx, ref.id, [issued])
+    return login_token(secret, credential_id)
 
 
 async def revoke_credential(

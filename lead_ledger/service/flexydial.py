@@ -1,6 +1,6 @@
 """Flexydial: tokens, bulk_data submission and job status (seed 000, VENDOR-APIS A).
 
-`generate_token` logs a user in and issues a new `flexydial` credential, whose key is the token.
+`generate_token` logs a user in and answers the user's one `flexydial` credential key, the token.
 `submit_bulk` checks a request (its structure already checked on the wire with
 service/flexydial_payload.py) against its campaign and queues the rows as a job
 (service/flexydial_jobs.py does the rows). `job_status` maps a job onto Flexydial's status
@@ -21,7 +21,7 @@ from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.job_events import CellValue
 from lead_ledger.service import jobs, login_throttle
 from lead_ledger.service.account_reads import SELECT_CAMPAIGN, authenticate_user, find_account
-from lead_ledger.service.accounts import NewCredential, issue_credential
+from lead_ledger.service.accounts import issue_login_token
 from lead_ledger.service.flexydial_jobs import INSERT_KIND, UPDATE_KIND
 from lead_ledger.service.flexydial_payload import BulkRequest, check_headers
 from lead_ledger.service.inputs import NUL, decimal
@@ -67,8 +67,8 @@ async def generate_token(
     origin: Origin,
     limits: login_throttle.Limits,
 ) -> str | login_throttle.Throttled | None:
-    """The key of a new flexydial credential of the user's account, issued by that user (the
-    token); None when the username and password do not match (or cannot be stored: PostgreSQL
+    """The user's token: the key of its flexydial credential, issued by its first login
+    (service/accounts.py, issue_login_token); None when the username and password do not match (or cannot be stored: PostgreSQL
     text holds no NUL); Throttled, without checking the password, when the username or the
     client address has failed too often of late."""
     attempt = await login_throttle.admit(
@@ -86,8 +86,7 @@ async def generate_token(
         return None  # the account of a user is never removed; a vanished one logs nobody in
     await login_throttle.give_back(conn, attempt)
     ctx = origin.context(Actor(dialect=DIALECT, account_id=account.id, username=user.username))
-    issued = await issue_credential(conn, ctx, account.id, NewCredential(api=DIALECT))
-    return issued.key
+    return await issue_login_token(conn, ctx, account.id, user.username, DIALECT)
 
 
 # --- bulk upload --------------------------------------------------------------------------------

@@ -217,7 +217,8 @@ async def test_credentials_work_only_for_their_own_dialect(
         assert {dialect} == matches
     _, shown = await call(admin, "GET", f"/v1/admin/accounts/{account['id']}")
     assert list(DIALECTS) == [c["api"] for c in shown["credentials"]]
-    assert {"api", "id", "revoked"} == set(shown["credentials"][0])
+    assert {"api", "id", "revoked", "username"} == set(shown["credentials"][0])
+    assert [c["username"] for c in shown["credentials"]] == [None] * len(DIALECTS)
 
 
 async def test_revoke_credential_is_204_and_the_key_stops_working(

@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 
@@ -19,6 +20,7 @@ from lead_ledger.api.app import create_app
 from lead_ledger.api.keys import POOL
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
+from lead_ledger.projections.rebuild import verify
 from lead_ledger.service import jobs
 from lead_ledger.service.jobs.insert_leads_kind import InsertLeadsPayload
 from lead_ledger.service.transactions import write_transaction
@@ -176,17 +178,54 @@ async def test_token_is_a_new_flexydial_credential_issued_by_the_user(api: Clien
     assert (response.status, await response.json()) == (404, {"errors": "Job not found."})
 
 
-async def test_every_login_gives_a_token_that_stays_valid(api: Client) -> None:
-    """A second login gives a different token; both work until revoked by the admin API."""
+async def test_every_login_of_a_user_gives_its_one_token(api: Client) -> None:
+    """As DRF's ObtainAuthToken: a second login answers the user's token, records nothing and
+    lists no second credential; once the admin revokes it, the next login issues a new one."""
     acme = await tenant(api)
+    assert api.app is not None
+    async with api.app[POOL].acquire() as conn:
+        events_before = await conn.fetchval("SELECT count(*) FROM events")
     again = await api.post(TOKEN_PATH, json={"username": "acme-admin", "password": PASSWORD})
-    second = (await again.json())["token"]
-    assert second != acme.token
-    for token in (acme.token, second):
+    assert (again.status, await again.json()) == (200, {"token": acme.token})
+    async with api.app[POOL].acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM events") == events_before
+    detail = await (await api.get(f"/v1/admin/accounts/{acme.account_id}", headers=ADMIN)).json()
+    logins = [c for c in detail["credentials"] if c["api"] == "flexydial"]
+    assert [c["username"] for c in logins] == ["acme-admin"]
+    revoked = await api.delete(
+        f"/v1/admin/accounts/{acme.account_id}/credentials/{logins[0]['id']}", headers=ADMIN
+    )
+    assert revoked.status == 204
+    fresh = await api.post(TOKEN_PATH, json={"username": "acme-admin", "password": PASSWORD})
+    token = (await fresh.json())["token"]
+    assert token != acme.token
+    for key, expected in ((acme.token, 401), (token, 404)):
         response = await api.get(
-            "/api/bulkphonebookupload/status/1/", headers={"Authorization": f"Token {token}"}
+            "/api/bulkphonebookupload/status/1/", headers={"Authorization": f"Token {key}"}
         )
-        assert response.status == 404
+        assert response.status == expected
+
+
+async def test_concurrent_first_logins_share_one_token(
+    api: Client, owner_pool: asyncpg.Pool
+) -> None:
+    """Logins of a user racing before it has a token get one token between them, and the
+    rebuilt credentials match the live ones."""
+    acme = await tenant(api)
+    await admin_post(
+        api, f"/accounts/{acme.account_id}/users", {"username": "acme-two", "password": PASSWORD}
+    )
+    body = {"username": "acme-two", "password": PASSWORD}
+    answers = await asyncio.gather(*(api.post(TOKEN_PATH, json=body) for _ in range(4)))
+    tokens = {(await answer.json())["token"] for answer in answers}
+    assert len(tokens) == 1
+    assert api.app is not None
+    async with api.app[POOL].acquire() as conn:
+        assert (
+            await conn.fetchval("SELECT count(*) FROM credentials WHERE username = 'acme-two'") == 1
+        )
+    report = await verify(owner_pool, ["credentials"])  # shadow tables are the owner's
+    assert [t.name for t in report.tables if not t.ok] == []
 
 
 async def test_token_from_a_form_body(api: Client) -> None:
