@@ -68,9 +68,9 @@ async def generate_token(
     limits: login_throttle.Limits,
 ) -> str | login_throttle.Throttled | None:
     """The user's token: the key of its flexydial credential, issued by its first login
-    (service/accounts.py, issue_login_token); None when the username and password do not match (or cannot be stored: PostgreSQL
-    text holds no NUL); Throttled, without checking the password, when the username or the
-    client address has failed too often of late."""
+    (service/accounts.py, issue_login_token); None when the username and password do not
+    match (or cannot be stored: PostgreSQL text holds no NUL); Throttled, without checking
+    the password, when the username or the client address has failed too often of late."""
     attempt = await login_throttle.admit(
         conn, limits, username=username, address=origin.client_address
     )

@@ -22,6 +22,7 @@ from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.projections.rebuild import verify
 from lead_ledger.service import jobs
+from lead_ledger.service.accounts import issue_login_token
 from lead_ledger.service.jobs.insert_leads_kind import InsertLeadsPayload
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.writer import Context
@@ -209,18 +210,20 @@ async def test_every_login_of_a_user_gives_its_one_token(api: Client) -> None:
 async def test_concurrent_first_logins_share_one_token(
     api: Client, owner_pool: asyncpg.Pool
 ) -> None:
-    """Logins of a user racing before it has a token get one token between them, and the
-    rebuilt credentials match the live ones."""
+    """Logins of a user racing before it has a token, each on its own connection, get one
+    token between them, and the rebuilt credentials match the live ones."""
     acme = await tenant(api)
-    await admin_post(
-        api, f"/accounts/{acme.account_id}/users", {"username": "acme-two", "password": PASSWORD}
-    )
-    body = {"username": "acme-two", "password": PASSWORD}
-    answers = await asyncio.gather(*(api.post(TOKEN_PATH, json=body) for _ in range(4)))
-    tokens = {(await answer.json())["token"] for answer in answers}
-    assert len(tokens) == 1
+    ctx = Context(actor=Actor(dialect="flexydial", account_id=acme.account_id))
     assert api.app is not None
-    async with api.app[POOL].acquire() as conn:
+    pool = api.app[POOL]
+
+    async def login() -> str:
+        async with pool.acquire() as conn:
+            return await issue_login_token(conn, ctx, acme.account_id, "acme-two", "flexydial")
+
+    tokens = set(await asyncio.gather(*(login() for _ in range(4))))
+    assert len(tokens) == 1
+    async with pool.acquire() as conn:
         assert (
             await conn.fetchval("SELECT count(*) FROM credentials WHERE username = 'acme-two'") == 1
         )
