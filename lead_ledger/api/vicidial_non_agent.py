@@ -1,8 +1,8 @@
 """Vicidial's own non-agent API: `GET|POST /vicidial/non_agent_api.php` (docs/vicidial.md).
 
 Every answer is HTTP 200 with plain text lines, as `non_agent_api.php` prints them: `version`
-before anything else, then the `source` check, then the login (`user`, `pass`: an account
-user), then the function. Parameters come from the query or a form body, the query's first,
+before anything else, then the login (`user`, `pass`: an account user), then the function,
+whose first check is the `source`. Parameters come from the query or a form body, the query's first,
 and are cleaned as Vicidial cleans them before any check (service/vicidial_params.py).
 """
 
@@ -129,14 +129,6 @@ async def non_agent_api(request: web.Request, _caller: None) -> web.Response:
     function = params.get("function")
     if function == "version":
         return text(version())
-    source = params.get("source")
-    if len(source) < MIN_SOURCE:
-        return text(
-            [
-                line("ERROR", "Invalid Source", source),
-                piped("ERROR", "Invalid Source", source + "|"),
-            ]
-        )
     username = params.get("user")
     settings = request.app[SETTINGS]
     limits = login_throttle.Limits(
@@ -164,6 +156,15 @@ async def non_agent_api(request: web.Request, _caller: None) -> web.Response:
     handler = FUNCTIONS.get(function)
     if handler is None:
         return text([NO_FUNCTION])
+    # Each function checks the source first, once the login is (as Vicidial's every one does).
+    source = params.get("source")
+    if len(source) < MIN_SOURCE:
+        return text(
+            [
+                line("ERROR", "Invalid Source", source),
+                piped("ERROR", "Invalid Source", source + "|"),
+            ]
+        )
     actor = Actor(dialect=DIALECT, account_id=user.account_id, username=user.username)
     ctx = origin(request).context(actor)
     return text(await handler(request, ctx, user, params))

@@ -41,6 +41,7 @@ WIDTHS: Final = {
     "comments": 255,
     "owner": 20,
     "phone_code": 10,
+    "status": 6,
 }
 # Canonical fields by Vicidial name (docs/vicidial.md has the table); the rest go to `extra`.
 CANONICAL: Final = {
@@ -70,12 +71,21 @@ EXTRA: Final = (
 )
 
 FIELDS: Final = (*CANONICAL, *EXTRA, "alt_phone", "rank")
+# What update_lead and batch_update_lead set beyond add_lead's fields (Vicidial L17207-L17238):
+# the lead's status, and call columns that lead_all_info prints from `extra`. add_lead takes
+# none of them (its lead is NEW); update_lead's insert takes the status.
+CALL_COLUMNS: Final = ("called_count", "gmt_offset_now", "entry_list_id")
+UPDATED: Final = (*FIELDS, "status", *CALL_COLUMNS)
+# The canonical lead's default status, which Vicidial spells NEW.
+NEW_STATUS: Final = "new"
+VICIDIAL_NEW: Final = "NEW"
 
 
-def given_values(params: Params) -> dict[str, str]:
-    """The lead fields a call gives (not empty), cut to their widths."""
+def given_values(params: Params, names: Sequence[str] = FIELDS) -> dict[str, str]:
+    """The lead fields a call gives (not empty), cut to their widths: add_lead's, or with
+    `UPDATED` update_lead's."""
     values = {}
-    for name in FIELDS:
+    for name in names:
         value = params.get(name)
         if value:
             values[name] = value if value == BLANK else value[: WIDTHS.get(name, len(value))]
@@ -95,9 +105,19 @@ def lead_fields(phone: str, values: Mapping[str, str], gmt_offset: str) -> LeadF
     extra["gmt_offset_now"] = gmt_offset
     priority = _priority(values.get("rank", ""))
     ranked = {} if priority is None else {"priority": priority}
+    status = canonical_status(values.get("status", VICIDIAL_NEW))
     return msgspec.convert(
-        {**canonical, **ranked, "phone_numbers": phones, "extra": extra}, LeadFields
+        {**canonical, **ranked, "status": status, "phone_numbers": phones, "extra": extra},
+        LeadFields,
     )
+
+
+def canonical_status(status: str) -> str:
+    """A Vicidial status as the canonical lead holds it: NEW is the default `new` (read back
+    as NEW), `--BLANK--` empties it, any other is kept as given."""
+    if status == BLANK:
+        return ""
+    return NEW_STATUS if status == VICIDIAL_NEW else status
 
 
 def lead_patch(
@@ -110,8 +130,12 @@ def lead_patch(
     for name, field in CANONICAL.items():
         if name in values:
             patch[field] = None if values[name] == BLANK else values[name]
+    if "status" in values:
+        patch["status"] = canonical_status(values["status"])
     extra = {
-        name: None if values[name] == BLANK else values[name] for name in EXTRA if name in values
+        name: None if values[name] == BLANK else values[name]
+        for name in (*EXTRA, *CALL_COLUMNS)
+        if name in values
     }
     if extra:
         patch["extra"] = extra

@@ -14,20 +14,42 @@ from typing import Final
 from lead_ledger.ledger.phones import digits_only
 from lead_ledger.service.inputs import NUL
 
-# What survives in each cleaned parameter (Vicidial's preg_replace, kept characters).
-_KEEP: Final = {
-    "phone_number": re.compile(r"[^,0-9]"),
-    "lead_id": re.compile(r"[^0-9]"),
-    "phone_code": re.compile(r"[^0-9]"),
-    "lead_ids": re.compile(r"[^,0-9]"),
-    "list_id": re.compile(r"[^0-9]"),
-    "duplicate_check": re.compile(r"[^-_0-9a-zA-Z]"),
-    "search_method": re.compile(r"[^-_0-9a-zA-Z]"),
-    "search_location": re.compile(r"[^A-Z]"),
-}
-
-
+_NOT_CAPITALS: Final = re.compile(r"[^A-Z]")
 _NOT_DIGITS: Final = re.compile(r"[^0-9]")
+_NOT_NAME: Final = re.compile(r"[^-_0-9a-zA-Z]")
+# What survives in each cleaned parameter (Vicidial's preg_replace, kept characters;
+# non_agent_api.php L780-L971, with non_latin off). `user`, `pass` and the lead fields are
+# read as sent: a ledger user's password is every dialect's (docs/vicidial.md).
+_KEEP: Final = {
+    "function": _NOT_NAME,
+    "source": re.compile(r"[^0-9a-zA-Z]"),
+    "phone_number": re.compile(r"[^,0-9]"),
+    "lead_id": _NOT_DIGITS,
+    "phone_code": _NOT_DIGITS,
+    "lead_ids": re.compile(r"[^,0-9]"),
+    "list_id": _NOT_DIGITS,
+    "duplicate_check": _NOT_NAME,
+    "search_method": _NOT_NAME,
+    "search_location": _NOT_CAPITALS,
+    "status": _NOT_NAME,
+    "called_count": _NOT_DIGITS,
+    "entry_list_id": _NOT_DIGITS,
+    "gmt_offset_now": re.compile(r"[^-_.0-9]"),
+    "archived_lead": re.compile(r"[^0-9a-zA-Z]"),
+    # The Y/N flags keep their capitals: `Yes` is Y, `y` is nothing (off).
+    **dict.fromkeys(
+        (
+            "dnc_check",
+            "campaign_dnc_check",
+            "insert_if_not_found",
+            "no_update",
+            "delete_lead",
+            "update_phone_number",
+            "reset_lead",
+        ),
+        _NOT_CAPITALS,
+    ),
+}
 
 
 class Params:
@@ -54,14 +76,14 @@ class Params:
         return cap if len(significant) > len(str(cap)) else min(int(significant), cap)
 
     def flag(self, name: str) -> bool:
-        """A Y/N option: only `Y` (any case) turns it on."""
-        return self.get(name).upper() == "Y"
+        """A Y/N option: on when its cleaned value is `Y` (`Yes` is; `y` is not)."""
+        return self.get(name) == "Y"
 
     def dnc_option(self, name: str) -> bool:
         """`dnc_check`/`campaign_dnc_check` (Y|N|AREACODE): Vicidial checks the number for Y
         and for AREACODE alike (AREACODE adds its area code's wildcard entry, which a registry
         of numbers does not hold)."""
-        return self.get(name).upper() in ("Y", "AREACODE")
+        return self.get(name) in ("Y", "AREACODE")
 
 
 def dialable(phone: str) -> bool:

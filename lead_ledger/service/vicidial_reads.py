@@ -24,7 +24,7 @@ from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.dnc_marks import DNC_STATUS, MARKED_DNC
 from lead_ledger.service.inputs import BIGINT_MAX, decimal
-from lead_ledger.service.vicidial_fields import CANONICAL, EXTRA
+from lead_ledger.service.vicidial_fields import CANONICAL, EXTRA, NEW_STATUS, VICIDIAL_NEW
 from lead_ledger.service.vicidial_login import ApiUser
 from lead_ledger.service.vicidial_params import Params, join, line, piped
 from lead_ledger.service.writer import Context
@@ -35,7 +35,6 @@ DEFAULT_RECORDS: Final = 1000
 ALL_INFO_LIMIT: Final = 1000  # lead_all_info's fixed `limit 1000`
 PHONE_METHOD: Final = "PHONE_NUMBER"
 MIN_METHOD: Final = 6  # a shorter search_method is Vicidial's default, PHONE_NUMBER
-NEW_STATUS: Final = "new"  # the canonical default status, which Vicidial spells NEW
 # lead_search's header as Vicidial prints it: its names are joined with `$DL`, which
 # lead_search never sets, so they run together.
 SEARCH_HEADER: Final = "search_keyrecords_foundlead_ids"
@@ -80,7 +79,7 @@ def _status(row: Row, _extra: Extra) -> str:
     if row["dnc"]:
         return DNC_STATUS
     status = _text(row["status"])
-    return status.upper() if status == NEW_STATUS else status
+    return VICIDIAL_NEW if status == NEW_STATUS else status
 
 
 # lead_all_info's columns in Vicidial's order (non_agent_api.php L14771).

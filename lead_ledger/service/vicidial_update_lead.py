@@ -23,7 +23,7 @@ from lead_ledger.service.dialled_numbers import record_dialled_of
 from lead_ledger.service.leads import delete_leads, lock_live_leads, update_leads
 from lead_ledger.service.transactions import write_transaction
 from lead_ledger.service.vicidial_add_lead import insert_lead, read_account
-from lead_ledger.service.vicidial_fields import given_values, lead_patch
+from lead_ledger.service.vicidial_fields import UPDATED, given_values, lead_patch
 from lead_ledger.service.vicidial_login import ApiUser
 from lead_ledger.service.vicidial_params import Params, dialable, join, line, piped
 from lead_ledger.service.writer import Context
@@ -34,7 +34,7 @@ METHODS: Final = ("LEAD_ID", "VENDOR_LEAD_CODE", "PHONE_NUMBER")
 MIN_METHOD: Final = 6  # shorter than any method's name: LEAD_ID, Vicidial's default
 MIN_SEARCH_PHONE, MAX_SEARCH_PHONE = 6, 18
 MIN_INSERT_PHONE, MAX_INSERT_PHONE = 6, 18
-MAX_LEAD_ID_DIGITS: Final = 9  # batch_update_lead's ids, as Vicidial checks them
+MAX_LEAD_ID_DIGITS: Final = 18  # a lead id is a bigint; a longer one matches no lead
 DEFAULT_BATCH_RECORDS: Final = 1000
 MAX_RECORDS: Final = 100_000
 
@@ -178,7 +178,7 @@ async def _update(
     """Update the leads with the call's fields; the ids of those it changed, or None when the
     call gives nothing to set. Each lead's patch is made from its numbers as they are under the
     campaign locks."""
-    values = given_values(params)
+    values = given_values(params, UPDATED)
     if not values and not new_phone:
         return None
     live = await lock_live_leads(conn, user.account_id, ids)
@@ -234,7 +234,7 @@ async def _not_found(
         ]
     await lock_campaigns(conn, [list_id])
     lead_id, gmt = await insert_lead(
-        conn, ctx, user.account_id, list_id, phone, given_values(params)
+        conn, ctx, user.account_id, list_id, phone, given_values(params, UPDATED)
     )
     added = join(phone, list_id, lead_id, gmt, user.username)
     return [*lines, line("SUCCESS", f"{UPDATE} LEAD HAS BEEN ADDED", added)]
@@ -246,11 +246,13 @@ async def batch_update_lead(
     """The lines batch_update_lead answers: the leads among `lead_ids` (up to `records`,
     highest id first) get the fields given; the phone number is not one of them."""
     given = params.get("lead_ids")
+    if not given:
+        return [line("ERROR", f"{BATCH} NO LEADS DEFINED", join(user.username, ""))]
+    # Vicidial searches `lead_id IN(<lead_ids>)` for whatever digits and commas are left: ids
+    # no lead can have (past a bigint, or none between the commas) match nothing.
     ids = sorted(
         {int(part) for part in given.split(",") if part and len(part) <= MAX_LEAD_ID_DIGITS}
     )
-    if not ids:
-        return [line("ERROR", f"{BATCH} NO LEADS DEFINED", join(user.username, ""))]
     records = params.number("records", default=DEFAULT_BATCH_RECORDS, cap=MAX_RECORDS)
     async with write_transaction(conn):
         rows = await conn.fetch(FIND_BATCH, user.account_id, ids, records)

@@ -144,8 +144,9 @@ async def test_version_answers_before_any_login(api: Client) -> None:
 
 @pytest.mark.parametrize("source", ["", "x"])
 async def test_a_short_source_is_two_lines(api: Client, source: str) -> None:
-    """Shorter than 2 characters: Vicidial's two lines, before the login is checked."""
-    answer = await call(api, None, function="add_lead", source=source, user="u", **{"pass": "p"})
+    """Shorter than 2 characters: Vicidial's two lines, once the login is checked."""
+    who = await tenant(api)
+    answer = await call(api, who, function="add_lead", source=source)
     assert answer == f"ERROR: Invalid Source - {source}\nERROR: Invalid Source: |{source}|\n"
 
 
@@ -167,7 +168,7 @@ async def test_an_echo_never_breaks_its_line(api: Client) -> None:
     forged = "a\nSUCCESS: x\r"
     login = await call(api, None, function="add_lead", user=forged, **{"pass": "p"})
     assert login == "ERROR: Login incorrect, please try again: |aSUCCESS: x||BAD|\n"
-    source = await call(api, None, function="add_lead", source="\n", user="u", **{"pass": "p"})
+    source = await call(api, who, function="add_lead", source="\n")
     assert source == "ERROR: Invalid Source - \nERROR: Invalid Source: ||\n"
     dnc = await call(
         api, who, function="add_dnc_phone", phone_number="9833300007", campaign_id=forged
@@ -344,7 +345,7 @@ async def test_dnc_checks_answer_and_without_them_the_lead_is_marked(
     assert in_list == (
         f"ERROR: add_lead PHONE NUMBER IN CAMPAIGN DNC - 9812345678|second|{who.username}\n"
     )
-    named = await add(api, who, "9812345678", campaign_dnc_check="y", campaign_id="second")
+    named = await add(api, who, "9812345678", campaign_dnc_check="Y", campaign_id="second")
     assert named.startswith("ERROR: add_lead PHONE NUMBER IN CAMPAIGN DNC - 9812345678|second|")
     # The campaign check does not look at account-wide entries, nor dnc_check at campaigns'.
     assert (await add(api, who, "9812345678", dnc_check="Y")).startswith("SUCCESS")
@@ -355,10 +356,10 @@ async def test_dnc_checks_answer_and_without_them_the_lead_is_marked(
         "SELECT data->>'dnc_scope' AS s FROM events WHERE type = 'LeadRejected' ORDER BY position"
     )
     assert [r["s"] for r in scopes] == ["account", "campaign", "campaign"]
-    # AREACODE (any case) checks the number as Y does (Vicidial: `== 'Y' or == 'AREACODE'`).
+    # AREACODE checks the number as Y does (Vicidial: `== 'Y' or == 'AREACODE'`).
     area = await add(api, who, "9876543210", dnc_check="AREACODE")
     assert area == f"ERROR: add_lead PHONE NUMBER IN DNC - 9876543210|{who.username}\n"
-    area = await add(api, who, "9812345678", "second", campaign_dnc_check="areacode")
+    area = await add(api, who, "9812345678", "second", campaign_dnc_check="AREACODE")
     assert area.startswith("ERROR: add_lead PHONE NUMBER IN CAMPAIGN DNC - 9812345678|second|")
 
 
@@ -803,7 +804,7 @@ async def test_batch_update_lead(api: Client) -> None:
         api, who, function="batch_update_lead", lead_ids=ids, records=1, city="Pune"
     )
     assert limited == f"SUCCESS: batch_update_lead LEADS HAVE BEEN UPDATED - {user}|1|1|{second}\n"
-    assert await call(api, who, function="batch_update_lead", lead_ids=",,") == (
+    assert await call(api, who, function="batch_update_lead", lead_ids="") == (
         f"ERROR: batch_update_lead NO LEADS DEFINED - {user}|\n"
     )
     assert await call(api, who, function="batch_update_lead", lead_ids=str(foreign), city="x") == (
