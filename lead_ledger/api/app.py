@@ -38,6 +38,7 @@ from lead_ledger.api.keys import (
     FILE_PARSER,
     JOB_KINDS,
     KEY_WORKERS,
+    LOGIN_CHECKS,
     MIGRATION_DATABASE_URL,
     OZONETEL_ADDS,
     POOL,
@@ -53,6 +54,7 @@ from lead_ledger.service.export_parallel import ExportWorkers
 from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.job_kinds import job_kinds
 from lead_ledger.service.key_workers import KeyWorkers
+from lead_ledger.service.login_throttle import SharedChecks
 from lead_ledger.service.ozonetel_adds import AddCampaignDataGroups
 from lead_ledger.service.replica import Replica
 from lead_ledger.service.vicidial_add_lead import vicidial_adds
@@ -151,6 +153,7 @@ def create_app(
     app[MIGRATION_DATABASE_URL] = migration_url
     app[CLOCK] = _utc_now
     app[VICIDIAL_LOGINS] = VerifiedLogins()
+    app[LOGIN_CHECKS] = SharedChecks()
     # First in, last out: the key workers outlive the pool's users and the job worker.
     app.cleanup_ctx.append(_key_workers(warm=warm_key_workers))
     app.cleanup_ctx.append(_file_parser)

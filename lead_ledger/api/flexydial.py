@@ -26,7 +26,7 @@ from lead_ledger.api.edge import (
     origin,
     readable_form,
 )
-from lead_ledger.api.keys import POOL, SETTINGS
+from lead_ledger.api.keys import LOGIN_CHECKS, POOL, SETTINGS
 from lead_ledger.api.openapi import Response
 from lead_ledger.service import flexydial, login_throttle
 from lead_ledger.service.flexydial import Status
@@ -220,8 +220,9 @@ async def generate_token(request: web.Request, _caller: None) -> web.Response:
         per_address=settings.login_failures_per_address,
         window_seconds=settings.login_throttle_window_seconds,
     )
-    async with request.app[POOL].acquire() as conn:
-        token = await flexydial.generate_token(conn, *fields, origin(request), limits)
+    token = await flexydial.generate_token(
+        request.app[POOL], *fields, origin(request), limits, request.app[LOGIN_CHECKS]
+    )
     if isinstance(token, login_throttle.Throttled):
         return throttled(token.wait_seconds)
     if token is None:

@@ -13,6 +13,7 @@ from lead_ledger.service.account_groups import AccountGroups
 from lead_ledger.service.file_parser import FileParser
 from lead_ledger.service.jobs import JobKinds
 from lead_ledger.service.key_workers import KeyWorkers
+from lead_ledger.service.login_throttle import SharedChecks
 from lead_ledger.service.ozonetel_adds import AddCampaignDataGroups
 from lead_ledger.service.vicidial_add_lead import Request as VicidialAdd
 from lead_ledger.service.vicidial_login import VerifiedLogins
@@ -39,6 +40,8 @@ JOB_KINDS: Final[web.AppKey[JobKinds]] = web.AppKey("job_kinds")
 FILE_PARSER: Final = web.AppKey("file_parser", FileParser)
 # Vicidial non-agent logins that succeeded of late (service/vicidial_login.py).
 VICIDIAL_LOGINS: Final = web.AppKey("vicidial_logins", VerifiedLogins)
+# Logins with the same username and password in flight share one check (every dialect's).
+LOGIN_CHECKS: Final = web.AppKey("login_checks", SharedChecks)
 # Vicidial add_lead calls, decided in groups per account (service/vicidial_add_lead.py).
 VICIDIAL_ADDS: Final[web.AppKey[AccountGroups[int, tuple[Context, VicidialAdd], list[str]]]] = (
     web.AppKey("vicidial_adds")

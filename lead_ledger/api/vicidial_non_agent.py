@@ -19,7 +19,14 @@ from aiohttp import web
 from lead_ledger import __version__
 from lead_ledger.api import openapi
 from lead_ledger.api.edge import Dialect, no_authentication, one_lead_body, origin, readable_form
-from lead_ledger.api.keys import CLOCK, POOL, SETTINGS, VICIDIAL_ADDS, VICIDIAL_LOGINS
+from lead_ledger.api.keys import (
+    CLOCK,
+    LOGIN_CHECKS,
+    POOL,
+    SETTINGS,
+    VICIDIAL_ADDS,
+    VICIDIAL_LOGINS,
+)
 from lead_ledger.api.openapi import Response
 from lead_ledger.api.vicidial_calls import Function, on_connection, text
 from lead_ledger.ledger.envelope import Actor
@@ -136,15 +143,15 @@ async def non_agent_api(request: web.Request, _caller: None) -> web.Response:
         per_address=settings.login_failures_per_address,
         window_seconds=settings.login_throttle_window_seconds,
     )
-    async with request.app[POOL].acquire() as conn:
-        user = await log_in(
-            conn,
-            username,
-            params.get("pass"),
-            address=request.remote,
-            limits=limits,
-            verified=request.app[VICIDIAL_LOGINS],
-        )
+    user = await log_in(
+        request.app[POOL],
+        username,
+        params.get("pass"),
+        address=request.remote,
+        limits=limits,
+        verified=request.app[VICIDIAL_LOGINS],
+        shared=request.app[LOGIN_CHECKS],
+    )
     if isinstance(user, login_throttle.Throttled):
         # Vicidial's words for its own lock; the wait is the throttle's window.
         reason = "Too many login attempts, try again in 15 minutes"

@@ -61,16 +61,33 @@ class Status(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def generate_token(
+    pool: asyncpg.Pool,
+    username: str,
+    password: str,
+    origin: Origin,
+    limits: login_throttle.Limits,
+    shared: login_throttle.SharedChecks,
+) -> str | login_throttle.Throttled | None:
+    """The user's token: the key of its flexydial credential, issued by its first login
+    (service/accounts.py, issue_login_token); None when the username and password do not
+    match (or cannot be stored: PostgreSQL text holds no NUL); Throttled, without checking
+    the password, when the username or the client address has failed too often of late.
+    Logins with the same username and password at once share one check (`shared`)."""
+
+    async def check() -> str | login_throttle.Throttled | None:
+        async with pool.acquire() as conn:
+            return await _log_in(conn, username, password, origin, limits)
+
+    return await shared.run(DIALECT, username, password, check)
+
+
+async def _log_in(
     conn: Connection,
     username: str,
     password: str,
     origin: Origin,
     limits: login_throttle.Limits,
 ) -> str | login_throttle.Throttled | None:
-    """The user's token: the key of its flexydial credential, issued by its first login
-    (service/accounts.py, issue_login_token); None when the username and password do not
-    match (or cannot be stored: PostgreSQL text holds no NUL); Throttled, without checking
-    the password, when the username or the client address has failed too often of late."""
     attempt = await login_throttle.admit(
         conn, limits, username=username, address=origin.client_address
     )

@@ -2,18 +2,28 @@
 
 An attempt is counted before its password is checked, so concurrent guesses (on one server or
 several) can never check more passwords than the limit: the count is taken and compared in one
-statement. A login that succeeds gives its attempt back, so only failures use up the limit.
-While a subject is over its limit, even the right password is not checked: that is what makes
-guessing slow. Windows are fixed (`window_seconds` long); the wait is what is left of the one in
-which the limit was reached.
+statement. A login that succeeds gives its attempt back, and so does one refused as over the
+limit (it checked nothing), so only failures use up the limit. While a subject is over its
+limit, even the right password is not checked: that is what makes guessing slow. Windows are
+fixed (`window_seconds` long); the wait is what is left of the one in which the limit was
+reached.
+
+A right password checked by many requests at once would still fill the limit while they are
+in flight (a client whose workers all log in together), so `SharedChecks` makes the requests of
+one process that carry the same username and password share one check: one attempt, one
+scrypt, one answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import hmac
 import random
+import secrets
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Final
+from typing import Any, Final, TypeVar, cast
 
 import msgspec
 
@@ -91,12 +101,54 @@ async def admit(
     rows = await conn.fetch(COUNT_ATTEMPT, list(limit_of), limits.window_seconds)
     if random.random() < _CLEANUP_CHANCE:  # noqa: S311 - housekeeping, not security
         await conn.execute(FORGET_OLD_WINDOWS, limits.window_seconds)
+    admitted = Admitted(list(limit_of), rows[0]["window_start"])
     waits = [row["wait_seconds"] for row in rows if row["attempts"] > limit_of[row["subject"]]]
     if waits:
+        # Refused unchecked: its count goes back, so a burst of refused attempts does not
+        # hold the subjects over their limits once the failures that put them there expire,
+        # nor fill the address's limit.
+        await give_back(conn, admitted)
         return Throttled(max(1, *waits))
-    return Admitted(list(limit_of), rows[0]["window_start"])
+    return admitted
 
 
 async def give_back(conn: Connection, admitted: Admitted) -> None:
     """A login succeeded: its attempt no longer counts against the username or the address."""
     await conn.execute(GIVE_BACK, admitted.subjects, admitted.window_start)
+
+
+T = TypeVar("T")
+
+
+class SharedChecks:
+    """Logins with the same username and password in flight in this process share one check:
+    the first starts it, the others wait for its answer. The check runs as a task of its own
+    (on a connection of its own), so a caller that gives up does not cancel the others'.
+    Keyed by the username and a keyed hash of the password under a secret of this process,
+    never the password; nothing is kept once the check ends."""
+
+    def __init__(self) -> None:
+        self._secret = secrets.token_bytes(32)
+        self._running: dict[tuple[str, str, bytes], asyncio.Future[Any]] = {}
+
+    async def run(
+        self, scope: str, username: str, password: str, check: Callable[[], Awaitable[T]]
+    ) -> T:
+        """`check()`'s answer, shared with the calls of the same `scope` (what the answer
+        is), username and password running at the same time."""
+        key = (
+            scope,
+            username,
+            hmac.digest(self._secret, password.encode(errors="surrogateescape"), "sha256"),
+        )
+        running = self._running.get(key)
+        if running is None:
+            running = asyncio.ensure_future(check())
+            self._running[key] = running
+            running.add_done_callback(lambda done: self._finished(key, done))
+        return cast("T", await asyncio.shield(running))
+
+    def _finished(self, key: tuple[str, str, bytes], done: asyncio.Future[Any]) -> None:
+        self._running.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every caller may have gone

@@ -16,6 +16,7 @@ import secrets
 import time
 from typing import Final
 
+import asyncpg
 import msgspec
 
 from lead_ledger.ledger.connection import Connection
@@ -60,19 +61,37 @@ class VerifiedLogins:
 
 
 async def log_in(
-    conn: Connection,
+    pool: asyncpg.Pool,
     username: str,
     password: str,
     *,
     address: str | None,
     limits: login_throttle.Limits,
     verified: VerifiedLogins,
+    shared: login_throttle.SharedChecks,
 ) -> ApiUser | login_throttle.Throttled | None:
     """The user, None when the username and password do not match, or Throttled (the password
-    unchecked) when the username or the address has failed too often of late."""
+    unchecked) when the username or the address has failed too often of late. Calls with the
+    same username and password at once share one check (`shared`)."""
     known = verified.get(username, password)
     if known is not None:
         return known
+
+    async def check() -> ApiUser | login_throttle.Throttled | None:
+        async with pool.acquire() as conn:
+            return await _check(conn, username, password, address, limits, verified)
+
+    return await shared.run(DIALECT, username, password, check)
+
+
+async def _check(
+    conn: Connection,
+    username: str,
+    password: str,
+    address: str | None,
+    limits: login_throttle.Limits,
+    verified: VerifiedLogins,
+) -> ApiUser | login_throttle.Throttled | None:
     attempt = await login_throttle.admit(conn, limits, username=username, address=address)
     if isinstance(attempt, login_throttle.Throttled):
         return attempt

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from lead_ledger.api.app import create_app
+from lead_ledger.api.keys import POOL
 from lead_ledger.settings import Settings
 from tests.api.test_flexydial import PASSWORD, TOKEN_PATH, UNABLE, admin_post
 from tests.support import Client
@@ -116,7 +117,7 @@ async def test_the_count_is_shared_by_every_server(make_api: MakeApi) -> None:
     first, second = await make_api(per_username=4), await make_api(per_username=4)
     await _user(first, "alice")
     answers = await asyncio.gather(
-        *(_login(api, "alice", "guess") for api in (first, second) for _ in range(10))
+        *(_login(api, "alice", f"guess{n}") for api in (first, second) for n in range(10))
     )
     statuses = sorted(status for status, _, _ in answers)
     assert statuses == [400] * 4 + [429] * 16
@@ -172,3 +173,50 @@ async def test_a_usernames_failures_count_across_the_apis_it_logs_in_to(
         },
     )
     assert "|alice|LOCK|" in await locked.text()
+
+
+async def _vicidial_search(api: Client, username: str, password: str) -> str:
+    response = await api.get(
+        "/vicidial/non_agent_api.php",
+        params={
+            "function": "lead_search",
+            "user": username,
+            "pass": password,
+            "source": "test",
+            "phone_number": "9876543210",
+        },
+    )
+    return await response.text()
+
+
+async def test_a_burst_of_right_logins_is_never_throttled(make_api: MakeApi) -> None:
+    """Many workers of one client logging in at once with the right password, on two servers:
+    each server checks the password once for all of them, so none is throttled, on Flexydial
+    and on Vicidial's non-agent API alike."""
+    first, second = await make_api(per_username=3), await make_api(per_username=3)
+    await _user(first, "alice")
+    answers = await asyncio.gather(
+        *(_login(api, "alice", PASSWORD) for api in (first, second) for _ in range(15))
+    )
+    assert sorted(status for status, _, _ in answers) == [200] * 30
+    assert len({body["token"] for _, body, _ in answers}) == 1
+    await _user(first, "vici")
+    searches = await asyncio.gather(
+        *(_vicidial_search(api, "vici", PASSWORD) for api in (first, second) for _ in range(15))
+    )
+    assert [s for s in searches if "LOCK" in s or "Login incorrect" in s] == []
+
+
+async def test_a_throttled_attempt_is_not_counted(make_api: MakeApi) -> None:
+    """Attempts refused while over the limit check no password and use up nothing: after a
+    burst of guesses the username's count is its failures, and the address's too, so a burst
+    does not lock a client out for longer (nor fill the address's limit) with attempts that
+    were never checked."""
+    api = await make_api(per_username=2, per_address=50)
+    await _user(api, "alice")
+    answers = await asyncio.gather(*(_login(api, "alice", f"guess{n}") for n in range(12)))
+    assert sorted(status for status, _, _ in answers) == [400] * 2 + [429] * 10
+    assert api.app is not None
+    async with api.app[POOL].acquire() as conn:
+        counts = await conn.fetch("SELECT attempts FROM login_throttle ORDER BY subject")
+    assert [row["attempts"] for row in counts] == [2, 2]  # the address, the username
