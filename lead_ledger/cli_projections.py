@@ -44,7 +44,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     actions.add_parser("status", help="rows, last rebuild and log head per projection")
     for name, text in (
         ("rebuild", "replay the log into shadow tables and swap them in (service keeps running)"),
-        ("verify", "replay into shadow tables and compare with the live ones; exit 1 if differ"),
+        (
+            "verify",
+            (
+                "replay into shadow tables and compare with the live ones; exit 1 if they"
+                " differ, 3 if another rebuild or verify is running"
+            ),
+        ),
     ):
         action = actions.add_parser(name, help=text)
         action.add_argument("names", nargs="*", metavar="NAME", help="projections (default all)")
@@ -69,7 +75,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         Console(stderr=True, soft_wrap=True).print(
             f"lead-ledger: {error}", style="red", highlight=False
         )
-        return 1
+        return _exit_status(error)
     except asyncpg.InsufficientPrivilegeError as error:
         # Without LEDGER_MIGRATION_DATABASE_URL the service's URL is used, whose role may not
         # create the shadow tables: name the fix, as `migrate` and `serve` do.
@@ -86,6 +92,21 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     finally:
         await pool.close()
+
+
+# Exit statuses beyond 0 (done; live equals rebuilt) and 1 (live and rebuilt differ, or the
+# command failed): a script or a cron job can tell a wrong command and a busy database, which
+# a later run may get past, from a difference.
+EXIT_USAGE: Final = 2
+EXIT_BUSY: Final = 3
+
+
+def _exit_status(error: projections.RebuildError) -> int:
+    if isinstance(error, projections.UnknownProjectionError):
+        return EXIT_USAGE
+    if isinstance(error, projections.RebuildBusyError):
+        return EXIT_BUSY
+    return 1
 
 
 class RateColumn(ProgressColumn):

@@ -509,6 +509,29 @@ async def test_cli_verify_exits_non_zero_on_a_difference(
     assert await run(parser.parse_args(["projections", "verify"]), settings) == 0
 
 
+async def test_cli_tells_busy_and_unknown_apart_from_a_difference(
+    database_url: str,
+    owner_database_url: str,
+    pool: asyncpg.Pool,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A verify or rebuild that cannot run while another one does exits 3 (try again), an
+    unknown projection 2 (a usage error): neither is 1, which says live and rebuilt differ."""
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command"))
+    settings = Settings(database_url=database_url, migration_database_url=owner_database_url)
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", REBUILD_LOCK_KEY)
+        try:
+            for action in ("verify", "rebuild"):
+                assert await run(parser.parse_args(["projections", action]), settings) == 3
+                assert "another projection rebuild or verify is running" in capsys.readouterr().err
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", REBUILD_LOCK_KEY)
+    assert await run(parser.parse_args(["projections", "verify", "nope"]), settings) == 2
+    assert "unknown projection(s): nope" in capsys.readouterr().err
+
+
 async def test_streams_out_of_feed_order_fold_in_stream_order(pool: asyncpg.Pool) -> None:
     """An older transaction appending after a younger one (feed order != stream order) folds
     right, in the bulk read and in the fence-free catch-up under the gate."""

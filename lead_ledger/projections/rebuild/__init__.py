@@ -25,8 +25,10 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.projections.rebuild.build import BATCH_SIZE, build_shadow
 from lead_ledger.projections.rebuild.shadow import (
     Progress,
+    RebuildBusyError,
     RebuildError,
     RebuildReport,
+    UnknownProjectionError,
     connections,
     drop_shadow,
     rebuild_lock,
@@ -41,9 +43,11 @@ __all__ = [
     "Difference",
     "Progress",
     "ProjectionStatus",
+    "RebuildBusyError",
     "RebuildError",
     "RebuildReport",
     "TableCheck",
+    "UnknownProjectionError",
     "VerifyReport",
     "rebuild",
     "status",

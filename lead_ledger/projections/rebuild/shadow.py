@@ -65,6 +65,14 @@ class RebuildError(RuntimeError):
     """A rebuild or verify could not run (unknown name, another one running, swap blocked)."""
 
 
+class UnknownProjectionError(RebuildError):
+    """A name that is no projection: the command was wrong, not the database."""
+
+
+class RebuildBusyError(RebuildError):
+    """Another rebuild or verify runs, or a lock was not granted in time: it may run later."""
+
+
 @dataclass(slots=True)
 class RebuildReport:
     names: list[str]
@@ -105,7 +113,9 @@ def select_projections(names: Sequence[str] | None) -> list[Projection]:
     unknown = sorted(set(names) - set(BY_NAME))
     if unknown:
         known = ", ".join(BY_NAME)
-        raise RebuildError(f"unknown projection(s): {', '.join(unknown)} (known: {known})")
+        raise UnknownProjectionError(
+            f"unknown projection(s): {', '.join(unknown)} (known: {known})"
+        )
     return [p for p in PROJECTIONS if p.name in names]  # registry order, each once
 
 
@@ -140,7 +150,7 @@ async def connections(
 async def rebuild_lock(conn: Connection) -> AsyncIterator[None]:
     """One rebuild or verify at a time: they share the shadow tables."""
     if not await conn.fetchval(TRY_REBUILD_LOCK, REBUILD_LOCK_KEY):
-        raise RebuildError("another projection rebuild or verify is running")
+        raise RebuildBusyError("another projection rebuild or verify is running")
     try:
         yield
     finally:

@@ -22,7 +22,7 @@ from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.gate import close_write_gate
 from lead_ledger.projections.rebuild.build import BATCH_SIZE
 from lead_ledger.projections.rebuild.catch_up import catch_up
-from lead_ledger.projections.rebuild.shadow import RebuildError, Shadow, live_options
+from lead_ledger.projections.rebuild.shadow import RebuildBusyError, Shadow, live_options
 
 TABLE_LOCK_TIMEOUT_MS: Final = 500
 PATIENT_AFTER: Final = 2  # attempts with the short table timeout before the patient ones
@@ -89,7 +89,7 @@ async def swap(conn: Connection, shadow: Shadow, *, lock_timeout_ms: int, attemp
             # The attempt's catch-up was rolled back with it: so must its progress be.
             shadow.restore(saved)
             if attempt == attempts:
-                raise RebuildError(
+                raise RebuildBusyError(
                     f"swap gave up after {attempts} attempts: a lock was not granted within "
                     f"{lock_timeout_ms} ms (long transactions on the projection tables?)"
                 ) from None

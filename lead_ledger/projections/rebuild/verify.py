@@ -23,7 +23,7 @@ from lead_ledger.projections.base import SHADOW_SCHEMA, Projection
 from lead_ledger.projections.rebuild.build import BATCH_SIZE, build_shadow
 from lead_ledger.projections.rebuild.shadow import (
     Progress,
-    RebuildError,
+    RebuildBusyError,
     connections,
     drop_shadow,
     each_on_a_free_lane,
@@ -217,7 +217,9 @@ async def verify(
                             for p, (c, b) in zip(projections, checks, strict=True)
                         ]
                 except asyncpg.LockNotAvailableError:
-                    raise RebuildError("verify could not hold writers out to re-check") from None
+                    raise RebuildBusyError(
+                        "verify could not hold writers out to re-check"
+                    ) from None
         finally:
             with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 await drop_shadow(conn, projections)
