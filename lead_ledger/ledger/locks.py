@@ -32,6 +32,11 @@ _ROLES_KEY: Final = 0x4C4C_0005 << 32
 _EXPORT_FILES_NAMESPACE: Final = 0x4C4C_0006
 # An account's exports being queued: each counts the account's exports in progress under it.
 _EXPORT_QUEUE_NAMESPACE: Final = 0x4C4C_0007
+# A claimed job's worker is alive: held (session-scoped) by the connection that claimed it, from
+# the claim to the job's end, so a job whose worker died is claimable at once, without waiting
+# for its lease. Keyed by the low 32 bits of the job id, in SQL (service/jobs/lifecycle.py): ids
+# 2^32 apart share a key, and a dead worker's job then waits for its lease, as before.
+JOB_WORKER_NAMESPACE: Final = 0x4C4C_0008
 _ID_LIMIT: Final = 1 << 32
 
 LOCK_XACT: Final = "SELECT pg_advisory_xact_lock($1)"

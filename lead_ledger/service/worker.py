@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Final, Literal
 
 import asyncpg
 import structlog
@@ -233,37 +233,12 @@ async def _one(
         claim = await jobs.claim_next(conn, worker_id, lease_seconds)
         if claim is None:
             return False
-        log.info("job_claimed", job_id=claim.job_id, attempt=claim.attempts, worker_id=worker_id)
-        started = time.perf_counter()
-        run = asyncio.ensure_future(
-            jobs.run_job(
-                conn,
-                worker_id,
-                claim,
-                kinds,
-                max_attempts=max_attempts,
-                retry_seconds=retry_seconds,
-            )
-        )
-        stopping = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            broken = await _run(conn, stop, kinds, worker_id, claim, max_attempts, retry_seconds)
         finally:
-            stopping.cancel()
-        if run.done():
-            broken = run.exception()
-            if broken is None:
-                state = run.result()
-                JOB_SECONDS.labels(state).observe(time.perf_counter() - started)
-                log.info("job_ran", job_id=claim.job_id, state=state, worker_id=worker_id)
-                return True
-        else:
-            # Stopping: the job's transaction rolls back when cancelled; hand the job back
-            # below, on another connection, as this one may be unusable after the cancellation.
-            broken = None
-            run.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await run
+            await jobs.let_go(conn, claim)
+        if broken is False:
+            return True
     async with pool.acquire() as conn:
         if isinstance(broken, Exception):
             # The attempt failed and could not be handed back on its own connection (the
@@ -277,3 +252,47 @@ async def _one(
         await jobs.release(conn, claim.job_id, worker_id)
     log.info("job_released", job_id=claim.job_id, worker_id=worker_id)
     return True
+
+
+async def _run(
+    conn: Connection,
+    stop: asyncio.Event,
+    kinds: jobs.JobKinds,
+    worker_id: str,
+    claim: jobs.Claim,
+    max_attempts: int,
+    retry_seconds: float,
+) -> BaseException | Literal[False] | None:
+    """Run the claimed job on its claiming connection until it ends or the stop: False when
+    it ran, the error when it broke, None when the stop cut it (to be handed back)."""
+    log.info("job_claimed", job_id=claim.job_id, attempt=claim.attempts, worker_id=worker_id)
+    started = time.perf_counter()
+    run = asyncio.ensure_future(
+        jobs.run_job(
+            conn,
+            worker_id,
+            claim,
+            kinds,
+            max_attempts=max_attempts,
+            retry_seconds=retry_seconds,
+        )
+    )
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if run.done():
+        broken = run.exception()
+        if broken is None:
+            state = run.result()
+            JOB_SECONDS.labels(state).observe(time.perf_counter() - started)
+            log.info("job_ran", job_id=claim.job_id, state=state, worker_id=worker_id)
+            return False
+        return broken
+    # Stopping: the job's transaction rolls back when cancelled; the job is handed back on
+    # another connection, as this one may be unusable after the cancellation.
+    run.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await run
+    return None

@@ -331,12 +331,10 @@ async def test_fifty_thousand_rows(
 
 
 def _serve(database_url: str) -> subprocess.Popen[bytes]:
-    """A real `lead-ledger serve` on the test's database: its worker claims jobs, its
-    dispatcher sends callbacks (to local addresses), and a job it dies holding is claimable
-    again two seconds after its claim."""
-    served = serve_process(
-        database_url, LEDGER_CALLBACK_ALLOW_PRIVATE="1", LEDGER_JOB_LEASE_SECONDS="2"
-    )
+    """A real `lead-ledger serve` on the test's database: its worker claims jobs and its
+    dispatcher sends callbacks (to local addresses). The job lease is the default (300 s):
+    a job it dies holding is claimable again as soon as its database session is gone."""
+    served = serve_process(database_url, LEDGER_CALLBACK_ALLOW_PRIVATE="1")
     return served.process
 
 
@@ -355,7 +353,8 @@ async def test_a_server_killed_mid_upload_loses_nothing_and_another_finishes_it(
     database_url: str,
 ) -> None:
     """kill -9 of the `serve` running a 50,000-row upload: nothing of it is visible, no
-    callback went out; a second server runs it again, whole, and the callback arrives once."""
+    callback went out; a second server runs it again at once (not after the dead one's
+    five-minute lease), whole, and the callback arrives once."""
     front = await make_client(worker=False)  # accepts the upload; runs no job itself
     account = await make_account(front)
     rows: list[list[str | int | float | None]] = [["PhoneNumber", "Name"]]

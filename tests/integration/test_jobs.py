@@ -29,7 +29,7 @@ from lead_ledger.api.callback_http import callback_session, poster
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
-from lead_ledger.ledger.locks import campaign_lock_key
+from lead_ledger.ledger.locks import JOB_WORKER_NAMESPACE, campaign_lock_key
 from lead_ledger.ledger.store import read_feed
 from lead_ledger.service import callbacks, jobs
 from lead_ledger.service.job_kinds import job_kinds
@@ -232,6 +232,38 @@ async def test_a_busy_campaigns_jobs_wait_for_it_and_others_go_first(
         assert claim.job_id == second
 
 
+async def test_a_running_job_is_retaken_only_once_its_worker_is_gone(
+    pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """A job under a live lease whose claiming session is alive is not claimed again, nor is
+    its campaign's next job; once that session lets go of it (a worker that died), both are
+    claimable at once, the running one first, though its lease has an hour to run."""
+    account_id, campaign_id = campaign
+    first = await submit(pool, account_id, campaign_id, [])
+    second = await submit(pool, account_id, campaign_id, [])
+    async with pool.acquire() as owner, pool.acquire() as other:
+        claim = await jobs.claim_next(owner, "alive", 3600)
+        assert claim is not None
+        assert (claim.job_id, claim.alive) == (first, True)
+        assert await jobs.claim_next(other, "rival", 3600) is None
+        await jobs.let_go(owner, claim)
+        retaken = await jobs.claim_next(other, "rival", 3600)
+        assert retaken is not None
+        assert (retaken.job_id, retaken.attempts, retaken.alive) == (first, 2, True)
+        assert await jobs.claim_next(owner, "third", 3600) is None  # the rival is alive
+        await jobs.let_go(other, retaken)
+        await other.execute("UPDATE job_queue SET state = 'done' WHERE job_id = $1", first)
+        last = await jobs.claim_next(owner, "third", 3600)
+        assert last is not None
+        assert last.job_id == second
+        await jobs.let_go(owner, last)
+        locks = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::oid"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        assert await owner.fetchval(locks, JOB_WORKER_NAMESPACE) == 0  # every one let go
+
+
 async def test_a_kinds_preparation_holds_back_no_reader_of_the_feed(
     pool: asyncpg.Pool, campaign: tuple[int, int]
 ) -> None:
@@ -359,13 +391,22 @@ async def test_graceful_stop_releases_the_lease(
 async def test_kill_9_mid_job_leaves_nothing_half_done(
     database_url: str, pool: asyncpg.Pool, campaign: tuple[int, int]
 ) -> None:
-    """A worker killed mid-job (50,000 rows) leaves no lead; the retry inserts each exactly once."""
+    """A worker killed mid-job (50,000 rows) leaves no lead; another worker takes the job again
+    as soon as the dead one's session is gone, long before its hour-long lease ends, and the
+    retry inserts each lead exactly once."""
     account_id, campaign_id = campaign
     total = 50_000
     rows = [LeadFields(phone_numbers=[phone(i)]) for i in range(total)]
     job_id = await submit(pool, account_id, campaign_id, rows, check_duplicates=False)
     process = subprocess.Popen(  # noqa: ASYNC220, S603 - our own script; we only kill it
-        [sys.executable, "-m", "tests.integration.job_worker_script", database_url, "doomed", "2"],
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.job_worker_script",
+            database_url,
+            "doomed",
+            "3600",
+        ],
         cwd=ROOT,
     )
     try:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
+import asyncpg
 import msgspec
 import structlog
 
@@ -25,7 +26,12 @@ from lead_ledger.ledger.job_events import (
     JobSubmitted,
     stream_of_job,
 )
-from lead_ledger.ledger.locks import LOCK_XACT, account_lock_key, lock_campaigns
+from lead_ledger.ledger.locks import (
+    JOB_WORKER_NAMESPACE,
+    LOCK_XACT,
+    account_lock_key,
+    lock_campaigns,
+)
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.service.jobs.kinds import Job, JobKinds, JobOutcome
 from lead_ledger.service.transactions import write_transaction
@@ -46,16 +52,31 @@ INSERT INTO job_queue (job_id, account_id, kind, campaign_id) VALUES ($1, $2, $3
 """
 NOTIFY: Final = "SELECT pg_notify($1, $2)"
 # A job whose campaign has a job running under a live lease waits for it: it would only block on
-# the campaign's lock, holding a worker that a job of another campaign could use.
+# the campaign's lock, holding a worker that a job of another campaign could use. A running job
+# whose worker died is claimable at once: its worker's session, and so the job's liveness lock
+# (ledger/locks.py; $3 its namespace), is gone. `alive` lists the jobs whose lock a session of
+# this database holds. A lock shows in pg_locks the moment it is granted, before the claim that
+# takes it commits, so a claimed job is never seen without it. A bigint advisory key shows as
+# classid (its high 32 bits), objid (its low 32 bits) and objsubid 1; a job's key is its
+# namespace and the low 32 bits of its id.
 CLAIM_NEXT: Final = """
-WITH next AS (
+WITH alive AS MATERIALIZED (
+    SELECT objid::bigint AS low FROM pg_locks
+    WHERE locktype = 'advisory' AND classid = $3::bigint::oid AND objsubid = 1
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+),
+next AS (
     SELECT job_id FROM job_queue q
     WHERE available_at <= now()
-      AND (state = 'queued' OR (state = 'running' AND lease_until < now()))
+      AND (state = 'queued'
+           OR (state = 'running'
+               AND (lease_until < now()
+                    OR (job_id & 4294967295) NOT IN (SELECT low FROM alive))))
       AND NOT EXISTS (
           SELECT 1 FROM job_queue r
           WHERE r.campaign_id = q.campaign_id AND r.state = 'running'
-            AND r.lease_until >= now() AND r.job_id <> q.job_id)
+            AND r.lease_until >= now() AND r.job_id <> q.job_id
+            AND (r.job_id & 4294967295) IN (SELECT low FROM alive))
     ORDER BY available_at, job_id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -64,8 +85,10 @@ UPDATE job_queue q
 SET state = 'running', lease_owner = $1, lease_until = now() + make_interval(secs => $2),
     attempts = q.attempts + 1
 FROM next WHERE q.job_id = next.job_id
-RETURNING q.job_id, q.attempts, q.campaign_id
+RETURNING q.job_id, q.attempts, q.campaign_id,
+    pg_try_advisory_lock(($3::bigint << 32) | (q.job_id & 4294967295)) AS alive
 """
+LET_GO: Final = "SELECT pg_advisory_unlock(($2::bigint << 32) | ($1::bigint & 4294967295))"
 # Taken in the run transaction and held to its end: claimers skip the locked row. A row lock
 # assigns the transaction id, so the job's campaign lock must come before it (see run_job).
 LOCK_CLAIMED: Final = """
@@ -98,6 +121,9 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     job_id: int
     attempts: int
     campaign_id: int | None = None
+    # Whether the claiming connection holds the job's liveness lock (`let_go` when done). Not
+    # when a worker whose lease ran out still held it: this claim then relies on its lease.
+    alive: bool = False
 
 
 async def submit_job(  # noqa: PLR0913 - one keyword per JobSubmitted field
@@ -140,11 +166,29 @@ async def submit_job(  # noqa: PLR0913 - one keyword per JobSubmitted field
 
 
 async def claim_next(conn: Connection, worker_id: str, lease_seconds: float) -> Claim | None:
-    """Lease the oldest runnable job (queued, or running with an expired lease), if any."""
-    row = await conn.fetchrow(CLAIM_NEXT, worker_id, float(lease_seconds))
+    """Lease the oldest runnable job (queued, or running with an expired lease or a dead
+    worker), if any; the claiming connection holds its liveness lock until `let_go`."""
+    row = await conn.fetchrow(CLAIM_NEXT, worker_id, float(lease_seconds), JOB_WORKER_NAMESPACE)
     if row is None:
         return None
-    return Claim(job_id=row["job_id"], attempts=row["attempts"], campaign_id=row["campaign_id"])
+    return Claim(
+        job_id=row["job_id"],
+        attempts=row["attempts"],
+        campaign_id=row["campaign_id"],
+        alive=row["alive"],
+    )
+
+
+async def let_go(conn: Connection, claim: Claim) -> None:
+    """The claiming connection's part is over (the job ended, or was handed back): drop the
+    job's liveness lock before the connection goes back to the pool. When the connection
+    cannot (the attempt broke it), it is closed, which drops the lock with its session."""
+    if not claim.alive:
+        return
+    try:
+        await conn.execute(LET_GO, claim.job_id, JOB_WORKER_NAMESPACE)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        conn.terminate()
 
 
 async def release(conn: Connection, job_id: int, worker_id: str) -> None:
