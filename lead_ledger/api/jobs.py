@@ -185,7 +185,7 @@ async def get_job(request: web.Request, principal: Principal) -> web.StreamRespo
     summary="A job's refused rows as csv: row number, the cells as sent, the reason",
     description=(
         "What Ozonetel bulk V4's callback links as failedFilePath; any job's rejected rows read"
-        " so. Columns: `row_number`, every cell name the rows have (in the order first met),"
+        " so. Columns: `row_number`, every cell name the rows have (in the upload's order),"
         " `reason`. A cell a spreadsheet would run as a formula starts with `'`; an erased"
         " row's cells are blank. Empty (the header only) until the job is done."
     ),
@@ -207,11 +207,11 @@ async def rejected_csv(request: web.Request, principal: Principal) -> web.Stream
         return problem(404, f"no job {text}")
     query_params(request, NoQuery)
     async with request.app[POOL].acquire() as conn:
-        rows = await jobs.rejected_rows(conn, principal.account_id, job_id)
-    if rows is None:
+        rejected = await jobs.rejected_rows(conn, principal.account_id, job_id)
+    if rejected is None:
         return problem(404, f"no job {text}")
     return web.Response(
-        text=jobs.rejected_csv(rows),
+        text=jobs.rejected_csv(*rejected),
         content_type="text/csv",
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="job-{job_id}-rejected.csv"'},

@@ -69,6 +69,9 @@ class JobCompleted(_JobEvent, frozen=True, kw_only=True, tag="JobCompleted"):
     reassigned: int = 0
     rejected: int = 0
     rejected_rows: list[RejectedRow] = []
+    # The names of the rejected rows' cells in the order the upload gave them (the log keeps
+    # an object's keys in its own order): the columns of the job's rejected.csv.
+    rejected_columns: list[str] = []
     output: JobOutput | None = None
 
 

@@ -63,6 +63,7 @@ class JobsProjection(Projection):
         "reassigned",
         "rejected",
         "rejected_rows",
+        "rejected_columns",
         "error",
         "callback_url",
         "callback_state",
@@ -74,7 +75,7 @@ class JobsProjection(Projection):
         "output_removed_at",
     )
     jsonb_columns: ClassVar[frozenset[str]] = frozenset(
-        {"rejected_rows", "callback_attempts", "options", "output"}
+        {"rejected_rows", "rejected_columns", "callback_attempts", "options", "output"}
     )
     handles: ClassVar[frozenset[type]] = frozenset(_JOB_EVENTS)
 
@@ -116,6 +117,7 @@ def _submitted(event: JobSubmitted, at: datetime) -> dict[str, Any]:
         "reassigned": 0,
         "rejected": 0,
         "rejected_rows": [],
+        "rejected_columns": [],
         "error": None,
         "callback_url": event.callback_url,
         "callback_state": None,
@@ -138,6 +140,7 @@ def _after_outcome(row: dict[str, Any], event: DomainEvent, at: datetime) -> dic
             "reassigned": event.reassigned,
             "rejected": event.rejected,
             "rejected_rows": msgspec.to_builtins(event.rejected_rows),
+            "rejected_columns": event.rejected_columns,
             "output": msgspec.to_builtins(event.output),
             "completed_at": at,
             "callback_state": "pending" if row["callback_url"] else None,

@@ -23,6 +23,7 @@ from lead_ledger.api.callback_http import poster
 from lead_ledger.ledger.envelope import ANY_VERSION, Actor
 from lead_ledger.ledger.job_events import CallbackAttempted
 from lead_ledger.ledger.locks import account_lock_key, campaign_lock_key
+from lead_ledger.projections.rebuild import verify
 from lead_ledger.service import callbacks, jobs
 from lead_ledger.service.job_kinds import job_kinds
 from lead_ledger.service.writer import Context, record, stream_append
@@ -363,6 +364,26 @@ async def test_refused_rows_and_the_failed_file(
     assert by_number["3"]["Priority"] == "100"
     assert by_number["7"]["row"] == "not an array"
     assert by_number["9"]["PhoneNumber"] == "+919876500009"
+
+
+async def test_failed_file_columns_are_in_the_uploads_order(
+    api: Client, acme: Account, receiver: Receiver, owner_pool: asyncpg.Pool
+) -> None:
+    """The failed file's columns are the upload's, in the order it gave them (its map), not
+    the order the database keeps an object's keys in; a column only a later row has comes
+    after them. Rebuilt, the job reads the same."""
+    bulk = {
+        "map": ["PhoneNumber", "Name", "Priority", "AgentId"],
+        "data": [["12", "Short", "", ""], ["9876500002", "Bad", "100", ""], "not an array"],
+    }
+    queued(await post(api, body(acme, bulkData=bulk, callBackUrl=receiver.url)))
+    url = (await receiver.next())["data"]["failedFilePath"]
+    path = "/" + url.split("://", 1)[1].split("/", 1)[1]
+    response = await api.get(path, headers=native(acme))
+    header = (await response.text()).split("\r\n", 1)[0]
+    assert header == "row_number,PhoneNumber,Name,Priority,AgentId,row,reason"
+    report = await verify(owner_pool, ["jobs"])  # shadow tables are the owner's
+    assert [t.name for t in report.tables if not t.ok] == []
 
 
 async def test_failed_file_escapes_formulas(api: Client, acme: Account, receiver: Receiver) -> None:

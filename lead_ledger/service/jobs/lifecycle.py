@@ -283,6 +283,7 @@ async def _complete(conn: Connection, ctx: Context, job: Job, outcome: JobOutcom
         reassigned=outcome.reassigned,
         rejected=len(outcome.rejected_rows),
         rejected_rows=outcome.rejected_rows,
+        rejected_columns=list(dict.fromkeys(n for r in outcome.rejected_rows for n in r.row or ())),
         output=outcome.output,
     )
     body = outcome.callback_body

@@ -14,11 +14,12 @@ ROW_NUMBER = "row_number"
 REASON = "reason"
 
 
-def rejected_csv(rows: Sequence[RejectedRow]) -> str:
+def rejected_csv(rows: Sequence[RejectedRow], columns: Sequence[str] = ()) -> str:
     """One line per refused row: its number, its cells as sent (every name any row has, in
-    the order first met), and the reason. An erased row keeps its number and reason, and its
-    cells are blank; cells that a spreadsheet would run as formulas are quoted as text."""
-    names: dict[str, None] = {}
+    the upload's order, `columns`, then any other in the order first met), and the reason. An
+    erased row keeps its number and reason, and its cells are blank; cells that a spreadsheet
+    would run as formulas are quoted as text."""
+    names: dict[str, None] = dict.fromkeys(c for c in columns if c not in (ROW_NUMBER, REASON))
     for row in rows:
         for name in row.row or ():
             if name not in (ROW_NUMBER, REASON):

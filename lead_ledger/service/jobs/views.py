@@ -43,7 +43,9 @@ WHERE j.account_id = $1 AND j.job_id < $2
 ORDER BY j.job_id DESC
 LIMIT $8
 """
-SELECT_REJECTED: Final = "SELECT rejected_rows FROM jobs WHERE job_id = $1 AND account_id = $2"
+SELECT_REJECTED: Final = """
+SELECT rejected_rows, rejected_columns FROM jobs WHERE job_id = $1 AND account_id = $2
+"""
 
 
 class JobCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -121,12 +123,16 @@ async def get_job(conn: Connection, account_id: int, job_id: int) -> JobView | N
     return JobView(**msgspec.structs.asdict(_summary(row)), rejected_rows=rejected_rows)
 
 
-async def rejected_rows(conn: Connection, account_id: int, job_id: int) -> list[RejectedRow] | None:
-    """The account's job's refused rows (empty until it is done), or None without such a job."""
-    found = await conn.fetchval(SELECT_REJECTED, job_id, account_id)
+async def rejected_rows(
+    conn: Connection, account_id: int, job_id: int
+) -> tuple[list[RejectedRow], list[str]] | None:
+    """The account's job's refused rows (empty until it is done) and the names of their cells
+    in the upload's order, or None without such a job."""
+    found = await conn.fetchrow(SELECT_REJECTED, job_id, account_id)
     if found is None:
         return None
-    return msgspec.json.decode(found, type=list[RejectedRow])
+    rows = msgspec.json.decode(found["rejected_rows"], type=list[RejectedRow])
+    return rows, msgspec.json.decode(found["rejected_columns"], type=list[str])
 
 
 async def list_jobs(conn: Connection, account_id: int, query: JobsQuery) -> JobPage:
