@@ -177,7 +177,7 @@ async def _login_data(request: web.Request) -> object:
         form = await readable_form(request)
         if form is None:
             return None
-        return dict(form.items())  # a repeated field: the first value, as Django's QueryDict
+        return dict(form.items())  # a repeated field: its last value, as Django's QueryDict
     try:
         data: object = decode_json(await request.read())
     except msgspec.DecodeError:
@@ -187,11 +187,12 @@ async def _login_data(request: web.Request) -> object:
 
 @routes.post("/api/generate-token/")
 @openapi.operation(
-    summary="Flexydial login: a new token for a user's account",
+    summary="Flexydial login: the user's token",
     description=(
-        "Each successful login issues a new `flexydial` credential (tokens are stored as"
-        " digests, so an earlier one cannot be shown again); it stays valid until revoked"
-        " through the admin API. Missing or blank fields get DRF's field errors."
+        "A user has one `flexydial` token, as Django REST framework's ObtainAuthToken gives:"
+        " the first login issues it and every later one answers it again, until it is revoked"
+        " through the admin API (the next login then issues a new one). Missing or blank"
+        " fields get DRF's field errors."
     ),
     tags=("flexydial",),
     body=Credentials,

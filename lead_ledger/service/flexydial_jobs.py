@@ -26,10 +26,15 @@ from lead_ledger.service import dnc
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.dnc import DncBlock
 from lead_ledger.service.flexydial_payload import (
+    DUPLICATE_CHECK,
+    NUMBER,
+    USER,
     BulkRequest,
     RowPatch,
     RowProblem,
+    describe,
     merge_patches,
+    not_found,
     row_to_fields,
     row_to_patch,
 )
@@ -47,6 +52,8 @@ UNKNOWN_USER: Final = "This user is not present in our database"
 # last ten digits; here it is the dedupe key, every spelling of the number alike).
 BLOCKED_GLOBALLY: Final = "This number is blocked globally"
 BLOCKED_IN_CAMPAIGN: Final = "This number is blocked in this campaign"
+# Not one of the checks' object: Flexydial writes this text alone (a row it set aside before
+# checking any).
 DUPLICATE_IN_FILE: Final = "This row is duplicated in file"
 
 SELECT_KNOWN_AGENTS: Final = """
@@ -64,15 +71,8 @@ _decode_request: Final = msgspec.json.Decoder(BulkRequest).decode
 
 def already_exists(campaign: str) -> str:
     """Flexydial's description of a row whose number a live lead of the campaign has."""
-    return f"contact with this numeric value is already exist in {campaign} campaign"
-
-
-def not_blank(field: str) -> str:
-    return f"the {field} should not be blank"
-
-
-def not_found(field: str) -> str:
-    return f"the {field} is not exist in campaign, please insert first"
+    text = f"contact with this numeric value is already exist in {campaign} campaign"
+    return describe({DUPLICATE_CHECK: text})
 
 
 async def _known_agents(conn: Connection, account_id: int, agents: Iterable[str]) -> set[str]:
@@ -83,7 +83,19 @@ async def _known_agents(conn: Connection, account_id: int, agents: Iterable[str]
 
 
 def _blocked_text(block: DncBlock) -> str:
-    return BLOCKED_GLOBALLY if block.campaign_id is None else BLOCKED_IN_CAMPAIGN
+    text = BLOCKED_GLOBALLY if block.campaign_id is None else BLOCKED_IN_CAMPAIGN
+    return describe({NUMBER: text})
+
+
+def _user(row: Mapping[str, str]) -> str | None:
+    return row.get("user", "").strip() or None
+
+
+def _with_user(problems: dict[str, str], user: str | None, known: set[str]) -> dict[str, str]:
+    """The row's problems with Flexydial's last check, an unknown `user`, added."""
+    if user is not None and user not in known:
+        return problems | {USER: UNKNOWN_USER}
+    return problems
 
 
 def _rejected(
@@ -123,25 +135,21 @@ async def insert_job(
 ) -> JobOutcome:
     """Insert the valid rows in one call; the others are refused with Flexydial's description.
 
-    Checks per row, the first that applies: the row's values (`row_to_fields`), an unknown
-    `user`, then duplicates (a live lead of the campaign, or an earlier row of this upload).
+    A row's own checks (`row_to_fields`) and its `user` are all reported together; a row that
+    passes them is then checked against the do-not-call registry and for duplicates (a live
+    lead of the campaign, or an earlier row of this upload).
     """
     request = _decode_request(payload)
     problems: dict[int, str] = {}
-    candidates: list[tuple[int, LeadFields]] = []
-    for number, row in enumerate(request.rows, start=1):
-        fields = row_to_fields(row)
-        if isinstance(fields, RowProblem):
-            problems[number] = fields.description
-        else:
-            candidates.append((number, fields))
-    agents = {fields.agent for _, fields in candidates if fields.agent is not None}
-    known = await _known_agents(conn, job.account_id, agents)
+    parsed = [row_to_fields(row) for row in request.rows]
+    known = await _known_agents(conn, job.account_id, filter(None, map(_user, request.rows)))
     valid: list[tuple[int, LeadFields]] = []
-    for number, fields in candidates:
-        if fields.agent is not None and fields.agent not in known:
-            problems[number] = UNKNOWN_USER
-        else:
+    for number, (row, fields) in enumerate(zip(request.rows, parsed, strict=True), start=1):
+        found = fields.problems if isinstance(fields, RowProblem) else {}
+        found = _with_user(found, _user(row), known)
+        if found:
+            problems[number] = describe(found)
+        elif isinstance(fields, LeadFields):
             valid.append((number, fields))
     result = await insert_leads(
         conn,
@@ -181,22 +189,17 @@ class _Found(msgspec.Struct, frozen=True):
 async def update_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -> JobOutcome:
     """Apply each row to every live lead of the campaign its reference value finds.
 
-    Checks per row, the first that applies: a blank reference, the row's values
-    (`row_to_patch`), an unknown `user`, no live lead found. A lead found by several rows gets
-    them in row order, as one update.
+    A blank reference, the row's values (`row_to_patch`) and an unknown `user` are reported
+    together; a row that passes them is refused when no live lead has its value. A lead found
+    by several rows gets them in row order, as one update.
     """
     request = _decode_request(payload)
     reference = request.reference_field or "numeric"
     campaign_id = job.required_campaign()
     region = await default_region(conn, job.account_id)
     problems: dict[int, str] = {}
-    parsed = _parse_rows(request.rows, reference, region, problems)
-    agents = (found.patch.agent for found in parsed if found.patch.agent is not None)
-    known = await _known_agents(conn, job.account_id, agents)
-    for found in parsed:
-        if found.patch.agent is not None and found.patch.agent not in known:
-            problems[found.number] = UNKNOWN_USER
-    parsed = [found for found in parsed if found.number not in problems]
+    known = await _known_agents(conn, job.account_id, filter(None, map(_user, request.rows)))
+    parsed = _parse_rows(request.rows, reference, region, known, problems)
 
     # Which leads a value finds is decided under the campaign's lock, like every other write.
     await lock_campaigns(conn, [campaign_id])
@@ -206,7 +209,7 @@ async def update_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -
     for found in parsed:
         leads = owners.get(found.key, [])
         if not leads:
-            problems[found.number] = not_found(reference)
+            problems[found.number] = describe({DUPLICATE_CHECK: not_found(reference)})
         for lead in leads:
             by_lead.setdefault(lead, []).append(found.patch)
             rows_of.setdefault(lead, []).append(found.number)
@@ -243,16 +246,23 @@ async def update_job(conn: Connection, ctx: Context, job: Job, payload: bytes) -
 
 
 def _parse_rows(
-    rows: list[dict[str, str]], reference: str, region: str | None, problems: dict[int, str]
+    rows: list[dict[str, str]],
+    reference: str,
+    region: str | None,
+    known: set[str],
+    problems: dict[int, str],
 ) -> list[_Found]:
     """Each row's patch and lookup key; a row with a problem goes to `problems` instead."""
     parsed = []
     for number, row in enumerate(rows, start=1):
-        value = row.get(reference, "")
-        patch = row_to_patch(row, reference) if value.strip() else RowProblem(not_blank(reference))
-        if isinstance(patch, RowProblem):
-            problems[number] = patch.description
+        patch = row_to_patch(row, reference)
+        found = _with_user(
+            patch.problems if isinstance(patch, RowProblem) else {}, _user(row), known
+        )
+        if found or isinstance(patch, RowProblem):
+            problems[number] = describe(found)
             continue
+        value = row.get(reference, "")
         key = dedupe_key(value, region) if reference == "numeric" else value
         parsed.append(_Found(number, key, patch))
     return parsed

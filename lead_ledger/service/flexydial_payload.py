@@ -4,13 +4,15 @@ Pure code, no I/O. `parse_bulk` returns the request or the vendor's exact error 
 VENDOR-APIS A), which the HTTP layer sends as {"errors": <text>}; it is `parse_structure` (checks
 that need nothing but the body) followed by `check_headers` (which needs the campaign's declared
 CRM fields), so a caller can look the campaign up in between. `row_to_fields` maps one insert
-row to the canonical lead, `row_to_patch` one update row to its changes, each or the row-level
-description Flexydial reports in "improper_data"; `merge_patches` applies an update's rows that
-found one lead to it. docs/bulk-validation.md lists the rules, their order and every decision.
+row to the canonical lead, `row_to_patch` one update row to its changes, each or the row checks
+it fails (`describe` writes them as Flexydial's "improper_data" description); `merge_patches`
+applies an update's rows that found one lead to it. docs/bulk-validation.md lists the rules,
+their order and every decision.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal
@@ -39,6 +41,15 @@ TOO_MANY_ALTERNATES: Final = "More than 5 alternate numbers are not allowed"
 INVALID_PRIORITY: Final = "Enter Valid priority"
 INVALID_EMAIL: Final = "Enter Valid Email Address"
 
+# The keys of a row's description, in the order Flexydial's checks fill them (crm/utility.py of
+# its Django code: `data_dict`, dumped as JSON into the row's `description`).
+DUPLICATE_CHECK: Final = "duplicate_check"
+NUMBER: Final = "number"
+PRIORITY: Final = "priority"
+ALTERNATES: Final = "alt_numeric"
+EMAIL: Final = "email"
+USER: Final = "user"
+
 MAX_ALTERNATES: Final = 5
 MAX_PRIORITY: Final = 99
 
@@ -55,6 +66,14 @@ _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 _CRM_KEY: Final = re.compile(r"[^:\s\x00][^:\x00]*:[^:\x00]*[^:\s\x00]")
 
 
+def not_blank(field: str) -> str:
+    return f"the {field_label(field)} should not be blank"
+
+
+def not_found(field: str) -> str:
+    return f"the {field_label(field)} is not exist in campaign, please insert first"
+
+
 def reference_missing(field: str) -> str:
     return f"reference_field - {field} is missing in some bulk_data item(s)"
 
@@ -69,9 +88,24 @@ class BulkRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RowProblem(msgspec.Struct, frozen=True):
-    """Why one row is improper; `description` is Flexydial's text."""
+    """Why one row is improper: each failed check's text by its key, in Flexydial's order."""
 
-    description: str
+    problems: dict[str, str]
+
+
+def describe(problems: Mapping[str, str]) -> str:
+    """A refused row's `description` as Flexydial writes it: its checks' texts as a JSON object
+    (Python's json.dumps, which Flexydial's code calls: `", "` and `": "` between items, non-ASCII
+    escaped), so a client that parses it finds every failed check by its key."""
+    return json.dumps(dict(problems))
+
+
+def field_label(field: str) -> str:
+    """How Flexydial names a reference field in its texts: `numeric` as is, a CRM field by its
+    field name with spaces for underscores (`customer_info:customer_id` is `customer id`)."""
+    if field == "numeric":
+        return field
+    return " ".join(field.split(":", 1)[1].split("_"))
 
 
 _decode: Final = msgspec.json.Decoder().decode
@@ -211,16 +245,14 @@ def alternates(text: str) -> list[str]:
 
 
 def row_to_fields(row: Mapping[str, str]) -> LeadFields | RowProblem:
-    """One insert row as a lead, or the first of Flexydial's row descriptions that applies."""
+    """One insert row as a lead, or every one of Flexydial's row checks it fails."""
     numeric = row.get("numeric", "").strip()
-    if not numeric:
-        return RowProblem(ENTER_NUMBER)
     alt = alternates(row.get("alt_numeric", ""))
     priority = row.get("priority", "").strip()
     email = row.get("email", "").strip()
-    problem = _value_problem(numeric, alt, priority, email)
-    if problem is not None:
-        return problem
+    problems = _value_problems(numeric, alt, priority, email, number_required=True)
+    if problems:
+        return RowProblem(problems)
     crm = {key: value for key, value in row.items() if key not in CONTACT_KEYS}
     return LeadFields(
         phone_numbers=[numeric, *alt],
@@ -233,19 +265,26 @@ def row_to_fields(row: Mapping[str, str]) -> LeadFields | RowProblem:
     )
 
 
-def _value_problem(numeric: str, alt: list[str], priority: str, email: str) -> RowProblem | None:
-    """The checks inserts and updates share, in order; blank values are not checked."""
+def _value_problems(
+    numeric: str, alt: list[str], priority: str, email: str, *, number_required: bool
+) -> dict[str, str]:
+    """The checks inserts and updates share, each by its key, in the order Flexydial's code
+    fills them (an insert's missing number after the priority); blank values are not checked.
+    """
+    problems = {}
     if numeric and not _NUMBER.fullmatch(numeric):
-        return RowProblem(INVALID_NUMBER)
-    if len(alt) > MAX_ALTERNATES:
-        return RowProblem(TOO_MANY_ALTERNATES)
-    if not all(_NUMBER.fullmatch(number) for number in alt):
-        return RowProblem(INVALID_NUMBER)
+        problems[NUMBER] = INVALID_NUMBER
     if priority and not (_PRIORITY.fullmatch(priority) and int(priority) <= MAX_PRIORITY):
-        return RowProblem(INVALID_PRIORITY)
+        problems[PRIORITY] = INVALID_PRIORITY
+    if number_required and not numeric:
+        problems[NUMBER] = ENTER_NUMBER
+    if len(alt) > MAX_ALTERNATES:
+        problems[ALTERNATES] = TOO_MANY_ALTERNATES
+    elif not all(_NUMBER.fullmatch(number) for number in alt):
+        problems[ALTERNATES] = INVALID_NUMBER
     if email and not _EMAIL.fullmatch(email):
-        return RowProblem(INVALID_EMAIL)
-    return None
+        problems[EMAIL] = INVALID_EMAIL
+    return problems
 
 
 def _given(value: str | None) -> str | None:
@@ -268,18 +307,21 @@ class RowPatch(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def row_to_patch(row: Mapping[str, str], reference: str) -> RowPatch | RowProblem:
-    """One update row's changes, or the first row description that applies (as for inserts).
+    """One update row's changes, or every row check it fails (as for inserts; a blank
+    reference value first, "the <field> should not be blank").
 
-    The reference column finds the leads and is not itself changed; the caller checks that it
-    is not blank ("the <field> should not be blank") before it calls this.
+    The reference column finds the leads and is not itself changed.
     """
     numeric = "" if reference == "numeric" else row.get("numeric", "").strip()
     alt = alternates(row.get("alt_numeric", ""))
     priority = row.get("priority", "").strip()
     email = row.get("email", "").strip()
-    problem = _value_problem(numeric, alt, priority, email)
-    if problem is not None:
-        return problem
+    problems = {}
+    if not row.get(reference, "").strip():
+        problems[DUPLICATE_CHECK] = not_blank(reference)
+    problems |= _value_problems(numeric, alt, priority, email, number_required=False)
+    if problems:
+        return RowProblem(problems)
     fields: dict[str, str | int] = {}
     for name in ("first_name", "last_name"):
         text = _given(row.get(name))

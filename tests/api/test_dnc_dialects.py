@@ -24,8 +24,9 @@ from tests.support import Client
 __all__ = ["api", "make_client", "receiver"]  # fixtures, imported to be found here
 
 DND = {"status": "FAIL", "message": "PhoneNumber Added is a DND Number"}
-GLOBALLY = "This number is blocked globally"
-IN_CAMPAIGN = "This number is blocked in this campaign"
+# Flexydial's descriptions: the failed check's text under its key, as its code dumps them.
+GLOBALLY = '{"number": "This number is blocked globally"}'
+IN_CAMPAIGN = '{"number": "This number is blocked in this campaign"}'
 
 
 async def block(client: Client, native: dict[str, str], *entries: dict[str, Any]) -> list[int]:
@@ -139,7 +140,8 @@ async def test_flexydial_insert_rejects_blocked_rows_with_its_descriptions(api: 
             {"numeric": "9876500002", "description": IN_CAMPAIGN},
             {
                 "numeric": "9876500003",
-                "description": "contact with this numeric value is already exist in sales campaign",
+                "description": '{"duplicate_check": "contact with this numeric value is already'
+                ' exist in sales campaign"}',
             },
         ],
     }

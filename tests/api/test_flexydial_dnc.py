@@ -73,8 +73,11 @@ async def test_upload_adds_global_and_campaign_entries_that_inserts_honour(api: 
         {"numeric": "6300868441"},
     )
     assert result["improper_data"] == [
-        {"numeric": "6300868438", "description": "This number is blocked in this campaign"},
-        {"numeric": "6300868441", "description": "This number is blocked globally"},
+        {
+            "numeric": "6300868438",
+            "description": '{"number": "This number is blocked in this campaign"}',
+        },
+        {"numeric": "6300868441", "description": '{"number": "This number is blocked globally"}'},
     ]
 
 

@@ -54,12 +54,20 @@ async def api(
     return await aiohttp_client(create_app(settings, database_url))
 
 
-IN_FILE = "This row is duplicated in file"
+IN_FILE = "This row is duplicated in file"  # the one description Flexydial writes as text
 UNKNOWN_USER = "This user is not present in our database"
 
 
+def said(**problems: str) -> str:
+    """A row's description as Flexydial's code writes it: its failed checks, each by its key,
+    as Python's json.dumps writes the object."""
+    return "{" + ", ".join(f'"{key}": "{text}"' for key, text in problems.items()) + "}"
+
+
 def exists(campaign: str = "sales") -> str:
-    return f"contact with this numeric value is already exist in {campaign} campaign"
+    return said(
+        duplicate_check=f"contact with this numeric value is already exist in {campaign} campaign"
+    )
 
 
 async def run(api: Client, who: Tenant, body: dict[str, Any], method: str = "GET") -> Any:
@@ -146,22 +154,38 @@ async def test_insert_row_problems_are_invalid_data(api: Client) -> None:
     assert result == {
         "status": "Invalid Data",
         "improper_data": [
-            {"numeric": "", "user": "a1", "description": "Enter Number"},
-            {"numeric": "98765-00011", "user": "a1", "description": "Enter Valid Number"},
+            {"numeric": "", "user": "a1", "description": said(number="Enter Number")},
+            {
+                "numeric": "98765-00011",
+                "user": "a1",
+                "description": said(number="Enter Valid Number"),
+            },
             {
                 "numeric": "9876500012",
                 "alt_numeric": "1111,2222,3333,4444,5555,6666",
-                "description": "More than 5 alternate numbers are not allowed",
+                "description": said(alt_numeric="More than 5 alternate numbers are not allowed"),
             },
             {
                 "numeric": "9876500013",
                 "alt_numeric": "1111,abc",
-                "description": "Enter Valid Number",
+                "description": said(alt_numeric="Enter Valid Number"),
             },
-            {"numeric": "9876500014", "priority": "high", "description": "Enter Valid priority"},
-            {"numeric": "9876500015", "priority": "100", "description": "Enter Valid priority"},
-            {"numeric": "9876500016", "email": "asha@", "description": "Enter Valid Email Address"},
-            {"numeric": "9876500017", "user": "nobody", "description": UNKNOWN_USER},
+            {
+                "numeric": "9876500014",
+                "priority": "high",
+                "description": said(priority="Enter Valid priority"),
+            },
+            {
+                "numeric": "9876500015",
+                "priority": "100",
+                "description": said(priority="Enter Valid priority"),
+            },
+            {
+                "numeric": "9876500016",
+                "email": "asha@",
+                "description": said(email="Enter Valid Email Address"),
+            },
+            {"numeric": "9876500017", "user": "nobody", "description": said(user=UNKNOWN_USER)},
             {"numeric": "09876500001", "description": exists()},
             {"numeric": "9876500010", "description": IN_FILE},
             {"numeric": "9876500018", "alt_numeric": "9876500001", "description": exists()},
@@ -170,6 +194,31 @@ async def test_insert_row_problems_are_invalid_data(api: Client) -> None:
     }
     numbers = [lead["phone_numbers"][0] for lead in await leads(api, acme)]
     assert numbers == ["+919876500001", "9876500010", "9876500020"]
+
+
+async def test_a_rows_every_failed_check_is_in_its_description(api: Client) -> None:
+    """Flexydial runs every check on a row and reports them together, each by its key, the
+    user's last; an update row's blank reference comes first."""
+    acme = await tenant(api)
+    row = {"numeric": "98x", "priority": "high", "email": "x", "user": "nobody"}
+    result = await insert(api, acme, row)
+    assert result["improper_data"] == [
+        {
+            **row,
+            "description": '{"number": "Enter Valid Number", "priority": "Enter Valid priority",'
+            ' "email": "Enter Valid Email Address", "user": "This user is not present in our'
+            ' database"}',
+        }
+    ]
+    blank = {"numeric": "", "email": "x", "user": "a1"}
+    updated = await run(api, acme, update("numeric", blank))
+    assert updated["improper_data"] == [
+        {
+            **blank,
+            "description": '{"duplicate_check": "the numeric should not be blank",'
+            ' "email": "Enter Valid Email Address"}',
+        }
+    ]
 
 
 async def test_duplicates_are_per_campaign(api: Client) -> None:
@@ -198,7 +247,9 @@ async def test_seed_placeholder_campaign_and_agent(api: Client) -> None:
         {"numeric": "9876500001", "user": AGENT, F1: "value"},
     ]
     result = await insert(api, acme, *rows, campaign=CAMPAIGN)
-    assert result["improper_data"] == [{**rows[0], "description": "Enter Valid Number"}]
+    assert result["improper_data"] == [
+        {**rows[0], "description": said(number="Enter Valid Number")}
+    ]
     (lead,) = await leads(api, acme, CAMPAIGN)
     assert (lead["agent"], lead["crm"]) == (AGENT, {F1: "value"})
 
@@ -439,17 +490,20 @@ async def test_update_row_problems(api: Client) -> None:
         {"numeric": "9876500001", "user": "a2", "alt_numeric": ""},
     ]
     result = await run(api, acme, update("numeric", *rows))
-    not_found = "the numeric is not exist in campaign, please insert first"
+    not_found = said(duplicate_check="the numeric is not exist in campaign, please insert first")
     assert result == {
         "status": "Invalid Data",
         "improper_data": [
-            {**rows[0], "description": UNKNOWN_USER},
+            {**rows[0], "description": said(user=UNKNOWN_USER)},
             {**rows[1], "description": not_found},
             # An alternate number finds no lead: numeric is the primary number.
             {**rows[2], "description": not_found},
-            {**rows[3], "description": "the numeric should not be blank"},
-            {**rows[4], "description": "More than 5 alternate numbers are not allowed"},
-            {**rows[5], "description": "Enter Valid Number"},
+            {**rows[3], "description": said(duplicate_check="the numeric should not be blank")},
+            {
+                **rows[4],
+                "description": said(alt_numeric="More than 5 alternate numbers are not allowed"),
+            },
+            {**rows[5], "description": said(alt_numeric="Enter Valid Number")},
         ],
     }
     (lead,) = await leads(api, acme)
@@ -457,7 +511,8 @@ async def test_update_row_problems(api: Client) -> None:
 
 
 async def test_crm_reference_not_found(api: Client) -> None:
-    """A CRM value no live lead has: the CRM field's not-exist description."""
+    """A CRM value no live lead has: the CRM field's not-exist description, the field named
+    by its field name with spaces, as Flexydial names it."""
     acme = await tenant(api)
     assert await insert(api, acme, {"numeric": "9876500001", CUSTOMER_ID: "C-1"}) == COMPLETED
     rows = [{CUSTOMER_ID: "C-9", CITY: "Pune"}, {CUSTOMER_ID: "", CITY: "Pune"}]
@@ -465,9 +520,10 @@ async def test_crm_reference_not_found(api: Client) -> None:
     assert result["improper_data"] == [
         {
             **rows[0],
-            "description": f"the {CUSTOMER_ID} is not exist in campaign, please insert first",
+            "description": '{"duplicate_check": "the customer id is not exist in campaign,'
+            ' please insert first"}',
         },
-        {**rows[1], "description": f"the {CUSTOMER_ID} should not be blank"},
+        {**rows[1], "description": '{"duplicate_check": "the customer id should not be blank"}'},
     ]
 
 
@@ -498,10 +554,10 @@ async def test_seed_update_types_as_written(api: Client) -> None:
     )
     type2 = update(F1, *[{F1: "value", F2: "value", "numeric": "value"}] * 2, campaign=CAMPAIGN)
     type3 = update("numeric", *[{"user": AGENT, "numeric": "value"}] * 2, campaign=CAMPAIGN)
-    not_found = "the numeric is not exist in campaign, please insert first"
+    not_found = said(duplicate_check="the numeric is not exist in campaign, please insert first")
     expected = [
         (type1, not_found),
-        (type2, "Enter Valid Number"),
+        (type2, said(number="Enter Valid Number")),
         (type3, not_found),
     ]
     for body, description in expected:
@@ -518,7 +574,7 @@ async def test_update_only_touches_the_campaign(api: Client) -> None:
     assert await insert(api, acme, {"numeric": "9876500001"}, campaign="open") == COMPLETED
     result = await run(api, acme, update("numeric", {"numeric": "9876500001", "user": "a1"}))
     assert result["improper_data"][0]["description"] == (
-        "the numeric is not exist in campaign, please insert first"
+        said(duplicate_check="the numeric is not exist in campaign, please insert first")
     )
     (lead,) = await leads(api, acme, "open")
     assert lead["agent"] is None

@@ -18,6 +18,8 @@ from lead_ledger.service.flexydial_payload import (
     RowPatch,
     RowProblem,
     check_headers,
+    describe,
+    field_label,
     merge_patches,
     parse_bulk,
     parse_structure,
@@ -371,30 +373,55 @@ def test_row_defaults() -> None:
     )
 
 
+N, P, A, E = "number", "priority", "alt_numeric", "email"
+
+
 @pytest.mark.parametrize(
-    ("row", "description"),
+    ("row", "problems"),
     [
-        ({}, "Enter Number"),
-        ({"numeric": "  "}, "Enter Number"),
-        ({"numeric": "98765-43210"}, "Enter Valid Number"),
-        ({"numeric": "12"}, "Enter Valid Number"),
-        ({"numeric": "12345678901234567"}, "Enter Valid Number"),
-        ({"numeric": "9876543210", "alt_numeric": "1234,abc"}, "Enter Valid Number"),
+        ({}, {N: "Enter Number"}),
+        ({"numeric": "  "}, {N: "Enter Number"}),
+        ({"numeric": "98765-43210"}, {N: "Enter Valid Number"}),
+        ({"numeric": "12"}, {N: "Enter Valid Number"}),
+        ({"numeric": "12345678901234567"}, {N: "Enter Valid Number"}),
+        ({"numeric": "9876543210", "alt_numeric": "1234,abc"}, {A: "Enter Valid Number"}),
         (
             {"numeric": "9876543210", "alt_numeric": "111,222,333,444,555,666"},
-            "More than 5 alternate numbers are not allowed",
+            {A: "More than 5 alternate numbers are not allowed"},
         ),
-        ({"numeric": "9876543210", "priority": "high"}, "Enter Valid priority"),
-        ({"numeric": "9876543210", "priority": "-1"}, "Enter Valid priority"),
-        ({"numeric": "9876543210", "email": "asha@"}, "Enter Valid Email Address"),
-        ({"numeric": "9876543210", "email": "a b@example.com"}, "Enter Valid Email Address"),
-        ({"numeric": "bad", "priority": "x", "email": "y"}, "Enter Valid Number"),
-        ({"numeric": "9876543210", "priority": "x", "email": "y"}, "Enter Valid priority"),
+        ({"numeric": "9876543210", "priority": "high"}, {P: "Enter Valid priority"}),
+        ({"numeric": "9876543210", "priority": "-1"}, {P: "Enter Valid priority"}),
+        ({"numeric": "9876543210", "email": "asha@"}, {E: "Enter Valid Email Address"}),
+        ({"numeric": "9876543210", "email": "a b@example.com"}, {E: "Enter Valid Email Address"}),
+        (
+            {"numeric": "bad", "priority": "x", "email": "y"},
+            {N: "Enter Valid Number", P: "Enter Valid priority", E: "Enter Valid Email Address"},
+        ),
+        (
+            {"priority": "x", "alt_numeric": "1,2,3,4,5,6"},
+            {
+                P: "Enter Valid priority",
+                N: "Enter Number",
+                A: "More than 5 alternate numbers are not allowed",
+            },
+        ),
     ],
 )
-def test_row_problems(row: dict[str, str], description: str) -> None:
-    """Flexydial's row descriptions, the first that applies."""
-    assert row_to_fields(row) == RowProblem(description)
+def test_row_problems(row: dict[str, str], problems: dict[str, str]) -> None:
+    """Every check a row fails, by its key, in the order Flexydial's code fills them (a missing
+    number after the priority)."""
+    result = row_to_fields(row)
+    assert isinstance(result, RowProblem)
+    assert list(result.problems.items()) == list(problems.items())
+
+
+def test_a_description_is_the_problems_as_flexydials_json() -> None:
+    """Python's json.dumps, as Flexydial writes it: ", " and ": ", non-ASCII escaped; a CRM
+    reference field is named by its field name with spaces."""
+    described = describe({N: "Enter Valid Number", "user": "é"})
+    assert described == '{"number": "Enter Valid Number", "user": "\\u00e9"}'
+    assert field_label("customer_info:customer_id") == "customer id"
+    assert field_label("numeric") == "numeric"
 
 
 def test_five_alternates_allowed() -> None:
@@ -410,7 +437,7 @@ def test_priority_above_99() -> None:
         phone_numbers=["9876543210"], priority=99
     )
     assert row_to_fields({"numeric": "9876543210", "priority": "100"}) == RowProblem(
-        "Enter Valid priority"
+        {"priority": "Enter Valid priority"}
     )
 
 
@@ -479,22 +506,35 @@ def test_row_to_patch_by_crm_field() -> None:
 
 
 @pytest.mark.parametrize(
-    ("row", "reference", "description"),
+    ("row", "reference", "problems"),
     [
-        ({"c:id": "1", "numeric": "12"}, "c:id", "Enter Valid Number"),
+        ({"c:id": "1", "numeric": "12"}, "c:id", {N: "Enter Valid Number"}),
         (
             {"numeric": "9876543210", "alt_numeric": "1,2,3,4,5,6"},
             "numeric",
-            "More than 5 alternate numbers are not allowed",
+            {A: "More than 5 alternate numbers are not allowed"},
         ),
-        ({"numeric": "9876543210", "alt_numeric": "123,4"}, "numeric", "Enter Valid Number"),
-        ({"numeric": "9876543210", "priority": "x"}, "numeric", "Enter Valid priority"),
-        ({"numeric": "9876543210", "email": "x"}, "numeric", "Enter Valid Email Address"),
+        ({"numeric": "9876543210", "alt_numeric": "123,4"}, "numeric", {A: "Enter Valid Number"}),
+        ({"numeric": "9876543210", "priority": "x"}, "numeric", {P: "Enter Valid priority"}),
+        ({"numeric": "9876543210", "email": "x"}, "numeric", {E: "Enter Valid Email Address"}),
+        (
+            {"c:customer_id": " ", "email": "x"},
+            "c:customer_id",
+            {
+                "duplicate_check": "the customer id should not be blank",
+                E: "Enter Valid Email Address",
+            },
+        ),
     ],
 )
-def test_row_to_patch_problems(row: dict[str, str], reference: str, description: str) -> None:
-    """An update row's values get the insert's descriptions; the reference is not checked."""
-    assert row_to_patch(row, reference) == RowProblem(description)
+def test_row_to_patch_problems(
+    row: dict[str, str], reference: str, problems: dict[str, str]
+) -> None:
+    """An update row's values get the insert's checks (the reference is not checked as a
+    value); a blank reference comes first."""
+    result = row_to_patch(row, reference)
+    assert isinstance(result, RowProblem)
+    assert list(result.problems.items()) == list(problems.items())
 
 
 def test_reference_number_not_checked_as_a_value() -> None:
