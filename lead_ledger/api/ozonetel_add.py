@@ -16,7 +16,14 @@ from lead_ledger.api import openapi
 from lead_ledger.api.edge import Refused, json_response, one_lead_body, origin
 from lead_ledger.api.keys import CLOCK, OZONETEL_ADDS
 from lead_ledger.api.openapi import Response
-from lead_ledger.api.ozonetel_wire import OZONETEL, RATE_LIMITED, Reply, rate_limited, reply
+from lead_ledger.api.ozonetel_wire import (
+    OZONETEL,
+    RATE_LIMITED,
+    Reply,
+    api_key_header,
+    rate_limited,
+    reply,
+)
 from lead_ledger.service.inputs import decode_json
 from lead_ledger.service.ozonetel import (
     ROW_MESSAGES,
@@ -129,7 +136,7 @@ async def add_campaign_data(request: web.Request, _caller: None) -> web.Response
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise Refused(json_response(MALFORMED, 400)) from None
     outcome = await request.app[OZONETEL_ADDS].add(
-        api_key=request.headers.get("apiKey", "").strip(),
+        api_key=api_key_header(request),
         body=body,
         now=request.app[CLOCK](),
         origin=origin(request),

@@ -18,7 +18,7 @@ from lead_ledger.api.edge import json_response, origin
 from lead_ledger.api.keys import POOL
 from lead_ledger.api.openapi import Response
 from lead_ledger.api.ozonetel_add import SECURITY
-from lead_ledger.api.ozonetel_wire import OZONETEL, Reply, rate_limited, reply
+from lead_ledger.api.ozonetel_wire import OZONETEL, Reply, api_key_header, rate_limited, reply
 from lead_ledger.service import ozonetel_delete
 from lead_ledger.service.inputs import decode_json
 from lead_ledger.service.ozonetel_delete import DeleteCampaignData, Deleted, Refusal
@@ -76,7 +76,7 @@ async def delete_campaign_data(request: web.Request, _caller: None) -> web.Respo
     async with request.app[POOL].acquire() as conn:
         outcome = await ozonetel_delete.delete_campaign_data(
             conn,
-            api_key=request.headers.get("apiKey", "").strip(),
+            api_key=api_key_header(request),
             body=body,
             origin=origin(request),
         )

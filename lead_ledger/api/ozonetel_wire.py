@@ -49,3 +49,11 @@ OZONETEL: Final = Dialect(
     too_large=lambda: json_response(TOO_LARGE, 413),
     unexpected=lambda: json_response(UNEXPECTED, 500),
 )
+
+
+def api_key_header(request: web.Request) -> str | None:
+    """The `apiKey` header as CloudAgent reads it: None when it is missing ("Api Key Should Not
+    be Null or Empty."), else its value trimmed; an empty one is a key that matches no user
+    ("Invalid User Details", seed 002's "Empty api_key value")."""
+    value = request.headers.get("apiKey")
+    return None if value is None else value.strip()

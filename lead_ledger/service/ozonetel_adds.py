@@ -64,10 +64,11 @@ class AddCampaignDataGroups:
         self._digests = AccountDigests()
 
     async def add(
-        self, *, api_key: str, body: AddCampaignData, now: datetime, origin: Origin
+        self, *, api_key: str | None, body: AddCampaignData, now: datetime, origin: Origin
     ) -> Outcome:
-        """Run the vendor's checks in order, then add the number and apply `action`."""
-        if not api_key:
+        """Run the vendor's checks in order, then add the number and apply `action`. A missing
+        key (None) is NO_API_KEY; an empty one matches no user (INVALID_USER)."""
+        if api_key is None:
             return Refusal.NO_API_KEY
         digest = key_digest(api_key)
         if acts_on_campaign(body):

@@ -77,10 +77,11 @@ class Deleted(msgspec.Struct, frozen=True):
 
 
 async def delete_campaign_data(
-    conn: Connection, *, api_key: str, body: DeleteCampaignData, origin: Origin
+    conn: Connection, *, api_key: str | None, body: DeleteCampaignData, origin: Origin
 ) -> Refusal | Deleted:
-    """The vendor's checks in order, then every live lead of the number (and name) deleted."""
-    if not api_key:
+    """The vendor's checks in order, then every live lead of the number (and name) deleted. A
+    missing key (None) is NO_API_KEY; an empty one matches no user (INVALID_USER)."""
+    if api_key is None:
         return Refusal.NO_API_KEY
     digest = key_digest(api_key)
     row = await conn.fetchrow(SELECT_CONTEXT, digest, lookup(given(_scalar(body.campaignName))))

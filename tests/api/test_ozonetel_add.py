@@ -135,14 +135,23 @@ def auth_reply(message: str) -> dict[str, object]:
 # --- 1-5: key, user and account setting -------------------------------------------------------
 
 
-@pytest.mark.parametrize("headers", [{}, {"apiKey": ""}])
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "Api Key Should Not be Null or Empty."),
+        # Seed 002: "Invalid api_key / Empty api_key value" is Invalid User Details.
+        ({"apiKey": ""}, "Invalid User Details"),
+        ({"apiKey": "  "}, "Invalid User Details"),
+    ],
+)
 async def test_missing_or_empty_api_key(
-    api: Client, acme: Account, headers: dict[str, str]
+    api: Client, acme: Account, headers: dict[str, str], message: str
 ) -> None:
-    """No apiKey header, or an empty one, is refused before anything is looked up."""
+    """No apiKey header is "Should Not be Null or Empty"; an empty one is a key that matches no
+    user, as the seed lists it."""
     response = await api.post(PATH, json=body(acme), headers=headers)
     assert response.status == 200
-    assert await response.json() == auth_reply("Api Key Should Not be Null or Empty.")
+    assert await response.json() == auth_reply(message)
 
 
 async def test_unknown_api_key(api: Client, acme: Account, pool: asyncpg.Pool) -> None:

@@ -122,12 +122,14 @@ async def test_each_check_answers_in_the_vendors_words(
 
 
 async def test_keys_and_bodies(api: Client, acme: Account) -> None:
-    """No key, an unknown key, another account's key, a body that is not JSON."""
+    """No key, an empty key (one that matches no user, as AddCampaignData's seed lists it), an
+    unknown key, another account's key, a body that is not JSON."""
     globex = await make_account(api, "globex")
     assert await delete(api, None, body(acme)) == (
         200,
         {"status": "false", "message": "Api Key Should Not be Null or Empty.", "data": None},
     )
+    assert await delete(api, None, body(acme), apiKey="") == (200, INVALID_USER)
     assert await delete(api, None, body(acme), apiKey="nope") == (200, INVALID_USER)
     assert await delete(api, globex, body(acme)) == (200, INVALID_USER)
     assert await delete(api, acme, b"{not json") == (200, INVALID_JSON)
