@@ -75,7 +75,7 @@ class Due(msgspec.Struct, frozen=True, kw_only=True):
     job_id: int
     account_id: int
     url: str
-    body: bytes
+    body: str  # the JSON as built (callback_outbox.body is text: migration 0021)
     attempts: int
 
 
@@ -171,7 +171,7 @@ async def _attempt(
         # connection, a timeout, a 5xx) is retried with the backoff.
         final = error is not None
         if error is None:
-            status = await post(due.url, due.body)
+            status = await post(due.url, due.body.encode())
     except (OSError, TimeoutError) as failure:
         error = str(failure) or type(failure).__name__
         final = False

@@ -85,7 +85,7 @@ UNION SELECT campaign_id FROM lead_archive WHERE lead_id = ANY($1::bigint[])
 SELECT_PENDING_BODIES: Final = """
 SELECT job_id, body FROM callback_outbox
 WHERE job_id = ANY($1::bigint[]) AND delivered_at IS NULL AND abandoned_at IS NULL
-  AND jsonb_typeof(body->'rejected_rows') = 'array'
+  AND jsonb_typeof(body::jsonb->'rejected_rows') = 'array'
 FOR UPDATE
 """
 UPDATE_BODY: Final = "UPDATE callback_outbox SET body = $2 WHERE job_id = $1"
@@ -270,7 +270,7 @@ async def _redact_callbacks(conn: Connection, rejected: list[tuple[int, int]]) -
     for row in await conn.fetch(SELECT_PENDING_BODIES, sorted(by_job)):
         body = msgspec.json.decode(row["body"])
         body["rejected_rows"] = erased_rows(body["rejected_rows"], by_job[row["job_id"]])
-        await conn.execute(UPDATE_BODY, row["job_id"], msgspec.json.encode(body))
+        await conn.execute(UPDATE_BODY, row["job_id"], msgspec.json.encode(body).decode())
 
 
 def _rejected_row(subject: str) -> tuple[int, int]:

@@ -386,6 +386,26 @@ async def test_failed_file_columns_are_in_the_uploads_order(
     assert [t.name for t in report.tables if not t.ok] == []
 
 
+async def test_the_callbacks_keys_come_in_the_vendors_order(
+    api: Client, acme: Account, receiver: Receiver
+) -> None:
+    """The callback's `data` keys in VENDOR-APIS G's order, as the body was built, not the
+    order the database keeps an object's keys in while the callback waits in the outbox."""
+    queued(await post(api, body(acme, callBackUrl=receiver.url)))
+    data = (await receiver.next())["data"]
+    assert list(data) == [
+        "totalNoUploaded",
+        "numbersProcessed",
+        "numbersNotProcessed",
+        "failedFilePath",
+        "transactionId",
+        "status",
+        "message",
+        "startDateTime",
+        "endDateTime",
+    ]
+
+
 async def test_failed_file_escapes_formulas(api: Client, acme: Account, receiver: Receiver) -> None:
     """A refused row's cell that a spreadsheet would run is written as text (a leading ')."""
     data_rows = [

@@ -33,7 +33,8 @@ from tests.support import Client
 DIALECTS: Final = ("native", "ozonetel", "flexydial", "vicidial", "jtel")
 CUSTOMER_ID: Final = "customer_info:customer_id"
 PENDING: Final = "Pending state. Please check with Administrator!"
-UNKNOWN_USER: Final = "This user is not present in our database"
+# Flexydial's description of a row naming an unknown agent: its check's text under its key.
+UNKNOWN_USER: Final = '{"user": "This user is not present in our database"}'
 ADD_CAMPAIGN_DATA: Final = "/ca_apis/AddCampaignData"
 FLEXYDIAL_BULK: Final = "/api/bulkphonebookupload/v1/"
 VICIDIAL_ARCHIVE: Final = "/vicidial/leads/archive"

@@ -329,7 +329,11 @@ async def _finish(
     )
     if job.callback_url:
         await conn.execute(
-            INSERT_OUTBOX, job.job_id, job.account_id, job.callback_url, msgspec.json.encode(body)
+            INSERT_OUTBOX,
+            job.job_id,
+            job.account_id,
+            job.callback_url,
+            msgspec.json.encode(body).decode(),  # text: sent as built (migration 0021)
         )
         await conn.execute(NOTIFY, CALLBACK_CHANNEL, str(job.job_id))
     await conn.execute(FINISH, job.job_id, state)
