@@ -159,8 +159,16 @@ async def job_status(conn: Connection, account_id: int, job_id: str) -> Status |
         return Status(status=PENDING)
     if not job.rejected_rows:
         return Status(status=COMPLETED)
+    # Each row's keys in the upload's order (the stored rows keep jsonb's), then description.
+    found = await jobs.rejected_rows(conn, account_id, number)
+    columns = found[1] if found is not None else []
     improper = [
-        {**(rejected.row or {}), "description": rejected.description}
+        {
+            **{name: row[name] for name in columns if name in row},
+            **row,
+            "description": rejected.description,
+        }
         for rejected in job.rejected_rows
+        for row in [rejected.row or {}]
     ]
     return Status(status=INVALID_DATA, improper_data=improper)

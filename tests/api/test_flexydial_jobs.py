@@ -221,6 +221,16 @@ async def test_a_rows_every_failed_check_is_in_its_description(api: Client) -> N
     ]
 
 
+async def test_improper_data_keeps_the_rows_columns_in_their_order(api: Client) -> None:
+    """An improper row's keys come back in the order the upload gave them, then its
+    description, not in the order the database keeps an object's keys."""
+    acme = await tenant(api)
+    row = {"numeric": "98x", "first_name": "Asha", "user": "a1", CITY: "Pune"}
+    result = await insert(api, acme, row)
+    (improper,) = result["improper_data"]
+    assert list(improper) == ["numeric", "first_name", "user", CITY, "description"]
+
+
 async def test_duplicates_are_per_campaign(api: Client) -> None:
     """A number live in another campaign is no duplicate; a deleted lead's number is free."""
     acme = await tenant(api)
