@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from lead_ledger.api.edge import json_response
+from lead_ledger.api.jtel_wire import error as jtel_error
 from lead_ledger.api.ozonetel_wire import reply
 from lead_ledger.api.problems import problem
 from lead_ledger.api.vicidial_wire import lead_errors
@@ -44,6 +45,12 @@ def _ozonetel(status: int, _method: str, _path: str, allowed: str) -> web.Respon
     return reply("error", "Not Found", 404)
 
 
+def _jtel(_status: int, _method: str, _path: str, _allowed: str) -> web.Response:
+    # A method no jtel route has (OPTIONS, a browser's preflight): 404 in jtel's shape, as
+    # its catch-all routes answer every other unknown path and method (api/jtel.py).
+    return jtel_error(404, "Resource not found")
+
+
 def _vicidial(status: int, method: str, path: str, allowed: str) -> web.Response:
     # ASP.NET Web API's texts, in the vendor's error body.
     if status == 405:
@@ -61,6 +68,7 @@ _BY_PREFIX: Final[tuple[tuple[str, Answer], ...]] = (
     ("/cloudAgentRestAPI/", _ozonetel),  # bulk V4 answers in the same pair
     ("/endpoint/", _ozonetel),
     ("/vicidial/", _vicidial),
+    ("/rest/v1.0/", _jtel),
 )
 
 

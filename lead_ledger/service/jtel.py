@@ -7,6 +7,7 @@ or service.leads under the campaign lock: a contact is deduplicated, archived, a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final, Literal, NamedTuple
@@ -23,6 +24,7 @@ from lead_ledger.ledger.phones import dedupe_key, digits_only
 from lead_ledger.projections.leads import LEAD_COLUMNS
 from lead_ledger.service.dnc import BLOCKED_KEYS_OF_LEAD
 from lead_ledger.service.errors import NotFound
+from lead_ledger.service.inputs import signed_decimal
 from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.leads import delete_leads, update_leads
 from lead_ledger.service.transactions import write_transaction
@@ -236,7 +238,7 @@ def contact_record(row: asyncpg.Record) -> dict[str, object]:
         elif spec.canonical:
             record[spec.name] = row[spec.canonical]
         else:
-            record[spec.name] = extra.get(spec.name)
+            record[spec.name] = as_jtel(spec, extra.get(spec.name))
     record.update(RUNTIME_FIELDS)
     # A number on the do-not-call list is never dialable: flagged invalid in its slot.
     for slot, number in by_slot.items():
@@ -244,6 +246,32 @@ def contact_record(row: asyncpg.Record) -> dict[str, object]:
             record[f"bPhoneNumber{slot}Invalid"] = True
     record["dtImported"] = jtel_time(row["entry_at"])
     return record
+
+
+INT32: Final = 2**31
+_JSON_NUMBER: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
+def as_jtel(spec: FieldSpec, value: object) -> object:
+    """An `extra` value as the jtel field of its name reads it. jtel's import stored it so
+    already; another dialect's upload may have kept a column of the same name as text
+    ("Amount": "lots"): it reads as jtel's type when it is one (`"12.5"`, `"7"`, an ISO date),
+    else null, so that a jtel client can parse the record and post it back. The lead keeps the
+    value as sent (the native API shows it)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if spec.kind == "text":
+        return value if isinstance(value, str) else str(value)
+    text = str(value).strip()
+    if spec.kind == "int":
+        number = signed_decimal(text)  # ASCII digits: int() also reads "1_000" and "٣"
+        return number if number is not None and -INT32 <= number < INT32 else None
+    if spec.kind == "number":
+        return float(text) if _JSON_NUMBER.fullmatch(text) else None
+    try:
+        return datetime.fromisoformat(text).isoformat()
+    except ValueError:
+        return None
 
 
 def jtel_time(at: datetime) -> str:

@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 from lead_ledger.api import openapi
 from lead_ledger.api.app import create_app
 from lead_ledger.ledger.envelope import Actor
-from lead_ledger.ledger.events import LeadFields
+from lead_ledger.ledger.events import ExtraValue, LeadFields
 from lead_ledger.projections.rebuild import verify
 from lead_ledger.service.lead_inserts import insert_leads
 from lead_ledger.service.leads import archive_leads, delete_leads
@@ -592,10 +592,16 @@ async def test_another_accounts_contact_is_not_found(
 
 
 async def test_an_unknown_route_under_the_base_is_a_json_404(api: Client, acme: Tenant) -> None:
-    """Paths and methods the API lacks answer jtel's error shape, not a framework page."""
+    """Paths and methods the API lacks answer jtel's error shape, not a framework page; so do
+    OPTIONS (a browser's preflight) and other methods no route has, with or without a key."""
     for method, path in (("GET", "/dialler/skills"), ("PUT", "/dialler/contacts/import")):
         answer = await call(api, method, acme.base + path, acme, 404)
         assert answer == {"status": 404, "error": "Resource not found"}
+    for method in ("OPTIONS", "PROPFIND"):
+        response = await api.request(method, f"{acme.base}/dialler/contacts/import")
+        assert response.status == 404
+        assert response.content_type == "application/json"
+        assert await response.json() == {"status": 404, "error": "Resource not found"}
 
 
 # --- list and get ---------------------------------------------------------------------------------
@@ -719,6 +725,46 @@ async def test_a_lead_of_another_dialect_renders_as_a_contact(
         "+4930998",
         None,
     )
+
+
+async def test_another_dialects_values_in_jtel_fields_read_as_jtel_types(
+    api: Client, acme: Tenant, pool: asyncpg.Pool
+) -> None:
+    """A column of another dialect's upload named like a jtel field (kept in `extra` as text)
+    reads as jtel's type when it is one (`"12.5"` an Amount, `"7"` a RandomSortOrder, an ISO
+    date a dtBeginDate), else null, so a jtel client can parse the record and post it back."""
+    ctx = Context(actor=Actor(dialect="native", account_id=acme.account_id), request_id="t")
+    odd: dict[str, ExtraValue] = {
+        "Amount": "lots",
+        "RandomSortOrder": "x",
+        "dtBeginDate": "yesterday",
+        "Client": 7,
+    }
+    fits: dict[str, ExtraValue] = {
+        "Amount": "12.5",
+        "RandomSortOrder": "7",
+        "dtBeginDate": "2020-01-01",
+    }
+    async with pool.acquire() as conn, conn.transaction():
+        result = await insert_leads(
+            conn,
+            ctx,
+            account_id=acme.account_id,
+            campaign_id=acme.campaigns["Sales"],
+            rows=[
+                LeadFields(phone_numbers=["+4930991"], name="Odd", extra=odd),
+                LeadFields(phone_numbers=["+4930992"], name="Fits", extra=fits),
+            ],
+            check_duplicates=False,
+        )
+    names = ("Amount", "RandomSortOrder", "dtBeginDate", "Client")
+    read = []
+    for index in (0, 1):
+        url = f"{acme.base}/dialler/contacts/{result.inserted[index]}"
+        (record,) = (await call(api, "GET", url, acme, 200))["records"]
+        read.append(tuple(record[name] for name in names))
+        await import_(api, acme, record, query="?overwriteDuplicates=true")
+    assert read == [(None, None, None, "7"), (12.5, 7, "2020-01-01T00:00:00", None)]
 
 
 # --- delete and archive ---------------------------------------------------------------------------
