@@ -70,9 +70,15 @@ def signed_decimal(text: str) -> int | None:
     return -value if text.startswith("-") else value
 
 
+UTF8_BOM: Final = b"\xef\xbb\xbf"
+
+
 def decode_json(body: bytes, decode: Callable[[bytes], T] = _decode_any) -> T:
     """`decode(body)`; JSON nested too deeply, and a body that is not UTF-8 throughout, raise
-    msgspec.DecodeError like malformed JSON."""
+    msgspec.DecodeError like malformed JSON. A UTF-8 byte order mark before the JSON is skipped:
+    .NET's and PowerShell's writers put one there, and the vendors' own parsers (Jackson,
+    Newtonsoft) skip it, as RFC 8259 lets a parser do."""
+    body = body.removeprefix(UTF8_BOM)
     if not body.isascii():
         # msgspec checks the strings it reads and skips the rest (an unknown member) unread,
         # so a body with bytes that are no UTF-8 there would be taken.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -133,6 +134,16 @@ def auth_reply(message: str) -> dict[str, object]:
 
 
 # --- 1-5: key, user and account setting -------------------------------------------------------
+
+
+async def test_a_body_with_a_byte_order_mark_is_read(api: Client, acme: Account) -> None:
+    """A .NET or PowerShell client's JSON starts with a UTF-8 BOM, which CloudAgent's Jackson
+    skips: the number is added."""
+    raw = b"\xef\xbb\xbf" + json.dumps(body(acme)).encode()
+    response = await api.post(
+        PATH, data=raw, headers={"apiKey": acme.key, "Content-Type": "application/json"}
+    )
+    assert (response.status, await response.json()) == (200, added())
 
 
 @pytest.mark.parametrize(

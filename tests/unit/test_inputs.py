@@ -70,6 +70,15 @@ def test_decode_json_reads_too_deep_as_malformed() -> None:
     assert decode_json(b'{"a": [1]}') == {"a": [1]}
 
 
+def test_decode_json_skips_a_utf8_byte_order_mark() -> None:
+    """A body a .NET or PowerShell client wrote with a BOM reads as its JSON (Jackson and
+    Newtonsoft, the vendors' parsers, skip it; RFC 8259 lets a parser ignore it); a BOM
+    anywhere else is still malformed."""
+    assert decode_json(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}
+    with pytest.raises(msgspec.DecodeError):
+        decode_json(b'{"a": 1}\xef\xbb\xbf')
+
+
 def test_nul_name_names_the_first_pair_with_a_nul() -> None:
     """A NUL in a name or a value names the pair; a NUL in the name is shown escaped."""
     assert nul_name([("a", "x"), ("b", "y\x00")]) == "b"
