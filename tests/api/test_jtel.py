@@ -701,21 +701,29 @@ async def test_get_a_missing_contact_is_a_404(api: Client, acme: Tenant, lead_id
     assert answer == {"status": 404, "error": "Dialler contact not found"}
 
 
-async def test_a_lead_of_another_dialect_renders_as_a_contact(
-    api: Client, acme: Tenant, pool: asyncpg.Pool
-) -> None:
-    """A lead written through service.leads by another dialect is a jtel contact too."""
-    ctx = Context(actor=Actor(dialect="native", account_id=acme.account_id), request_id="t")
+async def native_leads(pool: asyncpg.Pool, tenant: Tenant, *rows: LeadFields) -> list[int]:
+    """Leads written through service.lead_inserts as another dialect writes them, in Sales;
+    their ids in order."""
+    ctx = Context(actor=Actor(dialect="native", account_id=tenant.account_id), request_id="t")
     async with pool.acquire() as conn, conn.transaction():
         result = await insert_leads(
             conn,
             ctx,
-            account_id=acme.account_id,
-            campaign_id=acme.campaigns["Sales"],
-            rows=[LeadFields(phone_numbers=["+4930999", "+4930998"], name="Native", city="Köln")],
+            account_id=tenant.account_id,
+            campaign_id=tenant.campaigns["Sales"],
+            rows=list(rows),
             check_duplicates=True,
         )
-    lead_id = result.inserted[0]
+    return [result.inserted[index] for index in range(len(rows))]
+
+
+async def test_a_lead_of_another_dialect_renders_as_a_contact(
+    api: Client, acme: Tenant, pool: asyncpg.Pool
+) -> None:
+    """A lead written through service.leads by another dialect is a jtel contact too."""
+    (lead_id,) = await native_leads(
+        pool, acme, LeadFields(phone_numbers=["+4930999", "+4930998"], name="Native", city="Köln")
+    )
     record = (await call(api, "GET", f"{acme.base}/dialler/contacts/{lead_id}", acme, 200))[
         "records"
     ][0]
@@ -733,7 +741,6 @@ async def test_another_dialects_values_in_jtel_fields_read_as_jtel_types(
     """A column of another dialect's upload named like a jtel field (kept in `extra` as text)
     reads as jtel's type when it is one (`"12.5"` an Amount, `"7"` a RandomSortOrder, an ISO
     date a dtBeginDate), else null, so a jtel client can parse the record and post it back."""
-    ctx = Context(actor=Actor(dialect="native", account_id=acme.account_id), request_id="t")
     odd: dict[str, ExtraValue] = {
         "Amount": "lots",
         "RandomSortOrder": "x",
@@ -745,22 +752,16 @@ async def test_another_dialects_values_in_jtel_fields_read_as_jtel_types(
         "RandomSortOrder": "7",
         "dtBeginDate": "2020-01-01",
     }
-    async with pool.acquire() as conn, conn.transaction():
-        result = await insert_leads(
-            conn,
-            ctx,
-            account_id=acme.account_id,
-            campaign_id=acme.campaigns["Sales"],
-            rows=[
-                LeadFields(phone_numbers=["+4930991"], name="Odd", extra=odd),
-                LeadFields(phone_numbers=["+4930992"], name="Fits", extra=fits),
-            ],
-            check_duplicates=False,
-        )
+    inserted = await native_leads(
+        pool,
+        acme,
+        LeadFields(phone_numbers=["+4930991"], name="Odd", extra=odd),
+        LeadFields(phone_numbers=["+4930992"], name="Fits", extra=fits),
+    )
     names = ("Amount", "RandomSortOrder", "dtBeginDate", "Client")
     read = []
-    for index in (0, 1):
-        url = f"{acme.base}/dialler/contacts/{result.inserted[index]}"
+    for lead_id in inserted:
+        url = f"{acme.base}/dialler/contacts/{lead_id}"
         (record,) = (await call(api, "GET", url, acme, 200))["records"]
         read.append(tuple(record[name] for name in names))
         await import_(api, acme, record, query="?overwriteDuplicates=true")
