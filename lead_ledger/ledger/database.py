@@ -172,7 +172,9 @@ async def _end_transaction_only(_conn: asyncpg.Connection) -> None:
     `SET LOCAL` or `set_config(..., true)`, transaction-level advisory locks, cursors inside
     transactions; LISTEN only through `add_listener`, undone by `remove_listener`. The session
     locks of migrations and rebuilds are taken on connections of their own or of the CLI's
-    pools, which keep the default reset. tests/integration/test_pool_reset.py holds both."""
+    pools, which keep the default reset; the one session lock a `serve` pool's connection takes,
+    a claimed job's liveness lock, is released by `jobs.let_go` before the connection goes
+    back (or the connection closed). tests/integration/test_pool_reset.py holds both."""
 
 
 async def open_database(

@@ -44,7 +44,13 @@ from lead_ledger.ledger.subject_keys import SubjectKeyError
 from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.gate import REBUILD_LOCK_KEY, enter_write_gate
 from lead_ledger.projections.rebuild import RebuildError, rebuild, status, verify
-from lead_ledger.projections.rebuild.shadow import LANES, index_statements
+from lead_ledger.projections.rebuild.shadow import (
+    LANES,
+    create_shadow,
+    drop_after_failure,
+    index_statements,
+    select_projections,
+)
 from lead_ledger.projections.registry import BY_NAME, PROJECTIONS
 from lead_ledger.service.writer import Context, record, stream_append
 from lead_ledger.settings import Settings
@@ -387,6 +393,23 @@ async def test_interrupted_rebuild_leaves_live_tables_and_no_shadow(pool: asyncp
         )
     with pytest.raises(RebuildError, match="unknown projection"):
         await rebuild(pool, ["nope"])
+
+
+async def test_an_interrupted_rebuild_never_waits_for_a_lane_cut_mid_statement(
+    pool: asyncpg.Pool,
+) -> None:
+    """A lane cut mid-statement (a cancelled COPY's column lookup) can keep a lock on a shadow
+    table in its session; the cleanup after a failure ends the other lanes' sessions before it
+    drops the shadow tables, so it never waits on them."""
+    projections = select_projections(["leads"])
+    async with pool.acquire() as first, pool.acquire() as lane:
+        await create_shadow(first, projections)
+        stuck = lane.transaction()
+        await stuck.start()
+        await lane.execute("SELECT * FROM ledger_shadow.leads LIMIT 0")  # holds its lock
+        await asyncio.wait_for(drop_after_failure([first, lane], projections), timeout=30)
+        tables = "SELECT count(*) FROM pg_tables WHERE schemaname = $1"
+        assert await first.fetchval(tables, SHADOW_SCHEMA) == 0
 
 
 async def test_rebuild_while_writers_keep_writing(pool: asyncpg.Pool) -> None:

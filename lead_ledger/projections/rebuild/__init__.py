@@ -30,6 +30,7 @@ from lead_ledger.projections.rebuild.shadow import (
     RebuildReport,
     UnknownProjectionError,
     connections,
+    drop_after_failure,
     drop_shadow,
     rebuild_lock,
     select_projections,
@@ -76,8 +77,11 @@ async def rebuild(
                 progress("swap", 0, 1)
             await swap(conn, shadow, lock_timeout_ms=lock_timeout_ms, attempts=attempts)
             shadow.report.timings["swap"] = time.perf_counter() - t0
-        finally:
+        except BaseException:
             # Interrupted or failed: leave no half-built shadow behind (a rerun drops it too).
+            await drop_after_failure(conns, projections)
+            raise
+        else:
             with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 await drop_shadow(conn, projections)
     shadow.report.seconds = time.perf_counter() - started

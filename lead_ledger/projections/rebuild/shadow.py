@@ -193,6 +193,24 @@ async def drop_shadow(conn: Connection, projections: Sequence[Projection]) -> No
     await conn.execute(DROP_OPENED_EVENTS)
 
 
+async def drop_after_failure(
+    conns: Sequence[Connection], projections: Sequence[Projection]
+) -> None:
+    """The shadow tables dropped after a rebuild or verify failed or was interrupted.
+
+    A lane cut mid-statement (its task cancelled while asyncpg looked up a COPY's columns, say)
+    can leave its session inside a statement, holding a lock on a shadow table; the drop would
+    wait for it for ever, as no one will finish that statement. So the other lanes' sessions
+    are ended first (their pool replaces them); the first connection, which holds the rebuild
+    lock, drops the tables. A drop that still cannot run is left to the next rebuild, which
+    drops stale shadow tables first.
+    """
+    for lane in conns[1:]:
+        lane.terminate()
+    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        await drop_shadow(conns[0], projections)
+
+
 async def index_statements(
     conn: Connection, projection: Projection, *, key_lookups_only: bool = False
 ) -> tuple[list[str], str]:

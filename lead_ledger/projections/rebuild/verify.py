@@ -25,6 +25,7 @@ from lead_ledger.projections.rebuild.shadow import (
     Progress,
     RebuildBusyError,
     connections,
+    drop_after_failure,
     drop_shadow,
     each_on_a_free_lane,
     rebuild_lock,
@@ -220,7 +221,10 @@ async def verify(
                     raise RebuildBusyError(
                         "verify could not hold writers out to re-check"
                     ) from None
-        finally:
+        except BaseException:
+            await drop_after_failure(conns, projections)
+            raise
+        else:
             with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 await drop_shadow(conn, projections)
     report = shadow.report
