@@ -160,8 +160,7 @@ async def job_status(conn: Connection, account_id: int, job_id: str) -> Status |
     if not job.rejected_rows:
         return Status(status=COMPLETED)
     # Each row's keys in the upload's order (the stored rows keep jsonb's), then description.
-    found = await jobs.rejected_rows(conn, account_id, number)
-    columns = found[1] if found is not None else []
+    columns = await jobs.rejected_columns(conn, account_id, number)
     improper = [
         {
             **{name: row[name] for name in columns if name in row},

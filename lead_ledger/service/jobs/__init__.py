@@ -36,6 +36,7 @@ from lead_ledger.service.jobs.views import (
     JobView,
     get_job,
     list_jobs,
+    rejected_columns,
     rejected_rows,
 )
 from lead_ledger.service.reads import UnknownCampaignError
@@ -63,6 +64,7 @@ __all__ = [
     "let_go",
     "list_jobs",
     "load_job",
+    "rejected_columns",
     "rejected_csv",
     "rejected_rows",
     "release",

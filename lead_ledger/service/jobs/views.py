@@ -46,6 +46,9 @@ LIMIT $8
 SELECT_REJECTED: Final = """
 SELECT rejected_rows, rejected_columns FROM jobs WHERE job_id = $1 AND account_id = $2
 """
+SELECT_REJECTED_COLUMNS: Final = """
+SELECT rejected_columns FROM jobs WHERE job_id = $1 AND account_id = $2
+"""
 
 
 class JobCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,6 +136,13 @@ async def rejected_rows(
         return None
     rows = msgspec.json.decode(found["rejected_rows"], type=list[RejectedRow])
     return rows, msgspec.json.decode(found["rejected_columns"], type=list[str])
+
+
+async def rejected_columns(conn: Connection, account_id: int, job_id: int) -> list[str]:
+    """The names of the account's job's refused rows' cells in the upload's order (none
+    without such a job, or for a job completed before they were recorded)."""
+    found = await conn.fetchval(SELECT_REJECTED_COLUMNS, job_id, account_id)
+    return [] if found is None else msgspec.json.decode(found, type=list[str])
 
 
 async def list_jobs(conn: Connection, account_id: int, query: JobsQuery) -> JobPage:
