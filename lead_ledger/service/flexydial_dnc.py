@@ -75,6 +75,10 @@ def _names(item: dict[str, object]) -> list[str]:
 
 
 def _flag(item: dict[str, object]) -> bool:
+    value = item.get("global_dnc")
+    if isinstance(value, bool):
+        # A JSON boolean, as Flexydial's Python reads any value (str(True).lower() is "true").
+        return value
     text = _text(item, "global_dnc").lower()
     if text in ("", "false"):
         return False

@@ -54,6 +54,9 @@ async def test_upload_adds_global_and_campaign_entries_that_inserts_honour(api: 
         {"numeric": "6300868439", "campaign": "sales, open", "global_dnc": "FALSE"},
         {"numeric": "6300868440", "global_dnc": "True", "dnc_end_date": "2020-01-31"},
         {"numeric": "6300868441", "global_dnc": "TRUE"},
+        # JSON booleans read as Flexydial's Python reads any value: str(True).lower() is "true".
+        {"numeric": "6300868442", "global_dnc": True},
+        {"numeric": "6300868443", "campaign": "open", "global_dnc": False},
     ]
     assert await post(api, acme, UPLOAD, body) == (200, PROCESSED)
     assert await entries(api, acme) == [
@@ -63,6 +66,8 @@ async def test_upload_adds_global_and_campaign_entries_that_inserts_honour(api: 
         ("+916300868439", "open", "Active", True),
         ("+916300868440", None, "Active", False),
         ("+916300868441", None, "Active", True),
+        ("+916300868442", None, "Active", True),
+        ("+916300868443", "open", "Active", True),
     ]
     result = await insert(
         api,
@@ -91,7 +96,7 @@ async def test_upload_adds_global_and_campaign_entries_that_inserts_honour(api: 
         ([{"numeric": "", "global_dnc": "true"}], "Enter Valid Number"),
         ([{"numeric": "63008abc", "global_dnc": "true"}], "Enter Valid Number"),
         (
-            [{"numeric": 6300868437, "global_dnc": True}],
+            [{"numeric": 6300868437, "global_dnc": 1}],
             "Global_dnc values should be TRUE or FALSE",
         ),
         (
