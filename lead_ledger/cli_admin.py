@@ -380,7 +380,8 @@ curl -s -X POST $base/endpoint/dailer/data/bulk/upload -F username=$account \\
   -F apiKey=$ozonetel -F file=@leads.csv -F campaignName=demo-skillwise -F action=none
 # -> {"status":"success","message":"Data processing"}
 #    accepted as a job: GET /v1/jobs (native key, below) lists it with its outcome. Pasted
-#    again within the minute: {"status":"error","message":"Request limit exhausted"}, the
+#    again at once, while that job is still queued: "Upload is in progress for campaign
+#    demo-skillwise"; once it has run, within the minute: "Request limit exhausted", the
 #    vendor's one upload per minute per account (a Retry-After header says when to retry).
 
 # Vicidial (TForge lead archive): copy lead 1, this database's first lead, into the archive

@@ -652,11 +652,14 @@ async def _change_entry(
             status=status or row["status"],
             expires_at=row["expires_at"] if expires_at is msgspec.UNSET else expires_at,
         )
-        append = stream_append(
-            ctx, stream_of_dnc(entry_id), ANY_VERSION, [event], account_id=account_id
-        )
-        await record(conn, [append])
-        await dnc_marks.follow_entries(conn, ctx, account_id, [entry_id])
+        # A change to what the entry holds already records nothing: a client that sends its
+        # PATCH again (a retry) leaves one event, as one change was made.
+        if (event.status, event.expires_at) != (row["status"], row["expires_at"]):
+            append = stream_append(
+                ctx, stream_of_dnc(entry_id), ANY_VERSION, [event], account_id=account_id
+            )
+            await record(conn, [append])
+            await dnc_marks.follow_entries(conn, ctx, account_id, [entry_id])
         changed = await conn.fetchrow(SELECT_ENTRY, account_id, entry_id)
     if changed is None:  # the view folds the change into the row it read above
         raise RuntimeError(f"dnc entry {entry_id} is gone after its change")

@@ -142,8 +142,9 @@ async def test_malformed_bodies_are_problems(client: Client, acme: Account, body
 async def test_changes_and_removal_are_events_and_reads_follow(
     client: Client, acme: Account, pool: asyncpg.Pool
 ) -> None:
-    """Inactive stops blocking, Active again blocks, an expiry set and cleared; removed, the
-    entry neither blocks nor lists, and a second removal is a 404."""
+    """Inactive stops blocking, Active again blocks, an expiry set and cleared; a change to
+    what the entry already holds answers it as it is and records nothing; removed, the entry
+    neither blocks nor lists, and a second removal is a 404."""
     (entry,) = await add_entries(client, acme, [{"phone": "9876543210"}])
     path = f"{DNC}/{entry['entry_id']}"
     response = await client.patch(path, json={"status": "Inactive"}, headers=native(acme))
@@ -158,6 +159,8 @@ async def test_changes_and_removal_are_events_and_reads_follow(
     response = await client.patch(path, json={"expires_at": None}, headers=native(acme))
     changed = await response.json()
     assert (changed["status"], changed["expires_at"], changed["blocking"]) == ("Active", None, True)
+    same = await client.patch(path, json={"status": "Active"}, headers=native(acme))
+    assert (same.status, await same.json()) == (200, changed)
     assert (await client.patch(path, json={}, headers=native(acme))).status == 400
     early = {"expires_at": "0001-01-01T00:00:00+01:00"}  # before year 1 in UTC
     response = await client.patch(path, json=early, headers=native(acme))
