@@ -90,6 +90,8 @@ def _value(spec: jtel.FieldSpec, value: object) -> ExtraValue:
         case "int":
             return _java_int(spec, value)
         case "number":
+            if isinstance(value, str) and jtel.JSON_NUMBER.fullmatch(value.strip()):
+                return float(value)  # Jackson coerces a numeric text to a number field
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise invalid(spec.name, "a number is required")
             return value
@@ -106,8 +108,18 @@ def _value(spec: jtel.FieldSpec, value: object) -> ExtraValue:
             assert_never(spec.kind)
 
 
+def _integer(value: object) -> object:
+    """An integer's text as the integer, as Jackson coerces it to an int or long field by
+    default ("7" is 7); any other value as it is, for the caller's type check."""
+    if isinstance(value, str):
+        number = signed_decimal(value.strip())
+        return value if number is None else number
+    return value
+
+
 def _java_int(spec: jtel.FieldSpec, value: object) -> int:
     # A Java int: jtel's own service refuses what does not fit in 32 bits.
+    value = _integer(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(spec.name, "an integer is required")
     if not -(2**31) <= value < 2**31:
@@ -143,7 +155,7 @@ def parse_contact(body: bytes) -> jtel.ContactInput:
         raise refuse(400, "Invalid JSON in request body") from None
     if not isinstance(data, dict):
         raise refuse(400, "Request body must be a JSON object (one dialler contact)")
-    campaign_id = data.get("DiallerCampaignsID")
+    campaign_id = _integer(data.get("DiallerCampaignsID"))
     if campaign_id is not None and (
         isinstance(campaign_id, bool) or not isinstance(campaign_id, int)
     ):

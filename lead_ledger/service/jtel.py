@@ -249,7 +249,7 @@ def contact_record(row: asyncpg.Record) -> dict[str, object]:
 
 
 INT32: Final = 2**31
-_JSON_NUMBER: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+JSON_NUMBER: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
 def as_jtel(spec: FieldSpec, value: object) -> object:
@@ -267,7 +267,7 @@ def as_jtel(spec: FieldSpec, value: object) -> object:
         number = signed_decimal(text)  # ASCII digits: int() also reads "1_000" and "٣"
         return number if number is not None and -INT32 <= number < INT32 else None
     if spec.kind == "number":
-        return float(text) if _JSON_NUMBER.fullmatch(text) else None
+        return float(text) if JSON_NUMBER.fullmatch(text) else None
     try:
         return datetime.fromisoformat(text).isoformat()
     except ValueError:

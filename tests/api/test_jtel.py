@@ -375,13 +375,14 @@ async def test_field_lengths_are_enforced(api: Client, acme: Tenant, name: str, 
 @pytest.mark.parametrize(
     ("fields", "error"),
     [
-        ({"Amount": "12"}, "Invalid value for Amount: a number is required"),
+        ({"Amount": "12 EUR"}, "Invalid value for Amount: a number is required"),
         ({"Amount": True}, "Invalid value for Amount: a number is required"),
         (
             {"FollowUpDateTime": "tomorrow"},
             "Invalid value for FollowUpDateTime: a datetime like 2020-01-01T00:00:00 is required",
         ),
         ({"RandomSortOrder": 1.5}, "Invalid value for RandomSortOrder: an integer is required"),
+        ({"RandomSortOrder": "1.5"}, "Invalid value for RandomSortOrder: an integer is required"),
         (
             {"RandomSortOrder": -(10**26)},  # a Java int holds 32 bits
             (
@@ -391,7 +392,7 @@ async def test_field_lengths_are_enforced(api: Client, acme: Tenant, name: str, 
         ),
         ({"City": ["Berlin"]}, "Invalid value for City: a string is required"),
         (
-            {"DiallerCampaignsID": "7"},
+            {"DiallerCampaignsID": "seven"},
             "Invalid value for DiallerCampaignsID: an integer is required",
         ),
     ],
@@ -403,6 +404,18 @@ async def test_a_field_of_the_wrong_type_is_a_400(
     are strings."""
     answer = await import_(api, acme, contact(acme, **fields), 400)
     assert answer == {"status": 400, "error": error}
+
+
+async def test_numbers_sent_as_text_are_read_as_jackson_reads_them(
+    api: Client, acme: Tenant
+) -> None:
+    """Jackson, which binds jtel's JSON, coerces a numeric text to a number field by default:
+    "12.5" is an Amount, "7" a RandomSortOrder, the campaign's id as text its id."""
+    body = contact(acme, Amount="12.5", RandomSortOrder="7")
+    body["DiallerCampaignsID"] = str(body["DiallerCampaignsID"])
+    record = (await import_(api, acme, body))["records"][0]
+    assert (record["Amount"], record["RandomSortOrder"]) == (12.5, 7)
+    assert record["DiallerCampaignsID"] == acme.campaigns["Sales"]
 
 
 async def test_typed_fields_round_trip(api: Client, acme: Tenant) -> None:
