@@ -50,7 +50,7 @@ async def test_the_docs_page_renders_the_operations_in_a_browser(database_url: s
     for summary in (
         "List leads, filtered, in lead_id order",
         "The account&#39;s bulk jobs, newest first, filtered",
-        "Flexydial login: a new token for a user&#39;s account",
+        "Flexydial login: the user&#39;s token",
         "Liveness: the process serves HTTP",
     ):
         assert summary.replace("&#39;", "'") in dom or summary in dom, summary

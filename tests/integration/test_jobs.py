@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestServer
 
 from lead_ledger.api.callback_http import callback_session, poster
 from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.database import create_pool
 from lead_ledger.ledger.envelope import Actor
 from lead_ledger.ledger.events import LeadFields
 from lead_ledger.ledger.locks import JOB_WORKER_NAMESPACE, campaign_lock_key
@@ -262,6 +263,29 @@ async def test_a_running_job_is_retaken_only_once_its_worker_is_gone(
             " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         )
         assert await owner.fetchval(locks, JOB_WORKER_NAMESPACE) == 0  # every one let go
+
+
+async def test_a_worker_lets_go_of_every_job_it_ran(
+    pool: asyncpg.Pool, database_url: str, campaign: tuple[int, int]
+) -> None:
+    """The serving pools send no reset on release, so a job's liveness lock, a session lock,
+    must be let go before its connection goes back: after a worker on such a pool ran jobs, no
+    session of the database holds one."""
+    account_id, campaign_id = campaign
+    await submit(pool, account_id, campaign_id, [LeadFields(phone_numbers=[phone(1)])])
+    await submit(pool, account_id, campaign_id, [LeadFields(phone_numbers=[phone(2)])])
+    held = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::oid"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    serving = await create_pool(database_url, min_size=1, max_size=3, session_state=False)
+    try:
+        async with worker(serving):
+            await until(pool, FINISHED)
+        # The pool's connections are still open: a lock left on one would still be held.
+        assert await pool.fetchval(held, JOB_WORKER_NAMESPACE) == 0
+    finally:
+        await serving.close()
 
 
 async def test_a_kinds_preparation_holds_back_no_reader_of_the_feed(

@@ -20,8 +20,15 @@ SESSION_SET = re.compile(
 SESSION_LOCK = re.compile(r"pg_(?:try_)?advisory_lock(?:_shared)?\s*\(", re.IGNORECASE)
 # Session locks, each taken on a connection that never belongs to `serve`'s pools: the
 # migration's and the roles' own connection (ledger/locks.py, used by migrate.py and roles.py),
-# and a rebuild's or verify's, which run from the command line's pools.
-SESSION_LOCK_MODULES = {"ledger/locks.py", "projections/rebuild/shadow.py"}
+# and a rebuild's or verify's, which run from the command line's pools. One is taken on a
+# serving pool's connection on purpose: a claimed job's liveness lock (service/jobs/
+# lifecycle.py), which `jobs.let_go` releases, or closes the connection, before the connection
+# goes back (tests/integration/test_jobs.py checks that none is left held).
+SESSION_LOCK_MODULES = {
+    "ledger/locks.py",
+    "projections/rebuild/shadow.py",
+    "service/jobs/lifecycle.py",
+}
 
 
 def _strings(path: Path) -> list[str]:
