@@ -78,7 +78,7 @@ async def generate_token(
         async with pool.acquire() as conn:
             return await _log_in(conn, username, password, origin, limits)
 
-    return await shared.run(DIALECT, username, password, check)
+    return await shared.run(DIALECT, username, password, origin.client_address, check)
 
 
 async def _log_in(

@@ -10,8 +10,8 @@ reached.
 
 A right password checked by many requests at once would still fill the limit while they are
 in flight (a client whose workers all log in together), so `SharedChecks` makes the requests of
-one process that carry the same username and password share one check: one attempt, one
-scrypt, one answer.
+one process that carry the same username and password from one address share one check: one
+attempt, one scrypt, one answer.
 """
 
 from __future__ import annotations
@@ -121,24 +121,31 @@ T = TypeVar("T")
 
 
 class SharedChecks:
-    """Logins with the same username and password in flight in this process share one check:
-    the first starts it, the others wait for its answer. The check runs as a task of its own
-    (on a connection of its own), so a caller that gives up does not cancel the others'.
-    Keyed by the username and a keyed hash of the password under a secret of this process,
-    never the password; nothing is kept once the check ends."""
+    """Logins with the same username, password and client address in flight in this process
+    share one check: the first starts it, the others wait for its answer. The check runs as a
+    task of its own (on a connection of its own), so a caller that gives up does not cancel
+    the others'. Keyed by the username, the address and a keyed hash of the password under a
+    secret of this process, never the password; nothing is kept once the check ends."""
 
     def __init__(self) -> None:
         self._secret = secrets.token_bytes(32)
-        self._running: dict[tuple[str, str, bytes], asyncio.Future[Any]] = {}
+        self._running: dict[tuple[str, str, str, bytes], asyncio.Future[Any]] = {}
 
     async def run(
-        self, scope: str, username: str, password: str, check: Callable[[], Awaitable[T]]
+        self,
+        scope: str,
+        username: str,
+        password: str,
+        address: str | None,
+        check: Callable[[], Awaitable[T]],
     ) -> T:
         """`check()`'s answer, shared with the calls of the same `scope` (what the answer
-        is), username and password running at the same time."""
+        is), username, password and client address running at the same time: a call from
+        another address is counted against its own address's limit."""
         key = (
             scope,
             username,
+            address or "",
             hmac.digest(self._secret, password.encode(errors="surrogateescape"), "sha256"),
         )
         running = self._running.get(key)
@@ -148,7 +155,7 @@ class SharedChecks:
             running.add_done_callback(lambda done: self._finished(key, done))
         return cast("T", await asyncio.shield(running))
 
-    def _finished(self, key: tuple[str, str, bytes], done: asyncio.Future[Any]) -> None:
+    def _finished(self, key: tuple[str, str, str, bytes], done: asyncio.Future[Any]) -> None:
         self._running.pop(key, None)
         if not done.cancelled():
             done.exception()  # retrieved: every caller may have gone

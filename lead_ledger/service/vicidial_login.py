@@ -81,7 +81,7 @@ async def log_in(
         async with pool.acquire() as conn:
             return await _check(conn, username, password, address, limits, verified)
 
-    return await shared.run(DIALECT, username, password, check)
+    return await shared.run(DIALECT, username, password, address, check)
 
 
 async def _check(

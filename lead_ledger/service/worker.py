@@ -230,7 +230,13 @@ async def _one(
 ) -> bool:
     """Claim and run one job; False when none was runnable."""
     async with pool.acquire() as conn:
-        claim = await jobs.claim_next(conn, worker_id, lease_seconds)
+        try:
+            claim = await jobs.claim_next(conn, worker_id, lease_seconds)
+        except BaseException:
+            # Cut or failed after the server ran the claim, this session may hold a liveness
+            # lock no one will let go (the serving pools send no reset): it ends here.
+            conn.terminate()
+            raise
         if claim is None:
             return False
         try:

@@ -265,6 +265,42 @@ async def test_a_running_job_is_retaken_only_once_its_worker_is_gone(
         assert await owner.fetchval(locks, JOB_WORKER_NAMESPACE) == 0  # every one let go
 
 
+async def test_a_job_claimed_while_another_claim_scans_is_not_claimed_again(
+    pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """Worker B's claim reads which jobs are alive, then scans past 300,000 running jobs
+    (alive: one held lock covers their shared key) while worker A claims job J and commits.
+    PostgreSQL re-checks J's new row for B against the list B read before A's lock existed:
+    J must not look dead to B (its attempts moved on), so B claims nothing."""
+    account_id, campaign_id = campaign
+    job = await submit(pool, account_id, campaign_id, [])
+    low = (job + 1000) & 0xFFFFFFFF
+    lock = "SELECT pg_try_advisory_lock(($1::bigint << 32) | $2)"
+    a_claim = """
+    UPDATE job_queue q SET state = 'running', lease_owner = 'A',
+        lease_until = now() + interval '1 hour', attempts = q.attempts + 1
+    WHERE job_id = $1
+    RETURNING attempts, pg_try_advisory_lock(($2::bigint << 32) | (q.job_id & 4294967295))
+    """
+    async with pool.acquire() as holder, pool.acquire() as a, pool.acquire() as b:
+        await holder.execute(
+            "INSERT INTO job_queue (job_id, account_id, kind, campaign_id, state, lease_owner,"
+            " lease_until, available_at)"
+            " SELECT $1::bigint + (k::bigint << 32), $2, 'x', NULL, 'running', 'other',"
+            " now() + interval '1 hour', now() - interval '1 day'"
+            " FROM generate_series(1, 300000) k",
+            low,
+            account_id,
+        )
+        assert await holder.fetchval(lock, JOB_WORKER_NAMESPACE, low)
+        b_claim = asyncio.ensure_future(jobs.claim_next(b, "B", 3600))
+        await asyncio.sleep(0.02)  # B is scanning
+        claimed = await a.fetchrow(a_claim, job, JOB_WORKER_NAMESPACE)
+        assert claimed is not None
+        assert claimed["attempts"] == 1
+        assert await b_claim is None
+
+
 async def test_a_worker_lets_go_of_every_job_it_ran(
     pool: asyncpg.Pool, database_url: str, campaign: tuple[int, int]
 ) -> None:

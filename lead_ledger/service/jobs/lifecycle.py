@@ -55,15 +55,21 @@ NOTIFY: Final = "SELECT pg_notify($1, $2)"
 # the campaign's lock, holding a worker that a job of another campaign could use. A running job
 # whose worker died is claimable at once: its worker's session, and so the job's liveness lock
 # (ledger/locks.py; $3 its namespace), is gone. `alive` lists the jobs whose lock a session of
-# this database holds. A lock shows in pg_locks the moment it is granted, before the claim that
-# takes it commits, so a claimed job is never seen without it. A bigint advisory key shows as
-# classid (its high 32 bits), objid (its low 32 bits) and objsubid 1; a job's key is its
-# namespace and the low 32 bits of its id.
+# this database holds (a bigint advisory key shows as classid, its high 32 bits, objid, its low
+# 32 bits, and objsubid 1; a job's key is its namespace and the low 32 bits of its id), read
+# once. `dead` is the running jobs without one, each with its attempts: a job claimed by another
+# worker after `alive` was read (its row re-checked when that claim commits, against the list
+# read before it) has one attempt more, so the stale list cannot hand it over a second time.
 CLAIM_NEXT: Final = """
 WITH alive AS MATERIALIZED (
     SELECT objid::bigint AS low FROM pg_locks
     WHERE locktype = 'advisory' AND classid = $3::bigint::oid AND objsubid = 1
       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+),
+dead AS MATERIALIZED (
+    SELECT job_id, attempts FROM job_queue
+    WHERE state = 'running' AND lease_until >= now()
+      AND (job_id & 4294967295) NOT IN (SELECT low FROM alive)
 ),
 next AS (
     SELECT job_id FROM job_queue q
@@ -71,7 +77,7 @@ next AS (
       AND (state = 'queued'
            OR (state = 'running'
                AND (lease_until < now()
-                    OR (job_id & 4294967295) NOT IN (SELECT low FROM alive))))
+                    OR (job_id, attempts) IN (SELECT job_id, attempts FROM dead))))
       AND NOT EXISTS (
           SELECT 1 FROM job_queue r
           WHERE r.campaign_id = q.campaign_id AND r.state = 'running'
