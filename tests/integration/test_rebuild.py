@@ -47,9 +47,9 @@ from lead_ledger.projections.rebuild import RebuildError, rebuild, status, verif
 from lead_ledger.projections.rebuild.shadow import (
     LANES,
     create_shadow,
-    drop_after_failure,
     index_statements,
     select_projections,
+    shadow_dropped,
 )
 from lead_ledger.projections.registry import BY_NAME, PROJECTIONS
 from lead_ledger.service.writer import Context, record, stream_append
@@ -407,7 +407,13 @@ async def test_an_interrupted_rebuild_never_waits_for_a_lane_cut_mid_statement(
         stuck = lane.transaction()
         await stuck.start()
         await lane.execute("SELECT * FROM ledger_shadow.leads LIMIT 0")  # holds its lock
-        await asyncio.wait_for(drop_after_failure([first, lane], projections), timeout=30)
+
+        async def fail_with_the_lane_cut() -> None:
+            async with shadow_dropped([first, lane], projections):
+                raise RuntimeError("a lane failed")
+
+        with pytest.raises(RuntimeError, match="a lane failed"):
+            await asyncio.wait_for(fail_with_the_lane_cut(), timeout=30)
         tables = "SELECT count(*) FROM pg_tables WHERE schemaname = $1"
         assert await first.fetchval(tables, SHADOW_SCHEMA) == 0
 

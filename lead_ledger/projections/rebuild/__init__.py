@@ -15,7 +15,6 @@ re-exported here for callers.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 
@@ -30,10 +29,9 @@ from lead_ledger.projections.rebuild.shadow import (
     RebuildReport,
     UnknownProjectionError,
     connections,
-    drop_after_failure,
-    drop_shadow,
     rebuild_lock,
     select_projections,
+    shadow_dropped,
 )
 from lead_ledger.projections.rebuild.status import ProjectionStatus, status
 from lead_ledger.projections.rebuild.swap import swap
@@ -68,21 +66,17 @@ async def rebuild(
     """Replay the log into shadow tables and swap them in; the live tables serve meanwhile."""
     projections = select_projections(names)
     started = time.perf_counter()
-    async with connections(pool_or_conn) as conns, rebuild_lock(conns[0]):
-        conn = conns[0]
-        try:
-            shadow = await build_shadow(conns, projections, progress, batch)
-            t0 = time.perf_counter()
-            if progress:
-                progress("swap", 0, 1)
-            await swap(conn, shadow, lock_timeout_ms=lock_timeout_ms, attempts=attempts)
-            shadow.report.timings["swap"] = time.perf_counter() - t0
-        except BaseException:
-            # Interrupted or failed: leave no half-built shadow behind (a rerun drops it too).
-            await drop_after_failure(conns, projections)
-            raise
-        else:
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                await drop_shadow(conn, projections)
+    async with (
+        connections(pool_or_conn) as conns,
+        rebuild_lock(conns[0]),
+        # Interrupted or failed: no half-built shadow is left behind (a rerun drops it too).
+        shadow_dropped(conns, projections),
+    ):
+        shadow = await build_shadow(conns, projections, progress, batch)
+        t0 = time.perf_counter()
+        if progress:
+            progress("swap", 0, 1)
+        await swap(conns[0], shadow, lock_timeout_ms=lock_timeout_ms, attempts=attempts)
+        shadow.report.timings["swap"] = time.perf_counter() - t0
     shadow.report.seconds = time.perf_counter() - started
     return shadow.report

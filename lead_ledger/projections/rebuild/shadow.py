@@ -193,22 +193,26 @@ async def drop_shadow(conn: Connection, projections: Sequence[Projection]) -> No
     await conn.execute(DROP_OPENED_EVENTS)
 
 
-async def drop_after_failure(
+@contextlib.asynccontextmanager
+async def shadow_dropped(
     conns: Sequence[Connection], projections: Sequence[Projection]
-) -> None:
-    """The shadow tables dropped after a rebuild or verify failed or was interrupted.
-
-    A lane cut mid-statement (its task cancelled while asyncpg looked up a COPY's columns, say)
-    can leave its session inside a statement, holding a lock on a shadow table; the drop would
-    wait for it for ever, as no one will finish that statement. So the other lanes' sessions
-    are ended first (their pool replaces them); the first connection, which holds the rebuild
-    lock, drops the tables. A drop that still cannot run is left to the next rebuild, which
-    drops stale shadow tables first.
-    """
-    for lane in conns[1:]:
-        lane.terminate()
-    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-        await drop_shadow(conns[0], projections)
+) -> AsyncIterator[None]:
+    """The shadow tables dropped when the block ends, whichever way: a rebuild's or verify's
+    whole work. A failure (or an interruption) first ends the other lanes' sessions: a lane cut
+    mid-statement (its task cancelled while asyncpg looked up a COPY's columns, say) can leave
+    its session inside that statement, holding a lock on a shadow table that the drop would
+    wait for for ever. The first connection, which holds the rebuild lock, drops the tables; a
+    drop that still cannot run is left to the next rebuild, which drops stale shadow tables
+    first."""
+    try:
+        yield
+    except BaseException:
+        for lane in conns[1:]:
+            lane.terminate()
+        raise
+    finally:
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await drop_shadow(conns[0], projections)
 
 
 async def index_statements(

@@ -9,7 +9,6 @@ first ones are named.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,11 +24,10 @@ from lead_ledger.projections.rebuild.shadow import (
     Progress,
     RebuildBusyError,
     connections,
-    drop_after_failure,
-    drop_shadow,
     each_on_a_free_lane,
     rebuild_lock,
     select_projections,
+    shadow_dropped,
 )
 from lead_ledger.projections.rebuild.swap import gate_closed
 
@@ -200,33 +198,28 @@ async def verify(
     """Rebuild into shadow tables (never swapped), compare them with the live ones, drop them."""
     projections = select_projections(names)
     started = time.perf_counter()
-    async with connections(pool_or_conn) as conns, rebuild_lock(conns[0]):
+    async with (
+        connections(pool_or_conn) as conns,
+        rebuild_lock(conns[0]),
+        shadow_dropped(conns, projections),
+    ):
         conn = conns[0]
-        try:
-            # Disposable: never swapped in, so no WAL for them, and no index that only reads
-            # use (the comparison scans whole tables).
-            shadow = await build_shadow(conns, projections, progress, batch, disposable=True)
-            # Without holding writers: a write between the catch-up and the compare shows as a
-            # difference, so the buckets that differ are compared again below, writers held
-            # out and the shadow caught up.
-            checks = await _compare_in_lanes(conns, projections)
-            if not all(c.ok for c, _ in checks):
-                try:
-                    async with gate_closed(conn, shadow, lock_timeout_ms):
-                        checks = [
-                            (c, b) if c.ok else (await compare(conn, p, b), b)
-                            for p, (c, b) in zip(projections, checks, strict=True)
-                        ]
-                except asyncpg.LockNotAvailableError:
-                    raise RebuildBusyError(
-                        "verify could not hold writers out to re-check"
-                    ) from None
-        except BaseException:
-            await drop_after_failure(conns, projections)
-            raise
-        else:
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                await drop_shadow(conn, projections)
+        # Disposable: never swapped in, so no WAL for them, and no index that only reads use
+        # (the comparison scans whole tables).
+        shadow = await build_shadow(conns, projections, progress, batch, disposable=True)
+        # Without holding writers: a write between the catch-up and the compare shows as a
+        # difference, so the buckets that differ are compared again below, writers held out
+        # and the shadow caught up.
+        checks = await _compare_in_lanes(conns, projections)
+        if not all(c.ok for c, _ in checks):
+            try:
+                async with gate_closed(conn, shadow, lock_timeout_ms):
+                    checks = [
+                        (c, b) if c.ok else (await compare(conn, p, b), b)
+                        for p, (c, b) in zip(projections, checks, strict=True)
+                    ]
+            except asyncpg.LockNotAvailableError:
+                raise RebuildBusyError("verify could not hold writers out to re-check") from None
     report = shadow.report
     return VerifyReport(
         [c for c, _ in checks], report.events + report.caught_up, time.perf_counter() - started
