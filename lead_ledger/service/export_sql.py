@@ -18,7 +18,7 @@ from lead_ledger.ledger.connection import Connection
 from lead_ledger.service.csv_lines import CsvLines
 from lead_ledger.service.export_files import Columns
 from lead_ledger.service.export_rows import EXPORTED_NOW, ExportQuery
-from lead_ledger.service.spreadsheet_cells import spreadsheet_text
+from lead_ledger.service.spreadsheet_cells import FORMULA_STARTS, spreadsheet_text
 
 # Every CRM (extra) field name a lead of the export holds: the columns, known before the rows.
 SELECT_KEYS: Final = f"""
@@ -28,12 +28,17 @@ SELECT DISTINCT jsonb_object_keys(rows.{{column}}) AS k FROM ({EXPORTED_NOW}) ro
 _LIST, _NUMBER, _TIME = "phone_numbers", "priority", "expires_at"
 
 
+# spreadsheet_cells' formula starts as SQL literals, each written U&'\XXXX' (its code point),
+# so that tabs, line feeds and the full-width forms stay readable in the query text.
+_FORMULA_STARTS_SQL: Final = ", ".join(f"U&'\\{ord(c):04X}'" for c in sorted(FORMULA_STARTS))
+
+
 def _escaped(expression: str) -> str:
     """spreadsheet_cell's rule for text: a quote before a formula's first character unless
     the text is a signed number; '' and NULL are both a blank."""
     value = f"NULLIF({expression}, '')"
     return (
-        f"CASE WHEN left({value}, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r')"
+        f"CASE WHEN left(ltrim({value}, ' '), 1) IN ({_FORMULA_STARTS_SQL})"
         f" AND {value} !~ '^[+-][0-9 ().-]*$' THEN '''' || {value} ELSE {value} END"
     )
 

@@ -185,17 +185,44 @@ async def test_jsonl_is_raw(api: Client, seeded: asyncpg.Pool) -> None:
 
 @pytest.mark.parametrize("file_format", ["csv", "xlsx"])
 async def test_formulas_are_escaped(api: Client, seeded: asyncpg.Pool, file_format: str) -> None:
-    """Cells starting with = + - @ tab or CR are written as text (a leading '), in csv and
-    xlsx; a signed phone number stays as it is."""
-    await update_lead(seeded, A, 1, ctx(A), name='=HYPERLINK("http://x")', comments="@SUM(A1)")
-    await update_lead(seeded, A, 2, ctx(A), name="+cmd|' /C calc'!A0", comments="\tx")
+    """Cells starting with = + - @ tab, CR or LF, their full-width forms, or any of them
+    after spaces, are written as text (a leading '), in csv and xlsx; a signed phone number
+    and text that only holds such a letter later stay as they are."""
+    await update_lead(
+        seeded,
+        A,
+        1,
+        ctx(A),
+        name='=HYPERLINK("http://x")',
+        comments="@SUM(A1)",
+        city="  =1+1",
+        state="\uff1dSUM(A1)",
+        address1="\n=cmd",
+    )
+    await update_lead(
+        seeded,
+        A,
+        2,
+        ctx(A),
+        name="+cmd|' /C calc'!A0",
+        comments="\tx",
+        city="\uff0b1",
+        state="a = b",
+        address1=" \uff20x",
+    )
     view = await export(api, campaign="north", format=file_format)
     data, _ = await download(api, view)
     rows = csv_rows(data) if file_format == "csv" else xlsx_rows(data)
     assert rows[0]["name"] == '\'=HYPERLINK("http://x")'
     assert rows[0]["comments"] == "'@SUM(A1)"
+    assert rows[0]["city"] == "'  =1+1"
+    assert rows[0]["state"] == "'\uff1dSUM(A1)"
+    assert rows[0]["address1"] == "'\n=cmd"
     assert rows[1]["name"] == "'+cmd|' /C calc'!A0"
     assert rows[1]["comments"] == "'\tx"
+    assert rows[1]["city"] == "'\uff0b1"
+    assert rows[1]["state"] == "a = b"
+    assert rows[1]["address1"] == "' \uff20x"
     assert rows[0]["phone_numbers"] == "+919876543211"
 
 
@@ -370,13 +397,16 @@ async def test_an_export_of_now_is_the_export_as_of_now(
         comments="",
         address1="Line\rBreak",
         city="-12",
+        state="  \uff0dx",
         phone_numbers=["+919876543211", "+919876543219"],
         crm={"loan:amount": "@5000", "z:last": "x", "z:cr\rkey": "y"},
         extra={"Count": 7, "Flag": True, "Ratio": 1.5, "Note": "+1 (555)"},
         expires_at="2099-01-31T10:00:00.000120Z",
         priority=9,
     )
-    await update_lead(seeded, A, 3, ctx(A), email="a@b.c", expires_at="2099-01-31T10:00:00Z")
+    await update_lead(
+        seeded, A, 3, ctx(A), email="a@b.c", city=" x", expires_at="2099-01-31T10:00:00Z"
+    )
     response = await api.post("/v1/dnc", json=[{"phone": "+919876543212"}], headers=auth())
     assert response.status == 201, await response.text()
     await asyncio.sleep(0.01)
@@ -393,6 +423,8 @@ async def test_an_export_of_now_is_the_export_as_of_now(
         assert rows[0]["z:cr\rkey"] == "y"
         assert rows[0]["extra:Ratio"] == "1.5"
         assert rows[0]["loan:amount"] == "'@5000"
+        assert rows[0]["state"] == "'  \uff0dx"
+        assert rows[2]["city"] == " x"
         assert rows[0]["expires_at"] == "2099-01-31T10:00:00.000120Z"
 
 
