@@ -327,6 +327,12 @@ async def _insert_decided(
     return results
 
 
+def _blocking_keys(event: LeadInserted, lead: NewLead) -> list[str]:
+    """The keys the do-not-call registry is asked about for a new lead: its own, and the other
+    spellings it would be dialled as (`NewLead.also_blocked_as`)."""
+    return [*event.dedupe_keys, *lead.also_blocked_as]
+
+
 def _blocked(
     registry: dnc.Blocking,
     campaign_id: int,
@@ -342,7 +348,7 @@ def _blocked(
     for i, event in events.items():
         if leads[i].blocked_marked:
             continue
-        keys = [*event.dedupe_keys, *leads[i].also_blocked_as]
+        keys = _blocking_keys(event, leads[i])
         if leads[i].blocked_when_all:
             block = registry.block_all(keys, campaign_id)
         else:
@@ -591,7 +597,7 @@ def _admitted_marks(
     for i, event in events.items():
         if i in refused or not (leads[i].blocked_when_all or leads[i].blocked_marked):
             continue
-        blocks = registry.every_block([*event.dedupe_keys, *leads[i].also_blocked_as], campaign_id)
+        blocks = registry.every_block(_blocking_keys(event, leads[i]), campaign_id)
         if blocks:
             marks[i] = dnc_marks.lead_mark_events(event.lead_id, {}, blocks)
     return marks
