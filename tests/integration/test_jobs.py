@@ -233,6 +233,28 @@ async def test_a_busy_campaigns_jobs_wait_for_it_and_others_go_first(
         assert claim.job_id == second
 
 
+async def test_accounts_take_turns_for_the_workers(
+    pool: asyncpg.Pool, campaign: tuple[int, int]
+) -> None:
+    """One account's uploads to three campaigns, then another account's one: the other
+    account's job is claimed second, not last; a running job counts against its account, and
+    a job whose worker is gone does not."""
+    account_id, first_campaign = campaign
+    campaigns = [first_campaign, *[await make_campaign(pool, account_id, f"c{n}") for n in (2, 3)]]
+    busy = [await submit(pool, account_id, c, []) for c in campaigns]
+    other_account = await make_account(pool, "other")
+    other = await submit(pool, other_account, await make_campaign(pool, other_account), [])
+    async with pool.acquire() as conn:
+        claims = [await jobs.claim_next(conn, f"w{n}", 60) for n in range(4)]
+        assert [c.job_id if c else None for c in claims] == [busy[0], other, busy[1], busy[2]]
+    # Their session is gone: none of those jobs runs now, so nothing counts against the
+    # account, and the oldest is first again.
+    later = await submit(pool, other_account, await make_campaign(pool, other_account, "x"), [])
+    async with pool.acquire() as conn:
+        claims = [await jobs.claim_next(conn, f"v{n}", 60) for n in range(4)]
+        assert [c.job_id if c else None for c in claims] == [busy[0], other, busy[1], later]
+
+
 async def test_a_running_job_is_retaken_only_once_its_worker_is_gone(
     pool: asyncpg.Pool, campaign: tuple[int, int]
 ) -> None:

@@ -60,6 +60,13 @@ NOTIFY: Final = "SELECT pg_notify($1, $2)"
 # once. `dead` is the running jobs without one, each with its attempts: a job claimed by another
 # worker after `alive` was read (its row re-checked when that claim commits, against the list
 # read before it) has one attempt more, so the stale list cannot hand it over a second time.
+# Which job goes first: accounts take turns. A job's turn is its place among its account's
+# claimable jobs (oldest first) plus the jobs the account has running, so that one account's
+# fifty uploads across fifty campaigns hold back another account's one upload by at most one
+# job, not fifty; within an account, and between accounts on the same turn, the oldest first.
+# The turns are counted once (`turns`). `next` repeats the row's own conditions: a row that
+# another claim changed after this statement's snapshot is re-checked against the conditions
+# of the level that locks it, and only those (the subqueries keep their snapshot).
 CLAIM_NEXT: Final = """
 WITH alive AS MATERIALIZED (
     SELECT objid::bigint AS low FROM pg_locks
@@ -71,21 +78,39 @@ dead AS MATERIALIZED (
     WHERE state = 'running' AND lease_until >= now()
       AND (job_id & 4294967295) NOT IN (SELECT low FROM alive)
 ),
-next AS (
-    SELECT job_id FROM job_queue q
-    WHERE available_at <= now()
-      AND (state = 'queued'
-           OR (state = 'running'
-               AND (lease_until < now()
-                    OR (job_id, attempts) IN (SELECT job_id, attempts FROM dead))))
+running AS MATERIALIZED (
+    SELECT account_id, count(*) AS jobs FROM job_queue
+    WHERE state = 'running' AND lease_until >= now()
+      AND (job_id & 4294967295) IN (SELECT low FROM alive)
+    GROUP BY account_id
+),
+turns AS MATERIALIZED (
+    SELECT q.job_id,
+        row_number() OVER (PARTITION BY q.account_id ORDER BY q.available_at, q.job_id)
+        + coalesce((SELECT jobs FROM running WHERE running.account_id = q.account_id), 0)
+        AS turn
+    FROM job_queue q
+    WHERE q.available_at <= now()
+      AND (q.state = 'queued'
+           OR (q.state = 'running'
+               AND (q.lease_until < now()
+                    OR (q.job_id, q.attempts) IN (SELECT job_id, attempts FROM dead))))
       AND NOT EXISTS (
           SELECT 1 FROM job_queue r
           WHERE r.campaign_id = q.campaign_id AND r.state = 'running'
             AND r.lease_until >= now() AND r.job_id <> q.job_id
             AND (r.job_id & 4294967295) IN (SELECT low FROM alive))
-    ORDER BY available_at, job_id
+),
+next AS (
+    SELECT q.job_id FROM job_queue q JOIN turns ON turns.job_id = q.job_id
+    WHERE q.available_at <= now()
+      AND (q.state = 'queued'
+           OR (q.state = 'running'
+               AND (q.lease_until < now()
+                    OR (q.job_id, q.attempts) IN (SELECT job_id, attempts FROM dead))))
+    ORDER BY turns.turn, q.available_at, q.job_id
     LIMIT 1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF q SKIP LOCKED
 )
 UPDATE job_queue q
 SET state = 'running', lease_owner = $1, lease_until = now() + make_interval(secs => $2),
