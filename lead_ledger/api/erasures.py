@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 from aiohttp import web
 
@@ -47,11 +49,12 @@ async def erase(request: web.Request, principal: Principal) -> web.StreamRespons
     body = await request.read()
     try:
         asked = decode_json(body, lambda data: msgspec.json.decode(data, type=ErasureBody))
+        _each_key_once(body)
         asked.given()
     except msgspec.DecodeError as error:  # also ValidationError: malformed or mistyped
         raise Refused(validation_problem(error)) from error
-    except ValueError as error:
-        raise Refused(invalid_body(str(error))) from error
+    except erasures.ErasureRequestError as error:
+        raise Refused(invalid_body(str(error), field=error.field)) from error
     if asked.lead_id is not None and not 1 <= asked.lead_id <= BIGINT_MAX:
         raise Refused(invalid_body("lead_id is not a lead id", field="lead_id"))
     for name in ("phone", "user_data"):
@@ -62,6 +65,20 @@ async def erase(request: web.Request, principal: Principal) -> web.StreamRespons
             conn, context(request, principal), principal.account_id, asked
         )
     return json_response(erasure)
+
+
+def _each_key_once(body: bytes) -> None:
+    """An erasure cannot be undone: a body naming a field twice (`{"phone": A, "phone": B}`,
+    which JSON readers take as the last) is refused rather than read one way or the other."""
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        names = [name for name, _ in items]
+        for name in names:
+            if names.count(name) > 1:
+                raise erasures.ErasureRequestError(f"{name} is given twice", name)
+        return dict(items)
+
+    json.loads(body, object_pairs_hook=pairs)
 
 
 @routes.get("/v1/erasures/{id}")

@@ -32,7 +32,7 @@ from lead_ledger.ledger.locks import lock_campaigns
 from lead_ledger.ledger.phones import dedupe_key, digits_only
 from lead_ledger.ledger.sealing import lead_subject
 from lead_ledger.ledger.store import read_stream
-from lead_ledger.ledger.subject_lookup import phone_tokens, user_data_token
+from lead_ledger.ledger.subject_lookup import MIN_PHONE_DIGITS, phone_tokens, user_data_token
 from lead_ledger.projections.jobs import erased_rows
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.campaign_locks import LocksOutgrown, retried_until_locked
@@ -97,6 +97,15 @@ SELECT job_id FROM callback_outbox WHERE job_id = ANY($1::bigint[]) ORDER BY job
 """
 
 
+class ErasureRequestError(ValueError):
+    """A request that names no one, or more than one person: `field` is where (None: the
+    whole body)."""
+
+    def __init__(self, detail: str, field: str | None) -> None:
+        super().__init__(detail)
+        self.field = field
+
+
 class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What to erase: exactly one of a phone number (any spelling), a lead id, a user_data."""
 
@@ -105,7 +114,8 @@ class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     user_data: str | None = None
 
     def given(self) -> tuple[ErasureBy, str]:
-        """The one thing asked for; ValueError unless exactly one is given."""
+        """The one thing asked for; ErasureRequestError unless exactly one is given, and it
+        can name one person."""
         asked: list[tuple[ErasureBy, str]] = []
         if self.phone is not None:
             asked.append(("phone", self.phone))
@@ -114,15 +124,28 @@ class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         if self.user_data is not None:
             asked.append(("user_data", self.user_data))
         if len(asked) != 1:
-            raise ValueError("give exactly one of phone, lead_id and user_data")
+            raise ErasureRequestError("give exactly one of phone, lead_id and user_data", None)
         by, value = asked[0]
         if not value.strip():
-            raise ValueError(f"{by} is empty")
-        if by == "phone" and not digits_only(value):
-            # Its dedupe key and lookup tokens would be empty: it can name no one, and an
-            # erasure of nothing would be recorded for what is likely a pasted wrong value.
-            raise ValueError("phone holds no digits: it is no phone number")
+            raise ErasureRequestError(f"{by} is empty", by)
+        if by == "phone":
+            _one_number(value)
         return by, value
+
+
+def _one_number(phone: str) -> None:
+    if not digits_only(phone):
+        # Its dedupe key and lookup tokens would be empty: it can name no one, and an
+        # erasure of nothing would be recorded for what is likely a pasted wrong value.
+        raise ErasureRequestError("phone holds no digits: it is no phone number", "phone")
+    # A cell's comma-separated numbers are each looked up (subject_lookup.phone_tokens), so
+    # "A,B" would erase the people of both numbers under one record "by phone". A comma
+    # before a few digits is Vicidial's dialling pause, part of one number.
+    if sum(len(digits_only(part)) >= MIN_PHONE_DIGITS for part in phone.split(",")) > 1:
+        raise ErasureRequestError(
+            "phone holds more than one number (separated by a comma): erase each on its own",
+            "phone",
+        )
 
 
 class Erasure(msgspec.Struct, frozen=True, kw_only=True):
@@ -228,7 +251,9 @@ async def _subjects(
         values = {dedupe_key(value, region), *phone_tokens(value, region)}
         kind, tokens = "phone", set(values)
     else:
-        values = {value}
+        # As given, and without surrounding spaces, which the digests of the refused and
+        # deleted rows leave out (user_data_token): one request finds all of a person's rows.
+        values = {value, value.strip()}
         kind, tokens = "user_data", {user_data_token(value)}
     # Live leads through the contact index; everything else through the lookup digests.
     rows = await conn.fetch(SELECT_LIVE, account_id, kind, sorted(values))

@@ -187,28 +187,73 @@ async def test_an_erased_lead_cannot_be_written_to_again(
 
 
 @pytest.mark.parametrize(
-    ("body", "detail"),
+    ("body", "detail", "field"),
     [
-        ({}, "give exactly one of phone, lead_id and user_data"),
-        ({"phone": "98", "lead_id": 1}, "give exactly one of phone, lead_id and user_data"),
-        ({"phone": "  "}, "phone is empty"),
-        ({"phone": "abc"}, "phone holds no digits: it is no phone number"),
-        ({"phone": "+ ( ) -"}, "phone holds no digits: it is no phone number"),
-        ({"lead_id": 0}, "lead_id is not a lead id"),
-        ({"user_data": "a\u0000b"}, "user_data holds a NUL character"),
+        ({}, "give exactly one of phone, lead_id and user_data", None),
+        ({"phone": "98", "lead_id": 1}, "give exactly one of phone, lead_id and user_data", None),
+        ({"phone": "  "}, "phone is empty", "phone"),
+        ({"phone": "abc"}, "phone holds no digits: it is no phone number", "phone"),
+        ({"phone": "+ ( ) -"}, "phone holds no digits: it is no phone number", "phone"),
+        (
+            {"phone": "9876543210, 9812345678"},
+            "phone holds more than one number (separated by a comma): erase each on its own",
+            "phone",
+        ),
+        ({"lead_id": 0}, "lead_id is not a lead id", "lead_id"),
+        ({"user_data": "a\u0000b"}, "user_data holds a NUL character", "user_data"),
     ],
 )
 async def test_a_request_that_names_no_one_clearly_is_refused(
-    client: Client, acme: Account, pool: asyncpg.Pool, body: object, detail: str
+    client: Client, acme: Account, pool: asyncpg.Pool, body: object, detail: str, field: str | None
 ) -> None:
-    """400 problem+json that says what is wrong; nothing is erased, and no erasure recorded."""
+    """400 problem+json that says what is wrong and where; nothing is erased, and no erasure
+    recorded."""
+    await add(client, acme, Name="Asha", phoneNumber="9876543210")
     response = await client.post(ERASURES, json=body, headers=native(acme))
     assert response.status == 400
     assert response.content_type == "application/problem+json"
-    assert (await response.json())["detail"] == detail
-    assert (await response.json())["title"] == "Invalid request body"
+    problem = await response.json()
+    assert (problem["detail"], problem["field"]) == (detail, field)
+    assert problem["title"] == "Invalid request body"
     recorded = "SELECT count(*) FROM events WHERE type = 'SubjectErased'"
     assert await pool.fetchval(recorded) == 0
+    assert set(await lead_ids(pool)) == {"Asha"}
+
+
+async def test_a_body_that_names_a_field_twice_is_refused(
+    client: Client, acme: Account, pool: asyncpg.Pool
+) -> None:
+    """`{"phone": A, "phone": B}` is neither read as A nor as B: 400 naming the field."""
+    await add(client, acme, Name="Asha", phoneNumber="9876543210")
+    response = await client.post(
+        ERASURES,
+        data=b'{"phone": "9812345678", "phone": "9876543210"}',
+        headers={**native(acme), "Content-Type": "application/json"},
+    )
+    assert response.status == 400
+    problem = await response.json()
+    assert (problem["detail"], problem["field"]) == ("phone is given twice", "phone")
+    assert set(await lead_ids(pool)) == {"Asha"}
+
+
+async def test_a_dialling_pause_is_part_of_one_number(client: Client, acme: Account) -> None:
+    """A comma before a few digits (Vicidial's pause before an extension) names one number:
+    the request is taken."""
+    await add(client, acme, Name="Asha", phoneNumber="9876543210")
+    assert (await erase(client, acme, {"phone": "9876543210,,22"}))["subjects"] == 1
+
+
+async def test_user_data_with_surrounding_spaces_finds_the_live_lead(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """A user_data sent with spaces around it finds the lead that holds it without them, as it
+    finds that person's refused and deleted rows (their digests leave the spaces out)."""
+    tenant = await make_tenant(client, "acme", "DE", ["Sales"])
+    gone = await imported_id(client, tenant, contact(tenant, UserData="WS-123", Name="Asha"))
+    account = Account(name="acme", key=tenant.key, native_key=tenant.native_key)
+    erasure = await erase(client, account, {"user_data": " WS-123 "})
+    assert (erasure["subjects"], erasure["lead_ids"]) == (1, [gone])
+    assert await lead_ids(pool) == {}
 
 
 @pytest.mark.parametrize("body", [b"{", b"[]", b'{"phone": 5}', b'{"name": "x"}'])
