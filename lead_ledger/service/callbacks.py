@@ -11,11 +11,13 @@ HTTP is injected (`Post`): aiohttp lives in the api layer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import asyncpg
 import msgspec
@@ -85,20 +87,63 @@ async def refusal(url: str, *, allow_private: bool) -> str | None:
     Raises OSError when the host does not resolve now: that may pass (a DNS outage, a record not
     yet published), so it is a failed attempt, retried, not a refusal."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "callback URL must be http or https with a host"
-    if allow_private:
-        return None
+    malformed = _malformed(parts)
+    if malformed is not None or allow_private:
+        return malformed
+    host = str(parts.hostname)  # _malformed saw that there is one
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
-            parts.hostname, parts.port or 443, type=socket.SOCK_STREAM
+            host, parts.port or 443, type=socket.SOCK_STREAM
         )
     except OSError as error:
-        raise OSError(f"cannot resolve callback host {parts.hostname}: {error}") from error
+        raise OSError(f"cannot resolve callback host {host}: {error}") from error
     for *_, sockaddr in infos:
         if forbidden_address(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])):
             return PRIVATE_TARGET
     return None
+
+
+def _malformed(parts: SplitResult) -> str | None:
+    """Why no client could ever call this URL, whatever the address rules: checked before
+    them, so that a setting which allows private targets still refuses an impossible one."""
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "callback URL must be http or https with a host"
+    try:
+        port = parts.port
+    except ValueError:  # beyond 65535, or not a number
+        port = 0
+    if port == 0:
+        return "callback URL's port must be 1 to 65535"
+    if not _host(parts.hostname):
+        return "callback URL's host is neither a host name nor an address"
+    return None
+
+
+def _host(host: str) -> bool:
+    """An IP address, or a host name of 1-63 character labels (IDNA, the encoding reversible;
+    `_` allowed, as private networks' service names hold it), at most 253 in all."""
+    with contextlib.suppress(ValueError):
+        return bool(ipaddress.ip_address(host.split("%", 1)[0]))
+    try:
+        name = host.removesuffix(".").encode("idna")
+        name.decode("idna")
+    except UnicodeError:
+        return False
+    return len(name) <= _MAX_HOST_NAME and all(
+        _HOST_LABEL(label) for label in name.decode().split(".")
+    )
+
+
+_MAX_HOST_NAME: Final = 253
+_HOST_LABEL: Final = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)").fullmatch
+
+
+def failure_texts(failure: BaseException) -> tuple[str, str]:
+    """A failed delivery's error as its record keeps it (the account's own view of its target:
+    the client's message, which may quote the URL) and as a log line holds it (the kind of
+    failure only: logs hold no URL, host or credential in one)."""
+    cause = failure.__cause__ or failure
+    return str(failure) or type(failure).__name__, type(cause).__name__
 
 
 # IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64's well-known prefix
@@ -166,14 +211,14 @@ async def _attempt(
     attempt = due.attempts + 1
     status: int | None = None
     try:
-        error = await refusal(due.url, allow_private=allow_private)
+        error = logged = await refusal(due.url, allow_private=allow_private)
         # A refused target stays refused: no retries. Anything else that fails (DNS, a
         # connection, a timeout, a 5xx) is retried with the backoff.
         final = error is not None
         if error is None:
             status = await post(due.url, due.body.encode())
     except (OSError, TimeoutError) as failure:
-        error = str(failure) or type(failure).__name__
+        error, logged = failure_texts(failure)
         final = False
     delivered = status is not None and 200 <= status < 300
     event = CallbackAttempted(
@@ -190,7 +235,7 @@ async def _attempt(
     CALLBACK_ATTEMPTS.labels(outcome).inc()
     # A refused callback is a setting to fix, not weather: it is worth an operator's attention.
     level = log.warning if final else log.info
-    level("callback_attempted", job_id=due.job_id, attempt=attempt, status=status, error=error)
+    level("callback_attempted", job_id=due.job_id, attempt=attempt, status=status, error=logged)
 
 
 async def _record(

@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import re
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
+import structlog.testing
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -462,6 +464,28 @@ async def test_a_day_of_failures_suspends_until_resumed(
     await patch(api, sid, state="active")
     await until(lambda: len(receiver.entries()) >= 3)
     assert receiver.entries() == lead_entries(await feed(api))
+
+
+async def test_a_failed_deliverys_log_line_holds_no_url(api: Client, pool: asyncpg.Pool) -> None:
+    """A target that does not answer: the attempt's record says why, quoting the client's
+    message, while its log line names only the kind of failure, not the URL's credentials,
+    query or host (docs/subscriptions.md)."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"http://user:s3cretpw@127.0.0.1:{port}/hook?token=abc123"
+    sid = (await subscribe(api, url))["subscription_id"]
+    with structlog.testing.capture_logs() as logs:
+        await insert_many(pool, 1, 1)
+        await until(lambda: any(e["event"] == "subscription_attempted" for e in logs))
+    attempted = [e for e in logs if e["event"] == "subscription_attempted"]
+    assert attempted[0]["error"] == "ClientConnectorError"
+    secrets = ("s3cretpw", "abc123", str(port))
+    assert not [e for e in logs if any(secret in str(e) for secret in secrets)]
+    recorded = await pool.fetchval(
+        "SELECT error FROM subscription_attempts WHERE subscription_id = $1 LIMIT 1", sid
+    )
+    assert str(port) in recorded
 
 
 async def until_checkpoint(api: Client, sid: int, position: int) -> None:

@@ -642,7 +642,11 @@ async def test_a_host_that_does_not_resolve_is_retried_until_the_last_attempt(
     for allow_private in (False, True):
         await pool.execute("DELETE FROM callback_outbox")
         job_id = await completed_job(pool, campaign, "https://no-such-host.invalid/hook")
-        await dispatch_until_settled(pool, allow_private=allow_private)
+        with structlog.testing.capture_logs() as logs:
+            await dispatch_until_settled(pool, allow_private=allow_private)
+        attempted = [e for e in logs if e["event"] == "callback_attempted"]
+        assert attempted
+        assert not [e for e in attempted if "no-such-host" in str(e)]  # logs hold no host
         events = await job_events(pool, job_id)
         assert events.count("CallbackAttempted") == callbacks.MAX_ATTEMPTS
         assert events[-1] == "CallbackAbandoned"
@@ -679,6 +683,45 @@ async def test_private_targets_are_refused(url: str) -> None:
     """Every address that is not global is refused unless allowed (loopback, private, shared,
     link-local, multicast, documentation), and so is an IPv6 address carrying one."""
     assert await callbacks.refusal(url, allow_private=False) == callbacks.PRIVATE_TARGET
+    assert await callbacks.refusal(url, allow_private=True) is None
+
+
+BAD_PORT = "callback URL's port must be 1 to 65535"
+BAD_HOST = "callback URL's host is neither a host name nor an address"
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:99999/hook", BAD_PORT),
+        ("http://127.0.0.1:0/hook", BAD_PORT),
+        ("http://%zz/hook", BAD_HOST),
+        ("http://xn--/hook", BAD_HOST),
+        ("http://a..b/hook", BAD_HOST),
+        ("http://-a.example/", BAD_HOST),
+        (f"http://{'a' * 64}.example/", BAD_HOST),
+    ],
+)
+async def test_a_url_no_client_could_call_is_refused_even_where_private_targets_are_allowed(
+    url: str, why: str
+) -> None:
+    """A port beyond 65535 or 0, a host name with an empty, over-long or ill-formed label:
+    refused whatever the address rules, so such a target is never tried again and again."""
+    assert await callbacks.refusal(url, allow_private=True) == why
+    assert await callbacks.refusal(url, allow_private=False) == why
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/",
+        "http://[::1]:1/",
+        "http://my_service:80/",
+        "http://xn--mnchen-3ya.de/",
+    ],
+)
+async def test_hosts_of_every_kind_pass_where_private_targets_are_allowed(url: str) -> None:
+    """Addresses of both families, a service name with `_`, an IDNA name: taken."""
     assert await callbacks.refusal(url, allow_private=True) is None
 
 

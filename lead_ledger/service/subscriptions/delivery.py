@@ -317,10 +317,11 @@ class Deliverer:
             if error is None:
                 status = await self.post(claimed.url, body, headers)
                 error = None if 200 <= status < 300 else f"answered {status}"
+            logged = error
         except (OSError, TimeoutError, ValueError) as failure:
-            # ValueError: a host name the resolver does not take, accepted where private
-            # targets were allowed (and so not resolved). A failure, retried, never a crash.
-            error = str(failure) or type(failure).__name__
+            # ValueError: a host name the resolver does not take. A failure, retried, never a
+            # crash.
+            error, logged = callbacks.failure_texts(failure)
             refused = False
         latency_ms = (time.perf_counter() - started) * 1000
         delivered = error is None
@@ -341,7 +342,7 @@ class Deliverer:
             delivery_id=str(delivery_id),
             events=len(batch.events),
             status=status,
-            error=error,
+            error=logged,
             latency_ms=round(latency_ms, 1),
         )
         async with self.pool.acquire() as conn:
@@ -358,7 +359,7 @@ class Deliverer:
             # A target the rule refuses stays refused: suspended at once, as a callback is
             # abandoned at once (until the setting or the URL changes and it is resumed).
             if refused or self.clock() - failing_since >= self.policy.suspend_after:
-                await self._suspend(conn, claimed, failing_since, failures, error)
+                await self._suspend(conn, claimed, failing_since, failures, (error, logged))
         return False
 
     async def _attempted(self, conn: Connection, attempt: Sequence[object]) -> None:
@@ -387,8 +388,11 @@ class Deliverer:
         claimed: Claimed,
         failing_since: datetime,
         failures: int,
-        error: str | None,
+        errors: tuple[str | None, str | None],
     ) -> None:
+        """Suspend the subscription; `errors` is the last failure as recorded and as logged
+        (callbacks.failure_texts)."""
+        error, logged = errors
         ctx = Context(actor=Actor(dialect="system", account_id=claimed.account_id))
         event = SubscriptionSuspended(
             subscription_id=claimed.subscription_id,
@@ -409,7 +413,7 @@ class Deliverer:
             "subscription_suspended",
             subscription_id=claimed.subscription_id,
             attempts=failures,
-            error=error,
+            error=logged,
         )
 
 
