@@ -18,7 +18,7 @@ from rich.console import Console
 from lead_ledger.cli_account import account_connection
 from lead_ledger.cli_projections import progress_bar
 from lead_ledger.ledger.database import database_urls
-from lead_ledger.service.export_files import ExportFormat
+from lead_ledger.service.export_files import CellTooLongError, ExportFormat
 from lead_ledger.service.export_parallel import ExportWorkers
 from lead_ledger.service.export_rows import ExportQuery
 from lead_ledger.service.exports import (
@@ -116,9 +116,13 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
 
                 progress("export", 0, 0)
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    written = await write_export_file(
-                        conn, query, request, Path(scratch), on_rows=spooled, workers=workers
-                    )
+                    try:
+                        written = await write_export_file(
+                            conn, query, request, Path(scratch), on_rows=spooled, workers=workers
+                        )
+                    except CellTooLongError as error:
+                        sys.stderr.write(f"lead-ledger: not exported: {error}\n")
+                        return 1
             try:
                 shutil.copyfile(written.path, args.output)
             except OSError as error:

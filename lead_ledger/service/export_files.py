@@ -212,9 +212,19 @@ def write_csv(
     text.detach()
 
 
+# The most characters an xlsx cell holds (Excel's specification; XlsxWriter cuts a longer
+# string there and says so only in the result of the write).
+XLSX_CELL_CHARACTERS: Final = 32767
+
+
+class CellTooLongError(ValueError):
+    """A value longer than an xlsx cell holds: the file would lose its end."""
+
+
 def write_xlsx(rows: Iterable[list[object]], columns: Columns, path: Path) -> None:
     """Row by row (constant_memory): XlsxWriter keeps one row in memory, the rest on disk.
-    Cells are written as strings, never as formulas."""
+    Cells are written as strings, never as formulas. CellTooLongError, naming the column,
+    for a value longer than XLSX_CELL_CHARACTERS, rather than a file that silently cuts it."""
     workbook = xlsxwriter.Workbook(
         str(path), {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False}
     )
@@ -228,10 +238,27 @@ def write_xlsx(rows: Iterable[list[object]], columns: Columns, path: Path) -> No
             row = 0
         row += 1
         assert sheet is not None  # noqa: S101 - set on the first record
-        sheet.write_row(row, 0, [_xlsx_value(cell) for cell in cells])
+        if sheet.write_row(row, 0, [_xlsx_value(cell) for cell in cells]):
+            workbook.close()
+            raise CellTooLongError(_too_long(cells, header))
     if sheet is None:
         workbook.add_worksheet().write_row(0, 0, header)
     workbook.close()
+
+
+def _too_long(cells: list[object], header: list[str]) -> str:
+    column = next(
+        (
+            name
+            for name, cell in zip(header, cells, strict=False)
+            if len(str(cell)) > XLSX_CELL_CHARACTERS
+        ),
+        "a column",
+    )
+    return (
+        f"{column} holds more than {XLSX_CELL_CHARACTERS:,} characters in a lead, more than an"
+        " xlsx cell holds: export as csv or jsonl"
+    )
 
 
 def _xlsx_value(cell: object) -> object:

@@ -33,6 +33,7 @@ from lead_ledger.service import jobs
 from lead_ledger.service.export_files import (
     CONTENT_TYPES,
     EXPORTABLE,
+    CellTooLongError,
     Columns,
     ExportFormat,
     Spool,
@@ -236,6 +237,7 @@ class PreparedFile(msgspec.Struct, frozen=True, kw_only=True):
     format: ExportFormat
     read_from: str
     snapshot: str  # the read's pg_current_snapshot(), where `read_from` took it
+    error: str | None = None  # why no file could be written (the job fails with it)
 
 
 @asynccontextmanager
@@ -308,7 +310,14 @@ async def _prepared(
     with tempfile.TemporaryDirectory(prefix="lead-ledger-export-") as scratch:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             snapshot: str = await conn.fetchval(SELECT_SNAPSHOT)
-            written = await write_export_file(conn, query, request, Path(scratch), workers=workers)
+            failure: str | None = None
+            try:
+                written = await write_export_file(
+                    conn, query, request, Path(scratch), workers=workers
+                )
+            except CellTooLongError as error:
+                # The same on every attempt: the job fails at once, saying why.
+                written, failure = WrittenFile(Path(scratch), 0, 0), str(error)
         prepared = PreparedFile(
             path=str(written.path),
             rows=written.rows,
@@ -316,6 +325,7 @@ async def _prepared(
             format=request.format,
             read_from=read_from,
             snapshot=snapshot,
+            error=failure,
         )
         yield msgspec.json.encode(prepared)
 
@@ -330,6 +340,8 @@ async def run_export(
     PreparedFile `prepare_export` made); fail the job instead when an erasure of the account's
     leads committed after the file was read (the file may hold what it erased)."""
     prepared = msgspec.json.decode(payload, type=PreparedFile)
+    if prepared.error is not None:
+        return jobs.JobOutcome(error=prepared.error)
     # Held to the commit, as an erasure removing the account's files holds it to its own: an
     # erasure that commits first is seen by the check below, one that comes after finds this
     # file stored and removes it.

@@ -226,6 +226,35 @@ async def test_formulas_are_escaped(api: Client, seeded: asyncpg.Pool, file_form
     assert rows[0]["phone_numbers"] == "+919876543211"
 
 
+@pytest.mark.parametrize("as_of", [False, True])
+async def test_a_value_longer_than_an_xlsx_cell_fails_the_xlsx_export_and_not_the_csv(
+    api: Client, seeded: asyncpg.Pool, as_of: bool
+) -> None:
+    """40,000 characters in a lead's comments: the xlsx export fails at once, naming the
+    column and the formats that hold it, where it would cut the value; the csv has it whole."""
+    await update_lead(seeded, A, 1, ctx(A), comments="x" * 40_000 + "END")
+    at = {"as_of": datetime.now(UTC).isoformat()} if as_of else {}
+    response = await api.post("/v1/exports", json={"format": "xlsx", **at}, headers=auth())
+    assert response.status == 202, await response.text()
+    view = await response.json()
+    deadline = time.monotonic() + 60
+    while view["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, view
+        await asyncio.sleep(0.05)
+        view = await (await api.get(f"/v1/exports/{view['export_id']}", headers=auth())).json()
+    assert (view["state"], view["download_url"]) == ("failed", None)
+    assert view["error"] == (
+        "comments holds more than 32,767 characters in a lead, more than an xlsx cell holds:"
+        " export as csv or jsonl"
+    )
+    attempts = await seeded.fetchval(
+        "SELECT attempts FROM job_queue WHERE job_id = $1", view["export_id"]
+    )
+    assert attempts == 1
+    data, _ = await download(api, await export(api, format="csv", **at))
+    assert csv_rows(data)[0]["comments"].endswith("END")
+
+
 async def test_fields_and_all_campaigns(api: Client, seeded: asyncpg.Pool) -> None:
     """Without a campaign every campaign of the account is exported; `fields` picks the
     columns (lead id, campaign, status and the times always)."""

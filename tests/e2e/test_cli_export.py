@@ -128,3 +128,24 @@ async def test_a_future_as_of_is_refused_as_the_api_refuses_it(run: Run, tmp_pat
     code, out, err = await run("export", "--account", "acme", "--as-of", later, "-o", str(target))
     assert (code, out, err) == (2, "", f"lead-ledger: --as-of {later!r} is in the future\n")
     assert not target.exists()
+
+
+async def test_a_value_longer_than_an_xlsx_cell_writes_no_xlsx(
+    run: Run, tmp_path: Path, pool: asyncpg.Pool
+) -> None:
+    """A name of 40,000 characters: 1 naming the column and the formats that hold it, no
+    file; the csv holds it whole."""
+    assert (await run("admin", "accounts", "create", "acme", "--default-region", "IN"))[0] == 0
+    assert (await run("admin", "campaigns", "create", "acme", "sales"))[0] == 0
+    await add(pool, ["x" * 40_000])
+    target = tmp_path / "leads.xlsx"
+    code, _, err = await run("export", "--account", "acme", "--format", "xlsx", "-o", str(target))
+    assert code == 1
+    assert err == (
+        "lead-ledger: not exported: name holds more than 32,767 characters in a lead, more than"
+        " an xlsx cell holds: export as csv or jsonl\n"
+    )
+    assert not target.exists()
+    code, _, err = await run("export", "--account", "acme", "-o", str(tmp_path / "leads.csv"))
+    assert code == 0, err
+    assert read(tmp_path / "leads.csv")[0]["name"] == "x" * 40_000
