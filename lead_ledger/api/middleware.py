@@ -54,7 +54,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 return web.Response(status=status)  # nobody is there to read it
             # Logged here once, with the request id bound; the caller gets the route's dialect
             # shape (problem+json where the route declares none), never the traceback.
-            log.exception("unhandled_error", method=request.method, path=request.path)
+            log.exception("unhandled_error", method=request.method, route=_route(request))
             dialect = request.get(DIALECT)
             response = dialect.unexpected() if dialect is not None else internal_error()
         status = response.status
@@ -62,16 +62,28 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response.headers[REQUEST_ID_HEADER] = request_id
         return response
     finally:
-        resource = request.match_info.route.resource
         log.info(
             "request",
             method=request.method,
-            route=resource.canonical if resource is not None else request.path,
+            route=_route(request),
             status=status,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             client=request.remote,
         )
         structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _route(request: web.Request) -> str:
+    """The route as declared (`/v1/leads/{id}`): a request's path may hold what a client sent
+    (a name, an address, a number), and no log line holds lead data. An unmatched path is
+    logged by its shape: its first segment when a route starts with it (enough to see which API
+    a misdirected client meant), `{}` for every other segment."""
+    resource = request.match_info.route.resource
+    if resource is not None:
+        return resource.canonical
+    first, *rest = request.path.removeprefix("/").split("/")
+    known = {r.canonical.split("/")[1] for r in request.app.router.resources()}
+    return "/" + "/".join([first if first in known else "{}", *("{}" for _ in rest)])
 
 
 def _client_gone(request: web.Request, error: Exception) -> bool:
