@@ -17,7 +17,7 @@ from lead_ledger.cli_account import account_connection, cli_context
 from lead_ledger.ledger import key_store, subject_keys
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.database import database_urls, open_database
-from lead_ledger.service.erasures import ErasureRequest, erase
+from lead_ledger.service.erasures import Erasure, ErasurePreview, ErasureRequest, erase, preview
 from lead_ledger.service.inputs import BIGINT_MAX, decimal
 from lead_ledger.settings import Settings
 
@@ -54,6 +54,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     what.add_argument("--lead-id", type=_lead_id, help="a lead id")
     what.add_argument("--user-data", help="a user_data value")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what the erasure would take now, erase nothing",
+    )
 
     keys = subparsers.add_parser("keys", help="the master key that opens every subject key")
     actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -83,31 +88,43 @@ def _lead_id(text: str) -> int:
 async def run_erase(
     args: argparse.Namespace, settings: Settings, *, stdin: TextIO = sys.stdin
 ) -> int:
-    """0 erased, 1 refused (no such account), 2 invalid or not confirmed."""
+    """0 erased (or, with --dry-run, shown), 1 refused (no such account), 2 invalid or not
+    confirmed."""
     request = ErasureRequest(phone=args.phone, lead_id=args.lead_id, user_data=args.user_data)
     try:
         by, value = request.given()
     except ValueError as error:
         sys.stderr.write(f"lead-ledger: {error}\n")
         return 2
-    if not args.yes and not _confirmed(args.account, by, value, stdin):
-        sys.stderr.write("lead-ledger: not erased (confirm, or pass --yes)\n")
-        return 2
     async with account_connection(settings, args.account) as found:
         if found is None:
             return 1
         conn, account_id = found
+        would = await preview(conn, account_id, request)
+        if args.dry_run:
+            _print(would)
+            return 0
+        if not args.yes and not _confirmed(args.account, (by, value), would, stdin):
+            sys.stderr.write("lead-ledger: not erased (confirm, or pass --yes)\n")
+            return 2
         erasure = await erase(conn, cli_context(), account_id, request)
-    sys.stdout.write(msgspec.json.format(msgspec.json.encode(erasure), indent=2).decode() + "\n")
+    _print(erasure)
     return 0
 
 
-def _confirmed(account: str, by: str, value: str, stdin: TextIO) -> bool:
+def _print(result: Erasure | ErasurePreview) -> None:
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(result), indent=2).decode() + "\n")
+
+
+def _confirmed(account: str, asked: tuple[str, str], would: ErasurePreview, stdin: TextIO) -> bool:
     if not stdin.isatty():
         return False  # nobody to ask: only --yes erases without a person at the keyboard
+    by, value = asked
+    leads = ", ".join(map(str, would.lead_ids)) or "none"
     sys.stderr.write(
-        f"Erase every lead and row of account {account!r} that {by} {value!r} names, in every"
-        " campaign? This cannot be undone. Type 'yes': "
+        f"{by} {value!r} names {would.subjects} subject(s) of account {account!r} now, in every"
+        f" campaign: leads {leads}; {len(would.rejected_rows)} rejected job row(s); the rest"
+        " refused rows. Erase them all? This cannot be undone. Type 'yes': "
     )
     sys.stderr.flush()
     return stdin.readline().strip().lower() == "yes"

@@ -45,6 +45,41 @@ class ErasureBody(erasures.ErasureRequest, frozen=True, kw_only=True):
 )
 @NATIVE.route
 async def erase(request: web.Request, principal: Principal) -> web.StreamResponse:
+    asked = await _asked(request)
+    async with request.app[POOL].acquire() as conn:
+        erasure = await erasures.erase(
+            conn, context(request, principal), principal.account_id, asked
+        )
+    return json_response(erasure)
+
+
+@routes.post("/v1/erasures/preview")
+@openapi.operation(
+    summary="What an erasure would take now, without erasing anything",
+    description=(
+        "The same body as `POST /v1/erasures`; the answer counts the subjects it names now and"
+        " lists their lead ids and rejected rows. Nothing is erased or recorded. An erasure"
+        " asked for afterwards reads them again: a write in between may add a row."
+    ),
+    tags=("native",),
+    security=openapi.NATIVE_KEY,
+    body=ErasureBody,
+    responses={
+        200: Response("What the erasure would take", erasures.ErasurePreview),
+        400: BAD_REQUEST,
+        401: UNAUTHORIZED,
+    },
+)
+@NATIVE.route
+async def preview(request: web.Request, principal: Principal) -> web.StreamResponse:
+    asked = await _asked(request)
+    async with request.app[POOL].acquire() as conn:
+        found = await erasures.preview(conn, principal.account_id, asked)
+    return json_response(found)
+
+
+async def _asked(request: web.Request) -> ErasureBody:
+    """The request's body, checked: it names exactly one person's value (else 400)."""
     query_params(request, NoQuery)
     body = await request.read()
     try:
@@ -60,11 +95,7 @@ async def erase(request: web.Request, principal: Principal) -> web.StreamRespons
     for name in ("phone", "user_data"):
         if NUL in (getattr(asked, name) or ""):
             raise Refused(invalid_body(f"{name} holds a NUL character", field=name))
-    async with request.app[POOL].acquire() as conn:
-        erasure = await erasures.erase(
-            conn, context(request, principal), principal.account_id, asked
-        )
-    return json_response(erasure)
+    return asked
 
 
 def _each_key_once(body: bytes) -> None:

@@ -160,6 +160,31 @@ class Erasure(msgspec.Struct, frozen=True, kw_only=True):
     actor: Actor | None = None
 
 
+class ErasurePreview(msgspec.Struct, frozen=True, kw_only=True):
+    """What an erasure would take now, before it is asked for: nothing is erased or recorded."""
+
+    by: ErasureBy
+    subjects: int
+    lead_ids: list[int]
+    rejected_rows: list[tuple[int, int]]
+
+
+async def preview(conn: Connection, account_id: int, request: ErasureRequest) -> ErasurePreview:
+    """The subjects the request names now, as `erase` would find them (it reads them again
+    under its locks: a write in between may add a row of the person's)."""
+    by, value = request.given()
+    digest = subject_keys.digester(
+        await key_store.account_secret(conn, key_store.master_key(), account_id)
+    )
+    subjects = await _subjects(conn, account_id, by, value, digest)
+    return ErasurePreview(
+        by=by,
+        subjects=len(subjects),
+        lead_ids=_lead_ids(subjects),
+        rejected_rows=_rejected(subjects),
+    )
+
+
 async def erase(
     conn: Connection, ctx: Context, account_id: int, request: ErasureRequest
 ) -> Erasure:
@@ -185,7 +210,7 @@ async def _erase(
         digest = subject_keys.digester(await key_store.account_secret(conn, master, account_id))
         subjects = await _locked_subjects(conn, account_id, asked, digest)
         lead_ids = _lead_ids(subjects)
-        rejected = sorted(_rejected_row(s) for s in subjects if s.startswith("rejected-"))
+        rejected = _rejected(subjects)
         await conn.execute(LOCK_CALLBACKS, sorted({job_id for job_id, _ in rejected}))
         if lead_ids:
             # Any file of the account may hold the leads (an export as of a time holds deleted
@@ -227,6 +252,10 @@ async def _locked_subjects(
     if not set(await _campaigns(conn, subjects)) <= set(locked):
         raise LocksOutgrown
     return subjects
+
+
+def _rejected(subjects: list[str]) -> list[tuple[int, int]]:
+    return sorted(_rejected_row(s) for s in subjects if s.startswith("rejected-"))
 
 
 def _lead_ids(subjects: list[str]) -> list[int]:

@@ -220,6 +220,34 @@ async def test_a_request_that_names_no_one_clearly_is_refused(
     assert set(await lead_ids(pool)) == {"Asha"}
 
 
+async def test_a_preview_names_what_an_erasure_would_take_and_erases_nothing(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """`POST /v1/erasures/preview`: the subjects and lead ids the erasure takes afterwards,
+    every lead holding the number (another person's lead with it as an alternate too), and
+    nothing erased or recorded; its bad bodies are refused as the erasure's are."""
+    tenant = await make_tenant(client, "acme", "DE", ["Sales"])
+    asha = await imported_id(client, tenant, contact(tenant, Name="Asha"))
+    ravi = await imported_id(
+        client,
+        tenant,
+        contact(tenant, Name="Ravi", PhoneNumber1="+4930222222", PhoneNumber2="030 111111"),
+    )
+    account = Account(name="acme", key=tenant.key, native_key=tenant.native_key)
+    ask = {"phone": "+49 30 111111"}
+    response = await client.post(f"{ERASURES}/preview", json=ask, headers=native(account))
+    assert response.status == 200, await response.text()
+    shown = await response.json()
+    assert shown == {"by": "phone", "subjects": 2, "lead_ids": [asha, ravi], "rejected_rows": []}
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE type = 'SubjectErased'") == 0
+    assert set(await lead_ids(pool)) == {"Asha", "Ravi"}
+    erasure = await erase(client, account, ask)
+    assert (erasure["subjects"], erasure["lead_ids"]) == (shown["subjects"], shown["lead_ids"])
+    bad = await client.post(f"{ERASURES}/preview", json={"phone": "x"}, headers=native(account))
+    assert bad.status == 400
+    assert (await bad.json())["field"] == "phone"
+
+
 async def test_a_body_that_names_a_field_twice_is_refused(
     client: Client, acme: Account, pool: asyncpg.Pool
 ) -> None:

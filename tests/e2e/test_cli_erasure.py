@@ -104,6 +104,7 @@ async def test_erase_asks_first_and_erases_on_yes(
     assert code == 2
     assert "erasure_id" not in out
     assert "Type 'yes'" in err
+    assert f"names 1 subject(s) of account 'acme' now, in every campaign: leads {lead_id};" in err
     assert "not erased" in err
     assert await pool.fetchval("SELECT count(*) FROM leads") == 1
     code, out, _ = await run(
@@ -114,6 +115,24 @@ async def test_erase_asks_first_and_erases_on_yes(
     assert (erasure["subjects"], erasure["lead_ids"]) == (1, [lead_id])
     assert erasure["actor"] == {"dialect": "admin"}
     assert await pool.fetchval("SELECT count(*) FROM leads") == 0
+
+
+async def test_a_dry_run_shows_what_an_erasure_would_take_and_erases_nothing(
+    client: Client, pool: asyncpg.Pool, run: Run
+) -> None:
+    """--dry-run prints the subjects, lead ids and rejected rows the value names now, asks
+    nothing, erases and records nothing."""
+    _, lead_id = await a_lead(client, pool)
+    code, out, err = await run("erase", "--account", "acme", "--phone", "09876543210", "--dry-run")
+    assert (code, err) == (0, "")
+    assert printed(out) == {
+        "by": "phone",
+        "subjects": 1,
+        "lead_ids": [lead_id],
+        "rejected_rows": [],
+    }
+    assert await pool.fetchval("SELECT count(*) FROM leads") == 1
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE type = 'SubjectErased'") == 0
 
 
 async def test_erase_without_a_terminal_needs_yes(
