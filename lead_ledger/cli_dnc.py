@@ -8,7 +8,7 @@ import asyncio
 import csv
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Final
 
@@ -18,6 +18,7 @@ from rich.console import Console
 from lead_ledger.cli_account import account_connection, cli_context
 from lead_ledger.cli_projections import progress_bar
 from lead_ledger.ledger.connection import Connection
+from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service import dnc, reads
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.inputs import end_of_day
@@ -30,11 +31,22 @@ BATCH: Final = 10_000  # entries per transaction: the registry's batch limit
 SHOWN_FAULTS: Final = 5
 
 
+# Of an import's numbers already in its scope, those whose entry does not block now (Inactive,
+# or expired): the import leaves them so, and says how many.
+COUNT_NOT_BLOCKING: Final = """
+SELECT count(*) FROM dnc
+WHERE account_id = $1 AND campaign_id IS NOT DISTINCT FROM $2 AND number = ANY($3::text[])
+  AND NOT (status = 'Active' AND (expires_at IS NULL OR expires_at > now()))
+"""
+
+
 class Imported(msgspec.Struct, frozen=True, kw_only=True):
-    """What an import did: entries added, numbers already in the scope (left as they were)."""
+    """What an import did: entries added, numbers already in the scope (left as they were), and
+    of those, the ones whose entry does not block (Inactive or expired)."""
 
     added: int
     already_listed: int
+    not_blocking: int
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,9 +81,17 @@ def _numbers(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def _expiry(text: str | None) -> datetime | None:
+    """--expires as the end of its day; ValueError saying why it cannot be taken (a day that
+    has passed would add entries that never block)."""
     if text is None:
         return None
-    return end_of_day(date.fromisoformat(text))  # ValueError for the caller
+    try:
+        expires_at = end_of_day(date.fromisoformat(text))
+    except ValueError:
+        raise ValueError(f"--expires {text!r} is not YYYY-MM-DD") from None
+    if expires_at <= datetime.now(UTC):
+        raise ValueError(f"--expires {text} has passed: the entries would never block")
+    return expires_at
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -85,8 +105,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _import(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     try:
         expires_at = _expiry(args.expires)
-    except ValueError:
-        sys.stderr.write(f"lead-ledger: --expires {args.expires!r} is not YYYY-MM-DD\n")
+    except ValueError as error:
+        sys.stderr.write(f"lead-ledger: {error}\n")
         return 2
     try:
         numbers = list(_numbers(args.file))
@@ -121,9 +141,30 @@ async def _import(args: argparse.Namespace, settings: Settings, console: Console
             except dnc.DncError as error:
                 sys.stderr.write(f"lead-ledger: {error.message}\n")
                 return 1
-    result = Imported(added=added, already_listed=len(entries) - added)
+        listed = len(entries) - added
+        idle = await _not_blocking(conn, account_id, args.campaign, entries) if listed else 0
+    if idle:
+        sys.stderr.write(
+            f"lead-ledger: {idle} number(s) of the file were listed already with an entry that"
+            " does not block (Inactive or expired), left as it is: make it Active or give it"
+            " a new expiry with PATCH /v1/dnc/{id} (docs/dnc.md)\n"
+        )
+    result = Imported(added=added, already_listed=listed, not_blocking=idle)
     sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
     return 0
+
+
+async def _not_blocking(
+    conn: Connection, account_id: int, campaign: str | None, entries: Sequence[dnc.NewDncEntry]
+) -> int:
+    """How many of the numbers have an entry in the import's scope that does not block."""
+    campaign_id = None
+    if campaign is not None:
+        campaign_id = (await dnc.campaigns_by_name(conn, account_id))[campaign]
+    region = await default_region(conn, account_id)
+    numbers = sorted({dedupe_key(entry.phone, region) for entry in entries})
+    count: int = await conn.fetchval(COUNT_NOT_BLOCKING, account_id, campaign_id, numbers)
+    return count
 
 
 async def import_entries(

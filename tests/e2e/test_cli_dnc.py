@@ -67,9 +67,9 @@ async def test_import_adds_each_number_once_and_check_finds_them(
     path = write(tmp_path / "dnc.csv", rows)
     code, out, _ = await run("dnc", "import", str(path), "--account", "acme")
     assert code == 0
-    assert msgspec.json.decode(out) == {"added": 2, "already_listed": 1}
+    assert msgspec.json.decode(out) == {"added": 2, "already_listed": 1, "not_blocking": 0}
     code, out, _ = await run("dnc", "import", str(path), "--account", "acme")
-    assert msgspec.json.decode(out) == {"added": 0, "already_listed": 3}
+    assert msgspec.json.decode(out) == {"added": 0, "already_listed": 3, "not_blocking": 0}
     assert await pool.fetchval("SELECT count(*) FROM dnc WHERE campaign_id IS NULL") == 2
     code, out, _ = await run(
         "dnc", "check", "--account", "acme", "--campaign", "sales", "09876543210"
@@ -87,13 +87,15 @@ async def test_campaign_and_expiry(run: Run, tmp_path: Path, pool: asyncpg.Pool)
     await account(run)
     path = write(tmp_path / "dnc.csv", [["9876543210"]])
     argv = ("dnc", "import", str(path), "--account", "acme", "--campaign", "sales")
-    assert (await run(*argv, "--expires", "2020-01-31"))[0] == 0
+    assert (await run(*argv, "--expires", "2099-01-31"))[0] == 0
     row = await pool.fetchrow("SELECT campaign_id, expires_at FROM dnc")
     assert row is not None
     assert row["campaign_id"] is not None
-    assert row["expires_at"].isoformat() == "2020-02-01T00:00:00+00:00"
+    assert row["expires_at"].isoformat() == "2099-02-01T00:00:00+00:00"
     _, out, _ = await run("dnc", "check", "--account", "acme", "--campaign", "sales", "9876543210")
-    assert msgspec.json.decode(out)["blocked"] is False  # expired
+    assert msgspec.json.decode(out)["blocked"] is True
+    _, out, _ = await run("dnc", "check", "--account", "acme", "9876543210")
+    assert msgspec.json.decode(out)["blocked"] is False  # another campaign's entry
     # The last day there is: blocks to the last moment a time holds (a traceback before).
     path = write(tmp_path / "later.csv", [["9876543211"]])
     later = ("dnc", "import", str(path), "--account", "acme")
@@ -102,12 +104,32 @@ async def test_campaign_and_expiry(run: Run, tmp_path: Path, pool: asyncpg.Pool)
     assert last.isoformat() == "9999-12-31T23:59:59+00:00"
 
 
+async def test_an_import_says_which_listed_numbers_do_not_block(
+    run: Run, tmp_path: Path, pool: asyncpg.Pool
+) -> None:
+    """A number whose entry was made Inactive is listed already, so the import leaves it: the
+    answer counts it as not blocking and a line says how to block it again."""
+    await account(run)
+    path = write(tmp_path / "dnc.csv", [["9876543210"], ["9812345678"]])
+    assert (await run("dnc", "import", str(path), "--account", "acme"))[0] == 0
+    async with pool.acquire() as conn:
+        entry_id = await conn.fetchval("SELECT min(entry_id) FROM dnc")
+        account_id = await conn.fetchval("SELECT account_id FROM accounts WHERE name = 'acme'")
+        await dnc.change_entry(conn, cli_context(), account_id, entry_id, status="Inactive")
+    code, out, err = await run("dnc", "import", str(path), "--account", "acme")
+    assert code == 0
+    assert msgspec.json.decode(out) == {"added": 0, "already_listed": 2, "not_blocking": 1}
+    assert "1 number(s) of the file were listed already with an entry that does not block" in err
+    assert "PATCH /v1/dnc/{id}" in err
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
         (("--account", "nobody"), 1, "no account 'nobody'"),
         (("--account", "acme", "--campaign", "nope"), 1, "no campaign 'nope'"),
         (("--account", "acme", "--expires", "31/01/2027"), 2, "is not YYYY-MM-DD"),
+        (("--account", "acme", "--expires", "2020-01-31"), 2, "has passed"),
     ],
 )
 async def test_refusals_are_one_line_and_import_nothing(
