@@ -5,6 +5,7 @@ csv, xlsx or jsonl file with a progress bar, the same file `POST /v1/exports` ma
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from rich.console import Console
 
 from lead_ledger.cli_account import account_connection
 from lead_ledger.cli_projections import progress_bar
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.database import database_urls
 from lead_ledger.service.export_files import CellTooLongError, ExportFormat
 from lead_ledger.service.export_parallel import ExportWorkers
@@ -81,13 +83,15 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as error:
         sys.stderr.write(f"lead-ledger: {error}\n")
         return 2
+    if (why := _unwritable(args.output)) is not None:
+        sys.stderr.write(f"lead-ledger: cannot write {args.output}: {why}\n")
+        return 1
     request = ExportRequest(
         campaign=args.campaign,
         as_of=as_of,
         format=args.format,
         include_archived=args.include_archived,
     )
-    console = Console(stderr=True)
     urls = await database_urls(settings)
     workers = ExportWorkers.of(settings, urls.service)
     async with account_connection(settings, args.account, urls) as found:
@@ -105,29 +109,61 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
             as_of=as_of,
             include_archived=args.include_archived,
         )
-        with tempfile.TemporaryDirectory(prefix="lead-ledger-export-") as scratch:
-            with progress_bar(console) as progress:
-                done = 0
-
-                def spooled(rows: int) -> None:
-                    nonlocal done
-                    done += rows
-                    progress("export", done, 0)
-
-                progress("export", 0, 0)
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    try:
-                        written = await write_export_file(
-                            conn, query, request, Path(scratch), on_rows=spooled, workers=workers
-                        )
-                    except CellTooLongError as error:
-                        sys.stderr.write(f"lead-ledger: not exported: {error}\n")
-                        return 1
-            try:
-                shutil.copyfile(written.path, args.output)
-            except OSError as error:
-                sys.stderr.write(f"lead-ledger: cannot write {args.output}: {error}\n")
-                return 1
-    result = Exported(file=str(args.output), rows=written.rows, bytes=written.size)
-    sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
+        exported = await _exported(conn, query, request, workers, args.output)
+    if exported is None:
+        return 1
+    sys.stdout.write(msgspec.json.encode(exported).decode() + "\n")
     return 0
+
+
+async def _exported(
+    conn: Connection,
+    query: ExportQuery,
+    request: ExportRequest,
+    workers: ExportWorkers,
+    output: Path,
+) -> Exported | None:
+    """Write the export to `output`, replacing it whole (a reader never sees half a file);
+    None, having said why on stderr, when it cannot be written."""
+    console = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="lead-ledger-export-") as scratch:
+        with progress_bar(console) as progress:
+            done = 0
+
+            def spooled(rows: int) -> None:
+                nonlocal done
+                done += rows
+                progress("export", done, 0)
+
+            progress("export", 0, 0)
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                try:
+                    written = await write_export_file(
+                        conn, query, request, Path(scratch), on_rows=spooled, workers=workers
+                    )
+                except CellTooLongError as error:
+                    sys.stderr.write(f"lead-ledger: not exported: {error}\n")
+                    return None
+        # Copied beside the target, then renamed over it: atomic on one file system.
+        staged = output.with_name(f".{output.name}.{os.getpid()}.partial")
+        try:
+            shutil.copyfile(written.path, staged)
+            staged.replace(output)
+        except OSError as error:
+            staged.unlink(missing_ok=True)
+            sys.stderr.write(f"lead-ledger: cannot write {output}: {error}\n")
+            return None
+    return Exported(file=str(output), rows=written.rows, bytes=written.size)
+
+
+def _unwritable(output: Path) -> str | None:
+    """Why `output` cannot be written, known before the export runs (a long one would be
+    thrown away at the end)."""
+    folder = output.parent
+    if output.is_dir():
+        return f"{output} is a directory"
+    if not folder.is_dir():
+        return f"{folder} is no directory"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write in {folder}"
+    return None

@@ -149,3 +149,26 @@ async def test_a_value_longer_than_an_xlsx_cell_writes_no_xlsx(
     code, _, err = await run("export", "--account", "acme", "-o", str(tmp_path / "leads.csv"))
     assert code == 0, err
     assert read(tmp_path / "leads.csv")[0]["name"] == "x" * 40_000
+
+
+async def test_the_file_is_checked_first_and_replaced_whole(
+    run: Run, tmp_path: Path, pool: asyncpg.Pool
+) -> None:
+    """A target in a folder that does not exist, or a folder: 1 before the export runs; an
+    existing file is replaced whole, and nothing is left beside it."""
+    assert (await run("admin", "accounts", "create", "acme", "--default-region", "IN"))[0] == 0
+    assert (await run("admin", "campaigns", "create", "acme", "sales"))[0] == 0
+    await add(pool, ["Asha"])
+    missing = tmp_path / "nowhere" / "x.csv"
+    code, out, err = await run("export", "--account", "acme", "-o", str(missing))
+    assert (code, out) == (1, "")
+    assert err == f"lead-ledger: cannot write {missing}: {missing.parent} is no directory\n"
+    code, _, err = await run("export", "--account", "acme", "-o", str(tmp_path))
+    assert (code, err) == (1, f"lead-ledger: cannot write {tmp_path}: {tmp_path} is a directory\n")
+    target = tmp_path / "out" / "leads.csv"
+    target.parent.mkdir()
+    target.write_text("an older file, longer than the export will be\n" * 100)
+    code, _, err = await run("export", "--account", "acme", "-o", str(target))
+    assert code == 0, err
+    assert [r["name"] for r in read(target)] == ["Asha"]
+    assert [p.name for p in target.parent.iterdir()] == ["leads.csv"]
