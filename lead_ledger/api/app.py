@@ -100,6 +100,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         max_size=settings.db_pool_max,
         session_state=False,
         store_canary=True,
+        upgrade=True,
     )
     app[POOL] = pool
     replica = None

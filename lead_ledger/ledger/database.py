@@ -23,7 +23,7 @@ import asyncpg
 import structlog
 
 from lead_ledger.ledger import embedded, key_store
-from lead_ledger.ledger.migrate import migrate
+from lead_ledger.ledger.migrate import migrate, migrate_if_new
 from lead_ledger.ledger.roles import (
     APP_ROLE,
     OWNER_ROLE,
@@ -186,15 +186,17 @@ async def open_database(
     check_role: bool = True,
     session_state: bool = True,
     store_canary: bool = False,
+    upgrade: bool = False,
 ) -> asyncpg.Pool:
     """Migrate the database (as `migration_url`'s role, when given), then open the pool of
-    `url` (`session_state` as for `create_pool`). With `check_role`, warn when that pool's role
-    could rewrite the log. Raises WrongMasterKeyError, before any caller can write, when this
-    process's master key is not the database's (`key_store.check_master_key`; `store_canary`
-    for `serve`)."""
+    `url` (`session_state` as for `create_pool`). Without `upgrade` (`serve` upgrades), only a
+    new database is migrated: one with migrations pending raises MigrationError. With
+    `check_role`, warn when that pool's role could rewrite the log. Raises WrongMasterKeyError,
+    before any caller can write, when this process's master key is not the database's
+    (`key_store.check_master_key`; `store_canary` for `serve`)."""
     conn = await asyncpg.connect(migration_url or url)
     try:
-        await migrate(conn)
+        await (migrate(conn) if upgrade else migrate_if_new(conn))
     finally:
         await conn.close()
     pool = await create_pool(url, min_size=min_size, max_size=max_size, session_state=session_state)

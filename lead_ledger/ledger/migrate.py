@@ -71,6 +71,9 @@ def shipped_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.name)
 
 
+NO_MIGRATIONS_TABLE: Final = "SELECT to_regclass('public.schema_migrations') IS NULL"
+
+
 async def migrate(conn: Connection, migrations: list[Migration] | None = None) -> list[str]:
     """Apply the migrations not yet applied; return their names."""
     migrations = shipped_migrations() if migrations is None else migrations
@@ -100,12 +103,7 @@ async def migrate(conn: Connection, migrations: list[Migration] | None = None) -
 
 async def _check_up_to_date(conn: Connection, migrations: list[Migration]) -> None:
     """For a role that may not migrate: every shipped migration must already be applied."""
-    if await conn.fetchval("SELECT to_regclass('public.schema_migrations') IS NULL"):
-        applied: dict[str, str] = {}
-    else:
-        applied = {row["name"]: row["checksum"] for row in await conn.fetch(SELECT_APPLIED)}
-    _check_history(applied, migrations)
-    pending = [m.name for m in migrations if m.name not in applied]
+    pending = await _pending(conn, migrations)
     if pending:
         role = await conn.fetchval("SELECT current_user")
         raise MigrationError(
@@ -113,6 +111,33 @@ async def _check_up_to_date(conn: Connection, migrations: list[Migration]) -> No
             "not apply them: run `lead-ledger migrate` with LEDGER_MIGRATION_DATABASE_URL set to "
             "the owner's URL (docs/operations.md, 'Database roles and privileges')"
         )
+
+
+async def migrate_if_new(conn: Connection) -> list[str]:
+    """Migrate a database that has no schema yet (nothing else can be using it); refuse one
+    that has a schema with migrations pending, which only `migrate` and `serve` apply: some
+    hold writes for a while (docs/operations.md, "Migrations"), and a command run to look at
+    or change a few rows must not start them under the servers of an older version."""
+    if await conn.fetchval(NO_MIGRATIONS_TABLE):
+        return await migrate(conn)
+    pending = await _pending(conn, shipped_migrations())
+    if pending:
+        raise MigrationError(
+            f"{len(pending)} migration(s) pending ({', '.join(pending)}): run `lead-ledger"
+            " migrate` (or start `lead-ledger serve`, which applies them) first"
+            " (docs/operations.md, 'Migrations')"
+        )
+    return []
+
+
+async def _pending(conn: Connection, migrations: list[Migration]) -> list[str]:
+    """The shipped migrations not applied yet (MigrationError when the history disagrees)."""
+    if await conn.fetchval(NO_MIGRATIONS_TABLE):
+        applied: dict[str, str] = {}
+    else:
+        applied = {row["name"]: row["checksum"] for row in await conn.fetch(SELECT_APPLIED)}
+    _check_history(applied, migrations)
+    return [m.name for m in migrations if m.name not in applied]
 
 
 def _check_history(applied: dict[str, str], migrations: list[Migration]) -> None:

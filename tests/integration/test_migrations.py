@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from lead_ledger.ledger import key_store, store
-from lead_ledger.ledger.database import connect
+from lead_ledger.ledger.database import connect, open_database
 from lead_ledger.ledger.errors import MigrationError
 from lead_ledger.ledger.migrate import Migration, migrate, shipped_migrations
 from lead_ledger.projections.base import SHADOW_SCHEMA
@@ -65,6 +65,42 @@ async def test_migrate_applies_each_file_once(database_factory: DatabaseFactory)
     assert [(r["name"], r["checksum"]) for r in rows] == [
         (m.name, m.checksum) for m in shipped_migrations()
     ]
+
+
+async def test_a_command_migrates_a_new_database_but_never_upgrades_one(
+    database_factory: DatabaseFactory,
+) -> None:
+    """`open_database` as the commands call it: a new database gets the schema; one with a
+    migration pending is refused, naming it and `lead-ledger migrate`, and left as it was;
+    with `upgrade` (serve) it is migrated."""
+    new_url = await database_factory(migrated=False)
+    pool = await open_database(new_url, min_size=1, max_size=1, check_role=False)
+    await pool.close()
+    conn = await connect(new_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(
+            shipped_migrations()
+        )
+    finally:
+        await conn.close()
+    older_url = await database_factory(migrated=False)
+    conn = await connect(older_url)
+    try:
+        await migrate(conn, shipped_migrations()[:-1])
+    finally:
+        await conn.close()
+    last = shipped_migrations()[-1].name
+    with pytest.raises(
+        MigrationError, match=f"1 migration\\(s\\) pending \\({last}\\): run `lead-ledger migrate`"
+    ):
+        await open_database(older_url, min_size=1, max_size=1, check_role=False)
+    conn = await connect(older_url)
+    try:
+        assert not await conn.fetchval("SELECT 1 FROM schema_migrations WHERE name = $1", last)
+    finally:
+        await conn.close()
+    pool = await open_database(older_url, min_size=1, max_size=1, check_role=False, upgrade=True)
+    await pool.close()
 
 
 async def test_changed_migration_refuses_to_start(database_factory: DatabaseFactory) -> None:
