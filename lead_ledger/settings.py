@@ -16,6 +16,10 @@ LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
+# Every number has a finite range (so no inf, and nan is in none): past it a value would pass
+# this check and then break the service that uses it (a timedelta, a PostgreSQL interval, a
+# resource limit that overflows), or mean nothing sensible (tests/unit/test_settings.py lists
+# them).
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     # The tables' owner, for migrations and rebuilds; without it they use `database_url`.
@@ -27,40 +31,40 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # answers it.
     read_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
     data_dir: Path = Path(platformdirs.user_data_dir("lead-ledger"))
-    db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 2
-    db_pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10
+    db_pool_min: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 2
+    db_pool_max: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     admin_token: str | None = None
     # Base64 of 32 bytes: opens every subject key (docs/erasure.md). Unset: the key file
     # `master.key` in data_dir, made on first start.
     master_key: str | None = None
     log_format: LogFormat = "auto"
     log_level: LogLevel = "info"
-    max_body_bytes: Annotated[int, msgspec.Meta(ge=1)] = 64 * 1024 * 1024
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1, le=4 * 1024**3)] = 64 * 1024 * 1024
     callback_allow_private: bool = False
     # Where clients reach this service (scheme://host[:port][/prefix]), for the links it hands
     # out (Ozonetel bulk V4's failedFilePath). Unset: the scheme and Host of the request.
     public_url: str | None = None
     # The upload parser's worker process (service/file_parser.py): its address-space limit,
     # and how long one file may take (wall clock; as many seconds of CPU).
-    parser_memory_bytes: Annotated[int, msgspec.Meta(ge=256 * 1024 * 1024)] = 1024**3
-    parser_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    parser_memory_bytes: Annotated[int, msgspec.Meta(ge=256 * 1024**2, le=1024**4)] = 1024**3
+    parser_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
     # How long a claimed job stays its worker's before another may claim it, should the worker
     # die between the claim and the run's row lock (which then holds it for the whole run).
-    job_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    job_lease_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 300.0
     # How long an export's file is kept after it is written, then removed (docs/exports.md).
-    export_retention_hours: Annotated[float, msgspec.Meta(gt=0)] = 24.0
+    export_retention_hours: Annotated[float, msgspec.Meta(gt=0, le=8760)] = 24.0
     # Processes that fold a large export as of a time (service/export_parallel.py): 0, one
     # per core this process may use; 1, none (in the job's own process).
     export_workers: Annotated[int, msgspec.Meta(ge=0, le=32)] = 0
     # Exports of fewer leads are folded in the job's own process: the workers' start (~0.3 s)
     # would cost more than they save.
-    export_parallel_min_leads: Annotated[int, msgspec.Meta(ge=1)] = 20_000
+    export_parallel_min_leads: Annotated[int, msgspec.Meta(ge=1, le=10**9)] = 20_000
     # Jobs one process runs at once (of different campaigns: a campaign's jobs run in turn).
     job_workers: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2
     # Failed logins (Flexydial's generate-token) allowed per window, per username and per client
     # address, before the login answers 429 until the window ends.
-    login_failures_per_username: Annotated[int, msgspec.Meta(ge=1)] = 10
-    login_failures_per_address: Annotated[int, msgspec.Meta(ge=1)] = 100
+    login_failures_per_username: Annotated[int, msgspec.Meta(ge=1, le=10**6)] = 10
+    login_failures_per_address: Annotated[int, msgspec.Meta(ge=1, le=10**6)] = 100
     login_throttle_window_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 900
     # On SIGTERM/SIGINT, how long in-flight requests may take to finish before they are cut
     # (docs/operations.md, "Stopping").

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, get_args, get_origin
 
+import msgspec
 import pytest
 
 from lead_ledger.settings import Settings, SettingsError
@@ -175,3 +177,56 @@ def test_public_url_unset_or_empty_uses_the_request_origin() -> None:
     """Unset or empty, LEDGER_PUBLIC_URL is None: the links use the request's own origin."""
     assert Settings.from_env({}).public_url is None
     assert Settings.from_env({"LEDGER_PUBLIC_URL": ""}).public_url is None
+
+
+# Each numeric setting and the largest value it takes.
+NUMERIC_MAXIMA = {
+    "LEDGER_READ_WAIT_SECONDS": "60",
+    "LEDGER_DB_POOL_MIN": "1000",
+    "LEDGER_DB_POOL_MAX": "1000",
+    "LEDGER_MAX_BODY_BYTES": "4294967296",
+    "LEDGER_PARSER_MEMORY_BYTES": "1099511627776",
+    "LEDGER_PARSER_TIMEOUT_SECONDS": "3600",
+    "LEDGER_JOB_LEASE_SECONDS": "86400",
+    "LEDGER_EXPORT_RETENTION_HOURS": "8760",
+    "LEDGER_EXPORT_WORKERS": "32",
+    "LEDGER_EXPORT_PARALLEL_MIN_LEADS": "1000000000",
+    "LEDGER_JOB_WORKERS": "32",
+    "LEDGER_LOGIN_FAILURES_PER_USERNAME": "1000000",
+    "LEDGER_LOGIN_FAILURES_PER_ADDRESS": "1000000",
+    "LEDGER_LOGIN_THROTTLE_WINDOW_SECONDS": "86400",
+    "LEDGER_SHUTDOWN_SECONDS": "3600",
+}
+# So that the pool checks between settings let each maximum through on its own.
+_ROOMY_POOL = {"LEDGER_DB_POOL_MAX": "1000"}
+
+
+def test_every_numeric_setting_has_a_maximum() -> None:
+    """The table above names every number the settings hold, so none is left unbounded."""
+    numeric = {
+        f"LEDGER_{field.name.upper()}"
+        for field in msgspec.structs.fields(Settings)
+        if get_origin(field.type) is Annotated and get_args(field.type)[0] in (int, float)
+    }
+    assert numeric == set(NUMERIC_MAXIMA)
+
+
+@pytest.mark.parametrize(("variable", "maximum"), NUMERIC_MAXIMA.items())
+def test_numeric_settings_take_their_maximum(variable: str, maximum: str) -> None:
+    """The largest value of each range is taken as it is."""
+    settings = Settings.from_env({**_ROOMY_POOL, variable: maximum})
+    assert getattr(settings, variable.removeprefix("LEDGER_").lower()) == float(maximum)
+
+
+@pytest.mark.parametrize("variable", NUMERIC_MAXIMA)
+@pytest.mark.parametrize("excess", ["above", "1e300", "inf", "nan", "99999999999999999999999"])
+def test_numeric_settings_past_their_maximum_are_refused(variable: str, excess: str) -> None:
+    """One more than the maximum, huge numbers, inf and nan stop the start with one line naming
+    the variable and its range."""
+    value = str(int(NUMERIC_MAXIMA[variable]) + 1) if excess == "above" else excess
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({**_ROOMY_POOL, variable: value})
+    message = str(raised.value)
+    assert message.startswith(f"{variable}={value!r} is not valid: ")
+    assert f"<= {NUMERIC_MAXIMA[variable]}" in message
+    assert "\n" not in message
