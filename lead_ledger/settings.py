@@ -84,6 +84,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         settings = msgspec.convert(raw, cls)
         if settings.public_url is not None:
             _check_public_url(settings.public_url)
+        _check_database_urls(settings)
         if settings.db_pool_min > settings.db_pool_max:
             raise SettingsError(
                 f"LEDGER_DB_POOL_MIN={settings.db_pool_min} is more than"
@@ -139,11 +140,14 @@ def _expected(kind: object) -> str:
             if getattr(meta, attr, None) is not None
         ]
         return f"{_expected(base)} {' and '.join(bounds)}".strip()
-    if kind is int:
-        return "a whole number"
-    if kind is float:
-        return "a number"
-    return "a value of " + getattr(kind, "__name__", str(kind))
+    return _WORDS.get(kind) or "a value of " + getattr(kind, "__name__", str(kind))
+
+
+_WORDS: Final[Mapping[object, str]] = {
+    int: "a whole number",
+    float: "a number",
+    Path: "a directory's path; a leading ~ or ~user must name a user whose home is known",
+}
 
 
 # A host name or IPv4 address, or an IPv6 address in brackets: what urlsplit leaves in
@@ -176,9 +180,73 @@ def _check_public_url(value: str) -> None:
         )
 
 
+_DATABASE_SCHEMES: Final = ("postgresql", "postgres")
+_PORTS: Final = range(1, 65536)
+
+
+def _check_database_urls(settings: Settings) -> None:
+    """Each database URL is one asyncpg can connect with, checked here rather than at its first
+    connection (a traceback from migrate, or a replica read that fails on every request); and
+    the owner's URL is one for LEDGER_DATABASE_URL's database, not the embedded server's."""
+    for name in ("database_url", "migration_database_url", "read_database_url"):
+        value = getattr(settings, name)
+        if value is not None and not _is_database_url(value):
+            raise SettingsError(
+                f"LEDGER_{name.upper()}={without_password(value)!r} is not valid: use"
+                " postgresql:// or postgres://, then [user[:password]@]host[:port]/database, a"
+                " port being 1 to 65535 (postgresql://ledger@db.example:5432/ledger)"
+            )
+    if settings.migration_database_url is not None and settings.database_url is None:
+        raise SettingsError(
+            "LEDGER_MIGRATION_DATABASE_URL is set without LEDGER_DATABASE_URL: it names the"
+            " tables' owner on the database LEDGER_DATABASE_URL names (the embedded server has"
+            " its own roles); set LEDGER_DATABASE_URL too, or unset it"
+        )
+
+
+def _is_database_url(value: str) -> bool:
+    """A postgresql:// URL whose hosts (one, several separated by commas, or none for the local
+    socket) each have a port of 1 to 65535 if any."""
+    scheme, separator, rest = value.partition("://")
+    if not separator or scheme.lower() not in _DATABASE_SCHEMES:
+        return False
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    hosts = netloc.rpartition("@")[2]
+    return all(_is_host_and_port(host) for host in hosts.split(","))
+
+
+def _is_host_and_port(text: str) -> bool:
+    if text.startswith("["):  # an IPv6 address
+        address, bracket, port = text[1:].partition("]")
+        if not bracket or not address or (port and not port.startswith(":")):
+            return False
+        port = port[1:]
+    else:
+        _host, _colon, port = text.partition(":")
+    return not port or (port.isascii() and port.isdigit() and int(port) in _PORTS)
+
+
+def without_password(url: str) -> str:
+    """`url` with its password, in the user info or the query (?password=...), shown as ***."""
+    scheme, separator, rest = url.partition("://")
+    if separator:
+        netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        userinfo, at, hosts = netloc.rpartition("@")
+        if at and ":" in userinfo:
+            user = userinfo.partition(":")[0]
+            url = f"{scheme}://{user}:***@{hosts}{rest[len(netloc) :]}"
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+_QUERY_PASSWORD: Final = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
 def _decode_path(kind: type, value: object) -> object:
     if kind is Path and isinstance(value, str):
-        return Path(value).expanduser()
+        try:
+            return Path(value).expanduser()
+        except RuntimeError:  # ~user of a user that does not exist, or no home to expand ~
+            raise ValueError(value) from None
     raise NotImplementedError(f"cannot read {kind} from an environment variable")
 
 

@@ -230,3 +230,90 @@ def test_numeric_settings_past_their_maximum_are_refused(variable: str, excess: 
     assert message.startswith(f"{variable}={value!r} is not valid: ")
     assert f"<= {NUMERIC_MAXIMA[variable]}" in message
     assert "\n" not in message
+
+
+_URL_VARIABLES = ("LEDGER_DATABASE_URL", "LEDGER_READ_DATABASE_URL")
+
+
+@pytest.mark.parametrize("variable", _URL_VARIABLES)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://ledger@db.example:5432/ledger",
+        "postgres://ledger:pw@10.0.0.5/ledger?sslmode=require",
+        "POSTGRESQL://ledger@[::1]:65535/ledger",
+        "postgresql://ledger@db1:5432,db2:5433/ledger",
+        "postgresql:///ledger?host=/var/run/postgresql",
+    ],
+)
+def test_database_urls_take_postgresql_urls(variable: str, url: str) -> None:
+    """A postgresql:// or postgres:// URL, any ports 1 to 65535, is kept as it is."""
+    environ = {"LEDGER_DATABASE_URL": "postgresql://db/x", variable: url}
+    settings = Settings.from_env(environ)
+    assert getattr(settings, variable.removeprefix("LEDGER_").lower()) == url
+
+
+@pytest.mark.parametrize("variable", _URL_VARIABLES)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "db.example:5432/ledger",
+        "http://db.example/ledger",
+        "postgresql://u@127.0.0.1:abc/db",
+        "postgresql://u@127.0.0.1:99999/db",
+        "postgresql://u@127.0.0.1:0/db",
+        "postgresql://u@db1:5432,db2:x/db",
+        "postgresql://u@[::1/db",
+    ],
+)
+def test_database_url_that_is_no_postgresql_url_names_the_variable(variable: str, url: str) -> None:
+    """Any other value stops the start with one line naming the variable and what it takes."""
+    environ = {"LEDGER_DATABASE_URL": "postgresql://db/x", variable: url}
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(environ)
+    message = str(raised.value)
+    assert message.startswith(f"{variable}={url!r} is not valid: use postgresql://"), message
+    assert "1 to 65535" in message
+    assert "\n" not in message
+
+
+def test_a_refused_database_url_is_shown_without_its_password() -> None:
+    """The error line repeats the URL with its password hidden, in the netloc or the query."""
+    for url, shown in [
+        ("postgresql://u:topsecret@h:99999/db", "postgresql://u:***@h:99999/db"),
+        ("postgresql://u@h:abc/db?password=topsecret", "postgresql://u@h:abc/db?password=***"),
+    ]:
+        with pytest.raises(SettingsError) as raised:
+            Settings.from_env({"LEDGER_DATABASE_URL": url})
+        assert str(raised.value).startswith(f"LEDGER_DATABASE_URL={shown!r} is not valid")
+        assert "topsecret" not in str(raised.value)
+
+
+def test_migration_url_needs_the_database_url() -> None:
+    """LEDGER_MIGRATION_DATABASE_URL alone would be ignored (the embedded server has its own
+    roles): it is refused, saying it needs LEDGER_DATABASE_URL."""
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"LEDGER_MIGRATION_DATABASE_URL": "postgresql://owner@db/x"})
+    message = str(raised.value)
+    assert message.startswith("LEDGER_MIGRATION_DATABASE_URL is set without LEDGER_DATABASE_URL")
+    assert "\n" not in message
+    with pytest.raises(SettingsError, match="LEDGER_MIGRATION_DATABASE_URL='x' is not valid"):
+        Settings.from_env(
+            {"LEDGER_DATABASE_URL": "postgresql://db/x", "LEDGER_MIGRATION_DATABASE_URL": "x"}
+        )
+    both = {
+        "LEDGER_DATABASE_URL": "postgresql://db/x",
+        "LEDGER_MIGRATION_DATABASE_URL": "postgresql://o@db/x",
+    }
+    assert Settings.from_env(both).migration_database_url == "postgresql://o@db/x"
+
+
+def test_a_data_dir_under_an_unknown_home_names_the_variable() -> None:
+    """LEDGER_DATA_DIR=~nouser/x, whose home cannot be found, is one line, not a traceback."""
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"LEDGER_DATA_DIR": "~no-such-user-here/x"})
+    message = str(raised.value)
+    assert message.startswith("LEDGER_DATA_DIR='~no-such-user-here/x' is not valid: "), message
+    assert "~" in message.split("is not valid: ")[1]
+    assert Settings.from_env({"LEDGER_DATA_DIR": "~/x"}).data_dir == Path.home() / "x"
