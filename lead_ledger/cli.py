@@ -7,6 +7,7 @@ import asyncio
 import errno
 import gc
 import os
+import select
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -133,13 +134,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # wrong, unless asked for more.
     quiet = args.command != "serve" and not args.verbose
     configure_logging(settings.log_format, "warning" if quiet else settings.log_level)
+    return _run_reporting(args, settings)
+
+
+def _run_reporting(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the command; what went wrong that a user can cause, said in one line."""
     key_file = settings.data_dir / subject_keys.MASTER_KEY_FILE
     makes_key_file = not settings.master_key and not key_file.exists()
     code = _check_data_dir(settings) or _use_master_key(settings)
     if code:
         return code
     try:
-        return _run(args, settings)
+        code = _run(args, settings)
+        sys.stdout.flush()  # here, so that a reader gone by now is seen below
     except LedgerError as error:
         if makes_key_file and isinstance(error, subject_keys.WrongMasterKeyError):
             # Made for this run, and the database's keys are under another: left in place, it
@@ -150,12 +157,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        if isinstance(error, BrokenPipeError) and _reader_gone():
+            # `| head -1`: the reader stopped reading, having what it wanted. Nothing failed.
+            return 0
         # What a user can cause: a database that does not answer or refuses the login, a port
         # taken. One line naming the cause and the setting, never a traceback.
         print(f"lead-ledger: {_unavailable(settings, error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    return code
+
+
+def _reader_gone() -> bool:
+    """Whether standard output is a pipe (or socket) whose reader has closed it; if so, it is
+    pointed at /dev/null, so that the flush at exit does not fail on it again."""
+    try:
+        out = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False  # not a file: the broken pipe was another's
+    try:
+        poller = select.poll()
+        poller.register(out, select.POLLOUT)
+        gone = any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError):  # no poll (Windows): a broken pipe is taken for stdout's
+        gone = True
+    if gone:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out)
+        os.close(devnull)
+    return gone
 
 
 def _check_data_dir(settings: Settings) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
@@ -56,11 +58,20 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         action.add_argument("names", nargs="*", metavar="NAME", help="projections (default all)")
 
 
+class _Output(Console):
+    """The command's output, whose closed pipe (`| head -1`) ends the command as any other
+    command's: quietly, in lead_ledger.cli (rich's own answer is exit 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     # As the owner: a rebuild or verify creates shadow tables and swaps them in.
     url = (await database_urls(settings)).migration
     pool = await open_database(url, min_size=1, max_size=2, check_role=False)
-    console = Console(soft_wrap=True)  # summary lines stay whole in logs and pipes
+    console = _Output(soft_wrap=True)  # summary lines stay whole in logs and pipes
     try:
         match args.projections_command:
             case "status":

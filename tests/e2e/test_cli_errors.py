@@ -3,7 +3,9 @@ user can get wrong, and an embedded server that never outlives its users."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -18,7 +20,7 @@ import pytest
 from lead_ledger.ledger.embedded import HANDLES, running_pid
 from lead_ledger.ledger.subject_keys import MASTER_KEY_FILE, new_master_key_text
 from tests.api.test_ozonetel_add import add, make_account
-from tests.e2e.test_cli import CLI, _env, _free_port
+from tests.e2e.test_cli import CLI, _env, _free_port, _seed
 from tests.support import Client
 
 
@@ -318,3 +320,29 @@ async def test_a_command_with_another_master_key_writes_nothing(
     )
     assert after == before
     assert not (data_dir / MASTER_KEY_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("events", "tail"), ("events", "tail", "-f"), ("projections", "status")],
+)
+async def test_a_reader_that_stops_reading_ends_the_command_quietly(
+    owner_database_url: str, args: tuple[str, ...]
+) -> None:
+    """Output into a pipe whose reader has gone (`| head -1`): exit 0 and nothing on stderr,
+    not a database error."""
+    await _seed(owner_database_url, 3)
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the command writes its first line
+    try:
+        command = await asyncio.create_subprocess_exec(
+            CLI,
+            *args,
+            env=_env(LEDGER_DATABASE_URL=owner_database_url),
+            stdout=write,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        os.close(write)
+    _, err = await asyncio.wait_for(command.communicate(), timeout=60)
+    assert (command.returncode, err.decode()) == (0, "")
