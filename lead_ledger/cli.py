@@ -9,6 +9,7 @@ import gc
 import os
 import select
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import aclosing
@@ -332,6 +333,17 @@ def _db_stop(settings: Settings, *, force: bool) -> int:
 
 
 def _serve(settings: Settings, host: str, port: int) -> int:
+    # Resolved here, before the database: inside run_app, a name that does not resolve could be
+    # the database's host as well as this one.
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as error:
+        reason = error.strerror if isinstance(error, socket.gaierror) else "not a host name"
+        print(
+            f"lead-ledger: cannot listen on {host}:{port}: {reason} (choose another --host)",
+            file=sys.stderr,
+        )
+        return 1
     urls = _database_urls(settings)
     # Its phone key workers start with the app, importing while the server starts, so the
     # first large upload does not wait; they end with it.

@@ -92,6 +92,25 @@ def test_a_port_in_use_is_one_line_and_serving_is_never_logged(database_url: str
     assert "Traceback" not in done.stderr
 
 
+def test_a_host_that_does_not_resolve_is_one_line_naming_it(database_url: str) -> None:
+    """serve --host naming no address: exit 1 with one line saying it cannot listen there,
+    not a database error."""
+    port = _free_port()
+    done = _run(
+        "serve",
+        "--host",
+        "nonexistent.invalid",
+        "--port",
+        str(port),
+        LEDGER_DATABASE_URL=database_url,
+    )
+    errors = [line for line in done.stderr.splitlines() if line.startswith("lead-ledger:")]
+    assert (done.returncode, len(errors)) == (1, 1), done.stderr
+    assert errors[0].startswith(f"lead-ledger: cannot listen on nonexistent.invalid:{port}: ")
+    assert "database" not in errors[0]
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize(
     "args", [("projections", "status"), ("migrate",), ("events", "tail"), ("serve",)]
 )
