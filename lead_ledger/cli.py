@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import aclosing
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
@@ -30,7 +29,7 @@ from lead_ledger.ledger.migrate import migrate
 from lead_ledger.ledger.opening import shown_records
 from lead_ledger.logs import configure_logging
 from lead_ledger.service.inputs import BIGINT_MAX
-from lead_ledger.settings import Settings, SettingsError
+from lead_ledger.settings import Settings, SettingsError, without_password
 
 log = structlog.get_logger("lead_ledger.cli")
 MAX_PORT: Final = 65535
@@ -250,24 +249,16 @@ def _unavailable(settings: Settings, error: BaseException) -> str:
     if isinstance(error, asyncpg.UndefinedTableError):
         return "the database has no ledger yet: run `lead-ledger migrate` (serve migrates too)"
     where = (
-        f"LEDGER_DATABASE_URL={_without_password(settings.database_url)}"
+        f"LEDGER_DATABASE_URL={without_password(settings.database_url)}"
         if settings.database_url
         else f"the embedded server in LEDGER_DATA_DIR={settings.data_dir}"
     )
     if settings.migration_database_url:
         # Migrations and rebuilds connect as the owner: the failing URL may be that one.
-        owner = _without_password(settings.migration_database_url)
+        owner = without_password(settings.migration_database_url)
         where += f", LEDGER_MIGRATION_DATABASE_URL={owner}"
     reason = str(error) or type(error).__name__
     return f"cannot use the database ({where}): {reason}"
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # Commands that live in modules of their own, each an async runner of (args, settings).

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from lead_ledger import cli
-from lead_ledger.settings import Settings
+from lead_ledger.settings import Settings, without_password
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_database_errors_name_the_setting_without_its_password(tmp_path: Path) -
     assert cli._unavailable(embedded, OSError("gone")) == (
         f"cannot use the database (the embedded server in LEDGER_DATA_DIR={tmp_path}): gone"
     )
-    assert cli._without_password("postgresql://ledger@db/x") == "postgresql://ledger@db/x"
+    assert without_password("postgresql://ledger@db/x") == "postgresql://ledger@db/x"
     with_owner = Settings(
         database_url="postgresql://app@db/ledger",
         migration_database_url="postgresql://owner:pw@db/ledger",
@@ -103,3 +103,17 @@ def test_db_stop_answers_without_a_server(
     assert capsys.readouterr().out == f"no embedded server is running in {tmp_path}\n"
     assert cli._db_stop(Settings(database_url="postgresql://x@h/d"), force=False) == 2
     assert "never starts or stops" in capsys.readouterr().err
+
+
+def test_database_errors_hide_a_password_given_in_the_query() -> None:
+    """A password in the URL's query (?password=...) is hidden as one in the user info is."""
+    configured = Settings(
+        database_url="postgresql://hc_app@127.0.0.1:5439/db?sslmode=disable&password=topsecret",
+        migration_database_url="postgresql://owner@127.0.0.1:5439/db?PASSWORD=owner-secret",
+    )
+    line = cli._unavailable(configured, ConnectionRefusedError(111, "Connect call failed"))
+    assert line == (
+        "cannot use the database (LEDGER_DATABASE_URL=postgresql://hc_app@127.0.0.1:5439/db"
+        "?sslmode=disable&password=***, LEDGER_MIGRATION_DATABASE_URL="
+        "postgresql://owner@127.0.0.1:5439/db?PASSWORD=***): [Errno 111] Connect call failed"
+    )
