@@ -140,8 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_reporting(args: argparse.Namespace, settings: Settings) -> int:
     """Run the command; what went wrong that a user can cause, said in one line."""
     key_file = settings.data_dir / subject_keys.MASTER_KEY_FILE
-    makes_key_file = not settings.master_key and not key_file.exists()
-    code = _check_data_dir(settings) or _use_master_key(settings)
+    sealing = _opens_sealed_data(args)
+    makes_key_file = sealing and not settings.master_key and not key_file.exists()
+    key_from_file = sealing and not settings.master_key
+    embedded_server = _uses_database(args) and not settings.database_url
+    # The data dir is looked at only when the key file or the embedded server will use it.
+    code = (_check_data_dir(settings) if key_from_file or embedded_server else 0) or (
+        _use_master_key(settings) if sealing else 0
+    )
     if code:
         return code
     try:
@@ -189,12 +195,29 @@ def _reader_gone() -> bool:
     return gone
 
 
+def _opens_sealed_data(args: argparse.Namespace) -> bool:
+    """Whether the command reads or writes sealed data (or keys, or account secrets), and so
+    needs the master key; the others neither load the key nor make its file."""
+    match args.command:
+        case "migrate" | "db-url" | "db":
+            return False
+        case "keys":
+            return bool(args.keys_command != "new")
+        case "projections":
+            return bool(args.projections_command != "status")
+        case _:
+            return True
+
+
+def _uses_database(args: argparse.Namespace) -> bool:
+    """Every command but `keys new`, which only prints a new key."""
+    return not (args.command == "keys" and args.keys_command == "new")
+
+
 def _check_data_dir(settings: Settings) -> int:
     """2 with one line when LEDGER_DATA_DIR, which the key file or the embedded server will use,
     is a file or lies under one (mkdir's own error names the key file or pgdata/ and says only
     "File exists"); else 0, also when it cannot be looked at (the command's error says why)."""
-    if settings.master_key and settings.database_url:
-        return 0  # neither the key file nor the embedded server: the data dir is not used
     path = settings.data_dir
     try:
         # The nearest part that exists: the rest is made when first used.

@@ -365,3 +365,35 @@ async def test_a_reader_that_stops_reading_ends_the_command_quietly(
         os.close(write)
     _, err = await asyncio.wait_for(command.communicate(), timeout=60)
     assert (command.returncode, err.decode()) == (0, "")
+
+
+def test_keys_new_prints_a_key_and_touches_no_data_dir(tmp_path: Path) -> None:
+    """`keys new` prints a key and neither makes LEDGER_DATA_DIR nor a master.key in it, also
+    when the data dir could not be written or is not a directory."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory\n")
+    for data_dir in (tmp_path / "data", locked / "data", afile):
+        done = _run("keys", "new", LEDGER_DATA_DIR=str(data_dir))
+        assert (done.returncode, done.stderr) == (0, ""), data_dir
+        assert len(done.stdout.strip()) == 44  # base64 of 32 bytes
+        assert not (tmp_path / "data").exists()
+        assert list(locked.iterdir()) == []
+    locked.chmod(0o700)
+
+
+def test_commands_that_open_no_sealed_data_make_no_master_key(data_dir: Path) -> None:
+    """`db stop` makes no data dir; `migrate` and `db-url` start the embedded server in it but
+    leave no master.key: only commands that read or write sealed data load or make one."""
+    stopped = _run("db", "stop", LEDGER_DATA_DIR=str(data_dir))
+    assert stopped.returncode == 0, stopped.stderr
+    assert not data_dir.exists()
+    assert _run("migrate", LEDGER_DATA_DIR=str(data_dir)).returncode == 0
+    assert _run("db-url", LEDGER_DATA_DIR=str(data_dir)).returncode == 0
+    assert not (data_dir / MASTER_KEY_FILE).exists()
+    assert _run("db", "stop", "--force", LEDGER_DATA_DIR=str(data_dir)).returncode == 0
+    assert not (data_dir / MASTER_KEY_FILE).exists()
+    tail = _run("events", "tail", LEDGER_DATA_DIR=str(data_dir))
+    assert tail.returncode == 0, tail.stderr
+    assert (data_dir / MASTER_KEY_FILE).exists()
