@@ -30,7 +30,7 @@ from lead_ledger.ledger.events import (
 from lead_ledger.service import account_reads, accounts
 from lead_ledger.service.errors import Conflict, Invalid, ServiceError
 from lead_ledger.service.writer import Context
-from lead_ledger.settings import Settings
+from lead_ledger.settings import Settings, is_http_base_url
 
 DEFAULT_BASE_URL: Final = "http://127.0.0.1:8080"
 Command = Callable[[Connection, Context, argparse.Namespace], Awaitable[object]]
@@ -103,7 +103,22 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     demo = subparsers.add_parser(
         "demo", help="create (or re-show) a demo account with fresh keys and curl examples"
     )
-    demo.add_argument("--base-url", default=DEFAULT_BASE_URL, help="server URL in the examples")
+    demo.add_argument(
+        "--base-url",
+        type=_server_url,
+        default=DEFAULT_BASE_URL,
+        help=f"server URL in the examples (default {DEFAULT_BASE_URL})",
+    )
+
+
+def _server_url(text: str) -> str:
+    """An argparse type: the URL the demo's curl examples call (as LEDGER_PUBLIC_URL takes)."""
+    if not is_http_base_url(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a server URL: use http:// or https://, a host, an optional :port"
+            f" and path ({DEFAULT_BASE_URL})"
+        )
+    return text
 
 
 def _with_account(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -351,10 +366,10 @@ revoke demo <credential id> revokes one).
 # real server, twice, and checks both answers.
 _EXAMPLES: Final = string.Template("""
 # Flexydial: log in for a token, then bulk upload with it (run as a job)
-TOKEN=$$(curl -s -X POST $base/api/generate-token/ -H 'Content-Type: application/json' \\
+TOKEN=$$(curl -s -X POST '$base/api/generate-token/' -H 'Content-Type: application/json' \\
   -d '{"username": "$username", "password": "$password"}' \\
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
-curl -s -X POST $base/api/bulkphonebookupload/v1/ -H "Authorization: Token $$TOKEN" \\
+curl -s -X POST '$base/api/bulkphonebookupload/v1/' -H "Authorization: Token $$TOKEN" \\
   -H 'Content-Type: application/json' \\
   -d '{"campaign": "demo-outbound", "bulk_data": [{"numeric": "9876543210",
        "customer_info:customer_id": "C-1001", "customer_info:city": "Pune"}]}'
@@ -364,7 +379,7 @@ curl -s -X POST $base/api/bulkphonebookupload/v1/ -H "Authorization: Token $$TOK
 #    as a duplicate of the first upload's lead (its status says so).
 
 # Ozonetel: add one number to a campaign and start the campaign (AddCampaignData)
-curl -s -X POST $base/ca_apis/AddCampaignData -H 'Content-Type: application/json' \\
+curl -s -X POST '$base/ca_apis/AddCampaignData' -H 'Content-Type: application/json' \\
   -H 'apiKey: $ozonetel' \\
   -d '{"campaignName": "demo-agentwise", "phoneNumber": "9876543211", "Name": "Meera",
        "agentId": "agent-1", "userName": "$account", "checkDuplicate": "true",
@@ -376,7 +391,7 @@ curl -s -X POST $base/ca_apis/AddCampaignData -H 'Content-Type: application/json
 
 # Ozonetel: upload a file of leads (run as a job; no callBackUrl, so no callback is sent)
 printf 'PhoneNumber,Name,skill\\n9876543212,Kiran,sales\\n' > leads.csv
-curl -s -X POST $base/endpoint/dailer/data/bulk/upload -F username=$account \\
+curl -s -X POST '$base/endpoint/dailer/data/bulk/upload' -F username=$account \\
   -F apiKey=$ozonetel -F file=@leads.csv -F campaignName=demo-skillwise -F action=none
 # -> {"status":"success","message":"Data processing"}
 #    accepted as a job: GET /v1/jobs (native key, below) lists it with its outcome. Pasted
@@ -385,7 +400,7 @@ curl -s -X POST $base/endpoint/dailer/data/bulk/upload -F username=$account \\
 #    vendor's one upload per minute per account (a Retry-After header says when to retry).
 
 # Vicidial (TForge lead archive): copy lead 1, this database's first lead, into the archive
-curl -s -X POST $base/vicidial/leads/archive -H 'Authorization: Key=$vicidial' \\
+curl -s -X POST '$base/vicidial/leads/archive' -H 'Authorization: Key=$vicidial' \\
   -H 'Content-Type: application/json' \\
   -d '{"insert_leads": true, "update_leads": true, "delete_leads": false, "lead_ids": [1]}'
 # -> {"message":"lead_ids batch was successfully processed","select_count":1,...}
@@ -404,10 +419,10 @@ curl -s -X POST '$base/rest/v1.0/$account_id/dialler/contacts/import?overwriteDu
 #    found the contact by its UserData and left it as it was.
 
 # native: the account's leads, then its jobs
-curl -s $base/v1/leads -H 'Authorization: Bearer $native'
+curl -s '$base/v1/leads' -H 'Authorization: Bearer $native'
 # -> {"leads":[...],"next_after":null}
 #    the leads the examples above added, each with its lead_id, fields and times.
-curl -s $base/v1/jobs -H 'Authorization: Bearer $native'
+curl -s '$base/v1/jobs' -H 'Authorization: Bearer $native'
 # -> {"jobs":[{"job_id":<id>,...}],"next_before":null}
 #    every upload's job, newest first, with its state, counts and callback outcome.
 """)
@@ -436,9 +451,9 @@ def _demo_text(
         *(f"  {dialect:<9} {key}" for dialect, key in keys.items()),
         f"  Flexydial user: {username}  password: {password}",
     ]
-    examples = _EXAMPLES.substitute(
-        keys,
-        base=base,
+    examples = demo_examples(
+        base,
+        keys=keys,
         username=username,
         password=password,
         account=account.name,
@@ -446,3 +461,27 @@ def _demo_text(
         campaign_id=next(c.id for c in account.campaigns if c.name == "demo-outbound"),
     )
     return "\n".join(summary) + "\n" + examples
+
+
+def demo_examples(
+    base: str,
+    *,
+    keys: dict[str, str],
+    username: str,
+    password: str,
+    account: str,
+    account_id: int,
+    campaign_id: int,
+) -> str:
+    """The curl examples for a server at `base`, each URL in single quotes, so that a character
+    of `base` a shell reads (`&`, `;`) reaches curl; a quote of its own is closed, escaped and
+    reopened."""
+    return _EXAMPLES.substitute(
+        keys,
+        base=base.replace("'", "'\\''"),
+        username=username,
+        password=password,
+        account=account,
+        account_id=account_id,
+        campaign_id=campaign_id,
+    )

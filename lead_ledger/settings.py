@@ -155,24 +155,27 @@ _WORDS: Final[Mapping[object, str]] = {
 _HOST: Final = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+")
 
 
-def _check_public_url(value: str) -> None:
-    """LEDGER_PUBLIC_URL starts every link the service hands out: an http(s) origin and an
-    optional path prefix, onto which a link's own path is appended (so no query or fragment)."""
+def is_http_base_url(value: str) -> bool:
+    """An http(s) origin and an optional path prefix, onto which a link's own path is appended
+    (so no query or fragment): LEDGER_PUBLIC_URL, and the server URL of `demo`'s examples."""
     try:
         parts = urlsplit(value)
         port = parts.port  # ValueError for a port that is not a number from 0 to 65535
     except ValueError:
-        parts, port = None, None
-    valid = (
-        parts is not None
-        and parts.scheme.lower() in ("http", "https")
+        return False
+    return (
+        parts.scheme.lower() in ("http", "https")
         and parts.hostname is not None
         and _HOST.fullmatch(parts.hostname) is not None
         and parts.username is None
         and port != 0
         and not (set(value) & {"?", "#", " "})
     )
-    if not valid:
+
+
+def _check_public_url(value: str) -> None:
+    """LEDGER_PUBLIC_URL starts every link the service hands out."""
+    if not is_http_base_url(value):
         raise SettingsError(
             f"LEDGER_PUBLIC_URL={value!r} is not valid: use http:// or https://, a host, an"
             " optional :port and path prefix, and no query or fragment"

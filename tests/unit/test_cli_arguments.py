@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from lead_ledger import cli
+from lead_ledger import cli, cli_admin
 from lead_ledger.settings import Settings, without_password
 
 
@@ -21,6 +22,16 @@ from lead_ledger.settings import Settings, without_password
         (["serve", "--port", "-1"], "-1 is less than 1"),
         (["events", "tail", "--limit", "0"], "0 is less than 1"),
         (["events", "tail", "--after", "soon"], "'soon' is not a whole number"),
+        *(
+            (
+                ["demo", "--base-url", url],
+                (
+                    f"argument --base-url: {url!r} is not a server URL: use http:// or"
+                    " https://, a host, an optional :port and path (http://127.0.0.1:8080)"
+                ),
+            )
+            for url in ("not a url", "127.0.0.1:8080", "ftp://h", "http://h:99999", "http://h/?a=1")
+        ),
         *(
             (
                 ["erase", "--account", "demo", "--lead-id", lead_id, "--yes"],
@@ -117,3 +128,24 @@ def test_database_errors_hide_a_password_given_in_the_query() -> None:
         "?sslmode=disable&password=***, LEDGER_MIGRATION_DATABASE_URL="
         "postgresql://owner@127.0.0.1:5439/db?PASSWORD=***): [Errno 111] Connect call failed"
     )
+
+
+def test_demo_examples_quote_the_server_url() -> None:
+    """Every curl example holds the base URL in quotes, so a path a shell would read otherwise
+    (`&`, `;`, a quote) reaches curl whole."""
+    base = "http://127.0.0.1:8080/led'ger&x;y"
+    assert cli.build_parser().parse_args(["demo", "--base-url", base]).base_url == base
+    text = cli_admin.demo_examples(
+        base,
+        keys=dict.fromkeys(("flexydial", "ozonetel", "vicidial", "jtel", "native"), "k"),
+        username="u",
+        password="p",  # noqa: S106 - a placeholder
+        account="demo",
+        account_id=1,
+        campaign_id=2,
+    )
+    curls = [line for line in text.splitlines() if "curl " in line]
+    assert len(curls) == 8
+    for line in curls:
+        words = shlex.split(line.removeprefix("TOKEN=$(").rstrip("\\"))
+        assert any(word.startswith(base + "/") for word in words), line
