@@ -8,6 +8,7 @@ import msgspec
 from aiohttp import web
 
 from lead_ledger.api.keys import POOL, SETTINGS
+from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.credentials import key_digest as key_digest  # noqa: PLC0414 - re-exported
 from lead_ledger.ledger.credentials import new_key as new_key  # noqa: PLC0414 - re-exported
 from lead_ledger.ledger.envelope import Actor
@@ -17,6 +18,13 @@ SELECT_CREDENTIAL = """
 SELECT c.account_id, c.credential_id, c.key_sha256, a.name AS account_name
 FROM credentials c JOIN accounts a USING (account_id)
 WHERE c.key_sha256 = $1 AND c.dialect = $2 AND NOT c.revoked
+"""
+
+# Whether a principal found earlier still holds: its credential neither revoked nor gone.
+SELECT_CREDENTIAL_LIVE = """
+SELECT true
+FROM credentials c JOIN accounts a USING (account_id)
+WHERE c.account_id = $1 AND c.credential_id = $2 AND c.dialect = $3 AND NOT c.revoked
 """
 
 
@@ -52,6 +60,15 @@ async def find_principal(request: web.Request, key: str, dialect: Dialect) -> Pr
         credential_id=row["credential_id"],
         dialect=dialect,
     )
+
+
+async def still_valid(conn: Connection, principal: Principal) -> bool:
+    """Whether `principal`'s credential would still be accepted: what a request checks once,
+    for something that goes on after it (an event stream) to check again."""
+    found = await conn.fetchval(
+        SELECT_CREDENTIAL_LIVE, principal.account_id, principal.credential_id, principal.dialect
+    )
+    return found is not None
 
 
 def bearer_token(request: web.Request) -> str | None:

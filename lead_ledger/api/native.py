@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 
 from lead_ledger.api import openapi
-from lead_ledger.api.auth import Principal, bearer_token, find_principal
+from lead_ledger.api.auth import Principal, bearer_token, find_principal, still_valid
 from lead_ledger.api.edge import REQUEST_ID, REQUEST_ID_HEADER, Dialect, Refused, json_response
 from lead_ledger.api.keys import DATABASE_URL, POOL, SETTINGS
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
@@ -31,7 +31,7 @@ from lead_ledger.api.problems import (
 from lead_ledger.api.read_routing import READ_HEADERS, on_read_pool
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
-from lead_ledger.ledger.events import EVENT_TAGS
+from lead_ledger.ledger.events import EVENT_TAGS, CredentialRevoked, decode_event
 from lead_ledger.ledger.feed import CHANNEL, POLL_SECONDS, FeedEntry
 from lead_ledger.ledger.opening import shown_records
 from lead_ledger.ledger.store import read_feed
@@ -65,6 +65,7 @@ STREAM_BATCH: Final = 200  # events a stream reads with one connection before it
 HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies from closing idle streams
 STREAM_RECONNECT_SECONDS = 1.0  # between tries for a new connection when the database dropped one
 STREAM_BUFFER: Final = 1000  # events read ahead of a slow client before the reader waits
+_CREDENTIAL_REVOKED: Final = EVENT_TAGS[CredentialRevoked]
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 # Positions are bigint, stream versions integer: past those no row exists, and PostgreSQL would
@@ -386,7 +387,9 @@ async def events(request: web.Request, principal: Principal) -> web.StreamRespon
     summary="The account's feed as server-sent events",
     description=(
         "Each event is `id: <position>`, `event: <type>`, `data: <feed entry JSON>`. Resume with"
-        " the Last-Event-ID header (or `after`); a comment line arrives every 15 s."
+        " the Last-Event-ID header (or `after`); a comment line arrives every 15 s. The stream"
+        " ends when its key is revoked: right after the key's own CredentialRevoked event, and"
+        " within a few seconds of a revocation however made."
     ),
     tags=("native",),
     security=openapi.NATIVE_KEY,
@@ -419,7 +422,7 @@ async def event_stream(request: web.Request, principal: Principal) -> web.Stream
     )
     await response.prepare(request)
     queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=STREAM_BUFFER)
-    pump = asyncio.create_task(_pump(request.app, principal.account_id, after, queue))
+    pump = asyncio.create_task(_pump(request.app, principal, after, queue))
     closing = request.app.get(STREAMS_CLOSING) or asyncio.Event()
     try:
         await _relay(request, response, queue, pump, closing)
@@ -434,7 +437,7 @@ async def event_stream(request: web.Request, principal: Principal) -> web.Stream
 
 
 async def _pump(
-    app: web.Application, account_id: int, after: int, queue: asyncio.Queue[RecordedEvent]
+    app: web.Application, principal: Principal, after: int, queue: asyncio.Queue[RecordedEvent]
 ) -> None:
     """Queue the account's events after `after` for as long as the stream lasts.
 
@@ -442,33 +445,71 @@ async def _pump(
     for a slow client to take the last ones, holds none, so open streams never take the pool
     from the requests. A connection the database drops (a restart, a terminated session) is
     replaced, and the feed goes on after the last event queued: the client sees a pause, never
-    a gap, a repeat or an end."""
+    a gap, a repeat or an end.
+
+    The stream's credential is checked again before every read (at least every POLL_SECONDS):
+    once it no longer holds (revoked by any path), what was queued and not sent is dropped and
+    the stream ends. The stream's own CredentialRevoked event is sent, and ends it at once."""
     wakes = app[FEED_WAKES]
     while True:
         woken = wakes.next()  # before the read: a commit announced after it wakes the wait
         try:
-            async with app[STREAM_READS], app[POOL].acquire() as conn:
-                batch = await read_feed(
-                    conn, after=after, limit=STREAM_BATCH, account_id=account_id
-                )
-                # Opened here, on the reader's connection: the relay has none.
-                shown = await shown_records(conn, batch)
+            shown = await _next_batch(app, principal, after)
         except (*DATABASE_UNAVAILABLE, asyncpg.InternalClientError) as error:
             # InternalClientError: a connection the pool handed out just as the server ended
             # its session, before the client saw the socket close ("cannot switch to state").
             reason = type(error).__name__
-            log.warning("event_stream_reconnecting", account_id=account_id, error=reason)
+            log.warning("event_stream_reconnecting", account_id=principal.account_id, error=reason)
             await asyncio.sleep(STREAM_RECONNECT_SECONDS)
             continue
+        if shown is None:
+            while not queue.empty():
+                queue.get_nowait()
+            log.info("event_stream_credential_ended", credential_id=principal.credential_id)
+            return
         for event in shown:
             await queue.put(event)
             after = event.position
-        if len(batch) < STREAM_BATCH:
+            if _revokes(event, principal):
+                log.info("event_stream_credential_ended", credential_id=principal.credential_id)
+                return
+        if len(shown) < STREAM_BATCH:
             # The fence may hold back a commit whose NOTIFY came before an older transaction
             # ended (ledger/feed.py): the poll interval covers it.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_SECONDS):
                     await woken.wait()
+
+
+async def _next_batch(
+    app: web.Application, principal: Principal, after: int
+) -> list[RecordedEvent] | None:
+    """The account's next events after `after`, opened; None when the principal's credential
+    no longer holds. Checked first, on the same connection: a revocation committed after the
+    check is in the feed the read then sees, before any event committed after it."""
+    async with app[STREAM_READS], app[POOL].acquire() as conn:
+        if not await still_valid(conn, principal):
+            return None
+        batch = await read_feed(
+            conn, after=after, limit=STREAM_BATCH, account_id=principal.account_id
+        )
+        # Opened here, on the reader's connection: the relay has none.
+        return await shown_records(conn, batch)
+
+
+def _revokes(event: RecordedEvent, principal: Principal) -> bool:
+    """Whether `event` is the revocation of `principal`'s credential."""
+    if event.type != _CREDENTIAL_REVOKED:
+        return False
+    try:
+        revoked = decode_event(event)
+    except msgspec.DecodeError:  # a foreign writer's body: not a revocation this can read
+        return False
+    return (
+        isinstance(revoked, CredentialRevoked)
+        and revoked.account_id == principal.account_id
+        and revoked.credential_id == principal.credential_id
+    )
 
 
 async def _relay(

@@ -35,6 +35,7 @@ from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_stream
 from lead_ledger.service.writer import Context, record, stream_append
 from lead_ledger.settings import Settings
+from tests.conftest import ADMIN_TOKEN
 from tests.support import Client
 
 KEY_A, KEY_B, JTEL_KEY_A = "native-key-a", "native-key-b", "jtel-key-a"
@@ -627,3 +628,75 @@ async def test_streams_hold_no_database_connection_while_they_wait(
         (event,) = await read_sse(stream, 1)
         stream.close()
         assert msgspec.json.decode(event["data"])["stream_id"] == "lead-101"
+
+
+async def sse_until_end(response: Any) -> list[dict[str, Any]]:
+    """Every event of an SSE response until the server ends it (within 15 s)."""
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    async with asyncio.timeout(15):
+        while raw := await response.content.readline():
+            line = raw.decode().rstrip("\n")
+            if line and not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                current[name] = value
+            elif not line and "id" in current:
+                events.append(current)
+                current = {}
+    return events
+
+
+async def revoke_and_insert(api: Client, seeded: asyncpg.Pool) -> list[dict[str, Any]]:
+    """Open B's stream at its head, revoke its key, insert a lead: the events until it ends."""
+    head = (await whole_feed(api, 5, key=KEY_B))[-1]["position"]
+    live = await api.get(f"/v1/events/stream?after={head}", headers=auth(KEY_B))
+    assert live.status == 200
+    revoked = await api.delete(
+        f"/v1/admin/accounts/acct{B}/credentials/cred-native-{B}", headers=auth(ADMIN_TOKEN)
+    )
+    assert revoked.status == 204, await revoked.text()
+    await insert_lead(seeded, B, CAMPAIGN_B, 101, phone_numbers=["+15551234567"])
+    try:
+        return await sse_until_end(live)
+    finally:
+        live.close()
+
+
+async def test_a_stream_ends_when_its_key_is_revoked(api: Client, seeded: asyncpg.Pool) -> None:
+    """Revoking the stream's own key ends the stream, and a lead inserted after never arrives."""
+    events = await revoke_and_insert(api, seeded)
+    assert [e["event"] for e in events] in ([], ["CredentialRevoked"])
+
+
+async def test_a_stream_ends_at_its_own_keys_revocation_event(
+    api: Client, seeded: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even were the key not checked again, the stream ends with the key's CredentialRevoked
+    event it carries, before the lead inserted after it."""
+
+    async def always(*_: object) -> bool:
+        return True
+
+    monkeypatch.setattr(native, "still_valid", always, raising=False)
+    events = await revoke_and_insert(api, seeded)
+    assert [e["event"] for e in events] == ["CredentialRevoked"]
+    assert msgspec.json.decode(events[0]["data"])["data"]["credential_id"] == f"cred-native-{B}"
+
+
+async def test_a_stream_ends_when_its_key_is_found_revoked(
+    api: Client, seeded: asyncpg.Pool, owner_pool: asyncpg.Pool
+) -> None:
+    """A key revoked by a path that records no event the stream carries is found on the
+    stream's next read: the stream ends and the lead inserted after never arrives."""
+    head = (await whole_feed(api, 5, key=KEY_B))[-1]["position"]
+    live = await api.get(f"/v1/events/stream?after={head}", headers=auth(KEY_B))
+    assert live.status == 200
+    flip = "UPDATE credentials SET revoked = NOT revoked WHERE credential_id = $1"
+    await owner_pool.execute(flip, f"cred-native-{B}")  # revoked, with no event recorded
+    try:
+        await insert_lead(seeded, B, CAMPAIGN_B, 101, phone_numbers=["+15551234567"])
+        assert await sse_until_end(live) == []
+    finally:
+        live.close()
+        # Back as the log has it, for the harness's check of the projections against a rebuild.
+        await owner_pool.execute(flip, f"cred-native-{B}")
