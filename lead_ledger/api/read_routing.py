@@ -23,7 +23,7 @@ from lead_ledger.api.keys import POOL, READ_POOL, SETTINGS
 from lead_ledger.api.openapi import Header
 from lead_ledger.api.problems import problem
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.service.inputs import BIGINT_MAX
+from lead_ledger.service.inputs import decimal
 from lead_ledger.service.replica import REPLICA_ERRORS, replayed
 
 log = structlog.get_logger(__name__)
@@ -50,8 +50,10 @@ def min_position(request: web.Request) -> int | None:
     text = request.headers.get(MIN_POSITION)
     if text is None:
         return None
-    value = text.strip()
-    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= BIGINT_MAX:
+    # decimal: ASCII digits only, and no int() of more digits than a bigint has (past 4,300
+    # digits int() raises an error of its own).
+    position = decimal(text.strip(), minimum=1)
+    if position is None:
         raise Refused(
             problem(
                 400,
@@ -60,7 +62,7 @@ def min_position(request: web.Request) -> int | None:
                 header=MIN_POSITION,
             )
         )
-    return int(value)
+    return position
 
 
 async def on_read_pool(request: web.Request, read: Callable[[Connection], Awaitable[T]]) -> T:

@@ -700,3 +700,14 @@ async def test_a_stream_ends_when_its_key_is_found_revoked(
         live.close()
         # Back as the log has it, for the harness's check of the projections against a rebuild.
         await owner_pool.execute(flip, f"cred-native-{B}")
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "²", "0", "-1"])
+async def test_a_min_position_that_is_no_position_is_a_400(
+    api: Client, seeded: asyncpg.Pool, value: str
+) -> None:
+    """X-Ledger-Min-Position of 5,000 digits (past int()'s limit) or not digits is a 400."""
+    response = await api.get("/v1/leads/1", headers=auth() | {"X-Ledger-Min-Position": value})
+    assert response.status == 400, await response.text()
+    assert response.content_type == "application/problem+json"
+    assert (await response.json())["header"] == "X-Ledger-Min-Position"
