@@ -54,6 +54,11 @@ ORDER BY campaign_id::text = $2 DESC
 LIMIT 1
 """
 
+# The account of a lead's stream, before any of its events is read (let alone opened).
+SELECT_LEAD_ACCOUNT: Final = (
+    "SELECT account_id FROM events WHERE stream_id = $1 AND stream_version = 1"
+)
+
 SELECT_LEADS: Final = f"""
 SELECT {_LEAD_SELECT}
 FROM leads l
@@ -241,10 +246,19 @@ async def lead_as_of(
     None when it did not exist then, was not live then, or belongs to another account. A lead
     deleted since is still found: its stream keeps every event.
     """
+    if await _lead_account(conn, lead_id) != account_id:
+        return None  # another account's lead: nothing of it read or opened, as for a missing id
     events = await read_stream(conn, stream_of_lead(lead_id), up_to_version=version, up_to_time=at)
     if version is not None and (not events or events[-1].stream_version < version):
         return None  # that version was never reached
     return fold_lead_view(await _open_lead_events(conn, events), account_id, at)
+
+
+async def _lead_account(conn: Connection, lead_id: int) -> int | None:
+    """The account the lead's stream belongs to (from its first event's row, one index
+    lookup), or None when there is no such lead."""
+    account_id: int | None = await conn.fetchval(SELECT_LEAD_ACCOUNT, stream_of_lead(lead_id))
+    return account_id
 
 
 def fold_lead_view(

@@ -33,6 +33,7 @@ from lead_ledger.ledger.events import (
 from lead_ledger.ledger.lead import decide_insert, decide_update, fold
 from lead_ledger.ledger.opening import open_pairs
 from lead_ledger.ledger.store import read_stream
+from lead_ledger.service import reads
 from lead_ledger.service.writer import Context, record, stream_append
 from lead_ledger.settings import Settings
 from tests.conftest import ADMIN_TOKEN
@@ -711,3 +712,28 @@ async def test_a_min_position_that_is_no_position_is_a_400(
     assert response.status == 400, await response.text()
     assert response.content_type == "application/problem+json"
     assert (await response.json())["header"] == "X-Ledger-Min-Position"
+
+
+async def test_an_as_of_read_of_a_foreign_lead_opens_nothing(
+    api: Client, seeded: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As-of reads of B's lead by A read and open none of its events, as for a missing id."""
+    read: list[str] = []
+
+    async def reading(conn: Any, stream_id: str, **kw: Any) -> Any:
+        read.append(stream_id)
+        return await read_stream(conn, stream_id, **kw)
+
+    async def opening(conn: Any, events: Any) -> Any:
+        read.extend(f"opened {e.stream_id}" for e in events)
+        return await open_pairs(conn, events)
+
+    monkeypatch.setattr(reads, "read_stream", reading)
+    monkeypatch.setattr(reads, "open_pairs", opening)
+    now = datetime.now(UTC).isoformat()
+    for lead in (100, 999):
+        await get_json(api, f"/v1/leads/{lead}?as_of_version=1", 404)
+        await get_json(api, f"/v1/leads/{lead}", 404, params={"as_of": now})
+    assert read == []
+    assert (await get_json(api, "/v1/leads/100?as_of_version=1", key=KEY_B))["lead_id"] == 100
+    assert read == ["lead-100", "opened lead-100"]
