@@ -39,6 +39,14 @@ from lead_ledger.service.writer import Context, Origin
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 
+
+def request_id_header(request: web.Request) -> dict[str, str]:
+    """The X-Request-ID a response names. The middleware adds it to the response a handler
+    returns unsent; a StreamResponse the handler prepares itself has sent its headers by then,
+    so it must be given this before `prepare`."""
+    return {REQUEST_ID_HEADER: request[REQUEST_ID]}
+
+
 C = TypeVar("C")  # what a dialect's authentication yields: a Principal, or None where it has none
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Answer = Callable[[], web.Response]

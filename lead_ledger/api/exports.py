@@ -16,7 +16,7 @@ from aiohttp import web
 
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal
-from lead_ledger.api.edge import Refused, context, json_response
+from lead_ledger.api.edge import Refused, context, json_response, request_id_header
 from lead_ledger.api.keys import CLOCK, POOL, SETTINGS
 from lead_ledger.api.native import NATIVE, NoQuery, query_params
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
@@ -33,6 +33,9 @@ from lead_ledger.service.writer import Context
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 SWEEP_SECONDS: Final = 60.0
+# As a file is served: a csv is written as UTF-8 (as rejected.csv says), which its stored type
+# does not name.
+_SERVED_TYPES: Final = {CONTENT_TYPES["csv"]: f"{CONTENT_TYPES['csv']}; charset=utf-8"}
 
 
 def setup(app: web.Application) -> None:
@@ -209,8 +212,9 @@ async def download_export(request: web.Request, principal: Principal) -> web.Str
         return problem(404, f"export {export_id} has no file (not written yet, or removed)")
     response = web.StreamResponse(
         headers={
-            "Content-Type": stored.content_type,
+            "Content-Type": _SERVED_TYPES.get(stored.content_type, stored.content_type),
             "Content-Disposition": f'attachment; filename="{stored.file_name}"',
+            **request_id_header(request),
         }
     )
     response.content_length = stored.bytes

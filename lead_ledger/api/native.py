@@ -19,7 +19,7 @@ from aiohttp import web
 
 from lead_ledger.api import openapi
 from lead_ledger.api.auth import Principal, bearer_token, find_principal, still_valid
-from lead_ledger.api.edge import REQUEST_ID, REQUEST_ID_HEADER, Dialect, Refused, json_response
+from lead_ledger.api.edge import Dialect, Refused, json_response, request_id_header
 from lead_ledger.api.keys import DATABASE_URL, POOL, SETTINGS
 from lead_ledger.api.openapi import BAD_REQUEST, UNAUTHORIZED, Response, problem_response
 from lead_ledger.api.problems import (
@@ -417,7 +417,7 @@ async def event_stream(request: web.Request, principal: Principal) -> web.Stream
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",  # nginx would otherwise hold events back
-            REQUEST_ID_HEADER: request[REQUEST_ID],
+            **request_id_header(request),
         }
     )
     await response.prepare(request)

@@ -124,6 +124,21 @@ async def test_a_campaign_now_as_csv(api: Client, seeded: asyncpg.Pool) -> None:
     assert header[-2:] == ["entry_at", "modified_at"]
 
 
+async def test_a_download_says_its_request_id_and_charset(
+    api: Client, seeded: asyncpg.Pool
+) -> None:
+    """The file's response carries X-Request-ID (the caller's, or a new one) and a csv says
+    it is UTF-8."""
+    view = await export(api, campaign="north", format="csv")
+    path = f"/v1/exports/{view['export_id']}/file"
+    given = await api.get(path, headers=auth() | {"X-Request-ID": "dl-1"})
+    assert given.status == 200, await given.text()
+    assert given.headers.get("X-Request-ID") == "dl-1"
+    assert given.headers["Content-Type"] == "text/csv; charset=utf-8"
+    made = await api.get(path, headers=auth())
+    assert len(made.headers.get("X-Request-ID", "")) == 32
+
+
 @pytest.mark.parametrize("file_format", ["csv", "xlsx"])
 async def test_as_of_export_equals_the_as_of_reads(
     api: Client, seeded: asyncpg.Pool, file_format: str
