@@ -141,14 +141,27 @@ def query_params(request: web.Request, kind: type[S]) -> S:
         params = msgspec.convert(dict(request.query), kind, strict=False)
     except msgspec.ValidationError as error:
         message = str(error)
-        name = message.rsplit("`$.", 1)[1].rstrip("`") if "`$." in message else None
-        if name is None and "unknown field `" in message:
-            name = message.split("unknown field `", 1)[1].rstrip("`")
+        name = _parameter_named(message)
         raise Refused(problem(400, message, title=QUERY_TITLE, parameter=name)) from error
     beyond = time_out_of_range(params)
     if beyond is not None:
         raise Refused(problem(400, f"{beyond} {OUT_OF_RANGE}", title=QUERY_TITLE, parameter=beyond))
     return params
+
+
+# How msgspec names the field of a query it could not convert: a parameter not given, or not
+# known, at the start; one of the wrong type or range at the end (`... - at `$.limit``).
+_NAMING_PREFIXES: Final = ("Object missing required field `", "Object contains unknown field `")
+
+
+def _parameter_named(message: str) -> str | None:
+    """The parameter msgspec's message about a query names, or None."""
+    for prefix in _NAMING_PREFIXES:
+        if message.startswith(prefix):
+            return message.removeprefix(prefix).removesuffix("`")
+    if "`$." in message:
+        return message.rsplit("`$.", 1)[1].removesuffix("`")
+    return None
 
 
 def _lead_id(request: web.Request) -> int:

@@ -181,3 +181,12 @@ async def test_a_refused_removal_leaves_the_entry(client: Client, world: World) 
     assert (await _json(check, 200))["blocked"] is True
     removed = await client.delete(f"/v1/dnc/{entry}", headers=world.headers)
     assert removed.status == 204
+
+
+async def test_a_missing_required_parameter_is_named(client: Client, world: World) -> None:
+    """GET /v1/dnc/check without `phone` is a 400 whose `parameter` names phone."""
+    response = await client.get("/v1/dnc/check?campaign=sales", headers=world.headers)
+    assert response.status == 400, await response.text()
+    problem = await response.json()
+    assert (problem["parameter"], problem["title"]) == ("phone", "Invalid query parameter")
+    assert problem["detail"] == "Object missing required field `phone`"
