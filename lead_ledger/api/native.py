@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Final, TypeVar
 
 import asyncpg
 import msgspec
+import msgspec.inspect
 import structlog
 from aiohttp import web
 
@@ -123,8 +125,9 @@ class NoQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def query_params(request: web.Request, kind: type[S]) -> S:
     """The query string as `kind`; a 400 problem naming the parameter when it is not one."""
-    # strict=False turns query text into ints and times; unknown parameters are refused, so a
-    # misspelt filter is an error rather than a silently unfiltered page.
+    # Strict: a time only from RFC 3339 text (never epoch seconds), a whole number only from
+    # decimal digits (never 1.0 or 1e3). Unknown parameters are refused, so a misspelt filter is
+    # an error rather than a silently unfiltered page.
     nul = nul_name(request.query.items())
     if nul is not None:  # PostgreSQL text cannot hold one: refused, never looked up
         raise Refused(bad_parameter(nul, NUL_REASON))
@@ -138,7 +141,7 @@ def query_params(request: web.Request, kind: type[S]) -> S:
                 problem(400, f"{shown(given)} {reason}", title=QUERY_TITLE, parameter=shown(given))
             )
     try:
-        params = msgspec.convert(dict(request.query), kind, strict=False)
+        params = msgspec.convert(_typed(request, kind), kind)
     except msgspec.ValidationError as error:
         message = str(error)
         name = _parameter_named(message)
@@ -147,6 +150,42 @@ def query_params(request: web.Request, kind: type[S]) -> S:
     if beyond is not None:
         raise Refused(problem(400, f"{beyond} {OUT_OF_RANGE}", title=QUERY_TITLE, parameter=beyond))
     return params
+
+
+def _typed(request: web.Request, kind: type[S]) -> dict[str, object]:
+    """The query as `kind` takes it: the value of a whole-number parameter as its int, when it
+    is ASCII decimal digits (else a 400 naming it); every other value as the text it is."""
+    values: dict[str, object] = dict(request.query)
+    for name in _whole_number_names(kind) & values.keys():
+        text = request.query[name]
+        if not text.isascii() or not text.isdigit():
+            raise Refused(
+                problem(
+                    400,
+                    f"{shown(name)} must be a whole number in decimal digits (0-9)",
+                    title=QUERY_TITLE,
+                    parameter=shown(name),
+                )
+            )
+        # Past a bigint (with more digits than int() takes, too): one past every range, which
+        # msgspec then refuses saying what the most is.
+        number = decimal(text.lstrip("0") or "0")
+        values[name] = BIGINT_MAX + 1 if number is None else number
+    return values
+
+
+@functools.cache
+def _whole_number_names(kind: type[msgspec.Struct]) -> frozenset[str]:
+    """The query names of `kind`'s int fields (optional ones included)."""
+    info = msgspec.inspect.type_info(kind)
+    fields = info.fields if isinstance(info, msgspec.inspect.StructType) else ()
+    return frozenset(field.encode_name for field in fields if _takes_int(field.type))
+
+
+def _takes_int(kind: msgspec.inspect.Type) -> bool:
+    if isinstance(kind, msgspec.inspect.UnionType):
+        return any(_takes_int(member) for member in kind.types)
+    return isinstance(kind, msgspec.inspect.IntType)
 
 
 # How msgspec names the field of a query it could not convert: a parameter not given, or not

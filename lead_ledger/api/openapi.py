@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
+import msgspec.inspect
 from aiohttp import web
 
 from lead_ledger.api import docs_page, metrics, ops
@@ -218,7 +219,9 @@ def _operation(
         for name in _PATH_PARAMETER.findall(canonical)
     ]
     if op.query is not None:
-        parameters += _query_parameters(schema_of[op.query], components)
+        # The native routes' query values are read strictly (api/native.py, query_params).
+        native = op.security is NATIVE_KEY
+        parameters += _query_parameters(op.query, schema_of[op.query], components, native=native)
     parameters += [
         {
             "name": name,
@@ -253,24 +256,59 @@ def _operation(
     return doc
 
 
+# How the native routes read a query value of each kind (api/native.py, query_params).
+_QUERY_TIME: Final = "An RFC 3339 time (`2026-11-22T16:41:46Z`); without an offset, UTC."
+_QUERY_WHOLE_NUMBER: Final = "ASCII decimal digits only (no sign, fraction or exponent)."
+
+
 def _query_parameters(
-    ref: Mapping[str, Any], components: Mapping[str, Any]
+    query: type[msgspec.Struct],
+    ref: Mapping[str, Any],
+    components: Mapping[str, Any],
+    *,
+    native: bool,
 ) -> list[dict[str, Any]]:
     # A query Struct's schema is a $ref to its component: one parameter per property.
     schema = components[ref["$ref"].rsplit("/", 1)[1]]
     required = set(schema.get("required", ()))
+    kinds = _query_kinds(query) if native else {}
     parameters = []
     for name, prop in schema.get("properties", {}).items():
+        kind = kinds.get(name)
         parameter: dict[str, Any] = {
             "name": name,
             "in": "query",
             "required": name in required,
-            "schema": prop,
+            "schema": _date_time(prop) if kind == _QUERY_TIME else prop,
         }
-        if "description" in prop:
-            parameter["description"] = prop["description"]
+        description = " ".join(d for d in (prop.get("description"), kind) if d)
+        if description:
+            parameter["description"] = description
         parameters.append(parameter)
     return parameters
+
+
+def _query_kinds(query: type[msgspec.Struct]) -> dict[str, str]:
+    """What each time and whole-number parameter of `query` must be written as, by name."""
+    info = msgspec.inspect.type_info(query)
+    fields = info.fields if isinstance(info, msgspec.inspect.StructType) else ()
+    kinds = {}
+    for one in fields:
+        members = one.type.types if isinstance(one.type, msgspec.inspect.UnionType) else (one.type,)
+        if any(isinstance(m, msgspec.inspect.DateTimeType) for m in members):
+            kinds[one.encode_name] = _QUERY_TIME
+        elif any(isinstance(m, msgspec.inspect.IntType) for m in members):
+            kinds[one.encode_name] = _QUERY_WHOLE_NUMBER
+    return kinds
+
+
+def _date_time(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """`schema` with `format: date-time` on its string type (msgspec gives a bare string)."""
+    if schema.get("type") == "string":
+        return {**schema, "format": "date-time"}
+    if "anyOf" in schema:
+        return {**schema, "anyOf": [_date_time(member) for member in schema["anyOf"]]}
+    return dict(schema)
 
 
 # --- the route ----------------------------------------------------------------------------------

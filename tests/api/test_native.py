@@ -737,3 +737,44 @@ async def test_an_as_of_read_of_a_foreign_lead_opens_nothing(
     assert read == []
     assert (await get_json(api, "/v1/leads/100?as_of_version=1", key=KEY_B))["lead_id"] == 100
     assert read == ["lead-100", "opened lead-100"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/v1/leads/1?as_of=1700000000",
+        "/v1/leads/1?as_of=-1",
+        "/v1/leads/1?as_of=1.5",
+        "/v1/leads/1?as_of_version=1.0",
+        "/v1/leads/1?as_of_version=1e3",
+        "/v1/leads/1?as_of_version=%2B1",
+        "/v1/leads?after=1e3",
+        "/v1/leads?after=-0",
+        "/v1/leads?limit=%201",
+        "/v1/audit?from=1700000000",
+        "/v1/events?after=1.0",
+        "/v1/events/stream?after=1e3",
+        "/v1/jobs?to=1.5",
+        "/v1/jobs?before=1e3",
+    ],
+)
+async def test_a_number_or_time_not_written_as_one_is_refused(
+    api: Client, seeded: asyncpg.Pool, query: str
+) -> None:
+    """A time is RFC 3339 text, never epoch seconds; a whole number is decimal digits, never
+    1.0, 1e3, +1 or -0: anything else is a 400 naming the parameter."""
+    body = await get_json(api, query, 400)
+    assert body["parameter"] == query.split("?", 1)[1].split("=", 1)[0]
+
+
+async def test_whole_numbers_in_digits_and_rfc_3339_times_are_read(
+    api: Client, seeded: asyncpg.Pool
+) -> None:
+    """Leading zeros, and more digits than a bigint has (a 400 naming it, not a 500)."""
+    page = await get_json(api, "/v1/leads?after=003&limit=0001")
+    assert [lead["lead_id"] for lead in page["leads"]] == [4]
+    assert (await get_json(api, "/v1/leads/1?as_of_version=01"))["version"] == 1
+    body = await get_json(api, f"/v1/leads?after={'9' * 5000}", 400)
+    assert body["parameter"] == "after"
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    assert (await get_json(api, f"/v1/leads/1?as_of={now}"))["lead_id"] == 1

@@ -112,3 +112,16 @@ async def test_the_document_is_public_and_readable_from_any_origin(api: Client) 
         for name in requirement
     }
     assert used == set(schemes)
+
+
+async def test_native_query_times_and_numbers_say_how_they_are_written(api: Client) -> None:
+    """A time parameter is a date-time string (RFC 3339), a whole number decimal digits only."""
+    document = await fetch_document(api)
+    lead = document["paths"]["/v1/leads/{id}"]["get"]["parameters"]
+    as_of = next(p for p in lead if p["name"] == "as_of")
+    assert {"type": "string", "format": "date-time"} in as_of["schema"]["anyOf"]
+    assert "RFC 3339" in as_of["description"]
+    version = next(p for p in lead if p["name"] == "as_of_version")
+    assert "decimal digits only" in version["description"]
+    jobs = document["paths"]["/v1/jobs"]["get"]["parameters"]
+    assert "RFC 3339" in next(p for p in jobs if p["name"] == "from")["description"]
