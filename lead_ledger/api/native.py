@@ -242,7 +242,11 @@ NOT_FOUND: Final = problem_response("No such lead in this account")
 @routes.get("/v1/leads")
 @openapi.operation(
     summary="List leads, filtered, in lead_id order",
-    description="Keyset paging: pass `next_after` back as `after` until it is null.",
+    description=(
+        "Keyset paging: pass `next_after` back as `after` until it is null. Each page reads the"
+        " leads committed then, so a lead committed late (a bulk job's) can fall behind a page"
+        " already read: to see every insert, follow /v1/events."
+    ),
     tags=("native",),
     security=openapi.NATIVE_KEY,
     headers=READ_HEADERS,
