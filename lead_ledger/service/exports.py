@@ -501,11 +501,13 @@ async def export_view(
 
 
 async def file_of(conn: Connection, account_id: int, export_id: int) -> JobOutput | None:
-    """The export's stored file, while it is there."""
+    """The export's stored file, while it is there: None before its job wrote one (queued,
+    running or failed: its output is then the JSON null), and once it is removed."""
     row = await conn.fetchrow(SELECT_EXPORT, export_id, account_id)
     if row is None or row["output"] is None or row["output_removed_at"] is not None:
         return None
-    return msgspec.json.decode(row["output"], type=JobOutput)
+    output: JobOutput | None = msgspec.json.decode(row["output"], type=JobOutput | None)
+    return output
 
 
 async def file_chunks(pool: asyncpg.Pool, export_id: int, chunks: int) -> AsyncIterator[bytes]:

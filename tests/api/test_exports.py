@@ -509,3 +509,12 @@ async def test_an_account_has_a_bounded_number_of_exports_in_progress(
         while (await seeded.fetchval(exports.COUNT_IN_PROGRESS, A, exports.KIND)) > 0:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     assert (await export(api))["state"] == "done"  # room again once they are done
+
+
+async def test_a_queued_export_has_no_file(seeded: asyncpg.Pool) -> None:
+    """A queued export's file is none yet (its output is JSON null), never an error reading it."""
+    async with seeded.acquire() as conn:  # no app: no worker takes the job
+        export_id = await exports.submit_export(
+            conn, ctx(A), A, exports.ExportRequest(campaign="north")
+        )
+        assert await exports.file_of(conn, A, export_id) is None
