@@ -301,7 +301,10 @@ def fold_lead_view(
 
 
 async def lead_history(conn: Connection, account_id: int, lead_id: int) -> list[EventView] | None:
-    """Every event of the lead in order with actor and diff; None if it is not this account's."""
+    """Every event of the lead in order with actor and diff; None if it is not this account's
+    (another account's lead is not read: the same work as for a missing id)."""
+    if await _lead_account(conn, lead_id) != account_id:
+        return None
     events = await read_stream(conn, stream_of_lead(lead_id))
     if not events:
         return None

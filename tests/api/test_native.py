@@ -717,7 +717,8 @@ async def test_a_min_position_that_is_no_position_is_a_400(
 async def test_an_as_of_read_of_a_foreign_lead_opens_nothing(
     api: Client, seeded: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As-of reads of B's lead by A read and open none of its events, as for a missing id."""
+    """As-of and history reads of B's lead by A read and open none of its events, as for a
+    missing id."""
     read: list[str] = []
 
     async def reading(conn: Any, stream_id: str, **kw: Any) -> Any:
@@ -734,6 +735,7 @@ async def test_an_as_of_read_of_a_foreign_lead_opens_nothing(
     for lead in (100, 999):
         await get_json(api, f"/v1/leads/{lead}?as_of_version=1", 404)
         await get_json(api, f"/v1/leads/{lead}", 404, params={"as_of": now})
+        await get_json(api, f"/v1/leads/{lead}/history", 404)
     assert read == []
     assert (await get_json(api, "/v1/leads/100?as_of_version=1", key=KEY_B))["lead_id"] == 100
     assert read == ["lead-100", "opened lead-100"]
