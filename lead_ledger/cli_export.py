@@ -144,16 +144,29 @@ async def _exported(
                 except CellTooLongError as error:
                     sys.stderr.write(f"lead-ledger: not exported: {error}\n")
                     return None
-        # Copied beside the target, then renamed over it: atomic on one file system.
-        staged = output.with_name(f".{output.name}.{os.getpid()}.partial")
         try:
-            shutil.copyfile(written.path, staged)
-            staged.replace(output)
+            _place(Path(written.path), output)
         except OSError as error:
-            staged.unlink(missing_ok=True)
             sys.stderr.write(f"lead-ledger: cannot write {output}: {error}\n")
             return None
     return Exported(file=str(output), rows=written.rows, bytes=written.size)
+
+
+def _place(written: Path, output: Path) -> None:
+    """A new file or a plain one is replaced whole: copied beside it, then renamed over it
+    (atomic on one file system), with the old file's mode (a file kept 0600 stays so). Anything
+    else (a symlink, /dev/stdout, a pipe) is written through, as it is not ours to replace."""
+    if output.is_symlink() or (output.exists() and not output.is_file()):
+        shutil.copyfile(written, output)
+        return
+    staged = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    try:
+        shutil.copyfile(written, staged)
+        if output.exists():
+            shutil.copymode(output, staged)
+        staged.replace(output)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def _unwritable(output: Path) -> str | None:
@@ -162,6 +175,9 @@ def _unwritable(output: Path) -> str | None:
     folder = output.parent
     if output.is_dir():
         return f"{output} is a directory"
+    if output.is_symlink() or (output.exists() and not output.is_file()):
+        # Written through (_place): what matters is whether it may be written.
+        return None if os.access(output, os.W_OK) else "it may not be written"
     if not folder.is_dir():
         return f"{folder} is no directory"
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import stat
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,7 +156,8 @@ async def test_the_file_is_checked_first_and_replaced_whole(
     run: Run, tmp_path: Path, pool: asyncpg.Pool
 ) -> None:
     """A target in a folder that does not exist, or a folder: 1 before the export runs; an
-    existing file is replaced whole, and nothing is left beside it."""
+    existing file is replaced whole, keeping its mode, and nothing is left beside it; a
+    symlink is written through, not replaced."""
     assert (await run("admin", "accounts", "create", "acme", "--default-region", "IN"))[0] == 0
     assert (await run("admin", "campaigns", "create", "acme", "sales"))[0] == 0
     await add(pool, ["Asha"])
@@ -168,7 +170,16 @@ async def test_the_file_is_checked_first_and_replaced_whole(
     target = tmp_path / "out" / "leads.csv"
     target.parent.mkdir()
     target.write_text("an older file, longer than the export will be\n" * 100)
+    target.chmod(0o600)
     code, _, err = await run("export", "--account", "acme", "-o", str(target))
     assert code == 0, err
     assert [r["name"] for r in read(target)] == ["Asha"]
     assert [p.name for p in target.parent.iterdir()] == ["leads.csv"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    link = target.parent / "latest.csv"
+    link.symlink_to(target)
+    await add(pool, ["Ravi"])
+    code, _, err = await run("export", "--account", "acme", "-o", str(link))
+    assert code == 0, err
+    assert link.is_symlink()
+    assert [r["name"] for r in read(target)] == ["Asha", "Ravi"]
