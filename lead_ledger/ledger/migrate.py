@@ -118,16 +118,26 @@ async def migrate_if_new(conn: Connection) -> list[str]:
     that has a schema with migrations pending, which only `migrate` and `serve` apply: some
     hold writes for a while (docs/operations.md, "Migrations"), and a command run to look at
     or change a few rows must not start them under the servers of an older version."""
-    if await conn.fetchval(NO_MIGRATIONS_TABLE):
-        return await migrate(conn)
-    pending = await _pending(conn, shipped_migrations())
-    if pending:
-        raise MigrationError(
-            f"{len(pending)} migration(s) pending ({', '.join(pending)}): run `lead-ledger"
-            " migrate` (or start `lead-ledger serve`, which applies them) first"
-            " (docs/operations.md, 'Migrations')"
-        )
-    return []
+    if not await conn.fetchval(MAY_MIGRATE):
+        return await migrate(conn)  # checks that nothing is pending, as for the service role
+    # Under the migration lock: a new database that `serve` or `migrate` is bringing up is
+    # waited for, not taken for one with migrations pending (the lock is re-entrant, so
+    # `migrate` below takes it again).
+    key = migration_lock_key()
+    await conn.execute(LOCK_SESSION, key)
+    try:
+        if await conn.fetchval(NO_MIGRATIONS_TABLE):
+            return await migrate(conn)
+        pending = await _pending(conn, shipped_migrations())
+        if pending:
+            raise MigrationError(
+                f"{len(pending)} migration(s) pending ({', '.join(pending)}): run `lead-ledger"
+                " migrate` (or start `lead-ledger serve`, which applies them) first"
+                " (docs/operations.md, 'Migrations')"
+            )
+        return []
+    finally:
+        await conn.execute(UNLOCK_SESSION, key)
 
 
 async def _pending(conn: Connection, migrations: list[Migration]) -> list[str]:

@@ -11,6 +11,7 @@ import pytest
 from lead_ledger.ledger import key_store, store
 from lead_ledger.ledger.database import connect, open_database
 from lead_ledger.ledger.errors import MigrationError
+from lead_ledger.ledger.locks import LOCK_SESSION, UNLOCK_SESSION, migration_lock_key
 from lead_ledger.ledger.migrate import Migration, migrate, shipped_migrations
 from lead_ledger.projections.base import SHADOW_SCHEMA
 from lead_ledger.projections.rebuild import shadow
@@ -101,6 +102,27 @@ async def test_a_command_migrates_a_new_database_but_never_upgrades_one(
         await conn.close()
     pool = await open_database(older_url, min_size=1, max_size=1, check_role=False, upgrade=True)
     await pool.close()
+
+
+async def test_a_command_waits_for_a_new_database_being_migrated(
+    database_factory: DatabaseFactory,
+) -> None:
+    """While `serve` or `migrate` brings a new database up (its migration lock held, some files
+    applied), a command waits for it rather than refusing it as one with migrations pending."""
+    url = await database_factory(migrated=False)
+    holder = await connect(url)
+    try:
+        await holder.execute(LOCK_SESSION, migration_lock_key())
+        await migrate(holder, shipped_migrations()[:-1])
+        command = asyncio.create_task(open_database(url, min_size=1, max_size=1, check_role=False))
+        await asyncio.sleep(0.5)
+        assert not command.done()
+        await migrate(holder)
+        await holder.execute(UNLOCK_SESSION, migration_lock_key())
+        pool = await asyncio.wait_for(command, 30)
+        await pool.close()
+    finally:
+        await holder.close()
 
 
 async def test_changed_migration_refuses_to_start(database_factory: DatabaseFactory) -> None:
