@@ -42,6 +42,7 @@ MAX_ATTEMPTS: Final = 8
 BACKOFF_SECONDS: Final = 1.0  # 1 s, 2 s, 4 s, ... capped
 MAX_BACKOFF_SECONDS: Final = 600.0
 LEASE_SECONDS: Final = 60.0  # longer than the POST timeout (10 s)
+NOT_HTTP: Final = "callback URL must be http or https with a host"
 # Names the setting: the uploader who meets it on a test system learns the switch at once.
 PRIVATE_TARGET: Final = (
     "callback target is a private address; set LEDGER_CALLBACK_ALLOW_PRIVATE=1 to allow it"
@@ -86,7 +87,10 @@ async def refusal(url: str, *, allow_private: bool) -> str | None:
 
     Raises OSError when the host does not resolve now: that may pass (a DNS outage, a record not
     yet published), so it is a failed attempt, retried, not a refusal."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ of an IPv6 address, a host NFKC changes
+        return NOT_HTTP
     malformed = _malformed(parts)
     if malformed is not None or allow_private:
         return malformed
@@ -107,7 +111,7 @@ def _malformed(parts: SplitResult) -> str | None:
     """Why no client could ever call this URL, whatever the address rules: checked before
     them, so that a setting which allows private targets still refuses an impossible one."""
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "callback URL must be http or https with a host"
+        return NOT_HTTP
     try:
         port = parts.port
     except ValueError:  # beyond 65535, or not a number
@@ -217,7 +221,9 @@ async def _attempt(
         final = error is not None
         if error is None:
             status = await post(due.url, due.body.encode())
-    except (OSError, TimeoutError) as failure:
+    except (OSError, TimeoutError, ValueError) as failure:
+        # ValueError: a URL the HTTP client cannot take although the rule above did. A failed
+        # attempt, retried and in the end abandoned, never a dispatcher that fails for ever.
         error, logged = failure_texts(failure)
         final = False
     delivered = status is not None and 200 <= status < 300

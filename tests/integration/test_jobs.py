@@ -700,6 +700,8 @@ BAD_HOST = "callback URL's host is neither a host name nor an address"
         ("http://a..b/hook", BAD_HOST),
         ("http://-a.example/", BAD_HOST),
         (f"http://{'a' * 64}.example/", BAD_HOST),
+        ("http://[::1/hook", callbacks.NOT_HTTP),  # urlsplit: "Invalid IPv6 URL"
+        ("http://\u2100.com/hook", callbacks.NOT_HTTP),  # a host NFKC changes
     ],
 )
 async def test_a_url_no_client_could_call_is_refused_even_where_private_targets_are_allowed(
