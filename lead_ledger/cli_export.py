@@ -20,7 +20,7 @@ from lead_ledger.cli_account import account_connection
 from lead_ledger.cli_projections import progress_bar
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.database import database_urls
-from lead_ledger.service.export_files import CellTooLongError, ExportFormat
+from lead_ledger.service.export_files import ExportFormat, XlsxLimitError
 from lead_ledger.service.export_parallel import ExportWorkers
 from lead_ledger.service.export_rows import ExportQuery
 from lead_ledger.service.exports import (
@@ -141,7 +141,7 @@ async def _exported(
                     written = await write_export_file(
                         conn, query, request, Path(scratch), on_rows=spooled, workers=workers
                     )
-                except CellTooLongError as error:
+                except XlsxLimitError as error:
                     sys.stderr.write(f"lead-ledger: not exported: {error}\n")
                     return None
         try:

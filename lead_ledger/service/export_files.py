@@ -212,23 +212,31 @@ def write_csv(
     text.detach()
 
 
-# The most characters an xlsx cell holds (Excel's specification; XlsxWriter cuts a longer
-# string there and says so only in the result of the write).
+# The most characters an xlsx cell holds and columns a sheet holds (Excel's specification;
+# XlsxWriter cuts a longer string, or leaves out the cells past the last column, and says so
+# only in the result of the write).
 XLSX_CELL_CHARACTERS: Final = 32767
+XLSX_COLUMNS: Final = 16384
 
 
-class CellTooLongError(ValueError):
-    """A value longer than an xlsx cell holds: the file would lose its end."""
+class XlsxLimitError(ValueError):
+    """What an xlsx file cannot hold (a value too long, too many columns): it would lose it."""
 
 
 def write_xlsx(rows: Iterable[list[object]], columns: Columns, path: Path) -> None:
     """Row by row (constant_memory): XlsxWriter keeps one row in memory, the rest on disk.
-    Cells are written as strings, never as formulas. CellTooLongError, naming the column,
-    for a value longer than XLSX_CELL_CHARACTERS, rather than a file that silently cuts it."""
+    Cells are written as strings, never as formulas. XlsxLimitError, saying what, for more
+    columns than a sheet holds or a value longer than a cell holds, rather than a file that
+    silently leaves it out or cuts it."""
+    header = [spreadsheet_text(name) for name in columns.header()]
+    if len(header) > XLSX_COLUMNS:
+        raise XlsxLimitError(
+            f"the export has {len(header):,} columns, more than an xlsx sheet holds"
+            f" ({XLSX_COLUMNS:,}): export as csv or jsonl, or choose fewer fields"
+        )
     workbook = xlsxwriter.Workbook(
         str(path), {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False}
     )
-    header = [spreadsheet_text(name) for name in columns.header()]
     sheet = None
     row = SHEET_ROWS
     for cells in rows:
@@ -240,7 +248,7 @@ def write_xlsx(rows: Iterable[list[object]], columns: Columns, path: Path) -> No
         assert sheet is not None  # noqa: S101 - set on the first record
         if sheet.write_row(row, 0, [_xlsx_value(cell) for cell in cells]):
             workbook.close()
-            raise CellTooLongError(_too_long(cells, header))
+            raise XlsxLimitError(_too_long(cells, header))
     if sheet is None:
         workbook.add_worksheet().write_row(0, 0, header)
     workbook.close()

@@ -33,11 +33,11 @@ from lead_ledger.service import jobs
 from lead_ledger.service.export_files import (
     CONTENT_TYPES,
     EXPORTABLE,
-    CellTooLongError,
     Columns,
     ExportFormat,
     Spool,
     WrittenFile,
+    XlsxLimitError,
     spooled_rows,
     write_csv,
     write_xlsx,
@@ -315,7 +315,7 @@ async def _prepared(
                 written = await write_export_file(
                     conn, query, request, Path(scratch), workers=workers
                 )
-            except CellTooLongError as error:
+            except XlsxLimitError as error:
                 # The same on every attempt: the job fails at once, saying why.
                 written, failure = WrittenFile(Path(scratch), 0, 0), str(error)
         prepared = PreparedFile(

@@ -270,6 +270,28 @@ async def test_a_value_longer_than_an_xlsx_cell_fails_the_xlsx_export_and_not_th
     assert csv_rows(data)[0]["comments"].endswith("END")
 
 
+async def test_more_columns_than_an_xlsx_sheet_holds_fails_the_xlsx_export(
+    api: Client, seeded: asyncpg.Pool
+) -> None:
+    """16,400 CRM fields make more columns than a sheet holds: the xlsx export fails saying so,
+    where the cells past the last column would be left out."""
+    await update_lead(seeded, A, 1, ctx(A), crm={f"f:{n}": "x" for n in range(16_400)})
+    response = await api.post("/v1/exports", json={"format": "xlsx"}, headers=auth())
+    assert response.status == 202, await response.text()
+    view = await response.json()
+    deadline = time.monotonic() + 120
+    while view["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, view
+        await asyncio.sleep(0.05)
+        view = await (await api.get(f"/v1/exports/{view['export_id']}", headers=auth())).json()
+    assert view["state"] == "failed"
+    assert view["error"].startswith("the export has 16,4")
+    assert view["error"].endswith(
+        "columns, more than an xlsx sheet holds (16,384): export as csv or jsonl, or choose"
+        " fewer fields"
+    )
+
+
 async def test_fields_and_all_campaigns(api: Client, seeded: asyncpg.Pool) -> None:
     """Without a campaign every campaign of the account is exported; `fields` picks the
     columns (lead id, campaign, status and the times always)."""
