@@ -96,6 +96,10 @@ async def run_erase(
     except ValueError as error:
         sys.stderr.write(f"lead-ledger: {error}\n")
         return 2
+    if not (args.yes or args.dry_run or stdin.isatty()):
+        # Nobody to ask: refused before the database is touched.
+        sys.stderr.write("lead-ledger: not erased (confirm, or pass --yes)\n")
+        return 2
     async with account_connection(settings, args.account) as found:
         if found is None:
             return 1
@@ -117,8 +121,7 @@ def _print(result: Erasure | ErasurePreview) -> None:
 
 
 def _confirmed(account: str, asked: tuple[str, str], would: ErasurePreview, stdin: TextIO) -> bool:
-    if not stdin.isatty():
-        return False  # nobody to ask: only --yes erases without a person at the keyboard
+    """Ask the person at the terminal (run_erase has seen that there is one)."""
     by, value = asked
     leads = ", ".join(map(str, would.lead_ids)) or "none"
     sys.stderr.write(

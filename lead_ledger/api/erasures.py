@@ -58,7 +58,7 @@ async def erase(request: web.Request, principal: Principal) -> web.StreamRespons
     summary="What an erasure would take now, without erasing anything",
     description=(
         "The same body as `POST /v1/erasures`; the answer counts the subjects it names now and"
-        " lists their lead ids and rejected rows. Nothing is erased or recorded. An erasure"
+        " lists their lead ids and rejected rows. Nothing is erased, no event recorded. An erasure"
         " asked for afterwards reads them again: a write in between may add a row."
     ),
     tags=("native",),

@@ -445,7 +445,8 @@ async def events(request: web.Request, principal: Principal) -> web.StreamRespon
         "Each event is `id: <position>`, `event: <type>`, `data: <feed entry JSON>`. Resume with"
         " the Last-Event-ID header (or `after`); a comment line arrives every 15 s. The stream"
         " ends when its key is revoked: right after the key's own CredentialRevoked event, and"
-        " within a few seconds of a revocation however made."
+        " at its next read of the feed after a revocation however made (events it read ahead"
+        " before that read may still be sent)."
     ),
     tags=("native",),
     security=openapi.NATIVE_KEY,

@@ -161,7 +161,8 @@ class Erasure(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ErasurePreview(msgspec.Struct, frozen=True, kw_only=True):
-    """What an erasure would take now, before it is asked for: nothing is erased or recorded."""
+    """What an erasure would take now, before it is asked for: nothing is erased, and no event
+    recorded."""
 
     by: ErasureBy
     subjects: int
