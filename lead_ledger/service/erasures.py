@@ -13,7 +13,7 @@ be opened again.
 from __future__ import annotations
 
 import uuid
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 
@@ -148,6 +148,13 @@ def _one_number(phone: str) -> None:
         )
 
 
+# A rejected row as the API shows it: [job id, row number]. A list of two, not a tuple: the
+# schema of a tuple (prefixItems, items false) is one some OpenAPI tools cannot read.
+RejectedRow = Annotated[
+    list[int], msgspec.Meta(min_length=2, max_length=2, description="[job id, row number]")
+]
+
+
 class Erasure(msgspec.Struct, frozen=True, kw_only=True):
     """An erasure as the API shows it: what it destroyed, never what it was asked for."""
 
@@ -155,7 +162,7 @@ class Erasure(msgspec.Struct, frozen=True, kw_only=True):
     by: ErasureBy
     subjects: int
     lead_ids: list[int]
-    rejected_rows: list[tuple[int, int]]
+    rejected_rows: list[RejectedRow]
     erased_at: str
     actor: Actor | None = None
 
@@ -167,7 +174,7 @@ class ErasurePreview(msgspec.Struct, frozen=True, kw_only=True):
     by: ErasureBy
     subjects: int
     lead_ids: list[int]
-    rejected_rows: list[tuple[int, int]]
+    rejected_rows: list[RejectedRow]
 
 
 async def preview(conn: Connection, account_id: int, request: ErasureRequest) -> ErasurePreview:
@@ -182,7 +189,7 @@ async def preview(conn: Connection, account_id: int, request: ErasureRequest) ->
         by=by,
         subjects=len(subjects),
         lead_ids=_lead_ids(subjects),
-        rejected_rows=_rejected(subjects),
+        rejected_rows=[list(row) for row in _rejected(subjects)],
     )
 
 
@@ -368,7 +375,7 @@ def _shown(event: SubjectErased, recorded: RecordedEvent) -> Erasure:
         by=event.by,
         subjects=len(event.subjects),
         lead_ids=event.lead_ids,
-        rejected_rows=event.rejected_rows,
+        rejected_rows=[list(row) for row in event.rejected_rows],
         erased_at=recorded.recorded_at.isoformat(),
         actor=recorded.decoded_metadata().actor,
     )
