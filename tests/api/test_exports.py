@@ -42,22 +42,26 @@ __all__ = ["api", "seeded"]  # fixtures, imported to be found here
 
 async def export(api: Client, key: str | None = None, **body: Any) -> dict[str, Any]:
     """POST /v1/exports, then poll the export until it is done; returns its view."""
-    response = await api.post("/v1/exports", json=body, headers=auth(key) if key else auth())
+    view = await settled(api, key, **body)
+    assert view["state"] == "done", view
+    return view
+
+
+async def settled(api: Client, key: str | None = None, **body: Any) -> dict[str, Any]:
+    """POST /v1/exports, then poll the export until it is done or failed; returns its view."""
+    headers = auth(key) if key else auth()
+    response = await api.post("/v1/exports", json=body, headers=headers)
     assert response.status == 202, await response.text()
-    view = await response.json()
+    view: dict[str, Any] = await response.json()
     assert view["state"] in ("queued", "running")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while view["state"] in ("queued", "running"):
         assert time.monotonic() < deadline, view
         await asyncio.sleep(0.05)
-        got = await api.get(
-            f"/v1/exports/{view['export_id']}", headers=auth(key) if key else auth()
-        )
+        got = await api.get(f"/v1/exports/{view['export_id']}", headers=headers)
         assert got.status == 200
         view = await got.json()
-    assert view["state"] == "done", view
-    done: dict[str, Any] = view
-    return done
+    return view
 
 
 async def download(api: Client, view: dict[str, Any]) -> tuple[bytes, str]:
@@ -249,14 +253,7 @@ async def test_a_value_longer_than_an_xlsx_cell_fails_the_xlsx_export_and_not_th
     column and the formats that hold it, where it would cut the value; the csv has it whole."""
     await update_lead(seeded, A, 1, ctx(A), comments="x" * 40_000 + "END")
     at = {"as_of": datetime.now(UTC).isoformat()} if as_of else {}
-    response = await api.post("/v1/exports", json={"format": "xlsx", **at}, headers=auth())
-    assert response.status == 202, await response.text()
-    view = await response.json()
-    deadline = time.monotonic() + 60
-    while view["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline, view
-        await asyncio.sleep(0.05)
-        view = await (await api.get(f"/v1/exports/{view['export_id']}", headers=auth())).json()
+    view = await settled(api, format="xlsx", **at)
     assert (view["state"], view["download_url"]) == ("failed", None)
     assert view["error"] == (
         "comments holds more than 32,767 characters in a lead, more than an xlsx cell holds:"
@@ -276,14 +273,7 @@ async def test_more_columns_than_an_xlsx_sheet_holds_fails_the_xlsx_export(
     """16,400 CRM fields make more columns than a sheet holds: the xlsx export fails saying so,
     where the cells past the last column would be left out."""
     await update_lead(seeded, A, 1, ctx(A), crm={f"f:{n}": "x" for n in range(16_400)})
-    response = await api.post("/v1/exports", json={"format": "xlsx"}, headers=auth())
-    assert response.status == 202, await response.text()
-    view = await response.json()
-    deadline = time.monotonic() + 120
-    while view["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline, view
-        await asyncio.sleep(0.05)
-        view = await (await api.get(f"/v1/exports/{view['export_id']}", headers=auth())).json()
+    view = await settled(api, format="xlsx")
     assert view["state"] == "failed"
     assert view["error"].startswith("the export has 16,4")
     assert view["error"].endswith(
