@@ -18,7 +18,6 @@ from rich.console import Console
 from lead_ledger.cli_account import account_connection, cli_context
 from lead_ledger.cli_projections import progress_bar
 from lead_ledger.ledger.connection import Connection
-from lead_ledger.ledger.phones import dedupe_key
 from lead_ledger.service import dnc, reads
 from lead_ledger.service.account_reads import default_region
 from lead_ledger.service.inputs import end_of_day
@@ -124,6 +123,7 @@ async def _import(args: argparse.Namespace, settings: Settings, console: Console
         for _, number in numbers
     ]
     ctx = cli_context()
+    listed: list[str] = []  # the keys of numbers the import left out, as listed already
     async with account_connection(settings, args.account) as found:
         if found is None:
             return 1
@@ -137,33 +137,32 @@ async def _import(args: argparse.Namespace, settings: Settings, console: Console
                     account_id,
                     entries,
                     lambda done: progress("import", done, len(entries)),
+                    on_listed=listed.extend,
                 )
             except dnc.DncError as error:
                 sys.stderr.write(f"lead-ledger: {error.message}\n")
                 return 1
-        listed = len(entries) - added
-        idle = await _not_blocking(conn, account_id, args.campaign, entries) if listed else 0
+        idle = await _not_blocking(conn, account_id, args.campaign, listed) if listed else 0
     if idle:
         sys.stderr.write(
             f"lead-ledger: {idle} number(s) of the file were listed already with an entry that"
             " does not block (Inactive or expired), left as it is: make it Active or give it"
             " a new expiry with PATCH /v1/dnc/{id} (docs/dnc.md)\n"
         )
-    result = Imported(added=added, already_listed=listed, not_blocking=idle)
+    result = Imported(added=added, already_listed=len(entries) - added, not_blocking=idle)
     sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
     return 0
 
 
 async def _not_blocking(
-    conn: Connection, account_id: int, campaign: str | None, entries: Sequence[dnc.NewDncEntry]
+    conn: Connection, account_id: int, campaign: str | None, keys: Sequence[str]
 ) -> int:
-    """How many of the numbers have an entry in the import's scope that does not block."""
+    """How many of these numbers (dedupe keys) have an entry in the import's scope that does
+    not block."""
     campaign_id = None
     if campaign is not None:
         campaign_id = (await dnc.campaigns_by_name(conn, account_id))[campaign]
-    region = await default_region(conn, account_id)
-    numbers = sorted({dedupe_key(entry.phone, region) for entry in entries})
-    count: int = await conn.fetchval(COUNT_NOT_BLOCKING, account_id, campaign_id, numbers)
+    count: int = await conn.fetchval(COUNT_NOT_BLOCKING, account_id, campaign_id, sorted(set(keys)))
     return count
 
 
@@ -175,10 +174,11 @@ async def import_entries(
     progress: Callable[[int], None] | None = None,
     *,
     batch_size: int = BATCH,
+    on_listed: Callable[[list[str]], None] | None = None,
 ) -> int:
     """Add entries `batch_size` at a time, each batch in its own transaction, leaving out
     numbers already in their scope; the number added. `progress` hears how many entries are
-    done.
+    done, `on_listed` the keys of those left out.
 
     A pipeline, so that the server and Python work at once: the numbers' keys (phonenumbers,
     ~15 µs a number) are computed in worker processes, and each batch is prepared (its events
@@ -213,6 +213,8 @@ async def import_entries(
                 if index + 1 < len(batches):
                     preparing = await prepare(batches[index + 1])
                 made = await dnc.write_prepared(conn, ctx, prepared, skip_listed=True)
+                if on_listed is not None and len(made) < len(batch):
+                    on_listed(_left_out(prepared, made))
                 added += len(made)
                 done += len(batch)
                 if progress is not None:
@@ -222,6 +224,16 @@ async def import_entries(
             if preparing is not None:
                 preparing.cancel()
     return added
+
+
+def _left_out(prepared: dnc.PreparedEntries, made: list[int]) -> list[str]:
+    """The keys of a batch's entries that were not added (listed already)."""
+    kept = set(made)
+    return [
+        key
+        for (key, _), entry_id in zip(prepared.scoped, prepared.entry_ids, strict=True)
+        if entry_id not in kept
+    ]
 
 
 async def _check(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Final, TypeVar
 
 import asyncpg
 import msgspec
-import msgspec.inspect
 import structlog
 from aiohttp import web
 
@@ -30,6 +28,7 @@ from lead_ledger.api.problems import (
     internal_error,
     problem,
 )
+from lead_ledger.api.query_fields import field_kinds
 from lead_ledger.api.read_routing import READ_HEADERS, on_read_pool
 from lead_ledger.ledger.connection import Connection
 from lead_ledger.ledger.envelope import RecordedEvent
@@ -156,7 +155,8 @@ def _typed(request: web.Request, kind: type[S]) -> dict[str, object]:
     """The query as `kind` takes it: the value of a whole-number parameter as its int, when it
     is ASCII decimal digits (else a 400 naming it); every other value as the text it is."""
     values: dict[str, object] = dict(request.query)
-    for name in _whole_number_names(kind) & values.keys():
+    whole = {name for name, one in field_kinds(kind).items() if one == "whole_number"}
+    for name in whole & values.keys():
         text = request.query[name]
         if not text.isascii() or not text.isdigit():
             raise Refused(
@@ -172,20 +172,6 @@ def _typed(request: web.Request, kind: type[S]) -> dict[str, object]:
         number = decimal(text.lstrip("0") or "0")
         values[name] = BIGINT_MAX + 1 if number is None else number
     return values
-
-
-@functools.cache
-def _whole_number_names(kind: type[msgspec.Struct]) -> frozenset[str]:
-    """The query names of `kind`'s int fields (optional ones included)."""
-    info = msgspec.inspect.type_info(kind)
-    fields = info.fields if isinstance(info, msgspec.inspect.StructType) else ()
-    return frozenset(field.encode_name for field in fields if _takes_int(field.type))
-
-
-def _takes_int(kind: msgspec.inspect.Type) -> bool:
-    if isinstance(kind, msgspec.inspect.UnionType):
-        return any(_takes_int(member) for member in kind.types)
-    return isinstance(kind, msgspec.inspect.IntType)
 
 
 # How msgspec names the field of a query it could not convert: a parameter not given, or not

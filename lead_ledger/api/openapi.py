@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
-import msgspec.inspect
 from aiohttp import web
 
 from lead_ledger.api import docs_page, metrics, ops
 from lead_ledger.api.edge import Dialect, json_response, no_authentication
 from lead_ledger.api.problems import PROBLEM_JSON, body_too_large, internal_error
+from lead_ledger.api.query_fields import QueryKind, field_kinds
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
@@ -257,8 +257,10 @@ def _operation(
 
 
 # How the native routes read a query value of each kind (api/native.py, query_params).
-_QUERY_TIME: Final = "An RFC 3339 time (`2026-11-22T16:41:46Z`); without an offset, UTC."
-_QUERY_WHOLE_NUMBER: Final = "ASCII decimal digits only (no sign, fraction or exponent)."
+_QUERY_KIND_WORDS: Final[Mapping[QueryKind, str]] = {
+    "time": "An RFC 3339 time (`2026-11-22T16:41:46Z`); without an offset, UTC.",
+    "whole_number": "ASCII decimal digits only (no sign, fraction or exponent).",
+}
 
 
 def _query_parameters(
@@ -271,7 +273,7 @@ def _query_parameters(
     # A query Struct's schema is a $ref to its component: one parameter per property.
     schema = components[ref["$ref"].rsplit("/", 1)[1]]
     required = set(schema.get("required", ()))
-    kinds = _query_kinds(query) if native else {}
+    kinds = field_kinds(query) if native else {}
     parameters = []
     for name, prop in schema.get("properties", {}).items():
         kind = kinds.get(name)
@@ -279,27 +281,14 @@ def _query_parameters(
             "name": name,
             "in": "query",
             "required": name in required,
-            "schema": _date_time(prop) if kind == _QUERY_TIME else prop,
+            "schema": _date_time(prop) if kind == "time" else prop,
         }
-        description = " ".join(d for d in (prop.get("description"), kind) if d)
+        words = _QUERY_KIND_WORDS[kind] if kind is not None else None
+        description = " ".join(d for d in (prop.get("description"), words) if d)
         if description:
             parameter["description"] = description
         parameters.append(parameter)
     return parameters
-
-
-def _query_kinds(query: type[msgspec.Struct]) -> dict[str, str]:
-    """What each time and whole-number parameter of `query` must be written as, by name."""
-    info = msgspec.inspect.type_info(query)
-    fields = info.fields if isinstance(info, msgspec.inspect.StructType) else ()
-    kinds = {}
-    for one in fields:
-        members = one.type.types if isinstance(one.type, msgspec.inspect.UnionType) else (one.type,)
-        if any(isinstance(m, msgspec.inspect.DateTimeType) for m in members):
-            kinds[one.encode_name] = _QUERY_TIME
-        elif any(isinstance(m, msgspec.inspect.IntType) for m in members):
-            kinds[one.encode_name] = _QUERY_WHOLE_NUMBER
-    return kinds
 
 
 def _date_time(schema: Mapping[str, Any]) -> dict[str, Any]:
